@@ -1,0 +1,814 @@
+"""Read the mailsync config file (TOML) into the typed settings of mailsync.config.model.
+
+Owns: where the config file and the default store live (``--config``, ``MAILSYNC_CONFIG``, XDG
+directories), parsing with tomllib, every validation rule and default, and turning secret
+*references* (``env:NAME``, ``cmd:COMMAND``, ``keyring:SERVICE/USER``, literal) into SecretRef.
+Must not: resolve secrets (mailsync.auth.secrets does that), open the store, touch the network, or
+put a literal secret into any message. Every error is a ConfigError whose message names the file,
+the key and the bad value, and whose ``hint`` says how to fix it.
+"""
+
+from __future__ import annotations
+
+import difflib
+import errno
+import ipaddress
+import math
+import os
+import re
+import stat
+import tomllib
+from collections.abc import Iterable, Mapping
+from datetime import date, datetime, time
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from mailsync.config.model import AccountConfig, Config, SecretRef, StoreConfig
+from mailsync.errors import ConfigError
+
+__all__ = [
+    "ACCOUNT_KEYS",
+    "EXTRA_ACCOUNT_KEYS",
+    "config_from_mapping",
+    "default_config_path",
+    "default_store_url",
+    "load_config",
+    "parse_secret_ref",
+]
+
+TOP_LEVEL_KEYS = ("store", "account", "crm")
+STORE_KEYS = ("url",)
+# Keys later features read; kept in AccountConfig.extra.
+EXTRA_ACCOUNT_KEYS = (
+    "identities",
+    "share",
+    "create_contacts",
+    "watch",
+    "poll_interval",
+    "idle_refresh",
+    "scopes",
+    "authorization_endpoint",
+    "token_endpoint",
+    "tenant",
+)
+ACCOUNT_KEYS = (
+    "name",
+    "host",
+    "port",
+    "tls",
+    "username",
+    "password",
+    "folders",
+    "exclude",
+    "ca_file",
+    "allow_plaintext",
+    "conflict",
+    "max_connections",
+    "batch_size",
+    "timeout",
+    "auth",
+    "provider",
+    "client_id",
+    "client_secret",
+) + EXTRA_ACCOUNT_KEYS
+# Keys that only mean something with auth = "oauth2".
+OAUTH2_ONLY_KEYS = (
+    "provider",
+    "client_id",
+    "client_secret",
+    "scopes",
+    "authorization_endpoint",
+    "token_endpoint",
+    "tenant",
+)
+# Keys whose literal value is a secret: never shown, and refused in a file others can read.
+SECRET_KEYS = ("password", "client_secret")
+
+TLS_MODES = ("implicit", "starttls", "none")
+CONFLICT_POLICIES = ("server", "local", "newest")
+AUTH_METHODS = ("password", "oauth2")
+PROVIDERS = ("google", "microsoft", "generic")
+SECRET_PREFIXES = ("env:", "cmd:", "keyring:")
+
+ACCOUNT_NAME_RE = re.compile(r"[A-Za-z0-9._-]+")
+ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+MAX_BATCH_SIZE = 10_000
+MAX_IDLE_REFRESH = 29 * 60  # RFC 2177: servers may drop an IDLE after 30 minutes
+
+SECRET_FORMS = 'env:NAME, cmd:COMMAND or keyring:SERVICE/USER'
+
+_MISSING = object()
+
+
+# --------------------------------------------------------------------------------------- paths
+
+
+def _xdg_dir(variable: str, fallback: str) -> Path:
+    """An XDG base directory; per the spec, an unset, empty or relative value means the default."""
+    value = os.environ.get(variable, "")
+    if value and os.path.isabs(value):
+        return Path(value)
+    return Path.home() / fallback
+
+
+def default_config_path() -> Path:
+    """``$MAILSYNC_CONFIG`` if set, else ``$XDG_CONFIG_HOME/mailsync/config.toml``
+    (``~/.config/mailsync/config.toml`` when XDG_CONFIG_HOME is unset)."""
+    explicit = os.environ.get("MAILSYNC_CONFIG", "")
+    if explicit:
+        return Path(explicit).expanduser()
+    return _xdg_dir("XDG_CONFIG_HOME", ".config") / "mailsync" / "config.toml"
+
+
+def _default_db_path() -> Path:
+    return _xdg_dir("XDG_DATA_HOME", ".local/share") / "mailsync" / "mailsync.db"
+
+
+def default_store_url() -> str:
+    """``sqlite:///`` + ``$XDG_DATA_HOME/mailsync/mailsync.db``
+    (``~/.local/share/mailsync/mailsync.db`` when XDG_DATA_HOME is unset)."""
+    from sqlalchemy.engine import URL
+
+    # URL.create quotes characters such as '?' or '#' that would otherwise end the path.
+    return URL.create("sqlite", database=str(_default_db_path())).render_as_string(hide_password=False)
+
+
+# --------------------------------------------------------------------------------- rendering
+
+
+def _show(value: Any, limit: int = 80) -> str:
+    """A value as it would be written in TOML, shortened for messages. Never use on secrets."""
+    if isinstance(value, bool):
+        text = "true" if value else "false"
+    elif isinstance(value, str):
+        text = _toml_str(value)
+    elif isinstance(value, float):
+        text = "nan" if math.isnan(value) else repr(value)
+    elif isinstance(value, int):
+        text = str(value)
+    elif isinstance(value, (datetime, date, time)):
+        text = value.isoformat()
+    elif isinstance(value, list):
+        text = "[" + ", ".join(_show(v, limit) for v in value) + "]"
+    elif isinstance(value, dict):
+        text = "{ " + ", ".join(f"{_key(k)} = {_show(v, limit)}" for k, v in value.items()) + " }"
+    else:  # pragma: no cover - tomllib produces nothing else
+        text = repr(value)
+    if len(text) > limit:
+        text = text[: limit - 3] + "..."
+    return text
+
+
+def _toml_str(value: str) -> str:
+    out = ['"']
+    for ch in value:
+        if ch == '"':
+            out.append('\\"')
+        elif ch == "\\":
+            out.append("\\\\")
+        elif ch == "\n":
+            out.append("\\n")
+        elif ch == "\t":
+            out.append("\\t")
+        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
+            out.append(f"\\u{ord(ch):04x}")
+        else:
+            out.append(ch)
+    out.append('"')
+    return "".join(out)
+
+
+def _key(key: str) -> str:
+    return key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else _toml_str(key)
+
+
+def _type_name(value: Any) -> str:
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int):
+        return "an integer"
+    if isinstance(value, float):
+        return "a float"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, dict):
+        return "a table"
+    if isinstance(value, (datetime, date, time)):
+        return "a date/time"
+    return type(value).__name__  # pragma: no cover
+
+
+def _describe(value: Any) -> str:
+    """'the string "993"', 'the integer 70000', 'true (a boolean)', '[1, 2] (an array)'."""
+    if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+        return f"the {_type_name(value).split(' ', 1)[1]} {_show(value)}"
+    return f"{_show(value)} ({_type_name(value)})"
+
+
+def _suggest(word: str, choices: Iterable[str]) -> str | None:
+    choices = list(choices)
+    lowered = {c.lower(): c for c in choices}
+    if word.lower() in lowered:
+        return lowered[word.lower()]
+    found = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
+    if not found:
+        found = difflib.get_close_matches(word.lower(), list(lowered), n=1, cutoff=0.6)
+        found = [lowered[f] for f in found]
+    return found[0] if found else None
+
+
+def _one_of(choices: Iterable[str]) -> str:
+    return ", ".join(f'"{c}"' for c in choices)
+
+
+# ---------------------------------------------------------------------------------- context
+
+
+class _Ctx:
+    """Where in the file we are: builds messages of the form ``FILE: WHERE: PROBLEM``."""
+
+    def __init__(self, file: Path, mode: int | None) -> None:
+        self.file = file
+        self.mode = mode
+
+    @property
+    def base_dir(self) -> Path:
+        return self.file.parent
+
+    def error(self, where: str, problem: str, hint: str | None) -> ConfigError:
+        return ConfigError(f"{self.file}: {where}: {problem}", hint=hint)
+
+    def readable_by_others(self) -> bool:
+        return self.mode is not None and os.name == "posix" and bool(self.mode & 0o077)
+
+
+class _Table:
+    """One TOML table being validated: typed getters that raise ConfigError naming key and value."""
+
+    def __init__(self, ctx: _Ctx, label: str, data: Mapping[str, Any], allowed: tuple[str, ...]) -> None:
+        self.ctx = ctx
+        self.label = label  # e.g. "account 'work'" or "[store]"
+        self.data = data
+        self.allowed = allowed
+
+    def where(self, key: str) -> str:
+        return f"{self.label} key '{key}'"
+
+    def error(self, key: str, problem: str, hint: str | None) -> ConfigError:
+        return self.ctx.error(self.where(key), problem, hint)
+
+    def check_unknown(self) -> None:
+        for key in self.data:
+            if key in self.allowed:
+                continue
+            guess = _suggest(key, self.allowed)
+            hint = f'did you mean "{guess}"? ' if guess else ""
+            hint += f"known keys here: {', '.join(self.allowed)}"
+            # The value of an unknown key is never shown: it may be a misspelt password.
+            raise self.ctx.error(f"{self.label}", f"unknown key '{key}'", hint)
+
+    def has(self, key: str) -> bool:
+        return key in self.data
+
+    # --- typed getters -----------------------------------------------------------------
+
+    def _type_error(self, key: str, value: Any, expected: str, example: str, secret: bool = False) -> ConfigError:
+        if secret:
+            return self.error(key, f"must be {expected}, got {_type_name(value)} (value not shown)",
+                              f'write it as a quoted string, e.g. {key} = {example}')
+        hint = f"write it as {expected}, e.g. {key} = {example}"
+        if isinstance(value, str):
+            stripped = value.strip()
+            unquoted: str | None = None
+            if expected.startswith(("an integer", "a number")) and re.fullmatch(r"[+-]?\d+(\.\d+)?", stripped):
+                unquoted = stripped
+            elif expected.startswith("a boolean") and stripped.lower() in ("true", "false"):
+                unquoted = stripped.lower()
+            if unquoted is not None:
+                hint = f"drop the quotes: {key} = {unquoted}"
+        elif isinstance(value, bool) and expected.startswith(("an integer", "a number")):
+            hint = f"use a number, not true/false, e.g. {key} = {example}"
+        return self.error(key, f"must be {expected}, got {_describe(value)}", hint)
+
+    def string(self, key: str, *, required: bool = False, example: str = '"..."', default: Any = None,
+               hint_missing: str | None = None) -> Any:
+        value = self.data.get(key, _MISSING)
+        if value is _MISSING:
+            if required:
+                raise self.ctx.error(self.label, f"missing required key '{key}'",
+                                     hint_missing or f"add {key} = {example}")
+            return default
+        if not isinstance(value, str):
+            raise self._type_error(key, value, "a string", example)
+        if not value.strip():
+            raise self.error(key, f"must not be empty, got {_show(value)}", f"set it, e.g. {key} = {example}")
+        return value
+
+    def integer(self, key: str, *, lo: int, hi: int | None, default: int, example: str,
+                range_hint: str | None = None) -> int:
+        value = self.data.get(key, _MISSING)
+        if value is _MISSING:
+            return default
+        if isinstance(value, float) and value.is_integer() and math.isfinite(value):
+            raise self.error(key, f"must be a whole number, got the float {_show(value)}",
+                             f"drop the decimal point: {key} = {int(value)}")
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise self._type_error(key, value, "an integer", example)
+        if value < lo or (hi is not None and value > hi):
+            bounds = f"from {lo} to {hi}" if hi is not None else f"of at least {lo}"
+            raise self.error(key, f"must be an integer {bounds}, got {value}",
+                             range_hint or f"use a value {bounds}, e.g. {key} = {example}")
+        return value
+
+    def number(self, key: str, *, default: Any, example: str, maximum: float | None = None,
+               max_hint: str | None = None) -> Any:
+        value = self.data.get(key, _MISSING)
+        if value is _MISSING:
+            return default
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            raise self._type_error(key, value, "a number of seconds", example)
+        if not math.isfinite(value) or value <= 0:
+            raise self.error(key, f"must be a finite number of seconds greater than 0, got {_show(value)}",
+                             f"use a positive number, e.g. {key} = {example}")
+        if maximum is not None and value > maximum:
+            raise self.error(key, f"must be at most {maximum:g} seconds, got {_show(value)}",
+                             max_hint or f"use at most {maximum:g}")
+        return float(value)
+
+    def boolean(self, key: str, *, default: bool) -> bool:
+        value = self.data.get(key, _MISSING)
+        if value is _MISSING:
+            return default
+        if not isinstance(value, bool):
+            raise self._type_error(key, value, "a boolean (true or false)", "true")
+        return value
+
+    def choice(self, key: str, choices: tuple[str, ...], *, default: Any, aliases: Mapping[str, str] | None = None) -> Any:
+        value = self.data.get(key, _MISSING)
+        if value is _MISSING:
+            return default
+        if not isinstance(value, str):
+            raise self._type_error(key, value, f"one of {_one_of(choices)}", f'"{choices[0]}"')
+        if value in choices:
+            return value
+        guess = (aliases or {}).get(value.lower()) or _suggest(value, choices)
+        hint = f'use one of {_one_of(choices)}'
+        if guess:
+            hint = f'did you mean {key} = "{guess}"? ({hint})'
+        raise self.error(key, f"must be one of {_one_of(choices)}, got {_show(value)}", hint)
+
+    def string_list(self, key: str, *, default: Any, example: str, allow_empty: bool = True,
+                    empty_hint: str | None = None) -> Any:
+        value = self.data.get(key, _MISSING)
+        if value is _MISSING:
+            return default
+        if isinstance(value, str):
+            raise self.error(key, f"must be an array of strings, got the string {_show(value)}",
+                             f"put it in brackets: {key} = [{_show(value)}]")
+        if not isinstance(value, list):
+            raise self._type_error(key, value, "an array of strings", example)
+        for i, item in enumerate(value):
+            if not isinstance(item, str):
+                raise self.error(key, f"item {i + 1} must be a string, got {_describe(item)} in {_show(value)}",
+                                 f"quote every item, e.g. {key} = {example}")
+            if not item.strip():
+                raise self.error(key, f"item {i + 1} is an empty string in {_show(value)}",
+                                 "remove the empty item")
+        if not value and not allow_empty:
+            raise self.error(key, "must not be an empty array, got []", empty_hint or f"e.g. {key} = {example}")
+        return tuple(value)
+
+
+# ---------------------------------------------------------------------------------- secrets
+
+
+def parse_secret_ref(text: str, *, origin: str = "", secret_key: str = "password") -> SecretRef:
+    """Parse a secret source: ``env:NAME``, ``cmd:COMMAND``, ``keyring:SERVICE/USER``, else a literal.
+
+    ``origin`` ("FILE: account 'work' key 'password'") is kept in the SecretRef and starts every
+    error message. A literal's value is never put in a message.
+    """
+    where = origin or f"key '{secret_key}'"
+    if text.startswith("env:"):
+        name = text[len("env:"):]
+        if not ENV_NAME_RE.fullmatch(name):
+            problem = f"{_show(text)} does not name a valid environment variable"
+            example = "WORK_IMAP_PASSWORD" if secret_key == "password" else secret_key.upper()
+            fix = ("after env: give a variable name made of letters, digits and '_' that does not start "
+                   f'with a digit, e.g. {secret_key} = "env:{example}"')
+            raise ConfigError(f"{where}: {problem}", hint=fix)
+        return SecretRef("env", name, origin)
+    if text.startswith("cmd:"):
+        command = text[len("cmd:"):]
+        if not command.strip():
+            raise ConfigError(f"{where}: {_show(text)} has no command after cmd:",
+                              hint=f'give the command that prints the secret, e.g. {secret_key} = "cmd:pass show mail/work"')
+        return SecretRef("cmd", command.strip(), origin)
+    if text.startswith("keyring:"):
+        rest = text[len("keyring:"):]
+        service, slash, user = rest.partition("/")
+        if not slash or not service.strip() or not user.strip():
+            raise ConfigError(
+                f"{where}: {_show(text)} must be keyring:SERVICE/USER with both parts non-empty",
+                hint=f'e.g. {secret_key} = "keyring:mailsync/me@example.com" '
+                     "(store it with: keyring set mailsync me@example.com)",
+            )
+        return SecretRef("keyring", f"{service}/{user}", origin)
+    lowered = text.lower()
+    for prefix in SECRET_PREFIXES:
+        if lowered.startswith(prefix):
+            # e.g. "Env:FOO": almost surely a source with a miscased prefix; show only the prefix.
+            raise ConfigError(
+                f"{where}: starts with {_show(text[: len(prefix)])}, but secret source prefixes are lowercase",
+                hint=f"write {prefix} in lowercase (a literal secret starting with {prefix} can be given as "
+                     f"cmd:COMMAND instead)",
+            )
+    return SecretRef("literal", text, origin)
+
+
+def _secret(table: _Table, key: str) -> SecretRef | None:
+    secret = key in SECRET_KEYS
+    value = table.data.get(key, _MISSING)
+    if value is _MISSING:
+        return None
+    example = '"env:NAME"'
+    if not isinstance(value, str):
+        raise table._type_error(key, value, f"a string ({SECRET_FORMS}, or the secret itself)", example,
+                                secret=secret)
+    if not value:
+        raise table.error(key, 'must not be empty, got ""', f"set it, e.g. {key} = {example}")
+    origin = f"{table.ctx.file}: {table.where(key)}"
+    ref = parse_secret_ref(value, origin=origin, secret_key=key)
+    if ref.kind == "literal" and secret and table.ctx.readable_by_others():
+        assert table.ctx.mode is not None
+        mode = stat.S_IMODE(table.ctx.mode)
+        raise table.error(
+            key,
+            f"a literal secret (value not shown) is refused because the file is readable by group or others "
+            f"(mode {mode:04o})",
+            f"chmod 600 {table.ctx.file}, or replace the literal with {SECRET_FORMS}",
+        )
+    return ref
+
+
+# ------------------------------------------------------------------------------------ store
+
+
+_KNOWN_BACKENDS = ("sqlite", "postgresql", "mysql", "mariadb", "oracle", "mssql")
+
+
+def _mask_url(text: str) -> str:
+    """Hide a password in a URL that may not even parse (scheme://user:PASSWORD@host)."""
+    return re.sub(r"(://[^:/@\s]*:)[^@/\s]*@", r"\1***@", text)
+
+
+def _store(ctx: _Ctx, data: Any) -> StoreConfig:
+    if data is _MISSING:
+        return StoreConfig(url=default_store_url())
+    if not isinstance(data, dict):
+        raise ctx.error("key 'store'", f"must be a table, got {_describe(data) if not isinstance(data, str) else 'the string ' + _show(_mask_url(data))}",
+                        'write it as a table:\n  [store]\n  url = "sqlite:////path/to/mailsync.db"')
+    table = _Table(ctx, "[store]", data, STORE_KEYS)
+    table.check_unknown()
+    raw = data.get("url", _MISSING)
+    if raw is _MISSING:
+        return StoreConfig(url=default_store_url())
+    if not isinstance(raw, str):
+        raise table._type_error("url", raw, "a string (an SQLAlchemy database URL)", f'"{default_store_url()}"')
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    shown = _show(_mask_url(raw))
+    example_hint = (f'use an SQLAlchemy URL such as "{default_store_url()}" or '
+                    '"postgresql+psycopg://user@host/mailsync", or remove url to use the default')
+    try:
+        url = make_url(raw)
+    except (ArgumentError, ValueError) as exc:
+        raise table.error("url", f"is not a valid database URL: {shown} ({exc})", example_hint) from None
+    try:
+        url.get_dialect()
+    except Exception:
+        backend = url.get_backend_name()
+        guess = _suggest(backend, _KNOWN_BACKENDS)
+        hint = f'did you mean "{guess}"? ' if guess else ""
+        raise table.error("url", f"names an unknown database backend {_show(url.drivername)} in {shown}",
+                          hint + example_hint) from None
+    if url.password and ctx.readable_by_others():
+        assert ctx.mode is not None
+        raise table.error(
+            "url",
+            f"contains a password (not shown) and the file is readable by group or others "
+            f"(mode {stat.S_IMODE(ctx.mode):04o})",
+            f"chmod 600 {ctx.file}, or leave the password out of the URL and let the driver find it "
+            "(e.g. ~/.pgpass or PGPASSWORD)",
+        )
+    if url.get_backend_name() == "sqlite":
+        db = url.database or ""
+        if db and db != ":memory:" and not db.startswith("file:"):
+            path = Path(db).expanduser()
+            if not path.is_absolute():
+                path = ctx.base_dir / path  # relative to the config file, not to the working directory
+            if str(path) != db:
+                raw = url.set(database=str(path)).render_as_string(hide_password=False)
+    return StoreConfig(url=raw)
+
+
+# --------------------------------------------------------------------------------- accounts
+
+
+def _is_loopback(host: str) -> bool:
+    h = host.strip().rstrip(".").lower()
+    if h.startswith("[") and h.endswith("]"):
+        h = h[1:-1]
+    if h == "localhost" or h.endswith(".localhost"):
+        return True
+    try:
+        addr = ipaddress.ip_address(h)
+    except ValueError:
+        return False
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        addr = addr.ipv4_mapped
+    return addr.is_loopback
+
+
+def _endpoint(table: _Table, key: str) -> str | None:
+    value = table.string(key, example='"https://login.example.com/oauth2/token"')
+    if value is None:
+        return None
+    parts = urlsplit(value)
+    ok = parts.scheme == "https" and bool(parts.hostname)
+    if parts.scheme == "http" and parts.hostname and _is_loopback(parts.hostname):
+        ok = True  # a local test server
+    if not ok:
+        raise table.error(key, f"must be an https:// URL, got {_show(value)}",
+                          f'e.g. {key} = "https://login.example.com/oauth2/token"')
+    return value
+
+
+def _account(ctx: _Ctx, index: int, data: Any, seen: dict[str, int]) -> AccountConfig:
+    position = f"account #{index + 1}"
+    if not isinstance(data, dict):
+        raise ctx.error(position, f"each [[account]] must be a table, got {_describe(data)}",
+                        'write each account as a table:\n  [[account]]\n  name = "work"\n  host = ...')
+    raw_name = data.get("name")
+    if isinstance(raw_name, str) and ACCOUNT_NAME_RE.fullmatch(raw_name):
+        label = f"account '{raw_name}'"
+    else:
+        label = position
+    t = _Table(ctx, label, data, ACCOUNT_KEYS)
+    t.check_unknown()
+
+    # name
+    name = t.string("name", required=True, example='"work"',
+                    hint_missing=f'give {position} a unique name, e.g. name = "work"')
+    if not ACCOUNT_NAME_RE.fullmatch(name):
+        raise t.error("name", f"may contain only letters, digits, '.', '_' and '-', got {_show(name)}",
+                      f'e.g. name = "{re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-") or "work"}"')
+    if name in seen:
+        raise t.error("name", f"{_show(name)} is already used by account #{seen[name] + 1}",
+                      "give every [[account]] a different name")
+    seen[name] = index
+
+    # host
+    host = t.string("host", required=True, example='"imap.example.com"')
+    host = host.strip()
+    if "://" in host:
+        bare = urlsplit(host).hostname or host.split("://", 1)[1]
+        raise t.error("host", f"must be a host name, not a URL, got {_show(host)}",
+                      f'drop the scheme: host = "{bare}" (TLS is chosen with tls = ...)')
+    m = re.fullmatch(r"([^:\s\[\]]+):(\d+)", host)
+    if m:
+        raise t.error("host", f"must be a host name without a port, got {_show(host)}",
+                      f'split it: host = "{m.group(1)}" and port = {m.group(2)}')
+    if any(c.isspace() for c in host) or "/" in host:
+        raise t.error("host", f"is not a valid host name, got {_show(host)}", 'e.g. host = "imap.example.com"')
+
+    # tls, port
+    tls = t.choice("tls", TLS_MODES, default="implicit",
+                   aliases={"ssl": "implicit", "tls": "implicit", "imaps": "implicit", "true": "implicit",
+                            "start_tls": "starttls", "start-tls": "starttls", "plain": "none",
+                            "plaintext": "none", "off": "none", "false": "none"})
+    port = t.integer("port", lo=1, hi=65535, default=993 if tls == "implicit" else 143, example="993",
+                     range_hint="use a port from 1 to 65535 (993 for tls = \"implicit\", 143 for "
+                                "\"starttls\"), or remove port to use that default")
+    allow_plaintext = t.boolean("allow_plaintext", default=False)
+    if tls == "none" and not allow_plaintext and not _is_loopback(host):
+        raise t.error(
+            "tls",
+            f'tls = "none" with host {_show(host)}, which is not a loopback address: the password and '
+            "every message would cross the network unencrypted, readable and alterable by anyone on the path",
+            'use tls = "implicit" (port 993) or tls = "starttls" (port 143); or, only if the network '
+            "between you and the server is trusted, add allow_plaintext = true to this account",
+        )
+
+    username = t.string("username", required=True, example='"me@example.com"')
+
+    # auth
+    auth = t.choice("auth", AUTH_METHODS, default="password", aliases={"oauth": "oauth2", "xoauth2": "oauth2"})
+    if auth == "password":
+        for key in OAUTH2_ONLY_KEYS:
+            if t.has(key):
+                raise t.error(key, 'is only used with auth = "oauth2", and this account uses auth = "password"',
+                              f'add auth = "oauth2" to use OAuth2, or remove {key}')
+        if not t.has("password"):
+            raise ctx.error(label, "missing required key 'password' (needed with auth = \"password\")",
+                            f'add password = "env:{re.sub(r"[^A-Z0-9]+", "_", name.upper())}_IMAP_PASSWORD" '
+                            f"(or cmd:COMMAND, keyring:SERVICE/USER)")
+    else:
+        if t.has("password"):
+            raise t.error("password", 'is not used with auth = "oauth2" (value not shown)',
+                          'remove password, or use auth = "password"')
+        if not t.has("provider"):
+            raise ctx.error(label, "missing required key 'provider' (needed with auth = \"oauth2\")",
+                            f'add provider = one of {_one_of(PROVIDERS)}')
+    password = _secret(t, "password")
+    provider = t.choice("provider", PROVIDERS, default=None,
+                        aliases={"gmail": "google", "outlook": "microsoft", "office365": "microsoft",
+                                 "azure": "microsoft", "o365": "microsoft", "m365": "microsoft"})
+    client_id = _secret(t, "client_id")
+    client_secret = _secret(t, "client_secret")
+
+    # folders
+    folders = t.string_list("folders", default=("*",), example='["*"]', allow_empty=False,
+                            empty_hint='folders = [] selects nothing; use folders = ["*"] for all folders, '
+                                       "or remove the account")
+    exclude = t.string_list("exclude", default=(), example='["Junk", "Trash"]')
+
+    # ca_file
+    ca_file: Path | None = None
+    raw_ca = t.string("ca_file", example='"certs/ca.pem"')
+    if raw_ca is not None:
+        candidate = Path(raw_ca).expanduser()
+        if not candidate.is_absolute():
+            candidate = ctx.base_dir / candidate
+        if not candidate.is_file():
+            what = "is not a file" if candidate.exists() else "does not exist"
+            raise t.error("ca_file", f"{_show(raw_ca)} {what} (looked for {candidate})",
+                          f"point ca_file at a PEM file of CA certificates; a relative path is relative to "
+                          f"{ctx.base_dir}")
+        ca_file = candidate
+
+    conflict = t.choice("conflict", CONFLICT_POLICIES, default="server")
+    max_connections = t.integer("max_connections", lo=1, hi=None, default=4, example="4")
+    batch_size = t.integer("batch_size", lo=1, hi=MAX_BATCH_SIZE, default=500, example="500")
+    timeout = t.number("timeout", default=60.0, example="60")
+
+    extra = _extras(t)
+
+    return AccountConfig(
+        name=name,
+        host=host,
+        username=username,
+        port=port,
+        tls=tls,
+        password=password,
+        folders=folders,
+        exclude=exclude,
+        ca_file=ca_file,
+        allow_plaintext=allow_plaintext,
+        conflict=conflict,
+        max_connections=max_connections,
+        batch_size=batch_size,
+        timeout=timeout,
+        auth=auth,
+        provider=provider,
+        client_id=client_id,
+        client_secret=client_secret,
+        extra=extra,
+    )
+
+
+def _extras(t: _Table) -> dict[str, Any]:
+    extra: dict[str, Any] = {}
+    if t.has("identities"):
+        extra["identities"] = t.string_list("identities", default=(), example='["me@example.com"]')
+    if t.has("share"):
+        extra["share"] = t.data["share"]  # meaning settled by the feature that reads it
+    if t.has("create_contacts"):
+        extra["create_contacts"] = t.boolean("create_contacts", default=False)
+    if t.has("watch"):
+        value = t.data["watch"]
+        if isinstance(value, bool):
+            extra["watch"] = value
+        elif isinstance(value, list):
+            extra["watch"] = t.string_list("watch", default=(), example='["INBOX"]')
+        else:
+            raise t._type_error("watch", value, "true, false or an array of folder names", '["INBOX"]')
+    if t.has("poll_interval"):
+        extra["poll_interval"] = t.number("poll_interval", default=None, example="300")
+    if t.has("idle_refresh"):
+        extra["idle_refresh"] = t.number(
+            "idle_refresh", default=None, example="1500", maximum=MAX_IDLE_REFRESH,
+            max_hint=f"servers may end an IDLE after 30 minutes; use at most {MAX_IDLE_REFRESH} (29 minutes)",
+        )
+    if t.has("scopes"):
+        extra["scopes"] = t.string_list("scopes", default=(), example='["https://mail.google.com/"]')
+    for key in ("authorization_endpoint", "token_endpoint"):
+        if t.has(key):
+            extra[key] = _endpoint(t, key)
+    if t.has("tenant"):
+        extra["tenant"] = t.string("tenant", example='"common"')
+    return extra
+
+
+# ------------------------------------------------------------------------------------- entry
+
+
+def config_from_mapping(doc: Mapping[str, Any], *, path: Path, mode: int | None = 0o600) -> Config:
+    """Validate an already parsed TOML document; ``path`` and its ``mode`` are used for messages,
+    relative paths and the literal-secret rule (``None``: mode unknown, literals allowed)."""
+    ctx = _Ctx(path, mode)
+    top = _Table(ctx, "top level", doc, TOP_LEVEL_KEYS)
+    top.check_unknown()
+
+    store = _store(ctx, doc.get("store", _MISSING))
+
+    raw_accounts = doc.get("account", _MISSING)
+    accounts: list[AccountConfig] = []
+    if raw_accounts is not _MISSING:
+        if isinstance(raw_accounts, dict):
+            raise ctx.error("key 'account'", "must be an array of tables, but [account] was written as a single table",
+                            "write each account header with double brackets: [[account]]")
+        if not isinstance(raw_accounts, list):
+            raise ctx.error("key 'account'", f"must be an array of tables, got {_describe(raw_accounts)}",
+                            'write each account as:\n  [[account]]\n  name = "work"\n  ...')
+        seen: dict[str, int] = {}
+        for i, item in enumerate(raw_accounts):
+            accounts.append(_account(ctx, i, item, seen))
+
+    crm = doc.get("crm", _MISSING)
+    if crm is _MISSING:
+        crm = {}
+    elif not isinstance(crm, dict):
+        raise ctx.error("key 'crm'", f"must be a table, got {_describe(crm)}", "write it as a table: [crm]")
+
+    return Config(path=path, store=store, accounts=tuple(accounts), crm=crm)
+
+
+def _toml_error(file: Path, exc: tomllib.TOMLDecodeError) -> ConfigError:
+    text = str(exc)
+    m = re.search(r"\s*\(at line (\d+), column (\d+)\)$", text)
+    if m:
+        line, col = m.group(1), m.group(2)
+        problem = text[: m.start()]
+        where = f"{file}:{line}:{col}"
+        place = f"at line {line}, column {col}"
+    else:
+        problem = re.sub(r"\s*\(at end of document\)$", "", text)
+        where = f"{file}"
+        place = "at the end of the file" if "end of document" in text else ""
+    hint = f"fix the TOML syntax {place}".rstrip()
+    if problem.startswith("Invalid value"):
+        hint += '; strings need double quotes, e.g. host = "imap.example.com"'
+    elif problem.startswith("Cannot overwrite a value") or problem.startswith("Cannot declare"):
+        hint += "; a key or table is defined twice (use [[account]] for each account)"
+    # The offending line is not quoted: it could hold a password.
+    return ConfigError(f"{where}: invalid TOML {place}: {problem}".replace(" :", ":"), hint=hint)
+
+
+def load_config(path: Path | None = None) -> Config:
+    """Read and validate the config file (``default_config_path()`` when ``path`` is None)."""
+    file = Path(path).expanduser() if path is not None else default_config_path()
+    if not file.is_absolute():
+        file = Path.cwd() / file
+    try:
+        pre = os.stat(file)
+        if stat.S_ISDIR(pre.st_mode):
+            raise IsADirectoryError(errno.EISDIR, "Is a directory", str(file))
+        if not stat.S_ISREG(pre.st_mode):  # a FIFO or device would block or never end
+            raise ConfigError(f"{file}: is not a regular file", hint="pass the path of the config file itself")
+        with open(file, "rb") as fh:
+            st = os.fstat(fh.fileno())
+            data = fh.read()
+    except FileNotFoundError:
+        raise ConfigError(
+            f"{file}: config file not found",
+            hint="run `mailsync init` to write a commented sample there, or point --config / MAILSYNC_CONFIG "
+                 "at your config file",
+        ) from None
+    except IsADirectoryError:
+        raise ConfigError(f"{file}: is a directory, not a config file",
+                          hint="pass the path of the config file itself, e.g. .../mailsync/config.toml") from None
+    except PermissionError as exc:
+        raise ConfigError(f"{file}: cannot read the config file: {exc.strerror}",
+                          hint=f"make it readable by your user (chmod 600 {file}; check the owner)") from None
+    except OSError as exc:
+        raise ConfigError(f"{file}: cannot read the config file: {exc.strerror or exc}",
+                          hint="check the path and the disk") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise ConfigError(f"{file}:{line}: invalid TOML: the file is not UTF-8 (bad byte at offset {exc.start})",
+                          hint="save the file as UTF-8") from None
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise _toml_error(file, exc) from None
+    return config_from_mapping(doc, path=file, mode=st.st_mode)

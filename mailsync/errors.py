@@ -1,0 +1,60 @@
+"""The one error family of mailsync.
+
+Owns: the exception classes every layer raises, and the exit code each maps to.
+Must not: import any other mailsync module or any third-party library (library exceptions are
+mapped to these at the boundary where they are caught, e.g. mailsync.imap.connection).
+
+Every message names the problem and, where there is one, the fix (``hint``).
+"""
+
+from __future__ import annotations
+
+
+class MailsyncError(Exception):
+    """Base of every error mailsync raises on purpose. Anything else escaping is a bug."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        if self.hint:
+            return f"{self.message}\n  fix: {self.hint}"
+        return self.message
+
+
+class ConfigError(MailsyncError):
+    """The config file (or a CLI argument standing for it) is wrong. Exit code 2."""
+
+    exit_code = 2
+
+
+class CredentialError(MailsyncError):
+    """A password source (env:, cmd:, keyring:) could not produce a secret."""
+
+
+class ConnectError(MailsyncError):
+    """The server could not be reached, or the connection broke."""
+
+
+class TLSVerifyError(ConnectError):
+    """The server's certificate did not verify."""
+
+
+class AuthError(MailsyncError):
+    """The server refused the credentials."""
+
+
+class ProtocolError(MailsyncError):
+    """The server sent something that is not valid IMAP (or not what the command allows)."""
+
+
+class StoreError(MailsyncError):
+    """The local store could not be opened, migrated or written."""
+
+
+class FolderAside(MailsyncError):
+    """A folder was put aside (e.g. its UIDVALIDITY changed) and is skipped until resolved."""
