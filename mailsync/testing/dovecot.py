@@ -1,0 +1,1163 @@
+"""A throwaway Dovecot 2.3 IMAP server for tests and local development.
+
+Owns: one Dovecot instance per ``DovecotServer``, entirely under its ``root`` folder (config, base_dir,
+state_dir, log, TLS certificate, users, mail), listening on 127.0.0.1 only; the config template
+(``CONF_TEMPLATE`` below is the single source of truth; ``fixtures/dovecot/dovecot.conf.in`` is a
+generated copy, rewritten by ``scripts/dovecot template --write``); fast corpus loading by writing
+Maildir files directly; and the ``python -m mailsync.testing.dovecot`` CLI behind ``scripts/dovecot``.
+Must not: touch the system's Dovecot (/etc/dovecot, /run/dovecot, its ports or its mail), import any
+other mailsync module or any third-party library (it runs under a bare ``python3``), or be imported by
+the engine itself.
+
+Facts this module relies on (Dovecot 2.3.19, checked on this machine):
+- Without ``imap_capability`` the post-login CAPABILITY includes CONDSTORE QRESYNC NOTIFY IDLE
+  LIST-STATUS UIDPLUS MOVE ESEARCH SPECIAL-USE with no mail_plugins at all. Setting
+  ``protocol imap { imap_capability = ... }`` replaces the list verbatim (nothing is re-added, not even
+  CONDSTORE next to QRESYNC, LITERAL+ or NOTIFY); it is then also sent before login in place of the
+  short banner list. Only the advertisement changes: a client that ignores it can still ENABLE QRESYNC
+  or UID MOVE on such a server.
+- A passwd-file is re-read (on mtime/size change) at most once per second, so a user appended to a
+  shared file often cannot log in right after. Each user therefore gets their own passwd-file
+  (``users/NAME``, found through ``%u`` in the path): a new user logs in at once, without a reload.
+- The auth failure delay (2 s) and the anvil auth penalty (up to 15 s per IP) would slow every test
+  after a deliberate bad login; both are switched off.
+- New Maildir files get UIDs in the order of the timestamp in their name (seconds, then ``M``
+  microseconds, then the base name), and INTERNALDATE is the file's mtime.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import contextlib
+import imaplib
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import ssl
+import stat
+import subprocess
+import sys
+import tempfile
+import time
+import zlib
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = [
+    "CONF_TEMPLATE",
+    "DovecotError",
+    "DovecotServer",
+    "ImapUser",
+    "encode_mutf7",
+    "maildir_folder_name",
+]
+
+HOST = "127.0.0.1"
+
+#: Capabilities the engine relies on; a default server must offer all of them.
+REQUIRED_CAPABILITIES = (
+    "CONDSTORE", "QRESYNC", "NOTIFY", "IDLE", "LIST-STATUS", "UIDPLUS", "MOVE", "ESEARCH", "SPECIAL-USE",
+)
+
+#: Folders every user has from the first login (``auto = subscribe`` in the namespace).
+SPECIAL_FOLDERS = {"Sent": "\\Sent", "Drafts": "\\Drafts", "Trash": "\\Trash", "Junk": "\\Junk",
+                   "Archive": "\\Archive"}
+
+# The config template. @NAME@ marks a value DovecotServer fills in; every other character is
+# Dovecot syntax. Edit it here, then run `scripts/dovecot template --write` to refresh the copy in
+# fixtures/dovecot/dovecot.conf.in (a test checks that the two agree).
+CONF_TEMPLATE = r"""# mailsync throwaway Dovecot 2.3 configuration.
+# Generated from CONF_TEMPLATE in mailsync/testing/dovecot.py; an upper-case word between two
+# at-signs is a value that DovecotServer fills in. Edit the module, not this file, then run:
+#   scripts/dovecot template --write
+
+# --- This instance owns everything under its root; nothing of the system's Dovecot is used.
+base_dir = @BASE_DIR@
+state_dir = @ROOT@/state
+instance_name = @INSTANCE_NAME@
+log_path = @ROOT@/dovecot.log
+default_login_user = @LOGIN_USER@
+default_internal_user = @INTERNAL_USER@
+
+protocols = imap
+listen = @LISTEN@
+
+# --- TLS: a self-signed certificate for DNS:localhost and IP:127.0.0.1 (ca_file).
+ssl = yes
+ssl_cert = <@ROOT@/tls/cert.pem
+ssl_key = <@ROOT@/tls/key.pem
+ssl_min_protocol = TLSv1.2
+
+# --- Authentication: plaintext allowed (loopback tests), one passwd-file per user, because Dovecot
+# re-reads a changed passwd-file at most once a second and a new user must log in at once.
+disable_plaintext_auth = no
+auth_mechanisms = plain login
+auth_failure_delay = 0
+passdb {
+  driver = passwd-file
+  args = scheme=PLAIN username_format=%u @ROOT@/users/%u
+}
+userdb {
+  driver = static
+  args = uid=@MAIL_UID@ gid=@MAIL_GID@ home=@ROOT@/home/%u
+}
+
+# --- Mail: Maildir++ (INBOX is the maildir root, subfolders .Name in modified UTF-7), "/" as the
+# hierarchy separator clients see, special-use folders created for every user.
+mail_uid = @MAIL_UID@
+mail_gid = @MAIL_GID@
+first_valid_uid = @MAIL_UID@
+first_valid_gid = @MAIL_GID@
+mail_location = maildir:~/Maildir
+mail_fsync = never
+mail_max_userip_connections = 1000
+namespace inbox {
+  inbox = yes
+  separator = /
+  mailbox Sent {
+    special_use = \Sent
+    auto = subscribe
+  }
+  mailbox Drafts {
+    special_use = \Drafts
+    auto = subscribe
+  }
+  mailbox Trash {
+    special_use = \Trash
+    auto = subscribe
+  }
+  mailbox Junk {
+    special_use = \Junk
+    auto = subscribe
+  }
+  mailbox Archive {
+    special_use = \Archive
+    auto = subscribe
+  }
+}
+
+# --- Services: plain+STARTTLS and implicit-TLS listeners on free ports.
+service imap-login {
+  inet_listener imap {
+    address = @LISTEN@
+    port = @IMAP_PORT@
+  }
+  inet_listener imaps {
+    address = @LISTEN@
+    port = @IMAPS_PORT@
+    ssl = yes
+  }
+}
+service stats {
+  unix_listener stats-writer {
+    mode = 0666
+  }
+}
+# No per-IP auth penalty: a test's deliberate bad login must not slow the next tests.
+service anvil {
+  unix_listener anvil-auth-penalty {
+    mode = 0
+  }
+}
+@RUN_AS_CONF@
+# --- Advertised capabilities (empty = Dovecot's default list).
+@CAPABILITY_CONF@
+# --- Extra settings given by the caller.
+@EXTRA_CONF@
+"""
+
+# Settings added when Dovecot is started by a non-root user (it cannot chroot or change users then).
+_NONROOT_CONF = """# Started without root: no chroot, every service runs as the starting user and group.
+default_internal_group = {group}
+service imap-login {
+  chroot =
+}
+service anvil {
+  chroot =
+}
+service auth-worker {
+  user = $default_internal_user
+}
+"""
+
+_PLACEHOLDER = re.compile(r"@([A-Z_]+)@")
+_USER_NAME = re.compile(r"^[A-Za-z0-9_+=-][A-Za-z0-9._@+=-]{0,63}$")
+_SYSTEM_FLAGS = {"\\answered": "R", "\\deleted": "T", "\\draft": "D", "\\flagged": "F", "\\seen": "S"}
+_ATOM_SPECIALS = set('(){ %*"\\]') | {chr(c) for c in range(0, 32)} | {chr(127)}
+_PROBE_USER = "mailsync-probe"
+_PROBE_PASSWORD = "probe"
+_DEFAULT_CAPS_CACHE: dict[tuple[str, str], tuple[str, ...]] = {}
+
+
+class DovecotError(RuntimeError):
+    """Dovecot could not be started, stopped or driven; the message carries the tail of its log."""
+
+
+@dataclass(frozen=True)
+class ImapUser:
+    """A user on a throwaway server, with everything a client needs to log in."""
+
+    name: str
+    password: str
+    host: str
+    imap_port: int
+    imaps_port: int
+    ca_file: Path
+    server: DovecotServer
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def encode_mutf7(name: str) -> str:
+    """Encode one mailbox name in IMAP modified UTF-7 (RFC 3501 5.1.3)."""
+    out: list[str] = []
+    pending: list[str] = []
+
+    def flush() -> None:
+        if pending:
+            data = "".join(pending).encode("utf-16-be")
+            out.append("&" + base64.b64encode(data).decode("ascii").rstrip("=").replace("/", ",") + "-")
+            pending.clear()
+
+    for ch in name:
+        if 0x20 <= ord(ch) <= 0x7E:
+            flush()
+            out.append("&-" if ch == "&" else ch)
+        else:
+            pending.append(ch)
+    flush()
+    return "".join(out)
+
+
+def maildir_folder_name(folder: str) -> str:
+    """The Maildir++ directory name of a folder given as a Unicode path with "/" between levels.
+
+    "INBOX" (any case) or "" is the maildir root and gives ""; "Archive/2024" gives ".Archive.2024";
+    "Entwürfe" gives ".Entw&APw-rfe". A "." inside a level cannot be stored in Maildir++ and raises.
+    """
+    if folder.upper() in ("", "INBOX"):
+        return ""
+    parts = folder.split("/")
+    for part in parts:
+        if not part or "." in part or part in ("~",) or any(ord(c) < 0x20 for c in part):
+            raise ValueError(
+                f"folder {folder!r}: each level must be non-empty, without '.' or control characters "
+                "(Maildir++ uses '.' between levels; use '/' to make a subfolder)")
+    return "." + ".".join(encode_mutf7(p) for p in parts)
+
+
+def _free_ports(count: int) -> list[int]:
+    socks = []
+    try:
+        for _ in range(count):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.bind((HOST, 0))
+            socks.append(s)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def _port_open(host: str, port: int, timeout: float = 0.5) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie still answers kill(0); treat it as gone.
+    with contextlib.suppress(OSError):
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as fh:
+            if fh.read().rsplit(")", 1)[-1].split()[0] == "Z":
+                return False
+    return True
+
+
+def _children(pid: int) -> list[tuple[int, str]]:
+    """(pid, short name) of the live child processes of ``pid`` (Linux /proc)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", encoding="utf-8", errors="replace") as fh:
+                data = fh.read()
+        except OSError:
+            continue
+        head, _, rest = data.rpartition(")")
+        fields = rest.split()
+        if len(fields) > 1 and fields[1] == str(pid) and fields[0] != "Z":
+            # Dovecot titles its children "dovecot-INSTANCE/NAME"; comm keeps the part after "/".
+            name = head.partition("(")[2]
+            found.append((int(entry), name.rsplit("/", 1)[-1]))
+    return found
+
+
+def _traversal_problem(path: Path, uid: int, gid: int) -> Path | None:
+    """The first folder from / down to ``path`` that user uid:gid cannot enter, or None."""
+    if uid == 0:
+        return None
+    for folder in [*reversed(path.parents), path]:
+        try:
+            st = folder.stat()
+        except FileNotFoundError:
+            return None
+        if st.st_uid == uid:
+            ok = st.st_mode & stat.S_IXUSR
+        elif st.st_gid == gid:
+            ok = st.st_mode & stat.S_IXGRP
+        else:
+            ok = st.st_mode & stat.S_IXOTH
+        if not ok:
+            return folder
+    return None
+
+
+def _repo_root() -> Path | None:
+    """The source checkout this module lives in (the folder holding fixtures/dovecot), if any."""
+    here = Path(__file__).resolve()
+    for parent in here.parents:
+        if (parent / "fixtures" / "dovecot").is_dir() and (parent / "mailsync").is_dir():
+            return parent
+    return None
+
+
+def _lookup_ids(user: str) -> tuple[int, int]:
+    import pwd
+
+    entry = pwd.getpwnam(user)
+    return entry.pw_uid, entry.pw_gid
+
+
+def _tail(path: Path, lines: int = 40) -> str:
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return f"(no log at {path})"
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def _parse_flags(flags: str) -> tuple[str, list[str]]:
+    """IMAP flags ("\\Seen \\Flagged $label") -> (maildir info letters, keywords)."""
+    letters: set[str] = set()
+    keywords: list[str] = []
+    for flag in flags.split():
+        if flag.startswith("\\"):
+            letter = _SYSTEM_FLAGS.get(flag.lower())
+            if letter is None:
+                raise ValueError(f"flag {flag!r} cannot be stored (system flags: \\Seen \\Answered "
+                                 "\\Flagged \\Deleted \\Draft; \\Recent is the server's to set)")
+            letters.add(letter)
+        else:
+            if any(c in _ATOM_SPECIALS for c in flag) or not flag.isascii():
+                raise ValueError(f"keyword {flag!r} is not an IMAP atom")
+            if flag not in keywords:
+                keywords.append(flag)
+    return "".join(sorted(letters)), keywords
+
+
+# --------------------------------------------------------------------------- the server
+
+
+class DovecotServer:
+    """One throwaway Dovecot instance under ``root`` (see the module docstring).
+
+    Typical use::
+
+        server = DovecotServer(Path(tempfile.mkdtemp()))
+        server.start()
+        server.add_user("alice", "secret")
+        server.load("alice", [("INBOX", raw1), ("Archive/2024", raw2, "\\Seen")])
+        ...  # connect to server.host, server.imap_port / server.imaps_port, verify with server.ca_file
+        server.stop()
+
+    Attributes: ``host`` ("127.0.0.1"), ``imap_port`` (plain + STARTTLS), ``imaps_port`` (implicit
+    TLS), ``ca_file`` (the self-signed certificate, PEM, for DNS:localhost and IP:127.0.0.1),
+    ``conf_path``, ``log_path``, ``capabilities`` (post-login CAPABILITY as seen at start) and
+    ``default_capabilities`` (the same without ``remove_capabilities``). The ports are picked when
+    the object is made and kept across stop/start unless taken meanwhile.
+
+    ``root`` must be reachable by the mail user (uid ``mail`` when run as root): pytest's 0700
+    ``tmp_path`` is not; a ``tempfile.mkdtemp()`` folder is (it is chmod 0755 here).
+    ``extra_conf`` is appended to the config verbatim. ``docker=True`` runs the same config in a
+    container (fixtures/dovecot/docker-compose.yml; needs a source checkout).
+    """
+
+    host = HOST
+
+    def __init__(self, root: Path, *, remove_capabilities: Iterable[str] = (), extra_conf: str = "",
+                 docker: bool = False) -> None:
+        self.root = Path(root).absolute()
+        self.remove_capabilities = tuple(sorted({c.upper() for c in remove_capabilities}))
+        self.extra_conf = extra_conf
+        self.docker = docker
+        self.conf_path = self.root / "dovecot.conf"
+        self.log_path = self.root / "dovecot.log"
+        self.ca_file = self.root / "tls" / "cert.pem"
+        self.key_file = self.root / "tls" / "key.pem"
+        self.users_dir = self.root / "users"
+        self.home_dir = self.root / "home"
+        self.imap_port, self.imaps_port = _free_ports(2)
+        self.default_capabilities: tuple[str, ...] = ()
+        self.capabilities: tuple[str, ...] = ()
+        self._clock = 0  # last microsecond timestamp used in a Maildir file name
+        self._seq = 0
+        self._ready_dirs: set[Path] = set()
+        self._folder_cache: dict[tuple[str, str], str] = {}
+        self._flag_cache: dict[str, tuple[str, list[str]]] = {}
+        self._base_dir_is_temp = False
+
+        self.is_root = os.geteuid() == 0
+        tag = f"{zlib.crc32(str(self.root).encode()):08x}"  # stable across processes (the CLI re-attaches)
+        if docker:
+            # Inside the container: the mail user is whoever owns the files we write.
+            self.mail_uid, self.mail_gid = (8, 8) if self.is_root else (os.geteuid(), os.getegid())
+            self.base_dir = Path("/run/mailsync-dovecot")
+        else:
+            if self.is_root:
+                self.mail_uid, self.mail_gid = _lookup_ids("mail")
+            else:
+                self.mail_uid, self.mail_gid = os.geteuid(), os.getegid()
+            self.base_dir = self.root / "run"
+            # Unix socket paths are limited to 107 bytes; keep base_dir short.
+            if len(str(self.base_dir)) > 60:
+                self.base_dir = Path(tempfile.gettempdir()) / f"msdv-{tag}"
+                self._base_dir_is_temp = True
+        self.instance_name = f"mailsync-{tag}"
+        self.compose_project = f"mailsync-dovecot-{tag}"
+
+    # ----------------------------------------------------------------- lifecycle
+
+    def __repr__(self) -> str:
+        return (f"DovecotServer(root={str(self.root)!r}, imap_port={self.imap_port}, "
+                f"imaps_port={self.imaps_port}, remove_capabilities={self.remove_capabilities!r})")
+
+    def __enter__(self) -> DovecotServer:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def pid(self) -> int | None:
+        """The master process id, if its pid file exists (None under Docker)."""
+        try:
+            return int((self.base_dir / "master.pid").read_text().strip())
+        except (OSError, ValueError):
+            return None
+
+    @property
+    def running(self) -> bool:
+        if self.docker:
+            out = self._compose("ps", "-q", check=False)
+            return bool(out.strip())
+        pid = self.pid
+        return pid is not None and _pid_alive(pid)
+
+    def start(self) -> None:
+        """Start Dovecot; return once both ports accept connections and a login works.
+
+        With ``remove_capabilities`` the default list is learnt first (from a cache shared by all
+        servers of this process, or by one login to this server before the override is applied).
+        Raises DovecotError with the tail of Dovecot's log when anything fails.
+        """
+        if self.running:
+            return
+        self._check_binaries()
+        self._prepare_layout()
+        self._write_user_file(_PROBE_USER, _PROBE_PASSWORD)
+
+        cache_key = (self._binary_id(), self.extra_conf)
+        defaults = _DEFAULT_CAPS_CACHE.get(cache_key)
+        if self.remove_capabilities and defaults is None:
+            defaults = _DEFAULT_CAPS_CACHE[cache_key] = self._launch(capability_override=None)
+            self._stop_process()
+        if defaults is not None:
+            self.default_capabilities = defaults
+        override = self._capability_override(defaults) if self.remove_capabilities else None
+        caps = self._launch(capability_override=override)
+        if not self.remove_capabilities:
+            self.default_capabilities = caps
+            _DEFAULT_CAPS_CACHE.setdefault(cache_key, caps)
+        self.capabilities = caps
+        offered = {c.upper() for c in caps}
+        if self.remove_capabilities:
+            still = [c for c in self.remove_capabilities if c in offered]
+            if still:
+                self.stop()
+                raise DovecotError(f"Dovecot still advertises {' '.join(still)} after removing them "
+                                   f"(CAPABILITY: {' '.join(caps)})")
+        else:
+            missing = [c for c in REQUIRED_CAPABILITIES if c not in offered]
+            if missing and not self.extra_conf:
+                self.stop()
+                raise DovecotError(f"Dovecot does not offer {' '.join(missing)} "
+                                   f"(CAPABILITY: {' '.join(caps)})")
+
+    def stop(self, *, graceful: bool = False) -> None:
+        """Stop Dovecot. Idempotent.
+
+        ``graceful=True`` runs ``doveadm -c CONF stop``, which returns once the master has exited:
+        2-3 s, because the master sleeps after its children are gone before it exits. The default
+        sends the same SIGTERM, waits until every child but the log process has exited (a few ms;
+        client connections are closed, mail is on disk), then SIGKILLs the master and the log process.
+        Either way SIGTERM/SIGKILL to the master pid is the fallback.
+        """
+        self._stop_process(graceful=graceful)
+        if self._base_dir_is_temp:
+            shutil.rmtree(self.base_dir, ignore_errors=True)
+
+    def _stop_process(self, graceful: bool = False) -> None:
+        if self.docker:
+            if self._compose_file().exists():
+                self._compose("down", "--timeout", "2", check=False)
+            return
+        pid = self.pid
+        if pid is None or not _pid_alive(pid):
+            return
+        if graceful:
+            with contextlib.suppress(OSError, subprocess.TimeoutExpired):
+                subprocess.run([self._doveadm_bin(), "-c", str(self.conf_path), "stop"],
+                               capture_output=True, text=True, timeout=30)
+            if self._wait_gone(pid, 10):
+                return
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and _pid_alive(pid):
+            children = _children(pid)
+            if all(name == "log" for _, name in children):
+                for child, _ in children:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(child, signal.SIGKILL)
+                break
+            time.sleep(0.005)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        self._wait_gone(pid, 5)
+        with contextlib.suppress(OSError):
+            (self.base_dir / "master.pid").unlink()
+
+    @staticmethod
+    def _wait_gone(pid: int, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not _pid_alive(pid):
+                return True
+            time.sleep(0.02)
+        return not _pid_alive(pid)
+
+    def _launch(self, capability_override: str | None) -> tuple[str, ...]:
+        """Write the config, start the master, return the post-login CAPABILITY list.
+
+        Retries with new ports when one was taken in the meantime."""
+        for attempt in range(3):
+            self.conf_path.write_text(self.render_conf(capability_override))
+            log_size = self.log_path.stat().st_size if self.log_path.exists() else 0
+            if self.docker:
+                self._compose("up", "-d", "--build", "--force-recreate")
+            else:
+                stderr_path = self.root / "dovecot.stderr"
+                with open(stderr_path, "wb") as err:
+                    # The master daemonizes: do not hand it a pipe it would keep open.
+                    rc = subprocess.run([self._dovecot_bin(), "-c", str(self.conf_path)],
+                                        stdin=subprocess.DEVNULL, stdout=err, stderr=err,
+                                        timeout=60).returncode
+                if rc != 0:
+                    text = stderr_path.read_text(errors="replace")
+                    if "Address already in use" in text and attempt < 2:
+                        self.imap_port, self.imaps_port = _free_ports(2)
+                        continue
+                    raise DovecotError(f"`dovecot -c {self.conf_path}` exited with {rc}:\n"
+                                       f"{stderr_path.read_text(errors='replace')}\n"
+                                       f"--- {self.log_path}:\n{_tail(self.log_path)}")
+            try:
+                return self._wait_ready()
+            except DovecotError:
+                new_log = self.log_path.read_text(errors="replace")[log_size:] if self.log_path.exists() else ""
+                if not self.docker:
+                    # The master writes its pid file a moment after daemonizing: do not leak it.
+                    deadline = time.monotonic() + 3
+                    while self.pid is None and time.monotonic() < deadline:
+                        time.sleep(0.02)
+                self._stop_process()
+                if "Address already in use" in new_log and attempt < 2:
+                    self.imap_port, self.imaps_port = _free_ports(2)
+                    continue
+                raise
+        raise AssertionError("unreachable")
+
+    def _wait_ready(self, timeout: float = 30.0) -> tuple[str, ...]:
+        deadline = time.monotonic() + timeout
+        last_error = "ports not open"
+        while time.monotonic() < deadline:
+            if not self.docker:
+                # The pid file appears a moment after `dovecot` returns (the master daemonizes).
+                pid = self.pid
+                if pid is not None and not _pid_alive(pid):
+                    last_error = "the master process exited"
+                    break
+            if _port_open(self.host, self.imap_port) and _port_open(self.host, self.imaps_port):
+                try:
+                    return self._login_probe()
+                except (OSError, imaplib.IMAP4.error) as exc:
+                    last_error = f"login failed: {exc!r}"
+            time.sleep(0.05)
+        raise DovecotError(f"Dovecot did not become ready on {self.host}:{self.imap_port}/"
+                           f"{self.imaps_port} ({last_error}).\n--- {self.log_path}:\n{_tail(self.log_path)}")
+
+    def _login_probe(self) -> tuple[str, ...]:
+        conn = imaplib.IMAP4(self.host, self.imap_port, timeout=10)
+        try:
+            conn.login(_PROBE_USER, _PROBE_PASSWORD)
+            typ, data = conn.capability()
+            if typ != "OK":
+                raise imaplib.IMAP4.error(f"CAPABILITY failed: {data!r}")
+            return tuple(data[-1].decode().split())
+        finally:
+            with contextlib.suppress(Exception):
+                conn.logout()
+
+    def _capability_override(self, defaults: Sequence[str] | None) -> str:
+        assert defaults is not None
+        unknown = [c for c in self.remove_capabilities if c not in {d.upper() for d in defaults}]
+        if unknown:
+            raise ValueError(f"remove_capabilities: {' '.join(unknown)} not offered by this Dovecot "
+                             f"(it offers: {' '.join(defaults)})")
+        kept = [c for c in defaults if c.upper() not in self.remove_capabilities]
+        return "protocol imap {\n  imap_capability = " + " ".join(kept) + "\n}\n"
+
+    # ----------------------------------------------------------------- config and layout
+
+    def render_conf(self, capability_override: str | None = None) -> str:
+        """The filled-in config (what is written to ``conf_path``)."""
+        values = {
+            "ROOT": str(self.root),
+            "BASE_DIR": str(self.base_dir),
+            "INSTANCE_NAME": self.instance_name,
+            "LOGIN_USER": "dovenull" if (self.is_root or self.docker) else _current_user(),
+            "INTERNAL_USER": "dovecot" if (self.is_root or self.docker) else _current_user(),
+            "LISTEN": "*" if self.docker else self.host,
+            "MAIL_UID": str(self.mail_uid),
+            "MAIL_GID": str(self.mail_gid),
+            "IMAP_PORT": str(self.imap_port),
+            "IMAPS_PORT": str(self.imaps_port),
+            "RUN_AS_CONF": "" if (self.is_root or self.docker) else _NONROOT_CONF.replace("{group}", _current_group()),
+            "CAPABILITY_CONF": capability_override or "",
+            "EXTRA_CONF": self.extra_conf,
+        }
+
+        def fill(match: re.Match[str]) -> str:
+            return values[match.group(1)]
+
+        return _PLACEHOLDER.sub(fill, CONF_TEMPLATE)
+
+    def _prepare_layout(self) -> None:
+        if not self.docker:
+            bad = _traversal_problem(self.root.parent, self.mail_uid, self.mail_gid)
+            if bad is not None:
+                raise DovecotError(
+                    f"{bad} cannot be entered by uid {self.mail_uid}, which Dovecot uses for mail under "
+                    f"{self.root}; use a root folder it can reach, e.g. tempfile.mkdtemp() under /tmp "
+                    "(pytest's tmp_path is mode 0700)")
+        self.root.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.root, 0o755)
+        for folder in (self.users_dir, self.root / "tls", self.root / "state"):
+            folder.mkdir(exist_ok=True)
+            os.chmod(folder, 0o755)
+        self.home_dir.mkdir(exist_ok=True)
+        os.chmod(self.home_dir, 0o755)
+        self._chown(self.home_dir)
+        if self._base_dir_is_temp:
+            self.base_dir.mkdir(mode=0o755, exist_ok=True)
+        if not self.ca_file.exists() or not self.key_file.exists():
+            self._make_certificate()
+
+    def _make_certificate(self) -> None:
+        cmd = ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+               "-nodes", "-days", "3650", "-subj", "/CN=localhost",
+               "-keyout", str(self.key_file), "-out", str(self.ca_file),
+               "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
+               "-addext", "basicConstraints=critical,CA:TRUE",
+               "-addext", "keyUsage=critical,digitalSignature,keyCertSign",
+               "-addext", "extendedKeyUsage=serverAuth"]
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+        except FileNotFoundError as exc:
+            raise DovecotError("the `openssl` command is needed to make the test certificate "
+                               "(apt-get install openssl)") from exc
+        if proc.returncode != 0:
+            raise DovecotError(f"openssl failed ({proc.returncode}):\n{proc.stderr}")
+        os.chmod(self.ca_file, 0o644)
+        os.chmod(self.key_file, 0o600 if not self.docker else 0o644)
+
+    def _check_binaries(self) -> None:
+        if self.docker:
+            if shutil.which("docker") is None:
+                raise DovecotError("`docker` is not on PATH")
+            if not self._compose_file().exists():
+                raise DovecotError(f"{self._compose_file()} not found: --docker needs a source checkout")
+            return
+        missing = [b for b in ("dovecot", "doveadm") if _which(b) is None]
+        if missing:
+            raise DovecotError(
+                f"no local {' and '.join(missing)} binary: install Dovecot 2.3 "
+                "(apt-get install dovecot-core dovecot-imapd; disable its system service if you like), "
+                "or use `scripts/dovecot start --docker`")
+
+    def _binary_id(self) -> str:
+        if self.docker:
+            return "docker"
+        path = _which("dovecot") or "dovecot"
+        with contextlib.suppress(OSError):
+            st = os.stat(path)
+            return f"{os.path.realpath(path)}:{st.st_mtime_ns}:{st.st_size}"
+        return path
+
+    @staticmethod
+    def _dovecot_bin() -> str:
+        return _which("dovecot") or "dovecot"
+
+    @staticmethod
+    def _doveadm_bin() -> str:
+        return _which("doveadm") or "doveadm"
+
+    def _chown(self, path: Path | int) -> None:
+        if self.is_root:
+            if isinstance(path, int):
+                os.fchown(path, self.mail_uid, self.mail_gid)
+            else:
+                os.chown(path, self.mail_uid, self.mail_gid)
+
+    # ----------------------------------------------------------------- docker
+
+    def _compose_file(self) -> Path:
+        repo = _repo_root()
+        return (repo / "fixtures" / "dovecot" / "docker-compose.yml") if repo else Path("docker-compose.yml")
+
+    def _compose(self, *args: str, check: bool = True) -> str:
+        env = dict(os.environ,
+                   MAILSYNC_DOVECOT_ROOT=str(self.root),
+                   MAILSYNC_DOVECOT_CONF=str(self.conf_path),
+                   MAILSYNC_IMAP_PORT=str(self.imap_port),
+                   MAILSYNC_IMAPS_PORT=str(self.imaps_port))
+        cmd = ["docker", "compose", "-p", self.compose_project, "-f", str(self._compose_file()), *args]
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+        if check and proc.returncode != 0:
+            raise DovecotError(f"`{' '.join(cmd)}` failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
+        return proc.stdout
+
+    # ----------------------------------------------------------------- administration
+
+    def doveadm(self, *args: str) -> str:
+        """Run ``doveadm -c CONF ARGS...`` and return its standard output; raise DovecotError on failure."""
+        if self.docker:
+            return self._compose("exec", "-T", "dovecot", "doveadm", "-c", str(self.conf_path), *args)
+        cmd = [self._doveadm_bin(), "-c", str(self.conf_path), *args]
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+        if proc.returncode != 0:
+            raise DovecotError(f"`{' '.join(cmd)}` failed ({proc.returncode}):\n{proc.stderr.strip()}")
+        return proc.stdout
+
+    def force_resync(self, user: str) -> None:
+        """Make Dovecot index every file written behind its back: ``doveadm force-resync -u USER '*'``."""
+        self.doveadm("force-resync", "-u", user, "*")
+
+    def add_user(self, name: str, password: str) -> None:
+        """Create a user (and their Maildir); they can log in at once, without a reload.
+
+        Calling it again for an existing user changes the password; Dovecot notices that within a
+        second (it re-reads a passwd-file at most once a second).
+
+        The name must be a plain login name (letters, digits and ``._@+=-``); the password must not
+        contain ':' or a line break (passwd-file syntax).
+        """
+        if not _USER_NAME.match(name) or name == _PROBE_USER:
+            raise ValueError(f"user name {name!r}: use letters, digits and ._@+=- (not starting with '.')")
+        self._write_user_file(name, password)
+        self._ensure_maildir_dir(self.maildir(name))
+
+    def _write_user_file(self, name: str, password: str) -> None:
+        if ":" in password or "\n" in password or "\r" in password:
+            raise ValueError("passwords for the test server cannot contain ':' or line breaks")
+        self.users_dir.mkdir(parents=True, exist_ok=True)
+        target = self.users_dir / name
+        tmp = self.users_dir / f".{name}.tmp"
+        tmp.write_text(f"{name}:{{PLAIN}}{password}\n")
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, target)
+
+    def users(self) -> list[str]:
+        """Names of the users added so far."""
+        if not self.users_dir.is_dir():
+            return []
+        return sorted(p.name for p in self.users_dir.iterdir()
+                      if not p.name.startswith(".") and p.name != _PROBE_USER)
+
+    def new_user(self, name: str, password: str = "secret") -> ImapUser:
+        """add_user and return an ImapUser with the connection details."""
+        self.add_user(name, password)
+        return ImapUser(name=name, password=password, host=self.host, imap_port=self.imap_port,
+                        imaps_port=self.imaps_port, ca_file=self.ca_file, server=self)
+
+    def ssl_context(self) -> ssl.SSLContext:
+        """A client TLS context that trusts exactly this server's certificate."""
+        return ssl.create_default_context(cafile=str(self.ca_file))
+
+    # ----------------------------------------------------------------- mail
+
+    def maildir(self, user: str) -> Path:
+        """The user's Maildir root (= INBOX); subfolders are ``.Name`` folders inside it."""
+        return self.home_dir / user / "Maildir"
+
+    def folder_dir(self, user: str, folder: str) -> Path:
+        """The Maildir folder of ``folder`` (a Unicode name with "/" between levels)."""
+        name = maildir_folder_name(folder)
+        return self.maildir(user) / name if name else self.maildir(user)
+
+    def write_message(self, user: str, folder: str, raw: bytes, flags: str = "",
+                      internaldate: float | None = None) -> Path:
+        """Write one message straight into the user's Maildir and return its path.
+
+        ``folder`` is a decoded name with "/" between levels ("INBOX", "Archive/2024", "Entwürfe");
+        the folder is created on disk if missing. ``flags`` is a space-separated IMAP flag list:
+        system flags map to Maildir info letters (\\Seen S, \\Answered R, \\Flagged F, \\Deleted T,
+        \\Draft D); keywords are recorded in the folder's ``dovecot-keywords`` file (at most 26 per
+        folder) and map to letters a-z. ``internaldate`` (epoch seconds) becomes the file's mtime,
+        which Dovecot reports as INTERNALDATE; default now. Dovecot sees the message after
+        ``force_resync(user)`` (or its own next sync of that folder); UIDs follow write order.
+        """
+        return self._write(user, folder, raw, flags, internaldate, {})
+
+    def load(self, user: str, messages: Iterable[bytes | Sequence[object] | Mapping[str, object]], *,
+             resync: bool = True) -> list[Path]:
+        """Write many messages, then ``force_resync`` once. Returns the paths in order.
+
+        Each item is raw ``bytes`` (goes to INBOX), a tuple ``(folder, raw[, flags[, internaldate]])``
+        in write_message's order, or a mapping with those keys.
+        """
+        keyword_cache: dict[Path, list[str]] = {}
+        paths = []
+        for item in messages:
+            if isinstance(item, (bytes, bytearray, memoryview)):
+                args: tuple = ("INBOX", bytes(item), "", None)
+            elif isinstance(item, Mapping):
+                args = (item.get("folder", "INBOX"), item["raw"], item.get("flags", ""),
+                        item.get("internaldate"))
+            else:
+                if not 2 <= len(item) <= 4:
+                    raise ValueError(f"load: a tuple item is (folder, raw[, flags[, internaldate]]), got {item!r}")
+                args = (*tuple(item), "", None)[:4] if len(item) == 2 else (*tuple(item), None)[:4]
+            paths.append(self._write(user, args[0], args[1], args[2] or "", args[3], keyword_cache))
+        if resync:
+            self.force_resync(user)
+        return paths
+
+    def _next_name(self) -> str:
+        now = time.time_ns() // 1000
+        self._clock = max(now, self._clock + 1)
+        self._seq += 1
+        secs, usecs = divmod(self._clock, 1_000_000)
+        return f"{secs}.M{usecs}P{os.getpid()}Q{self._seq}.mailsync"
+
+    def _ensure_maildir_dir(self, path: Path) -> None:
+        if path in self._ready_dirs:
+            return
+        maildir_root = path if path.name == "Maildir" else path.parent
+        home = maildir_root.parent
+        for folder in (home, maildir_root, path):
+            if not folder.exists():
+                folder.mkdir(mode=0o700, exist_ok=True)
+                self._chown(folder)
+        for sub in ("cur", "new", "tmp"):
+            d = path / sub
+            if not d.exists():
+                d.mkdir(mode=0o700, exist_ok=True)
+                self._chown(d)
+        if path != maildir_root and not (path / "maildirfolder").exists():
+            (path / "maildirfolder").touch()
+            self._chown(path / "maildirfolder")
+        self._ready_dirs.add(path)
+
+    def _keyword_letters(self, folder_dir: Path, keywords: list[str], cache: dict[Path, list[str]]) -> str:
+        if not keywords:
+            return ""
+        kw_file = folder_dir / "dovecot-keywords"
+        known = cache.get(folder_dir)
+        if known is None:
+            known = []
+            if kw_file.exists():
+                for line in kw_file.read_text(errors="replace").splitlines():
+                    idx, _, name = line.partition(" ")
+                    if idx.isdigit() and name:
+                        while len(known) <= int(idx):
+                            known.append("")
+                        known[int(idx)] = name
+            cache[folder_dir] = known
+        lowered = [k.lower() for k in known]
+        letters = []
+        changed = False
+        for kw in keywords:
+            if kw.lower() in lowered:
+                idx = lowered.index(kw.lower())
+            else:
+                if len(known) >= 26:
+                    raise ValueError(f"{folder_dir}: Maildir keeps at most 26 keywords per folder")
+                known.append(kw)
+                lowered.append(kw.lower())
+                idx = len(known) - 1
+                changed = True
+            letters.append(chr(ord("a") + idx))
+        if changed:
+            tmp = folder_dir / "tmp" / f"dovecot-keywords.{os.getpid()}"
+            tmp.write_text("".join(f"{i} {k}\n" for i, k in enumerate(known) if k))
+            self._chown(tmp)
+            os.replace(tmp, kw_file)
+        return "".join(sorted(letters))
+
+    def _write(self, user: str, folder: str, raw: bytes, flags: str, internaldate: float | None,
+               keyword_cache: dict[Path, list[str]]) -> Path:
+        # Hot path (load() of tens of thousands of messages): plain strings and os calls only.
+        if not isinstance(raw, (bytes, bytearray)):
+            raise TypeError(f"raw message must be bytes, not {type(raw).__name__}")
+        key = (user, folder)
+        folder_dir = self._folder_cache.get(key)
+        if folder_dir is None:
+            path = self.folder_dir(user, folder)
+            self._ensure_maildir_dir(path)
+            folder_dir = self._folder_cache[key] = str(path)
+        parsed = self._flag_cache.get(flags)
+        if parsed is None:
+            parsed = self._flag_cache[flags] = _parse_flags(flags)
+        letters, keywords = parsed
+        if keywords:
+            letters = "".join(sorted(letters + self._keyword_letters(Path(folder_dir), keywords, keyword_cache)))
+        size = len(raw)
+        vsize = size + raw.count(b"\n") - raw.count(b"\r\n")  # with every bare LF as CRLF
+        base = f"{self._next_name()},S={size},W={vsize}"
+        tmp_path = f"{folder_dir}/tmp/{base}"
+        final = f"{folder_dir}/cur/{base}:2,{letters}"
+        try:
+            fd = os.open(tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileNotFoundError:
+            # The folder was deleted behind our back (e.g. by a test over IMAP): make it again.
+            self._folder_cache.pop(key, None)
+            self._ready_dirs.discard(Path(folder_dir))
+            self._ensure_maildir_dir(Path(folder_dir))
+            fd = os.open(tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            written = os.write(fd, raw)
+            if written < size:
+                view = memoryview(raw)[written:]
+                while view:
+                    view = view[os.write(fd, view):]
+            if self.is_root:
+                os.fchown(fd, self.mail_uid, self.mail_gid)
+            if internaldate is not None:
+                os.utime(fd, (internaldate, internaldate))
+        finally:
+            os.close(fd)
+        os.rename(tmp_path, final)
+        return Path(final)
+
+
+def _which(name: str) -> str | None:
+    found = shutil.which(name)
+    if found:
+        return found
+    for folder in ("/usr/sbin", "/usr/local/sbin", "/sbin"):
+        candidate = Path(folder) / name
+        if candidate.exists() and os.access(candidate, os.X_OK):
+            return str(candidate)
+    return None
+
+
+def _current_user() -> str:
+    import pwd
+
+    return pwd.getpwuid(os.geteuid()).pw_name
+
+
+def _current_group() -> str:
+    import grp
+
+    return grp.getgrgid(os.getegid()).gr_name
+
+
+def local_dovecot_available() -> bool:
+    """True when the dovecot and doveadm binaries exist on this machine."""
+    return _which("dovecot") is not None and _which("doveadm") is not None
+
+
+def _docker_works() -> bool:
+    if shutil.which("docker") is None:
+        return False
+    try:
+        return subprocess.run(["docker", "info"], capture_output=True, timeout=20).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def _default_state_dir() -> Path:
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    if runtime:
+        return Path(runtime) / "mailsync-dovecot"
+    return Path(tempfile.gettempdir()) / f"mailsync-dovecot-{os.getuid()}"
+
+
+def _attach(state: dict) -> DovecotServer:
+    """A DovecotServer object for an instance recorded in a CLI state file."""
+    server = DovecotServer(Path(state["root"]), docker=bool(state.get("docker")))
+    server.imap_port = int(state["imap_port"])
+    server.imaps_port = int(state["imaps_port"])
+    if state.get("base_dir"):
+        server.base_dir = Path(state["base_dir"])
+        server._base_dir_is_temp = bool(state.get("base_dir_is_temp"))
+    return server
+
+
+def _print_info(state: dict, as_json: bool, running: bool = True) -> None:
+    if as_json:
+        print(json.dumps(dict(state, running=running), indent=2))
+        return
+    print(f"dovecot {'running' if running else 'NOT running'}"
+          + (f" (pid {state['pid']})" if state.get("pid") and running else "")
+          + (" in docker" if state.get("docker") else ""))
+    print(f"  host      {state['host']}")
+    print(f"  imap      {state['imap_port']}  (plain + STARTTLS)")
+    print(f"  imaps     {state['imaps_port']}  (implicit TLS)")
+    print(f"  ca_file   {state['ca_file']}")
+    for user, password in state.get("users", {}).items():
+        print(f"  user      {user}  password {password}")
+    print(f"  conf      {state['conf_path']}")
+    print(f"  log       {state['log_path']}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="scripts/dovecot",
+        description="Start, inspect or stop a throwaway Dovecot IMAP server on 127.0.0.1 for mailsync.")
+    parser.add_argument("command", choices=["start", "stop", "status", "template"])
+    parser.add_argument("--dir", type=Path, default=None,
+                        help=f"state folder (default {_default_state_dir()})")
+    parser.add_argument("--user", default="demo", help="user to create on start (default demo)")
+    parser.add_argument("--password", default="demo", help="password of --user (default demo)")
+    parser.add_argument("--docker", action="store_true",
+                        help="run Dovecot in a container (automatic when there is no local dovecot)")
+    parser.add_argument("--json", action="store_true", help="print the state as JSON")
+    parser.add_argument("--write", action="store_true",
+                        help="template: rewrite fixtures/dovecot/dovecot.conf.in from the module")
+    args = parser.parse_args(argv)
+
+    if args.command == "template":
+        if args.write:
+            repo = _repo_root()
+            if repo is None:
+                print("no source checkout found (fixtures/dovecot)", file=sys.stderr)
+                return 1
+            target = repo / "fixtures" / "dovecot" / "dovecot.conf.in"
+            target.write_text(CONF_TEMPLATE)
+            print(f"wrote {target}")
+        else:
+            sys.stdout.write(CONF_TEMPLATE)
+        return 0
+
+    state_dir: Path = (args.dir or _default_state_dir()).absolute()
+    state_file = state_dir / "state.json"
+    state = json.loads(state_file.read_text()) if state_file.exists() else None
+
+    if args.command == "status":
+        if state is None:
+            print(f"dovecot not running (no state in {state_dir})")
+            return 1
+        running = _attach(state).running
+        _print_info(state, args.json, running)
+        return 0 if running else 1
+
+    if args.command == "stop":
+        if state is None:
+            print(f"dovecot not running (no state in {state_dir})")
+            return 0
+        server = _attach(state)
+        server.stop(graceful=True)
+        shutil.rmtree(Path(state["root"]), ignore_errors=True)
+        shutil.rmtree(state_dir, ignore_errors=True)
+        print(f"dovecot stopped; removed {state['root']}")
+        return 0
+
+    # start
+    if state is not None:
+        server = _attach(state)
+        if server.running:
+            if args.user not in state.get("users", {}):
+                server.add_user(args.user, args.password)
+                state.setdefault("users", {})[args.user] = args.password
+                state_file.write_text(json.dumps(state, indent=2))
+            _print_info(state, args.json)
+            return 0
+        shutil.rmtree(Path(state["root"]), ignore_errors=True)
+    docker = args.docker
+    if not docker and not local_dovecot_available():
+        if _docker_works():
+            docker = True
+        else:
+            print("error: no local dovecot binary (apt-get install dovecot-core dovecot-imapd) "
+                  "and docker is not usable", file=sys.stderr)
+            return 1
+    state_dir.mkdir(parents=True, exist_ok=True)
+    root = state_dir / "server"
+    uid, gid = ((8, 8) if os.geteuid() == 0 else (os.geteuid(), os.getegid()))
+    if os.geteuid() == 0 and not docker:
+        uid, gid = _lookup_ids("mail")
+    if not docker and _traversal_problem(state_dir, uid, gid) is not None:
+        # e.g. $XDG_RUNTIME_DIR is 0700: keep the state there, the server where the mail user reaches.
+        root = Path(tempfile.mkdtemp(prefix="mailsync-dovecot-"))
+    server = DovecotServer(root, docker=docker)
+    try:
+        server.start()
+        server.add_user(args.user, args.password)
+    except (DovecotError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        server.stop()
+        return 1
+    state = {
+        "root": str(server.root),
+        "host": server.host,
+        "imap_port": server.imap_port,
+        "imaps_port": server.imaps_port,
+        "ca_file": str(server.ca_file),
+        "conf_path": str(server.conf_path),
+        "log_path": str(server.log_path),
+        "base_dir": str(server.base_dir),
+        "base_dir_is_temp": server._base_dir_is_temp,
+        "pid": server.pid,
+        "docker": docker,
+        "users": {args.user: args.password},
+        "capabilities": list(server.capabilities),
+    }
+    state_file.write_text(json.dumps(state, indent=2))
+    _print_info(state, args.json)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
