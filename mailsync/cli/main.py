@@ -1,0 +1,175 @@
+"""The `mailsync` command: click commands wiring config, store and sync together.
+
+Owns: argument parsing, exit codes, and what goes to stdout (machine-readable output) versus stderr
+(progress, logs, errors). Must not: hold sync logic. Heavy modules are imported inside commands so
+that start-up stays short (a no-change sync must finish in well under a second).
+
+Exit codes: 0 success; 1 a run failed (each failing account named on stderr); 2 usage or config error.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from mailsync.errors import ConfigError, MailsyncError
+
+
+class _Ctx:
+    def __init__(self, config_path: Path | None) -> None:
+        self.config_path = config_path
+
+    def config(self):
+        from mailsync.config.loader import load_config
+
+        return load_config(self.config_path)
+
+    def store(self, config):
+        from mailsync.store.db import open_store
+
+        return open_store(config.store.url)
+
+
+def _fail(exc: MailsyncError) -> None:
+    click.echo(f"mailsync: error: {exc}", err=True)
+    sys.exit(exc.exit_code)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
+              envvar="MAILSYNC_CONFIG", help="Config file (default: $MAILSYNC_CONFIG, else the XDG config path).")
+@click.option("-v", "--verbose", count=True, help="More log output on stderr (-vv for debug).")
+@click.version_option(package_name="mailsync")
+@click.pass_context
+def cli(ctx: click.Context, config_path: Path | None, verbose: int) -> None:
+    """Mirror folders, flags and messages between IMAP accounts and a local SQL store."""
+    level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
+    logging.basicConfig(level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    ctx.obj = _Ctx(config_path)
+
+
+@cli.command()
+@click.option("--force", is_flag=True, help="Overwrite an existing config file.")
+@click.pass_obj
+def init(obj: _Ctx, force: bool) -> None:
+    """Write a commented sample config (mode 0600) to edit."""
+    from mailsync.config.loader import default_config_path
+    from mailsync.config.sample import write_sample
+
+    path = obj.config_path or default_config_path()
+    try:
+        written = write_sample(path, force=force)
+    except MailsyncError as exc:
+        _fail(exc)
+    click.echo(f"wrote a sample config to {written}; edit it, then run: mailsync sync", err=True)
+    click.echo(str(written))
+
+
+@cli.command()
+@click.option("--account", "accounts", multiple=True, help="Sync only this account (repeatable).")
+@click.option("-q", "--quiet", is_flag=True, help="No progress display; only errors on stderr.")
+@click.pass_obj
+def sync(obj: _Ctx, accounts: tuple[str, ...], quiet: bool) -> None:
+    """One sync of the selected accounts (all by default)."""
+    try:
+        config = obj.config()
+        selected = _select_accounts(config, accounts)
+        store = obj.store(config)
+    except MailsyncError as exc:
+        _fail(exc)
+    from mailsync.cli.progress import make_observer
+    from mailsync.sync.engine import sync_account
+
+    failed = []
+    with make_observer(quiet) as observer:
+        for account in selected:
+            result = sync_account(store, account, observer=observer)
+            if not result.ok:
+                failed.append(result.account)
+    store.dispose()
+    if failed:
+        click.echo(f"mailsync: {len(failed)} of {len(selected)} account(s) failed: {', '.join(failed)}", err=True)
+        sys.exit(1)
+
+
+def _select_accounts(config, names: tuple[str, ...]):
+    if not names:
+        return list(config.accounts)
+    known = [a.name for a in config.accounts]
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise ConfigError(f"no account named {unknown[0]!r} in {config.path}",
+                          hint=f"choose one of: {', '.join(known) or '(none configured)'}")
+    return [a for a in config.accounts if a.name in names]
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_obj
+def status(obj: _Ctx, as_json: bool) -> None:
+    """Per account and folder: last sync, counts, checkpoints, errors."""
+    try:
+        config = obj.config()
+        store = obj.store(config)
+    except MailsyncError as exc:
+        _fail(exc)
+    from mailsync.cli.status import collect_status, render_status
+
+    report = collect_status(store, config)
+    store.dispose()
+    if as_json:
+        click.echo(json.dumps(report, indent=2, sort_keys=True))
+    else:
+        click.echo(render_status(report))
+
+
+@cli.group()
+def export() -> None:
+    """Export what the store holds."""
+
+
+@export.command("messages")
+@click.option("--format", "fmt", type=click.Choice(["jsonl"]), default="jsonl", show_default=True)
+@click.option("--account", default=None, help="Only this account.")
+@click.option("--folder", default=None, help="Only this folder (decoded name).")
+@click.pass_obj
+def export_messages(obj: _Ctx, fmt: str, account: str | None, folder: str | None) -> None:
+    """One JSON object per line and per placement."""
+    try:
+        config = obj.config()
+        if account is not None:
+            _select_accounts(config, (account,))
+        store = obj.store(config)
+    except MailsyncError as exc:
+        _fail(exc)
+    from dataclasses import asdict
+
+    from mailsync.store import repositories as repo
+    from mailsync.store.uow import UnitOfWork
+
+    out = sys.stdout
+    with UnitOfWork(store) as uow:
+        for row in repo.export_rows(uow.session, account=account, folder=folder):
+            out.write(json.dumps(asdict(row), ensure_ascii=False, sort_keys=True))
+            out.write("\n")
+    out.flush()
+    store.dispose()
+
+
+def main() -> None:
+    try:
+        cli(prog_name="mailsync")
+    except MailsyncError as exc:  # pragma: no cover - commands handle their own; this is the last net
+        _fail(exc)
+    except BrokenPipeError:  # `mailsync export ... | head`
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

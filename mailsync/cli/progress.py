@@ -1,0 +1,85 @@
+"""Progress display for long syncs: a rich progress bar on stderr, or nothing.
+
+Owns: how sync progress looks. Must not: influence the sync (it only observes).
+"""
+
+from __future__ import annotations
+
+import sys
+
+from mailsync.sync.engine import AccountResult, SyncObserver
+
+
+class RichProgress(SyncObserver):
+    def __init__(self) -> None:
+        from rich.console import Console
+        from rich.progress import (BarColumn, DownloadColumn, MofNCompleteColumn, Progress, TextColumn,
+                                   TimeRemainingColumn, TransferSpeedColumn)
+
+        self.console = Console(stderr=True)
+        self.progress = Progress(TextColumn("[bold]{task.fields[account]}[/] {task.description}"), BarColumn(),
+                                 MofNCompleteColumn(), DownloadColumn(), TransferSpeedColumn(),
+                                 TimeRemainingColumn(), console=self.console, transient=True)
+        self.tasks: dict[tuple[str, str], int] = {}
+
+    def __enter__(self) -> "RichProgress":
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.progress.stop()
+
+    def folder_started(self, account: str, folder: str, new: int) -> None:
+        if new:
+            self.tasks[(account, folder)] = self.progress.add_task(folder, total=new, account=account)
+
+    def messages_stored(self, account: str, folder: str, count: int, nbytes: int) -> None:
+        task = self.tasks.get((account, folder))
+        if task is not None:
+            self.progress.advance(task, count)
+
+    def folder_done(self, account: str, folder: str) -> None:
+        task = self.tasks.pop((account, folder), None)
+        if task is not None:
+            self.progress.remove_task(task)
+
+    def account_done(self, result: AccountResult) -> None:
+        self.console.print(summary_line(result), highlight=False, markup=False)
+
+
+class PlainSummary(SyncObserver):
+    """No live display (stderr is not a terminal); one line per account when it finishes."""
+
+    def __enter__(self) -> "PlainSummary":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        pass
+
+    def account_done(self, result: AccountResult) -> None:
+        print(summary_line(result), file=sys.stderr, flush=True)
+
+
+class Quiet(PlainSummary):
+    def account_done(self, result: AccountResult) -> None:
+        if not result.ok:
+            print(f"{result.account}: FAILED: {result.error}", file=sys.stderr, flush=True)
+
+
+def summary_line(r: AccountResult) -> str:
+    if not r.ok:
+        return f"{r.account}: FAILED: {r.error}"
+    mb = r.bytes_fetched / 1e6
+    text = (f"{r.account}: ok: {r.folders} folders, {r.new_messages} new, {r.flag_changes} flag changes, "
+            f"{r.expunged} expunged, {mb:.1f} MB in {r.seconds:.2f} s")
+    for note in r.notes:
+        text += f"\n  note: {note}"
+    return text
+
+
+def make_observer(quiet: bool):
+    if quiet:
+        return Quiet()
+    if sys.stderr.isatty():
+        return RichProgress()
+    return PlainSummary()

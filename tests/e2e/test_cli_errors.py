@@ -1,0 +1,117 @@
+"""Bad input and bad circumstances through the CLI: each a clear message and the documented exit code
+(0 ok, 1 a run failed, 2 usage or config error), and one account's failure never stops another."""
+
+from __future__ import annotations
+
+import json
+
+from helpers import account_entry, export_via_cli, password_var, run_cli, server_snapshot, export_snapshot, nonempty, write_config
+
+
+def _msg(i: int) -> bytes:
+    return f"From: a@example.org\r\nMessage-ID: <m{i}@example.org>\r\nSubject: {i}\r\n\r\nbody {i}\r\n".encode()
+
+
+def test_wrong_password_exits_1_and_names_account_and_host(tmp_path, imap_user):
+    cfg = write_config(tmp_path / "c.toml", f"sqlite:///{tmp_path}/s.db", [account_entry(imap_user, "acc")])
+    proc = run_cli("sync", config=cfg, env={password_var("acc"): "wrong"})
+    assert proc.returncode == 1
+    assert "account 'acc'" in proc.stderr and "refused the login" in proc.stderr
+    assert "wrong" not in proc.stderr.replace("wrong password", "")  # the password itself never shows
+    report = json.loads(run_cli("status", "--json", config=cfg, check=True).stdout)
+    assert report["accounts"][0]["last_run"]["status"] == "failed"
+    assert "refused the login" in report["accounts"][0]["last_run"]["error"]
+
+
+def test_unreachable_host_exits_1(tmp_path, imap_user):
+    entry = account_entry(imap_user, "acc", port=1)
+    cfg = write_config(tmp_path / "c.toml", f"sqlite:///{tmp_path}/s.db", [entry])
+    proc = run_cli("sync", config=cfg, env={password_var("acc"): imap_user.password})
+    assert proc.returncode == 1
+    assert "127.0.0.1:1" in proc.stderr and "refused" in proc.stderr
+
+
+def test_untrusted_certificate_exits_1_naming_the_host(tmp_path, imap_user):
+    entry = account_entry(imap_user, "acc")
+    del entry["ca_file"]  # the system store does not trust the test server's self-signed certificate
+    cfg = write_config(tmp_path / "c.toml", f"sqlite:///{tmp_path}/s.db", [entry])
+    proc = run_cli("sync", config=cfg, env={password_var("acc"): imap_user.password})
+    assert proc.returncode == 1
+    assert "did not verify" in proc.stderr and imap_user.host in proc.stderr and "ca_file" in proc.stderr
+
+
+def test_literal_password_in_group_readable_file_exits_2(tmp_path, imap_user):
+    entry = account_entry(imap_user, "acc", password=imap_user.password + "-literal")
+    cfg = write_config(tmp_path / "c.toml", f"sqlite:///{tmp_path}/s.db", [entry], mode=0o640)
+    proc = run_cli("sync", config=cfg)
+    assert proc.returncode == 2
+    assert "chmod 600" in proc.stderr and str(cfg) in proc.stderr
+    assert imap_user.password + "-literal" not in proc.stderr
+    # with mode 0600 the same file is accepted and the sync works
+    cfg.chmod(0o600)
+    imap_user.server.load(imap_user.name, [("INBOX", _msg(1))])
+    proc = run_cli("sync", config=cfg)
+    assert proc.returncode == 1 and "refused the login" in proc.stderr  # wrong literal, but accepted as config
+
+
+def test_unknown_config_key_exits_2_with_suggestion(tmp_path, imap_user):
+    entry = account_entry(imap_user, "acc", hots="example.org")
+    cfg = write_config(tmp_path / "c.toml", f"sqlite:///{tmp_path}/s.db", [entry])
+    proc = run_cli("sync", config=cfg)
+    assert proc.returncode == 2
+    assert "hots" in proc.stderr and "host" in proc.stderr and str(cfg) in proc.stderr
+
+
+def test_missing_config_exits_2_and_points_to_init(tmp_path):
+    proc = run_cli("sync", config=tmp_path / "nope.toml")
+    assert proc.returncode == 2 and "mailsync init" in proc.stderr
+
+
+def test_unknown_account_and_bad_option_exit_2(tmp_path, imap_user):
+    cfg = write_config(tmp_path / "c.toml", f"sqlite:///{tmp_path}/s.db", [account_entry(imap_user, "acc")])
+    proc = run_cli("sync", "--account", "other", config=cfg)
+    assert proc.returncode == 2 and "'other'" in proc.stderr and "acc" in proc.stderr
+    assert run_cli("sync", "--no-such-option", config=cfg).returncode == 2
+
+
+def test_init_writes_a_private_sample_that_loads(tmp_path):
+    path = tmp_path / "cfg" / "config.toml"
+    proc = run_cli("init", config=path)
+    assert proc.returncode == 0 and path.exists()
+    assert path.stat().st_mode & 0o777 == 0o600
+    again = run_cli("init", config=path)
+    assert again.returncode == 2 and "--force" in again.stderr
+    proc = run_cli("status", config=path, env={"XDG_DATA_HOME": str(tmp_path / "data")})
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_one_failing_account_does_not_stop_the_others(tmp_path, dovecot):
+    good = dovecot.new_user("good-" + tmp_path.name[-8:], "pw-good")
+    bad = dovecot.new_user("bad-" + tmp_path.name[-8:], "pw-bad")
+    dovecot.load(good.name, [("INBOX", _msg(i)) for i in range(5)])
+    accounts = [account_entry(bad, "bad"), account_entry(good, "good"),
+                account_entry(good, "gone", port=1)]
+    cfg = write_config(tmp_path / "c.toml", f"sqlite:///{tmp_path}/s.db", accounts)
+    env = {password_var("bad"): "nope", password_var("good"): "pw-good", password_var("gone"): "pw-good"}
+    proc = run_cli("sync", config=cfg, env=env)
+    assert proc.returncode == 1
+    assert "2 of 3 account(s) failed: bad, gone" in proc.stderr
+    assert export_snapshot(export_via_cli(cfg, env), "good") == nonempty(server_snapshot(good))
+
+
+def test_starttls_and_plain_loopback_work(tmp_path, imap_user):
+    imap_user.server.load(imap_user.name, [("INBOX", _msg(i)) for i in range(3)])
+    accounts = [account_entry(imap_user, "tls-start", tls="starttls"), account_entry(imap_user, "plain", tls="none")]
+    cfg = write_config(tmp_path / "c.toml", f"sqlite:///{tmp_path}/s.db", accounts)
+    env = {password_var("tls-start"): imap_user.password, password_var("plain"): imap_user.password}
+    proc = run_cli("sync", config=cfg, env=env)
+    assert proc.returncode == 0, proc.stderr
+    rows = export_via_cli(cfg, env)
+    assert export_snapshot(rows, "tls-start") == export_snapshot(rows, "plain") == nonempty(server_snapshot(imap_user))
+
+
+def test_plaintext_to_a_remote_host_is_refused(tmp_path, imap_user):
+    entry = account_entry(imap_user, "acc", tls="none", host="imap.example.org")
+    cfg = write_config(tmp_path / "c.toml", f"sqlite:///{tmp_path}/s.db", [entry])
+    proc = run_cli("sync", config=cfg)
+    assert proc.returncode == 2 and "allow_plaintext" in proc.stderr

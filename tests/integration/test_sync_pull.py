@@ -1,0 +1,132 @@
+"""Server -> store sync against the real Dovecot, on SQLite and on PostgreSQL.
+
+The yardstick is a second IMAP client: after a sync, `mailsync export` must equal what that client
+reads (folders, UIDVALIDITY, UIDs, flags, sizes, SHA-256 of bodies).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+
+from helpers import (account_entry, client_for, export_snapshot, export_via_cli, password_var, run_cli,
+                     nonempty, server_snapshot, write_config)
+from mailsync.testing.corpus import load_into, read_corpus
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def corpus():
+    return read_corpus(REPO / "fixtures" / "corpus")
+
+
+def _setup(tmp_path, user, store_url, **extra):
+    cfg = write_config(tmp_path / "config.toml", store_url, [account_entry(user, "acc", **extra)])
+    return cfg, {password_var("acc"): user.password}
+
+
+def test_export_equals_server_after_first_sync(tmp_path, imap_user, corpus, store_url):
+    load_into(imap_user.server, imap_user.name, corpus)
+    cfg, env = _setup(tmp_path, imap_user, store_url)
+    proc = run_cli("sync", config=cfg, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert "acc: ok" in proc.stderr
+    server = server_snapshot(imap_user)
+    expected = nonempty(server)
+    got = export_snapshot(export_via_cli(cfg, env), "acc")
+    assert got == expected
+    status = json.loads(run_cli("status", "--json", config=cfg, env=env, check=True).stdout)
+    assert {f["name"] for f in status["accounts"][0]["folders"]} == set(server)  # empty folders too
+    # the corpus really exercised what it should: non-ASCII folder names, keywords, many folders
+    assert any(not name.isascii() for name in got)
+    assert sum(len(f["messages"]) for f in got.values()) == len(corpus)
+    assert any("$Forwarded" in m[0] or "$Label1" in m[0] for f in got.values() for m in f["messages"].values())
+
+    # A second sync with nothing changed downloads nothing and changes nothing.
+    proc = run_cli("sync", config=cfg, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert "0 new, 0 flag changes, 0 expunged" in proc.stderr
+    assert export_snapshot(export_via_cli(cfg, env), "acc") == expected
+
+
+def test_changes_by_another_client_are_picked_up(tmp_path, imap_user, corpus, store_url):
+    inbox = [m for m in corpus if m.folder == "INBOX"]
+    load_into(imap_user.server, imap_user.name, inbox[:20] + [m for m in corpus if m.folder != "INBOX"][:40])
+    cfg, env = _setup(tmp_path, imap_user, store_url)
+    run_cli("sync", config=cfg, env=env, check=True)
+
+    c = client_for(imap_user)
+    c.select_folder("INBOX")
+    uids = sorted(c.search("ALL"))
+    assert len(uids) >= 6
+    c.add_flags(uids[:2], [b"\\Flagged", b"$Important"])
+    c.remove_flags(uids[2:3], [b"\\Seen"])
+    c.add_flags(uids[3:5], [b"\\Seen"])
+    c.delete_messages(uids[5:6])
+    c.uid_expunge(uids[5:6])
+    c.append("INBOX", b"From: x@example.org\r\nMessage-ID: <new-1@example.org>\r\nSubject: new\r\n\r\nhello\r\n",
+             flags=[b"\\Seen"])
+    c.create_folder("Fresh")
+    c.append("Fresh", b"From: y@example.org\r\nSubject: fresh\r\n\r\nin a new folder\r\n")
+    c.logout()
+
+    proc = run_cli("sync", config=cfg, env=env, check=True)
+    assert "2 new" in proc.stderr and "1 expunged" in proc.stderr
+    assert export_snapshot(export_via_cli(cfg, env), "acc") == nonempty(server_snapshot(imap_user))
+
+    # A folder deleted on the server disappears from the store.
+    c = client_for(imap_user)
+    c.delete_folder("Fresh")
+    c.logout()
+    run_cli("sync", config=cfg, env=env, check=True)
+    snap = export_snapshot(export_via_cli(cfg, env), "acc")
+    assert "Fresh" not in snap
+    assert snap == nonempty(server_snapshot(imap_user))
+
+
+def test_export_filters_and_format(tmp_path, imap_user, corpus, store_url):
+    load_into(imap_user.server, imap_user.name, corpus[:30])
+    cfg, env = _setup(tmp_path, imap_user, store_url)
+    run_cli("sync", config=cfg, env=env, check=True)
+    rows = export_via_cli(cfg, env, "--folder", "INBOX")
+    assert rows and all(r["folder"] == "INBOX" for r in rows)
+    r = rows[0]
+    assert set(r) == {"account", "folder", "uidvalidity", "uid", "message_id", "flags", "size", "internaldate",
+                      "sha256"}
+    assert r["flags"] == sorted(r["flags"])
+    assert r["internaldate"][:2] in ("19", "20") and "T" in r["internaldate"]
+    # internaldate keeps the offset: ISO 8601 with a zone
+    assert r["internaldate"][-6] in "+-"
+    # sha256 really is the hash of the raw message on the server
+    c = client_for(imap_user)
+    c.select_folder("INBOX", readonly=True)
+    body = c.fetch([r["uid"]], ["BODY.PEEK[]"])[r["uid"]][b"BODY[]"]
+    c.logout()
+    assert hashlib.sha256(body).hexdigest() == r["sha256"] and len(body) == r["size"]
+    assert export_via_cli(cfg, env, "--account", "acc") == export_via_cli(cfg, env)
+    bad = run_cli("export", "messages", "--account", "nope", config=cfg, env=env)
+    assert bad.returncode == 2 and "no account named 'nope'" in bad.stderr
+
+
+def test_status_json_reports_folders_and_checkpoints(tmp_path, imap_user, corpus, store_url):
+    load_into(imap_user.server, imap_user.name, corpus[:40])
+    cfg, env = _setup(tmp_path, imap_user, store_url)
+    run_cli("sync", config=cfg, env=env, check=True)
+    proc = run_cli("status", "--json", config=cfg, env=env, check=True)
+    report = json.loads(proc.stdout)
+    (acc,) = report["accounts"]
+    assert acc["name"] == "acc" and acc["last_run"]["status"] == "ok" and acc["last_success"]
+    snap = server_snapshot(imap_user)
+    assert {f["name"] for f in acc["folders"]} == set(snap)
+    for f in acc["folders"]:
+        assert f["messages"] == len(snap[f["name"]]["messages"])
+        assert f["uidvalidity"] == snap[f["name"]]["uidvalidity"]
+        assert f["uidnext"] is not None and f["uidnext"] > max(snap[f["name"]]["messages"], default=0)
+    sent = [f for f in acc["folders"] if f["name"] == "Sent"]
+    assert sent and sent[0]["special_use"] == "\\Sent"
+    human = run_cli("status", config=cfg, env=env, check=True).stdout
+    assert "acc:" in human and "INBOX" in human
