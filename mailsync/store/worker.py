@@ -1,0 +1,91 @@
+"""A store worker: one thread, one connection, units of work run in the order they were submitted.
+
+Owns: the thread and connection the sync writes through. Must not: decide anything (callers pass
+the functions to run) or speak IMAP.
+
+Why: the sync reads the server on one thread and writes the store on another, so socket reads,
+hashing and SQLite writes (all of which release the GIL) overlap. Running every store access of a
+sync through this one worker keeps them in order (a folder's checkpoint is written after its
+batches), lets the sync ask the store questions without waiting on a second connection's locks,
+and on SQLite lets the worker hold the file in rollback-journal mode while it appends bodies
+(see db.bulk_write_connection).
+
+After a task fails, every later task fails too, without running: a checkpoint must never be
+written after a batch it covers was lost.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, TypeVar
+
+from mailsync.errors import StoreError
+from mailsync.store.db import Store, bulk_write_connection
+from mailsync.store.uow import UnitOfWork
+
+T = TypeVar("T")
+
+
+class StoreWorker:
+    def __init__(self, store: Store, *, max_pending: int = 2) -> None:
+        self.store = store
+        self.max_pending = max_pending
+        self._pending: deque[Future] = deque()
+        self._failure: BaseException | None = None
+        self._stack = contextlib.ExitStack()
+        self._conn = None
+        self._pool: ThreadPoolExecutor | None = None
+
+    def __enter__(self) -> "StoreWorker":
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mailsync-store")
+        self._pool.submit(self._open).result()
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        try:
+            self.drain()
+        finally:
+            assert self._pool is not None
+            self._pool.submit(self._stack.close).result()
+            self._pool.shutdown()
+
+    def _open(self) -> None:
+        self._conn = self._stack.enter_context(bulk_write_connection(self.store))
+
+    def _run(self, fn: Callable[..., T], args: tuple) -> T:
+        if self._failure is not None:
+            raise StoreError(f"skipped after an earlier store error: {self._failure}")
+        try:
+            with UnitOfWork(self.store, bind=self._conn) as uow:
+                return fn(uow, *args)
+        except BaseException as exc:
+            self._failure = exc
+            raise
+
+    def submit(self, fn: Callable[..., T], *args: Any) -> "Future[T]":
+        """Queue fn(uow, *args); waits while more than max_pending tasks are queued (backpressure)."""
+        assert self._pool is not None, "use StoreWorker as a context manager"
+        while len(self._pending) >= self.max_pending:
+            self._pending.popleft().result()
+        fut = self._pool.submit(self._run, fn, args)
+        self._pending.append(fut)
+        return fut
+
+    def call(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run fn(uow, *args) after everything queued before it, and return its result."""
+        assert self._pool is not None, "use StoreWorker as a context manager"
+        return self._pool.submit(self._run, fn, args).result()
+
+    def drain(self) -> None:
+        """Wait for every queued task; raise the first error among them."""
+        first: BaseException | None = None
+        while self._pending:
+            try:
+                self._pending.popleft().result()
+            except BaseException as exc:
+                first = first or exc
+        if first is not None:
+            raise first
