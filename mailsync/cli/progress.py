@@ -13,14 +13,15 @@ from mailsync.sync.engine import AccountResult, SyncObserver
 class RichProgress(SyncObserver):
     def __init__(self) -> None:
         from rich.console import Console
-        from rich.progress import (BarColumn, DownloadColumn, MofNCompleteColumn, Progress, TextColumn,
-                                   TimeRemainingColumn, TransferSpeedColumn)
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
         self.console = Console(stderr=True)
+        # The task counts messages; bytes ride along in a field, so no column mislabels one as the other.
         self.progress = Progress(TextColumn("[bold]{task.fields[account]}[/] {task.description}"), BarColumn(),
-                                 MofNCompleteColumn(), DownloadColumn(), TransferSpeedColumn(),
+                                 MofNCompleteColumn(), TextColumn("messages  {task.fields[mb]:.1f} MB"),
                                  TimeRemainingColumn(), console=self.console, transient=True)
         self.tasks: dict[tuple[str, str], int] = {}
+        self.mb: dict[tuple[str, str], float] = {}
 
     def __enter__(self) -> "RichProgress":
         self.progress.start()
@@ -31,12 +32,13 @@ class RichProgress(SyncObserver):
 
     def folder_started(self, account: str, folder: str, new: int) -> None:
         if new:
-            self.tasks[(account, folder)] = self.progress.add_task(folder, total=new, account=account)
+            self.tasks[(account, folder)] = self.progress.add_task(folder, total=new, account=account, mb=0.0)
 
     def messages_stored(self, account: str, folder: str, count: int, nbytes: int) -> None:
         task = self.tasks.get((account, folder))
         if task is not None:
-            self.progress.advance(task, count)
+            self.mb[(account, folder)] = mb = self.mb.get((account, folder), 0.0) + nbytes / 1e6
+            self.progress.update(task, advance=count, mb=mb)
 
     def folder_done(self, account: str, folder: str) -> None:
         task = self.tasks.pop((account, folder), None)
