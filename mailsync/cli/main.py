@@ -161,6 +161,12 @@ def export_messages(obj: _Ctx, fmt: str, account: str | None, folder: str | None
     store.dispose()
 
 
+from mailsync.cli.change_cmds import COMMANDS as _CHANGE_COMMANDS  # noqa: E402
+
+for _command in _CHANGE_COMMANDS:
+    cli.add_command(_command)
+
+
 def main() -> None:
     try:
         cli(prog_name="mailsync")

@@ -19,12 +19,15 @@ import itertools
 import socket
 import ssl
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from mailsync.config.model import AccountConfig
 from mailsync.errors import AuthError, ConnectError, ProtocolError, TLSVerifyError
 from mailsync.imap import utf7
-from mailsync.imap.responses import FetchItem, ResponseParser, Tagged, Untagged, format_uid_set
+from mailsync.imap.payloads import (ListEntry, appenduid, copyuid, modified, parse_esearch, parse_list, parse_search,
+                                    parse_status, parse_vanished)
+from mailsync.imap.responses import (Continuation, FetchItem, ResponseParser, Tagged, Untagged, format_uid_set,
+                                     parse_response_code, quote)
 
 SPECIAL_USE = ("\\All", "\\Archive", "\\Drafts", "\\Flagged", "\\Junk", "\\Sent", "\\Trash", "\\Important")
 _tags = itertools.count(1)
@@ -36,6 +39,7 @@ class RemoteFolder:
     name: str  # decoded
     delimiter: str | None
     flags: tuple[str, ...]
+    status: dict[str, int] | None = None  # from LIST-STATUS: MESSAGES UIDNEXT UIDVALIDITY [HIGHESTMODSEQ]
 
     @property
     def special_use(self) -> str | None:
@@ -57,6 +61,9 @@ class SelectInfo:
     uidnext: int | None
     exists: int
     highestmodseq: int | None
+    nomodseq: bool = False
+    vanished: list[int] = field(default_factory=list)  # QRESYNC: expunged since the given modseq
+    changed: dict[int, FetchItem] = field(default_factory=dict)  # QRESYNC: FETCHes of changed messages
 
 
 def tls_context(account: AccountConfig) -> ssl.SSLContext:
@@ -115,7 +122,12 @@ def _text(exc: BaseException) -> str:
 
 
 class ImapConnection:
-    """A logged-in connection. Use `connect()`; close with `logout()` or as a context manager."""
+    """A logged-in connection. Use `connect()`; close with `logout()` or as a context manager.
+
+    After login every command goes through `_exchange` (our parser on imapclient's socket); imapclient
+    is left to connect, STARTTLS, log in and log out. `commands` counts the commands sent, so tests
+    and benchmarks can check round trips.
+    """
 
     def __init__(self, account: AccountConfig, client) -> None:
         self.account = account
@@ -124,32 +136,303 @@ class ImapConnection:
         self.capabilities = frozenset(c.decode().upper() if isinstance(c, bytes) else c.upper()
                                       for c in client.capabilities())
         self.bytes_fetched = 0
+        self.bodies_fetched = 0
+        self.commands = 0
+        self.enabled: set[str] = set()
+        self.broken = False  # the stream is out of step (a parse error mid-response): do not reuse
+        self.selected: str | None = None
 
-    # -- ordinary commands through imapclient ----------------------------------------------------
+    def has(self, capability: str) -> bool:
+        return capability.upper() in self.capabilities
 
-    def list_folders(self) -> list[RemoteFolder]:
-        with _mapped_errors(self.account, "listing folders"):
-            rows = self.client.list_folders()
+    @property
+    def qresync(self) -> bool:
+        return self.has("QRESYNC") and self.has("ENABLE")
+
+    @property
+    def condstore(self) -> bool:
+        return self.has("CONDSTORE") or self.qresync
+
+    # -- the command engine ---------------------------------------------------------------------
+
+    def _events(self, command: bytes, doing: str, literal: bytes | None = None) -> Iterator:
+        """Send one command (with at most one synchronizing literal) and yield its responses until
+        the tagged completion, which is yielded last. Raises on NO/BAD only if the caller asks."""
+        if self.broken:
+            raise ConnectError(f"account '{self.account.name}': the connection is out of step; reconnect")
+        imap = self.client._imap  # imaplib.IMAP4: the socket and its buffered reader
+        tag = f"MS{next(_tags)}".encode()
+        parser = ResponseParser()
+        readline, read = imap.file.readline, imap.file.read
+        with _mapped_errors(self.account, doing):
+            try:
+                self.commands += 1
+                imap.send(tag + b" " + command + b"\r\n")
+                while True:
+                    n = parser.wants()
+                    if n is None:
+                        line = readline()
+                        if not line:
+                            raise ConnectError(f"account '{self.account.name}': the server closed the "
+                                               f"connection while {doing}")
+                        events = parser.feed_line(line)
+                    else:
+                        data = read(n)
+                        if len(data) < n:
+                            raise ConnectError(f"account '{self.account.name}': the connection dropped inside "
+                                               f"a {n}-byte literal while {doing}")
+                        self.bytes_fetched += n
+                        events = parser.feed_literal(data)
+                    for ev in events:
+                        if isinstance(ev, Continuation):
+                            if literal is None:
+                                raise ProtocolError(f"account '{self.account.name}': unexpected continuation "
+                                                    f"request while {doing}")
+                            imap.send(literal + b"\r\n")
+                            literal = None
+                            continue
+                        if isinstance(ev, Tagged):
+                            if ev.tag != tag:
+                                raise ProtocolError(f"account '{self.account.name}': unexpected tagged answer "
+                                                    f"{ev.tag!r} while {doing}")
+                            yield ev
+                            return
+                        if isinstance(ev, Untagged) and ev.kind == "BYE":
+                            raise ConnectError(f"account '{self.account.name}': the server said BYE while "
+                                               f"{doing}: {ev.text[:200]}")
+                        yield ev
+            except ProtocolError:
+                self.broken = True
+                raise
+            except GeneratorExit:  # the caller stopped reading mid-response
+                self.broken = True
+                raise
+
+    def _run(self, command: bytes, doing: str, *, literal: bytes | None = None, ok: bool = True):
+        """Run a command to completion: (untagged list, fetch items, tagged)."""
+        untagged, fetches = [], []
+        tagged = None
+        for ev in self._events(command, doing, literal):
+            if isinstance(ev, Tagged):
+                tagged = ev
+            elif isinstance(ev, FetchItem):
+                fetches.append(ev)
+            else:
+                untagged.append(ev)
+        if ok and tagged.status != "OK":
+            raise ProtocolError(f"account '{self.account.name}': {doing} failed: {tagged.status} "
+                                f"{('[' + tagged.code + '] ') if tagged.code else ''}{tagged.text}")
+        return untagged, fetches, tagged
+
+    def enable(self, *caps: str) -> None:
+        wanted = [c for c in caps if c.upper() not in self.enabled]
+        if wanted and self.has("ENABLE"):
+            self._run(b"ENABLE " + " ".join(wanted).encode(), "enabling " + " ".join(wanted))
+            self.enabled.update(c.upper() for c in wanted)
+
+    # -- folders --------------------------------------------------------------------------------
+
+    def list_folders(self, *, with_status: bool = True) -> list[RemoteFolder]:
+        """LIST every folder; with LIST-STATUS also UIDVALIDITY, UIDNEXT, MESSAGES, HIGHESTMODSEQ in the
+        same round trip (RFC 5819)."""
+        items = "MESSAGES UIDNEXT UIDVALIDITY" + (" HIGHESTMODSEQ" if self.condstore else "")
+        options = []
+        if with_status and self.has("LIST-STATUS"):
+            options.append(f"STATUS ({items})")
+        if self.has("SPECIAL-USE") and (self.has("LIST-EXTENDED") or self.has("LIST-STATUS")):
+            options.append("SPECIAL-USE")  # with RETURN options the special-use flags must be asked for
+        cmd = b'LIST "" "*"' + (f" RETURN ({' '.join(options)})".encode() if options else b"")
+        untagged, _, _ = self._run(cmd, "listing folders")
+        entries: dict[str, ListEntry] = {}
+        status: dict[str, dict[str, int]] = {}
+        for ev in untagged:
+            if ev.kind == "LIST":
+                e = parse_list(ev.raw)
+                entries[e.raw_name] = e
+            elif ev.kind == "STATUS":
+                name, values = parse_status(ev.raw)
+                status[name] = values
         out = []
-        for flags, delim, raw in rows:
-            raw_s = raw.decode("ascii", "replace") if isinstance(raw, bytes) else str(raw)
-            d = delim.decode() if isinstance(delim, bytes) else delim
-            fl = tuple(f.decode() if isinstance(f, bytes) else str(f) for f in flags)
-            out.append(RemoteFolder(raw_name=raw_s, name=utf7.decode(raw_s), delimiter=d, flags=fl))
+        for raw, e in entries.items():
+            st = status.get(raw)
+            out.append(RemoteFolder(raw_name=raw, name=utf7.decode(raw), delimiter=e.delimiter, flags=e.flags,
+                                    status=st))
         return out
 
-    def select(self, raw_name: str, *, readonly: bool = True) -> SelectInfo:
-        with _mapped_errors(self.account, f"selecting {raw_name!r}"):
-            info = self.client.select_folder(raw_name, readonly=readonly)
-        try:
-            uidvalidity = int(info[b"UIDVALIDITY"])
-        except (KeyError, ValueError, TypeError) as exc:
+    def status(self, raw_name: str) -> dict[str, int]:
+        items = "MESSAGES UIDNEXT UIDVALIDITY" + (" HIGHESTMODSEQ" if self.condstore else "")
+        untagged, _, _ = self._run(b"STATUS " + quote(raw_name) + f" ({items})".encode(), f"STATUS {raw_name!r}")
+        for ev in untagged:
+            if ev.kind == "STATUS":
+                return parse_status(ev.raw)[1]
+        raise ProtocolError(f"account '{self.account.name}': STATUS {raw_name!r} gave no STATUS response")
+
+    def create(self, raw_name: str) -> bool:
+        """CREATE; False when the folder already exists (idempotent for journaled retries)."""
+        _, _, tagged = self._run(b"CREATE " + quote(raw_name), f"creating {raw_name!r}", ok=False)
+        if tagged.status == "OK":
+            return True
+        if (tagged.code or "").upper().startswith("ALREADYEXISTS") or "exists" in tagged.text.lower():
+            return False
+        raise ProtocolError(f"account '{self.account.name}': CREATE {raw_name!r} failed: {tagged.text}")
+
+    def delete(self, raw_name: str) -> bool:
+        """DELETE; False when the folder does not exist."""
+        _, _, tagged = self._run(b"DELETE " + quote(raw_name), f"deleting {raw_name!r}", ok=False)
+        if tagged.status == "OK":
+            if self.selected == raw_name:
+                self.selected = None
+            return True
+        if (tagged.code or "").upper().startswith("NONEXISTENT") or "not exist" in tagged.text.lower():
+            return False
+        raise ProtocolError(f"account '{self.account.name}': DELETE {raw_name!r} failed: {tagged.text}")
+
+    def rename(self, old: str, new: str) -> None:
+        self._run(b"RENAME " + quote(old) + b" " + quote(new), f"renaming {old!r} to {new!r}")
+        if self.selected == old:
+            self.selected = None
+
+    # -- selected state -------------------------------------------------------------------------
+
+    def select(self, raw_name: str, *, readonly: bool = False,
+               qresync: tuple[int, int] | None = None) -> SelectInfo:
+        """SELECT (or EXAMINE). With `qresync=(uidvalidity, modseq)` on a QRESYNC server the answer
+        includes VANISHED (EARLIER) and the FETCHes of what changed since modseq (RFC 7162 3.2.5)."""
+        verb = b"EXAMINE " if readonly else b"SELECT "
+        params = b""
+        if qresync and self.qresync:
+            self.enable("QRESYNC")
+            params = f" (QRESYNC ({qresync[0]} {qresync[1]}))".encode()
+        elif self.condstore:
+            params = b" (CONDSTORE)"
+        untagged, fetches, tagged = self._run(verb + quote(raw_name) + params, f"selecting {raw_name!r}")
+        info: dict[str, int] = {}
+        nomodseq = False
+        vanished: list[int] = []
+        for ev in untagged:
+            if ev.kind == "EXISTS":
+                info["EXISTS"] = ev.number or 0
+            elif ev.kind == "OK":
+                code, _ = parse_response_code(ev.text)
+                if code:
+                    name, _, arg = code.partition(" ")
+                    if name in ("UIDVALIDITY", "UIDNEXT", "HIGHESTMODSEQ") and arg.strip().isdigit():
+                        info[name] = int(arg)
+                    elif name == "NOMODSEQ":
+                        nomodseq = True
+            elif ev.kind == "VANISHED":
+                vanished.extend(parse_vanished(ev.raw)[1])
+        if "UIDVALIDITY" not in info:
             raise ProtocolError(f"account '{self.account.name}': SELECT {raw_name!r} gave no UIDVALIDITY",
-                                hint="the server does not support UIDs properly; mailsync cannot sync it") from exc
-        uidnext = info.get(b"UIDNEXT")
-        hms = info.get(b"HIGHESTMODSEQ")
-        return SelectInfo(uidvalidity=uidvalidity, uidnext=int(uidnext) if uidnext is not None else None,
-                          exists=int(info.get(b"EXISTS", 0)), highestmodseq=int(hms) if hms is not None else None)
+                                hint="the server does not support UIDs properly; mailsync cannot sync it")
+        self.selected = raw_name
+        changed = {f.uid: f for f in fetches if f.uid is not None}
+        return SelectInfo(uidvalidity=info["UIDVALIDITY"], uidnext=info.get("UIDNEXT"), exists=info.get("EXISTS", 0),
+                          highestmodseq=None if nomodseq else info.get("HIGHESTMODSEQ"), nomodseq=nomodseq,
+                          vanished=vanished, changed=changed)
+
+    def uid_flags(self, uid_set: str = "1:*", *, changedsince: int | None = None) -> dict[int, FetchItem]:
+        """UID -> FETCH item (UID FLAGS [MODSEQ]) of `uid_set` in the selected folder, streamed."""
+        items = "UID FLAGS MODSEQ" if self.condstore else "UID FLAGS"
+        mod = f" (CHANGEDSINCE {changedsince})" if changedsince is not None else ""
+        out: dict[int, FetchItem] = {}
+        for item in self._bulk(f"UID FETCH {uid_set} ({items}){mod}", "listing UIDs and flags"):
+            if item.uid is None:  # an unsolicited FETCH (another client's change): not an answer
+                continue
+            if item.flags is None:
+                raise ProtocolError(f"account '{self.account.name}': FETCH of UID {item.uid} without FLAGS")
+            out[item.uid] = item
+        return out
+
+    def uid_search(self, criteria: str) -> list[int]:
+        if self.has("ESEARCH"):
+            untagged, _, _ = self._run(f"UID SEARCH RETURN (ALL) {criteria}".encode(), "searching")
+            for ev in untagged:
+                if ev.kind == "ESEARCH":
+                    return list(parse_esearch(ev.raw)["ALL"])
+            return []
+        untagged, _, _ = self._run(f"UID SEARCH {criteria}".encode(), "searching")
+        out: list[int] = []
+        for ev in untagged:
+            if ev.kind == "SEARCH":
+                out.extend(parse_search(ev.raw))
+        return out
+
+    def search_message_id(self, message_id: str) -> list[int]:
+        mid = message_id.replace("\\", "").replace('"', "")
+        return self.uid_search(f'HEADER Message-ID "{mid}"')
+
+    def fetch_headers(self, uids: Iterable[int]) -> dict[int, FetchItem]:
+        """(UID RFC822.SIZE INTERNALDATE FLAGS Message-ID header) of `uids`: enough to recognise a
+        message already in the store without downloading it."""
+        uid_set = format_uid_set(uids)
+        if not uid_set:
+            return {}
+        items = "UID FLAGS INTERNALDATE RFC822.SIZE BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)]"
+        if self.condstore:
+            items += " MODSEQ"
+        return {it.uid: it for it in self._bulk(f"UID FETCH {uid_set} ({items})", "fetching headers")
+                if it.uid is not None}
+
+    def uid_store(self, uids: Iterable[int], op: str, flags: Iterable[str], *,
+                  unchangedsince: int | None = None) -> tuple[dict[int, FetchItem], list[int]]:
+        """UID STORE uids [UNCHANGEDSINCE m] +FLAGS|-FLAGS (flags). Returns (the FETCHes the server sent
+        back, the UIDs it refused as MODIFIED)."""
+        uid_set = format_uid_set(uids)
+        flag_list = " ".join(flags)
+        if not uid_set or not flag_list:
+            return {}, []
+        mod = f" (UNCHANGEDSINCE {unchangedsince})" if unchangedsince is not None and self.condstore else ""
+        cmd = f"UID STORE {uid_set}{mod} {op} ({flag_list})".encode()
+        _, fetches, tagged = self._run(cmd, "storing flags")
+        return {f.uid: f for f in fetches if f.uid is not None}, modified(tagged.code)
+
+    def uid_copy(self, uids: Iterable[int], dest: str, *, move: bool = False) -> dict[int, int]:
+        """UID COPY (or UID MOVE) to `dest`; returns source UID -> destination UID when the server
+        says (COPYUID, RFC 4315), else {}."""
+        verb = "UID MOVE" if move else "UID COPY"
+        untagged, _, tagged = self._run(f"{verb} {format_uid_set(uids)} ".encode() + quote(dest),
+                                        f"{verb.lower()} to {dest!r}")
+        codes = [tagged.code] + [parse_response_code(ev.text)[0] for ev in untagged if ev.kind == "OK"]
+        for code in codes:
+            cu = copyuid(code)
+            if cu:
+                return dict(zip(cu[1], cu[2]))
+        return {}
+
+    def uid_expunge(self, uids: Iterable[int]) -> None:
+        """Remove exactly `uids` (already flagged \\Deleted). UID EXPUNGE with UIDPLUS; without it, the
+        RFC 4315 workaround: take \\Deleted off other messages, EXPUNGE, put it back. Never a bare
+        EXPUNGE that could remove another client's \\Deleted messages."""
+        uids = sorted(set(uids))
+        if not uids:
+            return
+        if self.has("UIDPLUS"):
+            self._run(f"UID EXPUNGE {format_uid_set(uids)}".encode(), "expunging")
+            return
+        others = sorted(set(self.uid_search("DELETED")) - set(uids))
+        if others:
+            self.uid_store(others, "-FLAGS.SILENT", ["\\Deleted"])
+        try:
+            self._run(b"EXPUNGE", "expunging")
+        finally:
+            if others:
+                self.uid_store(others, "+FLAGS.SILENT", ["\\Deleted"])
+
+    def append(self, raw_name: str, data: bytes, flags: Iterable[str] = (),
+               internaldate: str | None = None) -> tuple[int, int] | None:
+        """APPEND; (uidvalidity, uid) from APPENDUID when the server offers UIDPLUS, else None."""
+        cmd = b"APPEND " + quote(raw_name)
+        flag_list = " ".join(f for f in flags if f.lower() != "\\recent")
+        cmd += f" ({flag_list})".encode()
+        if internaldate:
+            cmd += b' "' + internaldate.encode() + b'"'
+        cmd += b" {" + str(len(data)).encode() + b"}"
+        _, _, tagged = self._run(cmd, f"appending to {raw_name!r}", literal=data)
+        return appenduid(tagged.code)
+
+    def noop(self) -> None:
+        self._run(b"NOOP", "NOOP")
 
     def logout(self) -> None:
         with contextlib.suppress(Exception):
@@ -166,59 +449,26 @@ class ImapConnection:
     # -- bulk reader ----------------------------------------------------------------------------
 
     def _bulk(self, command: str, doing: str) -> Iterator[FetchItem]:
-        """Send `command` on the raw socket and yield FETCH items until its tagged answer."""
-        imap = self.client._imap  # imaplib.IMAP4: the socket and its buffered reader
-        tag = f"MS{next(_tags)}".encode()
-        parser = ResponseParser()
-        readline, read = imap.file.readline, imap.file.read
-        with _mapped_errors(self.account, doing):
-            imap.send(tag + b" " + command.encode("ascii") + b"\r\n")
-            while True:
-                n = parser.wants()
-                if n is None:
-                    line = readline()
-                    if not line:
-                        raise ConnectError(f"account '{self.account.name}': the server closed the connection "
-                                           f"while {doing}")
-                    events = parser.feed_line(line)
-                else:
-                    data = read(n)
-                    if len(data) < n:
-                        raise ConnectError(f"account '{self.account.name}': the connection dropped inside a "
-                                           f"{n}-byte literal while {doing}")
-                    self.bytes_fetched += n
-                    events = parser.feed_literal(data)
-                for ev in events:
-                    if isinstance(ev, FetchItem):
-                        yield ev
-                    elif isinstance(ev, Tagged):
-                        if ev.tag != tag:
-                            raise ProtocolError(f"account '{self.account.name}': unexpected tagged answer "
-                                                f"{ev.tag!r} while {doing}")
-                        if ev.status != "OK":
-                            raise ProtocolError(f"account '{self.account.name}': {doing} failed: "
-                                                f"{ev.status} {ev.text}")
-                        return
-                    elif isinstance(ev, Untagged) and ev.kind == "BYE":
-                        raise ConnectError(f"account '{self.account.name}': the server said BYE while {doing}: "
-                                           f"{ev.raw[:200]!r}")
-
-    def uid_flags(self) -> dict[int, tuple[str, ...]]:
-        """UID -> FLAGS of every message in the selected folder (\\Recent dropped)."""
-        out: dict[int, tuple[str, ...]] = {}
-        for item in self._bulk("UID FETCH 1:* (UID FLAGS)", "listing UIDs and flags"):
-            if item.uid is None or item.flags is None:
-                raise ProtocolError(f"account '{self.account.name}': FETCH without UID or FLAGS: {item!r}")
-            out[item.uid] = tuple(f for f in item.flags if f.lower() != "\\recent")
-        return out
+        """Send `command` and yield its FETCH items as they arrive, until its tagged answer."""
+        for ev in self._events(command.encode("ascii"), doing):
+            if isinstance(ev, FetchItem):
+                yield ev
+            elif isinstance(ev, Tagged) and ev.status != "OK":
+                raise ProtocolError(f"account '{self.account.name}': {doing} failed: {ev.status} {ev.text}")
 
     def fetch_messages(self, uids: Iterable[int]) -> Iterator[FetchItem]:
         """Full messages (UID FLAGS INTERNALDATE RFC822.SIZE BODY.PEEK[]) of `uids`, in server order."""
         uid_set = format_uid_set(uids)
         if not uid_set:
             return iter(())
-        return self._bulk(f"UID FETCH {uid_set} (UID FLAGS INTERNALDATE RFC822.SIZE BODY.PEEK[])",
-                          "fetching messages")
+        items = "UID FLAGS INTERNALDATE RFC822.SIZE BODY.PEEK[]" + (" MODSEQ" if self.condstore else "")
+        return self._count_bodies(self._bulk(f"UID FETCH {uid_set} ({items})", "fetching messages"))
+
+    def _count_bodies(self, items: Iterator[FetchItem]) -> Iterator[FetchItem]:
+        for item in items:
+            if item.body is not None:
+                self.bodies_fetched += 1
+            yield item
 
 
 def connect(account: AccountConfig, password: str, *, timeout: float | None = None) -> ImapConnection:

@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from mailsync.errors import StoreError
 
 # The newest migration in migrations/versions; tests check it matches Alembic's head.
-HEAD_REVISION = "0001_initial"
+HEAD_REVISION = "0002_two_way"
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 
 

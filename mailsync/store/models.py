@@ -11,6 +11,8 @@ Layout:
   bodies      raw messages, stored once, content-addressed by SHA-256
   placements  (folder, uid) -> body, with flags, modseq, internaldate and size
   sync_runs   audit log of sync runs: started, finished, counts, error
+  pending_ops local changes waiting for the server (flags, moves, deletes, appends, folder ops)
+  audit_events conflicts, fallbacks and UIDVALIDITY decisions
 """
 
 from __future__ import annotations
@@ -95,12 +97,57 @@ class Placement(Base):
 
     id: Mapped[intpk]
     folder_id: Mapped[int] = mapped_column(ForeignKey("folders.id", ondelete="CASCADE"))
-    uid: Mapped[imapnum]
+    uid: Mapped[int | None] = mapped_column(BigInteger)  # None: a local append/move not yet on the server
     body_sha256: Mapped[str] = mapped_column(ForeignKey("bodies.sha256"))
-    flags: Mapped[str] = mapped_column(Text, default="")  # sorted, space-separated
+    flags: Mapped[str] = mapped_column(Text, default="")  # the local view: sorted, space-separated
+    # The flags last agreed with the server (the merge base); flags != base_flags is a local change
+    # waiting to be pushed. None: no agreed state yet (e.g. after a UIDVALIDITY re-match).
+    base_flags: Mapped[str | None] = mapped_column(Text)
+    # Set when the server expunged it: a tombstone kept for one sync run, so that the same message
+    # appearing in another folder becomes a move of this placement rather than a new one.
+    tombstone_run: Mapped[int | None] = mapped_column(Integer)
     modseq: Mapped[int | None] = mapped_column(BigInteger)
     internaldate: Mapped[str] = mapped_column(String(40))  # ISO 8601 with the server's offset
     size: Mapped[int] = mapped_column(BigInteger)
+
+
+class PendingOp(Base):
+    """A local change waiting to reach the server (the journal of the store-to-server direction).
+
+    Written in the same transaction as the local state it changes. States: pending (not sent),
+    sent (the command may have reached the server: settle by looking at the server before redoing),
+    done, failed (with error; shown by status).
+    """
+
+    __tablename__ = "pending_ops"
+
+    id: Mapped[intpk]
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(20))  # flags | move | delete | append | mkdir | rmdir | rename
+    folder_id: Mapped[int | None] = mapped_column(ForeignKey("folders.id", ondelete="SET NULL"))
+    placement_id: Mapped[int | None] = mapped_column(ForeignKey("placements.id", ondelete="SET NULL"))
+    args: Mapped[str] = mapped_column(Text, default="{}")  # JSON
+    state: Mapped[str] = mapped_column(String(10), default="pending", index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[timestamp] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class AuditEvent(Base):
+    """Things a user may need to know happened: conflicts and how they were settled, fallbacks to the
+    full comparison, UIDVALIDITY decisions, folders renamed or set aside."""
+
+    __tablename__ = "audit_events"
+
+    id: Mapped[intpk]
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), index=True)
+    run_id: Mapped[int | None] = mapped_column(Integer)
+    at: Mapped[timestamp] = mapped_column(default=utcnow)
+    kind: Mapped[str] = mapped_column(String(30))
+    folder: Mapped[str | None] = mapped_column(String(1000))
+    uid: Mapped[int | None] = mapped_column(BigInteger)
+    detail: Mapped[str] = mapped_column(Text)
 
 
 class SyncRun(Base):
@@ -116,5 +163,9 @@ class SyncRun(Base):
     flag_changes: Mapped[int] = mapped_column(Integer, default=0)
     expunged: Mapped[int] = mapped_column(Integer, default=0)
     bytes_fetched: Mapped[int] = mapped_column(BigInteger, default=0)
+    bodies_downloaded: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    moves: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # server-side moves mirrored without download
+    pushed: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # local changes settled on the server
+    conflicts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     error: Mapped[str | None] = mapped_column(Text)
     notes: Mapped[str | None] = mapped_column(Text)  # e.g. "folder X put aside: UIDVALIDITY changed"

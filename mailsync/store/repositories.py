@@ -50,8 +50,11 @@ def find_account(session: Session, name: str) -> Account | None:
 
 # --- folders ----------------------------------------------------------------------------------
 
-def folders_of(session: Session, account_id: int) -> Sequence[Folder]:
-    return session.scalars(select(Folder).where(Folder.account_id == account_id).order_by(Folder.name)).all()
+def folders_of(session: Session, account_id: int, *, gone: bool = False) -> Sequence[Folder]:
+    stmt = select(Folder).where(Folder.account_id == account_id)
+    if not gone:
+        stmt = stmt.where(Folder.status != "gone")
+    return session.scalars(stmt.order_by(Folder.name)).all()
 
 
 def get_folder(session: Session, folder_id: int) -> Folder:
@@ -102,10 +105,52 @@ def delete_orphan_bodies(session: Session) -> int:
 
 # --- placements -------------------------------------------------------------------------------
 
+LIVE = (Placement.uid.isnot(None), Placement.tombstone_run.is_(None))  # on the server, as far as we know
+
+
 def uid_flags(session: Session, folder_id: int) -> dict[int, str]:
-    """uid -> flags text of every placement in the folder."""
+    """uid -> flags text of every live placement in the folder."""
     return dict(session.execute(
-        select(Placement.uid, Placement.flags).where(Placement.folder_id == folder_id)).tuples().all())
+        select(Placement.uid, Placement.flags).where(Placement.folder_id == folder_id, *LIVE)).all())
+
+
+def live_placements(session: Session, folder_id: int) -> dict[int, Placement]:
+    return {p.uid: p for p in session.scalars(select(Placement).where(Placement.folder_id == folder_id, *LIVE))}
+
+
+def pending_placements(session: Session, folder_id: int) -> Sequence[Placement]:
+    """Live placements whose local flags differ from the base: flag changes to push."""
+    return session.scalars(select(Placement).where(
+        Placement.folder_id == folder_id, *LIVE,
+        (Placement.base_flags.is_(None)) | (Placement.flags != Placement.base_flags))).all()
+
+
+def tombstone(session: Session, folder_id: int, uids: Iterable[int], run_id: int) -> int:
+    uids = sorted(uids)
+    n = 0
+    for i in range(0, len(uids), 500):
+        n += session.execute(update(Placement).where(
+            Placement.folder_id == folder_id, Placement.uid.in_(uids[i:i + 500]),
+            Placement.tombstone_run.is_(None)).values(tombstone_run=run_id)).rowcount or 0
+    return n
+
+
+def bodies_by_message_id(session: Session, keys: Iterable[tuple[str, int]]) -> dict[tuple[str, int], str]:
+    """(Message-ID, size) -> sha256 of a stored body, for the keys that name exactly one body."""
+    keys = list(set(keys))
+    found: dict[tuple[str, int], set[str]] = {}
+    for i in range(0, len(keys), 500):
+        chunk = set(keys[i:i + 500])
+        ids = {k[0] for k in chunk}
+        for mid, size, sha in session.execute(select(Body.message_id, Body.size, Body.sha256).where(
+                Body.message_id.in_(ids))):
+            if (mid, size) in chunk:
+                found.setdefault((mid, size), set()).add(sha)
+    return {k: next(iter(v)) for k, v in found.items() if len(v) == 1}
+
+
+def has_bodies(session: Session) -> bool:
+    return session.execute(select(Body.sha256).limit(1)).first() is not None
 
 
 def add_placements(session: Session, rows: list[dict]) -> None:
@@ -135,7 +180,8 @@ def remove_placements(session: Session, folder_id: int, uids: Iterable[int]) -> 
 
 
 def count_placements(session: Session, folder_id: int) -> int:
-    return session.scalar(select(func.count()).select_from(Placement).where(Placement.folder_id == folder_id)) or 0
+    return session.scalar(select(func.count()).select_from(Placement).where(
+        Placement.folder_id == folder_id, *LIVE)) or 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,6 +203,7 @@ def export_rows(session: Session, account: str | None = None, folder: str | None
             .join(Folder, Folder.account_id == Account.id)
             .join(Placement, Placement.folder_id == Folder.id)
             .join(Body, Body.sha256 == Placement.body_sha256)
+            .where(*LIVE)
             .order_by(Account.name, Folder.name, Placement.uid))
     if account is not None:
         stmt = stmt.where(Account.name == account)
@@ -186,7 +233,7 @@ def last_run(session: Session, account_id: int, *, status: str | None = None) ->
 def folder_counts(session: Session, account_id: int) -> dict[int, int]:
     return dict(session.execute(
         select(Placement.folder_id, func.count()).join(Folder, Folder.id == Placement.folder_id)
-        .where(Folder.account_id == account_id).group_by(Placement.folder_id)).tuples().all())
+        .where(Folder.account_id == account_id, *LIVE).group_by(Placement.folder_id)).all())
 
 
 def finish_run(run: SyncRun, *, status: str, error: str | None = None, when: datetime | None = None) -> None:

@@ -1,35 +1,47 @@
 """The executor: gathers the views (server via mailsync.imap, store via repositories), asks
 plan.py what to do, and does it with the commit discipline the rules require.
 
-Owns: the order of I/O in a sync and the transaction boundaries. Must not: make decisions that
-belong in plan.py, or format output (it reports to a SyncObserver).
+Owns: the order of I/O in a sync, the transaction boundaries, and the journal of local changes.
+Must not: make decisions that belong in plan.py, or format output (it reports to a SyncObserver).
 
 Threads: this thread speaks IMAP; every store access goes through one StoreWorker (its own thread
-and connection), in submission order. Downloads therefore overlap reading and writing, and a
-folder's checkpoint task always runs after the batches it covers.
+and connection), in submission order. Downloads overlap reading and writing, and a folder's
+checkpoint task always runs after the batches it covers.
 
 Order of one account's sync:
   1. record a sync run (audit log) and commit, so even a crash leaves a trace;
-  2. resolve the password, connect, LIST; plan folders; create/update/drop folder rows;
-  3. per folder: SELECT; UID FETCH 1:* (UID FLAGS); in one store task: the UIDVALIDITY rule, the
-     message plan, expunges and flag changes committed; then download new messages in batches, each
-     committed with its bodies, placements and the folder's `fetched_uid`; then commit the folder's
-     UIDNEXT/HIGHESTMODSEQ as read at SELECT (rule C1);
-  4. drop bodies no placement refers to; finish the run (ok or failed, with the error) and commit.
+  2. connect; push the journal of local operations in order (folder ops, appends, moves, deletes):
+     each is marked "sent" and committed before its command goes out, and settled from the server's
+     answer (APPENDUID, COPYUID) or, after a crash, by looking at the server (rules in _settle_*);
+  3. LIST (with LIST-STATUS: one round trip for every folder's counters); plan folders (create,
+     rename by UIDVALIDITY, drop = tombstone); skip folders whose counters did not move (rule D1);
+  4. per folder: SELECT (QRESYNC or CONDSTORE); UIDVALIDITY rule (re-match, V1); read what changed
+     (D2/D3); in one store task: tombstone expunged placements, merge flags (T1/T2), commit; push
+     merged flags with UNCHANGEDSINCE (T3) and record the answer; recognise new messages already in
+     the store by (Message-ID, size) (N1), download the rest in batches (each committed with its
+     placements and the folder's download mark); then commit UIDNEXT/HIGHESTMODSEQ as read at SELECT
+     (C1), after the links of step 5 when a folder has any;
+  5. link recognised messages: a tombstone of this run with the same body is moved (N2), else a new
+     placement shares the body; expire tombstones of earlier runs; drop unreferenced bodies; finish
+     the run (ok or failed, with the error) and commit.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from sqlalchemy import delete, select, update
+
 from mailsync.config.model import AccountConfig
-from mailsync.errors import MailsyncError, ProtocolError
+from mailsync.errors import ConnectError, MailsyncError, ProtocolError
 from mailsync.store import repositories as repo
 from mailsync.store.db import Store
-from mailsync.store.models import Folder, SyncRun, utcnow
+from mailsync.store.models import AuditEvent, Body, Folder, PendingOp, Placement, SyncRun, utcnow
 from mailsync.store.uow import UnitOfWork
 from mailsync.store.worker import StoreWorker
 from mailsync.sync import plan as P
@@ -38,6 +50,20 @@ from mailsync.sync.message import message_id, sha256_hex
 log = logging.getLogger("mailsync.sync")
 
 BATCH_BYTES = 16 * 1024 * 1024  # a batch is committed at batch_size messages or this many bytes
+
+_crash_after = int(os.environ.get("MAILSYNC_CRASH_AFTER") or 0)
+_crash_seen = 0
+
+
+def crashpoint(name: str) -> None:
+    """Test hook, as in isync's suite: with MAILSYNC_CRASH_AFTER=N the process dies (as kill -9
+    would leave it) at the Nth crash point it passes. One integer compare otherwise."""
+    global _crash_seen
+    if _crash_after:
+        _crash_seen += 1
+        if _crash_seen == _crash_after:
+            os.write(2, f"mailsync: crash point {_crash_seen} ({name}) reached\n".encode())
+            os._exit(99)
 
 
 class SyncObserver:
@@ -61,6 +87,11 @@ class AccountResult:
     flag_changes: int = 0
     expunged: int = 0
     bytes_fetched: int = 0
+    bodies_downloaded: int = 0
+    moves: int = 0
+    pushed: int = 0
+    conflicts: int = 0
+    commands: int = 0
     notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -79,13 +110,27 @@ def _connect_default(account: AccountConfig):
     return connect(account, resolve_secret(account.password))
 
 
-@dataclass(frozen=True)
-class _FolderWork:
-    """What the store decided for one folder, handed back to the sync thread."""
+@dataclass
+class _Folder:
+    """One folder to sync, as the store knows it."""
 
+    id: int
+    raw_name: str
     name: str
-    new: list[int]
-    skipped: str | None = None  # why the folder is not synced this time
+    status: str
+    reason: str | None
+    checkpoint: P.FolderCheckpoint
+    pending: bool  # local flag changes waiting to be pushed
+
+
+@dataclass
+class _Delta:
+    """What one store task decided for one folder."""
+
+    new: list[int] = field(default_factory=list)
+    pushes: list[tuple[int, tuple[str, ...], tuple[str, ...], int | None]] = field(default_factory=list)
+    have_bodies: bool = False
+    skipped: str | None = None
 
 
 class AccountSync:
@@ -96,6 +141,8 @@ class AccountSync:
         self.observer = observer or SyncObserver()
         self._connect = connect
         self.result = AccountResult(account=account.name)
+        self._deferred_links: list[tuple[int, int, object, str]] = []  # (folder_id, uid, item, sha)
+        self._deferred_complete: list[tuple[int, str, object]] = []
 
     # -- entry point --------------------------------------------------------------------------
 
@@ -113,7 +160,13 @@ class AccountSync:
             with StoreWorker(self.store) as db:
                 try:
                     conn = self._connect(acc)
-                    self._sync_folders(conn, db)
+                    self._push_ops(conn, db)
+                    self._pull(conn, db)
+                    db.call(self._link_deferred)
+                    for folder_id, name, info in self._deferred_complete:
+                        db.submit(self._complete_folder, folder_id, name, info)
+                    db.drain()
+                    db.call(self._cleanup)
                 finally:
                     if conn is not None:
                         conn.logout()
@@ -124,6 +177,8 @@ class AccountSync:
             self.result.fail(f"account '{acc.name}': internal error {exc.__class__.__name__}: {exc}")
         if conn is not None:
             self.result.bytes_fetched = conn.bytes_fetched
+            self.result.bodies_downloaded = conn.bodies_fetched
+            self.result.commands = conn.commands
         self.result.seconds = time.monotonic() - t0
         self._finish_run()
         self.observer.account_done(self.result)
@@ -137,21 +192,196 @@ class AccountSync:
             run = uow.session.get_one(SyncRun, self.run_id)
             run.folders, run.new_messages, run.flag_changes = r.folders, r.new_messages, r.flag_changes
             run.expunged, run.bytes_fetched = r.expunged, r.bytes_fetched
+            run.bodies_downloaded, run.moves, run.pushed, run.conflicts = (
+                r.bodies_downloaded, r.moves, r.pushed, r.conflicts)
             run.notes = "\n".join(r.notes) or None
             repo.finish_run(run, status="ok" if r.ok else "failed", error=r.error)
             uow.commit()
 
-    # -- folders ------------------------------------------------------------------------------
+    def _audit(self, uow: UnitOfWork, kind: str, detail: str, *, folder: str | None = None,
+               uid: int | None = None) -> None:
+        uow.session.add(AuditEvent(account_id=self.account_id, run_id=self.run_id, at=utcnow(), kind=kind,
+                                   folder=folder, uid=uid, detail=detail))
+        self.result.notes.append(f"{kind}: {folder + ': ' if folder else ''}{detail}")
 
-    def _sync_folders(self, conn, db: StoreWorker) -> None:
-        acc = self.account
-        remote = [P.FolderView(f.raw_name, f.name, f.delimiter, f.special_use) for f in conn.list_folders()
-                  if f.selectable and P.folder_selected(f.name, acc.folders, acc.exclude)]
-        order, ids = db.call(self._apply_folder_plan, remote)
-        folder_errors = []
-        for raw in order:
+    # -- store -> server: the journal of local operations -------------------------------------
+
+    def _load_ops(self, uow: UnitOfWork) -> list[tuple[int, str, str, dict, int | None]]:
+        ops = uow.session.scalars(select(PendingOp).where(
+            PendingOp.account_id == self.account_id, PendingOp.state.in_(("pending", "sent")),
+            PendingOp.kind != "flags").order_by(PendingOp.id)).all()
+        return [(op.id, op.kind, op.state, json.loads(op.args), op.placement_id) for op in ops]
+
+    def _mark(self, uow: UnitOfWork, op_id: int, state: str, error: str | None = None) -> None:
+        op = uow.session.get_one(PendingOp, op_id)
+        op.state, op.error, op.updated_at = state, error, utcnow()
+        if state == "sent":
+            op.attempts += 1
+        uow.commit()
+        if state == "done":
+            self.result.pushed += 1
+
+    def _push_ops(self, conn, db: StoreWorker) -> None:
+        # In the order they were made: each names folders as they were called at that moment.
+        ops = db.call(self._load_ops)
+        for op_id, kind, state, args, placement_id in ops:
             try:
-                self._sync_folder(conn, db, ids[raw], raw)
+                getattr(self, f"_op_{kind}")(conn, db, op_id, state, args, placement_id)
+            except ProtocolError as exc:  # the server refused this one; the others go on
+                if getattr(conn, "broken", False):
+                    raise
+                db.call(self._mark, op_id, "failed", str(exc))
+                self.result.notes.append(f"local change #{op_id} ({kind}) failed: {exc}")
+
+    def _op_mkdir(self, conn, db, op_id, state, args, _pid) -> None:
+        db.call(self._mark, op_id, "sent")
+        crashpoint("mkdir sent")
+        conn.create(args["folder_name"])
+        db.call(self._mark, op_id, "done")
+
+    def _op_rmdir(self, conn, db, op_id, state, args, _pid) -> None:
+        db.call(self._mark, op_id, "sent")
+        crashpoint("rmdir sent")
+        conn.delete(args["folder_name"])
+        db.call(self._mark, op_id, "done")
+
+    def _op_rename(self, conn, db, op_id, state, args, _pid) -> None:
+        names = {f.raw_name for f in conn.list_folders(with_status=False)}
+        if args["old"] not in names and args["new"] in names:  # it happened before a crash
+            db.call(self._mark, op_id, "done")
+            return
+        db.call(self._mark, op_id, "sent")
+        crashpoint("rename sent")
+        conn.rename(args["old"], args["new"])
+        db.call(self._mark, op_id, "done")
+
+    def _op_append(self, conn, db, op_id, state, args, placement_id) -> None:
+        info = db.call(self._placement_body, placement_id)
+        if info is None:  # the local message was deleted again before it reached the server
+            db.call(self._mark, op_id, "done")
+            return
+        raw, flags, mid = info
+        folder = args["folder_name"]
+        if state == "sent":  # a crash may have come after the APPEND: look before appending again
+            uid = self._find_new_copy(conn, db, folder, mid)
+            if uid is not None:
+                db.call(self._settle_placement, op_id, placement_id, uid)
+                return
+        db.call(self._mark, op_id, "sent")
+        crashpoint("append sent")
+        answer = conn.append(folder, raw, flags)
+        crashpoint("append answered")
+        uid = answer[1] if answer else self._find_new_copy(conn, db, folder, mid)
+        db.call(self._settle_placement, op_id, placement_id, uid)
+
+    def _op_move(self, conn, db, op_id, state, args, placement_id) -> None:
+        src, src_uid, dest = args["src_folder"], args["src_uid"], args["dest_folder"]
+        mid = db.call(self._placement_message_id, placement_id)
+        conn.select(src)
+        in_src = bool(conn.uid_search(f"UID {src_uid}"))
+        if state == "sent":
+            uid = self._find_new_copy(conn, db, dest, mid)
+            if uid is not None:  # copied before the crash; finish the expunge
+                if in_src:
+                    conn.select(src)
+                    conn.uid_store([src_uid], "+FLAGS.SILENT", ["\\Deleted"])
+                    conn.uid_expunge([src_uid])
+                db.call(self._settle_placement, op_id, placement_id, uid)
+                return
+            conn.select(src)
+        if not in_src:  # gone from the server meanwhile: the server's expunge wins
+            db.call(self._drop_placement, op_id, placement_id, "the message was expunged on the server")
+            return
+        db.call(self._mark, op_id, "sent")
+        crashpoint("move sent")
+        if conn.has("MOVE"):
+            mapping = conn.uid_copy([src_uid], dest, move=True)
+        else:
+            mapping = conn.uid_copy([src_uid], dest)
+            crashpoint("move copied")
+            conn.uid_store([src_uid], "+FLAGS.SILENT", ["\\Deleted"])
+            conn.uid_expunge([src_uid])
+        crashpoint("move answered")
+        uid = mapping.get(src_uid) or self._find_new_copy(conn, db, dest, mid)
+        db.call(self._settle_placement, op_id, placement_id, uid)
+
+    def _op_delete(self, conn, db, op_id, state, args, _pid) -> None:
+        conn.select(args["folder_name"])
+        db.call(self._mark, op_id, "sent")
+        crashpoint("delete sent")
+        if conn.uid_search(f"UID {args['uid']}"):
+            conn.uid_store([args["uid"]], "+FLAGS.SILENT", ["\\Deleted"])
+            conn.uid_expunge([args["uid"]])
+        db.call(self._mark, op_id, "done")
+
+    def _find_new_copy(self, conn, db, folder: str, mid: str | None) -> int | None:
+        """The UID in `folder` of a message with Message-ID `mid` that the store does not know yet."""
+        if not mid:
+            return None
+        conn.select(folder)
+        candidates = conn.search_message_id(mid)
+        known = db.call(self._known_uids, folder)
+        fresh = [u for u in candidates if u not in known]
+        return max(fresh) if fresh else None
+
+    def _known_uids(self, uow: UnitOfWork, raw_name: str) -> set[int]:
+        folder = uow.session.scalars(select(Folder).where(Folder.account_id == self.account_id,
+                                                          Folder.raw_name == raw_name)).one_or_none()
+        return set() if folder is None else set(repo.uid_flags(uow.session, folder.id))
+
+    def _placement_body(self, uow: UnitOfWork, placement_id: int | None):
+        p = uow.session.get(Placement, placement_id) if placement_id else None
+        if p is None:
+            return None
+        body = uow.session.get_one(Body, p.body_sha256)
+        return body.data, p.flags.split(), body.message_id
+
+    def _placement_message_id(self, uow: UnitOfWork, placement_id: int | None) -> str | None:
+        p = uow.session.get(Placement, placement_id) if placement_id else None
+        return uow.session.get_one(Body, p.body_sha256).message_id if p else None
+
+    def _settle_placement(self, uow: UnitOfWork, op_id: int, placement_id: int, uid: int | None) -> None:
+        p = uow.session.get(Placement, placement_id)
+        if p is not None and uid is not None:
+            # the pull may already have seen this UID and made a placement for it: merge into ours
+            dup = uow.session.scalars(select(Placement).where(Placement.folder_id == p.folder_id,
+                                                              Placement.uid == uid, Placement.id != p.id)).first()
+            if dup is not None:
+                uow.session.delete(dup)
+                uow.session.flush()
+            p.uid = uid
+            p.base_flags = p.flags
+        self._mark(uow, op_id, "done")
+
+    def _drop_placement(self, uow: UnitOfWork, op_id: int, placement_id: int, why: str) -> None:
+        p = uow.session.get(Placement, placement_id)
+        if p is not None:
+            uow.session.delete(p)
+        self._mark(uow, op_id, "failed", why)
+
+    # -- server -> store: folders -------------------------------------------------------------
+
+    def _pull(self, conn, db: StoreWorker) -> None:
+        acc = self.account
+        remote = [f for f in conn.list_folders()
+                  if f.selectable and P.folder_selected(f.name, acc.folders, acc.exclude)]
+        if conn.condstore and not conn.has("LIST-STATUS"):
+            remote = [_with_status(f, conn.status(f.raw_name)) for f in remote]
+        elif not conn.has("LIST-STATUS"):
+            known = db.call(self._known_folder_names)
+            remote = [f if f.raw_name in known else _with_status(f, conn.status(f.raw_name)) for f in remote]
+        folders = db.call(self._apply_folder_plan, remote)
+        status = {f.raw_name: f.status for f in remote}
+        folder_errors = []
+        for folder in folders:
+            if folder.status == "aside":
+                self.result.notes.append(f"folder {folder.name!r} skipped: {folder.reason}")
+                continue
+            if P.folder_unchanged(folder.checkpoint, status.get(folder.raw_name), folder.pending):
+                self.result.folders += 1
+                continue
+            try:
+                self._sync_folder(conn, db, folder)
             except ProtocolError as exc:  # one bad folder does not stop the others
                 if getattr(conn, "broken", False):
                     raise
@@ -159,79 +389,313 @@ class AccountSync:
         if folder_errors:
             raise ProtocolError("; ".join(folder_errors))
 
-    def _apply_folder_plan(self, uow: UnitOfWork, remote: list[P.FolderView]):
-        rows = {f.raw_name: f for f in repo.folders_of(uow.session, self.account_id)}
-        local = {n: P.FolderView(f.raw_name, f.name, f.delimiter, f.special_use) for n, f in rows.items()}
-        fplan = P.plan_folders(remote, local)
+    def _known_folder_names(self, uow: UnitOfWork) -> set[str]:
+        return {f.raw_name for f in repo.folders_of(uow.session, self.account_id)}
+
+    def _apply_folder_plan(self, uow: UnitOfWork, remote) -> list[_Folder]:
+        """Rules F1/F2 plus renames: a new remote folder with the UIDVALIDITY of a vanished local one
+        is that folder, renamed. Dropped folders are tombstoned with their placements (rule N2)."""
+        s = uow.session
+        rows = {f.raw_name: f for f in repo.folders_of(s, self.account_id, gone=True)}
+        live = {n: f for n, f in rows.items() if f.status != "gone"}
+        views = [P.FolderView(f.raw_name, f.name, f.delimiter, f.special_use) for f in remote]
+        local = {n: P.FolderView(f.raw_name, f.name, f.delimiter, f.special_use) for n, f in live.items()}
+        fplan = P.plan_folders(views, local)
+        by_validity = {f.uidvalidity: f for n, f in live.items() if n in fplan.drop and f.uidvalidity}
+        remote_status = {f.raw_name: f.status or {} for f in remote}
         for v in fplan.create:
-            uow.session.add(Folder(account_id=self.account_id, raw_name=v.raw_name, name=v.name,
-                                   delimiter=v.delimiter, special_use=v.special_use, fetched_uid=0, status="ok"))
+            uv = remote_status.get(v.raw_name, {}).get("UIDVALIDITY")
+            renamed = by_validity.pop(uv, None) if uv else None
+            if renamed is not None:
+                self._audit(uow, "folder_renamed", f"renamed on the server from {renamed.name!r}", folder=v.name)
+                stale = rows.get(v.raw_name)
+                if stale is not None:  # an old gone row with the new name
+                    s.delete(stale)
+                    s.flush()
+                renamed.raw_name, renamed.name, renamed.delimiter, renamed.special_use = (
+                    v.raw_name, v.name, v.delimiter, v.special_use)
+                live.pop(next(n for n, f in live.items() if f is renamed))
+                continue
+            row = rows.get(v.raw_name)
+            if row is not None:  # it was gone and came back
+                row.status, row.status_reason, row.uidvalidity, row.uidnext, row.highestmodseq = (
+                    "ok", None, None, None, None)
+                row.name, row.delimiter, row.special_use = v.name, v.delimiter, v.special_use
+            else:
+                s.add(Folder(account_id=self.account_id, raw_name=v.raw_name, name=v.name, delimiter=v.delimiter,
+                             special_use=v.special_use, fetched_uid=0, status="ok"))
         for v in fplan.update:
-            row = rows[v.raw_name]
+            row = live[v.raw_name]
             row.name, row.delimiter, row.special_use = v.name, v.delimiter, v.special_use
         for raw in fplan.drop:
-            uow.session.delete(rows[raw])
-            self.result.notes.append(f"folder {rows[raw].name!r} is gone from the server: dropped")
+            row = live.get(raw)
+            if row is None or row.raw_name != raw:  # renamed above
+                continue
+            row.status, row.status_reason = "gone", f"gone from the server (run {self.run_id})"
+            s.execute(update(Placement).where(Placement.folder_id == row.id, Placement.tombstone_run.is_(None))
+                      .values(tombstone_run=self.run_id))
+            self._audit(uow, "folder_gone", "gone from the server: its messages are kept one run as tombstones",
+                        folder=row.name)
         uow.commit()
-        ids = {f.raw_name: f.id for f in repo.folders_of(uow.session, self.account_id)}
-        return fplan.sync, ids
+        counts = repo.folder_counts(s, self.account_id)
+        pending = {fid for (fid,) in s.execute(select(Placement.folder_id).where(
+            *repo.LIVE, (Placement.base_flags.is_(None)) | (Placement.flags != Placement.base_flags)).distinct())}
+        out = []
+        by_raw = {f.raw_name: f for f in repo.folders_of(s, self.account_id)}
+        for raw in fplan.sync:
+            f = by_raw.get(raw)
+            if f is None:
+                continue
+            out.append(_Folder(f.id, f.raw_name, f.name, f.status, f.status_reason,
+                               P.FolderCheckpoint(f.uidvalidity, f.uidnext, f.highestmodseq, counts.get(f.id, 0)),
+                               f.id in pending))
+        return out
 
-    def _sync_folder(self, conn, db: StoreWorker, folder_id: int, raw_name: str) -> None:
-        info = conn.select(raw_name, readonly=True)
-        remote = conn.uid_flags() if info.exists else {}
-        work: _FolderWork = db.call(self._reconcile, folder_id, info, remote)
-        if work.skipped:
-            self.result.notes.append(f"folder {work.name!r}: {work.skipped}")
+    # -- server -> store: one folder ----------------------------------------------------------
+
+    def _sync_folder(self, conn, db: StoreWorker, folder: _Folder) -> None:
+        cp = folder.checkpoint
+        qres = (cp.uidvalidity, cp.highestmodseq) if (cp.uidvalidity and cp.highestmodseq) else None
+        info = conn.select(folder.raw_name, qresync=qres)
+        if cp.uidvalidity is not None and info.uidvalidity != cp.uidvalidity and cp.live:
+            self._rematch(conn, db, folder, info)
             return
-        self.observer.folder_started(self.account.name, work.name, len(work.new))
-        if work.new:
-            self._download(conn, db, folder_id, work.name, work.new)
-        db.submit(self._complete_folder, folder_id, work.name, info)
+        mode, reason = P.delta_mode(qresync=conn.qresync and qres is not None, condstore=conn.condstore,
+                                    stored_modseq=cp.highestmodseq if cp.uidvalidity == info.uidvalidity else None,
+                                    current_modseq=info.highestmodseq, nomodseq=info.nomodseq)
+        if mode == "qresync":
+            changed, vanished, full = dict(info.changed), list(info.vanished), False
+        elif mode == "condstore":
+            changed = (conn.uid_flags("1:*", changedsince=cp.highestmodseq)
+                       if info.highestmodseq != cp.highestmodseq else {})
+            vanished, full = None, False  # worked out against the store below
+        else:
+            changed, vanished, full = (conn.uid_flags() if info.exists else {}), None, True
+        if mode == "condstore":
+            local = db.call(lambda uow: set(repo.uid_flags(uow.session, folder.id)))
+            new_count = sum(1 for u in changed if u not in local)
+            if info.exists != len(local) + new_count:
+                server_uids = set(conn.uid_search("ALL")) if info.exists else set()
+                vanished = sorted(local - server_uids)
+            else:
+                vanished = []
+        delta: _Delta = db.call(self._reconcile, folder.id, info, changed, vanished, full, reason)
+        if delta.skipped:
+            self.result.notes.append(f"folder {folder.name!r}: {delta.skipped}")
+            return
+        if delta.pushes:
+            self._push_flags(conn, db, folder, delta.pushes)
+        self.observer.folder_started(self.account.name, folder.name, len(delta.new))
+        deferred = False
+        if delta.new:
+            to_download = delta.new
+            if delta.have_bodies:
+                headers = conn.fetch_headers(delta.new)
+                keys = {uid: (message_id(it.header_fields or b""), it.size) for uid, it in headers.items()}
+                known = db.call(lambda uow: repo.bodies_by_message_id(
+                    uow.session, [k for k in keys.values() if k[0] and k[1] is not None]))
+                linked = {uid for uid, k in keys.items() if k in known}
+                for uid in sorted(linked):
+                    self._deferred_links.append((folder.id, uid, headers[uid], known[keys[uid]]))
+                deferred = bool(linked)
+                to_download = [u for u in delta.new if u not in linked]
+            if to_download:
+                self._download(conn, db, folder.id, folder.name, to_download)
+        if deferred:
+            self._deferred_complete.append((folder.id, folder.name, info))
+        else:
+            db.submit(self._complete_folder, folder.id, folder.name, info)
 
-    def _reconcile(self, uow: UnitOfWork, folder_id: int, info, remote) -> _FolderWork:
-        """Rules F3 and M1-M3 for one folder; commits expunges and flag changes."""
-        folder = repo.get_folder(uow.session, folder_id)
-        if folder.status == "aside":
-            return _FolderWork(folder.name, [], skipped=f"skipped: {folder.status_reason}")
-        decision = P.decide_uidvalidity(folder.uidvalidity, info.uidvalidity,
-                                        repo.count_placements(uow.session, folder_id))
-        if decision.action == "aside":
-            folder.status, folder.status_reason = "aside", decision.reason
-            uow.commit()
-            return _FolderWork(folder.name, [], skipped=decision.reason)
-        if decision.action == "adopt":
+    def _reconcile(self, uow: UnitOfWork, folder_id: int, info, changed: dict, vanished, full: bool,
+                   reason: str | None) -> _Delta:
+        """Rules F3, M1-M3, T1-T2 for one folder; commits tombstones and flag merges."""
+        s = uow.session
+        folder = repo.get_folder(s, folder_id)
+        if reason:
+            self._audit(uow, "full_comparison", reason, folder=folder.name)
+        if folder.uidvalidity != info.uidvalidity:  # adopt (rule F3: no live placements)
+            s.execute(delete(Placement).where(Placement.folder_id == folder_id, Placement.uid.isnot(None)))
             folder.uidvalidity, folder.uidnext, folder.highestmodseq, folder.fetched_uid = (
                 info.uidvalidity, None, None, 0)
-        mplan = P.plan_messages(remote, repo.uid_flags(uow.session, folder_id))
-        repo.remove_placements(uow.session, folder_id, mplan.expunged)
-        repo.set_flags(uow.session, folder_id, mplan.flags)
+        local = repo.live_placements(s, folder_id)
+        gone = set(local) - set(changed) if full else set(vanished or ()) & set(local)
+        if gone:
+            repo.tombstone(s, folder_id, gone, self.run_id)
+            self.result.expunged += len(gone)
+        delta = _Delta()
+        policy = self.account.conflict
+        pushed_ids = []
+        for uid, p in local.items():
+            if uid in gone:
+                continue
+            item = changed.get(uid)
+            local_change = p.base_flags is None or p.flags != p.base_flags
+            if item is None and not local_change:
+                continue
+            server = set(P.flags_text(item.flags or ()).split()) if item is not None else set(p.base_flags.split())
+            server_modseq = item.modseq if item is not None else p.modseq
+            if not local_change:
+                text = P.flags_text(server)
+                if text != p.flags:
+                    p.flags = p.base_flags = text
+                    self.result.flag_changes += 1
+                p.modseq = server_modseq
+                continue
+            base = None if p.base_flags is None else p.base_flags.split()
+            local_newer = folder.last_synced_at is not None and _newest_local_change(s, p.id, folder.last_synced_at)
+            merge = P.merge_flags(server, base, p.flags.split(), policy=policy, local_newer=local_newer)
+            for flag in merge.conflicts:
+                self.result.conflicts += 1
+                self._audit(uow, "conflict", f"flag {flag}: server {'has' if flag in server else 'lacks'} it, "
+                            f"local {'has' if flag in p.flags.split() else 'lacks'} it, no agreed base; "
+                            f"settled by conflict = {policy!r}: "
+                            f"{'kept' if flag in merge.result else 'dropped'}", folder=folder.name, uid=uid)
+            add, remove = merge.push(server)
+            p.flags = P.flags_text(merge.result)
+            p.base_flags = P.flags_text(server)
+            p.modseq = server_modseq
+            if add or remove:
+                delta.pushes.append((uid, tuple(add), tuple(remove), server_modseq))
+            else:
+                pushed_ids.append(p.id)
+        if pushed_ids:
+            self._settle_flag_ops(s, pushed_ids)
+        delta.new = sorted(u for u in changed if u not in local)
+        if delta.new:
+            # a placement tombstoned earlier in this folder must not hide a UID from being new
+            delta.have_bodies = repo.has_bodies(s)
         uow.commit()
-        self.result.expunged += len(mplan.expunged)
-        self.result.flag_changes += len(mplan.flags)
-        return _FolderWork(folder.name, mplan.new)
+        crashpoint("folder reconciled")
+        return delta
+
+    def _settle_flag_ops(self, s, placement_ids: list[int]) -> None:
+        s.execute(update(PendingOp).where(PendingOp.placement_id.in_(placement_ids), PendingOp.kind == "flags",
+                                          PendingOp.state.in_(("pending", "sent")))
+                  .values(state="done", updated_at=utcnow()))
+
+    def _push_flags(self, conn, db: StoreWorker, folder: _Folder, pushes) -> None:
+        """Rule T3: +FLAGS/-FLAGS with UNCHANGEDSINCE; record what the server answered."""
+        groups: dict[tuple, list[int]] = {}
+        for uid, add, remove, modseq in pushes:
+            groups.setdefault((add, remove, modseq), []).append(uid)
+        answered: dict[int, object] = {}
+        refused: set[int] = set()
+        for (add, remove, modseq), uids in groups.items():
+            for op, flags in (("+FLAGS", add), ("-FLAGS", remove)):
+                if not flags:
+                    continue
+                fetched, modified = conn.uid_store(uids, op, flags, unchangedsince=modseq)
+                crashpoint("flags stored")
+                answered.update(fetched)
+                refused.update(modified)
+        db.submit(self._record_flag_pushes, folder.id, folder.name, [p[0] for p in pushes], answered, refused)
+
+    def _record_flag_pushes(self, uow: UnitOfWork, folder_id: int, name: str, uids: list[int],
+                            answered: dict, refused: set[int]) -> None:
+        s = uow.session
+        local = repo.live_placements(s, folder_id)
+        done = []
+        for uid in uids:
+            p = local.get(uid)
+            if p is None:
+                continue
+            if uid in refused:  # MODIFIED: the server changed it meanwhile; re-read and re-merge next run
+                self._audit(uow, "modified", "the server changed the flags meanwhile: merged again next sync",
+                            folder=name, uid=uid)
+                p.modseq = None
+                continue
+            item = answered.get(uid)
+            if item is not None and item.flags is not None:
+                server = P.flags_text(item.flags)
+                if server != p.flags:  # someone else's change landed between our merge and STORE
+                    p.base_flags = server
+                    continue
+                p.modseq = item.modseq or p.modseq
+            p.base_flags = p.flags
+            done.append(p.id)
+            self.result.pushed += 1
+        if done:
+            self._settle_flag_ops(s, done)
+        uow.commit()
 
     def _complete_folder(self, uow: UnitOfWork, folder_id: int, name: str, info) -> None:
         folder = repo.get_folder(uow.session, folder_id)
         folder.uidnext, folder.highestmodseq = info.uidnext, info.highestmodseq
         folder.last_synced_at = utcnow()
         uow.commit()
+        crashpoint("folder complete")
         self.result.folders += 1
         self.observer.folder_done(self.account.name, name)
+
+    # -- UIDVALIDITY ----------------------------------------------------------------------------
+
+    def _rematch(self, conn, db: StoreWorker, folder: _Folder, info) -> None:
+        """Rule V1: find the folder's known messages again by (Message-ID, size), download nothing."""
+        uids = conn.uid_search("ALL") if info.exists else []
+        headers = conn.fetch_headers(uids) if uids else {}
+        accepted = db.call(self._apply_rematch, folder.id, info, headers)
+        if accepted:
+            fresh = _Folder(folder.id, folder.raw_name, folder.name, "ok", None,
+                            P.FolderCheckpoint(info.uidvalidity, None, None, 0), True)
+            self._sync_folder(conn, db, fresh)
+
+    def _apply_rematch(self, uow: UnitOfWork, folder_id: int, info, headers: dict) -> bool:
+        s = uow.session
+        folder = repo.get_folder(s, folder_id)
+        rows = s.execute(select(Placement, Body.message_id, Body.size).join(Body, Body.sha256 == Placement.body_sha256)
+                         .where(Placement.folder_id == folder_id, *repo.LIVE)).all()
+        index: dict[tuple[str, int], list[int]] = {}
+        for uid, it in headers.items():
+            mid = message_id(it.header_fields or b"")
+            if mid and it.size is not None:
+                index.setdefault((mid, it.size), []).append(uid)
+        matches: dict[int, int] = {}
+        for p, mid, size in rows:
+            cands = index.get((mid, size)) if mid else None
+            if cands and len(cands) == 1:
+                matches[p.id] = cands[0]
+        known, found = len(rows), len(matches)
+        old = folder.uidvalidity
+        if not P.uidvalidity_rematch_accepted(known, found):
+            folder.status = "aside"
+            folder.status_reason = (f"UIDVALIDITY changed from {old} to {info.uidvalidity} and only {found} of "
+                                    f"{known} known messages were found again; set aside, nothing was deleted "
+                                    f"(inspect the server, then remove and re-add the folder to start over)")
+            self._audit(uow, "uidvalidity_aside", folder.status_reason, folder=folder.name)
+            uow.commit()
+            return False
+        # two steps, so that no UID is briefly held twice in the folder
+        s.execute(update(Placement).where(Placement.folder_id == folder_id, Placement.uid.isnot(None))
+                  .values(uid=None))
+        s.flush()
+        for p, _mid, _size in rows:
+            new_uid = matches.get(p.id)
+            if new_uid is None:
+                s.delete(p)
+            else:
+                p.uid, p.modseq = new_uid, None
+        s.execute(delete(Placement).where(Placement.folder_id == folder_id, Placement.tombstone_run.isnot(None)))
+        folder.uidvalidity, folder.uidnext, folder.highestmodseq, folder.fetched_uid = info.uidvalidity, None, None, 0
+        self._audit(uow, "uidvalidity_rematched", f"UIDVALIDITY changed from {old} to {info.uidvalidity}: "
+                    f"{found} of {known} known messages found again by Message-ID and size; nothing downloaded",
+                    folder=folder.name)
+        uow.commit()
+        return True
 
     # -- messages -----------------------------------------------------------------------------
 
     def _download(self, conn, db: StoreWorker, folder_id: int, name: str, uids: list[int]) -> None:
-        """Read messages off the socket here; the store worker hashes and commits them in batches."""
+        """Read messages off the socket here; the store worker commits them in batches."""
         wanted = set(uids)
         batch: list = []
         nbytes = 0
         limit = self.account.batch_size
         for item in conn.fetch_messages(uids):
-            if item.uid not in wanted:  # an unsolicited FETCH (e.g. a flag change) is not ours
+            if item.uid not in wanted or item.body is None:  # an unsolicited FETCH (a flag change)
                 continue
-            if item.body is None or item.internaldate is None:
+            if item.internaldate is None:
                 raise ProtocolError(f"account '{self.account.name}': FETCH of UID {item.uid} in {name!r} "
-                                    f"came without its body or INTERNALDATE")
+                                    f"came without its INTERNALDATE")
             batch.append((item, sha256_hex(item.body)))
             nbytes += len(item.body)
             if len(batch) >= limit or nbytes >= BATCH_BYTES:
@@ -240,25 +704,106 @@ class AccountSync:
         if batch:
             db.submit(self._commit_batch, folder_id, name, batch, nbytes)
 
-    def _commit_batch(self, uow: UnitOfWork, folder_id: int, name: str, batch: list, nbytes: int) -> None:
+    def _placement_row(self, folder_id: int, item, digest: str) -> dict:
         from mailsync.imap.responses import parse_internaldate
 
-        bodies = []
-        placements = []
-        for item, digest in batch:
-            bodies.append(repo.NewBody(sha256=digest, size=len(item.body), message_id=message_id(item.body),
-                                       data=item.body))
-            placements.append({"folder_id": folder_id, "uid": item.uid, "body_sha256": digest,
-                               "flags": P.flags_text(item.flags or ()), "modseq": item.modseq,
-                               "internaldate": parse_internaldate(item.internaldate),
-                               "size": item.size if item.size is not None else len(item.body)})
+        flags = P.flags_text(item.flags or ())
+        return {"folder_id": folder_id, "uid": item.uid, "body_sha256": digest, "flags": flags, "base_flags": flags,
+                "modseq": item.modseq, "internaldate": parse_internaldate(item.internaldate),
+                "size": item.size if item.size is not None else len(item.body or b"")}
+
+    def _adopt_unsettled(self, s, folder_id: int, rows: list[dict]) -> list[dict]:
+        """A local append/move whose answer was lost (no APPENDUID/COPYUID, no Message-ID) shows up as a
+        new UID with the same body: give our placement that UID instead of adding a second one."""
+        waiting = {}
+        for pid, sha in s.execute(select(Placement.id, Placement.body_sha256).where(
+                Placement.folder_id == folder_id, Placement.uid.is_(None))):
+            waiting.setdefault(sha, []).append(pid)
+        if not waiting:
+            return rows
+        rest = []
+        for row in rows:
+            ids = waiting.get(row["body_sha256"])
+            if ids:
+                s.execute(update(Placement).where(Placement.id == ids.pop(0))
+                          .values(uid=row["uid"], base_flags=row["flags"], flags=row["flags"]))
+            else:
+                rest.append(row)
+        return rest
+
+    def _commit_batch(self, uow: UnitOfWork, folder_id: int, name: str, batch: list, nbytes: int) -> None:
+        bodies = [repo.NewBody(sha256=digest, size=len(item.body), message_id=message_id(item.body), data=item.body)
+                  for item, digest in batch]
         repo.store_bodies(uow.session, bodies)
-        repo.add_placements(uow.session, placements)
+        rows = self._adopt_unsettled(uow.session, folder_id, [self._placement_row(folder_id, it, d) for it, d in batch])
+        repo.add_placements(uow.session, rows)
         folder = repo.get_folder(uow.session, folder_id)
         folder.fetched_uid = max(folder.fetched_uid or 0, max(item.uid for item, _ in batch))
         uow.commit()
+        crashpoint("batch committed")
         self.result.new_messages += len(batch)
         self.observer.messages_stored(self.account.name, name, len(batch), nbytes)
+
+    def _link_deferred(self, uow: UnitOfWork) -> None:
+        """Rules N1/N2 for the new UIDs recognised by (Message-ID, size), after every folder was read."""
+        if not self._deferred_links:
+            return
+        s = uow.session
+        shas = {sha for *_, sha in self._deferred_links}
+        tombs: dict[str, list[Placement]] = {}
+        for p in s.scalars(select(Placement).join(Folder, Folder.id == Placement.folder_id).where(
+                Folder.account_id == self.account_id, Placement.tombstone_run == self.run_id,
+                Placement.body_sha256.in_(shas))):
+            tombs.setdefault(p.body_sha256, []).append(p)
+        rows_by_folder: dict[int, list[dict]] = {}
+        for folder_id, uid, item, sha in self._deferred_links:
+            row = self._placement_row(folder_id, item, sha)
+            t = tombs.get(sha)
+            if t:
+                p = t.pop(0)
+                p.folder_id, p.uid, p.tombstone_run = folder_id, uid, None
+                p.flags = p.base_flags = row["flags"]
+                p.modseq, p.internaldate, p.size = row["modseq"], row["internaldate"], row["size"]
+                self.result.moves += 1
+                self.result.expunged -= 1
+            else:
+                rows_by_folder.setdefault(folder_id, []).append(row)
+            self.result.new_messages += 1
+        s.flush()
+        for folder_id, rows in rows_by_folder.items():
+            repo.add_placements(s, self._adopt_unsettled(s, folder_id, rows))
+        uow.commit()
+        crashpoint("links committed")
+
+    def _cleanup(self, uow: UnitOfWork) -> None:
+        """Expire tombstones of earlier runs (rule N2) and folders gone before this run."""
+        s = uow.session
+        s.execute(delete(Placement).where(Placement.tombstone_run.isnot(None), Placement.tombstone_run < self.run_id,
+                                          Placement.folder_id.in_(select(Folder.id).where(
+                                              Folder.account_id == self.account_id))))
+        for f in s.scalars(select(Folder).where(Folder.account_id == self.account_id, Folder.status == "gone")):
+            if not s.execute(select(Placement.id).where(Placement.folder_id == f.id).limit(1)).first():
+                s.delete(f)
+        uow.commit()
+
+
+def _with_status(folder, status: dict):
+    from dataclasses import replace
+
+    return replace(folder, status=status)
+
+
+def _newest_local_change(s, placement_id: int, since) -> bool:
+    """For conflict = "newest": was the pending local change made after the server was last read?"""
+    when = s.scalar(select(PendingOp.created_at).where(PendingOp.placement_id == placement_id, PendingOp.kind == "flags")
+                    .order_by(PendingOp.id.desc()).limit(1))
+    if when is None:
+        return False
+    if when.tzinfo is None and since.tzinfo is not None:
+        since = since.replace(tzinfo=None)
+    elif since.tzinfo is None and when.tzinfo is not None:
+        when = when.replace(tzinfo=None)
+    return when > since
 
 
 def sync_account(store: Store, account: AccountConfig, **kw) -> AccountResult:

@@ -113,3 +113,109 @@ def plan_messages(remote: Mapping[int, Iterable[str]], local: Mapping[int, str])
                 plan.flags[uid] = text
     plan.expunged = sorted(uid for uid in local if uid not in remote)
     return plan
+
+
+# --- delta detection (issue: cost follows change) ------------------------------------------------
+#
+#  D1  A folder is not selected at all when LIST-STATUS/STATUS shows the same UIDVALIDITY, UIDNEXT,
+#      MESSAGES (= live placements) and HIGHESTMODSEQ as stored, and it has no pending local change.
+#      Without HIGHESTMODSEQ a flag change is invisible in STATUS, so such folders are always selected.
+#  D2  Mode per folder: "qresync" (SELECT with QRESYNC: VANISHED (EARLIER) + changed FETCHes) when the
+#      server offers QRESYNC and a checkpoint exists; "condstore" (CHANGEDSINCE + UID set comparison)
+#      when it offers CONDSTORE; otherwise "full" (UID/FLAGS of every message).
+#  D3  HIGHESTMODSEQ lower than stored, NOMODSEQ, or no stored checkpoint: "full", noted in the audit log.
+
+
+@dataclass(frozen=True)
+class FolderCheckpoint:
+    uidvalidity: int | None
+    uidnext: int | None
+    highestmodseq: int | None
+    live: int  # live placements (with a UID, not tombstoned)
+
+
+def folder_unchanged(stored: FolderCheckpoint, status: Mapping[str, int] | None, pending: bool) -> bool:
+    """Rule D1."""
+    if pending or not status or stored.highestmodseq is None or "HIGHESTMODSEQ" not in status:
+        return False
+    return (status.get("UIDVALIDITY") == stored.uidvalidity and status.get("UIDNEXT") == stored.uidnext
+            and status.get("MESSAGES") == stored.live and status["HIGHESTMODSEQ"] == stored.highestmodseq)
+
+
+def delta_mode(*, qresync: bool, condstore: bool, stored_modseq: int | None, current_modseq: int | None,
+               nomodseq: bool) -> tuple[str, str | None]:
+    """Rules D2-D3: (mode, reason for falling back to "full" or None)."""
+    if not (qresync or condstore):
+        return "full", None
+    if nomodseq or current_modseq is None:
+        return "full", "the server keeps no MODSEQ for this folder (NOMODSEQ): full comparison"
+    if stored_modseq is None:
+        return "full", None  # first sync of the folder: nothing to compare against yet
+    if current_modseq < stored_modseq:
+        return "full", (f"HIGHESTMODSEQ went backwards ({stored_modseq} -> {current_modseq}): "
+                        f"full comparison")
+    return ("qresync" if qresync else "condstore"), None
+
+
+# --- flags, both ways (issue: two-way sync) -------------------------------------------------------
+#
+#  T1  Flags merge per flag against the base (the flags last agreed with the server): a flag changed on
+#      one side only takes that side's value; changed on both sides, the two agree (a flag is a bit).
+#  T2  With no base (never agreed, e.g. after a UIDVALIDITY re-match), a flag that differs between the
+#      sides is a conflict, settled by the account's policy: "server", "local", or "newest" (the local
+#      change wins when it was made after the server's value was last seen). Every conflict is logged.
+#  T3  The merged flags are pushed as +FLAGS/-FLAGS deltas with UNCHANGEDSINCE the server's MODSEQ; a
+#      MODIFIED answer leaves the change pending, to be re-read and re-merged (never overwritten).
+
+
+@dataclass(frozen=True)
+class FlagMerge:
+    result: frozenset[str]
+    conflicts: tuple[str, ...] = ()
+
+    def push(self, server: Iterable[str]) -> tuple[list[str], list[str]]:
+        """(+FLAGS, -FLAGS) that take the server from `server` to the result."""
+        s = set(server)
+        return sorted(self.result - s), sorted(s - self.result)
+
+
+def merge_flags(server: Iterable[str], base: Iterable[str] | None, local: Iterable[str], *,
+                policy: str = "server", local_newer: bool = False) -> FlagMerge:
+    """Rules T1-T2."""
+    s, l = set(server), set(local)
+    s.discard("\\Recent")
+    l.discard("\\Recent")
+    if base is None:
+        conflicts = tuple(sorted(s ^ l))
+        if policy == "local" or (policy == "newest" and local_newer):
+            return FlagMerge(frozenset(l), conflicts)
+        return FlagMerge(frozenset(s), conflicts)
+    b = set(base)
+    result = set()
+    for f in s | b | l:
+        in_s, in_b, in_l = f in s, f in b, f in l
+        keep = in_s if in_l == in_b else in_l
+        if keep:
+            result.add(f)
+    return FlagMerge(frozenset(result))
+
+
+# --- moves and UIDVALIDITY (issue: never download a body twice) --------------------------------------
+#
+#  V1  A UIDVALIDITY change is re-approved when at least 80% of the folder's known messages are found
+#      again by (Message-ID, size), or all of them when it knew fewer than 20; their placements take
+#      the new UIDs and nothing is downloaded. Otherwise the folder is set aside (rule F3).
+#  N1  A new UID whose (Message-ID, size) names a body already in the store gets a placement to that
+#      body, without a download. A placement tombstoned in this run (expunged elsewhere) with that body
+#      is moved instead (rule N2), keeping its identity.
+#  N2  Expunged placements are tombstoned for one run, then deleted: a message that left one folder and
+#      arrived in another is a move, in whichever order the two folders are synced.
+
+
+def uidvalidity_rematch_accepted(known: int, found: int) -> bool:
+    """Rule V1."""
+    if known == 0:
+        return True
+    if known < 20:
+        return found == known
+    return found * 5 >= known * 4

@@ -71,3 +71,78 @@ def test_c2_plan_is_idempotent_after_applying_it():
 def test_flags_text_is_canonical():
     assert P.flags_text(["\\Seen", "$A", "\\Seen", "\\Recent"]) == "$A \\Seen"
     assert P.flags_text([]) == ""
+
+
+# --- delta rules D1-D3 ---------------------------------------------------------------------------
+
+CP = P.FolderCheckpoint(uidvalidity=7, uidnext=11, highestmodseq=40, live=10)
+SAME = {"UIDVALIDITY": 7, "UIDNEXT": 11, "MESSAGES": 10, "HIGHESTMODSEQ": 40}
+
+
+@pytest.mark.parametrize("status,pending,expected", [
+    (SAME, False, True),
+    (SAME, True, False),                                   # a local change must be pushed
+    ({**SAME, "HIGHESTMODSEQ": 41}, False, False),         # a flag changed
+    ({**SAME, "UIDNEXT": 12}, False, False),               # a message arrived
+    ({**SAME, "MESSAGES": 9}, False, False),               # one was expunged
+    ({**SAME, "UIDVALIDITY": 8}, False, False),
+    ({k: v for k, v in SAME.items() if k != "HIGHESTMODSEQ"}, False, False),  # no CONDSTORE: must look
+    (None, False, False),
+])
+def test_d1_folder_unchanged(status, pending, expected):
+    assert P.folder_unchanged(CP, status, pending) is expected
+
+
+@pytest.mark.parametrize("kw,mode,fallback", [
+    (dict(qresync=True, condstore=True, stored_modseq=5, current_modseq=9, nomodseq=False), "qresync", False),
+    (dict(qresync=False, condstore=True, stored_modseq=5, current_modseq=9, nomodseq=False), "condstore", False),
+    (dict(qresync=False, condstore=False, stored_modseq=5, current_modseq=9, nomodseq=False), "full", False),
+    (dict(qresync=True, condstore=True, stored_modseq=None, current_modseq=9, nomodseq=False), "full", False),
+    (dict(qresync=True, condstore=True, stored_modseq=9, current_modseq=5, nomodseq=False), "full", True),
+    (dict(qresync=True, condstore=True, stored_modseq=9, current_modseq=None, nomodseq=True), "full", True),
+])
+def test_d2_d3_delta_mode(kw, mode, fallback):
+    got, reason = P.delta_mode(**kw)
+    assert got == mode and (reason is not None) is fallback
+    if fallback:
+        assert "full comparison" in reason
+
+
+# --- flag merge T1/T2: rows of (server, base, local) -> result, in the style of isync's tests -----
+
+@pytest.mark.parametrize("server,base,local,expected", [
+    ("", "", "\\Seen", "\\Seen"),
+    ("\\Seen", "", "", "\\Seen"),
+    ("", "\\Seen", "\\Seen", ""),
+    ("\\Seen", "\\Seen", "", ""),
+    ("\\Seen \\Flagged", "\\Seen", "", "\\Flagged"),
+    ("\\Flagged", "\\Seen", "\\Seen $L", "\\Flagged $L"),
+    ("", "\\Seen", "", ""),
+    ("$L", "", "$L", "$L"),
+    ("\\Recent \\Seen", "\\Seen", "\\Seen", "\\Seen"),
+])
+def test_t1_merge_against_base(server, base, local, expected):
+    m = P.merge_flags(server.split(), base.split(), local.split())
+    assert m.result == frozenset(expected.split()) and m.conflicts == ()
+    add, remove = m.push(server.split())
+    assert ((set(server.split()) - {"\\Recent"}) | set(add)) - set(remove) == set(expected.split())
+
+
+@pytest.mark.parametrize("policy,local_newer,expected", [
+    ("server", True, {"\\Seen"}),
+    ("local", False, {"\\Flagged"}),
+    ("newest", True, {"\\Flagged"}),
+    ("newest", False, {"\\Seen"}),
+])
+def test_t2_no_base_is_a_conflict_settled_by_policy(policy, local_newer, expected):
+    m = P.merge_flags(["\\Seen"], None, ["\\Flagged"], policy=policy, local_newer=local_newer)
+    assert m.result == frozenset(expected)
+    assert m.conflicts == ("\\Flagged", "\\Seen")
+
+
+@pytest.mark.parametrize("known,found,ok", [
+    (0, 0, True), (10, 10, True), (10, 9, False), (19, 19, True),
+    (20, 16, True), (20, 15, False), (1000, 800, True), (1000, 799, False),
+])
+def test_v1_uidvalidity_rematch_threshold(known, found, ok):
+    assert P.uidvalidity_rematch_accepted(known, found) is ok

@@ -1,0 +1,202 @@
+"""Local changes: the Python API behind `mailsync flag|move|delete|append|mkdir|rmdir|rename`.
+
+Owns: recording a local change — the local state it changes and its pending-operation row, in one
+transaction — so the next sync (or the watch daemon) pushes it. Must not: speak IMAP (the sync
+engine settles pending operations) or decide merges (plan.py does).
+
+    changes = LocalChanges(store)
+    changes.flag("work", "INBOX", 42, add=["\\Seen"], remove=["\\Flagged"])
+    changes.move("work", "INBOX", 42, "Archive")
+    changes.append("work", "Sent", raw_bytes, flags=["\\Seen"])
+
+Every method returns the id of the pending operation. Errors are ConfigError-free MailsyncErrors
+naming the account, folder and UID that were not found, and what to do instead.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+import time
+
+from sqlalchemy import select
+
+from mailsync.errors import MailsyncError
+from mailsync.imap import utf7
+from mailsync.store import repositories as repo
+from mailsync.store.db import Store
+from mailsync.store.models import Account, Folder, PendingOp, Placement, utcnow
+from mailsync.store.uow import UnitOfWork
+from mailsync.sync.message import message_id, sha256_hex
+from mailsync.sync.plan import flags_text
+
+_FLAG = re.compile(r"^(\\(Seen|Answered|Flagged|Deleted|Draft)|[^\s\\(){%*\"\]]+)$", re.IGNORECASE)
+_SYSTEM = {f.lower(): f for f in ("\\Seen", "\\Answered", "\\Flagged", "\\Deleted", "\\Draft")}
+
+
+class ChangeError(MailsyncError):
+    """A local change that cannot be recorded (unknown account, folder or UID; a bad flag)."""
+
+    exit_code = 2
+
+
+def normalise_flag(flag: str) -> str:
+    if not _FLAG.match(flag):
+        raise ChangeError(f"{flag!r} is not a valid IMAP flag",
+                          hint="use a system flag (\\Seen \\Answered \\Flagged \\Deleted \\Draft) or a keyword "
+                               "such as $Label1 (no spaces, quotes or parentheses)")
+    return _SYSTEM.get(flag.lower(), flag)
+
+
+def parse_flag_changes(specs: list[str]) -> tuple[list[str], list[str]]:
+    """["+\\Seen", "-\\Flagged", "+$Label"] -> (add, remove)."""
+    add, remove = [], []
+    for spec in specs:
+        if len(spec) < 2 or spec[0] not in "+-":
+            raise ChangeError(f"flag change {spec!r} must start with + (add) or - (remove)",
+                              hint="e.g. mailsync flag work INBOX 42 +\\\\Seen -\\\\Flagged")
+        (add if spec[0] == "+" else remove).append(normalise_flag(spec[1:]))
+    both = set(add) & set(remove)
+    if both:
+        raise ChangeError(f"flag {sorted(both)[0]!r} is both added and removed")
+    return add, remove
+
+
+def ensure_message_id(raw: bytes) -> bytes:
+    """Give a message without a Message-ID one, so a crash between APPEND and its answer can be
+    settled by searching for it (the message is stored exactly as it will be appended)."""
+    if message_id(raw):
+        return raw
+    nl = b"\r\n" if b"\r\n" in raw[:2000] else b"\n"
+    mid = f"<{int(time.time())}.{secrets.token_hex(8)}@mailsync.invalid>".encode()
+    return b"Message-ID: " + mid + nl + raw
+
+
+class LocalChanges:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    # -- lookups ----------------------------------------------------------------------------------
+
+    def _account(self, uow: UnitOfWork, name: str) -> Account:
+        acc = repo.find_account(uow.session, name)
+        if acc is None:
+            raise ChangeError(f"no account {name!r} in the store", hint="run mailsync sync once for it first")
+        return acc
+
+    def _folder(self, uow: UnitOfWork, acc: Account, name: str) -> Folder:
+        folder = uow.session.scalars(select(Folder).where(Folder.account_id == acc.id, Folder.name == name,
+                                                          Folder.status != "gone")).one_or_none()
+        if folder is None:
+            known = ", ".join(f.name for f in repo.folders_of(uow.session, acc.id) if f.status != "gone")
+            raise ChangeError(f"account {acc.name!r} has no folder {name!r}", hint=f"folders: {known or '(none)'}")
+        return folder
+
+    def _placement(self, uow: UnitOfWork, acc: Account, folder: Folder, uid: int) -> Placement:
+        p = uow.session.scalars(select(Placement).where(Placement.folder_id == folder.id, Placement.uid == uid,
+                                                        Placement.tombstone_run.is_(None))).one_or_none()
+        if p is None:
+            raise ChangeError(f"account {acc.name!r} folder {folder.name!r} has no message with UID {uid}",
+                              hint="list them with: mailsync export messages --folder NAME")
+        return p
+
+    def _op(self, uow: UnitOfWork, acc: Account, kind: str, *, folder: Folder | None = None,
+            placement: Placement | None = None, **args) -> int:
+        op = PendingOp(account_id=acc.id, kind=kind, folder_id=folder.id if folder else None,
+                       placement_id=placement.id if placement else None, args=json.dumps(args, sort_keys=True),
+                       state="pending", attempts=0, created_at=utcnow())
+        uow.session.add(op)
+        uow.session.flush()
+        uow.commit()
+        return op.id
+
+    # -- changes ----------------------------------------------------------------------------------
+
+    def flag(self, account: str, folder: str, uid: int, *, add=(), remove=()) -> int:
+        add = [normalise_flag(f) for f in add]
+        remove = [normalise_flag(f) for f in remove]
+        with UnitOfWork(self.store) as uow:
+            acc = self._account(uow, account)
+            f = self._folder(uow, acc, folder)
+            p = self._placement(uow, acc, f, uid)
+            current = set(p.flags.split())
+            p.flags = flags_text((current | set(add)) - set(remove))
+            return self._op(uow, acc, "flags", folder=f, placement=p, add=add, remove=remove)
+
+    def move(self, account: str, folder: str, uid: int, dest: str) -> int:
+        with UnitOfWork(self.store) as uow:
+            acc = self._account(uow, account)
+            src = self._folder(uow, acc, folder)
+            dst = self._folder(uow, acc, dest)
+            if src.id == dst.id:
+                raise ChangeError(f"cannot move a message to the folder it is in ({folder!r})")
+            p = self._placement(uow, acc, src, uid)
+            p.folder_id, p.uid = dst.id, None
+            return self._op(uow, acc, "move", folder=dst, placement=p, src_folder=src.raw_name, src_uid=uid,
+                            dest_folder=dst.raw_name)
+
+    def delete(self, account: str, folder: str, uid: int) -> int:
+        with UnitOfWork(self.store) as uow:
+            acc = self._account(uow, account)
+            f = self._folder(uow, acc, folder)
+            p = self._placement(uow, acc, f, uid)
+            uow.session.delete(p)
+            uow.session.flush()
+            return self._op(uow, acc, "delete", folder=f, folder_name=f.raw_name, uid=uid)
+
+    def append(self, account: str, folder: str, raw: bytes, *, flags=(), internaldate: str | None = None) -> int:
+        flags = [normalise_flag(x) for x in flags]
+        if not raw.strip():
+            raise ChangeError("refusing to append an empty message")
+        raw = ensure_message_id(raw)
+        with UnitOfWork(self.store) as uow:
+            acc = self._account(uow, account)
+            f = self._folder(uow, acc, folder)
+            digest = sha256_hex(raw)
+            repo.store_bodies(uow.session, [repo.NewBody(digest, len(raw), message_id(raw), raw)])
+            from datetime import datetime, timezone
+
+            idate = internaldate or datetime.now(timezone.utc).replace(microsecond=0).isoformat()
+            p = Placement(folder_id=f.id, uid=None, body_sha256=digest, flags=flags_text(flags), base_flags=None,
+                          modseq=None, internaldate=idate, size=len(raw))
+            uow.session.add(p)
+            uow.session.flush()
+            return self._op(uow, acc, "append", folder=f, placement=p, folder_name=f.raw_name)
+
+    def mkdir(self, account: str, name: str) -> int:
+        with UnitOfWork(self.store) as uow:
+            acc = self._account(uow, account)
+            existing = uow.session.scalars(select(Folder).where(Folder.account_id == acc.id, Folder.name == name)
+                                           ).one_or_none()
+            if existing is not None and existing.status != "gone":
+                raise ChangeError(f"account {account!r} already has a folder {name!r}")
+            raw = utf7.encode(name)
+            if existing is None:
+                existing = Folder(account_id=acc.id, name=name, raw_name=raw, delimiter=None, fetched_uid=0, status="ok")
+                uow.session.add(existing)
+            else:
+                existing.status = "ok"
+            uow.session.flush()
+            return self._op(uow, acc, "mkdir", folder=existing, folder_name=raw)
+
+    def rmdir(self, account: str, name: str) -> int:
+        with UnitOfWork(self.store) as uow:
+            acc = self._account(uow, account)
+            f = self._folder(uow, acc, name)
+            if f.name.upper() == "INBOX":
+                raise ChangeError("INBOX cannot be deleted")
+            raw = f.raw_name
+            uow.session.delete(f)
+            uow.session.flush()
+            return self._op(uow, acc, "rmdir", folder_name=raw)
+
+    def rename(self, account: str, old: str, new: str) -> int:
+        with UnitOfWork(self.store) as uow:
+            acc = self._account(uow, account)
+            f = self._folder(uow, acc, old)
+            if uow.session.scalars(select(Folder).where(Folder.account_id == acc.id, Folder.name == new)).first():
+                raise ChangeError(f"account {account!r} already has a folder {new!r}")
+            old_raw = f.raw_name
+            f.name, f.raw_name = new, utf7.encode(new)
+            return self._op(uow, acc, "rename", folder=f, old=old_raw, new=f.raw_name)

@@ -1,0 +1,70 @@
+"""Payload parsers (mailsync.imap.payloads), table-driven; malformed input only raises ProtocolError."""
+
+import pytest
+from hypothesis import given, strategies as st
+
+from mailsync.errors import ProtocolError
+from mailsync.imap import payloads as PL
+
+
+@pytest.mark.parametrize("raw,flags,delim,name", [
+    (b'* LIST (\\HasNoChildren \\Sent) "/" "Sent"\r\n', ("\\HasNoChildren", "\\Sent"), "/", "Sent"),
+    (b'* LIST () "." INBOX\r\n', (), ".", "INBOX"),
+    (b'* LIST (\\Noselect) NIL ""\r\n', ("\\Noselect",), None, ""),
+    (b'* LIST () "/" {5}\r\nab cd\r\n', (), "/", "ab cd"),
+    (b'* LIST () "/" "Entw&APw-rfe"\r\n', (), "/", "Entw&APw-rfe"),
+    (b'* LIST () "/" "with \\"quote\\""\r\n', (), "/", 'with "quote"'),
+])
+def test_list(raw, flags, delim, name):
+    e = PL.parse_list(raw)
+    assert (e.flags, e.delimiter, e.raw_name) == (flags, delim, name)
+
+
+def test_status():
+    assert PL.parse_status(b'* STATUS "INBOX" (MESSAGES 3 UIDNEXT 4 UIDVALIDITY 1 HIGHESTMODSEQ 9)\r\n') == (
+        "INBOX", {"MESSAGES": 3, "UIDNEXT": 4, "UIDVALIDITY": 1, "HIGHESTMODSEQ": 9})
+    with pytest.raises(ProtocolError, match="not a number"):
+        PL.parse_status(b'* STATUS "INBOX" (MESSAGES x)\r\n')
+    with pytest.raises(ProtocolError, match="pairs"):
+        PL.parse_status(b'* STATUS "INBOX" (MESSAGES)\r\n')
+
+
+def test_search_esearch_vanished():
+    assert PL.parse_search(b"* SEARCH 2 5 9\r\n") == [2, 5, 9]
+    assert PL.parse_search(b"* SEARCH\r\n") == []
+    assert PL.parse_search(b"* SEARCH 2 (MODSEQ 7)\r\n") == [2]
+    assert PL.parse_esearch(b'* ESEARCH (TAG "A1") UID ALL 1:3,5 COUNT 4\r\n') == {
+        "UID": True, "ALL": [1, 2, 3, 5], "COUNT": 4}
+    assert PL.parse_esearch(b'* ESEARCH (TAG "A1") UID\r\n')["ALL"] == []
+    assert PL.parse_vanished(b"* VANISHED (EARLIER) 1:3,7\r\n") == (True, [1, 2, 3, 7])
+    assert PL.parse_vanished(b"* VANISHED 4\r\n") == (False, [4])
+
+
+def test_codes():
+    assert PL.appenduid("APPENDUID 38505 3955") == (38505, 3955)
+    assert PL.appenduid("UIDNEXT 4") is None
+    assert PL.copyuid("COPYUID 38505 304,319:320 3956:3958") == (38505, [304, 319, 320], [3956, 3957, 3958])
+    assert PL.modified("MODIFIED 7,9") == [7, 9]
+    assert PL.modified(None) == []
+    with pytest.raises(ProtocolError):
+        PL.copyuid("COPYUID 1 1:3 5")
+
+
+@pytest.mark.parametrize("raw", [
+    b'* LIST (\\Sent "/" "Sent"\r\n', b'* LIST () "/"\r\n', b"* STATUS\r\n", b'* LIST () "/" "unterminated\r\n',
+    b"* VANISHED (EARLIER)\r\n", b"* SEARCH x\r\n", b"* FOO\r\n",
+])
+def test_malformed_raise_protocol_error(raw):
+    fn = {b"LIST": PL.parse_list, b"STATUS": PL.parse_status, b"VANISHED": PL.parse_vanished,
+          b"SEARCH": PL.parse_search}.get(raw.split()[1], PL.parse_list)
+    with pytest.raises(ProtocolError):
+        fn(raw)
+
+
+@given(st.binary(max_size=200))
+def test_fuzz_only_protocol_error(data):
+    for fn in (PL.parse_list, PL.parse_status, PL.parse_search, PL.parse_esearch, PL.parse_vanished):
+        try:
+            fn(b"* " + data)
+        except ProtocolError:
+            pass
