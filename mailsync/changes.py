@@ -141,8 +141,10 @@ class LocalChanges:
             acc = self._account(uow, account)
             f = self._folder(uow, acc, folder)
             p = self._placement(uow, acc, f, uid)
+            sha = p.body_sha256
             uow.session.delete(p)
             uow.session.flush()
+            repo.delete_orphan_bodies(uow.session, [sha])
             return self._op(uow, acc, "delete", folder=f, folder_name=f.raw_name, uid=uid)
 
     def append(self, account: str, folder: str, raw: bytes, *, flags=(), internaldate: str | None = None) -> int:
@@ -187,8 +189,10 @@ class LocalChanges:
             if f.name.upper() == "INBOX":
                 raise ChangeError("INBOX cannot be deleted")
             raw = f.raw_name
+            shas = list(uow.session.scalars(select(Placement.body_sha256).where(Placement.folder_id == f.id)))
             uow.session.delete(f)
             uow.session.flush()
+            repo.delete_orphan_bodies(uow.session, shas)
             return self._op(uow, acc, "rmdir", folder_name=raw)
 
     def rename(self, account: str, old: str, new: str) -> int:

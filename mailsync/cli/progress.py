@@ -73,7 +73,8 @@ def summary_line(r: AccountResult) -> str:
         return f"{r.account}: FAILED: {r.error}"
     mb = r.bytes_fetched / 1e6
     text = (f"{r.account}: ok: {r.folders} folders, {r.new_messages} new, {r.flag_changes} flag changes, "
-            f"{r.expunged} expunged, {mb:.1f} MB in {r.seconds:.2f} s")
+            f"{r.expunged} expunged, {r.moves} moved, {r.pushed} local changes pushed, {mb:.1f} MB in "
+            f"{r.seconds:.2f} s, {r.commands} IMAP commands after login")
     for note in r.notes:
         text += f"\n  note: {note}"
     return text

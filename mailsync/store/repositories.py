@@ -98,9 +98,48 @@ def store_bodies(session: Session, bodies: Sequence[NewBody]) -> None:
                     for b in unique.values()], ["sha256"])
 
 
-def delete_orphan_bodies(session: Session) -> int:
-    orphan = select(Placement.id).where(Placement.body_sha256 == Body.sha256).exists()
-    return session.execute(delete(Body).where(~orphan)).rowcount or 0
+def delete_orphan_bodies(session: Session, candidates: Iterable[str]) -> int:
+    """Delete those of the `candidates` bodies (sha256s) that no placement refers to any more.
+
+    Only the bodies of placements just removed can have become orphans, so the check costs what
+    changed, not the size of the store."""
+    candidates = sorted(set(candidates))
+    n = 0
+    for i in range(0, len(candidates), 500):
+        chunk = candidates[i:i + 500]
+        used = select(Placement.id).where(Placement.body_sha256 == Body.sha256).exists()
+        n += session.execute(delete(Body).where(Body.sha256.in_(chunk), ~used)).rowcount or 0
+    return n
+
+
+def live_placements_for(session: Session, folder_id: int, uids: Iterable[int],
+                        ids: Iterable[int] = ()) -> dict[int, Placement]:
+    """The live placements of the folder with one of `uids`, or one of the placement `ids`."""
+    out: dict[int, Placement] = {}
+    uids, ids = sorted(set(uids)), sorted(set(ids))
+    for i in range(0, len(uids), 500):
+        for p in session.scalars(select(Placement).where(Placement.folder_id == folder_id, *LIVE,
+                                                         Placement.uid.in_(uids[i:i + 500]))):
+            out[p.uid] = p
+    for i in range(0, len(ids), 500):
+        for p in session.scalars(select(Placement).where(Placement.folder_id == folder_id, *LIVE,
+                                                         Placement.id.in_(ids[i:i + 500]))):
+            out[p.uid] = p
+    return out
+
+
+def pending_flag_placements(session: Session, account_id: int) -> dict[int, set[int]]:
+    """folder id -> ids of its placements with a flag change waiting to be pushed (from the journal)."""
+    from mailsync.store.models import PendingOp
+
+    rows = session.execute(select(Placement.folder_id, Placement.id).join(
+        PendingOp, PendingOp.placement_id == Placement.id).where(
+        PendingOp.account_id == account_id, PendingOp.kind == "flags",
+        PendingOp.state.in_(("pending", "sent")))).all()
+    out: dict[int, set[int]] = {}
+    for folder_id, pid in rows:
+        out.setdefault(folder_id, set()).add(pid)
+    return out
 
 
 # --- placements -------------------------------------------------------------------------------

@@ -133,16 +133,38 @@ class _Delta:
     skipped: str | None = None
 
 
+class SyncInterrupted(MailsyncError):
+    """The caller asked the sync to stop (the watch daemon shutting down); raised between steps, after
+    the step in progress was committed, so the next sync resumes from there."""
+
+
 class AccountSync:
+    """One two-way delta sync of an account.
+
+    For the watch daemon (mailsync.push), two optional hooks; without them nothing changes:
+    ``should_stop()`` is asked between steps (before each local change, each folder, each batch)
+    and, when true, the run ends with SyncInterrupted; ``release(conn, clean)`` is called instead of
+    ``conn.logout()`` so a caller can keep a healthy connection open for the next run (``clean`` is
+    False when the run ended with an error), and per-run counters then count this run only.
+    """
+
     def __init__(self, store: Store, account: AccountConfig, *, observer: SyncObserver | None = None,
-                 connect: Callable[[AccountConfig], object] = _connect_default) -> None:
+                 connect: Callable[[AccountConfig], object] = _connect_default,
+                 should_stop: Callable[[], bool] | None = None,
+                 release: Callable[[object, bool], None] | None = None) -> None:
         self.store = store
         self.account = account
         self.observer = observer or SyncObserver()
         self._connect = connect
+        self._should_stop = should_stop
+        self._release = release
+        self._conn_base = (0, 0, 0)  # a reused connection's counters when this run got it
         self.result = AccountResult(account=account.name)
         self._deferred_links: list[tuple[int, int, object, str]] = []  # (folder_id, uid, item, sha)
         self._deferred_complete: list[tuple[int, str, object]] = []
+        self._orphans: set[str] = set()  # bodies whose placements were removed in this run
+        self._bodies_before_run = False
+        self._pending_flags: dict[int, set[int]] = {}  # folder id -> placements with flag changes to push
 
     # -- entry point --------------------------------------------------------------------------
 
@@ -154,12 +176,17 @@ class AccountSync:
             account_row = repo.get_or_create_account(uow.session, acc.name, acc.host, acc.username)
             run = repo.start_run(uow.session, account_row.id)
             uow.commit()
+            # With no body in the store before this run, no new message can be one we already have:
+            # the first sync skips the (Message-ID, size) look-up (rule N1) and just downloads.
+            self._bodies_before_run = repo.has_bodies(uow.session)
             self.account_id, self.run_id = account_row.id, run.id
         conn = None
         try:
             with StoreWorker(self.store) as db:
+                clean = False
                 try:
                     conn = self._connect(acc)
+                    self._conn_base = (conn.bytes_fetched, conn.bodies_fetched, conn.commands)
                     self._push_ops(conn, db)
                     self._pull(conn, db)
                     db.call(self._link_deferred)
@@ -167,28 +194,35 @@ class AccountSync:
                         db.submit(self._complete_folder, folder_id, name, info)
                     db.drain()
                     db.call(self._cleanup)
+                    clean = True
                 finally:
                     if conn is not None:
-                        conn.logout()
+                        if self._release is not None:
+                            self._release(conn, clean)
+                        else:
+                            conn.logout()
         except MailsyncError as exc:
             self.result.fail(str(exc))
         except Exception as exc:  # a bug must not take other accounts down; it is reported as one
             log.exception("account %s: unexpected error", acc.name)
             self.result.fail(f"account '{acc.name}': internal error {exc.__class__.__name__}: {exc}")
         if conn is not None:
-            self.result.bytes_fetched = conn.bytes_fetched
-            self.result.bodies_downloaded = conn.bodies_fetched
-            self.result.commands = conn.commands
+            self.result.bytes_fetched = conn.bytes_fetched - self._conn_base[0]
+            self.result.bodies_downloaded = conn.bodies_fetched - self._conn_base[1]
+            self.result.commands = conn.commands - self._conn_base[2]
         self.result.seconds = time.monotonic() - t0
         self._finish_run()
         self.observer.account_done(self.result)
         return self.result
 
+    def _check_stop(self) -> None:
+        if self._should_stop is not None and self._should_stop():
+            raise SyncInterrupted(f"account '{self.account.name}': sync stopped at a step boundary (shutting down); "
+                                  f"the next sync resumes from the last committed step")
+
     def _finish_run(self) -> None:
         r = self.result
         with UnitOfWork(self.store) as uow:
-            if r.ok:
-                repo.delete_orphan_bodies(uow.session)
             run = uow.session.get_one(SyncRun, self.run_id)
             run.folders, run.new_messages, run.flag_changes = r.folders, r.new_messages, r.flag_changes
             run.expunged, run.bytes_fetched = r.expunged, r.bytes_fetched
@@ -225,6 +259,7 @@ class AccountSync:
         # In the order they were made: each names folders as they were called at that moment.
         ops = db.call(self._load_ops)
         for op_id, kind, state, args, placement_id in ops:
+            self._check_stop()
             try:
                 getattr(self, f"_op_{kind}")(conn, db, op_id, state, args, placement_id)
             except ProtocolError as exc:  # the server refused this one; the others go on
@@ -374,6 +409,7 @@ class AccountSync:
         status = {f.raw_name: f.status for f in remote}
         folder_errors = []
         for folder in folders:
+            self._check_stop()
             if folder.status == "aside":
                 self.result.notes.append(f"folder {folder.name!r} skipped: {folder.reason}")
                 continue
@@ -438,8 +474,8 @@ class AccountSync:
                         folder=row.name)
         uow.commit()
         counts = repo.folder_counts(s, self.account_id)
-        pending = {fid for (fid,) in s.execute(select(Placement.folder_id).where(
-            *repo.LIVE, (Placement.base_flags.is_(None)) | (Placement.flags != Placement.base_flags)).distinct())}
+        self._pending_flags = repo.pending_flag_placements(s, self.account_id)
+        pending = set(self._pending_flags)
         out = []
         by_raw = {f.raw_name: f for f in repo.folders_of(s, self.account_id)}
         for raw in fplan.sync:
@@ -514,10 +550,16 @@ class AccountSync:
         if reason:
             self._audit(uow, "full_comparison", reason, folder=folder.name)
         if folder.uidvalidity != info.uidvalidity:  # adopt (rule F3: no live placements)
+            stale = select(Placement.body_sha256).where(Placement.folder_id == folder_id, Placement.uid.isnot(None))
+            self._orphans.update(s.scalars(stale))
             s.execute(delete(Placement).where(Placement.folder_id == folder_id, Placement.uid.isnot(None)))
             folder.uidvalidity, folder.uidnext, folder.highestmodseq, folder.fetched_uid = (
                 info.uidvalidity, None, None, 0)
-        local = repo.live_placements(s, folder_id)
+        if full:
+            local = repo.live_placements(s, folder_id)
+        else:  # only what changed, and what we changed: the cost follows change (rule D2)
+            local = repo.live_placements_for(s, folder_id, list(changed) + list(vanished or ()),
+                                             self._pending_flags.get(folder_id, ()))
         gone = set(local) - set(changed) if full else set(vanished or ()) & set(local)
         if gone:
             repo.tombstone(s, folder_id, gone, self.run_id)
@@ -562,8 +604,7 @@ class AccountSync:
             self._settle_flag_ops(s, pushed_ids)
         delta.new = sorted(u for u in changed if u not in local)
         if delta.new:
-            # a placement tombstoned earlier in this folder must not hide a UID from being new
-            delta.have_bodies = repo.has_bodies(s)
+            delta.have_bodies = self._bodies_before_run
         uow.commit()
         crashpoint("folder reconciled")
         return delta
@@ -671,6 +712,7 @@ class AccountSync:
         for p, _mid, _size in rows:
             new_uid = matches.get(p.id)
             if new_uid is None:
+                self._orphans.add(p.body_sha256)
                 s.delete(p)
             else:
                 p.uid, p.modseq = new_uid, None
@@ -701,6 +743,7 @@ class AccountSync:
             if len(batch) >= limit or nbytes >= BATCH_BYTES:
                 db.submit(self._commit_batch, folder_id, name, batch, nbytes)
                 batch, nbytes = [], 0
+                self._check_stop()  # after the batch was handed over: it is committed on the way out
         if batch:
             db.submit(self._commit_batch, folder_id, name, batch, nbytes)
 
@@ -778,9 +821,11 @@ class AccountSync:
     def _cleanup(self, uow: UnitOfWork) -> None:
         """Expire tombstones of earlier runs (rule N2) and folders gone before this run."""
         s = uow.session
-        s.execute(delete(Placement).where(Placement.tombstone_run.isnot(None), Placement.tombstone_run < self.run_id,
-                                          Placement.folder_id.in_(select(Folder.id).where(
-                                              Folder.account_id == self.account_id))))
+        expired = (Placement.tombstone_run.isnot(None), Placement.tombstone_run < self.run_id,
+                   Placement.folder_id.in_(select(Folder.id).where(Folder.account_id == self.account_id)))
+        self._orphans.update(s.scalars(select(Placement.body_sha256).where(*expired)))
+        s.execute(delete(Placement).where(*expired))
+        repo.delete_orphan_bodies(s, self._orphans)
         for f in s.scalars(select(Folder).where(Folder.account_id == self.account_id, Folder.status == "gone")):
             if not s.execute(select(Placement.id).where(Placement.folder_id == f.id).limit(1)).first():
                 s.delete(f)

@@ -56,6 +56,7 @@ def upgrade() -> None:
         batch_op.alter_column('uid',
                existing_type=sa.BIGINT(),
                nullable=True)
+        batch_op.create_index('ix_placements_tombstone', ['tombstone_run'], unique=False)
     # What is in the store was agreed with the server when it was written: that is the merge base.
     op.execute("UPDATE placements SET base_flags = flags")
 
@@ -75,6 +76,7 @@ def downgrade() -> None:
         batch_op.drop_column('bodies_downloaded')
 
     with op.batch_alter_table('placements', schema=None) as batch_op:
+        batch_op.drop_index('ix_placements_tombstone')
         batch_op.alter_column('uid',
                existing_type=sa.BIGINT(),
                nullable=False)
