@@ -1,5 +1,6 @@
-"""Two-way sync against the real Dovecot, run three times: as configured, without CONDSTORE/QRESYNC,
-and without CONDSTORE/QRESYNC/UIDPLUS/MOVE (the `imap_capability` setting). Same final state each time.
+"""Two-way sync against the real Dovecot, run as configured, without QRESYNC (CONDSTORE alone), without
+CONDSTORE/QRESYNC, and without CONDSTORE/QRESYNC/UIDPLUS/MOVE (the `imap_capability` setting). Same
+final state each time.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from twoway_support import FLAG_TABLE, account_for, assert_agree, msg, store_sna
 
 VARIANTS = {
     "full": (),
+    "no-qresync": ("QRESYNC",),  # CONDSTORE alone: CHANGEDSINCE and UID set comparison
     "no-condstore": ("CONDSTORE", "QRESYNC"),
     "no-uidplus-move": ("CONDSTORE", "QRESYNC", "UIDPLUS", "MOVE"),
 }
@@ -309,3 +311,19 @@ def test_folder_replaced_with_different_mail_is_set_aside(server, user, store):
         assert f.status == "aside" and "nothing was deleted" in f.status_reason
     assert store_snapshot(store)["Archive"] == before  # nothing deleted locally
     assert len(server_snapshot(user)["Archive"]["messages"]) == 25  # nor on the server
+
+
+def test_same_mail_in_a_second_account_is_not_downloaded_again(server, store):
+    import secrets
+
+    a = server.new_user(f"twa{secrets.token_hex(4)}", "pw")
+    b = server.new_user(f"twb{secrets.token_hex(4)}", "pw")
+    mail = [("INBOX", msg(i, extra="shared")) for i in range(30)]
+    server.load(a.name, mail)
+    server.load(b.name, mail)
+    first = sync(store, account_for(a, "a"))
+    assert first.bodies_downloaded == 30
+    second = sync(store, account_for(b, "b"))
+    assert second.bodies_downloaded == 0 and second.new_messages == 30
+    assert_agree(store, a, "a")
+    assert_agree(store, b, "b")
