@@ -1,15 +1,16 @@
 """One logged-in IMAP connection: TLS policy, login, and the commands the sync needs.
 
 Owns: sockets and TLS, mapping library exceptions (socket, ssl, imaplib, imapclient) to
-mailsync.errors at this boundary, and the bulk FETCH reader. Must not: touch the store or decide
-what to sync (mailsync.sync does).
+mailsync.errors at this boundary, and the command layer. Must not: touch the store or decide what
+to sync (mailsync.sync does).
 
-imapclient runs the ordinary commands (LOGIN, CAPABILITY, LIST, SELECT). Its response parser is far
-too slow for bulk FETCH (about 5x the raw socket on 20,000 bodies), so `uid_flags` and
-`fetch_messages` write their command on the same socket and read the answer with the sans-I/O
-mailsync.imap.responses parser: `readline()` for lines and `read(n)` for literals of the socket's
-buffered file, so each body is copied once. Between commands imaplib has consumed everything up to
-its tagged answer, and our reader consumes everything up to ours, so the two never interleave.
+imapclient connects, runs STARTTLS, logs in and out. Every command after login is written on the
+same socket and its answer read with the sans-I/O mailsync.imap.responses parser: `readline()` for
+lines and `read(n)` for literals of the socket's buffered file, so each body is copied once
+(imapclient's own parser costs about 5x the raw socket on 20,000 bodies, and swallows the untagged
+VANISHED/FETCH answers QRESYNC needs). imaplib has consumed everything up to its last tagged answer
+before we start, and we consume everything up to ours, so the two never interleave. Payloads of
+untagged answers are parsed in mailsync.imap.payloads.
 """
 
 from __future__ import annotations
@@ -433,6 +434,18 @@ class ImapConnection:
 
     def noop(self) -> None:
         self._run(b"NOOP", "NOOP")
+
+    def unselect(self) -> bool:
+        """Leave the selected folder without expunging anything (UNSELECT, RFC 3691), so a connection
+        kept open between syncs (the watch daemon) collects no updates meanwhile. False when the
+        server lacks UNSELECT (the folder stays selected)."""
+        if self.selected is None:
+            return True
+        if not self.has("UNSELECT"):
+            return False
+        self._run(b"UNSELECT", "unselecting")
+        self.selected = None
+        return True
 
     def logout(self) -> None:
         with contextlib.suppress(Exception):

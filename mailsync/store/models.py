@@ -74,6 +74,7 @@ class Folder(Base):
     # Checkpoints: moved only in the transaction that stores the data they cover.
     uidnext: Mapped[int | None] = mapped_column(BigInteger)  # all UIDs below are mirrored
     highestmodseq: Mapped[int | None] = mapped_column(BigInteger)
+    messages: Mapped[int | None] = mapped_column(BigInteger)  # EXISTS at that same SELECT
     fetched_uid: Mapped[int] = mapped_column(BigInteger, default=0)  # download mark within a run
     status: Mapped[str] = mapped_column(String(20), default="ok")  # ok | aside | gone
     status_reason: Mapped[str | None] = mapped_column(Text)

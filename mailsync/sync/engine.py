@@ -473,7 +473,6 @@ class AccountSync:
             self._audit(uow, "folder_gone", "gone from the server: its messages are kept one run as tombstones",
                         folder=row.name)
         uow.commit()
-        counts = repo.folder_counts(s, self.account_id)
         self._pending_flags = repo.pending_flag_placements(s, self.account_id)
         pending = set(self._pending_flags)
         out = []
@@ -483,7 +482,7 @@ class AccountSync:
             if f is None:
                 continue
             out.append(_Folder(f.id, f.raw_name, f.name, f.status, f.status_reason,
-                               P.FolderCheckpoint(f.uidvalidity, f.uidnext, f.highestmodseq, counts.get(f.id, 0)),
+                               P.FolderCheckpoint(f.uidvalidity, f.uidnext, f.highestmodseq, f.messages),
                                f.id in pending))
         return out
 
@@ -493,7 +492,7 @@ class AccountSync:
         cp = folder.checkpoint
         qres = (cp.uidvalidity, cp.highestmodseq) if (cp.uidvalidity and cp.highestmodseq) else None
         info = conn.select(folder.raw_name, qresync=qres)
-        if cp.uidvalidity is not None and info.uidvalidity != cp.uidvalidity and cp.live:
+        if cp.uidvalidity is not None and info.uidvalidity != cp.uidvalidity and cp.messages:
             self._rematch(conn, db, folder, info)
             return
         mode, reason = P.delta_mode(qresync=conn.qresync and qres is not None, condstore=conn.condstore,
@@ -661,7 +660,7 @@ class AccountSync:
 
     def _complete_folder(self, uow: UnitOfWork, folder_id: int, name: str, info) -> None:
         folder = repo.get_folder(uow.session, folder_id)
-        folder.uidnext, folder.highestmodseq = info.uidnext, info.highestmodseq
+        folder.uidnext, folder.highestmodseq, folder.messages = info.uidnext, info.highestmodseq, info.exists
         folder.last_synced_at = utcnow()
         uow.commit()
         crashpoint("folder complete")
@@ -677,7 +676,7 @@ class AccountSync:
         accepted = db.call(self._apply_rematch, folder.id, info, headers)
         if accepted:
             fresh = _Folder(folder.id, folder.raw_name, folder.name, "ok", None,
-                            P.FolderCheckpoint(info.uidvalidity, None, None, 0), True)
+                            P.FolderCheckpoint(info.uidvalidity, None, None, None), True)
             self._sync_folder(conn, db, fresh)
 
     def _apply_rematch(self, uow: UnitOfWork, folder_id: int, info, headers: dict) -> bool:

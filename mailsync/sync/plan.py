@@ -118,7 +118,8 @@ def plan_messages(remote: Mapping[int, Iterable[str]], local: Mapping[int, str])
 # --- delta detection (issue: cost follows change) ------------------------------------------------
 #
 #  D1  A folder is not selected at all when LIST-STATUS/STATUS shows the same UIDVALIDITY, UIDNEXT,
-#      MESSAGES (= live placements) and HIGHESTMODSEQ as stored, and it has no pending local change.
+#      MESSAGES and HIGHESTMODSEQ as at the end of its last sync, and it has no pending local change.
+#      (All four are checkpoints taken at SELECT; comparing them costs nothing per message.)
 #      Without HIGHESTMODSEQ a flag change is invisible in STATUS, so such folders are always selected.
 #  D2  Mode per folder: "qresync" (SELECT with QRESYNC: VANISHED (EARLIER) + changed FETCHes) when the
 #      server offers QRESYNC and a checkpoint exists; "condstore" (CHANGEDSINCE + UID set comparison)
@@ -131,7 +132,7 @@ class FolderCheckpoint:
     uidvalidity: int | None
     uidnext: int | None
     highestmodseq: int | None
-    live: int  # live placements (with a UID, not tombstoned)
+    messages: int | None  # EXISTS at the SELECT of the last completed sync of the folder
 
 
 def folder_unchanged(stored: FolderCheckpoint, status: Mapping[str, int] | None, pending: bool) -> bool:
@@ -139,7 +140,7 @@ def folder_unchanged(stored: FolderCheckpoint, status: Mapping[str, int] | None,
     if pending or not status or stored.highestmodseq is None or "HIGHESTMODSEQ" not in status:
         return False
     return (status.get("UIDVALIDITY") == stored.uidvalidity and status.get("UIDNEXT") == stored.uidnext
-            and status.get("MESSAGES") == stored.live and status["HIGHESTMODSEQ"] == stored.highestmodseq)
+            and status.get("MESSAGES") == stored.messages and status["HIGHESTMODSEQ"] == stored.highestmodseq)
 
 
 def delta_mode(*, qresync: bool, condstore: bool, stored_modseq: int | None, current_modseq: int | None,

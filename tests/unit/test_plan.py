@@ -75,7 +75,7 @@ def test_flags_text_is_canonical():
 
 # --- delta rules D1-D3 ---------------------------------------------------------------------------
 
-CP = P.FolderCheckpoint(uidvalidity=7, uidnext=11, highestmodseq=40, live=10)
+CP = P.FolderCheckpoint(uidvalidity=7, uidnext=11, highestmodseq=40, messages=10)
 SAME = {"UIDVALIDITY": 7, "UIDNEXT": 11, "MESSAGES": 10, "HIGHESTMODSEQ": 40}
 
 

@@ -60,6 +60,9 @@ def upgrade() -> None:
     # What is in the store was agreed with the server when it was written: that is the merge base.
     op.execute("UPDATE placements SET base_flags = flags")
 
+    with op.batch_alter_table('folders', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('messages', sa.BigInteger(), nullable=True))
+
     with op.batch_alter_table('sync_runs', schema=None) as batch_op:
         batch_op.add_column(sa.Column('bodies_downloaded', sa.Integer(), nullable=False, server_default='0'))
         batch_op.add_column(sa.Column('moves', sa.Integer(), nullable=False, server_default='0'))
@@ -69,6 +72,9 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    with op.batch_alter_table('folders', schema=None) as batch_op:
+        batch_op.drop_column('messages')
+
     with op.batch_alter_table('sync_runs', schema=None) as batch_op:
         batch_op.drop_column('conflicts')
         batch_op.drop_column('pushed')
