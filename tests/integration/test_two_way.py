@@ -327,3 +327,23 @@ def test_same_mail_in_a_second_account_is_not_downloaded_again(server, store):
     assert second.bodies_downloaded == 0 and second.new_messages == 30
     assert_agree(store, a, "a")
     assert_agree(store, b, "b")
+
+
+def test_without_list_status_a_no_change_sync_is_one_status_per_folder(dovecot_factory, store):
+    import secrets
+
+    server = dovecot_factory(remove_capabilities=("LIST-STATUS",))
+    user = server.new_user(f"nols{secrets.token_hex(4)}", "pw")
+    server.load(user.name, [(f"F{i}", msg(i, extra="ls")) for i in range(4)])
+    account = account_for(user)
+    sync(store, account)
+    folders = len(server_snapshot(user))
+    result = sync(store, account)
+    assert result.commands == 1 + folders  # LIST, then STATUS per folder; no SELECT
+    c = client_for(user)
+    c.select_folder("F1")
+    c.add_flags(c.search("ALL"), [b"\\Flagged"])
+    c.logout()
+    result = sync(store, account)
+    assert result.flag_changes == 1
+    assert_agree(store, user)
