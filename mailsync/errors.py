@@ -58,3 +58,14 @@ class StoreError(MailsyncError):
 
 class FolderAside(MailsyncError):
     """A folder was put aside (e.g. its UIDVALIDITY changed) and is skipped until resolved."""
+
+
+class TokenError(CredentialError):
+    """An OAuth2 provider could not be reached, or refused a request for a reason other than a dead
+    refresh token (bad client_id or client_secret, unknown tenant, network down). Retrying may help."""
+
+
+class NeedsLoginError(AuthError):
+    """An OAuth2 account has no usable refresh token: never logged in, or the provider answered
+    ``invalid_grant`` (revoked, expired, password changed). Only ``mailsync auth login ACCOUNT``
+    fixes it; other accounts go on."""

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from mailsync.testing.dovecot import DovecotError, DovecotServer, ImapUser, local_dovecot_available
+from mailsync.testing.oauth_server import OAuthServer
 from mailsync.testing.postgres import PostgresError, PostgresServer
 
 _user_numbers = itertools.count(1)
@@ -121,3 +122,89 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         return f"sqlite:///{tmp_path}/store.db"
     server: PostgresServer = request.getfixturevalue("postgres")
     return server.create_database(f"t{next(_db_numbers)}_{secrets.token_hex(3)}")
+
+
+# --------------------------------------------------------------------------- OAuth2 (issue 6)
+# A local authorization server (mailsync/testing/oauth_server.py) and a Dovecot whose oauth2 passdb
+# checks every XOAUTH2/OAUTHBEARER login by introspection at it, so IMAP logins really check tokens.
+
+
+@pytest.fixture(scope="session")
+def oauth_server() -> Iterator[OAuthServer]:
+    """One local OAuth2 authorization server (https://127.0.0.1:PORT) for the session. Tests
+    register their own clients (``register_client(access_token_lifetime=...)``) and users."""
+    root = _server_dir("mailsync-oauth-")
+    server = OAuthServer(root, access_token_lifetime=30)
+    server.start()
+    yield server
+    server.stop()
+    if not os.environ.get("MAILSYNC_KEEP_TEST_SERVERS"):
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def dovecot_oauth2_factory(oauth_server: OAuthServer) -> Iterator[Callable[..., DovecotServer]]:
+    """``make(mechanisms=("xoauth2", "oauthbearer"))`` -> a running Dovecot that takes bearer tokens
+    (checked at ``oauth_server``) with those SASL mechanisms, and passwords (PLAIN, LOGIN)."""
+    servers: dict[tuple[str, ...], DovecotServer] = {}
+
+    def make(mechanisms: Iterable[str] = ("xoauth2", "oauthbearer")) -> DovecotServer:
+        key = tuple(m.lower() for m in mechanisms)
+        if key not in servers:
+            servers[key] = _start_dovecot(oauth2_introspection_url=oauth_server.introspection_url(),
+                                          oauth2_ca_file=oauth_server.ca_file, oauth2_mechanisms=key)
+        return servers[key]
+
+    yield make
+    for server in servers.values():
+        _discard(server)
+
+
+@pytest.fixture
+def dovecot_oauth2(dovecot_oauth2_factory: Callable[..., DovecotServer]) -> DovecotServer:
+    """The session's Dovecot with XOAUTH2 and OAUTHBEARER checked at the local OAuth server."""
+    return dovecot_oauth2_factory()
+
+
+@pytest.fixture
+def oauth_user(dovecot_oauth2: DovecotServer, oauth_server: OAuthServer) -> ImapUser:
+    """A fresh user on the OAuth2 Dovecot, known to the OAuth server (and with a password, so that
+    tests can look at the mailbox as a second client)."""
+    user = dovecot_oauth2.new_user(f"ouser{next(_user_numbers)}-{secrets.token_hex(3)}", secrets.token_hex(8))
+    oauth_server.add_user(user.name)
+    return user
+
+
+@pytest.fixture
+def token_env(tmp_path: Path, oauth_server: OAuthServer, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """Tokens in a private file under tmp_path (never the developer's keyring), and requests trusting
+    the OAuth server's certificate. Set in this process, and returned for CLI subprocesses."""
+    env = {"XDG_DATA_HOME": str(tmp_path / "xdg-data"), "MAILSYNC_TOKEN_STORE": "file",
+           "REQUESTS_CA_BUNDLE": str(oauth_server.ca_file)}
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    return env
+
+
+# --------------------------------------------------------------------------- watch daemon (issue 4)
+
+
+@pytest.fixture
+def dovecot_private() -> Iterator[DovecotServer]:
+    """A Dovecot of this test's own, which it may stop and start again (same ports, same mail)."""
+    server = _start_dovecot()
+    yield server
+    _discard(server)
+
+
+#: For tests with hundreds of connections: Dovecot's default process_limit (100 per service) would
+#: make it reset new connections (each TLS session also keeps an imap-login process as its proxy).
+MANY_CONNECTIONS_CONF = "default_process_limit = 2000\ndefault_client_limit = 20000\n"
+
+
+@pytest.fixture(scope="session")
+def dovecot_many() -> Iterator[DovecotServer]:
+    """A Dovecot for many accounts at once (no per-service limit of 100 processes)."""
+    server = _start_dovecot(extra_conf=MANY_CONNECTIONS_CONF)
+    yield server
+    _discard(server)

@@ -18,6 +18,7 @@ from pathlib import Path
 import click
 
 from mailsync.errors import ConfigError, MailsyncError
+from mailsync.cli.auth_cmds import auth as _auth_group
 
 
 class _Ctx:
@@ -51,6 +52,9 @@ def cli(ctx: click.Context, config_path: Path | None, verbose: int) -> None:
     level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
     logging.basicConfig(level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     ctx.obj = _Ctx(config_path)
+
+
+cli.add_command(_auth_group)
 
 
 @cli.command()

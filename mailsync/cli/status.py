@@ -47,7 +47,54 @@ def collect_status(store, config) -> dict:
                         "last_synced": _iso(f.last_synced_at)})
                 entry["messages"] = sum(counts.values())
             accounts.append(entry)
+    _add_local_changes(store, accounts)
+    _add_login_states(accounts, config)
     return {"accounts": accounts}
+
+
+def _add_local_changes(store, accounts: list[dict]) -> None:
+    """``local_changes``: queued changes not yet on the server, and failed ones with their error;
+    ``audit``: the latest conflicts, fallbacks and UIDVALIDITY decisions."""
+    from sqlalchemy import func, select
+
+    from mailsync.store import repositories as repo
+    from mailsync.store.models import AuditEvent, PendingOp
+    from mailsync.store.uow import UnitOfWork
+
+    with UnitOfWork(store) as uow:
+        s = uow.session
+        ids = {a.name: a.id for a in repo.list_accounts(s)}
+        for entry in accounts:
+            account_id = ids.get(entry["name"])
+            if account_id is None:
+                entry["local_changes"], entry["audit"] = {"pending": 0, "failed": []}, []
+                continue
+            pending = s.scalar(select(func.count()).select_from(PendingOp).where(
+                PendingOp.account_id == account_id, PendingOp.state.in_(("pending", "sent")))) or 0
+            failed = [{"id": op.id, "kind": op.kind, "error": op.error, "at": _iso(op.updated_at)}
+                      for op in s.scalars(select(PendingOp).where(PendingOp.account_id == account_id,
+                                                                  PendingOp.state == "failed")
+                                          .order_by(PendingOp.id.desc()).limit(20))]
+            entry["local_changes"] = {"pending": pending, "failed": failed}
+            entry["audit"] = [{"at": _iso(e.at), "kind": e.kind, "folder": e.folder, "uid": e.uid, "detail": e.detail}
+                              for e in s.scalars(select(AuditEvent).where(AuditEvent.account_id == account_id)
+                                                 .order_by(AuditEvent.id.desc()).limit(10))]
+
+
+def _add_login_states(accounts: list[dict], config) -> None:
+    """``auth`` (method, and for OAuth2 the sign-in state from the token store, never a token) and
+    ``needs_login`` (true when only `mailsync auth login NAME` can make the account sync again)."""
+    by_name = {a.name: a for a in config.accounts}
+    for entry in accounts:
+        acc = by_name.get(entry["name"])
+        if acc is not None and acc.auth == "oauth2":
+            from mailsync.auth.oauth2 import login_state
+
+            entry["auth"] = login_state(acc)
+            entry["needs_login"] = entry["auth"]["needs_login"]
+        else:
+            entry["auth"] = {"method": acc.auth if acc is not None else None}
+            entry["needs_login"] = False
 
 
 def render_status(report: dict) -> str:
@@ -63,6 +110,17 @@ def render_status(report: dict) -> str:
         if not a["configured"]:
             head += " (no longer in the config)"
         lines.append(f"{a['name']}: {a['messages']} messages in {len(a['folders'])} folders; {head}")
+        changes = a.get("local_changes") or {}
+        if changes.get("pending"):
+            lines.append(f"  {changes['pending']} local change(s) waiting for the next sync")
+        for op in changes.get("failed", [])[:5]:
+            lines.append(f"  local change #{op['id']} ({op['kind']}) FAILED: {op['error']}")
+        for e in (a.get("audit") or [])[:5]:
+            where = f"{e['folder']}" + (f"/{e['uid']}" if e["uid"] else "") if e["folder"] else ""
+            lines.append(f"  {e['at']} {e['kind']}{' ' + where if where else ''}: {e['detail']}")
+        if a.get("needs_login"):
+            reason = a["auth"].get("reason")
+            lines.append(f"  needs login: run mailsync auth login {a['name']}" + (f" ({reason})" if reason else ""))
         if a["last_success"] and (run is None or run["status"] != "ok"):
             lines.append(f"  last successful sync: {a['last_success']}")
         for f in a["folders"]:

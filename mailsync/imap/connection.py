@@ -484,8 +484,54 @@ class ImapConnection:
             yield item
 
 
-def connect(account: AccountConfig, password: str, *, timeout: float | None = None) -> ImapConnection:
-    """Open a connection per the account's TLS policy and log in. Raises mailsync.errors only."""
+def _authenticate_oauth2(account: AccountConfig, client, tokens) -> str:
+    """SASL OAUTHBEARER (XOAUTH2 when the server does not offer it) with a fresh access token; when
+    the server refuses it, one retry with a refreshed token. Returns the mechanism used. The
+    token only travels inside the SASL exchange (imapclient's log redacts AUTHENTICATE and imaplib
+    logs only literal sizes)."""
+    import imaplib
+    import logging
+
+    from mailsync.imap import sasl
+
+    where = f"{account.host}:{account.port}"
+    if tokens is None:
+        raise AuthError(f"account '{account.name}': auth = \"oauth2\" but no token source was given",
+                        hint="this is a bug in the caller of connect()")
+    mech = sasl.choose_mechanism(client.capabilities())
+    if mech is None:
+        raise AuthError(f"account '{account.name}': {where} offers neither AUTH=OAUTHBEARER nor AUTH=XOAUTH2, "
+                        "so it cannot take an OAuth2 token",
+                        hint='check host and port, or use auth = "password" with this server')
+    token = tokens.access_token()
+    for attempt in (1, 2):
+        conversation = sasl.Conversation(mech, account.username, token, host=account.host, port=account.port)
+        try:
+            client._imap.authenticate(mech, conversation)
+            logging.getLogger("mailsync.imap").debug("account %s: authenticated with %s", account.name, mech)
+            return mech
+        except imaplib.IMAP4.abort:
+            raise
+        except imaplib.IMAP4.error as exc:
+            said = _text(exc)
+            if conversation.challenge is not None:
+                said += f" ({conversation.challenge.describe()})"
+            if attempt == 2:
+                raise AuthError(
+                    f"account '{account.name}': {where} refused the OAuth2 access token of {account.username!r} "
+                    f"({mech}) even after a refresh: {said}",
+                    hint=f"check that username is the address you signed in with, and that the token's scopes "
+                         f"include the provider's IMAP scope; then run mailsync auth login {account.name}") from None
+            token = tokens.access_token(rejected=token)  # refresh once, then retry
+    raise AssertionError("unreachable")
+
+
+def connect(account: AccountConfig, password: str | None, *, timeout: float | None = None,
+            tokens=None) -> ImapConnection:
+    """Open a connection per the account's TLS policy and log in. Raises mailsync.errors only.
+
+    With ``account.auth == "oauth2"``, ``tokens`` (a mailsync.imap.sasl.TokenSource) gives the
+    access token and ``password`` is not used."""
     from imapclient import IMAPClient
 
     timeout = timeout or account.timeout
@@ -504,7 +550,10 @@ def connect(account: AccountConfig, password: str, *, timeout: float | None = No
                     raise
     try:
         with _mapped_errors(account, "logging in"):
-            client.login(account.username, password)
+            if account.auth == "oauth2":
+                _authenticate_oauth2(account, client, tokens)
+            else:
+                client.login(account.username, password)
         return ImapConnection(account, client)
     except BaseException:
         with contextlib.suppress(Exception):

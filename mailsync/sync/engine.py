@@ -104,6 +104,10 @@ def _connect_default(account: AccountConfig):
     from mailsync.auth.secrets import resolve_secret
     from mailsync.imap.connection import connect
 
+    if account.auth == "oauth2":  # a fresh access token on each (re)connect
+        from mailsync.auth.oauth2 import tokens_for
+
+        return connect(account, None, tokens=tokens_for(account))
     if account.password is None:
         raise MailsyncError(f"account '{account.name}': no password source configured",
                             hint="set password = \"env:NAME\" (or cmd:, keyring:) for the account")

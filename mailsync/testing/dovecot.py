@@ -95,13 +95,20 @@ ssl_min_protocol = TLSv1.2
 
 # --- Authentication: plaintext allowed (loopback tests), one passwd-file per user, because Dovecot
 # re-reads a changed passwd-file at most once a second and a new user must log in at once.
+# The passwd-file answers PLAIN, LOGIN and lookups without a mechanism ("none": doveadm's user
+# lookups through the static userdb) only: unrestricted, it would also accept a user's password sent
+# as an XOAUTH2/OAUTHBEARER "token" when the oauth2 passdb below is enabled.
 disable_plaintext_auth = no
-auth_mechanisms = plain login
+auth_mechanisms = @AUTH_MECHANISMS@
 auth_failure_delay = 0
 passdb {
   driver = passwd-file
+  mechanisms = plain login none
   args = scheme=PLAIN username_format=%u @ROOT@/users/%u
 }
+# --- OAuth2 bearer tokens (XOAUTH2, OAUTHBEARER), checked by introspection at a local authorization
+# server; only when started with oauth2_introspection_url (empty otherwise).
+@OAUTH_PASSDB@
 userdb {
   driver = static
   args = uid=@MAIL_UID@ gid=@MAIL_GID@ home=@ROOT@/home/%u
@@ -396,16 +403,36 @@ class DovecotServer:
     ``tmp_path`` is not; a ``tempfile.mkdtemp()`` folder is (it is chmod 0755 here).
     ``extra_conf`` is appended to the config verbatim. ``docker=True`` runs the same config in a
     container (fixtures/dovecot/docker-compose.yml; needs a source checkout).
+
+    ``oauth2_introspection_url`` adds Dovecot's oauth2 passdb: XOAUTH2 and OAUTHBEARER logins (or
+    those of ``oauth2_mechanisms``) are checked by POSTing the token to that RFC 7662 endpoint
+    (HTTP basic credentials may be put in the URL), which must answer ``"active": true`` and the
+    login name in ``"username"``. ``oauth2_ca_file`` is the CA that endpoint's certificate must
+    chain to when it is https. Password users (passwd-file, PLAIN/LOGIN) keep working alongside;
+    ``new_user`` serves both kinds. Not available with ``docker=True`` (the container cannot reach
+    a server on the host's 127.0.0.1).
     """
 
     host = HOST
 
     def __init__(self, root: Path, *, remove_capabilities: Iterable[str] = (), extra_conf: str = "",
-                 docker: bool = False) -> None:
+                 docker: bool = False, oauth2_introspection_url: str | None = None,
+                 oauth2_ca_file: Path | str | None = None,
+                 oauth2_mechanisms: Sequence[str] = ("xoauth2", "oauthbearer")) -> None:
         self.root = Path(root).absolute()
         self.remove_capabilities = tuple(sorted({c.upper() for c in remove_capabilities}))
         self.extra_conf = extra_conf
         self.docker = docker
+        if oauth2_introspection_url is not None:
+            if docker:
+                raise ValueError("oauth2_introspection_url is not available with docker=True")
+            bad = [m for m in oauth2_mechanisms if m.lower() not in ("xoauth2", "oauthbearer")]
+            if bad or not oauth2_mechanisms:
+                raise ValueError(f"oauth2_mechanisms: use xoauth2 and/or oauthbearer, got {list(oauth2_mechanisms)!r}")
+        self.oauth2_introspection_url = oauth2_introspection_url
+        self.oauth2_ca_file = Path(oauth2_ca_file).absolute() if oauth2_ca_file is not None else None
+        self.oauth2_mechanisms = tuple(m.lower() for m in oauth2_mechanisms)
+        self.oauth2_conf_path = self.root / "dovecot-oauth2.conf.ext"
         self.conf_path = self.root / "dovecot.conf"
         self.log_path = self.root / "dovecot.log"
         self.ca_file = self.root / "tls" / "cert.pem"
@@ -483,7 +510,7 @@ class DovecotServer:
         self._prepare_layout()
         self._write_user_file(_PROBE_USER, _PROBE_PASSWORD)
 
-        cache_key = (self._binary_id(), self.extra_conf)
+        cache_key = (self._binary_id(), self.extra_conf, self.oauth2_introspection_url is not None)
         defaults = _DEFAULT_CAPS_CACHE.get(cache_key)
         if self.remove_capabilities and defaults is None:
             defaults = _DEFAULT_CAPS_CACHE[cache_key] = self._launch(capability_override=None)
@@ -536,6 +563,7 @@ class DovecotServer:
                 subprocess.run([self._doveadm_bin(), "-c", str(self.conf_path), "stop"],
                                capture_output=True, text=True, timeout=30)
             if self._wait_gone(pid, 10):
+                self._kill_leftovers()
                 return
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
@@ -551,8 +579,36 @@ class DovecotServer:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
         self._wait_gone(pid, 5)
+        self._kill_leftovers()
         with contextlib.suppress(OSError):
             (self.base_dir / "master.pid").unlink()
+
+    def _kill_leftovers(self) -> None:
+        """Kill this instance's processes that outlived the master. Checked on Dovecot 2.3.19 here:
+        after the master exits (SIGTERM or `doveadm stop`), the imap and imap-login processes of
+        open sessions live on under init and keep serving their clients, so a "stopped" server
+        would still answer its old connections (and leak processes). Found by their titles,
+        "dovecot-INSTANCE/NAME"."""
+        prefix = f"dovecot-{self.instance_name}/".encode()
+        for _ in range(3):
+            victims = []
+            for entry in os.listdir("/proc"):
+                if not entry.isdigit():
+                    continue
+                try:
+                    with open(f"/proc/{entry}/cmdline", "rb") as fh:
+                        cmdline = fh.read()
+                except OSError:
+                    continue
+                if cmdline.startswith(prefix):
+                    victims.append(int(entry))
+            if not victims:
+                return
+            for victim in victims:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(victim, signal.SIGKILL)
+            for victim in victims:
+                self._wait_gone(victim, 2)
 
     @staticmethod
     def _wait_gone(pid: int, timeout: float) -> bool:
@@ -661,12 +717,40 @@ class DovecotServer:
             "RUN_AS_CONF": "" if (self.is_root or self.docker) else _NONROOT_CONF.replace("{group}", _current_group()),
             "CAPABILITY_CONF": capability_override or "",
             "EXTRA_CONF": self.extra_conf,
+            "AUTH_MECHANISMS": " ".join(("plain", "login") + (self.oauth2_mechanisms if self.oauth2_introspection_url
+                                                              else ())),
+            "OAUTH_PASSDB": self._oauth2_passdb_conf(),
         }
 
         def fill(match: re.Match[str]) -> str:
             return values[match.group(1)]
 
         return _PLACEHOLDER.sub(fill, CONF_TEMPLATE)
+
+    def _oauth2_passdb_conf(self) -> str:
+        if self.oauth2_introspection_url is None:
+            return ""
+        return ("passdb {\n  driver = oauth2\n  mechanisms = " + " ".join(self.oauth2_mechanisms) + "\n"
+                f"  args = {self.oauth2_conf_path}\n}}\n")
+
+    def _write_oauth2_conf(self) -> None:
+        """The oauth2 passdb's settings file (read by the auth process; Dovecot 2.3 syntax)."""
+        if self.oauth2_introspection_url is None:
+            return
+        lines = [
+            "# Written by mailsync/testing/dovecot.py: validate bearer tokens by RFC 7662 introspection.",
+            "introspection_mode = post",
+            f"introspection_url = {self.oauth2_introspection_url}",
+            "username_attribute = username",
+            "active_attribute = active",
+            "active_value = true",
+        ]
+        if self.oauth2_ca_file is not None:
+            lines.append(f"tls_ca_cert_file = {self.oauth2_ca_file}")
+        tmp = self.oauth2_conf_path.with_name(self.oauth2_conf_path.name + ".tmp")
+        tmp.write_text("\n".join(lines) + "\n")
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, self.oauth2_conf_path)
 
     def _prepare_layout(self) -> None:
         if not self.docker:
@@ -688,6 +772,7 @@ class DovecotServer:
             self.base_dir.mkdir(mode=0o755, exist_ok=True)
         if not self.ca_file.exists() or not self.key_file.exists():
             self._make_certificate()
+        self._write_oauth2_conf()
 
     def _make_certificate(self) -> None:
         cmd = ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",

@@ -26,6 +26,9 @@ def test_cli_changes_are_pushed(tmp_path, imap_user):
         proc = run_cli(*args, config=cfg, env=env)
         assert proc.returncode == 0, proc.stderr
         assert proc.stdout.strip().isdigit() and "queued change" in proc.stderr
+    queued = json.loads(run_cli("status", "--json", config=cfg, env=env, check=True).stdout)["accounts"][0]
+    assert queued["local_changes"] == {"pending": 6, "failed": []}
+    assert "6 local change(s) waiting" in run_cli("status", config=cfg, env=env, check=True).stdout
     proc = run_cli("sync", config=cfg, env=env, check=True)
     assert "6 local changes pushed" in proc.stderr
     server = server_snapshot(imap_user)
@@ -35,6 +38,7 @@ def test_cli_changes_are_pushed(tmp_path, imap_user):
     assert len(server["Archive"]["messages"]) == 1 and len(server["Sent"]["messages"]) == 1
     status = json.loads(run_cli("status", "--json", config=cfg, env=env, check=True).stdout)
     assert status["accounts"][0]["last_run"]["status"] == "ok"
+    assert status["accounts"][0]["local_changes"] == {"pending": 0, "failed": []}
 
 
 def test_cli_change_errors_exit_2(tmp_path, imap_user):
