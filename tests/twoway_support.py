@@ -7,7 +7,7 @@ from mailsync.store import repositories as repo
 from mailsync.store.uow import UnitOfWork
 from mailsync.sync.engine import AccountResult, sync_account
 
-from helpers import export_snapshot, nonempty, server_snapshot
+from helpers import client_for, export_snapshot, nonempty, server_snapshot
 
 
 def account_for(user, name: str = "acc", **kw) -> AccountConfig:
@@ -73,3 +73,28 @@ FLAG_TABLE = [
     ("\\Answered \\Seen", "\\Seen", "\\Seen \\Draft", "\\Answered \\Draft \\Seen"),
     ("\\Seen", "\\Seen", "\\Seen", "\\Seen"),                          # nothing changed
 ]
+
+
+def table_messages() -> list[tuple[str, bytes, str]]:
+    """One INBOX message per FLAG_TABLE row, carrying the row's base flags."""
+    return [("INBOX", msg(i, extra="t"), base) for i, (_s, base, _l, _e) in enumerate(FLAG_TABLE)]
+
+
+def apply_table_changes(user, store, account: str = "acc") -> list[int]:
+    """After a sync of table_messages(): another client sets each row's server flags, and each row's
+    local flags are queued as local changes. Returns the rows' UIDs (then any other INBOX UIDs)."""
+    from mailsync.changes import LocalChanges
+
+    c = client_for(user)
+    c.select_folder("INBOX")
+    uids = sorted(c.search("ALL"))
+    for uid, (srv, base, _l, _e) in zip(uids, FLAG_TABLE):
+        if srv != base:
+            c.set_flags([uid], [f.encode() for f in srv.split()])
+    c.logout()
+    changes = LocalChanges(store)
+    for uid, (_s, base, loc, _e) in zip(uids, FLAG_TABLE):
+        add, remove = set(loc.split()) - set(base.split()), set(base.split()) - set(loc.split())
+        if add or remove:
+            changes.flag(account, "INBOX", uid, add=sorted(add), remove=sorted(remove))
+    return uids

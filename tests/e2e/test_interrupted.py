@@ -3,34 +3,23 @@ resumed: the same final state as a clean run, with no local change lost and no m
 
 from __future__ import annotations
 
-import os
 import secrets
 
-from helpers import account_entry, client_for, password_var, run_cli, server_snapshot, write_config
+from helpers import account_entry, password_var, run_cli, write_config
 from mailsync.changes import LocalChanges
 from mailsync.store.db import open_store
-from twoway_support import FLAG_TABLE, account_for, assert_agree, msg, sync
+from twoway_support import FLAG_TABLE, account_for, apply_table_changes, assert_agree, msg, sync, table_messages
 
 
 def _scenario(dovecot, tmp_path, n: int):
     user = dovecot.new_user(f"crash{n}-{secrets.token_hex(3)}", "pw")
-    dovecot.load(user.name, [("INBOX", msg(i, extra="t"), base) for i, (_s, base, _l, _e) in enumerate(FLAG_TABLE)]
+    dovecot.load(user.name, table_messages()
                  + [("INBOX", msg(50, extra="mv")), ("INBOX", msg(51, extra="del")), ("Projects", msg(52))])
     store_url = f"sqlite:///{tmp_path}/s{n}.db"
     store = open_store(store_url)
     sync(store, account_for(user))
-    c = client_for(user)
-    c.select_folder("INBOX")
-    uids = sorted(c.search("ALL"))
-    for uid, (srv, base, _l, _e) in zip(uids, FLAG_TABLE):
-        if srv != base:
-            c.set_flags([uid], [f.encode() for f in srv.split()])
-    c.logout()
+    uids = apply_table_changes(user, store)
     changes = LocalChanges(store)
-    for uid, (_s, base, loc, _e) in zip(uids, FLAG_TABLE):
-        add, remove = set(loc.split()) - set(base.split()), set(base.split()) - set(loc.split())
-        if add or remove:
-            changes.flag("acc", "INBOX", uid, add=sorted(add), remove=sorted(remove))
     extra = uids[len(FLAG_TABLE):]
     changes.move("acc", "INBOX", extra[0], "Projects")
     changes.delete("acc", "INBOX", extra[1])

@@ -17,7 +17,8 @@ from mailsync.store import repositories as repo
 from mailsync.store.db import open_store
 from mailsync.store.models import AuditEvent, Folder, PendingOp
 from mailsync.store.uow import UnitOfWork
-from twoway_support import FLAG_TABLE, account_for, assert_agree, msg, store_snapshot, sync
+from twoway_support import (FLAG_TABLE, account_for, apply_table_changes, assert_agree, msg, store_snapshot, sync,
+                             table_messages)
 
 VARIANTS = {
     "full": (),
@@ -48,21 +49,9 @@ def store(tmp_path):
 
 
 def _setup_table(server, user, store, account):
-    server.load(user.name, [("INBOX", msg(i, extra="t"), base) for i, (_s, base, _l, _e) in enumerate(FLAG_TABLE)])
+    server.load(user.name, table_messages())
     sync(store, account)
-    c = client_for(user)
-    c.select_folder("INBOX")
-    uids = sorted(c.search("ALL"))
-    for uid, (srv, base, _l, _e) in zip(uids, FLAG_TABLE):
-        if srv != base:
-            c.set_flags([uid], [f.encode() for f in srv.split()])
-    c.logout()
-    changes = LocalChanges(store)
-    for uid, (_s, base, loc, _e) in zip(uids, FLAG_TABLE):
-        add, remove = set(loc.split()) - set(base.split()), set(base.split()) - set(loc.split())
-        if add or remove:
-            changes.flag("acc", "INBOX", uid, add=sorted(add), remove=sorted(remove))
-    return uids
+    return apply_table_changes(user, store)
 
 
 def _check_table(store, user, uids):
