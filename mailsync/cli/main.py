@@ -95,6 +95,9 @@ def sync(obj: _Ctx, accounts: tuple[str, ...], quiet: bool) -> None:
             result = sync_account(store, account, observer=observer)
             if not result.ok:
                 failed.append(result.account)
+    if config.crm:  # the CRM layer: extract what this sync changed, then deliver (crm_cmds.after_sync)
+        from mailsync.cli.crm_cmds import after_sync
+        failed += after_sync(store, config, quiet=quiet)
     store.dispose()
     if failed:
         click.echo(f"mailsync: {len(failed)} of {len(selected)} account(s) failed: {', '.join(failed)}", err=True)
@@ -165,6 +168,8 @@ def export_messages(obj: _Ctx, fmt: str, account: str | None, folder: str | None
     store.dispose()
 
 
+from mailsync.cli.crm_cmds import crm as _crm_group  # noqa: E402
+cli.add_command(_crm_group)
 from mailsync.cli.change_cmds import COMMANDS as _CHANGE_COMMANDS  # noqa: E402
 
 for _command in _CHANGE_COMMANDS:

@@ -686,10 +686,11 @@ def _extras(t: _Table) -> dict[str, Any]:
     extra: dict[str, Any] = {}
     if t.has("identities"):
         extra["identities"] = t.string_list("identities", default=(), example='["me@example.com"]')
-    if t.has("share"):
-        extra["share"] = t.data["share"]  # meaning settled by the feature that reads it
-    if t.has("create_contacts"):
-        extra["create_contacts"] = t.boolean("create_contacts", default=False)
+    if t.has("share"):  # what CRM activities may show (mailsync.crm.settings)
+        extra["share"] = t.choice("share", ("metadata", "subject", "everything"), default="metadata")
+    if t.has("create_contacts"):  # which correspondents become CRM contacts (mailsync.crm.settings)
+        extra["create_contacts"] = t.choice("create_contacts", ("none", "sent", "sent_and_received"), default="sent",
+                                            aliases={"all": "sent_and_received", "received": "sent_and_received"})
     if t.has("watch"):
         value = t.data["watch"]
         if isinstance(value, bool):
@@ -745,6 +746,9 @@ def config_from_mapping(doc: Mapping[str, Any], *, path: Path, mode: int | None 
         crm = {}
     elif not isinstance(crm, dict):
         raise ctx.error("key 'crm'", f"must be a table, got {_describe(crm)}", "write it as a table: [crm]")
+    if crm:  # its rules are the crm layer's; checked here so a bad value fails at load like any other
+        from mailsync.crm.settings import check_crm
+        check_crm(ctx, crm, accounts)
 
     return Config(path=path, store=store, accounts=tuple(accounts), crm=crm)
 

@@ -16,13 +16,13 @@ from pathlib import Path
 
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from mailsync.errors import StoreError
 
 # The newest migration in migrations/versions; tests check it matches Alembic's head.
-HEAD_REVISION = "0002_two_way"
+HEAD_REVISION = "0002_crm"
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 
 
@@ -96,14 +96,20 @@ def bulk_write_connection(store: Store) -> Iterator[Connection]:
         return
     store.engine.dispose()  # idle pooled connections would keep the file in WAL mode
     with store.engine.connect() as conn:
-        conn.exec_driver_sql("PRAGMA journal_mode=TRUNCATE")
-        conn.commit()
+        try:
+            conn.exec_driver_sql("PRAGMA journal_mode=TRUNCATE")
+            conn.commit()
+        except OperationalError:  # "database is locked": another connection has the file open
+            conn.rollback()
         try:
             yield conn
         finally:
             conn.rollback()
-            conn.exec_driver_sql("PRAGMA journal_mode=WAL")
-            conn.commit()
+            try:
+                conn.exec_driver_sql("PRAGMA journal_mode=WAL")
+                conn.commit()
+            except OperationalError:  # locked by a reader: the next connection's pragma restores WAL
+                conn.rollback()
 
 
 def current_revision(engine: Engine) -> str | None:

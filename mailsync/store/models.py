@@ -174,3 +174,8 @@ class SyncRun(Base):
     conflicts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     error: Mapped[str | None] = mapped_column(Text)
     notes: Mapped[str | None] = mapped_column(Text)  # e.g. "folder X put aside: UIDVALIDITY changed"
+
+
+# The CRM layer's tables (crm_*) live on this Base too, so that Base.metadata (and the test that
+# compares it with the migrations) sees them; imported last: it needs Base and utcnow above.
+from mailsync.crm import models as _crm_models  # noqa: E402,F401

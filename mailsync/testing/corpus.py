@@ -799,6 +799,10 @@ class _Gen:
         self.mids.add(mid)
         return mid
 
+    def _on_dsn(self, original_mid: str, results: tuple, date: int, mid: str) -> None:
+        """Called with each bounce's per-recipient results before it is added; a hook for
+        mailsync.testing.crm_corpus, which records what each message means. Does nothing here."""
+
     def workhours(self, rng: Random, ts: int, who: _Person) -> int:
         hour = ((ts + who.tz * 60) // 3600) % 24
         if hour < 7:
@@ -1391,6 +1395,7 @@ class _Gen:
                        ("To", self.me.addr), ("Message-ID", f"<{qid}.{bts}@{mta}>"),
                        ("Auto-Submitted", "auto-replied"), ("MIME-Version", "1.0")] + body[0]
             self.mids.add(f"<{qid}.{bts}@{mta}>")
+            self._on_dsn(omid, results, bts, f"<{qid}.{bts}@{mta}>")
             self.add(INBOX if bts > _T2025 else ARCHIVE_2024, _render(headers, body[1]), _flags("\\Seen"),
                      bts + 1, "bounce")
 

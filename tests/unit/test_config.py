@@ -184,8 +184,11 @@ ERROR_CASES = [
     # --- keys kept for later features
     ("identities-not-array", account(identities='"me@example.com"'), 0o600,
      ["account 'work' key 'identities'", '"me@example.com"'], 'identities = ["me@example.com"]'),
-    ("create-contacts-quoted", account(create_contacts='"yes"'), 0o600,
-     ["account 'work' key 'create_contacts'", '"yes"'], "create_contacts = true"),
+    ("create-contacts-unknown", account(create_contacts='"yes"'), 0o600,
+     ["account 'work' key 'create_contacts'", '"yes"'], '"sent_and_received"'),
+    ("create-contacts-boolean", account(create_contacts='true'), 0o600,
+     ["account 'work' key 'create_contacts'", "true"], 'create_contacts = "none"'),
+    ("share-unknown", account(share='"all"'), 0o600, ["account 'work' key 'share'", '"all"'], '"everything"'),
     ("watch-number", account(watch="5"), 0o600, ["account 'work' key 'watch'", "the integer 5"], "watch ="),
     ("poll-interval-zero", account(poll_interval="0"), 0o600, ["account 'work' key 'poll_interval'", "0"],
      "positive number"),
@@ -311,16 +314,16 @@ def test_full_account(tmp_path):
     (tmp_path / "certs" / "ca.pem").write_text("-----BEGIN CERTIFICATE-----\n")
     text = account(port="1143", tls='"starttls"', folders='["INBOX", "Archive/*"]', exclude='["Junk"]',
                    ca_file='"certs/ca.pem"', conflict='"newest"', max_connections="15", batch_size="10000",
-                   timeout="2.5", identities='["me@example.com", "boss@example.com"]', share="true",
-                   create_contacts="false", watch='["INBOX"]', poll_interval="300", idle_refresh="1500")
+                   timeout="2.5", identities='["me@example.com", "boss@example.com"]', share='"subject"',
+                   create_contacts='"sent_and_received"', watch='["INBOX"]', poll_interval="300", idle_refresh="1500")
     acc = load_text(tmp_path, text).accounts[0]
     assert (acc.port, acc.tls, acc.conflict, acc.max_connections, acc.batch_size) == (
         1143, "starttls", "newest", 15, 10000)
     assert acc.folders == ("INBOX", "Archive/*") and acc.exclude == ("Junk",)
     assert acc.ca_file == tmp_path / "certs" / "ca.pem"
     assert acc.timeout == 2.5
-    assert acc.extra == {"identities": ("me@example.com", "boss@example.com"), "share": True,
-                         "create_contacts": False, "watch": ("INBOX",), "poll_interval": 300.0,
+    assert acc.extra == {"identities": ("me@example.com", "boss@example.com"), "share": "subject",
+                         "create_contacts": "sent_and_received", "watch": ("INBOX",), "poll_interval": 300.0,
                          "idle_refresh": 1500.0}
 
 
@@ -423,8 +426,13 @@ def test_several_accounts_keep_order(tmp_path):
 
 
 def test_crm_table_is_kept(tmp_path):
-    cfg = load_text(tmp_path, '[crm]\nsink = "hubspot"\n[crm.options]\nrate = 5\n')
-    assert cfg.crm == {"sink": "hubspot", "options": {"rate": 5}}
+    cfg = load_text(tmp_path, '[crm]\nmax_recipients = 10\n[[crm.sink]]\nname = "f"\ntype = "jsonl"\npath = "x.jsonl"\n')
+    assert cfg.crm == {"max_recipients": 10, "sink": [{"name": "f", "type": "jsonl", "path": "x.jsonl"}]}
+
+
+def test_crm_table_is_checked_at_load(tmp_path):  # the rules themselves: tests/unit/test_crm_settings.py
+    with pytest.raises(ConfigError, match="max_recipient"):
+        load_text(tmp_path, '[crm]\nmax_recipient = 10\n')
 
 
 def test_store_urls(tmp_path, monkeypatch):
