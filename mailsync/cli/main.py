@@ -175,6 +175,8 @@ from mailsync.cli.change_cmds import COMMANDS as _CHANGE_COMMANDS  # noqa: E402
 for _command in _CHANGE_COMMANDS:
     cli.add_command(_command)
 
+cli.add_command(__import__("mailsync.cli.watch_cmd", fromlist=["watch"]).watch)  # `mailsync watch` (mailsync.push)
+
 
 def main() -> None:
     try:

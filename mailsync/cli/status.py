@@ -49,6 +49,7 @@ def collect_status(store, config) -> dict:
             accounts.append(entry)
     _add_local_changes(store, accounts)
     _add_login_states(accounts, config)
+    _add_watch_states(store, accounts)
     return {"accounts": accounts}
 
 
@@ -79,6 +80,19 @@ def _add_local_changes(store, accounts: list[dict]) -> None:
             entry["audit"] = [{"at": _iso(e.at), "kind": e.kind, "folder": e.folder, "uid": e.uid, "detail": e.detail}
                               for e in s.scalars(select(AuditEvent).where(AuditEvent.account_id == account_id)
                                                  .order_by(AuditEvent.id.desc()).limit(10))]
+
+
+def _add_watch_states(store, accounts: list[dict]) -> None:
+    """``watch``: what the watch daemon last reported for the account (mailsync.push.health), or None."""
+    from mailsync.push.health import watch_report
+    from mailsync.store import repositories as repo
+    from mailsync.store.uow import UnitOfWork
+
+    with UnitOfWork(store) as uow:
+        ids = {a.name: a.id for a in repo.list_accounts(uow.session)}
+        for entry in accounts:
+            account_id = ids.get(entry["name"])
+            entry["watch"] = watch_report(uow.session, account_id) if account_id is not None else None
 
 
 def _add_login_states(accounts: list[dict], config) -> None:
@@ -121,6 +135,10 @@ def render_status(report: dict) -> str:
         if a.get("needs_login"):
             reason = a["auth"].get("reason")
             lines.append(f"  needs login: run mailsync auth login {a['name']}" + (f" ({reason})" if reason else ""))
+        if a.get("watch"):
+            from mailsync.push.health import render_watch
+
+            lines.extend(render_watch(a["watch"]))
         if a["last_success"] and (run is None or run["status"] != "ok"):
             lines.append(f"  last successful sync: {a['last_success']}")
         for f in a["folders"]:

@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from mailsync.errors import StoreError
 
 # The newest migration in migrations/versions; tests check it matches Alembic's head.
-HEAD_REVISION = "0002_crm"
+HEAD_REVISION = "0004_watch"
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 
 
@@ -31,6 +31,9 @@ class Store:
     url: str
     engine: Engine
     sessions: sessionmaker[Session]
+    # SQLite: may a sync's store worker leave WAL for a rollback journal while it downloads (see
+    # bulk_write_connection)? The watch daemon says no: it runs syncs side by side.
+    bulk_journal: bool = True
 
     @property
     def dialect(self) -> str:
@@ -91,6 +94,10 @@ def bulk_write_connection(store: Store) -> Iterator[Connection]:
     connection simply stays in WAL. Other dialects get a plain connection.
     """
     if store.dialect != "sqlite":
+        with store.engine.connect() as conn:
+            yield conn
+        return
+    if not store.bulk_journal:  # e.g. the watch daemon: many syncs at once, and readers between them
         with store.engine.connect() as conn:
             yield conn
         return

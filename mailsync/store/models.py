@@ -176,6 +176,29 @@ class SyncRun(Base):
     notes: Mapped[str | None] = mapped_column(Text)  # e.g. "folder X put aside: UIDVALIDITY changed"
 
 
+class WatchState(Base):
+    """What the watch daemon (mailsync.push) last knew of one account; `mailsync status` reads it.
+    Written by the daemon only; a stale heartbeat_at means the daemon is no longer running."""
+
+    __tablename__ = "watch_state"
+
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True)
+    connected: Mapped[bool] = mapped_column(Boolean, default=False)  # every push connection is live
+    mode: Mapped[str | None] = mapped_column(String(10))  # NOTIFY | IDLE | poll
+    connections: Mapped[int] = mapped_column(Integer, default=0)  # push connections open
+    last_event_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_event: Mapped[str | None] = mapped_column(Text)  # what woke the last sync
+    last_sync_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))  # last successful sync
+    lag_seconds: Mapped[float | None] = mapped_column(Float)  # event -> synced, of the last sync
+    pending_since: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))  # oldest event not synced
+    last_error: Mapped[str | None] = mapped_column(Text)
+    last_error_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    failing: Mapped[str | None] = mapped_column(Text)  # credentials refused: why (retried slowly)
+    daemon_pid: Mapped[int | None] = mapped_column(Integer)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
 # The CRM layer's tables (crm_*) live on this Base too, so that Base.metadata (and the test that
 # compares it with the migrations) sees them; imported last: it needs Base and utcnow above.
 from mailsync.crm import models as _crm_models  # noqa: E402,F401

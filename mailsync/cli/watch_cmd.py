@@ -1,0 +1,113 @@
+"""`mailsync watch`: the push daemon, in the foreground, until SIGTERM or SIGINT.
+
+Owns: the command's options, logging set-up (one structured line per event on stderr), the metrics
+endpoint, signal handling and the exit code. Must not: hold daemon logic (mailsync.push.daemon).
+
+Exit codes: 0 after SIGTERM/SIGINT (within 5 s: running syncs stop at their next step boundary and
+are cut after a grace period; a watchdog exits regardless at 4.7 s); 2 for usage or config errors.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import sys
+import threading
+
+import click
+
+from mailsync.errors import ConfigError, MailsyncError
+
+EXIT_DEADLINE = 4.7  # seconds from the signal to a forced (but clean: exit code 0) exit
+
+
+@click.command("watch")
+@click.option("--account", "accounts", multiple=True, help="Watch only this account (repeatable).")
+@click.option("--metrics-port", type=click.IntRange(0, 65535), default=None,
+              help="Serve Prometheus metrics on 127.0.0.1:PORT/metrics (0 picks a free port).")
+@click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True,
+              help="One line per event on stderr, as key=value text or JSON.")
+@click.option("--backoff-initial", type=click.FloatRange(min=0.01), default=None,
+              help="Seconds before the first reconnect attempt (default 1; doubled each time, jittered).")
+@click.option("--backoff-max", type=click.FloatRange(min=0.01), default=None,
+              help="Cap on the reconnect delay in seconds (default 300).")
+@click.option("--keepalive", type=click.FloatRange(min=0.1), default=None,
+              help="Probe a silent push connection after this many seconds (default 300).")
+@click.option("--response-timeout", type=click.FloatRange(min=0.1), default=None,
+              help="A DONE or NOOP unanswered this long means the connection is dead (default 30).")
+@click.pass_obj
+def watch(obj, accounts: tuple[str, ...], metrics_port: int | None, log_format: str,
+          backoff_initial: float | None, backoff_max: float | None, keepalive: float | None,
+          response_timeout: float | None) -> None:
+    """Keep every account in step: push (NOTIFY, IDLE) or polling, a delta sync on each change,
+    local changes sent at once. Runs until SIGTERM or SIGINT."""
+    from dataclasses import replace
+
+    from mailsync.cli.main import _fail, _select_accounts
+    from mailsync.push import logs
+    from mailsync.push.daemon import WatchDaemon, WatchSettings, watched
+
+    try:
+        config = obj.config()
+        selected = [a for a in _select_accounts(config, accounts) if watched(a)]
+        if not selected:
+            raise ConfigError(f"no account to watch in {config.path}",
+                              hint="add an [[account]] (accounts with watch = false are left out)")
+        settings = WatchSettings()
+        if backoff_initial is not None or backoff_max is not None:
+            initial = backoff_initial if backoff_initial is not None else settings.backoff.initial
+            maximum = backoff_max if backoff_max is not None else max(settings.backoff.maximum, initial)
+            if maximum < initial:
+                raise ConfigError(f"--backoff-max {maximum:g} is less than --backoff-initial {initial:g}",
+                                  hint="give a cap at least as large as the first delay")
+            settings = replace(settings, backoff=replace(settings.backoff, initial=initial, maximum=maximum))
+        if keepalive is not None:
+            settings = replace(settings, keepalive=keepalive)
+        if response_timeout is not None:
+            settings = replace(settings, response_timeout=response_timeout)
+        store = obj.store(config)
+    except MailsyncError as exc:
+        _fail(exc)
+
+    level = min(logging.INFO, logging.getLogger().level or logging.INFO)
+    logs.setup(log_format, level)
+    log = logging.getLogger("mailsync.push")
+    watchdog = threading.Timer(EXIT_DEADLINE, _forced_exit)
+    watchdog.daemon = True
+
+    async def main() -> None:
+        daemon = WatchDaemon(store, selected, settings=settings)
+        loop = asyncio.get_running_loop()
+
+        def on_signal(name: str) -> None:
+            if not watchdog.is_alive():
+                watchdog.start()
+            daemon.request_stop(name)
+
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, on_signal, sig.name)
+        if metrics_port is not None:
+            try:
+                port = daemon.metrics.serve(metrics_port)
+            except OSError as exc:
+                raise ConfigError(f"cannot serve metrics on 127.0.0.1:{metrics_port}: {exc.strerror or exc}",
+                                  hint="choose another --metrics-port") from None
+            logs.event(log, "metrics", url=f"http://127.0.0.1:{port}/metrics", port=port)
+        await daemon.run()
+
+    try:
+        asyncio.run(main())
+    except MailsyncError as exc:
+        _fail(exc)
+    finally:
+        store.dispose()
+    sys.stderr.flush()
+
+
+def _forced_exit() -> None:
+    logging.getLogger("mailsync.push").warning("forced_exit reason=\"shutdown took longer than %.1f s\"",
+                                               EXIT_DEADLINE)
+    logging.shutdown()
+    os._exit(0)
