@@ -78,7 +78,13 @@ def watch(obj, accounts: tuple[str, ...], metrics_port: int | None, log_format: 
     watchdog.daemon = True
 
     async def main() -> None:
-        daemon = WatchDaemon(store, selected, settings=settings)
+        after = None
+        if config.crm:  # the CRM layer delivers from inside the daemon too (mailsync.cli.crm_cmds.after_sync)
+            from mailsync.cli.crm_cmds import after_sync as crm_after_sync
+
+            def after(store_for_daemon) -> None:
+                crm_after_sync(store_for_daemon, config, quiet=True)
+        daemon = WatchDaemon(store, selected, settings=settings, after_sync=after)
         loop = asyncio.get_running_loop()
 
         def on_signal(name: str) -> None:

@@ -52,6 +52,7 @@ import socket
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
@@ -501,7 +502,14 @@ class AccountWatcher:
         stop = self.daemon.stop_flag
         sync = AccountSync(self.daemon.store, self.account, connect=self.conn.connect, release=self.conn.release,
                            should_stop=stop.is_set)
-        return sync.run()
+        result = sync.run()
+        if result.ok and self.daemon.after_sync is not None and not stop.is_set():
+            with self.daemon.after_sync_lock:
+                try:
+                    self.daemon.after_sync(self.daemon.store)
+                except Exception as exc:  # the sync itself succeeded; report, never take the daemon down
+                    logs.event(log, "after_sync_failed", logging.WARNING, account=self.name, error=str(exc)[:500])
+        return result
 
 
 # -- the daemon ---------------------------------------------------------------------------------
@@ -511,7 +519,8 @@ class WatchDaemon:
     """``await WatchDaemon(store, accounts).run()`` until ``request_stop()``."""
 
     def __init__(self, store: Store, accounts, *, settings: WatchSettings | None = None,
-                 clock: Clock | None = None, metrics: Metrics | None = None) -> None:
+                 clock: Clock | None = None, metrics: Metrics | None = None,
+                 after_sync: Callable[[Store], object] | None = None) -> None:
         # Syncs run side by side here: SQLite stays in WAL (see mailsync.store.db.bulk_write_connection).
         self.store = replace(store, bulk_journal=False)
         self.accounts = [a for a in accounts if watched(a)]
@@ -528,6 +537,9 @@ class WatchDaemon:
         self.sync_pool = ThreadPoolExecutor(max_workers=self.settings.sync_threads, thread_name_prefix="mailsync-sync")
         self.db_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mailsync-daemon-db")
         self.started = asyncio.Event()
+        # Work to run after each successful sync (the CRM extraction and delivery), one at a time.
+        self.after_sync = after_sync
+        self.after_sync_lock = threading.Lock()
 
     def _last_syncs(self) -> dict[str, float]:
         return {n: w.last_sync_clock for n, w in self.watchers.items() if w.last_sync_clock is not None}

@@ -175,3 +175,30 @@ def test_watch_usage_errors(tmp_path):
     assert proc.returncode == 2 and "no account to watch" in proc.stderr
     proc = run_cli("watch", "--backoff-initial", "5", "--backoff-max", "1", config=config)
     assert proc.returncode == 2
+
+
+def test_watch_runs_the_crm_delivery_after_each_sync(dovecot, tmp_path):
+    """With a [crm] table, the daemon extracts and delivers after its syncs, as `mailsync sync` does:
+    a reply arriving while it runs reaches the jsonl sink without any other command."""
+    user, _store_url, config, env = _setup(dovecot, tmp_path, identities=["me@example.org"])
+    sink = tmp_path / "records.jsonl"
+    with open(config, "a") as fh:
+        fh.write(f'\n[crm]\n[[crm.sink]]\nname = "file"\ntype = "jsonl"\npath = {json.dumps(str(sink))}\n')
+    sent = (b"From: Me <me@example.org>\r\nTo: Ada Client <ada@client-company.example>\r\n"
+            b"Message-ID: <out1@example.org>\r\nSubject: offer\r\nDate: Mon, 2 Feb 2026 10:00:00 +0000\r\n\r\nhi\r\n")
+    dovecot.load(user.name, [("Sent", sent, "\\Seen")])
+    daemon = Daemon(config, env, tmp_path)
+    try:
+        daemon.wait_for("connected", account="acc", timeout=30)
+        wait_until(lambda: sink.exists() and "ada@client-company.example" in sink.read_text(), 20,
+                   "the contact of the sent message in the sink")
+        other = OtherClient(user)
+        reply = (b"From: Ada Client <ada@client-company.example>\r\nTo: me@example.org\r\n"
+                 b"Message-ID: <in1@client-company.example>\r\nIn-Reply-To: <out1@example.org>\r\n"
+                 b"Subject: Re: offer\r\nDate: Mon, 2 Feb 2026 11:00:00 +0000\r\n\r\nyes\r\n")
+        other.append("INBOX", reply)
+        wait_until(lambda: '"reply"' in sink.read_text(), 20, "the reply activity in the sink")
+        rc, seconds = daemon.stop()
+        assert rc == 0 and seconds < 5
+    finally:
+        daemon.kill()

@@ -98,7 +98,7 @@ def test_blocklist_removes_and_restores(tmp_path, store, crm_corpus):
     assert result.changes["contact:delete"] == 3 and result.changes["company:delete"] == 2
     with UnitOfWork(store) as uow:
         ops = set(uow.session.execute(select(CrmOutbox.record_type, CrmOutbox.op)
-                                      .where(CrmOutbox.op == "delete")).tuples().all())
+                                      .where(CrmOutbox.op == "delete")).all())
     assert ops == {("contact", "delete"), ("company", "delete"), ("activity", "delete")}
     Pipeline(store, crm_settings(tmp_path, {"sink": sink})).run()  # unblocked: derived again, identically
     assert stored_records(store) == full
@@ -172,7 +172,7 @@ def test_records_and_outbox_commit_together(tmp_path, store, crm_corpus, monkeyp
     Pipeline(store, settings).run()
     records = stored_records(store)
     with UnitOfWork(store) as uow:
-        queued = set(uow.session.execute(select(CrmOutbox.record_type, CrmOutbox.record_id)).tuples().all())
+        queued = set(uow.session.execute(select(CrmOutbox.record_type, CrmOutbox.record_id)).all())
     expected = ({("contact", r["id"]) for r in records["contacts"].values()}
                 | {("company", r["id"]) for r in records["companies"].values()}
                 | {("activity", r["id"]) for r in records["activities"].values()})
