@@ -56,10 +56,6 @@ class StoreError(MailsyncError):
     """The local store could not be opened, migrated or written."""
 
 
-class FolderAside(MailsyncError):
-    """A folder was put aside (e.g. its UIDVALIDITY changed) and is skipped until resolved."""
-
-
 class TokenError(CredentialError):
     """An OAuth2 provider could not be reached, or refused a request for a reason other than a dead
     refresh token (bad client_id or client_secret, unknown tenant, network down). Retrying may help."""

@@ -19,10 +19,6 @@ from sqlalchemy.orm import Session
 from mailsync.store.models import Account, Body, Folder, Placement, SyncRun, utcnow
 
 
-def flags_to_text(flags: Iterable[str]) -> str:
-    return " ".join(sorted(set(flags)))
-
-
 def text_to_flags(text: str) -> tuple[str, ...]:
     return tuple(text.split()) if text else ()
 
@@ -157,13 +153,6 @@ def live_placements(session: Session, folder_id: int) -> dict[int, Placement]:
     return {p.uid: p for p in session.scalars(select(Placement).where(Placement.folder_id == folder_id, *LIVE))}
 
 
-def pending_placements(session: Session, folder_id: int) -> Sequence[Placement]:
-    """Live placements whose local flags differ from the base: flag changes to push."""
-    return session.scalars(select(Placement).where(
-        Placement.folder_id == folder_id, *LIVE,
-        (Placement.base_flags.is_(None)) | (Placement.flags != Placement.base_flags))).all()
-
-
 def tombstone(session: Session, folder_id: int, uids: Iterable[int], run_id: int) -> int:
     uids = sorted(uids)
     n = 0
@@ -195,32 +184,6 @@ def has_bodies(session: Session) -> bool:
 def add_placements(session: Session, rows: list[dict]) -> None:
     """rows: dicts with folder_id, uid, body_sha256, flags, modseq, internaldate, size."""
     _insert_ignore(session, Placement.__table__, rows, ["folder_id", "uid"])
-
-
-def set_flags(session: Session, folder_id: int, changes: dict[int, str]) -> None:
-    if not changes:
-        return
-    from sqlalchemy import bindparam
-
-    stmt = (update(Placement.__table__)
-            .where(Placement.__table__.c.folder_id == bindparam("f_id"))
-            .where(Placement.__table__.c.uid == bindparam("f_uid"))
-            .values(flags=bindparam("f_flags")))
-    session.execute(stmt, [{"f_id": folder_id, "f_uid": uid, "f_flags": fl} for uid, fl in changes.items()])
-
-
-def remove_placements(session: Session, folder_id: int, uids: Iterable[int]) -> int:
-    uids = sorted(uids)
-    removed = 0
-    for i in range(0, len(uids), 500):
-        removed += session.execute(delete(Placement).where(
-            Placement.folder_id == folder_id, Placement.uid.in_(uids[i:i + 500]))).rowcount or 0
-    return removed
-
-
-def count_placements(session: Session, folder_id: int) -> int:
-    return session.scalar(select(func.count()).select_from(Placement).where(
-        Placement.folder_id == folder_id, *LIVE)) or 0
 
 
 @dataclass(frozen=True, slots=True)
