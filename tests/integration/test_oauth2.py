@@ -392,3 +392,59 @@ def test_google_installed_app_flow_and_refresh_against_the_local_token_endpoint(
     oauth_server.revoke_user(oauth_user.name)
     with pytest.raises(NeedsLoginError, match="invalid_grant"):
         OAuth2Tokens(account).access_token(rejected=fresh)
+
+
+# ------------------------------------------------------------------ the watch daemon
+
+
+def test_watch_daemon_outlives_its_token_and_reconnects_with_a_fresh_one(tmp_path, oauth_server, oauth_user,
+                                                                         token_env, monkeypatch, no_leaks):
+    """Issue 6, item 5: the daemon logged in with a token that then expires keeps its session; when the
+    server ends the session (`doveadm kick`), the reconnect refreshes the token (the expired one would be
+    refused) and mail delivered afterwards reaches the store."""
+    from watch_support import OtherClient, RunningDaemon, message, stored_flags, wait_until
+
+    no_leaks.append(oauth_user)
+    client, account, first = _generic(tmp_path, oauth_server, oauth_user, monkeypatch, lifetime=3)
+    store = open_store(f"sqlite:///{tmp_path}/store.db")
+    other = OtherClient(oauth_user)  # a password login: the second client looks at the same mailbox
+    try:
+        with RunningDaemon(store, [account]) as d:
+            d.wait_connected()
+            w = d.watcher("acc")
+            attempts = len(w.attempts)
+            # Let every token the daemon holds expire, at the server too.
+            expires = max(t.expires_at for t in oauth_server.tokens_of(oauth_user.name))
+            time.sleep(max(0.0, expires + 0.5 - time.time()))
+            assert oauth_server.introspect(first.access_token) == {"active": False}
+            # The push session logged in with the dead token is still up, and still wakes the sync.
+            raw, mid = message(1, "expired")
+            other.append("INBOX", raw)
+            wait_until(lambda: stored_flags(store, "acc", mid) is not None, 5, "mail pushed on the old session")
+            assert len(w.attempts) == attempts and w.health.connected
+
+            # The server ends the session: the reconnect needs a fresh token.
+            time.sleep(max(0.0, max(t.expires_at for t in oauth_server.tokens_of(oauth_user.name)) + 0.5
+                           - time.time()))
+            mark = time.time()
+            other.close()
+            oauth_user.server.doveadm("kick", oauth_user.name)
+            wait_until(lambda: len(w.attempts) > attempts and w.health.connected, 10, "the reconnect after the kick")
+            assert "BYE" in (w.health.last_error or ""), w.health.last_error
+            refreshes = [e for e in oauth_server.events_of("token", client_id=client.client_id,
+                                                           grant_type="refresh_token") if e.at >= mark]
+            assert refreshes, "the reconnect did not refresh the expired token"
+            accepted = [e for e in oauth_server.events_of("introspect") if e.at >= mark and e.details.get("active")]
+            assert accepted, "no login with a live token after the kick"
+            other = OtherClient(oauth_user)
+            raw, mid = message(2, "fresh")
+            other.append("INBOX", raw)
+            wait_until(lambda: stored_flags(store, "acc", mid) is not None, 1.5, "mail pushed after the reconnect")
+            assert w.health.connected and "auth" not in (w.health.last_error or "").lower()
+        # every refresh rotated the refresh token; the stored one is the newest and the first is dead
+        now = open_token_store().load("acc")
+        assert now.refresh_token != first.refresh_token
+        assert oauth_server.refresh(client, first.refresh_token)[1]["error"] == "invalid_grant"
+    finally:
+        other.close()
+        store.dispose()
