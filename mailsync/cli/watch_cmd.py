@@ -9,12 +9,9 @@ are cut after a grace period; a watchdog exits regardless at 4.7 s); 2 for usage
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
-import signal
 import sys
-import threading
 
 import click
 
@@ -43,6 +40,9 @@ def watch(obj, accounts: tuple[str, ...], metrics_port: int | None, log_format: 
           response_timeout: float | None) -> None:
     """Keep every account in step: push (NOTIFY, IDLE) or polling, a delta sync on each change,
     local changes sent at once. Runs until SIGTERM or SIGINT."""
+    import asyncio  # imported here, not at the top: `mailsync sync` loads this module too
+    import signal
+    import threading
     from dataclasses import replace
 
     from mailsync.cli.main import _fail, _select_accounts

@@ -870,20 +870,22 @@ def parse_internaldate(raw: str) -> str:
     if m is None:
         raise ProtocolError(f"expected an INTERNALDATE like \"17-Jul-1996 02:44:25 -0700\", got {_q(raw)}")
     day, mon, year, hh, mm, ss, sign, tzh, tzm = m.groups()
-    month = _MONTHS.get(mon.upper())
-    d, y = int(day), int(year)
-    if (
-        month is None
-        or not 1 <= d <= calendar.monthrange(y, month)[1]
-        or y < 1
-        or int(hh) > 23
-        or int(mm) > 59
-        or int(ss) > 60  # a leap second is a valid time
-        or int(tzh) > 23
-        or int(tzm) > 59
-    ):
+    date = _ISO_DATES.get((day, mon, year))
+    if date is None:  # a day not seen yet: check it (messages of one folder share few days)
+        month = _MONTHS.get(mon.upper())
+        d, y = int(day), int(year)
+        if month is None or y < 1 or not 1 <= d <= calendar.monthrange(y, month)[1]:
+            raise ProtocolError(f"INTERNALDATE is not a valid date and time: {_q(raw)}")
+        date = f"{y:04d}-{month:02d}-{d:02d}"
+        if len(_ISO_DATES) < 65536:  # server-controlled: bound what we remember
+            _ISO_DATES[(day, mon, year)] = date
+    # two digits each (the pattern says so): string comparison is numeric comparison
+    if hh > "23" or mm > "59" or ss > "60" or tzh > "23" or tzm > "59":  # a leap second is a valid time
         raise ProtocolError(f"INTERNALDATE is not a valid date and time: {_q(raw)}")
-    return f"{y:04d}-{month:02d}-{d:02d}T{hh}:{mm}:{ss}{sign}{tzh}:{tzm}"
+    return f"{date}T{hh}:{mm}:{ss}{sign}{tzh}:{tzm}"
+
+
+_ISO_DATES: dict[tuple[str, str, str], str] = {}
 
 
 def quote(s: str, *, utf8: bool = False) -> bytes:

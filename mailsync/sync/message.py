@@ -20,7 +20,12 @@ def header_block(raw: bytes) -> bytes:
 
 
 def message_id(raw: bytes) -> str | None:
-    m = _MSGID.search(header_block(raw))
+    head = header_block(raw)
+    low = head.lower()  # find the field with bytes.find, then let the pattern read it from there
+    pos = 0 if low.startswith(b"message-id:") else low.find(b"\nmessage-id:") + 1
+    if pos == 0 and not low.startswith(b"message-id:"):
+        return None
+    m = _MSGID.match(head, pos)
     if not m:
         return None
     value = b" ".join(m.group(1).split()).strip()
