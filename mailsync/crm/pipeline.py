@@ -49,8 +49,9 @@ from mailsync.crm.models import (CrmActivity, CrmCompany, CrmContact, CrmForgott
                                  CrmOutbox, CrmParticipant, CrmRef, CrmSource, CrmState)
 from mailsync.crm.records import canonical_json, digest, forget_hash
 from mailsync.crm.settings import CrmSettings
+from mailsync.store import repositories as repo
 from mailsync.store.db import Store
-from mailsync.store.models import Account, Body, Folder, Placement
+from mailsync.store.models import Account, Folder, Placement
 from mailsync.store.uow import UnitOfWork
 
 log = logging.getLogger("mailsync.crm")
@@ -441,15 +442,10 @@ class _Run:
         out: dict[str, str] = {}
         if not shas:
             return out
-        data = Body.__table__.c.data
         facts_rows, part_rows, ref_rows = [], [], []
 
         def read(block: Sequence[str]) -> list[tuple[str, bytes, int]]:
-            heads: list[tuple[str, bytes, int]] = []
-            for chunk in _chunks(block):
-                heads.extend((sha, bytes(h or b""), size) for sha, h, size in self.s.execute(
-                    select(Body.sha256, func.substr(data, 1, HEAD_LIMIT), Body.size).where(Body.sha256.in_(chunk))))
-            return heads
+            return repo.read_heads(self.s, list(block), HEAD_LIMIT)
 
         def handle(heads: list[tuple[str, bytes, int]], parsed: dict[str, MessageFacts]) -> None:
             batch: list[tuple[str, MessageFacts]] = []
@@ -458,7 +454,7 @@ class _Run:
                 cut = size > len(head)
                 if facts.is_report or self.pipe.preview or (cut and b"\n\n" not in head
                                                             and b"\r\n\r\n" not in head):
-                    whole = bytes(self.s.scalar(select(data).where(Body.sha256 == sha))) if cut else head
+                    whole = repo.read_body(self.s, sha) if cut else head
                     facts = parse_message(whole, preview=self.pipe.preview)
                 batch.append((sha, self._scrub_forgotten(facts)))
             existing: set[str] = set()

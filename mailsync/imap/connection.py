@@ -465,6 +465,8 @@ class ImapConnection:
         """Send `command` and yield its FETCH items as they arrive, until its tagged answer."""
         for ev in self._events(command.encode("ascii"), doing):
             if isinstance(ev, FetchItem):
+                if ev.body is not None:
+                    self.bodies_fetched += 1
                 yield ev
             elif isinstance(ev, Tagged) and ev.status != "OK":
                 raise ProtocolError(f"account '{self.account.name}': {doing} failed: {ev.status} {ev.text}")
@@ -474,14 +476,14 @@ class ImapConnection:
         uid_set = format_uid_set(uids)
         if not uid_set:
             return iter(())
-        items = "UID FLAGS INTERNALDATE RFC822.SIZE BODY.PEEK[]" + (" MODSEQ" if self.condstore else "")
-        return self._count_bodies(self._bulk(f"UID FETCH {uid_set} ({items})", "fetching messages"))
+        return self._bulk(f"UID FETCH {uid_set} ({self._message_items()})", "fetching messages")
 
-    def _count_bodies(self, items: Iterator[FetchItem]) -> Iterator[FetchItem]:
-        for item in items:
-            if item.body is not None:
-                self.bodies_fetched += 1
-            yield item
+    def fetch_all_messages(self) -> Iterator[FetchItem]:
+        """Every message of the selected folder, as fetch_messages gives them (UID FETCH 1:*)."""
+        return self._bulk(f"UID FETCH 1:* ({self._message_items()})", "fetching messages")
+
+    def _message_items(self) -> str:
+        return "UID FLAGS INTERNALDATE RFC822.SIZE BODY.PEEK[]" + (" MODSEQ" if self.condstore else "")
 
 
 def _authenticate_oauth2(account: AccountConfig, client, tokens) -> str:

@@ -54,7 +54,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import partial
 
@@ -521,8 +521,7 @@ class WatchDaemon:
     def __init__(self, store: Store, accounts, *, settings: WatchSettings | None = None,
                  clock: Clock | None = None, metrics: Metrics | None = None,
                  after_sync: Callable[[Store], object] | None = None) -> None:
-        # Syncs run side by side here: SQLite stays in WAL (see mailsync.store.db.bulk_write_connection).
-        self.store = replace(store, bulk_journal=False)
+        self.store = store
         self.accounts = [a for a in accounts if watched(a)]
         self.settings = settings or WatchSettings()
         self.clock = clock or SystemClock()

@@ -89,7 +89,11 @@ class Body(Base):
     sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
     size: Mapped[int] = mapped_column(BigInteger)
     message_id: Mapped[str | None] = mapped_column(String(998), index=True)
+    # The raw message, or b"" when it is in a pack file (pack is set; see mailsync.store.packs).
+    # Read it through repositories.read_body, never from here.
     data: Mapped[bytes] = mapped_column(LargeBinary, deferred=True)
+    pack: Mapped[int | None] = mapped_column(Integer)
+    pack_offset: Mapped[int | None] = mapped_column(BigInteger)  # where the message bytes start
 
 
 class Placement(Base):

@@ -23,10 +23,12 @@ class UnitOfWork:
 
     def __init__(self, store: Store, *, bind: Connection | None = None) -> None:
         self.store = store
-        self.bind = bind  # a connection the caller holds open (e.g. db.bulk_write_connection)
+        self.bind = bind  # a connection the caller holds open (e.g. the sync's StoreWorker)
 
     def __enter__(self) -> "UnitOfWork":
         self.session = self.store.sessions() if self.bind is None else self.store.sessions(bind=self.bind)
+        # repositories.store_bodies / read_body find the pack files here (None: bodies in the database)
+        self.session.info["packs"] = self.store.packs
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,

@@ -4,11 +4,10 @@ Owns: the thread and connection the sync writes through. Must not: decide anythi
 the functions to run) or speak IMAP.
 
 Why: the sync reads the server on one thread and writes the store on another, so socket reads,
-hashing and SQLite writes (all of which release the GIL) overlap. Running every store access of a
-sync through this one worker keeps them in order (a folder's checkpoint is written after its
-batches), lets the sync ask the store questions without waiting on a second connection's locks,
-and on SQLite lets the worker hold the file in rollback-journal mode while it appends bodies
-(see db.bulk_write_connection).
+hashing, pack-file writes and database writes (all of which release the GIL) overlap. Running every
+store access of a sync through this one worker keeps them in order (a folder's checkpoint is
+written after its batches) and lets the sync ask the store questions without waiting on a second
+connection's locks.
 
 After a task fails, every later task fails too, without running: a checkpoint must never be
 written after a batch it covers was lost.
@@ -23,7 +22,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from mailsync.errors import StoreError
-from mailsync.store.db import Store, bulk_write_connection
+from mailsync.store.db import Store
 from mailsync.store.uow import UnitOfWork
 
 T = TypeVar("T")
@@ -53,7 +52,7 @@ class StoreWorker:
             self._pool.shutdown()
 
     def _open(self) -> None:
-        self._conn = self._stack.enter_context(bulk_write_connection(self.store))
+        self._conn = self._stack.enter_context(self.store.engine.connect())
 
     def _run(self, fn: Callable[..., T], args: tuple) -> T:
         if self._failure is not None:

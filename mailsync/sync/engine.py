@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import delete, select, update
 
 from mailsync.config.model import AccountConfig
-from mailsync.errors import ConnectError, MailsyncError, ProtocolError
+from mailsync.errors import MailsyncError, ProtocolError
 from mailsync.store import repositories as repo
 from mailsync.store.db import Store
 from mailsync.store.models import AuditEvent, Body, Folder, PendingOp, Placement, SyncRun, utcnow
@@ -125,6 +125,7 @@ class _Folder:
     reason: str | None
     checkpoint: P.FolderCheckpoint
     pending: bool  # local flag changes waiting to be pushed
+    placements: bool = True  # False: the folder holds none (see rule D4)
 
 
 @dataclass
@@ -210,6 +211,8 @@ class AccountSync:
         except Exception as exc:  # a bug must not take other accounts down; it is reported as one
             log.exception("account %s: unexpected error", acc.name)
             self.result.fail(f"account '{acc.name}': internal error {exc.__class__.__name__}: {exc}")
+        if self.result.ok and (self._orphans or self.result.expunged or self.result.moves or self.result.pushed):
+            self._compact()
         if conn is not None:
             self.result.bytes_fetched = conn.bytes_fetched - self._conn_base[0]
             self.result.bodies_downloaded = conn.bodies_fetched - self._conn_base[1]
@@ -218,6 +221,22 @@ class AccountSync:
         self._finish_run()
         self.observer.account_done(self.result)
         return self.result
+
+    def _compact(self) -> None:
+        """Bodies may have died in this run (expunges, moves, pushed deletes): give pack space back
+        when enough of a pack is dead (see mailsync.store.compaction). A failure here is logged and
+        does not fail the sync: no data is at stake, only disk space."""
+        if self.store.packs is None:
+            return
+        from mailsync.store import compaction
+
+        try:
+            done = compaction.compact(self.store)
+        except (MailsyncError, OSError) as exc:
+            log.warning("account %s: compacting the body packs failed: %s", self.account.name, exc)
+            return
+        if done.packs:
+            self.result.notes.append(f"compacted {done.packs} body pack(s): {done.moved} live bytes moved")
 
     def _check_stop(self) -> None:
         if self._should_stop is not None and self._should_stop():
@@ -373,7 +392,7 @@ class AccountSync:
         if p is None:
             return None
         body = uow.session.get_one(Body, p.body_sha256)
-        return body.data, p.flags.split(), body.message_id
+        return repo.read_body(uow.session, body.sha256), p.flags.split(), body.message_id
 
     def _placement_message_id(self, uow: UnitOfWork, placement_id: int | None) -> str | None:
         p = uow.session.get(Placement, placement_id) if placement_id else None
@@ -485,9 +504,11 @@ class AccountSync:
             f = by_raw.get(raw)
             if f is None:
                 continue
+            # only a folder never completed can be empty of placements and downloaded whole (rule D4)
+            placements = f.messages is not None or repo.has_placements(s, f.id)
             out.append(_Folder(f.id, f.raw_name, f.name, f.status, f.status_reason,
                                P.FolderCheckpoint(f.uidvalidity, f.uidnext, f.highestmodseq, f.messages),
-                               f.id in pending))
+                               f.id in pending, placements))
         return out
 
     # -- server -> store: one folder ----------------------------------------------------------
@@ -502,7 +523,10 @@ class AccountSync:
         mode, reason = P.delta_mode(qresync=conn.qresync and qres is not None, condstore=conn.condstore,
                                     stored_modseq=cp.highestmodseq if cp.uidvalidity == info.uidvalidity else None,
                                     current_modseq=info.highestmodseq, nomodseq=info.nomodseq)
-        if mode == "qresync":
+        whole = P.download_whole(mode, bodies_before_run=self._bodies_before_run, has_placements=folder.placements)
+        if whole:
+            changed, vanished, full = {}, None, True
+        elif mode == "qresync":
             changed, vanished, full = dict(info.changed), list(info.vanished), False
         elif mode == "condstore":
             changed = (conn.uid_flags("1:*", changedsince=cp.highestmodseq)
@@ -518,6 +542,13 @@ class AccountSync:
                 vanished = sorted(local - server_uids)
             else:
                 vanished = []
+        if whole:  # nothing to compare: the worker adopts UIDVALIDITY while this thread reads on
+            db.submit(self._reconcile, folder.id, info, changed, vanished, full, reason)
+            self.observer.folder_started(self.account.name, folder.name, info.exists or 0)
+            if info.exists:
+                self._download(conn, db, folder.id, folder.name, None)
+            db.submit(self._complete_folder, folder.id, folder.name, info)
+            return
         delta: _Delta = db.call(self._reconcile, folder.id, info, changed, vanished, full, reason)
         if delta.skipped:
             self.result.notes.append(f"folder {folder.name!r}: {delta.skipped}")
@@ -729,20 +760,26 @@ class AccountSync:
 
     # -- messages -----------------------------------------------------------------------------
 
-    def _download(self, conn, db: StoreWorker, folder_id: int, name: str, uids: list[int]) -> None:
-        """Read messages off the socket here; the store worker commits them in batches."""
-        wanted = set(uids)
+    def _download(self, conn, db: StoreWorker, folder_id: int, name: str, uids: list[int] | None) -> None:
+        """Read messages off the socket here; the store worker commits them in batches.
+        ``uids`` None: every message of the folder (rule D4)."""
+        wanted = None if uids is None else set(uids)
         batch: list = []
         nbytes = 0
         limit = self.account.batch_size
-        for item in conn.fetch_messages(uids):
-            if item.uid not in wanted or item.body is None:  # an unsolicited FETCH (a flag change)
-                continue
+        for item in (conn.fetch_all_messages() if uids is None else conn.fetch_messages(uids)):
+            if item.body is None or item.uid is None or (wanted is not None and item.uid not in wanted):
+                continue  # an unsolicited FETCH (a flag change)
             if item.internaldate is None:
                 raise ProtocolError(f"account '{self.account.name}': FETCH of UID {item.uid} in {name!r} "
                                     f"came without its INTERNALDATE")
-            batch.append((item, sha256_hex(item.body)))
-            nbytes += len(item.body)
+            # Hashed and turned into rows here, not on the store worker: measured, this thread has
+            # the slack (it waits on the server) and the worker's job stays short.
+            body = item.body
+            digest = sha256_hex(body)
+            batch.append((repo.NewBody(digest, len(body), message_id(body), body),
+                          self._placement_row(folder_id, item, digest)))
+            nbytes += len(body)
             if len(batch) >= limit or nbytes >= BATCH_BYTES:
                 db.submit(self._commit_batch, folder_id, name, batch, nbytes)
                 batch, nbytes = [], 0
@@ -778,13 +815,14 @@ class AccountSync:
         return rest
 
     def _commit_batch(self, uow: UnitOfWork, folder_id: int, name: str, batch: list, nbytes: int) -> None:
-        bodies = [repo.NewBody(sha256=digest, size=len(item.body), message_id=message_id(item.body), data=item.body)
-                  for item, digest in batch]
-        repo.store_bodies(uow.session, bodies)
-        rows = self._adopt_unsettled(uow.session, folder_id, [self._placement_row(folder_id, it, d) for it, d in batch])
-        repo.add_placements(uow.session, rows)
-        folder = repo.get_folder(uow.session, folder_id)
-        folder.fetched_uid = max(folder.fetched_uid or 0, max(item.uid for item, _ in batch))
+        """On the store worker: one batch's bodies (to a pack first, where the store has packs), its
+        placements and the folder's download mark, in one transaction (rule C1)."""
+        s = uow.session
+        repo.store_bodies(s, [b for b, _ in batch])
+        rows = [r for _, r in batch]
+        repo.add_placements(s, self._adopt_unsettled(s, folder_id, rows))
+        folder = repo.get_folder(s, folder_id)
+        folder.fetched_uid = max(folder.fetched_uid or 0, max(r["uid"] for r in rows))
         uow.commit()
         crashpoint("batch committed")
         self.result.new_messages += len(batch)

@@ -125,6 +125,10 @@ def plan_messages(remote: Mapping[int, Iterable[str]], local: Mapping[int, str])
 #      server offers QRESYNC and a checkpoint exists; "condstore" (CHANGEDSINCE + UID set comparison)
 #      when it offers CONDSTORE; otherwise "full" (UID/FLAGS of every message).
 #  D3  HIGHESTMODSEQ lower than stored, NOMODSEQ, or no stored checkpoint: "full", noted in the audit log.
+#  D4  A folder in "full" mode that holds no placements at all, in a store that held no bodies when
+#      the run began (a first sync), is downloaded whole with one UID FETCH 1:* that brings flags with
+#      the bodies: there is nothing to compare, and no body to recognise (rule N1), so the UID/FLAGS
+#      listing would only be read to learn that every UID is new.
 
 
 @dataclass(frozen=True)
@@ -156,6 +160,11 @@ def delta_mode(*, qresync: bool, condstore: bool, stored_modseq: int | None, cur
         return "full", (f"HIGHESTMODSEQ went backwards ({stored_modseq} -> {current_modseq}): "
                         f"full comparison")
     return ("qresync" if qresync else "condstore"), None
+
+
+def download_whole(mode: str, *, has_placements: bool, bodies_before_run: bool) -> bool:
+    """Rule D4."""
+    return mode == "full" and not has_placements and not bodies_before_run
 
 
 # --- flags, both ways (issue: two-way sync) -------------------------------------------------------

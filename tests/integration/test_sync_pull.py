@@ -29,6 +29,23 @@ def _setup(tmp_path, user, store_url, **extra):
     return cfg, {password_var("acc"): user.password}
 
 
+def _assert_bodies_read_back(store_url: str, shas: set[str]) -> None:
+    """The stored bytes themselves, not only their keys: every body reads back (from its pack file
+    on SQLite, from the database on PostgreSQL) with the SHA-256 the server's copy has."""
+    from mailsync.store import repositories as repo
+    from mailsync.store.db import open_store
+    from mailsync.store.uow import UnitOfWork
+
+    store = open_store(store_url)
+    try:
+        with UnitOfWork(store) as uow:
+            for sha in shas:
+                assert hashlib.sha256(repo.read_body(uow.session, sha)).hexdigest() == sha
+        assert (store.packs is not None) == store_url.startswith("sqlite")
+    finally:
+        store.dispose()
+
+
 def test_export_equals_server_after_first_sync(tmp_path, imap_user, corpus, store_url):
     load_into(imap_user.server, imap_user.name, corpus)
     cfg, env = _setup(tmp_path, imap_user, store_url)
@@ -39,6 +56,7 @@ def test_export_equals_server_after_first_sync(tmp_path, imap_user, corpus, stor
     expected = nonempty(server)
     got = export_snapshot(export_via_cli(cfg, env), "acc")
     assert got == expected
+    _assert_bodies_read_back(store_url, {m[2] for f in got.values() for m in f["messages"].values()})
     status = json.loads(run_cli("status", "--json", config=cfg, env=env, check=True).stdout)
     assert {f["name"] for f in status["accounts"][0]["folders"]} == set(server)  # empty folders too
     # the corpus really exercised what it should: non-ASCII folder names, keywords, many folders

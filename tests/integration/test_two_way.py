@@ -336,3 +336,20 @@ def test_without_list_status_a_no_change_sync_is_one_status_per_folder(dovecot_f
     result = sync(store, account)
     assert result.flag_changes == 1
     assert_agree(store, user)
+
+
+def test_first_sync_reads_each_folder_with_one_fetch(dovecot, store):
+    """Rule D4: in a store with no bodies yet, a folder is read whole with one UID FETCH 1:* (flags
+    with the bodies), no UID/FLAGS listing first; the result is the server's state all the same."""
+    user = dovecot.new_user("whole" + str(int(time.time() * 1000) % 100000), "pw")
+    folders = 6
+    dovecot.load(user.name, [(f"F{i % folders}", msg(i, extra=str(i))) for i in range(60)])
+    c = client_for(user)
+    c.select_folder("F1")
+    c.add_flags(c.search("ALL")[:3], [b"\\Flagged", b"$Label1"])
+    c.logout()
+    result = sync(store, account_for(user))
+    assert result.new_messages == 60 and result.bodies_downloaded == 60
+    # LIST-STATUS, a SELECT per folder (the empty ones too), and one UID FETCH per folder with mail
+    assert result.commands == 1 + result.folders + folders, result
+    assert_agree(store, user)

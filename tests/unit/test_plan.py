@@ -108,6 +108,17 @@ def test_d2_d3_delta_mode(kw, mode, fallback):
         assert "full comparison" in reason
 
 
+@pytest.mark.parametrize("mode,has_placements,bodies_before_run,expected", [
+    ("full", False, False, True),  # a first sync: the folder is read whole
+    ("full", True, False, False),  # resumed after a crash: compare with what was committed
+    ("full", False, True, False),  # the store has bodies: new UIDs may be known mail (rule N1)
+    ("condstore", False, False, False),
+    ("qresync", False, False, False),
+])
+def test_d4_download_whole(mode, has_placements, bodies_before_run, expected):
+    assert P.download_whole(mode, has_placements=has_placements, bodies_before_run=bodies_before_run) is expected
+
+
 # --- flag merge T1/T2: rows of (server, base, local) -> result, in the style of isync's tests -----
 
 @pytest.mark.parametrize("server,base,local,expected", [

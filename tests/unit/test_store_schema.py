@@ -5,7 +5,8 @@ from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from alembic.config import Config
 
-from mailsync.store.db import HEAD_REVISION, MIGRATIONS_DIR, current_revision, open_store
+from mailsync.store.db import (HEAD_REVISION, MIGRATIONS_DIR, create_schema, create_store_engine,
+                               current_revision, migrate, open_store)
 from mailsync.store.models import Base
 
 
@@ -16,11 +17,68 @@ def test_head_revision_constant_matches_alembic():
 
 
 def test_migrations_match_models(tmp_path):
-    store = open_store(f"sqlite:///{tmp_path}/s.db")
-    with store.engine.connect() as conn:
+    """A database built by the migrations (as an existing store is upgraded) has the models' schema."""
+    engine = create_store_engine(f"sqlite:///{tmp_path}/s.db")
+    migrate(engine)
+    with engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
     assert diff == []
+    assert current_revision(engine) == HEAD_REVISION
+
+
+def test_a_new_store_is_created_from_the_models_and_stamped(tmp_path):
+    """open_store creates a new database without Alembic, with the same schema the migrations give,
+    stamped at the head so that later upgrades start from the right place."""
+    store = open_store(f"sqlite:///{tmp_path}/new.db")
     assert current_revision(store.engine) == HEAD_REVISION
+    migrated = create_store_engine(f"sqlite:///{tmp_path}/migrated.db")
+    migrate(migrated)
+
+    def shape(engine):
+        from sqlalchemy import inspect
+
+        insp = inspect(engine)
+        out = {}
+        for table in insp.get_table_names():
+            out[table] = (
+                sorted((c["name"], str(c["type"]), c["nullable"]) for c in insp.get_columns(table)),
+                sorted((tuple(i["column_names"]), bool(i["unique"])) for i in insp.get_indexes(table)),
+                sorted(tuple(u["column_names"]) for u in insp.get_unique_constraints(table)),
+                sorted((tuple(f["constrained_columns"]), f["referred_table"]) for f in insp.get_foreign_keys(table)),
+                insp.get_pk_constraint(table)["constrained_columns"],
+            )
+        return out
+
+    assert shape(store.engine) == shape(migrated)
+    assert not create_schema(store.engine)  # not empty any more: left alone
+
+
+def test_an_older_store_is_migrated_and_keeps_its_bodies(tmp_path):
+    """A store made before pack files (schema 0004, bodies in the database) is upgraded on open,
+    and its bodies stay readable where they are; new bodies go to the pack folder."""
+    from mailsync.store import repositories as repo
+    from mailsync.store.uow import UnitOfWork
+
+    url = f"sqlite:///{tmp_path}/old.db"
+    engine = create_store_engine(url)
+    migrate(engine, "0004_watch")
+    with engine.begin() as conn:
+        conn.exec_driver_sql("INSERT INTO bodies (sha256, size, message_id, data) VALUES (?, ?, ?, ?)",
+                             ("a" * 64, 5, None, b"hello"))
+    engine.dispose()
+    store = open_store(url)
+    assert current_revision(store.engine) == HEAD_REVISION
+    with UnitOfWork(store) as uow:
+        assert repo.read_body(uow.session, "a" * 64) == b"hello"
+        raw = b"Subject: new\r\n\r\nbody\r\n"
+        import hashlib
+
+        sha = hashlib.sha256(raw).hexdigest()
+        repo.store_bodies(uow.session, [repo.NewBody(sha, len(raw), None, raw)])
+        uow.commit()
+    with UnitOfWork(store) as uow:
+        assert repo.read_body(uow.session, sha) == raw
+    assert store.packs is not None and store.packs.packs() == [1]
 
 
 def test_sqlite_store_uses_wal(tmp_path):

@@ -1,0 +1,109 @@
+"""Reclaiming pack space: a body that no placement needs any more leaves dead bytes in its pack.
+
+Owns: deciding which packs are worth compacting, moving their live bodies to a new pack, and
+retiring the emptied pack files. Must not: decide which bodies are dead (repositories.
+delete_orphan_bodies removes their rows; a body without a row is dead by definition).
+
+Crash safety: a live body is first appended (and fsynced) to the newest pack, then its row is
+repointed in a transaction; the old pack is retired only when no row points into it. A crash at any
+point leaves every row pointing at a complete copy; at worst a copy is written twice (dead space
+for the next compaction). A retired pack is kept for an hour under another name, so that a reader
+that looked up a row before the move can still read it, then deleted.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+from dataclasses import dataclass
+
+from sqlalchemy import func, select, update
+
+from mailsync.store.db import Store
+from mailsync.store.models import Body
+from mailsync.store.packs import HEADER
+from mailsync.store.uow import UnitOfWork
+
+log = logging.getLogger(__name__)
+
+MIN_DEAD_FRACTION = 0.5  # compact a pack when at least half of it is dead ...
+MIN_DEAD_BYTES = 64 << 20  # ... and that half is worth a rewrite
+MOVE_CHUNK = 64 << 20  # live bytes moved per transaction
+
+
+@dataclass
+class CompactionResult:
+    packs: int = 0  # packs retired
+    moved: int = 0  # live bytes copied to a new pack
+    freed: int = 0  # bytes given back to the file system (retired packs deleted)
+
+
+def pack_usage(store: Store) -> dict[int, tuple[int, int]]:
+    """{pack: (bytes on disk, live bytes)} for the store's packs."""
+    if store.packs is None:
+        return {}
+    with UnitOfWork(store) as uow:
+        live = {p: int(n or 0) + int(c) * HEADER.size for p, n, c in uow.session.execute(
+            select(Body.pack, func.sum(Body.size), func.count()).where(Body.pack.isnot(None)).group_by(Body.pack))}
+    return {p: (size, live.get(p, 0)) for p, size in store.packs.sizes().items()}
+
+
+def compact(store: Store, *, min_dead_fraction: float = MIN_DEAD_FRACTION, min_dead_bytes: int = MIN_DEAD_BYTES,
+            retired_grace: float = 3600.0) -> CompactionResult:
+    """Compact the packs whose dead share passes both thresholds; delete packs retired more than
+    ``retired_grace`` seconds ago. Returns at once when another process is compacting."""
+    result = CompactionResult()
+    packs = store.packs
+    if packs is None or not packs.root.exists():
+        return result
+    fd = os.open(packs.root / "compact.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return result
+        result.freed += packs.purge_retired(retired_grace)
+        usage = pack_usage(store)
+        todo = [p for p, (size, live) in sorted(usage.items())
+                if size - live >= min_dead_bytes and size - live >= size * min_dead_fraction]
+        if not todo:
+            return result
+        packs.seal()  # moved bodies go to a fresh pack, never into one being emptied
+        for pack in todo:
+            result.moved += _move_live(store, pack)
+            with UnitOfWork(store) as uow:
+                left = uow.session.scalar(select(func.count()).select_from(Body).where(Body.pack == pack))
+            if left == 0:
+                packs.retire(pack)
+                result.packs += 1
+                log.info("compacted body pack %d: %d live bytes moved", pack, usage[pack][1])
+        return result
+    finally:
+        os.close(fd)
+
+
+def _move_live(store: Store, pack: int) -> int:
+    packs = store.packs
+    assert packs is not None
+    with UnitOfWork(store) as uow:
+        rows = uow.session.execute(select(Body.sha256, Body.size, Body.pack_offset)
+                                   .where(Body.pack == pack).order_by(Body.pack_offset)).all()
+    moved = 0
+    chunk: list = []
+    size = 0
+    for row in rows + [None]:
+        if row is not None:
+            chunk.append(row)
+            size += row.size
+        if chunk and (row is None or size >= MOVE_CHUNK):
+            items = [(r.sha256, packs.read(pack, r.pack_offset, r.size, r.sha256)) for r in chunk]
+            where = packs.append(items)
+            with UnitOfWork(store) as uow:
+                for r, (new_pack, offset) in zip(chunk, where):
+                    uow.session.execute(update(Body).where(Body.sha256 == r.sha256, Body.pack == pack)
+                                        .values(pack=new_pack, pack_offset=offset))
+                uow.commit()
+            moved += size
+            chunk, size = [], 0
+    return moved
