@@ -241,29 +241,31 @@ class PackStore:
     # -- reading --------------------------------------------------------------------------------
 
     def _fd(self, pack: int) -> int:
-        with self._fd_lock:
-            fd = self._fds.get(pack)
-            if fd is None:
+        """A read descriptor of the pack (cached); the caller holds _fd_lock."""
+        fd = self._fds.get(pack)
+        if fd is None:
+            try:
+                fd = os.open(self.path(pack), os.O_RDONLY)
+            except FileNotFoundError:
                 try:
-                    fd = os.open(self.path(pack), os.O_RDONLY)
+                    fd = os.open(self._retired(pack), os.O_RDONLY)
                 except FileNotFoundError:
-                    retired = self.root / f"pack-{pack:06d}.retired"
-                    try:
-                        fd = os.open(retired, os.O_RDONLY)
-                    except FileNotFoundError:
-                        raise StoreError(f"the body pack {self.path(pack)} is missing",
-                                         hint="restore the store's -bodies folder from a backup together "
-                                              "with the database file") from None
-                self._fds[pack] = fd
-            return fd
+                    raise StoreError(f"the body pack {self.path(pack)} is missing",
+                                     hint="restore the store's -bodies folder from a backup together "
+                                          "with the database file") from None
+            self._fds[pack] = fd
+        return fd
+
+    def _retired(self, pack: int) -> Path:
+        return self.root / f"pack-{pack:06d}.retired"
 
     def read(self, pack: int, offset: int, size: int, sha256: str, *, limit: int | None = None) -> bytes:
         """The message stored at (pack, offset); its header and (for a whole read) its SHA-256 are
         checked. ``limit``: read only the first ``limit`` bytes (not hashed)."""
-        fd = self._fd(pack)
         want = size if limit is None else min(size, limit)
         try:
-            raw = os.pread(fd, HEADER.size + want, offset - HEADER.size)
+            with self._fd_lock:  # held across the read: purge_retired may close a cached descriptor
+                raw = os.pread(self._fd(pack), HEADER.size + want, offset - HEADER.size)
         except OSError as exc:
             raise StoreError(f"cannot read {self.path(pack)} at {offset}: {exc.strerror}") from exc
         where = f"{self.path(pack)} at offset {offset}"
@@ -312,9 +314,8 @@ class PackStore:
     def retire(self, pack: int) -> None:
         """Take a pack out of use: renamed, so that a reader still holding an old row finds it, and
         deleted by ``purge_retired`` later."""
-        self.close()
-        try:
-            os.replace(self.path(pack), self.root / f"pack-{pack:06d}.retired")
+        try:  # an open descriptor (here or in another process) keeps reading the renamed file
+            os.replace(self.path(pack), self._retired(pack))
         except FileNotFoundError:
             return
         _fsync_dir(self.root)
@@ -328,15 +329,22 @@ class PackStore:
             return 0
         now = time.time()
         for name in names:
-            if name.endswith(".retired"):
-                p = self.root / name
-                try:
-                    st = p.stat()
-                    if now - st.st_ctime >= older_than:
-                        p.unlink()
-                        freed += st.st_size
-                except FileNotFoundError:
+            m = re.fullmatch(r"pack-(\d{6,})\.retired", name)
+            if m is None:
+                continue
+            p = self.root / name
+            try:
+                st = p.stat()
+                if now - st.st_ctime < older_than:
                     continue
+                p.unlink()
+                freed += st.st_size
+            except FileNotFoundError:
+                continue
+            with self._fd_lock:  # a cached descriptor would keep the deleted file's space
+                fd = self._fds.pop(int(m.group(1)), None)
+                if fd is not None:
+                    os.close(fd)
         return freed
 
     def close(self) -> None:
