@@ -517,8 +517,8 @@ class AccountSync:
         cp = folder.checkpoint
         qres = (cp.uidvalidity, cp.highestmodseq) if (cp.uidvalidity and cp.highestmodseq) else None
         info = conn.select(folder.raw_name, qresync=qres)
-        if cp.uidvalidity is not None and info.uidvalidity != cp.uidvalidity and cp.messages:
-            self._rematch(conn, db, folder, info)
+        if P.decide_uidvalidity(cp.uidvalidity, info.uidvalidity, cp.messages or 0).action == "aside":
+            self._rematch(conn, db, folder, info)  # rule V1 may still re-approve it
             return
         mode, reason = P.delta_mode(qresync=conn.qresync and qres is not None, condstore=conn.condstore,
                                     stored_modseq=cp.highestmodseq if cp.uidvalidity == info.uidvalidity else None,
@@ -578,7 +578,8 @@ class AccountSync:
 
     def _reconcile(self, uow: UnitOfWork, folder_id: int, info, changed: dict, vanished, full: bool,
                    reason: str | None) -> _Delta:
-        """Rules F3, M1-M3, T1-T2 for one folder; commits tombstones and flag merges."""
+        """Rule F3 (adopt), then the plan of rules M1-M3 and T1-T3 (plan.plan_messages) carried out:
+        tombstones, flag updates, conflicts to the audit log; commits. Pushes are left to the caller."""
         s = uow.session
         folder = repo.get_folder(s, folder_id)
         if reason:
@@ -594,49 +595,31 @@ class AccountSync:
         else:  # only what changed, and what we changed: the cost follows change (rule D2)
             local = repo.live_placements_for(s, folder_id, list(changed) + list(vanished or ()),
                                              self._pending_flags.get(folder_id, ()))
-        gone = set(local) - set(changed) if full else set(vanished or ()) & set(local)
-        if gone:
-            repo.tombstone(s, folder_id, gone, self.run_id)
-            self.result.expunged += len(gone)
-        delta = _Delta()
         policy = self.account.conflict
-        pushed_ids = []
-        for uid, p in local.items():
-            if uid in gone:
-                continue
-            item = changed.get(uid)
-            local_change = p.base_flags is None or p.flags != p.base_flags
-            if item is None and not local_change:
-                continue
-            server = set(P.flags_text(item.flags or ()).split()) if item is not None else set(p.base_flags.split())
-            server_modseq = item.modseq if item is not None else p.modseq
-            if not local_change:
-                text = P.flags_text(server)
-                if text != p.flags:
-                    p.flags = p.base_flags = text
-                    self.result.flag_changes += 1
-                p.modseq = server_modseq
-                continue
-            base = None if p.base_flags is None else p.base_flags.split()
-            local_newer = folder.last_synced_at is not None and _newest_local_change(s, p.id, folder.last_synced_at)
-            merge = P.merge_flags(server, base, p.flags.split(), policy=policy, local_newer=local_newer)
-            for flag in merge.conflicts:
-                self.result.conflicts += 1
-                self._audit(uow, "conflict", f"flag {flag}: server {'has' if flag in server else 'lacks'} it, "
-                            f"local {'has' if flag in p.flags.split() else 'lacks'} it, no agreed base; "
-                            f"settled by conflict = {policy!r}: "
-                            f"{'kept' if flag in merge.result else 'dropped'}", folder=folder.name, uid=uid)
-            add, remove = merge.push(server)
-            p.flags = P.flags_text(merge.result)
-            p.base_flags = P.flags_text(server)
-            p.modseq = server_modseq
-            if add or remove:
-                delta.pushes.append((uid, tuple(add), tuple(remove), server_modseq))
-            else:
-                pushed_ids.append(p.id)
-        if pushed_ids:
-            self._settle_flag_ops(s, pushed_ids)
-        delta.new = sorted(u for u in changed if u not in local)
+        # Only an unagreed placement can conflict (T2), and only conflict = "newest" asks when its
+        # local change was made: that look-up is done for those alone.
+        view = {uid: P.LocalMessage(p.flags, p.base_flags, p.modseq, bool(
+                    policy == "newest" and p.base_flags is None and folder.last_synced_at is not None
+                    and _newest_local_change(s, p.id, folder.last_synced_at)))
+                for uid, p in local.items()}
+        plan = P.plan_messages(view, {uid: P.ServerMessage(it.flags or (), it.modseq) for uid, it in changed.items()},
+                               vanished=vanished, full=full, policy=policy)
+        if plan.expunged:
+            repo.tombstone(s, folder_id, plan.expunged, self.run_id)
+            self.result.expunged += len(plan.expunged)
+        for uid, (flags, base, modseq) in plan.updates.items():
+            p = local[uid]
+            p.flags, p.base_flags, p.modseq = flags, base, modseq
+        self.result.flag_changes += plan.flag_changes
+        for uid, flag, on_server, on_local, kept in plan.conflicts:
+            self.result.conflicts += 1
+            self._audit(uow, "conflict", f"flag {flag}: server {'has' if on_server else 'lacks'} it, "
+                        f"local {'has' if on_local else 'lacks'} it, no agreed base; "
+                        f"settled by conflict = {policy!r}: {'kept' if kept else 'dropped'}",
+                        folder=folder.name, uid=uid)
+        if plan.settled:
+            self._settle_flag_ops(s, [local[uid].id for uid in plan.settled])
+        delta = _Delta(new=plan.new, pushes=plan.pushes)
         if delta.new:
             delta.have_bodies = self._bodies_before_run
         uow.commit()

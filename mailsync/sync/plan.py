@@ -85,33 +85,86 @@ def decide_uidvalidity(stored: int | None, current: int, placements: int) -> Uid
         "aside", f"UIDVALIDITY changed from {stored} to {current}; the folder is set aside, nothing was deleted")
 
 
-@dataclass
-class MessagePlan:
-    new: list[int] = field(default_factory=list)  # sorted UIDs to download (M1)
-    expunged: list[int] = field(default_factory=list)  # sorted UIDs to remove (M2)
-    flags: dict[int, str] = field(default_factory=dict)  # uid -> new flags text (M3)
-
-    @property
-    def empty(self) -> bool:
-        return not (self.new or self.expunged or self.flags)
-
-
 def flags_text(flags: Iterable[str]) -> str:
     """The stored form of a flag set: sorted, unique, space-separated, without \\Recent."""
     return " ".join(sorted({f for f in flags if f.lower() != "\\recent"}))
 
 
-def plan_messages(remote: Mapping[int, Iterable[str]], local: Mapping[int, str]) -> MessagePlan:
-    """Rules M1-M3: remote uid -> flags, local uid -> stored flags text."""
+@dataclass(frozen=True)
+class LocalMessage:
+    """A live placement as the planner sees it."""
+
+    flags: str  # the local view (flags text)
+    base: str | None  # the flags last agreed with the server; None: never agreed (after a re-match)
+    modseq: int | None
+    local_newer: bool = False  # for conflict = "newest": the local change came after the last sync
+
+
+@dataclass(frozen=True)
+class ServerMessage:
+    flags: tuple[str, ...]
+    modseq: int | None = None
+
+
+@dataclass
+class MessagePlan:
+    """What one folder's reconcile does (rules M1-M3, T1-T3)."""
+
+    new: list[int] = field(default_factory=list)  # sorted UIDs to download (M1)
+    expunged: list[int] = field(default_factory=list)  # sorted UIDs to remove (M2)
+    # uid -> (flags, base flags, modseq) to store: the server's flags (M3) or a merge (T1/T2)
+    updates: dict[int, tuple[str, str, int | None]] = field(default_factory=dict)
+    pushes: list[tuple[int, tuple[str, ...], tuple[str, ...], int | None]] = field(default_factory=list)  # T3
+    settled: list[int] = field(default_factory=list)  # local changes the server already has: nothing to push
+    conflicts: list[tuple[int, str, bool, bool, bool]] = field(default_factory=list)  # uid, flag, server, local, kept
+    flag_changes: int = 0  # placements whose flags the server changed (M3)
+
+    @property
+    def empty(self) -> bool:
+        return not (self.new or self.expunged or self.updates or self.pushes or self.settled)
+
+
+def plan_messages(local: Mapping[int, LocalMessage], server: Mapping[int, ServerMessage], *,
+                  vanished: Iterable[int] | None = None, full: bool = True, policy: str = "server") -> MessagePlan:
+    """Rules M1-M3 and T1-T3 for one folder.
+
+    ``local``: the live placements to consider, by UID. ``server``: the UIDs the server reported with
+    their flags: every message (``full``), or only those changed since the checkpoint (delta modes,
+    where ``vanished`` lists the expunged UIDs)."""
     plan = MessagePlan()
-    for uid in sorted(remote):
-        if uid not in local:
-            plan.new.append(uid)
+    gone = set(local) - set(server) if full else set(vanished or ()) & set(local)
+    plan.expunged = sorted(gone)
+    for uid in sorted(local):
+        if uid in gone:
+            continue
+        mine, theirs = local[uid], server.get(uid)
+        local_change = mine.base is None or mine.flags != mine.base
+        if theirs is None and (not local_change or mine.base is None):
+            continue  # nothing new from the server; an unagreed change waits for the server's flags
+        if theirs is not None:
+            server_flags = set(flags_text(theirs.flags).split())
+            modseq = theirs.modseq
         else:
-            text = flags_text(remote[uid])
-            if text != local[uid]:
-                plan.flags[uid] = text
-    plan.expunged = sorted(uid for uid in local if uid not in remote)
+            server_flags, modseq = set(mine.base.split()), mine.modseq
+        if not local_change:  # M3
+            text = flags_text(server_flags)
+            if text != mine.flags:
+                plan.flag_changes += 1
+            if (text, text, modseq) != (mine.flags, mine.base, mine.modseq):
+                plan.updates[uid] = (text, text, modseq)
+            continue
+        local_flags = mine.flags.split()
+        merge = merge_flags(server_flags, None if mine.base is None else mine.base.split(), local_flags,
+                            policy=policy, local_newer=mine.local_newer)  # T1, T2
+        for flag in merge.conflicts:
+            plan.conflicts.append((uid, flag, flag in server_flags, flag in local_flags, flag in merge.result))
+        add, remove = merge.push(server_flags)
+        plan.updates[uid] = (flags_text(merge.result), flags_text(server_flags), modseq)
+        if add or remove:
+            plan.pushes.append((uid, tuple(add), tuple(remove), modseq))  # T3
+        else:
+            plan.settled.append(uid)
+    plan.new = sorted(u for u in server if u not in local)  # M1
     return plan
 
 

@@ -44,6 +44,10 @@ def test_f3_uidvalidity(stored, current, placements, action):
         assert "nothing was deleted" in d.reason and str(stored) in d.reason and str(current) in d.reason
 
 
+def _agreed(flags: str) -> P.LocalMessage:
+    return P.LocalMessage(flags, flags, None)
+
+
 @pytest.mark.parametrize("remote,local,new,expunged,flags", [
     ({}, {}, [], [], {}),
     ({1: (), 2: ("\\Seen",)}, {}, [1, 2], [], {}),                       # M1
@@ -53,19 +57,71 @@ def test_f3_uidvalidity(stored, current, placements, action):
     ({3: (), 1: ()}, {2: "\\Seen"}, [1, 3], [2], {}),                       # sorted output
 ])
 def test_m_rules(remote, local, new, expunged, flags):
-    plan = P.plan_messages(remote, local)
-    assert plan.new == new and plan.expunged == expunged and plan.flags == flags
+    plan = P.plan_messages({u: _agreed(f) for u, f in local.items()},
+                           {u: P.ServerMessage(tuple(f)) for u, f in remote.items()})
+    assert plan.new == new and plan.expunged == expunged
+    assert {u: f for u, (f, base, _m) in plan.updates.items()} == flags
+    assert all(f == base for f, base, _m in plan.updates.values())  # the server's flags are agreed
+    assert plan.flag_changes == len(flags) and not plan.pushes and not plan.conflicts
     assert plan.empty is (not new and not expunged and not flags)
 
 
 def test_c2_plan_is_idempotent_after_applying_it():
-    remote = {1: ("\\Seen",), 2: (), 5: ("\\Flagged",)}
-    local = {1: "", 3: "\\Seen"}
-    plan = P.plan_messages(remote, local)
-    applied = {u: f for u, f in local.items() if u not in plan.expunged}
-    applied.update(plan.flags)
-    applied.update({u: P.flags_text(remote[u]) for u in plan.new})
-    assert P.plan_messages(remote, applied).empty
+    remote = {1: P.ServerMessage(("\\Seen",)), 2: P.ServerMessage(()), 5: P.ServerMessage(("\\Flagged",))}
+    local = {1: _agreed(""), 3: _agreed("\\Seen")}
+    plan = P.plan_messages(local, remote)
+    applied = {u: m for u, m in local.items() if u not in plan.expunged}
+    applied.update({u: P.LocalMessage(f, b, m) for u, (f, b, m) in plan.updates.items()})
+    applied.update({u: _agreed(P.flags_text(remote[u].flags)) for u in plan.new})
+    assert P.plan_messages(applied, remote).empty
+
+
+def test_delta_mode_sees_only_what_changed():
+    """D2: in a delta mode the server reports changed UIDs only; a UID it does not mention is not
+    expunged (only `vanished` ones are), and an untouched placement is left alone."""
+    local = {1: _agreed("\\Seen"), 2: _agreed(""), 3: _agreed("")}
+    plan = P.plan_messages(local, {2: P.ServerMessage(("\\Flagged",), 9), 7: P.ServerMessage(())},
+                           vanished=[3, 4], full=False)
+    assert plan.expunged == [3] and plan.new == [7]
+    assert plan.updates == {2: ("\\Flagged", "\\Flagged", 9)}
+
+
+def test_t1_local_change_is_merged_and_pushed():
+    """T1/T3: local added $Done, the server added \\Flagged meanwhile: both kept, $Done pushed."""
+    local = {5: P.LocalMessage("$Done \\Seen", "\\Seen", 3)}
+    plan = P.plan_messages(local, {5: P.ServerMessage(("\\Flagged", "\\Seen"), 8)})
+    assert plan.updates == {5: ("$Done \\Flagged \\Seen", "\\Flagged \\Seen", 8)}
+    assert plan.pushes == [(5, ("$Done",), (), 8)] and not plan.conflicts and not plan.settled
+
+
+def test_t1_a_local_change_the_server_already_has_is_settled():
+    local = {5: P.LocalMessage("\\Seen", "", 3)}
+    plan = P.plan_messages(local, {5: P.ServerMessage(("\\Seen",), 8)})
+    assert plan.settled == [5] and not plan.pushes
+    assert plan.updates == {5: ("\\Seen", "\\Seen", 8)}
+
+
+def test_t1_pending_change_without_news_from_the_server_merges_against_the_base():
+    """Delta mode: the server did not mention the UID, so its flags are the base; the change is pushed."""
+    local = {5: P.LocalMessage("\\Answered \\Seen", "\\Seen", 4)}
+    plan = P.plan_messages(local, {}, vanished=[], full=False)
+    assert plan.pushes == [(5, ("\\Answered",), (), 4)]
+
+
+@pytest.mark.parametrize("policy,local_newer,kept", [
+    ("server", True, False), ("local", False, True), ("newest", True, True), ("newest", False, False),
+])
+def test_t2_without_a_base_a_difference_is_a_conflict_settled_by_policy(policy, local_newer, kept):
+    local = {5: P.LocalMessage("$Mine \\Seen", None, None, local_newer)}
+    plan = P.plan_messages(local, {5: P.ServerMessage(("\\Seen",), 2)}, policy=policy)
+    assert plan.conflicts == [(5, "$Mine", False, True, kept)]
+    assert plan.updates[5] == ("$Mine \\Seen" if kept else "\\Seen", "\\Seen", 2)
+    assert plan.pushes == ([(5, ("$Mine",), (), 2)] if kept else [])
+
+
+def test_t2_an_unagreed_placement_waits_for_the_servers_flags():
+    plan = P.plan_messages({5: P.LocalMessage("\\Seen", None, None)}, {}, vanished=[], full=False)
+    assert plan.empty
 
 
 def test_flags_text_is_canonical():
