@@ -845,10 +845,16 @@ class AccountSync:
     def _cleanup(self, uow: UnitOfWork) -> None:
         """Expire tombstones of earlier runs (rule N2) and folders gone before this run."""
         s = uow.session
-        expired = (Placement.tombstone_run.isnot(None), Placement.tombstone_run < self.run_id,
-                   Placement.folder_id.in_(select(Folder.id).where(Folder.account_id == self.account_id)))
-        self._orphans.update(s.scalars(select(Placement.body_sha256).where(*expired)))
-        s.execute(delete(Placement).where(*expired))
+        # Tombstones are few (each lives one run): find them by their index, then keep this account's.
+        # (Filtering by folder in SQL made SQLite scan every placement of the account instead.)
+        mine = set(s.scalars(select(Folder.id).where(Folder.account_id == self.account_id)))
+        expired = [(pid, sha) for pid, fid, sha in s.execute(
+            select(Placement.id, Placement.folder_id, Placement.body_sha256).where(
+                Placement.tombstone_run.isnot(None), Placement.tombstone_run < self.run_id)) if fid in mine]
+        self._orphans.update(sha for _, sha in expired)
+        ids = [pid for pid, _ in expired]
+        for i in range(0, len(ids), 500):
+            s.execute(delete(Placement).where(Placement.id.in_(ids[i:i + 500])))
         repo.delete_orphan_bodies(s, self._orphans)
         for f in s.scalars(select(Folder).where(Folder.account_id == self.account_id, Folder.status == "gone")):
             if not s.execute(select(Placement.id).where(Placement.folder_id == f.id).limit(1)).first():
