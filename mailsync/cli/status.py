@@ -50,7 +50,23 @@ def collect_status(store, config) -> dict:
     _add_local_changes(store, accounts)
     _add_login_states(accounts, config)
     _add_watch_states(store, accounts)
-    return {"accounts": accounts}
+    return {"accounts": accounts, "store": _store_usage(store)}
+
+
+def _store_usage(store) -> dict:
+    """Where the store is, and for pack files their size and how much of it is still needed."""
+    from sqlalchemy.engine import make_url
+
+    out: dict = {"url": make_url(store.url).render_as_string(hide_password=True), "bodies": "database"}
+    if store.packs is not None:
+        from mailsync.store.compaction import pack_usage
+
+        usage = pack_usage(store)
+        out["bodies"] = "packs"
+        out["packs"] = {"folder": str(store.packs.root), "files": len(usage),
+                        "bytes": sum(size for size, _ in usage.values()),
+                        "live_bytes": sum(live for _, live in usage.values())}
+    return out
 
 
 def _add_local_changes(store, accounts: list[dict]) -> None:
@@ -146,4 +162,19 @@ def render_status(report: dict) -> str:
             state = "" if f["status"] == "ok" else f"  [{f['status'].upper()}: {f['status_reason']}]"
             lines.append(f"  {f['name']}{su}: {f['messages']} messages, uidvalidity {f['uidvalidity']}, "
                          f"uidnext {f['uidnext']}, highestmodseq {f['highestmodseq']}{state}")
-    return "\n".join(lines) if lines else "no accounts configured (run: mailsync init)"
+    if not lines:
+        return "no accounts configured (run: mailsync init)"
+    st = report.get("store")
+    if st:
+        where = f"store: {st['url']}"
+        packs = st.get("packs")
+        if packs and packs["files"]:
+            dead = packs["bytes"] - packs["live_bytes"]
+            where += (f"; bodies {_mb(packs['bytes'])} in {packs['files']} pack file(s) under {packs['folder']}, "
+                      f"{_mb(max(dead, 0))} no longer needed (reclaimed after a sync once half a pack is)")
+        lines.append(where)
+    return "\n".join(lines)
+
+
+def _mb(n: int) -> str:
+    return f"{n / 1e6:.1f} MB"

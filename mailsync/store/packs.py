@@ -44,6 +44,9 @@ PACK_LIMIT = 1 << 30  # start a new pack at 1 GiB
 _NAME = re.compile(r"pack-(\d{6,})\.dat")
 _IOV_MAX = 1024
 ALIGN = 4096  # O_DIRECT: offsets, lengths and the buffer on this boundary
+# Batches smaller than this are written through the page cache: the copy is cheap for them, and a
+# direct write would pad each (a watch daemon's one-message syncs) to ALIGN bytes.
+DIRECT_MIN = 1 << 20
 
 
 def pack_folder_for(database: str) -> Path:
@@ -118,8 +121,9 @@ class PackStore:
             pack += 1
         path = self.path(pack)
         created = not path.exists()
+        total = sum(HEADER.size + len(data) for _, data in items)
         try:
-            if self._direct:
+            if self._direct and total >= DIRECT_MIN:
                 try:
                     out = self._write_direct(path, pack, items)
                 except _DirectUnsupported:

@@ -148,3 +148,16 @@ def test_status_json_reports_folders_and_checkpoints(tmp_path, imap_user, corpus
     assert sent and sent[0]["special_use"] == "\\Sent"
     human = run_cli("status", config=cfg, env=env, check=True).stdout
     assert "acc:" in human and "INBOX" in human
+    # where the bodies are: pack files beside a SQLite database, the database itself on PostgreSQL
+    from sqlalchemy.engine import make_url
+
+    store = report["store"]
+    assert store["url"] == make_url(store_url).render_as_string(hide_password=True)  # never a password
+    if store_url.startswith("sqlite"):
+        packs = store["packs"]
+        assert store["bodies"] == "packs" and packs["files"] == 1 and Path(packs["folder"]).is_dir()
+        assert 0 < packs["live_bytes"] <= packs["bytes"]
+        assert packs["live_bytes"] >= sum(f["messages"] for f in acc["folders"]) * 100
+        assert "pack file(s)" in human
+    else:
+        assert store["bodies"] == "database" and "packs" not in store

@@ -36,7 +36,9 @@ def packs(request, tmp_path) -> PackStore:
 
 
 def test_records_round_trip_and_scan(packs):
-    batches = [_items(7, tag="a"), _items(1, tag="b"), _items(30, size=100, tag="c")]
+    # small batches (buffered even in direct mode) between large ones (direct in direct mode)
+    batches = [_items(7, tag="a"), _items(400, size=3000, tag="big1"), _items(1, tag="b"),
+               _items(30, size=100, tag="c"), _items(400, size=3000, tag="big2")]
     placed = []
     for batch in batches:
         for (sha, raw), (pack, offset) in zip(batch, packs.append(batch)):
@@ -46,8 +48,10 @@ def test_records_round_trip_and_scan(packs):
         assert packs.read(pack, offset, len(raw), sha, limit=10) == raw[:10]
     # a scan finds every record, in order, whatever padding lies between batches
     assert list(packs.records(1)) == [(offset, len(raw), sha) for sha, raw, _p, offset in placed]
-    if packs._direct:  # each directly written batch ends on the alignment boundary
+    if packs._direct:  # a large batch, written directly, ends on the alignment boundary
         assert packs.path(1).stat().st_size % ALIGN == 0
+    else:  # buffered: no padding at all
+        assert packs.path(1).stat().st_size == sum(48 + len(raw) for _s, raw, _p, _o in placed)
 
 
 def test_pack_files_are_private(packs):
@@ -110,7 +114,7 @@ def test_direct_writes_fall_back_where_the_file_system_refuses_them(tmp_path, mo
 
     monkeypatch.setattr(os, "open", refusing_open)
     packs = PackStore(tmp_path / "bodies", direct=True)
-    items = _items(3)
+    items = _items(400)  # over DIRECT_MIN: a direct write is tried
     where = packs.append(items)
     assert packs._direct is False  # buffered from now on
     assert [packs.read(p, o, len(raw), sha) for (sha, raw), (p, o) in zip(items, where)] == [r for _, r in items]
