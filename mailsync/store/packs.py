@@ -17,7 +17,9 @@ Layout: ``pack-000001.dat``, ``pack-000002.dat``, ... Each record is a 48-byte h
 a pack readable without the database (a scan can list its records), and lets a read check that the
 offset it was given really starts a record of that body. A new pack is started when the newest one
 has reached ``limit`` bytes. Appends from several processes are serialised by an flock on
-``lock``; the offset of a record is the file's size under that lock.
+``lock``; the offset of a record is the file's size under that lock. Batches of DIRECT_MIN bytes or
+more are written with O_DIRECT from an aligned buffer and end in zero padding up to the next ALIGN
+boundary, which a scan skips; smaller ones go through the page cache, unpadded.
 """
 
 from __future__ import annotations
