@@ -96,22 +96,52 @@ def store_bodies(session: Session, bodies: Sequence[NewBody]) -> None:
     """Store each body once: bodies whose SHA-256 is already in the store are skipped. In a store
     with pack files the bytes are appended to a pack, and fsynced, before the rows that point at
     them are written (a crash in between leaves dead bytes, never a row without its body);
-    otherwise they go into the rows."""
+    otherwise they go into the rows.
+
+    The bodies stay in the store until the caller's transaction ends, so that placements added in
+    it can point at them: another sync's orphan clean-up (delete_orphan_bodies) cannot remove a body
+    that was found here already stored and is about to gain a placement. SQLite: the write lock is
+    taken before looking; PostgreSQL: the rows found are share-locked."""
     unique: dict[str, NewBody] = {b.sha256: b for b in bodies}
     if not unique:
         return
+    conn = session.connection()
+    dialect = conn.dialect.name
+    if dialect == "sqlite":
+        conn.exec_driver_sql("UPDATE bodies SET size = size WHERE 0")  # BEGIN + the write lock, no change
     packs = session.info.get("packs")
-    if packs is None:
-        rows = [(b.sha256, b.size, b.message_id, b.data, None, None) for b in unique.values()]
-    else:
-        keys = list(unique)
-        have: set[str] = set()
-        for i in range(0, len(keys), 500):
-            have.update(session.scalars(select(Body.sha256).where(Body.sha256.in_(keys[i:i + 500]))))
+    keys = list(unique)
+    if packs is not None:  # SQLite only: the write lock makes look-up and insert one step
+        have = _existing_bodies(session, keys)
         new = [b for k, b in unique.items() if k not in have]
         where = packs.append([(b.sha256, b.data) for b in new])
-        rows = [(b.sha256, b.size, b.message_id, b"", pack, offset) for b, (pack, offset) in zip(new, where)]
-    _insert_rows_ignore(session, Body.__tablename__, _BODY_COLUMNS, rows, ("sha256",))
+        _insert_rows_ignore(session, Body.__tablename__, _BODY_COLUMNS,
+                            [(b.sha256, b.size, b.message_id, b"", p, o) for b, (p, o) in zip(new, where)],
+                            ("sha256",))
+        return
+    todo = keys
+    for _ in range(3):  # PostgreSQL: a body deleted between our insert and our lock is inserted again
+        _insert_rows_ignore(session, Body.__tablename__, _BODY_COLUMNS,
+                            [(b.sha256, b.size, b.message_id, b.data, None, None)
+                             for b in (unique[k] for k in todo)], ("sha256",))
+        if dialect != "postgresql":
+            return
+        have = _existing_bodies(session, todo, share_lock=True)
+        todo = [k for k in todo if k not in have]
+        if not todo:
+            return
+    raise StoreError(f"{len(todo)} message bodies kept disappearing while being stored (a clean-up running "
+                     f"alongside?)", hint="run the sync again")
+
+
+def _existing_bodies(session: Session, keys: Sequence[str], *, share_lock: bool = False) -> set[str]:
+    have: set[str] = set()
+    for i in range(0, len(keys), 500):
+        stmt = select(Body.sha256).where(Body.sha256.in_(keys[i:i + 500]))
+        if share_lock:
+            stmt = stmt.with_for_update(read=True)  # FOR SHARE until the transaction ends
+        have.update(session.scalars(stmt))
+    return have
 
 
 def read_body(session: Session, sha256: str) -> bytes:
@@ -156,7 +186,10 @@ def delete_orphan_bodies(session: Session, candidates: Iterable[str]) -> int:
     for i in range(0, len(candidates), 500):
         chunk = candidates[i:i + 500]
         used = select(Placement.id).where(Placement.body_sha256 == Body.sha256).exists()
-        n += session.execute(delete(Body).where(Body.sha256.in_(chunk), ~used)).rowcount or 0
+        # PostgreSQL: a body share-locked by a store_bodies in flight is about to gain a placement:
+        # skip it (SKIP LOCKED). SQLite has one writer at a time, so there is nothing to skip.
+        orphans = select(Body.sha256).where(Body.sha256.in_(chunk), ~used).with_for_update(skip_locked=True)
+        n += session.execute(delete(Body).where(Body.sha256.in_(orphans))).rowcount or 0
     return n
 
 
