@@ -304,6 +304,15 @@ class Provider:
     def _where(self) -> str:
         return f"account '{self.settings.account}' ({self.settings.provider})"
 
+    def _check_redirect(self, answer: dict, state: str, refused_by: str) -> None:
+        """The loopback redirect must carry the state we sent (else it is stale or forged) and no error."""
+        if not secrets.compare_digest(answer.get("state", ""), state):
+            raise TokenError(f"{self._where()}: the authorization response did not carry our state (a stale "
+                             "or forged redirect)", hint="run mailsync auth login again")
+        if "error" in answer:
+            raise TokenError(f"{self._where()}: {refused_by} refused: {_oauth_error_text(answer)}",
+                             hint="sign in and approve the access mailsync asks for")
+
     def _session(self):
         import requests
 
@@ -368,12 +377,7 @@ class GenericProvider(Provider):
             url = endpoint + ("&" if "?" in endpoint else "?") + urlencode(params)
             ui.show_url(s.account, url)
             answer = receiver.wait(ui.timeout)
-        if not secrets.compare_digest(answer.get("state", ""), state):
-            raise TokenError(f"{self._where()}: the authorization response did not carry our state (a stale "
-                             "or forged redirect)", hint="run mailsync auth login again")
-        if "error" in answer:
-            raise TokenError(f"{self._where()}: the authorization server refused: {_oauth_error_text(answer)}",
-                             hint="sign in and approve the access mailsync asks for")
+        self._check_redirect(answer, state, "the authorization server")
         body = self._token_request({"grant_type": "authorization_code", "code": answer.get("code", ""),
                                     "redirect_uri": redirect_uri, "code_verifier": verifier},
                                    "exchanging the authorization code")
@@ -425,12 +429,7 @@ class GoogleProvider(Provider):
                 url, state = flow.authorization_url(access_type="offline", prompt="consent", login_hint=s.username)
                 ui.show_url(s.account, url)
                 answer = receiver.wait(ui.timeout)
-            if not secrets.compare_digest(answer.get("state", ""), state):
-                raise TokenError(f"{self._where()}: the authorization response did not carry our state (a stale "
-                                 "or forged redirect)", hint="run mailsync auth login again")
-            if "error" in answer:
-                raise TokenError(f"{self._where()}: Google refused: {_oauth_error_text(answer)}",
-                                 hint="sign in and approve the access mailsync asks for")
+            self._check_redirect(answer, state, "Google")
             flow.fetch_token(code=answer.get("code", ""))
             creds = flow.credentials
         except MailsyncError:

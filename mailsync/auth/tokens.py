@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from mailsync.errors import CredentialError
+from mailsync.fsutil import fsync_dir, write_all
 
 __all__ = [
     "KEYRING_SERVICE",
@@ -188,18 +189,12 @@ class FileTokenStore(TokenStore):
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             try:
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view):]
+                write_all(fd, data)
                 os.fsync(fd)
             finally:
                 os.close(fd)
             os.replace(tmp, path)
-            dfd = os.open(folder, os.O_RDONLY)
-            try:
-                os.fsync(dfd)
-            finally:
-                os.close(dfd)
+            fsync_dir(folder)
         except OSError as exc:
             with contextlib.suppress(OSError):
                 tmp.unlink()

@@ -8,6 +8,7 @@ Must not: read or validate an existing config (the loader does), or hold any rea
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import tempfile
@@ -15,6 +16,7 @@ from pathlib import Path
 
 from mailsync.config.loader import default_store_url
 from mailsync.errors import ConfigError
+from mailsync.fsutil import fsync_dir, write_all
 
 __all__ = ["SAMPLE_CONFIG", "sample_config", "write_sample"]
 
@@ -104,9 +106,7 @@ def write_sample(path: Path, *, force: bool = False) -> Path:
         fd, tmp = tempfile.mkstemp(dir=parent, prefix=f".{path.name}.", suffix=".tmp")  # mode 0600
         try:
             os.fchmod(fd, 0o600)
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
+            write_all(fd, data)
             os.fsync(fd)
         finally:
             os.close(fd)
@@ -115,7 +115,8 @@ def write_sample(path: Path, *, force: bool = False) -> Path:
         else:
             _rename_no_clobber(tmp, path)
         tmp = None
-        _fsync_dir(parent)
+        with contextlib.suppress(OSError):  # best effort: the file itself is already on disk
+            fsync_dir(parent)
     except FileExistsError:
         raise ConfigError(f"{path}: already exists; not overwriting it",
                           hint="edit the existing file, or pass --force to replace it with the sample") from None
@@ -146,16 +147,3 @@ def _rename_no_clobber(src: str, dst: Path) -> None:
         os.replace(src, dst)
         return
     os.unlink(src)
-
-
-def _fsync_dir(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)

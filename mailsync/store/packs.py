@@ -38,6 +38,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from mailsync.errors import StoreError
+from mailsync.fsutil import fsync_dir, write_all
 
 HEADER = struct.Struct(">4sB3xQ32s")  # magic, version, length, sha256 digest: 48 bytes
 MAGIC = b"MSPK"
@@ -138,7 +139,7 @@ class PackStore:
                     else "check the disk and the folder's permissions")
             raise StoreError(f"cannot write message bodies to {path}: {exc.strerror}", hint=hint) from exc
         if created:
-            _fsync_dir(self.root)
+            fsync_dir(self.root)
         return out
 
     def _size(self, pack: int) -> int:
@@ -242,7 +243,7 @@ class PackStore:
             if numbers and self._size(numbers[-1]) > 0:
                 fd = os.open(self.path(numbers[-1] + 1), os.O_WRONLY | os.O_CREAT, 0o600)
                 os.close(fd)
-                _fsync_dir(self.root)
+                fsync_dir(self.root)
 
     # -- reading --------------------------------------------------------------------------------
 
@@ -324,7 +325,7 @@ class PackStore:
             os.replace(self.path(pack), self._retired(pack))
         except FileNotFoundError:
             return
-        _fsync_dir(self.root)
+        fsync_dir(self.root)
 
     def purge_retired(self, older_than: float = 3600.0) -> int:
         """Delete packs retired more than ``older_than`` seconds ago; returns the bytes freed."""
@@ -375,20 +376,6 @@ def _truncate(fd: int, size: int) -> None:
 
 
 def _writev_all(fd: int, bufs: list[bytes]) -> None:
-    total = sum(len(b) for b in bufs)
     written = os.writev(fd, bufs)
-    if written == total:
-        return
-    rest = b"".join(bufs)[written:]  # a short write (rare on regular files): finish it plainly
-    view = memoryview(rest)
-    while view:
-        n = os.write(fd, view)
-        view = view[n:]
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    if written != sum(len(b) for b in bufs):  # a short write (rare on regular files): finish it plainly
+        write_all(fd, b"".join(bufs)[written:])
