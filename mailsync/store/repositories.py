@@ -157,13 +157,12 @@ def read_body(session: Session, sha256: str) -> bytes:
 def read_heads(session: Session, shas: Sequence[str], limit: int) -> list[tuple[str, bytes, int]]:
     """(sha256, the first `limit` bytes, size) of each of these bodies that is in the store."""
     out: list[tuple[str, bytes, int]] = []
-    packs = session.info.get("packs")
     for i in range(0, len(shas), 500):
         for sha, head, size, pack, offset in session.execute(
                 select(Body.sha256, func.substr(Body.data, 1, limit), Body.size, Body.pack, Body.pack_offset)
                 .where(Body.sha256.in_(shas[i:i + 500]))):
             if pack is not None:
-                head = (packs or _packs(session)).read(pack, offset, size, sha, limit=limit)
+                head = _packs(session).read(pack, offset, size, sha, limit=limit)
             out.append((sha, bytes(head or b""), size))
     return out
 

@@ -523,10 +523,15 @@ class AccountSync:
         mode, reason = P.delta_mode(qresync=conn.qresync and qres is not None, condstore=conn.condstore,
                                     stored_modseq=cp.highestmodseq if cp.uidvalidity == info.uidvalidity else None,
                                     current_modseq=info.highestmodseq, nomodseq=info.nomodseq)
-        whole = P.download_whole(mode, bodies_before_run=self._bodies_before_run, has_placements=folder.placements)
-        if whole:
-            changed, vanished, full = {}, None, True
-        elif mode == "qresync":
+        if P.download_whole(mode, bodies_before_run=self._bodies_before_run, has_placements=folder.placements):
+            # nothing to compare: the worker adopts UIDVALIDITY while this thread reads on
+            db.submit(self._reconcile, folder.id, info, {}, None, True, reason)
+            self.observer.folder_started(self.account.name, folder.name, info.exists or 0)
+            if info.exists:
+                self._download(conn, db, folder.id, folder.name, None)
+            db.submit(self._complete_folder, folder.id, folder.name, info)
+            return
+        if mode == "qresync":
             changed, vanished, full = dict(info.changed), list(info.vanished), False
         elif mode == "condstore":
             changed = (conn.uid_flags("1:*", changedsince=cp.highestmodseq)
@@ -542,13 +547,6 @@ class AccountSync:
                 vanished = sorted(local - server_uids)
             else:
                 vanished = []
-        if whole:  # nothing to compare: the worker adopts UIDVALIDITY while this thread reads on
-            db.submit(self._reconcile, folder.id, info, changed, vanished, full, reason)
-            self.observer.folder_started(self.account.name, folder.name, info.exists or 0)
-            if info.exists:
-                self._download(conn, db, folder.id, folder.name, None)
-            db.submit(self._complete_folder, folder.id, folder.name, info)
-            return
         delta: _Delta = db.call(self._reconcile, folder.id, info, changed, vanished, full, reason)
         if delta.skipped:
             self.result.notes.append(f"folder {folder.name!r}: {delta.skipped}")
