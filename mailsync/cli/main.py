@@ -179,13 +179,37 @@ cli.add_command(__import__("mailsync.cli.watch_cmd", fromlist=["watch"]).watch) 
 
 
 def main() -> None:
+    """The console script. When the command is over, the process ends at once (_exit_now)."""
     try:
-        cli(prog_name="mailsync")
-    except MailsyncError as exc:  # pragma: no cover - commands handle their own; this is the last net
-        _fail(exc)
-    except BrokenPipeError:  # `mailsync export ... | head`
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        sys.exit(0)
+        try:
+            cli(prog_name="mailsync")
+        except MailsyncError as exc:  # pragma: no cover - commands handle their own; this is the last net
+            _fail(exc)
+        except BrokenPipeError:  # `mailsync export ... | head`
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            sys.exit(0)
+    except SystemExit as exc:  # click ends every command with one
+        code = exc.code
+    else:  # pragma: no cover - click's standalone mode always exits
+        code = 0
+    if isinstance(code, str):
+        click.echo(code, err=True)
+        code = 1
+    _exit_now(code or 0)
+
+
+def _exit_now(code: int) -> None:
+    """Flush the output and the logs, then leave without the interpreter's teardown: after a large
+    sync, freeing every object and module one by one took 0.1-0.15 s, for nothing. Every command
+    has closed its store, connections and threads by the time it returns (their ``with`` blocks
+    and ``finally`` clauses ran), so no work is cut short."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (BrokenPipeError, ValueError, OSError):
+            pass
+    logging.shutdown()
+    os._exit(code)
 
 
 if __name__ == "__main__":  # pragma: no cover

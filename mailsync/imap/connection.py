@@ -19,7 +19,7 @@ import contextlib
 import itertools
 import socket
 import ssl
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 from mailsync.config.model import AccountConfig
@@ -27,8 +27,8 @@ from mailsync.errors import AuthError, ConnectError, ProtocolError, TLSVerifyErr
 from mailsync.imap import utf7
 from mailsync.imap.payloads import (ListEntry, appenduid, copyuid, modified, parse_esearch, parse_list, parse_search,
                                     parse_status, parse_vanished)
-from mailsync.imap.responses import (Continuation, FetchItem, ResponseParser, Tagged, Untagged, format_uid_set,
-                                     parse_response_code, quote)
+from mailsync.imap.responses import (Continuation, FetchItem, ResponseParser, Tagged, Untagged, body_fetch_head,
+                                     body_fetch_item, format_uid_set, parse_response_code, quote)
 
 SPECIAL_USE = ("\\All", "\\Archive", "\\Drafts", "\\Flagged", "\\Junk", "\\Sent", "\\Trash", "\\Important")
 _tags = itertools.count(1)
@@ -478,9 +478,94 @@ class ImapConnection:
             return iter(())
         return self._bulk(f"UID FETCH {uid_set} ({self._message_items()})", "fetching messages")
 
-    def fetch_all_messages(self) -> Iterator[FetchItem]:
-        """Every message of the selected folder, as fetch_messages gives them (UID FETCH 1:*)."""
-        return self._bulk(f"UID FETCH 1:* ({self._message_items()})", "fetching messages")
+    def fetch_all_messages(self, *, into: Callable[[int], memoryview] | None = None) -> Iterator[FetchItem]:
+        """Every message of the selected folder, as fetch_messages gives them (UID FETCH 1:*).
+
+        ``into(n)``, when given, says where to read an n-byte message: the literal of a response of
+        the usual shape is read straight into the memoryview it returns, and that view is the
+        item's ``body`` (valid until the next call of ``into``). Any other body is a bytes object
+        of its own, as it always is without ``into``."""
+        command = f"UID FETCH 1:* ({self._message_items()})"
+        if into is None:
+            return self._bulk(command, "fetching messages")
+        return self._bulk_into(command.encode("ascii"), "fetching messages", into)
+
+    def _bulk_into(self, command: bytes, doing: str, into: Callable[[int], memoryview]) -> Iterator[FetchItem]:
+        """_bulk with each message read into place. The usual response (see
+        responses.body_fetch_head) is read here line, literal, line; anything else, and a usual first
+        line whose items or end are not the simple shape, goes through ResponseParser."""
+        if self.broken:
+            raise ConnectError(f"account '{self.account.name}': the connection is out of step; reconnect")
+        imap = self.client._imap
+        tag = f"MS{next(_tags)}".encode()
+        readline, readinto, read = imap.file.readline, imap.file.readinto, imap.file.read
+        parser = ResponseParser()
+        name = self.account.name
+        with _mapped_errors(self.account, doing):
+            try:
+                self.commands += 1
+                imap.send(tag + b" " + command + b"\r\n")
+                while True:
+                    n = parser.wants()
+                    if n is not None:  # the general path, inside a response: a bytes object of its own
+                        data = read(n)
+                        if len(data) < n:
+                            raise ConnectError(f"account '{name}': the connection dropped inside a {n}-byte "
+                                               f"literal while {doing}")
+                        self.bytes_fetched += n
+                        events = parser.feed_literal(data)
+                    else:
+                        line = readline()
+                        if not line:
+                            raise ConnectError(f"account '{name}': the server closed the connection while {doing}")
+                        head = body_fetch_head(line) if parser.at_boundary else None
+                        if head is None:
+                            events = parser.feed_line(line)
+                        else:
+                            seq, items, n = head
+                            body = self._read_literal(readinto, into(n), n, doing)
+                            end = readline()
+                            if not end:
+                                raise ConnectError(f"account '{name}': the server closed the connection "
+                                                   f"while {doing}")
+                            item = body_fetch_item(seq, items, body) if end == b")\r\n" else None
+                            if item is not None:
+                                self.bodies_fetched += 1
+                                yield item
+                                continue
+                            parser.feed_line(line)  # not the simple shape after all: let the parser decide
+                            parser.feed_literal(body)
+                            events = parser.feed_line(end)
+                    for ev in events:
+                        if isinstance(ev, FetchItem):
+                            if ev.body is not None:
+                                self.bodies_fetched += 1
+                            yield ev
+                        elif isinstance(ev, Tagged):
+                            if ev.tag != tag:
+                                raise ProtocolError(f"account '{name}': unexpected tagged answer {ev.tag!r} "
+                                                    f"while {doing}")
+                            if ev.status != "OK":
+                                raise ProtocolError(f"account '{name}': {doing} failed: {ev.status} {ev.text}")
+                            return
+                        elif isinstance(ev, Continuation):
+                            raise ProtocolError(f"account '{name}': unexpected continuation request while {doing}")
+                        elif ev.kind == "BYE":
+                            raise ConnectError(f"account '{name}': the server said BYE while {doing}: "
+                                               f"{ev.text[:200]}")
+            except BaseException:  # a bad response, or the caller (whose into() may fail) stopped mid-response
+                self.broken = True
+                raise
+
+    def _read_literal(self, readinto, view: memoryview, n: int, doing: str) -> memoryview:
+        if len(view) != n:
+            raise ValueError(f"into({n}) gave a buffer of {len(view)} bytes")
+        got = readinto(view)
+        if got != n:
+            raise ConnectError(f"account '{self.account.name}': the connection dropped inside a {n}-byte "
+                               f"literal while {doing}")
+        self.bytes_fetched += n
+        return view
 
     def _message_items(self) -> str:
         return "UID FLAGS INTERNALDATE RFC822.SIZE BODY.PEEK[]" + (" MODSEQ" if self.condstore else "")

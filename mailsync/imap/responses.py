@@ -632,7 +632,7 @@ def _fetch_simple(seq: int, text: bytes, pos: int, lits: Sequence[bytes]) -> Fet
     if not pairs or not pairs[-1][5]:
         return None
     vals: list = [None] * 7
-    items, sysflags, flag_lists = _ITEMS, _SYSTEM_FLAGS, _FLAG_LISTS
+    items, flag_lists = _ITEMS, _FLAG_LISTS
     li = 0
     for name, num, lst, quoted, lit, end, _ in pairs:
         if end:
@@ -647,13 +647,9 @@ def _fetch_simple(seq: int, text: bytes, pos: int, lits: Sequence[bytes]) -> Fet
             if not num or len(num) > 10 or not 0 < (value := int(num)) <= _MAX_NUMBER:
                 return None
         elif field == _F_FLAGS:
-            value = flag_lists.get(lst)
+            value = flag_lists.get(lst) or _flag_list(lst)
             if value is None:
-                if not lst or not lst.isascii():
-                    return None
-                value = tuple([sysflags.get(f.lower()) or f.decode("ascii") for f in lst[1:-1].split(b" ") if f])
-                if len(flag_lists) < _FLAG_LISTS_MAX:
-                    flag_lists[lst] = value
+                return None
         elif field == _F_BODY or field == _F_HEADERS:
             if lit:
                 value = lits[li]
@@ -684,6 +680,62 @@ def _fetch_simple(seq: int, text: bytes, pos: int, lits: Sequence[bytes]) -> Fet
             return None
         vals[field] = value
     return None  # unreachable: the last pair is the end
+
+
+# The bulk path. A message download gets one response per message, nearly always of one shape:
+#     * 12 FETCH (UID 40 FLAGS (\Seen) INTERNALDATE "..." RFC822.SIZE 2345 MODSEQ (7) BODY[] {2345}
+#     <the literal>
+#     )
+# ``body_fetch_head`` recognises the first line, so that the reader can put the literal where the
+# message is to be stored, and ``body_fetch_item`` reads its items: first with one pattern for the
+# order Dovecot (and most servers) use, else with _fetch_simple, which takes any order. When it
+# returns None the caller hands the whole response to ResponseParser, which decides; the results of
+# the two paths are held equal by tests/unit/test_responses.py.
+_BODY_FETCH_HEAD = re.compile(rb"\* ([0-9]{1,10}) FETCH \(([^\x00-\x1f{}]*) BODY\[\] \{([0-9]{1,10})\}\r\n")
+_USUAL_ITEMS = re.compile(
+    rb'UID ([0-9]{1,10}) FLAGS (\([^\x00-\x1f\x7f()"{\[\]]*\)) '
+    rb'INTERNALDATE "((?: ?[0-9]{1,2})-[A-Za-z]{3}-[0-9]{4} [0-9]{2}:[0-9]{2}:[0-9]{2} [+-][0-9]{4})" '
+    rb"RFC822\.SIZE ([0-9]{1,18})(?: MODSEQ \(([0-9]{1,18})\))?")
+
+
+def body_fetch_head(line: bytes) -> tuple[int, bytes, int] | None:
+    """``(seq, items, n)`` when ``line`` is the first line of the usual one-message FETCH response
+    (its items, then ``BODY[] {n}`` ending the line); None for anything else."""
+    m = _BODY_FETCH_HEAD.fullmatch(line)
+    if m is None:
+        return None
+    seq, n = int(m.group(1)), int(m.group(3))
+    if not 0 < seq <= _MAX_NUMBER or n > MAX_LITERAL:
+        return None
+    return seq, m.group(2), n
+
+
+def body_fetch_item(seq: int, items: bytes, body) -> FetchItem | None:
+    """The FetchItem of a response body_fetch_head accepted, whose literal was ``body`` and whose
+    last line was ``)``; None when the items are not of the simple shape (ask ResponseParser)."""
+    m = _USUAL_ITEMS.fullmatch(items)
+    if m is not None:
+        uid_b, lst, date, size, modseq = m.groups()
+        uid = int(uid_b)
+        flags = _FLAG_LISTS.get(lst) or _flag_list(lst)
+        if 0 < uid <= _MAX_NUMBER and flags is not None:
+            return FetchItem(seq, uid, flags, date.decode("ascii"), int(size), body, None,
+                             None if modseq is None else int(modseq))
+    item = _fetch_simple(seq, items + b")", 0, ())
+    if item is None or item.body is not None or item.header_fields is not None:
+        return None
+    return FetchItem(seq, item.uid, item.flags, item.internaldate, item.size, body, None, item.modseq)
+
+
+def _flag_list(lst: bytes) -> tuple[str, ...] | None:
+    """A flat FLAGS list, parentheses included, as the tuple FetchItem holds; None if not ASCII."""
+    if not lst or not lst.isascii():
+        return None
+    sysflags = _SYSTEM_FLAGS
+    value = tuple([sysflags.get(f.lower()) or f.decode("ascii") for f in lst[1:-1].split(b" ") if f])
+    if len(_FLAG_LISTS) < _FLAG_LISTS_MAX:
+        _FLAG_LISTS[lst] = value
+    return value
 
 
 def _flag(tok: bytes) -> str:

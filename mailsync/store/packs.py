@@ -19,7 +19,10 @@ offset it was given really starts a record of that body. A new pack is started w
 has reached ``limit`` bytes. Appends from several processes are serialised by an flock on
 ``lock``; the offset of a record is the file's size under that lock. Batches of DIRECT_MIN bytes or
 more are written with O_DIRECT from an aligned buffer and end in zero padding up to the next ALIGN
-boundary, which a scan skips; smaller ones go through the page cache, unpadded.
+boundary, which a scan skips; smaller ones go through the page cache, unpadded. That buffer is a
+PackBatch: ``append`` copies messages into one, and a first sync fills one in place (the IMAP reader
+puts each message straight where it will lie, see sync.engine._download_packed), so its bytes are
+never copied between the socket and the disk.
 """
 
 from __future__ import annotations
@@ -64,7 +67,9 @@ class PackStore:
         self._fds: dict[int, int] = {}
         self._fd_lock = threading.Lock()
         self._direct = direct and hasattr(os, "O_DIRECT")
-        self._buf: mmap.mmap | None = None
+        self._buf: PackBatch | None = None  # append()'s scratch batch
+        self._pool: list[PackBatch] = []  # written batches, for new_batch() to hand out again
+        self._pool_lock = threading.Lock()
 
     # -- names ----------------------------------------------------------------------------------
 
@@ -115,29 +120,55 @@ class PackStore:
         if not items:
             return []
         with self.locked():
-            return self._append_locked(items)
+            total = sum(HEADER.size + len(data) for _, data in items)
+            if not (self._direct and total >= DIRECT_MIN):  # small: no copy, the kernel gathers them
+                return self._append_buffered(items)
+            batch = self._scratch(total)
+            offsets = [batch.put(data, bytes.fromhex(sha)) for sha, data in items]
+            pack, start = self._write_locked(batch)
+            return [(pack, start + off) for off in offsets]
 
-    def _append_locked(self, items: Sequence[tuple[str, bytes]]) -> list[tuple[int, int]]:
+    def write_batch(self, batch: "PackBatch") -> tuple[int, int]:
+        """Write a filled PackBatch as it lies, fsync, and return (pack, start): a record added at
+        offset ``off`` of the batch is at ``start + off`` in that pack. Durable when this returns."""
+        if not batch.count:
+            raise ValueError("write_batch() of an empty batch")
+        with self.locked():
+            return self._write_locked(batch)
+
+    def _target(self) -> tuple[int, Path]:
+        """The pack to append to (the lock is held): the newest, or a new one when it is full."""
         numbers = self.packs()
         pack = numbers[-1] if numbers else 1
         if numbers and self._size(pack) >= self.limit:
             pack += 1
-        path = self.path(pack)
+        return pack, self.path(pack)
+
+    def _write_locked(self, batch: "PackBatch") -> tuple[int, int]:
+        pack, path = self._target()
         created = not path.exists()
-        total = sum(HEADER.size + len(data) for _, data in items)
         try:
-            if self._direct and total >= DIRECT_MIN:
+            if self._direct and batch.used >= DIRECT_MIN:
                 try:
-                    out = self._write_direct(path, pack, items)
+                    start = self._write_direct(path, batch)
                 except _DirectUnsupported:
                     self._direct = False
-                    out = self._write_buffered(path, pack, items)
+                    start = self._write_plain(path, batch)
             else:
-                out = self._write_buffered(path, pack, items)
+                start = self._write_plain(path, batch)
         except OSError as exc:
-            hint = ("free some disk space and run the sync again" if exc.errno == errno.ENOSPC
-                    else "check the disk and the folder's permissions")
-            raise StoreError(f"cannot write message bodies to {path}: {exc.strerror}", hint=hint) from exc
+            raise _write_error(path, exc) from exc
+        if created:
+            fsync_dir(self.root)
+        return pack, start
+
+    def _append_buffered(self, items: Sequence[tuple[str, bytes]]) -> list[tuple[int, int]]:
+        pack, path = self._target()
+        created = not path.exists()
+        try:
+            out = self._write_buffered(path, pack, items)
+        except OSError as exc:
+            raise _write_error(path, exc) from exc
         if created:
             fsync_dir(self.root)
         return out
@@ -148,26 +179,17 @@ class PackStore:
         except FileNotFoundError:
             return 0
 
-    @staticmethod
-    def _layout(pack: int, start: int, items: Sequence[tuple[str, bytes]]):
-        """The records' headers and where each message will start."""
-        out: list[tuple[int, int]] = []
-        headers: list[bytes] = []
-        pos = start
-        for sha, data in items:
-            headers.append(HEADER.pack(MAGIC, VERSION, len(data), bytes.fromhex(sha)))
-            out.append((pack, pos + HEADER.size))
-            pos += HEADER.size + len(data)
-        return headers, out, pos
-
     def _write_buffered(self, path: Path, pack: int, items: Sequence[tuple[str, bytes]]) -> list[tuple[int, int]]:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         try:
             start = os.fstat(fd).st_size
-            headers, out, _ = self._layout(pack, start, items)
+            out: list[tuple[int, int]] = []
             bufs: list[bytes] = []
-            for header, (_, data) in zip(headers, items):
-                bufs += (header, data)
+            pos = start
+            for sha, data in items:
+                bufs += (HEADER.pack(MAGIC, VERSION, len(data), bytes.fromhex(sha)), data)
+                out.append((pack, pos + HEADER.size))
+                pos += HEADER.size + len(data)
             try:
                 for i in range(0, len(bufs), _IOV_MAX):
                     _writev_all(fd, bufs[i:i + _IOV_MAX])
@@ -179,8 +201,24 @@ class PackStore:
         finally:
             os.close(fd)
 
-    def _write_direct(self, path: Path, pack: int, items: Sequence[tuple[str, bytes]]) -> list[tuple[int, int]]:
-        """One O_DIRECT write of the whole batch from an aligned buffer: the kernel does not copy
+    def _write_plain(self, path: Path, batch: "PackBatch") -> int:
+        """A batch through the page cache, unpadded (small batches; file systems without O_DIRECT)."""
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        try:
+            start = os.fstat(fd).st_size
+            try:
+                with memoryview(batch.buf) as view:
+                    write_all(fd, view[:batch.used])
+                os.fdatasync(fd)
+            except OSError:
+                _truncate(fd, start)
+                raise
+            return start
+        finally:
+            os.close(fd)
+
+    def _write_direct(self, path: Path, batch: "PackBatch") -> int:
+        """One O_DIRECT write of the whole batch from its aligned buffer: the kernel does not copy
         the bytes into the page cache (that copy cost as much CPU as reading them off the socket),
         and the batch lands on disk in one request. The batch is padded with zeros to the next
         ALIGN boundary, which a scan skips (see records)."""
@@ -196,45 +234,53 @@ class PackStore:
                 with open(path, "ab") as f:
                     f.write(b"\0" * (ALIGN - start % ALIGN))
                 start += ALIGN - start % ALIGN
-            headers, out, end = self._layout(pack, start, items)
-            length = end - start
-            padded = -(-length // ALIGN) * ALIGN
-            buf = self._buffer(padded)
-            pos = 0
-            for header, (_, data) in zip(headers, items):
-                buf[pos:pos + HEADER.size] = header
-                pos += HEADER.size
-                buf[pos:pos + len(data)] = data
-                pos += len(data)
-            buf[pos:padded] = bytes(padded - pos)
+            padded = batch.pad()
             try:
-                view = memoryview(buf)[:padded]
-                try:
-                    done = 0
-                    while done < padded:
-                        n = os.pwrite(fd, view[done:], start + done)
-                        if n <= 0 or n % ALIGN:
-                            raise OSError(errno.EIO, "short O_DIRECT write")
-                        done += n
-                finally:
-                    view.release()
+                with memoryview(batch.buf) as whole:
+                    view = whole[:padded]
+                    try:
+                        done = 0
+                        while done < padded:
+                            n = os.pwrite(fd, view[done:], start + done)
+                            if n <= 0 or n % ALIGN:
+                                raise OSError(errno.EIO, "short O_DIRECT write")
+                            done += n
+                    finally:
+                        view.release()
                 os.fdatasync(fd)
             except OSError as exc:
                 _truncate(fd, start)
                 if exc.errno == errno.EINVAL:  # opened, but the file system will not write directly
                     raise _DirectUnsupported() from exc
                 raise
-            return out
+            return start
         finally:
             os.close(fd)
 
-    def _buffer(self, size: int) -> mmap.mmap:
-        """A page-aligned buffer of at least ``size`` bytes, kept between batches."""
-        if self._buf is None or len(self._buf) < size:
-            if self._buf is not None:
-                self._buf.close()
-            self._buf = mmap.mmap(-1, max(size, 16 << 20))
+    def _scratch(self, size: int) -> "PackBatch":
+        """The batch append() copies into (the lock is held), kept between appends."""
+        if self._buf is None or self._buf.capacity < size:
+            self._buf = PackBatch(max(size, 16 << 20))
+        self._buf.clear()
         return self._buf
+
+    # -- batches the reader fills in place ------------------------------------------------------
+
+    def new_batch(self, capacity: int) -> "PackBatch":
+        """An empty batch of at least ``capacity`` bytes, from the pool when one is free there.
+        Give it back with ``recycle`` once written."""
+        with self._pool_lock:
+            for i, batch in enumerate(self._pool):
+                if batch.capacity >= capacity:
+                    del self._pool[i]
+                    batch.clear()
+                    return batch
+        return PackBatch(capacity)
+
+    def recycle(self, batch: "PackBatch") -> None:
+        with self._pool_lock:
+            if len(self._pool) < _POOL_MAX:
+                self._pool.append(batch)
 
     def seal(self) -> None:
         """Make the next append start a new pack (compaction moves bodies out of the current one)."""
@@ -359,9 +405,69 @@ class PackStore:
             for fd in self._fds.values():
                 os.close(fd)
             self._fds.clear()
-            if self._buf is not None:
-                self._buf.close()
-                self._buf = None
+            self._buf = None
+        with self._pool_lock:
+            self._pool.clear()
+
+
+class PackBatch:
+    """Records laid out in a page-aligned buffer exactly as they will lie in a pack, so that a
+    batch is written with one O_DIRECT pwrite and no copy. A reader puts each message straight into
+    its place (``slot(n)`` gives the n bytes after the next header), then ``add`` writes the header
+    in front of it; a slot never added is overwritten by the next one."""
+
+    __slots__ = ("buf", "used", "count")
+
+    def __init__(self, capacity: int) -> None:
+        self.buf = mmap.mmap(-1, max(ALIGN, -(-capacity // ALIGN) * ALIGN))
+        self.used = 0  # bytes of whole records
+        self.count = 0  # records
+
+    @property
+    def capacity(self) -> int:
+        return len(self.buf)
+
+    def fits(self, n: int) -> bool:
+        """Is there room for one more record of an n-byte message?"""
+        return self.used + HEADER.size + n <= len(self.buf)
+
+    def slot(self, n: int) -> memoryview:
+        """Where the next record's n message bytes go (check ``fits`` first)."""
+        start = self.used + HEADER.size
+        return memoryview(self.buf)[start:start + n]
+
+    def add(self, n: int, digest: bytes) -> int:
+        """Close the record whose n bytes are in the slot: its header is written; returns the
+        offset of the message in the batch."""
+        HEADER.pack_into(self.buf, self.used, MAGIC, VERSION, n, digest)
+        offset = self.used + HEADER.size
+        self.used = offset + n
+        self.count += 1
+        return offset
+
+    def put(self, data, digest: bytes) -> int:
+        """Copy a message in as a record; returns its offset in the batch."""
+        start = self.used + HEADER.size
+        self.buf[start:start + len(data)] = data
+        return self.add(len(data), digest)
+
+    def pad(self) -> int:
+        """Zero the bytes up to the next ALIGN boundary; returns the padded length."""
+        padded = -(-self.used // ALIGN) * ALIGN
+        self.buf[self.used:padded] = bytes(padded - self.used)
+        return padded
+
+    def clear(self) -> None:
+        self.used = self.count = 0
+
+
+_POOL_MAX = 4
+
+
+def _write_error(path: Path, exc: OSError) -> StoreError:
+    hint = ("free some disk space and run the sync again" if exc.errno == errno.ENOSPC
+            else "check the disk and the folder's permissions")
+    return StoreError(f"cannot write message bodies to {path}: {exc.strerror}", hint=hint)
 
 
 class _DirectUnsupported(Exception):

@@ -276,9 +276,23 @@ PLACEMENT_COLUMNS = ("folder_id", "uid", "body_sha256", "flags", "base_flags", "
 def add_placements(session: Session, rows: list[dict]) -> None:
     """rows: dicts with PLACEMENT_COLUMNS (base_flags and modseq may be left out); a (folder_id, uid)
     already present is skipped."""
-    _insert_rows_ignore(session, Placement.__tablename__, PLACEMENT_COLUMNS,
-                        [(r["folder_id"], r["uid"], r["body_sha256"], r["flags"], r.get("base_flags"), r.get("modseq"),
-                          r["internaldate"], r["size"]) for r in rows], ("folder_id", "uid"))
+    add_placement_rows(session, [(r["folder_id"], r["uid"], r["body_sha256"], r["flags"], r.get("base_flags"),
+                                  r.get("modseq"), r["internaldate"], r["size"]) for r in rows])
+
+
+def add_placement_rows(session: Session, rows: list[tuple]) -> None:
+    """add_placements for rows already in PLACEMENT_COLUMNS order."""
+    _insert_rows_ignore(session, Placement.__tablename__, PLACEMENT_COLUMNS, rows, ("folder_id", "uid"))
+
+
+def add_packed_bodies(session: Session, rows: list[tuple[str, int, str | None, int, int]]) -> None:
+    """Rows of bodies already written to a pack: (sha256, size, message_id, pack, offset). A body
+    already stored is left as it is (its new copy in the pack is dead space). Call it before the
+    placements that point at these bodies, in the same transaction: on SQLite the insert takes the
+    write lock, so no orphan clean-up can remove a body found already stored before they point at
+    it (see store_bodies)."""
+    _insert_rows_ignore(session, Body.__tablename__, _BODY_COLUMNS,
+                        [(sha, size, mid, b"", pack, offset) for sha, size, mid, pack, offset in rows], ("sha256",))
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,7 +29,7 @@ T = TypeVar("T")
 
 
 class StoreWorker:
-    def __init__(self, store: Store, *, max_pending: int = 2) -> None:
+    def __init__(self, store: Store, *, max_pending: int = 3) -> None:
         self.store = store
         self.max_pending = max_pending
         self._pending: deque[Future] = deque()

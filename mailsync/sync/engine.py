@@ -28,6 +28,7 @@ Order of one account's sync:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -45,7 +46,7 @@ from mailsync.store.models import AuditEvent, Body, Folder, PendingOp, Placement
 from mailsync.store.uow import UnitOfWork
 from mailsync.store.worker import StoreWorker
 from mailsync.sync import plan as P
-from mailsync.sync.message import message_id, sha256_hex
+from mailsync.sync.message import message_id, message_id_at, sha256_hex
 
 log = logging.getLogger("mailsync.sync")
 
@@ -528,7 +529,10 @@ class AccountSync:
             db.submit(self._reconcile, folder.id, info, {}, None, True, reason)
             self.observer.folder_started(self.account.name, folder.name, info.exists or 0)
             if info.exists:
-                self._download(conn, db, folder.id, folder.name, None)
+                if self.store.packs is not None:
+                    self._download_packed(conn, db, folder.id, folder.name)
+                else:
+                    self._download(conn, db, folder.id, folder.name, None)
             db.submit(self._complete_folder, folder.id, folder.name, info)
             return
         if mode == "qresync":
@@ -767,6 +771,87 @@ class AccountSync:
                 self._check_stop()  # after the batch was handed over: it is committed on the way out
         if batch:
             db.submit(self._commit_batch, folder_id, name, batch, nbytes)
+
+    def _download_packed(self, conn, db: StoreWorker, folder_id: int, name: str) -> None:
+        """Rule D4 into a store with pack files, without copying a message: each literal is read
+        straight into the pack batch it will be written from (packs.PackBatch), hashed there, and
+        its record header put in front of it; the store worker writes a full batch to a pack in one
+        request and then inserts its rows (rule C1 as in _commit_batch)."""
+        from mailsync.imap.responses import parse_internaldate
+        from mailsync.store.packs import HEADER
+
+        packs = self.store.packs
+        limit = self.account.batch_size
+        batch = packs.new_batch(BATCH_BYTES)
+        bodies: list[tuple] = []  # (sha256, size, message_id, offset in the batch)
+        places: list[tuple] = []  # placement rows (repo.PLACEMENT_COLUMNS)
+        nbytes = 0
+        sha256 = hashlib.sha256
+        flags_text = P.flags_text
+        known_flags: dict[tuple[str, ...] | None, str] = {}
+
+        def hand_over() -> None:
+            nonlocal batch, bodies, places, nbytes
+            db.submit(self._commit_packed, folder_id, name, batch, bodies, places, nbytes)
+            batch, bodies, places, nbytes = packs.new_batch(BATCH_BYTES), [], [], 0
+
+        def into(n: int) -> memoryview:
+            nonlocal batch
+            if not batch.fits(n):
+                if batch.count:
+                    hand_over()
+                if not batch.fits(n):  # a message larger than a batch: a batch of its own
+                    packs.recycle(batch)
+                    batch = packs.new_batch(HEADER.size + n)
+            return batch.slot(n)
+
+        for item in conn.fetch_all_messages(into=into):
+            body = item.body
+            if body is None or item.uid is None:
+                continue  # an unsolicited FETCH (a flag change)
+            if item.internaldate is None:
+                raise ProtocolError(f"account '{self.account.name}': FETCH of UID {item.uid} in {name!r} "
+                                    f"came without its INTERNALDATE")
+            n = len(body)
+            digest = sha256(body).digest()
+            if type(body) is memoryview:  # read into its slot: the next record of the batch
+                offset = batch.add(n, digest)
+            else:  # a response of an unusual shape: copied in
+                into(n)
+                offset = batch.put(body, digest)
+            sha = digest.hex()
+            flags = known_flags.get(item.flags)
+            if flags is None:  # a folder's messages share few flag sets
+                flags = known_flags[item.flags] = flags_text(item.flags or ())
+            bodies.append((sha, n, message_id_at(batch.buf, offset, offset + n), offset))
+            places.append((folder_id, item.uid, sha, flags, flags, item.modseq,
+                           parse_internaldate(item.internaldate), item.size if item.size is not None else n))
+            nbytes += n
+            if len(places) >= limit or batch.used >= BATCH_BYTES:
+                hand_over()
+                self._check_stop()  # after the batch was handed over: it is committed on the way out
+        if places:
+            hand_over()
+        packs.recycle(batch)
+
+    def _commit_packed(self, uow: UnitOfWork, folder_id: int, name: str, batch, bodies: list[tuple],
+                       places: list[tuple], nbytes: int) -> None:
+        """On the store worker: write a batch of _download_packed to a pack (durable on return), then
+        its rows and the folder's download mark in one transaction. Rule D4 downloads only into a
+        folder without placements, so no unsettled local append can be waiting for these UIDs
+        (_adopt_unsettled has nothing to do)."""
+        packs = self.store.packs
+        pack, start = packs.write_batch(batch)
+        packs.recycle(batch)
+        s = uow.session
+        repo.add_packed_bodies(s, [(sha, size, mid, pack, start + off) for sha, size, mid, off in bodies])
+        repo.add_placement_rows(s, places)
+        folder = repo.get_folder(s, folder_id)
+        folder.fetched_uid = max(folder.fetched_uid or 0, max(r[1] for r in places))
+        uow.commit()
+        crashpoint("batch committed")
+        self.result.new_messages += len(places)
+        self.observer.messages_stored(self.account.name, name, len(places), nbytes)
 
     def _placement_row(self, folder_id: int, item, digest: str) -> dict:
         from mailsync.imap.responses import parse_internaldate

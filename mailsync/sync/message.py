@@ -13,14 +13,25 @@ _MSGID = re.compile(rb"(?im)^message-id:[ \t]*(.*(?:\r?\n[ \t].*)*)")
 
 
 def header_block(raw: bytes) -> bytes:
-    end = raw.find(b"\r\n\r\n")
-    if end < 0:
-        end = raw.find(b"\n\n")
-    return raw if end < 0 else raw[: end + 2]
+    return _header(raw, 0, len(raw))
+
+
+def _header(buf, start: int, end: int) -> bytes:
+    """The header block of the message at buf[start:end] (bytes, or an mmap: both have find with
+    bounds and slice to bytes), up to and including the line end before the blank line."""
+    stop = buf.find(b"\r\n\r\n", start, end)
+    if stop < 0:
+        stop = buf.find(b"\n\n", start, end)
+    return buf[start:end] if stop < 0 else buf[start:stop + 2]
 
 
 def message_id(raw: bytes) -> str | None:
-    head = header_block(raw)
+    return message_id_at(raw, 0, len(raw))
+
+
+def message_id_at(buf, start: int, end: int) -> str | None:
+    """The Message-ID of the message at buf[start:end], without copying more than its header."""
+    head = _header(buf, start, end)
     low = head.lower()  # find the field with bytes.find, then let the pattern read it from there
     pos = 0 if low.startswith(b"message-id:") else low.find(b"\nmessage-id:") + 1
     if pos == 0 and not low.startswith(b"message-id:"):

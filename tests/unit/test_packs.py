@@ -54,6 +54,46 @@ def test_records_round_trip_and_scan(packs):
         assert packs.path(1).stat().st_size == sum(48 + len(raw) for _s, raw, _p, _o in placed)
 
 
+def test_batches_filled_in_place_round_trip_and_scan(packs):
+    """PackBatch: messages read straight into their slots (as the first-sync reader does), then
+    the header put in front; batches written as they lie, between appends of the usual kind."""
+    placed = []
+    before = _items(3, tag="before")
+    placed += [(sha, raw, pack, off) for (sha, raw), (pack, off) in zip(before, packs.append(before))]
+    for tag, count, size in (("big", 500, 3000), ("small", 5, 200), ("big2", 450, 3000)):
+        items = _items(count, size=size, tag=tag)
+        batch = packs.new_batch(1 << 20)
+        offsets = []
+        for sha, raw in items:
+            if not batch.fits(len(raw)):
+                break
+            slot = batch.slot(len(raw))
+            slot[:] = raw  # what readinto() does with a literal
+            offsets.append(batch.add(len(raw), bytes.fromhex(sha)))
+        pack, start = packs.write_batch(batch)
+        placed += [(sha, raw, pack, start + off) for (sha, raw), off in zip(items, offsets)]
+        packs.recycle(batch)
+    after = _items(2, tag="after")
+    placed += [(sha, raw, pack, off) for (sha, raw), (pack, off) in zip(after, packs.append(after))]
+    for sha, raw, pack, offset in placed:
+        assert packs.read(pack, offset, len(raw), sha) == raw
+    assert list(packs.records(1)) == [(offset, len(raw), sha) for sha, raw, _p, offset in placed]
+
+
+def test_a_batch_slot_not_added_is_overwritten(packs):
+    [(sha1, raw1), (sha2, raw2)] = _items(2, size=5000)
+    batch = packs.new_batch(1 << 16)
+    batch.slot(len(raw1))[:] = raw1  # read, then not taken (an unsolicited response, say)
+    batch.slot(len(raw2))[:] = raw2
+    off = batch.add(len(raw2), bytes.fromhex(sha2))
+    pack, start = packs.write_batch(batch)
+    assert batch.count == 1
+    assert packs.read(pack, start + off, len(raw2), sha2) == raw2
+    assert [sha for _o, _n, sha in packs.records(pack)] == [sha2]
+    with pytest.raises(ValueError, match="empty batch"):
+        packs.write_batch(packs.new_batch(1 << 16))
+
+
 def test_pack_files_are_private(packs):
     packs.append(_items(1))
     assert stat.S_IMODE(packs.root.stat().st_mode) == 0o700

@@ -900,3 +900,87 @@ def test_fetch_fast_path_agrees_with_general_parser(pairs, sep, end):
         for a, b in zip([fast.body, fast.header_fields], [general.body, general.header_fields]):
             if any(b is lit for lit in lits):
                 assert a is b  # literals are passed through, never copied
+
+
+# -- the bulk path: body_fetch_head / body_fetch_item ------------------------------------------------
+
+_USUAL_BODY = b"Message-ID: <x@y>\r\n\r\nhello\r\n"
+
+
+def _general_events(line: bytes, body: bytes, end: bytes = b")\r\n"):
+    parser = ResponseParser()
+    assert parser.feed_line(line) == []
+    assert parser.feed_literal(body) == []
+    return parser.feed_line(end)
+
+
+@pytest.mark.parametrize("items,expected", [
+    (b'UID 40 FLAGS (\\Seen) INTERNALDATE "01-Jan-2024 21:19:07 +0000" RFC822.SIZE 29 MODSEQ (3)',
+     dict(uid=40, flags=("\\Seen",), internaldate="01-Jan-2024 21:19:07 +0000", size=29, modseq=3)),
+    (b'UID 1 FLAGS () INTERNALDATE " 7-Jul-1996 02:44:25 -0700" RFC822.SIZE 29',
+     dict(uid=1, flags=(), internaldate=" 7-Jul-1996 02:44:25 -0700", size=29)),
+    (b'UID 4294967295 FLAGS (\\SEEN \\Recent $Label1) INTERNALDATE "17-Jul-1996 02:44:25 -0700" RFC822.SIZE 0',
+     dict(uid=4294967295, flags=("\\Seen", "\\Recent", "$Label1"), internaldate="17-Jul-1996 02:44:25 -0700",
+          size=0)),
+    (b'RFC822.SIZE 29 FLAGS (\\Seen) UID 9 INTERNALDATE "17-Jul-1996 02:44:25 -0700"',  # another order
+     dict(uid=9, flags=("\\Seen",), internaldate="17-Jul-1996 02:44:25 -0700", size=29)),
+])
+def test_body_fetch_fast_path_reads_the_usual_response(items, expected):
+    line = b"* 12 FETCH (" + items + b" BODY[] {%d}\r\n" % len(_USUAL_BODY)
+    head = R.body_fetch_head(line)
+    assert head == (12, items, len(_USUAL_BODY))
+    body = memoryview(bytearray(_USUAL_BODY))
+    item = R.body_fetch_item(12, items, body)
+    assert item is not None and item.body is body  # the buffer read into, not a copy
+    assert item == _item(12, body=body, **expected)
+    assert _general_events(line, _USUAL_BODY) == [_item(12, body=_USUAL_BODY, **expected)]
+
+
+@pytest.mark.parametrize("line", [
+    b"* 1 FETCH (BODY[] {5}\r\n",  # no other item
+    b"* 1 FETCH (UID 1 BODY[] {5+}\r\n",  # non-synchronizing
+    b"* 1 FETCH (UID 1 BINARY[] ~{5}\r\n",
+    b"* 1 FETCH (UID 1 BODY[] {5}\n",  # bare LF
+    b"* 1 FETCH (UID 1 BODY[]<0> {5}\r\n",
+    b"* 0 FETCH (UID 1 BODY[] {5}\r\n",  # sequence number out of range
+    b"* 4294967296 FETCH (UID 1 BODY[] {5}\r\n",
+    b"* 1 FETCH (UID 1 BODY[] {99999999999}\r\n",  # more than MAX_LITERAL
+    b"* 1 FETCH (BODY[HEADER] {2}\r\n",
+    b"* 1 fetch (UID 1 BODY[] {5}\r\n",
+])
+def test_body_fetch_head_leaves_other_shapes_to_the_parser(line):
+    assert R.body_fetch_head(line) is None
+
+
+_USUAL_VALUES = st.tuples(
+    st.sampled_from([b"1", b"4294967295", b"4294967296", b"0", b"007"]),
+    st.sampled_from([b"()", b"(\\Seen)", b"(\\seen $Fwd)", b"(\xc3\xa4)", b"( \\Seen )", b"(\\*)"]),
+    st.sampled_from([b'"17-Jul-1996 02:44:25 -0700"', b'" 7-Jul-1996 02:44:25 +0000"', b'"7-Jul-1996 2:44:25 +0000"',
+                     b"NIL", b'"31-Feb-2024 00:00:00 +0000"']),
+    st.sampled_from([b"0", b"29", b"999999999999999999", b"9999999999999999999"]),
+    st.sampled_from([b"", b" MODSEQ (5)", b" MODSEQ (9223372036854775807)", b" MODSEQ (x)", b" MODSEQ (1) UID 2"]),
+)
+
+
+@settings(max_examples=1500, deadline=None)
+@given(st.one_of(
+    _USUAL_VALUES.map(lambda v: b"UID %s FLAGS %s INTERNALDATE %s RFC822.SIZE %s%s" % v),
+    st.lists(_fetch_pair().filter(lambda p: b"\n" not in p), min_size=1, max_size=5).map(b" ".join),
+))
+def test_body_fetch_fast_path_agrees_with_general_parser(items):
+    """Whatever the bulk path accepts, ResponseParser reads the same way; what it does not, it
+    leaves to ResponseParser (returns None) rather than reading differently."""
+    line = b"* 3 FETCH (" + items + b" BODY[] {%d}\r\n" % len(_USUAL_BODY)
+    head = R.body_fetch_head(line)
+    if head is None:
+        return
+    seq, its, n = head
+    assert (seq, n) == (3, len(_USUAL_BODY))
+    try:
+        general = _general_events(line, _USUAL_BODY)
+    except ProtocolError:
+        general = ProtocolError
+    fast = R.body_fetch_item(seq, its, _USUAL_BODY)
+    if fast is not None:
+        assert [fast] == general
+        assert fast.body is _USUAL_BODY

@@ -1,0 +1,171 @@
+"""The first-sync bulk reader (ImapConnection.fetch_all_messages with ``into``) against a scripted
+fake server, for what Dovecot does not send: responses of unusual shapes mixed with the usual one,
+unsolicited responses in the middle, and a connection that drops inside a literal or says BYE.
+The usual shape itself is covered against the real Dovecot by every first sync (test_sync_pull)."""
+
+from __future__ import annotations
+
+import socket
+import threading
+
+import pytest
+
+from mailsync.config.model import AccountConfig, SecretRef
+from mailsync.errors import ConnectError, ProtocolError
+from mailsync.imap.connection import connect
+
+
+class ScriptedServer:
+    """Answers LOGIN, CAPABILITY, SELECT/EXAMINE and LOGOUT; a UID FETCH gets ``fetch_reply``, then
+    (unless ``cut`` is set, which closes the connection instead) ``<tag> OK``."""
+
+    def __init__(self, fetch_reply: bytes, *, cut: bool = False, status: bytes = b"OK") -> None:
+        self.fetch_reply, self.cut, self.status = fetch_reply, cut, status
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        conn, _ = self.sock.accept()
+        with conn:
+            f = conn.makefile("rb")
+            conn.sendall(b"* OK [CAPABILITY IMAP4rev1] fake ready\r\n")
+            for line in f:
+                tag, _, rest = line.rstrip(b"\r\n").partition(b" ")
+                cmd = rest.split(b" ")[0].upper()
+                if cmd == b"LOGIN":
+                    conn.sendall(tag + b" OK [CAPABILITY IMAP4rev1] logged in\r\n")
+                elif cmd == b"CAPABILITY":
+                    conn.sendall(b"* CAPABILITY IMAP4rev1\r\n" + tag + b" OK done\r\n")
+                elif cmd in (b"SELECT", b"EXAMINE"):
+                    conn.sendall(b"* 4 EXISTS\r\n* OK [UIDVALIDITY 7] v\r\n" + tag + b" OK [READ-ONLY] done\r\n")
+                elif rest.upper().startswith(b"UID FETCH"):
+                    conn.sendall(self.fetch_reply)
+                    if self.cut:
+                        return
+                    conn.sendall(tag + b" " + self.status + b" done\r\n")
+                elif cmd == b"NOOP":
+                    conn.sendall(tag + b" OK done\r\n")
+                elif cmd == b"LOGOUT":
+                    conn.sendall(b"* BYE bye\r\n" + tag + b" OK done\r\n")
+                    return
+                else:
+                    conn.sendall(tag + b" BAD unknown\r\n")
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def _account(port: int) -> AccountConfig:
+    return AccountConfig(name="fake", host="127.0.0.1", port=port, tls="none", username="u",
+                         password=SecretRef("literal", "p"), timeout=5)
+
+
+def _msg(n: int) -> bytes:
+    return (b"Message-ID: <%d@x>\r\n\r\n" % n) + b"body %d " % n * (n + 3)
+
+
+DATE = b'"17-Jul-1996 02:44:25 -0700"'
+
+
+def _usual(seq: int, uid: int, body: bytes) -> bytes:
+    return (b"* %d FETCH (UID %d FLAGS (\\Seen) INTERNALDATE %s RFC822.SIZE %d BODY[] {%d}\r\n%s)\r\n"
+            % (seq, uid, DATE, len(body), len(body), body))
+
+
+class Arena:
+    """A stand-in for the engine's pack batch: one buffer, each literal read at the next slot."""
+
+    def __init__(self) -> None:
+        self.buf = bytearray(1 << 16)
+        self.pos = 0
+        self.asked: list[int] = []
+
+    def into(self, n: int) -> memoryview:
+        self.asked.append(n)
+        view = memoryview(self.buf)[self.pos:self.pos + n]
+        self.pos += n
+        return view
+
+
+def test_every_shape_is_read_and_usual_bodies_land_in_place():
+    m1, m2, m3, m4 = _msg(1), _msg(2), _msg(3), _msg(4)
+    reply = b"".join([
+        _usual(1, 10, m1),
+        b"* 3 EXISTS\r\n",  # unsolicited, between messages
+        b"* 9 FETCH (FLAGS (\\Deleted))\r\n",  # an unsolicited flag change
+        # the items in another order (the general item reader of the bulk path)
+        b"* 2 FETCH (RFC822.SIZE %d FLAGS () UID 11 INTERNALDATE %s BODY[] {%d}\r\n%s)\r\n"
+        % (len(m2), DATE, len(m2), m2),
+        # an item after the literal: ResponseParser decides, the body still read in place
+        b"* 3 FETCH (UID 12 FLAGS () INTERNALDATE %s RFC822.SIZE %d BODY[] {%d}\r\n%s MODSEQ (9))\r\n"
+        % (DATE, len(m3), len(m3), m3),
+        # the body first: not the usual first line, so a bytes object of its own
+        b"* 4 FETCH (BODY[] {%d}\r\n%s UID 13 FLAGS (\\Flagged) INTERNALDATE %s RFC822.SIZE %d)\r\n"
+        % (len(m4), m4, DATE, len(m4)),
+    ])
+    server = ScriptedServer(reply)
+    conn = connect(_account(server.port), "p")
+    try:
+        conn.select("INBOX", readonly=True)
+        arena = Arena()
+        items = list(conn.fetch_all_messages(into=arena.into))
+        assert [(i.seq, i.uid, i.flags, i.modseq) for i in items] == [
+            (1, 10, ("\\Seen",), None), (9, None, ("\\Deleted",), None), (2, 11, (), None), (3, 12, (), 9),
+            (4, 13, ("\\Flagged",), None)]
+        assert [bytes(i.body) if i.body is not None else None for i in items] == [m1, None, m2, m3, m4]
+        assert [type(i.body) for i in items if i.body is not None] == [memoryview, memoryview, memoryview, bytes]
+        assert arena.asked == [len(m1), len(m2), len(m3)]
+        assert bytes(arena.buf[:len(m1)]) == m1
+        assert conn.bodies_fetched == 4 and not conn.broken
+        conn.noop()  # the stream is still in step
+    finally:
+        conn.logout()
+        server.close()
+
+
+def test_a_drop_inside_a_literal_is_a_connect_error():
+    body = _msg(5)
+    reply = _usual(1, 1, body) + (b"* 2 FETCH (UID 2 FLAGS () INTERNALDATE %s RFC822.SIZE 500 BODY[] {500}\r\n"
+                                  % DATE) + b"only part of it"
+    server = ScriptedServer(reply, cut=True)
+    conn = connect(_account(server.port), "p")
+    try:
+        conn.select("INBOX", readonly=True)
+        got = []
+        with pytest.raises(ConnectError, match=r"dropped inside a 500-byte literal while fetching messages"):
+            for item in conn.fetch_all_messages(into=Arena().into):
+                got.append(bytes(item.body))
+        assert got == [body]  # what came whole was handed out
+        with pytest.raises(ConnectError):  # the server is gone: so is the connection
+            conn.noop()
+    finally:
+        server.close()
+
+
+@pytest.mark.parametrize("tail,error,match", [
+    (b"* BYE server shutting down\r\n", ConnectError, "said BYE while fetching messages: server shutting down"),
+    (b"* 1 FETCH (UID x)\r\n", ProtocolError, "UID"),
+])
+def test_bye_and_malformed_responses_mid_fetch(tail, error, match):
+    server = ScriptedServer(_usual(1, 1, _msg(1)) + tail, cut=True)
+    conn = connect(_account(server.port), "p")
+    try:
+        conn.select("INBOX", readonly=True)
+        with pytest.raises(error, match=match):
+            list(conn.fetch_all_messages(into=Arena().into))
+    finally:
+        server.close()
+
+
+def test_a_refused_fetch_is_a_protocol_error():
+    server = ScriptedServer(b"", status=b"NO [SERVERBUG] cannot")
+    conn = connect(_account(server.port), "p")
+    try:
+        conn.select("INBOX", readonly=True)
+        with pytest.raises(ProtocolError, match="fetching messages failed: NO"):
+            list(conn.fetch_all_messages(into=Arena().into))
+    finally:
+        conn.logout()
+        server.close()
