@@ -54,8 +54,16 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:  # pragma: no cover - exercise
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.execute("PRAGMA busy_timeout=30000")
+    # Statement journals of the multi-row inserts stay in memory (on disk they were 88 MB of temp
+    # files per 20,000-message first sync), and the pages of the random-keyed indexes (SHA-256,
+    # Message-ID) stay cached.
     cur.execute("PRAGMA temp_store=MEMORY")
     cur.execute("PRAGMA cache_size=-65536")
+    # A first sync rewrites the same index pages in every batch; checkpointing every 32 MB of WAL
+    # instead of every 4 MB copies each page to the database once instead of eight times (measured:
+    # 0.2 s less of a 20,000-message first sync). The WAL file is cut back to 64 MB afterwards.
+    cur.execute("PRAGMA wal_autocheckpoint=8192")
+    cur.execute("PRAGMA journal_size_limit=67108864")
     cur.close()
 
 
