@@ -8,7 +8,9 @@ imapclient connects, runs STARTTLS, logs in and out. Every command after login i
 same socket and its answer read with the sans-I/O mailsync.imap.responses parser: `readline()` for
 lines and `read(n)` for literals of the socket's buffered file, so each body is copied once
 (imapclient's own parser costs about 5x the raw socket on 20,000 bodies, and swallows the untagged
-VANISHED/FETCH answers QRESYNC needs). imaplib has consumed everything up to its last tagged answer
+VANISHED/FETCH answers QRESYNC needs). A whole-folder download can go further: with ``into``,
+fetch_all_messages reads each body with `readinto()` straight into the buffer the caller will
+write it to disk from (see _bulk_into). imaplib has consumed everything up to its last tagged answer
 before we start, and we consume everything up to ours, so the two never interleave. Payloads of
 untagged answers are parsed in mailsync.imap.payloads.
 """

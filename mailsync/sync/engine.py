@@ -16,7 +16,9 @@ Order of one account's sync:
   3. LIST (with LIST-STATUS: one round trip for every folder's counters); plan folders (create,
      rename by UIDVALIDITY, drop = tombstone); skip folders whose counters did not move (rule D1);
   4. per folder: SELECT (QRESYNC or CONDSTORE); UIDVALIDITY rule (re-match, V1); read what changed
-     (D2/D3); in one store task: tombstone expunged placements, merge flags (T1/T2), commit; push
+     (D2/D3), or, for a folder never read, the whole of it with one FETCH (D4: into a SQLite store
+     each message is read straight into its pack batch, _download_packed); in one store task:
+     tombstone expunged placements, merge flags (T1/T2), commit; push
      merged flags with UNCHANGEDSINCE (T3) and record the answer; recognise new messages already in
      the store by (Message-ID, size) (N1), download the rest in batches (each committed with its
      placements and the folder's download mark); then commit UIDNEXT/HIGHESTMODSEQ as read at SELECT
