@@ -16,11 +16,12 @@ from mailsync.imap.connection import connect
 
 
 class ScriptedServer:
-    """Answers LOGIN, CAPABILITY, SELECT/EXAMINE and LOGOUT; a UID FETCH gets ``fetch_reply``, then
-    (unless ``cut`` is set, which closes the connection instead) ``<tag> OK``."""
+    """Answers LOGIN, CAPABILITY, LIST and STATUS (one folder, INBOX), SELECT/EXAMINE, NOOP and LOGOUT;
+    a UID FETCH gets ``fetch_reply``, then (unless ``cut`` is set, which closes the connection
+    instead) ``<tag> OK``."""
 
-    def __init__(self, fetch_reply: bytes, *, cut: bool = False, status: bytes = b"OK") -> None:
-        self.fetch_reply, self.cut, self.status = fetch_reply, cut, status
+    def __init__(self, fetch_reply: bytes, *, cut: bool = False, status: bytes = b"OK", exists: int = 4) -> None:
+        self.fetch_reply, self.cut, self.status, self.exists = fetch_reply, cut, status, exists
         self.sock = socket.create_server(("127.0.0.1", 0))
         self.port = self.sock.getsockname()[1]
         self.thread = threading.Thread(target=self._serve, daemon=True)
@@ -39,12 +40,18 @@ class ScriptedServer:
                 elif cmd == b"CAPABILITY":
                     conn.sendall(b"* CAPABILITY IMAP4rev1\r\n" + tag + b" OK done\r\n")
                 elif cmd in (b"SELECT", b"EXAMINE"):
-                    conn.sendall(b"* 4 EXISTS\r\n* OK [UIDVALIDITY 7] v\r\n" + tag + b" OK [READ-ONLY] done\r\n")
+                    conn.sendall(b"* %d EXISTS\r\n* OK [UIDVALIDITY 7] v\r\n* OK [UIDNEXT 99] n\r\n" % self.exists
+                                 + tag + b" OK [READ-ONLY] done\r\n")
                 elif rest.upper().startswith(b"UID FETCH"):
                     conn.sendall(self.fetch_reply)
                     if self.cut:
                         return
                     conn.sendall(tag + b" " + self.status + b" done\r\n")
+                elif cmd == b"LIST":
+                    conn.sendall(b'* LIST (\\HasNoChildren) "/" INBOX\r\n' + tag + b" OK done\r\n")
+                elif cmd == b"STATUS":
+                    conn.sendall(b"* STATUS INBOX (MESSAGES %d UIDNEXT 99 UIDVALIDITY 7)\r\n" % self.exists
+                                 + tag + b" OK done\r\n")
                 elif cmd == b"NOOP":
                     conn.sendall(tag + b" OK done\r\n")
                 elif cmd == b"LOGOUT":
@@ -168,4 +175,44 @@ def test_a_refused_fetch_is_a_protocol_error():
             list(conn.fetch_all_messages(into=Arena().into))
     finally:
         conn.logout()
+        server.close()
+
+
+def test_a_first_sync_stores_bodies_of_every_shape_in_the_pack(tmp_path):
+    """The engine's side of the same mix (rule D4 into a SQLite store with packs): bodies read in
+    place and bodies that came as bytes objects (copied into the batch) all land in the pack with
+    rows that point at them, and read back intact."""
+    import hashlib
+
+    from mailsync.store import repositories as repo
+    from mailsync.store.db import open_store
+    from mailsync.store.uow import UnitOfWork
+    from mailsync.sync.engine import sync_account
+
+    m = [_msg(i) for i in range(1, 6)]
+    reply = b"".join([
+        _usual(1, 10, m[0]),
+        b"* 2 FETCH (BODY[] {%d}\r\n%s UID 11 FLAGS (\\Flagged) INTERNALDATE %s RFC822.SIZE %d)\r\n"
+        % (len(m[1]), m[1], DATE, len(m[1])),
+        b"* 9 FETCH (FLAGS (\\Deleted))\r\n",
+        b"* 3 FETCH (UID 12 FLAGS () INTERNALDATE %s RFC822.SIZE %d BODY[] {%d}\r\n%s MODSEQ (9))\r\n"
+        % (DATE, len(m[2]), len(m[2]), m[2]),
+        _usual(4, 13, m[3]),
+        b"* 5 FETCH (RFC822 {%d}\r\n%s UID 14 FLAGS () INTERNALDATE %s)\r\n" % (len(m[4]), m[4], DATE),
+    ])
+    server = ScriptedServer(reply, exists=5)
+    store = open_store(f"sqlite:///{tmp_path}/s.db")
+    try:
+        result = sync_account(store, _account(server.port))
+        assert result.ok, result.error
+        assert result.new_messages == 5
+        with UnitOfWork(store) as uow:
+            rows = sorted((r.uid, r.flags, r.sha256, r.size) for r in repo.export_rows(uow.session))
+            assert rows == [(10 + i, ["\\Flagged"] if i == 1 else (["\\Seen"] if i in (0, 3) else []),
+                             hashlib.sha256(raw).hexdigest(), len(raw)) for i, raw in enumerate(m)]
+            for raw in m:
+                assert repo.read_body(uow.session, hashlib.sha256(raw).hexdigest()) == raw
+        assert store.packs is not None and sum(1 for _ in store.packs.records(1)) == 5
+    finally:
+        store.dispose()
         server.close()

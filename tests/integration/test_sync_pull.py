@@ -71,6 +71,37 @@ def test_export_equals_server_after_first_sync(tmp_path, imap_user, corpus, stor
     assert export_snapshot(export_via_cli(cfg, env), "acc") == expected
 
 
+def test_first_sync_of_messages_larger_than_a_batch(tmp_path, imap_user, store_url):
+    """Rule D4 with batches that end by count (batch_size 2), by bytes, and a message larger than
+    a whole batch (16 MiB): each is stored exactly, next to the small ones around it."""
+    import os
+
+    from mailsync.sync.engine import BATCH_BYTES
+
+    def message(i: int, size: int) -> bytes:
+        head = f"Message-ID: <big{i}@example.org>\r\nSubject: part {i}\r\n\r\n".encode()
+        line = os.urandom(max(1, size // 2)).hex().encode()[:76] + b"\r\n"
+        return head + line * max(1, (size - len(head)) // len(line))
+
+    sizes = [2000, 300, BATCH_BYTES + (1 << 20), 5000, BATCH_BYTES // 2, BATCH_BYTES // 2, 700]
+    client = client_for(imap_user)
+    try:
+        for i, size in enumerate(sizes):
+            client.append("INBOX", message(i, size), flags=("\\Seen",) if i % 2 else ())
+    finally:
+        client.logout()
+    cfg, env = _setup(tmp_path, imap_user, store_url, batch_size=2)
+    proc = run_cli("sync", config=cfg, env=env)
+    assert proc.returncode == 0, proc.stderr
+    server = nonempty(server_snapshot(imap_user))
+    got = export_snapshot(export_via_cli(cfg, env), "acc")
+    assert got == server
+    assert sorted(m[1] for m in got["INBOX"]["messages"].values()) == sorted(
+        m[1] for m in server["INBOX"]["messages"].values())
+    assert max(m[1] for m in got["INBOX"]["messages"].values()) > BATCH_BYTES
+    _assert_bodies_read_back(store_url, {m[2] for f in got.values() for m in f["messages"].values()})
+
+
 def test_changes_by_another_client_are_picked_up(tmp_path, imap_user, corpus, store_url):
     inbox = [m for m in corpus if m.folder == "INBOX"]
     load_into(imap_user.server, imap_user.name, inbox[:20] + [m for m in corpus if m.folder != "INBOX"][:40])
