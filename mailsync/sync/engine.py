@@ -30,6 +30,7 @@ Order of one account's sync:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -173,6 +174,7 @@ class AccountSync:
         self._orphans: set[str] = set()  # bodies whose placements were removed in this run
         self._bodies_before_run = False
         self._pending_flags: dict[int, set[int]] = {}  # folder id -> placements with flag changes to push
+        self._bulk_checkpoints = False  # the store worker's connection checkpoints in bulk (first syncs)
 
     # -- entry point --------------------------------------------------------------------------
 
@@ -204,6 +206,9 @@ class AccountSync:
                     db.call(self._cleanup)
                     clean = True
                 finally:
+                    if self._bulk_checkpoints:  # back to short checkpoints (a failed worker runs nothing more)
+                        with contextlib.suppress(Exception):
+                            db.call(_bulk_checkpoints, False)
                     if conn is not None:
                         if self._release is not None:
                             self._release(conn, clean)
@@ -807,6 +812,9 @@ class AccountSync:
                     batch = packs.new_batch(HEADER.size + n)
             return batch.slot(n)
 
+        if not self._bulk_checkpoints:  # until the end of the run (see run())
+            db.submit(_bulk_checkpoints, True)
+            self._bulk_checkpoints = True
         for item in conn.fetch_all_messages(into=into):
             body = item.body
             if body is None or item.uid is None:
@@ -945,6 +953,12 @@ class AccountSync:
             if not s.execute(select(Placement.id).where(Placement.folder_id == f.id).limit(1)).first():
                 s.delete(f)
         uow.commit()
+
+
+def _bulk_checkpoints(uow: UnitOfWork, on: bool) -> None:
+    from mailsync.store.db import bulk_checkpoints
+
+    bulk_checkpoints(uow.session.connection(), on)
 
 
 def _with_status(folder, status: dict):

@@ -62,3 +62,26 @@ def test_after_a_failure_later_tasks_do_not_run(store_url):
                 db.call(ok, "never")
     assert ran == ["before"]
     store.dispose()
+
+
+def test_bulk_checkpoints_switch_only_the_worker_connection(tmp_path):
+    """A first sync checkpoints its WAL in bulk on the worker's own connection; others keep the
+    short interval, and the worker's goes back to it."""
+    from mailsync.store.db import BULK_WAL_CHECKPOINT_PAGES, WAL_CHECKPOINT_PAGES, bulk_checkpoints
+
+    store = open_store(f"sqlite:///{tmp_path}/s.db")
+
+    def interval(uow):
+        return uow.session.connection().exec_driver_sql("PRAGMA wal_autocheckpoint").scalar()
+
+    try:
+        with StoreWorker(store) as db:
+            assert db.call(interval) == WAL_CHECKPOINT_PAGES
+            db.call(lambda uow: bulk_checkpoints(uow.session.connection(), True))
+            assert db.call(interval) == BULK_WAL_CHECKPOINT_PAGES
+            with UnitOfWork(store) as other:  # another connection of the same store
+                assert interval(other) == WAL_CHECKPOINT_PAGES
+            db.call(lambda uow: bulk_checkpoints(uow.session.connection(), False))
+            assert db.call(interval) == WAL_CHECKPOINT_PAGES
+    finally:
+        store.dispose()
