@@ -10,7 +10,7 @@ lines and `read(n)` for literals of the socket's buffered file, so each body is 
 (imapclient's own parser costs about 5x the raw socket on 20,000 bodies, and swallows the untagged
 VANISHED/FETCH answers QRESYNC needs). A whole-folder download can go further: with ``into``,
 fetch_all_messages reads each body with `readinto()` straight into the buffer the caller will
-write it to disk from (see _bulk_into). imaplib has consumed everything up to its last tagged answer
+write it to disk from (see _body_fetch). imaplib has consumed everything up to its last tagged answer
 before we start, and we consume everything up to ours, so the two never interleave. Payloads of
 untagged answers are parsed in mailsync.imap.payloads.
 """
@@ -158,9 +158,13 @@ class ImapConnection:
 
     # -- the command engine ---------------------------------------------------------------------
 
-    def _events(self, command: bytes, doing: str, literal: bytes | None = None) -> Iterator:
+    def _events(self, command: bytes, doing: str, literal: bytes | None = None,
+                into: Callable[[int], memoryview] | None = None) -> Iterator:
         """Send one command (with at most one synchronizing literal) and yield its responses until
-        the tagged completion, which is yielded last. Raises on NO/BAD only if the caller asks."""
+        the tagged completion, which is yielded last. Raises on NO/BAD only if the caller asks.
+        With ``into`` (see fetch_all_messages), a FETCH response of the usual one-message shape is
+        read here, its literal straight into place (_body_fetch); every other response goes through
+        ResponseParser."""
         if self.broken:
             raise ConnectError(f"account '{self.account.name}': the connection is out of step; reconnect")
         imap = self.client._imap  # imaplib.IMAP4: the socket and its buffered reader
@@ -178,8 +182,15 @@ class ImapConnection:
                         if not line:
                             raise ConnectError(f"account '{self.account.name}': the server closed the "
                                                f"connection while {doing}")
-                        events = parser.feed_line(line)
-                    else:
+                        head = body_fetch_head(line) if into is not None and parser.at_boundary else None
+                        if head is None:
+                            events = parser.feed_line(line)
+                        else:
+                            item, events = self._body_fetch(parser, line, head, into, doing)
+                            if item is not None:
+                                yield item
+                                continue
+                    else:  # a literal of the general path: a bytes object of its own
                         data = read(n)
                         if len(data) < n:
                             raise ConnectError(f"account '{self.account.name}': the connection dropped inside "
@@ -204,12 +215,34 @@ class ImapConnection:
                             raise ConnectError(f"account '{self.account.name}': the server said BYE while "
                                                f"{doing}: {ev.text[:200]}")
                         yield ev
-            except ProtocolError:
+            except BaseException:  # a bad response, a dropped connection, or the caller gone mid-response
                 self.broken = True
                 raise
-            except GeneratorExit:  # the caller stopped reading mid-response
-                self.broken = True
-                raise
+
+    def _body_fetch(self, parser: ResponseParser, line: bytes, head: tuple[int, bytes, int],
+                    into: Callable[[int], memoryview], doing: str) -> tuple[FetchItem | None, list]:
+        """The rest of a response whose first line body_fetch_head accepted: the literal, read into
+        ``into(n)``, then the last line. (item, []) for the simple shape; otherwise the response
+        goes to ResponseParser after all, the literal with it, and (None, its events) comes back."""
+        seq, items, n = head
+        file = self.client._imap.file
+        view = into(n)
+        if len(view) != n:
+            raise ValueError(f"into({n}) gave a buffer of {len(view)} bytes")
+        if file.readinto(view) != n:
+            raise ConnectError(f"account '{self.account.name}': the connection dropped inside a {n}-byte "
+                               f"literal while {doing}")
+        self.bytes_fetched += n
+        end = file.readline()
+        if not end:
+            raise ConnectError(f"account '{self.account.name}': the server closed the connection while {doing}")
+        if end == b")\r\n":
+            item = body_fetch_item(seq, items, view)
+            if item is not None:
+                return item, []
+        parser.feed_line(line)
+        parser.feed_literal(view)
+        return None, parser.feed_line(end)
 
     def _run(self, command: bytes, doing: str, *, literal: bytes | None = None, ok: bool = True):
         """Run a command to completion: (untagged list, fetch items, tagged)."""
@@ -463,9 +496,9 @@ class ImapConnection:
 
     # -- bulk reader ----------------------------------------------------------------------------
 
-    def _bulk(self, command: str, doing: str) -> Iterator[FetchItem]:
+    def _bulk(self, command: str, doing: str, into: Callable[[int], memoryview] | None = None) -> Iterator[FetchItem]:
         """Send `command` and yield its FETCH items as they arrive, until its tagged answer."""
-        for ev in self._events(command.encode("ascii"), doing):
+        for ev in self._events(command.encode("ascii"), doing, into=into):
             if isinstance(ev, FetchItem):
                 if ev.body is not None:
                     self.bodies_fetched += 1
@@ -487,87 +520,7 @@ class ImapConnection:
         the usual shape is read straight into the memoryview it returns, and that view is the
         item's ``body`` (valid until the next call of ``into``). Any other body is a bytes object
         of its own, as it always is without ``into``."""
-        command = f"UID FETCH 1:* ({self._message_items()})"
-        if into is None:
-            return self._bulk(command, "fetching messages")
-        return self._bulk_into(command.encode("ascii"), "fetching messages", into)
-
-    def _bulk_into(self, command: bytes, doing: str, into: Callable[[int], memoryview]) -> Iterator[FetchItem]:
-        """_bulk with each message read into place. The usual response (see
-        responses.body_fetch_head) is read here line, literal, line; anything else, and a usual first
-        line whose items or end are not the simple shape, goes through ResponseParser."""
-        if self.broken:
-            raise ConnectError(f"account '{self.account.name}': the connection is out of step; reconnect")
-        imap = self.client._imap
-        tag = f"MS{next(_tags)}".encode()
-        readline, readinto, read = imap.file.readline, imap.file.readinto, imap.file.read
-        parser = ResponseParser()
-        name = self.account.name
-        with _mapped_errors(self.account, doing):
-            try:
-                self.commands += 1
-                imap.send(tag + b" " + command + b"\r\n")
-                while True:
-                    n = parser.wants()
-                    if n is not None:  # the general path, inside a response: a bytes object of its own
-                        data = read(n)
-                        if len(data) < n:
-                            raise ConnectError(f"account '{name}': the connection dropped inside a {n}-byte "
-                                               f"literal while {doing}")
-                        self.bytes_fetched += n
-                        events = parser.feed_literal(data)
-                    else:
-                        line = readline()
-                        if not line:
-                            raise ConnectError(f"account '{name}': the server closed the connection while {doing}")
-                        head = body_fetch_head(line) if parser.at_boundary else None
-                        if head is None:
-                            events = parser.feed_line(line)
-                        else:
-                            seq, items, n = head
-                            body = self._read_literal(readinto, into(n), n, doing)
-                            end = readline()
-                            if not end:
-                                raise ConnectError(f"account '{name}': the server closed the connection "
-                                                   f"while {doing}")
-                            item = body_fetch_item(seq, items, body) if end == b")\r\n" else None
-                            if item is not None:
-                                self.bodies_fetched += 1
-                                yield item
-                                continue
-                            parser.feed_line(line)  # not the simple shape after all: let the parser decide
-                            parser.feed_literal(body)
-                            events = parser.feed_line(end)
-                    for ev in events:
-                        if isinstance(ev, FetchItem):
-                            if ev.body is not None:
-                                self.bodies_fetched += 1
-                            yield ev
-                        elif isinstance(ev, Tagged):
-                            if ev.tag != tag:
-                                raise ProtocolError(f"account '{name}': unexpected tagged answer {ev.tag!r} "
-                                                    f"while {doing}")
-                            if ev.status != "OK":
-                                raise ProtocolError(f"account '{name}': {doing} failed: {ev.status} {ev.text}")
-                            return
-                        elif isinstance(ev, Continuation):
-                            raise ProtocolError(f"account '{name}': unexpected continuation request while {doing}")
-                        elif ev.kind == "BYE":
-                            raise ConnectError(f"account '{name}': the server said BYE while {doing}: "
-                                               f"{ev.text[:200]}")
-            except BaseException:  # a bad response, or the caller (whose into() may fail) stopped mid-response
-                self.broken = True
-                raise
-
-    def _read_literal(self, readinto, view: memoryview, n: int, doing: str) -> memoryview:
-        if len(view) != n:
-            raise ValueError(f"into({n}) gave a buffer of {len(view)} bytes")
-        got = readinto(view)
-        if got != n:
-            raise ConnectError(f"account '{self.account.name}': the connection dropped inside a {n}-byte "
-                               f"literal while {doing}")
-        self.bytes_fetched += n
-        return view
+        return self._bulk(f"UID FETCH 1:* ({self._message_items()})", "fetching messages", into)
 
     def _message_items(self) -> str:
         return "UID FLAGS INTERNALDATE RFC822.SIZE BODY.PEEK[]" + (" MODSEQ" if self.condstore else "")
