@@ -160,12 +160,22 @@ def export_messages(obj: _Ctx, fmt: str, account: str | None, folder: str | None
     from mailsync.store.uow import UnitOfWork
 
     out = sys.stdout
-    with UnitOfWork(store) as uow:
-        for row in repo.export_rows(uow.session, account=account, folder=folder):
-            out.write(json.dumps(asdict(row), ensure_ascii=False, sort_keys=True))
-            out.write("\n")
-    out.flush()
-    store.dispose()
+    try:
+        with UnitOfWork(store) as uow:
+            for row in repo.export_rows(uow.session, account=account, folder=folder):
+                out.write(json.dumps(asdict(row), ensure_ascii=False, sort_keys=True))
+                out.write("\n")
+        out.flush()
+    except BrokenPipeError:  # the reader has what it wanted (`mailsync export messages | head`): not an error
+        _stdout_gone()
+    finally:
+        store.dispose()
+
+
+def _stdout_gone() -> None:
+    """Point stdout at /dev/null, so that what is still buffered for a closed pipe goes nowhere
+    instead of raising again at the final flush."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 from mailsync.cli.crm_cmds import crm as _crm_group  # noqa: E402
@@ -185,8 +195,8 @@ def main() -> None:
             cli(prog_name="mailsync")
         except MailsyncError as exc:  # pragma: no cover - commands handle their own; this is the last net
             _fail(exc)
-        except BrokenPipeError:  # `mailsync export ... | head`
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except BrokenPipeError:  # pragma: no cover - a command's output cut short outside its own handling
+            _stdout_gone()
             sys.exit(0)
     except SystemExit as exc:  # click ends every command with one
         code = exc.code

@@ -192,3 +192,25 @@ def test_status_json_reports_folders_and_checkpoints(tmp_path, imap_user, corpus
         assert "pack file(s)" in human
     else:
         assert store["bodies"] == "database" and "packs" not in store
+
+
+def test_export_into_a_pipe_closed_early_exits_0(tmp_path, imap_user, corpus):
+    """`mailsync export messages | head -1`: the reader leaving early is not an error (no traceback,
+    no message, exit 0), however much output was still to come."""
+    import os
+    import subprocess
+    import sys
+
+    load_into(imap_user.server, imap_user.name, corpus)
+    cfg, env = _setup(tmp_path, imap_user, f"sqlite:///{tmp_path}/s.db")
+    run_cli("sync", "--quiet", config=cfg, env=env, check=True)
+    full_env = dict(os.environ, **env, PYTHONPATH=str(REPO))
+    for _ in range(3):
+        proc = subprocess.Popen([sys.executable, "-m", "mailsync", "--config", str(cfg), "export", "messages"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=full_env)
+        first = proc.stdout.readline()
+        proc.stdout.close()  # more than a pipe's 64 KB is still to come: the next writes fail with EPIPE
+        err = proc.stderr.read()
+        assert proc.wait(timeout=60) == 0, err
+        assert err == b""
+        assert json.loads(first)["account"] == "acc"
