@@ -145,33 +145,41 @@ class PackStore:
         return pack, self.path(pack)
 
     def _write_locked(self, batch: "PackBatch") -> tuple[int, int]:
+        def write(path: Path) -> int:
+            if self._direct and batch.used >= DIRECT_MIN:
+                try:
+                    return self._write_direct(path, batch)
+                except _DirectUnsupported:
+                    self._direct = False
+            with memoryview(batch.buf) as view:
+                return self._write_plain(path, [view[:batch.used]])
+
+        return self._on_target(write)
+
+    def _append_buffered(self, items: Sequence[tuple[str, bytes]]) -> list[tuple[int, int]]:
+        """Small batches: headers and messages handed to the kernel as they are, no copy."""
+        bufs: list = []
+        offsets: list[int] = []
+        pos = 0
+        for sha, data in items:
+            bufs += (HEADER.pack(MAGIC, VERSION, len(data), bytes.fromhex(sha)), data)
+            offsets.append(pos + HEADER.size)
+            pos += HEADER.size + len(data)
+        pack, start = self._on_target(lambda path: self._write_plain(path, bufs))
+        return [(pack, start + off) for off in offsets]
+
+    def _on_target(self, write) -> tuple[int, int]:
+        """Run ``write(path)``, which appends to the file and returns where it started, on the pack
+        to append to (the lock is held); a new pack's folder entry is synced too. (pack, start)."""
         pack, path = self._target()
         created = not path.exists()
         try:
-            if self._direct and batch.used >= DIRECT_MIN:
-                try:
-                    start = self._write_direct(path, batch)
-                except _DirectUnsupported:
-                    self._direct = False
-                    start = self._write_plain(path, batch)
-            else:
-                start = self._write_plain(path, batch)
+            start = write(path)
         except OSError as exc:
             raise _write_error(path, exc) from exc
         if created:
             fsync_dir(self.root)
         return pack, start
-
-    def _append_buffered(self, items: Sequence[tuple[str, bytes]]) -> list[tuple[int, int]]:
-        pack, path = self._target()
-        created = not path.exists()
-        try:
-            out = self._write_buffered(path, pack, items)
-        except OSError as exc:
-            raise _write_error(path, exc) from exc
-        if created:
-            fsync_dir(self.root)
-        return out
 
     def _size(self, pack: int) -> int:
         try:
@@ -179,36 +187,16 @@ class PackStore:
         except FileNotFoundError:
             return 0
 
-    def _write_buffered(self, path: Path, pack: int, items: Sequence[tuple[str, bytes]]) -> list[tuple[int, int]]:
+    def _write_plain(self, path: Path, bufs: list) -> int:
+        """Append ``bufs`` through the page cache, unpadded, and sync (small batches; file systems
+        without O_DIRECT); returns where they start. On failure the file is cut back to that point,
+        so the next append starts at a record boundary."""
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         try:
             start = os.fstat(fd).st_size
-            out: list[tuple[int, int]] = []
-            bufs: list[bytes] = []
-            pos = start
-            for sha, data in items:
-                bufs += (HEADER.pack(MAGIC, VERSION, len(data), bytes.fromhex(sha)), data)
-                out.append((pack, pos + HEADER.size))
-                pos += HEADER.size + len(data)
             try:
                 for i in range(0, len(bufs), _IOV_MAX):
                     _writev_all(fd, bufs[i:i + _IOV_MAX])
-                os.fdatasync(fd)
-            except OSError:
-                _truncate(fd, start)  # leave no half record: the next append starts at a record boundary
-                raise
-            return out
-        finally:
-            os.close(fd)
-
-    def _write_plain(self, path: Path, batch: "PackBatch") -> int:
-        """A batch through the page cache, unpadded (small batches; file systems without O_DIRECT)."""
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        try:
-            start = os.fstat(fd).st_size
-            try:
-                with memoryview(batch.buf) as view:
-                    write_all(fd, view[:batch.used])
                 os.fdatasync(fd)
             except OSError:
                 _truncate(fd, start)
@@ -481,7 +469,7 @@ def _truncate(fd: int, size: int) -> None:
         pass
 
 
-def _writev_all(fd: int, bufs: list[bytes]) -> None:
+def _writev_all(fd: int, bufs: list) -> None:
     written = os.writev(fd, bufs)
     if written != sum(len(b) for b in bufs):  # a short write (rare on regular files): finish it plainly
         write_all(fd, b"".join(bufs)[written:])

@@ -115,9 +115,7 @@ def store_bodies(session: Session, bodies: Sequence[NewBody]) -> None:
         have = _existing_bodies(session, keys)
         new = [b for k, b in unique.items() if k not in have]
         where = packs.append([(b.sha256, b.data) for b in new])
-        _insert_rows_ignore(session, Body.__tablename__, _BODY_COLUMNS,
-                            [(b.sha256, b.size, b.message_id, b"", p, o) for b, (p, o) in zip(new, where)],
-                            ("sha256",))
+        add_packed_bodies(session, [(b.sha256, b.size, b.message_id, p, o) for b, (p, o) in zip(new, where)])
         return
     todo = keys
     for _ in range(3):  # PostgreSQL: a body deleted between our insert and our lock is inserted again

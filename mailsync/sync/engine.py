@@ -760,11 +760,8 @@ class AccountSync:
         nbytes = 0
         limit = self.account.batch_size
         for item in (conn.fetch_all_messages() if uids is None else conn.fetch_messages(uids)):
-            if item.body is None or item.uid is None or (wanted is not None and item.uid not in wanted):
-                continue  # an unsolicited FETCH (a flag change)
-            if item.internaldate is None:
-                raise ProtocolError(f"account '{self.account.name}': FETCH of UID {item.uid} in {name!r} "
-                                    f"came without its INTERNALDATE")
+            if not self._asked_for(item, name, wanted):
+                continue
             # Hashed and turned into rows here, not on the store worker: measured, this thread has
             # the slack (it waits on the server) and the worker's job stays short.
             body = item.body
@@ -784,7 +781,6 @@ class AccountSync:
         straight into the pack batch it will be written from (packs.PackBatch), hashed there, and
         its record header put in front of it; the store worker writes a full batch to a pack in one
         request and then inserts its rows (rule C1 as in _commit_batch)."""
-        from mailsync.imap.responses import parse_internaldate
         from mailsync.store.packs import HEADER
 
         packs = self.store.packs
@@ -794,7 +790,6 @@ class AccountSync:
         places: list[tuple] = []  # placement rows (repo.PLACEMENT_COLUMNS)
         nbytes = 0
         sha256 = hashlib.sha256
-        flags_text = P.flags_text
         known_flags: dict[tuple[str, ...] | None, str] = {}
 
         def hand_over() -> None:
@@ -816,12 +811,9 @@ class AccountSync:
             db.submit(_bulk_checkpoints, True)
             self._bulk_checkpoints = True
         for item in conn.fetch_all_messages(into=into):
+            if not self._asked_for(item, name):
+                continue
             body = item.body
-            if body is None or item.uid is None:
-                continue  # an unsolicited FETCH (a flag change)
-            if item.internaldate is None:
-                raise ProtocolError(f"account '{self.account.name}': FETCH of UID {item.uid} in {name!r} "
-                                    f"came without its INTERNALDATE")
             n = len(body)
             digest = sha256(body).digest()
             if type(body) is memoryview:  # read into its slot: the next record of the batch
@@ -832,10 +824,9 @@ class AccountSync:
             sha = digest.hex()
             flags = known_flags.get(item.flags)
             if flags is None:  # a folder's messages share few flag sets
-                flags = known_flags[item.flags] = flags_text(item.flags or ())
+                flags = known_flags[item.flags] = P.flags_text(item.flags or ())
             bodies.append((sha, n, message_id_at(batch.buf, offset, offset + n), offset))
-            places.append((folder_id, item.uid, sha, flags, flags, item.modseq,
-                           parse_internaldate(item.internaldate), item.size if item.size is not None else n))
+            places.append(self._placement_values(folder_id, item, sha, flags))
             nbytes += n
             if len(places) >= limit or batch.used >= BATCH_BYTES:
                 hand_over()
@@ -856,20 +847,30 @@ class AccountSync:
         s = uow.session
         repo.add_packed_bodies(s, [(sha, size, mid, pack, start + off) for sha, size, mid, off in bodies])
         repo.add_placement_rows(s, places)
-        folder = repo.get_folder(s, folder_id)
-        folder.fetched_uid = max(folder.fetched_uid or 0, max(r[1] for r in places))
-        uow.commit()
-        crashpoint("batch committed")
-        self.result.new_messages += len(places)
-        self.observer.messages_stored(self.account.name, name, len(places), nbytes)
+        self._batch_done(uow, folder_id, name, max(r[1] for r in places), len(places), nbytes)
 
-    def _placement_row(self, folder_id: int, item, digest: str) -> dict:
+    def _asked_for(self, item, name: str, wanted: set[int] | None = None) -> bool:
+        """Is this FETCH item one of the messages being downloaded (in ``wanted``, when given)? Not an
+        unsolicited FETCH (a flag change). ProtocolError for a message without its INTERNALDATE."""
+        if item.body is None or item.uid is None or (wanted is not None and item.uid not in wanted):
+            return False
+        if item.internaldate is None:
+            raise ProtocolError(f"account '{self.account.name}': FETCH of UID {item.uid} in {name!r} "
+                                f"came without its INTERNALDATE")
+        return True
+
+    def _placement_values(self, folder_id: int, item, digest: str, flags: str | None = None) -> tuple:
+        """A new placement from its FETCH item, in repo.PLACEMENT_COLUMNS order; its base flags are
+        its flags (``flags``: their text, when the caller has it already)."""
         from mailsync.imap.responses import parse_internaldate
 
-        flags = P.flags_text(item.flags or ())
-        return {"folder_id": folder_id, "uid": item.uid, "body_sha256": digest, "flags": flags, "base_flags": flags,
-                "modseq": item.modseq, "internaldate": parse_internaldate(item.internaldate),
-                "size": item.size if item.size is not None else len(item.body or b"")}
+        if flags is None:
+            flags = P.flags_text(item.flags or ())
+        return (folder_id, item.uid, digest, flags, flags, item.modseq, parse_internaldate(item.internaldate),
+                item.size if item.size is not None else len(item.body or b""))
+
+    def _placement_row(self, folder_id: int, item, digest: str) -> dict:
+        return dict(zip(repo.PLACEMENT_COLUMNS, self._placement_values(folder_id, item, digest)))
 
     def _adopt_unsettled(self, s, folder_id: int, rows: list[dict]) -> list[dict]:
         """A local append/move whose answer was lost (no APPENDUID/COPYUID, no Message-ID) shows up as a
@@ -897,12 +898,17 @@ class AccountSync:
         repo.store_bodies(s, [b for b, _ in batch])
         rows = [r for _, r in batch]
         repo.add_placements(s, self._adopt_unsettled(s, folder_id, rows))
-        folder = repo.get_folder(s, folder_id)
-        folder.fetched_uid = max(folder.fetched_uid or 0, max(r["uid"] for r in rows))
+        self._batch_done(uow, folder_id, name, max(r["uid"] for r in rows), len(batch), nbytes)
+
+    def _batch_done(self, uow: UnitOfWork, folder_id: int, name: str, top_uid: int, count: int,
+                    nbytes: int) -> None:
+        """The end of a batch's transaction: the folder's download mark moves to ``top_uid``, commit."""
+        folder = repo.get_folder(uow.session, folder_id)
+        folder.fetched_uid = max(folder.fetched_uid or 0, top_uid)
         uow.commit()
         crashpoint("batch committed")
-        self.result.new_messages += len(batch)
-        self.observer.messages_stored(self.account.name, name, len(batch), nbytes)
+        self.result.new_messages += count
+        self.observer.messages_stored(self.account.name, name, count, nbytes)
 
     def _link_deferred(self, uow: UnitOfWork) -> None:
         """Rules N1/N2 for the new UIDs recognised by (Message-ID, size), after every folder was read."""
