@@ -16,12 +16,11 @@ from mailsync.errors import MailsyncError
 
 def _changes(ctx: click.Context):
     from mailsync.changes import LocalChanges
-    from mailsync.store.db import open_store
 
     obj = ctx.obj
     try:
         config = obj.config()
-        return LocalChanges(open_store(config.store.url))
+        return LocalChanges(obj.store(config))
     except MailsyncError as exc:
         click.echo(f"mailsync: error: {exc}", err=True)
         sys.exit(exc.exit_code)

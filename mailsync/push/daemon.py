@@ -148,7 +148,7 @@ class SyncConnection:
         return self._idle is not None
 
     def connect(self, account: AccountConfig):
-        from mailsync.sync.engine import _connect_default
+        from mailsync.auth.login import open_connection
 
         with self._lock:
             conn, self._idle = self._idle, None
@@ -158,7 +158,7 @@ class SyncConnection:
         self.connect_error = None
         if conn is None:
             try:
-                conn = _connect_default(account)
+                conn = open_connection(account)
             except BaseException as exc:
                 self.connect_error = exc
                 raise

@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import delete, select, update
 
+from mailsync.auth.login import open_connection
 from mailsync.config.model import AccountConfig
 from mailsync.errors import MailsyncError, ProtocolError
 from mailsync.store import repositories as repo
@@ -104,20 +105,6 @@ class AccountResult:
             self.ok, self.error = False, message
 
 
-def _connect_default(account: AccountConfig):
-    from mailsync.auth.secrets import resolve_secret
-    from mailsync.imap.connection import connect
-
-    if account.auth == "oauth2":  # a fresh access token on each (re)connect
-        from mailsync.auth.oauth2 import tokens_for
-
-        return connect(account, None, tokens=tokens_for(account))
-    if account.password is None:
-        raise MailsyncError(f"account '{account.name}': no password source configured",
-                            hint="set password = \"env:NAME\" (or cmd:, keyring:) for the account")
-    return connect(account, resolve_secret(account.password))
-
-
 @dataclass
 class _Folder:
     """One folder to sync, as the store knows it."""
@@ -158,7 +145,7 @@ class AccountSync:
     """
 
     def __init__(self, store: Store, account: AccountConfig, *, observer: SyncObserver | None = None,
-                 connect: Callable[[AccountConfig], object] = _connect_default,
+                 connect: Callable[[AccountConfig], object] = open_connection,
                  should_stop: Callable[[], bool] | None = None,
                  release: Callable[[object, bool], None] | None = None) -> None:
         self.store = store

@@ -23,6 +23,25 @@ def test_wrong_password_exits_1_and_names_account_and_host(tmp_path, imap_user):
     assert "refused the login" in report["accounts"][0]["last_run"]["error"]
 
 
+def test_the_login_made_during_start_up_is_handed_over_once(imap_user):
+    """`mailsync sync` logs in to its first account while the store opens (cli.main._log_in_early):
+    the sync gets that connection, and a second connect (a reconnect) gets a new one."""
+    from mailsync.cli.main import _log_in_early
+    from twoway_support import account_for
+
+    account = account_for(imap_user)
+    connect = _log_in_early(account)
+    first = connect(account)
+    second = connect(account)
+    try:
+        assert first is not second
+        first.noop()
+        second.noop()
+    finally:
+        first.logout()
+        second.logout()
+
+
 def test_unreachable_host_exits_1(tmp_path, imap_user):
     entry = account_entry(imap_user, "acc", port=1)
     cfg = write_config(tmp_path / "c.toml", f"sqlite:///{tmp_path}/s.db", [entry])
