@@ -654,7 +654,7 @@ def _account(ctx: _Ctx, index: int, data: Any, seen: dict[str, int]) -> AccountC
 
     conflict = t.choice("conflict", CONFLICT_POLICIES, default="server")
     max_connections = t.integer("max_connections", lo=1, hi=None, default=4, example="4")
-    batch_size = t.integer("batch_size", lo=1, hi=MAX_BATCH_SIZE, default=500, example="500")
+    batch_size = t.integer("batch_size", lo=1, hi=MAX_BATCH_SIZE, default=5000, example="2000")
     timeout = t.number("timeout", default=60.0, example="60")
 
     extra = _extras(t)

@@ -47,7 +47,7 @@ class AccountConfig:
     allow_plaintext: bool = False
     conflict: ConflictPolicy = "server"
     max_connections: int = 4
-    batch_size: int = 500  # messages per committed batch
+    batch_size: int = 5000  # messages per committed batch
     timeout: float = 60.0  # seconds for connect and each read
     auth: Literal["password", "oauth2"] = "password"
     provider: str | None = None

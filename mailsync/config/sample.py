@@ -57,7 +57,7 @@ folders = ["*"]                        # folder patterns to sync ("*" is every f
 exclude = ["Junk", "Spam"]             # patterns to leave out
 conflict = "server"                    # a flag changed both ways: "server", "local" or "newest" wins
 # max_connections = 4                  # connections to this server at once (Gmail allows 15)
-# batch_size = 500                     # messages per committed batch (1 to 10000)
+# batch_size = 5000                    # messages per committed batch (1 to 10000)
 # timeout = 60                         # seconds for connecting and for each read
 
 # An OAuth2 account (Gmail, Microsoft 365): no password; mailsync gets a token from the provider.

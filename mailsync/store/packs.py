@@ -267,7 +267,7 @@ class PackStore:
 
     def recycle(self, batch: "PackBatch") -> None:
         with self._pool_lock:
-            if len(self._pool) < _POOL_MAX:
+            if len(self._pool) < _POOL_MAX and not any(b is batch for b in self._pool):
                 self._pool.append(batch)
 
     def seal(self) -> None:

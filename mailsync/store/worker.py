@@ -1,7 +1,8 @@
-"""A store worker: one thread, one connection, units of work run in the order they were submitted.
+"""A store worker: one thread, one connection, units of work run in the order they were submitted;
+and a pack writer: one thread writing a first sync's pack batches.
 
-Owns: the thread and connection the sync writes through. Must not: decide anything (callers pass
-the functions to run) or speak IMAP.
+Owns: the threads and the connection the sync writes through. Must not: decide anything (callers
+pass the functions to run or the batches to write) or speak IMAP.
 
 Why: the sync reads the server on one thread and writes the store on another, so socket reads,
 hashing, pack-file writes and database writes (all of which release the GIL) overlap. Running every
@@ -88,3 +89,41 @@ class StoreWorker:
                 first = first or exc
         if first is not None:
             raise first
+
+
+class PackWriter:
+    """One thread that writes filled pack batches (PackStore.write_batch), in the order given, and
+    gives each batch back to the pool once written. The sync's reader hands batches here and the
+    store worker's commit waits on their Futures, so the disk's writing overlaps both the reading
+    and the database work: measured, the store worker spent 0.36 s of a 20,000-message first sync
+    waiting on pack writes, and the reader 0.12-0.17 s waiting on the store worker.
+
+    ``submit`` waits while ``max_pending`` writes are queued, and raises the error of a write that
+    failed (so does the commit that waits on it). ``close`` waits for every write."""
+
+    def __init__(self, packs, *, max_pending: int = 3) -> None:
+        self.packs = packs
+        self.max_pending = max_pending
+        self._pending: deque[Future] = deque()
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mailsync-packs")
+
+    def submit(self, batch, written: Callable[[], None] | None = None) -> "Future[tuple[int, int]]":
+        """Queue the write of ``batch``; its Future gives (pack, start) as write_batch does.
+        ``written()`` is called on the writer's thread after a successful write."""
+        while self._pending and (self._pending[0].done() or len(self._pending) >= self.max_pending):
+            self._pending.popleft().result()
+        fut = self._pool.submit(self._write, batch, written)
+        self._pending.append(fut)
+        return fut
+
+    def _write(self, batch, written: Callable[[], None] | None) -> tuple[int, int]:
+        try:
+            where = self.packs.write_batch(batch)
+        finally:
+            self.packs.recycle(batch)
+        if written is not None:
+            written()
+        return where
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)

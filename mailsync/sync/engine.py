@@ -6,7 +6,9 @@ Must not: make decisions that belong in plan.py, or format output (it reports to
 
 Threads: this thread speaks IMAP; every store access goes through one StoreWorker (its own thread
 and connection), in submission order. Downloads overlap reading and writing, and a folder's
-checkpoint task always runs after the batches it covers.
+checkpoint task always runs after the batches it covers. A first sync into pack files has a third
+thread, the PackWriter, which writes the pack batches; the store worker's commit waits for the
+writes it covers (rule C3).
 
 Order of one account's sync:
   1. record a sync run (audit log) and commit, so even a crash leaves a trace;
@@ -48,7 +50,7 @@ from mailsync.store import repositories as repo
 from mailsync.store.db import Store
 from mailsync.store.models import AuditEvent, Body, Folder, PendingOp, Placement, SyncRun, utcnow
 from mailsync.store.uow import UnitOfWork
-from mailsync.store.worker import StoreWorker
+from mailsync.store.worker import PackWriter, StoreWorker
 from mailsync.sync import plan as P
 from mailsync.sync.message import message_id, message_id_at, sha256_hex
 
@@ -162,6 +164,7 @@ class AccountSync:
         self._bodies_before_run = False
         self._pending_flags: dict[int, set[int]] = {}  # folder id -> placements with flag changes to push
         self._bulk_checkpoints = False  # the store worker's connection checkpoints in bulk (first syncs)
+        self._writer: PackWriter | None = None  # writes first syncs' pack batches (_download_packed)
 
     # -- entry point --------------------------------------------------------------------------
 
@@ -193,6 +196,8 @@ class AccountSync:
                     db.call(self._cleanup)
                     clean = True
                 finally:
+                    if self._writer is not None:  # every pack write ends before the store worker's last task
+                        self._writer.close()
                     if self._bulk_checkpoints:  # back to short checkpoints (a failed worker runs nothing more)
                         with contextlib.suppress(Exception):
                             db.call(_bulk_checkpoints, False)
@@ -233,8 +238,11 @@ class AccountSync:
         if done.packs:
             self.result.notes.append(f"compacted {done.packs} body pack(s): {done.moved} live bytes moved")
 
+    def _stopping(self) -> bool:
+        return self._should_stop is not None and self._should_stop()
+
     def _check_stop(self) -> None:
-        if self._should_stop is not None and self._should_stop():
+        if self._stopping():
             raise SyncInterrupted(f"account '{self.account.name}': sync stopped at a step boundary (shutting down); "
                                   f"the next sync resumes from the last committed step")
 
@@ -766,23 +774,41 @@ class AccountSync:
     def _download_packed(self, conn, db: StoreWorker, folder_id: int, name: str) -> None:
         """Rule D4 into a store with pack files, without copying a message: each literal is read
         straight into the pack batch it will be written from (packs.PackBatch), hashed there, and
-        its record header put in front of it; the store worker writes a full batch to a pack in one
-        request and then inserts its rows (rule C1 as in _commit_batch)."""
+        its record header put in front of it. A full batch goes to the pack writer (one request to
+        the disk); the store worker commits the rows of the batches written so far when rule C3
+        says so (_commit_written)."""
+        from mailsync.imap.responses import parse_internaldate as iso_date
         from mailsync.store.packs import HEADER
 
         packs = self.store.packs
+        if self._writer is None:
+            self._writer = PackWriter(packs)
+        writer = self._writer
         limit = self.account.batch_size
         batch = packs.new_batch(BATCH_BYTES)
         bodies: list[tuple] = []  # (sha256, size, message_id, offset in the batch)
         places: list[tuple] = []  # placement rows (repo.PLACEMENT_COLUMNS)
         nbytes = 0
+        writes: list[tuple] = []  # (Future of (pack, start), bodies, places): written or being, not committed
+        unsaved = unsaved_bytes = 0  # their messages and bytes (rule C3)
+        since = time.monotonic()
         sha256 = hashlib.sha256
         known_flags: dict[tuple[str, ...] | None, str] = {}
 
-        def hand_over() -> None:
-            nonlocal batch, bodies, places, nbytes
-            db.submit(self._commit_packed, folder_id, name, batch, bodies, places, nbytes)
+        def hand_over(last: bool = False) -> None:
+            nonlocal batch, bodies, places, nbytes, writes, unsaved, unsaved_bytes, since
+            if batch.count:
+                count, size = len(places), nbytes
+                writes.append((writer.submit(batch, lambda: self.observer.messages_stored(
+                    self.account.name, name, count, size)), bodies, places))
+                unsaved, unsaved_bytes = unsaved + count, unsaved_bytes + size
+            else:
+                packs.recycle(batch)
             batch, bodies, places, nbytes = packs.new_batch(BATCH_BYTES), [], [], 0
+            if writes and (last or self._stopping()
+                           or P.commit_due(unsaved, unsaved_bytes, time.monotonic() - since, limit)):
+                db.submit(self._commit_written, folder_id, name, writes, unsaved_bytes)
+                writes, unsaved, unsaved_bytes, since = [], 0, 0, time.monotonic()
 
         def into(n: int) -> memoryview:
             nonlocal batch
@@ -797,44 +823,58 @@ class AccountSync:
         if not self._bulk_checkpoints:  # until the end of the run (see run())
             db.submit(_bulk_checkpoints, True)
             self._bulk_checkpoints = True
-        for item in conn.fetch_all_messages(into=into):
-            if not self._asked_for(item, name):
-                continue
-            body = item.body
-            n = len(body)
-            digest = sha256(body).digest()
-            if type(body) is memoryview:  # read into its slot: the next record of the batch
-                offset = batch.add(n, digest)
-            else:  # a response of an unusual shape: copied in
-                into(n)
-                offset = batch.put(body, digest)
-            sha = digest.hex()
-            flags = known_flags.get(item.flags)
-            if flags is None:  # a folder's messages share few flag sets
-                flags = known_flags[item.flags] = P.flags_text(item.flags or ())
-            bodies.append((sha, n, message_id_at(batch.buf, offset, offset + n), offset))
-            places.append(self._placement_values(folder_id, item, sha, flags))
-            nbytes += n
-            if len(places) >= limit or batch.used >= BATCH_BYTES:
-                hand_over()
-                self._check_stop()  # after the batch was handed over: it is committed on the way out
-        if places:
-            hand_over()
+        try:
+            for item in conn.fetch_all_messages(into=into):
+                if item.body is None or item.uid is None or item.internaldate is None:
+                    self._asked_for(item, name)  # False for an unsolicited FETCH; raises without INTERNALDATE
+                    continue
+                body = item.body
+                n = len(body)
+                digest = sha256(body).digest()
+                if type(body) is memoryview:  # read into its slot: the next record of the batch
+                    offset = batch.add(n, digest)
+                else:  # a response of an unusual shape: copied in
+                    into(n)
+                    offset = batch.put(body, digest)
+                sha = digest.hex()
+                flags = known_flags.get(item.flags)
+                if flags is None:  # a folder's messages share few flag sets
+                    flags = known_flags[item.flags] = P.flags_text(item.flags or ())
+                bodies.append((sha, n, message_id_at(batch.buf, offset, offset + n), offset))
+                # _placement_values, written out: this loop runs once per message of a first sync
+                places.append((folder_id, item.uid, sha, flags, flags, item.modseq, iso_date(item.internaldate),
+                               n if item.size is None else item.size))
+                nbytes += n
+                if len(places) >= limit or batch.used >= BATCH_BYTES:
+                    hand_over()
+                    self._check_stop()  # after the batch was handed over: it is committed on the way out
+        except BaseException:
+            packs.recycle(batch)  # what it holds was not handed over: read again next time
+            if writes:  # what was handed over is committed on the way out, when the worker can
+                with contextlib.suppress(Exception):
+                    db.submit(self._commit_written, folder_id, name, writes, unsaved_bytes)
+            raise
+        hand_over(last=True)
         packs.recycle(batch)
 
-    def _commit_packed(self, uow: UnitOfWork, folder_id: int, name: str, batch, bodies: list[tuple],
-                       places: list[tuple], nbytes: int) -> None:
-        """On the store worker: write a batch of _download_packed to a pack (durable on return), then
-        its rows and the folder's download mark in one transaction. Rule D4 downloads only into a
-        folder without placements, so no unsettled local append can be waiting for these UIDs
+    def _commit_written(self, uow: UnitOfWork, folder_id: int, name: str, writes: list[tuple],
+                        nbytes: int) -> None:
+        """On the store worker: once the pack writer has written these batches of _download_packed
+        (durable, or the write's error raised here), insert their rows and move the folder's
+        download mark, in one transaction (rules C1, C3). Rule D4 downloads only into a folder
+        without placements, so no unsettled local append can be waiting for these UIDs
         (_adopt_unsettled has nothing to do)."""
-        packs = self.store.packs
-        pack, start = packs.write_batch(batch)
-        packs.recycle(batch)
+        rows: list[tuple] = []
+        placed: list[tuple] = []
+        for written, bodies, places in writes:
+            pack, start = written.result()
+            rows += [(sha, size, mid, pack, start + off) for sha, size, mid, off in bodies]
+            placed += places
+        crashpoint("packs written")
         s = uow.session
-        repo.add_packed_bodies(s, [(sha, size, mid, pack, start + off) for sha, size, mid, off in bodies])
-        repo.add_placement_rows(s, places)
-        self._batch_done(uow, folder_id, name, max(r[1] for r in places), len(places), nbytes)
+        repo.add_packed_bodies(s, rows)
+        repo.add_placement_rows(s, placed)
+        self._batch_done(uow, folder_id, name, max(r[1] for r in placed), len(placed), nbytes, report=False)
 
     def _asked_for(self, item, name: str, wanted: set[int] | None = None) -> bool:
         """Is this FETCH item one of the messages being downloaded (in ``wanted``, when given)? Not an
@@ -848,7 +888,8 @@ class AccountSync:
 
     def _placement_values(self, folder_id: int, item, digest: str, flags: str | None = None) -> tuple:
         """A new placement from its FETCH item, in repo.PLACEMENT_COLUMNS order; its base flags are
-        its flags (``flags``: their text, when the caller has it already)."""
+        its flags (``flags``: their text, when the caller has it already). _download_packed builds
+        the same tuple in line."""
         from mailsync.imap.responses import parse_internaldate
 
         if flags is None:
@@ -888,14 +929,16 @@ class AccountSync:
         self._batch_done(uow, folder_id, name, max(r["uid"] for r in rows), len(batch), nbytes)
 
     def _batch_done(self, uow: UnitOfWork, folder_id: int, name: str, top_uid: int, count: int,
-                    nbytes: int) -> None:
-        """The end of a batch's transaction: the folder's download mark moves to ``top_uid``, commit."""
+                    nbytes: int, report: bool = True) -> None:
+        """The end of a batch's transaction: the folder's download mark moves to ``top_uid``, commit.
+        ``report``: tell the observer (False when it was told as the bodies were written)."""
         folder = repo.get_folder(uow.session, folder_id)
         folder.fetched_uid = max(folder.fetched_uid or 0, top_uid)
         uow.commit()
         crashpoint("batch committed")
         self.result.new_messages += count
-        self.observer.messages_stored(self.account.name, name, count, nbytes)
+        if report:
+            self.observer.messages_stored(self.account.name, name, count, nbytes)
 
     def _link_deferred(self, uow: UnitOfWork) -> None:
         """Rules N1/N2 for the new UIDs recognised by (Message-ID, size), after every folder was read."""

@@ -19,6 +19,11 @@ Server -> store rules (this is the full-comparison path; delta paths reach the s
       values read at SELECT, before the listing that the folder's data came from.
   C2  Every step is idempotent: a rerun after a crash recomputes the plan from what was committed,
       and placements are unique by (folder, uid), so nothing is duplicated.
+  C3  A whole-folder download (D4) into pack files writes each pack batch as it fills, and commits
+      the rows of the batches written so far (with the download mark, C1) once `batch_size`
+      messages, COMMIT_BYTES or COMMIT_SECONDS have gone by since its last commit, when it stops,
+      and at the folder's end. A crash in between costs a re-download of what was not committed,
+      never a row without its body (commit_due).
 """
 
 from __future__ import annotations
@@ -213,6 +218,19 @@ def delta_mode(*, qresync: bool, condstore: bool, stored_modseq: int | None, cur
         return "full", (f"HIGHESTMODSEQ went backwards ({stored_modseq} -> {current_modseq}): "
                         f"full comparison")
     return ("qresync" if qresync else "condstore"), None
+
+
+COMMIT_BYTES = 256 * 1024 * 1024
+COMMIT_SECONDS = 2.0
+
+
+def commit_due(messages: int, nbytes: int, seconds: float, batch_size: int) -> bool:
+    """Rule C3: is it time to commit ``messages`` downloaded, written and not yet committed
+    (``nbytes`` of them, the first ``seconds`` ago)? Each commit rewrites the index pages its rows
+    touched, and the keys (SHA-256, Message-ID) are random, so late in a large folder a commit costs
+    about as much as its inserts: measured, one commit per 500 messages took 0.26 s of a 20,000-message
+    first sync, one per folder 0.03 s."""
+    return messages >= batch_size or nbytes >= COMMIT_BYTES or seconds >= COMMIT_SECONDS
 
 
 def download_whole(mode: str, *, has_placements: bool, bodies_before_run: bool) -> bool:

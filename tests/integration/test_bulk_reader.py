@@ -216,3 +216,36 @@ def test_a_first_sync_stores_bodies_of_every_shape_in_the_pack(tmp_path):
     finally:
         store.dispose()
         server.close()
+
+
+def test_a_first_sync_cut_short_keeps_what_it_wrote(tmp_path, monkeypatch):
+    """Rule C3 on the way out: pack batches written and not yet committed when the connection
+    drops (here: one batch per message, no commit due) are committed before the sync reports the
+    error, so the next sync does not download them again."""
+    import hashlib
+
+    from mailsync.store import repositories as repo
+    from mailsync.store.db import open_store
+    from mailsync.store.uow import UnitOfWork
+    from mailsync.sync import engine
+    from mailsync.sync.engine import sync_account
+
+    monkeypatch.setattr(engine, "BATCH_BYTES", 1)  # every message fills a pack batch of its own
+    m = [_msg(i) for i in range(1, 4)]
+    reply = b"".join(_usual(i + 1, 20 + i, raw) for i, raw in enumerate(m)) + (
+        b"* 4 FETCH (UID 23 FLAGS () INTERNALDATE %s RFC822.SIZE 900 BODY[] {900}\r\n" % DATE) + b"cut"
+    server = ScriptedServer(reply, cut=True)
+    store = open_store(f"sqlite:///{tmp_path}/s.db")
+    try:
+        result = sync_account(store, _account(server.port))
+        assert not result.ok and "dropped inside a 900-byte literal" in result.error
+        with UnitOfWork(store) as uow:
+            rows = sorted((r.uid, r.sha256) for r in repo.export_rows(uow.session))
+            assert rows == [(20 + i, hashlib.sha256(raw).hexdigest()) for i, raw in enumerate(m)]
+            for raw in m:
+                assert repo.read_body(uow.session, hashlib.sha256(raw).hexdigest()) == raw
+            assert repo.get_folder(uow.session, 1).fetched_uid == 22  # the download mark moved with them
+        assert sum(1 for _ in store.packs.records(1)) == 3
+    finally:
+        store.dispose()
+        server.close()

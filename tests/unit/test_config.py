@@ -304,7 +304,7 @@ def test_minimal_account_gets_defaults(tmp_path):
     assert (acc.name, acc.host, acc.username) == ("work", "imap.example.com", "me@example.com")
     assert (acc.port, acc.tls, acc.auth, acc.conflict) == (993, "implicit", "password", "server")
     assert acc.folders == ("*",) and acc.exclude == ()
-    assert (acc.max_connections, acc.batch_size, acc.timeout) == (4, 500, 60.0)
+    assert (acc.max_connections, acc.batch_size, acc.timeout) == (4, 5000, 60.0)
     assert acc.ca_file is None and acc.allow_plaintext is False and acc.extra == {}
     assert acc.password == SecretRef("env", "WORK_PW", f"{tmp_path / 'config.toml'}: account 'work' key 'password'")
 

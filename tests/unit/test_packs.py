@@ -250,3 +250,59 @@ def test_compaction_moves_live_bodies_and_frees_the_rest(tmp_path):
     assert not list(store.packs.root.glob("*.retired"))
     store.dispose()
 
+
+
+def _filled(packs: PackStore, items: list[tuple[str, bytes]]):
+    batch = packs.new_batch(1 << 20)
+    offsets = []
+    for sha, raw in items:
+        batch.slot(len(raw))[:] = raw
+        offsets.append(batch.add(len(raw), bytes.fromhex(sha)))
+    return batch, offsets
+
+
+def test_the_pack_writer_writes_in_order_and_hands_batches_back(packs):
+    """PackWriter (the first sync's third thread): batches written in the order given, each Future
+    giving where its records went, ``written`` called after each write, every batch back in the
+    pool, and at most max_pending writes waiting."""
+    from mailsync.store.worker import PackWriter
+
+    writer = PackWriter(packs, max_pending=2)
+    calls = []
+    expected = []
+    try:
+        for k in range(6):
+            items = _items(20, size=2000, tag=f"w{k}")
+            batch, offsets = _filled(packs, items)
+            fut = writer.submit(batch, lambda k=k: calls.append(k))
+            assert len(writer._pending) <= 2
+            expected.append((fut, items, offsets))
+    finally:
+        writer.close()
+    assert calls == list(range(6))
+    placed = []
+    for fut, items, offsets in expected:
+        pack, start = fut.result()
+        placed += [(sha, raw, pack, start + off) for (sha, raw), off in zip(items, offsets)]
+    for sha, raw, pack, offset in placed:
+        assert packs.read(pack, offset, len(raw), sha) == raw
+    assert [sha for _o, _n, sha in packs.records(1)] == [sha for sha, *_ in placed]  # in order
+    assert 0 < len(packs._pool) <= 4
+
+
+def test_a_failed_pack_write_reaches_its_future_and_the_next_submit(packs, monkeypatch):
+    from mailsync.store.worker import PackWriter
+
+    def full(batch):
+        raise StoreError("cannot write message bodies to x: No space left on device")
+
+    monkeypatch.setattr(packs, "write_batch", full)
+    writer = PackWriter(packs)
+    try:
+        fut = writer.submit(_filled(packs, _items(2))[0])
+        with pytest.raises(StoreError, match="No space left"):
+            fut.result()
+        with pytest.raises(StoreError, match="No space left"):  # the reader hears of it too
+            writer.submit(_filled(packs, _items(2))[0])
+    finally:
+        writer.close()

@@ -76,6 +76,17 @@ def test_c2_plan_is_idempotent_after_applying_it():
     assert P.plan_messages(applied, remote).empty
 
 
+@pytest.mark.parametrize("messages,nbytes,seconds,due", [
+    (0, 0, 0.0, False),
+    (4999, 10 << 20, 1.0, False),
+    (5000, 0, 0.0, True),  # batch_size messages
+    (10, P.COMMIT_BYTES, 0.0, True),  # or that many bytes
+    (10, 1 << 20, P.COMMIT_SECONDS, True),  # or that long
+])
+def test_c3_commit_due(messages, nbytes, seconds, due):
+    assert P.commit_due(messages, nbytes, seconds, batch_size=5000) is due
+
+
 def test_delta_mode_sees_only_what_changed():
     """D2: in a delta mode the server reports changed UIDs only; a UID it does not mention is not
     expunged (only `vanished` ones are), and an untouched placement is left alone."""
