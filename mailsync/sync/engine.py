@@ -19,7 +19,8 @@ Order of one account's sync:
      rename by UIDVALIDITY, drop = tombstone); skip folders whose counters did not move (rule D1);
   4. per folder: SELECT (QRESYNC or CONDSTORE); UIDVALIDITY rule (re-match, V1); read what changed
      (D2/D3), or, for a folder never read, the whole of it with one FETCH (D4: into a SQLite store
-     each message is read straight into its pack batch, _download_packed); in one store task:
+     each message is read straight into its pack batch, _download_packed; the next such folder's
+     SELECT and FETCH are sent while it is read, ImapConnection.bulk_ahead); in one store task:
      tombstone expunged placements, merge flags (T1/T2), commit; push
      merged flags with UNCHANGEDSINCE (T3) and record the answer; recognise new messages already in
      the store by (Message-ID, size) (N1), download the rest in batches (each committed with its
@@ -434,6 +435,11 @@ class AccountSync:
         folders = db.call(self._apply_folder_plan, remote)
         status = {f.raw_name: f.status for f in remote}
         folder_errors = []
+        todo = [f for f in folders if f.status != "aside"
+                and not P.folder_unchanged(f.checkpoint, status.get(f.raw_name), f.pending)]
+        # each first-sync download sends the next one's SELECT and FETCH ahead (bulk_ahead)
+        ahead = {a.id: b.raw_name for a, b in zip(todo, todo[1:])
+                 if not b.placements and not self._bodies_before_run and (status.get(b.raw_name) or {}).get("MESSAGES")}
         for folder in folders:
             self._check_stop()
             if folder.status == "aside":
@@ -443,7 +449,7 @@ class AccountSync:
                 self.result.folders += 1
                 continue
             try:
-                self._sync_folder(conn, db, folder)
+                self._sync_folder(conn, db, folder, ahead.get(folder.id))
             except ProtocolError as exc:  # one bad folder does not stop the others
                 if getattr(conn, "broken", False):
                     raise
@@ -516,7 +522,9 @@ class AccountSync:
 
     # -- server -> store: one folder ----------------------------------------------------------
 
-    def _sync_folder(self, conn, db: StoreWorker, folder: _Folder) -> None:
+    def _sync_folder(self, conn, db: StoreWorker, folder: _Folder, ahead: str | None = None) -> None:
+        """``ahead``: the next folder to sync, when it is a first-sync download too (rule D4): its
+        commands are sent while this folder's messages are read."""
         cp = folder.checkpoint
         qres = (cp.uidvalidity, cp.highestmodseq) if (cp.uidvalidity and cp.highestmodseq) else None
         info = conn.select(folder.raw_name, qresync=qres)
@@ -532,9 +540,9 @@ class AccountSync:
             self.observer.folder_started(self.account.name, folder.name, info.exists or 0)
             if info.exists:
                 if self.store.packs is not None:
-                    self._download_packed(conn, db, folder.id, folder.name)
+                    self._download_packed(conn, db, folder.id, folder.name, ahead)
                 else:
-                    self._download(conn, db, folder.id, folder.name, None)
+                    self._download(conn, db, folder.id, folder.name, None, ahead)
             db.submit(self._complete_folder, folder.id, folder.name, info)
             return
         if mode == "qresync":
@@ -747,14 +755,18 @@ class AccountSync:
 
     # -- messages -----------------------------------------------------------------------------
 
-    def _download(self, conn, db: StoreWorker, folder_id: int, name: str, uids: list[int] | None) -> None:
+    def _download(self, conn, db: StoreWorker, folder_id: int, name: str, uids: list[int] | None,
+                  ahead: str | None = None) -> None:
         """Read messages off the socket here; the store worker commits them in batches.
-        ``uids`` None: every message of the folder (rule D4)."""
+        ``uids`` None: every message of the folder (rule D4); ``ahead`` as in _sync_folder."""
         wanted = None if uids is None else set(uids)
         batch: list = []
         nbytes = 0
         limit = self.account.batch_size
         for item in (conn.fetch_all_messages() if uids is None else conn.fetch_messages(uids)):
+            if ahead is not None:  # this FETCH went out: the next folder's commands may follow it
+                conn.bulk_ahead(ahead)
+                ahead = None
             if not self._asked_for(item, name, wanted):
                 continue
             # Hashed and turned into rows here, not on the store worker: measured, this thread has
@@ -771,7 +783,7 @@ class AccountSync:
         if batch:
             db.submit(self._commit_batch, folder_id, name, batch, nbytes)
 
-    def _download_packed(self, conn, db: StoreWorker, folder_id: int, name: str) -> None:
+    def _download_packed(self, conn, db: StoreWorker, folder_id: int, name: str, ahead: str | None = None) -> None:
         """Rule D4 into a store with pack files, without copying a message: each literal is read
         straight into the pack batch it will be written from (packs.PackBatch), hashed there, and
         its record header put in front of it. A full batch goes to the pack writer (one request to
@@ -825,6 +837,9 @@ class AccountSync:
             self._bulk_checkpoints = True
         try:
             for item in conn.fetch_all_messages(into=into):
+                if ahead is not None:  # this FETCH went out: the next folder's commands may follow it
+                    conn.bulk_ahead(ahead)
+                    ahead = None
                 if item.body is None or item.uid is None or item.internaldate is None:
                     self._asked_for(item, name)  # False for an unsolicited FETCH; raises without INTERNALDATE
                     continue
