@@ -809,14 +809,15 @@ class AccountSync:
 
         def hand_over(last: bool = False) -> None:
             nonlocal batch, bodies, places, nbytes, writes, unsaved, unsaved_bytes, since
-            if batch.count:
+            full, batch = batch, packs.new_batch(BATCH_BYTES)  # `batch` is never one handed over
+            if full.count:
                 count, size = len(places), nbytes
-                writes.append((writer.submit(batch, lambda: self.observer.messages_stored(
+                writes.append((writer.submit(full, lambda: self.observer.messages_stored(
                     self.account.name, name, count, size)), bodies, places))
                 unsaved, unsaved_bytes = unsaved + count, unsaved_bytes + size
             else:
-                packs.recycle(batch)
-            batch, bodies, places, nbytes = packs.new_batch(BATCH_BYTES), [], [], 0
+                packs.recycle(full)
+            bodies, places, nbytes = [], [], 0
             if writes and (last or self._stopping()
                            or P.commit_due(unsaved, unsaved_bytes, time.monotonic() - since, limit)):
                 db.submit(self._commit_written, folder_id, name, writes, unsaved_bytes)
