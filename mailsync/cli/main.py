@@ -205,14 +205,12 @@ def export_messages(obj: _Ctx, fmt: str, account: str | None, folder: str | None
     from mailsync.store.uow import UnitOfWork
 
     out = sys.stdout
-    try:
+    try:  # a reader that leaves early (`| head`) ends it quietly: see main()
         with UnitOfWork(store) as uow:
             for row in repo.export_rows(uow.session, account=account, folder=folder):
                 out.write(json.dumps(asdict(row), ensure_ascii=False, sort_keys=True))
                 out.write("\n")
         out.flush()
-    except BrokenPipeError:  # the reader has what it wanted (`mailsync export messages | head`): not an error
-        _stdout_gone()
     finally:
         store.dispose()
 
@@ -251,7 +249,27 @@ def main() -> None:
     if isinstance(code, str):
         click.echo(code, err=True)
         code = 1
+    if code == 1 and _reader_left():
+        code = 0
     _exit_now(code or 0)
+
+
+def _reader_left() -> bool:
+    """Did the command end because the reader of its output left (`mailsync status | head -1`)?
+    Then it is not an error: exit 0, nothing on stderr. click ends a command whose write failed
+    with EPIPE with exit 1 and no message, after putting its _PacifyFlushWrapper around stdout;
+    and stdout's pipe then has no reader (poll says POLLERR). Both must hold, so that a command
+    that failed while its stderr alone was cut short still exits 1."""
+    import select
+
+    if type(sys.stdout).__name__ != "_PacifyFlushWrapper":
+        return False
+    try:
+        poller = select.poll()
+        poller.register(sys.__stdout__.fileno(), select.POLLOUT)
+        return any(ev & select.POLLERR for _fd, ev in poller.poll(0))
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def _exit_now(code: int) -> None:

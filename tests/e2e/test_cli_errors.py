@@ -134,3 +134,50 @@ def test_plaintext_to_a_remote_host_is_refused(tmp_path, imap_user):
     cfg = write_config(tmp_path / "c.toml", f"sqlite:///{tmp_path}/s.db", [entry])
     proc = run_cli("sync", config=cfg)
     assert proc.returncode == 2 and "allow_plaintext" in proc.stderr
+
+
+def _run_into_pipes(args, cfg, env, *, stdout_reader: bool, stderr_reader: bool):
+    """Run the CLI with stdout and stderr on pipes whose readers are already gone (or not)."""
+    import os
+    import subprocess
+    import sys
+
+    from helpers import REPO
+
+    out_r, out_w = os.pipe()
+    err_r, err_w = os.pipe()
+    if not stdout_reader:
+        os.close(out_r)
+    if not stderr_reader:
+        os.close(err_r)
+    full_env = dict(os.environ, **env, PYTHONPATH=str(REPO))
+    proc = subprocess.run([sys.executable, "-m", "mailsync", "--config", str(cfg), *args],
+                          stdout=out_w, stderr=err_w, env=full_env, timeout=120)
+    os.close(out_w)
+    os.close(err_w)
+    err = b""
+    if stderr_reader:
+        with os.fdopen(err_r, "rb") as f:
+            err = f.read()
+    if stdout_reader:
+        os.close(out_r)
+    return proc.returncode, err
+
+
+def test_output_to_a_reader_that_left_is_not_an_error(tmp_path, imap_user):
+    """`mailsync status | head -0`: every write to stdout fails with EPIPE; the command ends
+    quietly with exit 0, as `export messages` does."""
+    cfg = write_config(tmp_path / "c.toml", f"sqlite:///{tmp_path}/s.db", [account_entry(imap_user, "acc")])
+    env = {password_var("acc"): imap_user.password}
+    run_cli("sync", "--quiet", config=cfg, env=env, check=True)
+    for args in (["status"], ["status", "--json"], ["export", "messages"]):
+        code, err = _run_into_pipes(args, cfg, env, stdout_reader=False, stderr_reader=True)
+        assert (code, err) == (0, b""), (args, err)
+
+
+def test_a_failure_with_its_message_cut_short_still_exits_1(tmp_path, imap_user):
+    """A sync that fails (wrong password) while its stderr has no reader: exit 1 all the same,
+    so a closed pipe never turns a failure into success."""
+    cfg = write_config(tmp_path / "c.toml", f"sqlite:///{tmp_path}/s.db", [account_entry(imap_user, "acc")])
+    code, _ = _run_into_pipes(["sync"], cfg, {password_var("acc"): "wrong"}, stdout_reader=True, stderr_reader=False)
+    assert code == 1
