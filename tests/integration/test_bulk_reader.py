@@ -249,3 +249,38 @@ def test_a_first_sync_cut_short_keeps_what_it_wrote(tmp_path, monkeypatch):
     finally:
         store.dispose()
         server.close()
+
+
+def test_a_first_sync_asked_to_stop_commits_what_it_handed_over(tmp_path, monkeypatch):
+    """The watch daemon shutting down mid first sync (should_stop): the batch handed over when the
+    stop is seen is committed with everything written before it, although no commit was due
+    (rule C3), and the run ends with the stop, not an error of its own."""
+    import hashlib
+
+    from mailsync.store import repositories as repo
+    from mailsync.store.db import open_store
+    from mailsync.store.uow import UnitOfWork
+    from mailsync.sync import engine
+    from mailsync.sync.engine import AccountSync
+
+    monkeypatch.setattr(engine, "BATCH_BYTES", 1)  # a pack batch per message
+    m = [_msg(i) for i in range(1, 6)]
+    server = ScriptedServer(b"".join(_usual(i + 1, 30 + i, raw) for i, raw in enumerate(m)), exists=5)
+    store = open_store(f"sqlite:///{tmp_path}/s.db")
+    asked = []
+
+    def should_stop() -> bool:  # asked before each folder, then at each hand-over
+        asked.append(1)
+        return len(asked) > 3
+
+    try:
+        result = AccountSync(store, _account(server.port), should_stop=should_stop).run()
+        assert not result.ok and "sync stopped" in result.error
+        with UnitOfWork(store) as uow:
+            rows = sorted((r.uid, r.sha256) for r in repo.export_rows(uow.session))
+        assert 0 < len(rows) < 5
+        assert rows == [(30 + i, hashlib.sha256(raw).hexdigest()) for i, raw in enumerate(m[:len(rows)])]
+        assert sum(1 for _ in store.packs.records(1)) == len(rows)  # nothing written and left uncommitted
+    finally:
+        store.dispose()
+        server.close()
