@@ -312,8 +312,8 @@ class PackStore:
         where = f"{self.path(pack)} at offset {offset}"
         if len(raw) < HEADER.size + want:
             raise StoreError(f"the body pack {where} is cut short (expected {size} bytes of message "
-                             f"{sha256[:12]})", hint="restore the store from a backup, or remove the message's "
-                                                     "folder state and sync again to download it anew")
+                             f"{sha256[:12]})", hint="run mailsync verify --repair, then mailsync sync, to "
+                                                     "download the damaged messages again")
         magic, version, length, digest = HEADER.unpack_from(raw)
         if magic != MAGIC or version != VERSION or length != size or digest.hex() != sha256:
             raise StoreError(f"the body pack {where} does not hold message {sha256[:12]} "
@@ -323,8 +323,8 @@ class PackStore:
         data = raw[HEADER.size:]
         if limit is None and hashlib.sha256(data).hexdigest() != sha256:
             raise StoreError(f"message {sha256[:12]} in {where} is corrupt (its SHA-256 does not match)",
-                             hint="restore the store from a backup; a sync after removing the folder's "
-                                  "state downloads it again")
+                             hint="run mailsync verify --repair, then mailsync sync, to download the damaged "
+                                  "messages again")
         return data
 
     def records(self, pack: int) -> Iterator[tuple[int, int, str]]:

@@ -1,0 +1,107 @@
+"""Check that every message body the store points at reads back with its SHA-256; repair what
+does not by forgetting it, so that the next sync downloads it again.
+
+Owns: the walk over the bodies that live placements point at, and the repair (their placements
+and body rows removed, their folders set to compare in full next time). Must not: speak IMAP,
+print, or commit for the caller (the caller's unit of work commits).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.orm import Session
+
+from mailsync.errors import StoreError
+from mailsync.store.models import Account, Body, Folder, PendingOp, Placement
+from mailsync.store.repositories import LIVE
+
+
+@dataclass(frozen=True)
+class Problem:
+    account: str
+    folder: str
+    uid: int
+    sha256: str
+    error: str
+
+
+@dataclass
+class VerifyResult:
+    bodies: int = 0  # bodies read back
+    nbytes: int = 0
+    problems: list[Problem] = field(default_factory=list)  # one per placement of a bad body
+
+
+def verify_bodies(session: Session, accounts: Sequence[str] | None = None,
+                  progress: Callable[[int, int], None] | None = None) -> VerifyResult:
+    """Read back every body a live placement of these accounts (all when None) points at, and
+    check it: a pack record's header and SHA-256, or a database row's SHA-256. ``progress(n,
+    nbytes)`` is called after each body."""
+    live = (select(Placement.body_sha256).join(Folder, Folder.id == Placement.folder_id)
+            .join(Account, Account.id == Folder.account_id).where(*LIVE))
+    if accounts is not None:
+        live = live.where(Account.name.in_(list(accounts)))
+    packs = session.info.get("packs")
+    result = VerifyResult()
+    bad: dict[str, str] = {}
+    rows = session.execute(select(Body.sha256, Body.size, Body.pack, Body.pack_offset)
+                           .where(Body.sha256.in_(live.distinct().scalar_subquery()))
+                           .order_by(Body.pack, Body.pack_offset)).all()
+    for sha, size, pack, offset in rows:
+        try:
+            if pack is not None:
+                if packs is None:
+                    raise StoreError("this store keeps the body in a pack file, but was opened without them")
+                packs.read(pack, offset, size, sha)  # checks the header and the SHA-256
+            else:
+                data = session.scalar(select(Body.data).where(Body.sha256 == sha))
+                if data is None or hashlib.sha256(data).hexdigest() != sha or len(data) != size:
+                    raise StoreError(f"message {sha[:12]} in the database is corrupt (its SHA-256 or size "
+                                     f"does not match)")
+        except StoreError as exc:
+            bad[sha] = exc.message  # the fix is verify --repair (the CLI says so), not the reader's hint
+        result.bodies += 1
+        result.nbytes += size
+        if progress is not None:
+            progress(result.bodies, result.nbytes)
+    if bad:
+        q = (select(Account.name, Folder.name, Placement.uid, Placement.body_sha256)
+             .join(Folder, Folder.id == Placement.folder_id).join(Account, Account.id == Folder.account_id)
+             .where(*LIVE, Placement.body_sha256.in_(list(bad))).order_by(Account.name, Folder.name, Placement.uid))
+        if accounts is not None:
+            q = q.where(Account.name.in_(list(accounts)))
+        result.problems = [Problem(a, f, uid, sha, bad[sha]) for a, f, uid, sha in session.execute(q)]
+    return result
+
+
+def forget_bad_bodies(session: Session, problems: Sequence[Problem]) -> tuple[int, int]:
+    """Repair: remove the placements of these problems and, once nothing points at them, their
+    bodies; their folders lose the checkpoints that let a sync skip or delta-read them (rules D1,
+    D2), so the next sync compares them in full and downloads those messages again (rule M1).
+    A placement that a local change still waits on (a pending operation) is kept: the sync that
+    pushes the change comes first. Returns (placements removed, placements kept)."""
+    if not problems:
+        return 0, 0
+    waiting = (select(PendingOp.id).where(PendingOp.placement_id == Placement.id,
+                                          PendingOp.state.in_(("pending", "sent"))).exists())
+    folder_ids = set()
+    removed = 0
+    for p in problems:
+        fid = session.scalar(select(Folder.id).join(Account, Account.id == Folder.account_id)
+                             .where(Account.name == p.account, Folder.name == p.folder))
+        if fid is None:
+            continue
+        n = session.execute(delete(Placement).where(Placement.folder_id == fid, Placement.uid == p.uid,
+                                                    Placement.body_sha256 == p.sha256, ~waiting)).rowcount
+        if n:
+            folder_ids.add(fid)
+            removed += n
+    used = select(Placement.id).where(Placement.body_sha256 == Body.sha256).exists()
+    session.execute(delete(Body).where(Body.sha256.in_(sorted({p.sha256 for p in problems})), ~used))
+    if folder_ids:
+        session.execute(update(Folder).where(Folder.id.in_(folder_ids)).values(highestmodseq=None, messages=None))
+    return removed, len(problems) - removed

@@ -1,0 +1,75 @@
+"""`mailsync verify`: every stored message read back and checked against its SHA-256, on SQLite
+(pack files) and PostgreSQL (rows); a damaged one is named, and --repair forgets it so that the
+next sync downloads it again."""
+
+from __future__ import annotations
+
+import json
+
+from sqlalchemy import select, update
+
+from helpers import (account_entry, export_snapshot, export_via_cli, nonempty, password_var, run_cli,
+                     server_snapshot, write_config)
+from mailsync.store.db import open_store
+from mailsync.store.models import Body
+
+
+def _msg(i: int) -> bytes:
+    return (f"From: a@example.org\r\nMessage-ID: <v{i}@example.org>\r\nSubject: {i}\r\n\r\n".encode()
+            + f"line {i}\r\n".encode() * (20 + i))
+
+
+def _damage(store_url: str, message_id: str) -> None:
+    """Change one byte of a stored message, where the store keeps it."""
+    store = open_store(store_url)
+    try:
+        with store.engine.begin() as conn:
+            sha, pack, offset, data = conn.execute(select(Body.sha256, Body.pack, Body.pack_offset, Body.data)
+                                                   .where(Body.message_id == message_id)).one()
+            if pack is not None:
+                path = store.packs.path(pack)
+                with open(path, "r+b") as f:
+                    f.seek(offset + 40)
+                    byte = f.read(1)
+                    f.seek(offset + 40)
+                    f.write(bytes([byte[0] ^ 0x20]))
+            else:
+                raw = bytearray(data)
+                raw[40] ^= 0x20
+                conn.execute(update(Body).where(Body.sha256 == sha).values(data=bytes(raw)))
+    finally:
+        store.dispose()
+
+
+def test_verify_names_a_damaged_message_and_repair_gets_it_back(tmp_path, imap_user, store_url):
+    imap_user.server.load(imap_user.name, [("INBOX", _msg(i)) for i in range(5)] + [("Work", _msg(9))])
+    cfg = write_config(tmp_path / "c.toml", store_url, [account_entry(imap_user, "acc")])
+    env = {password_var("acc"): imap_user.password}
+    run_cli("sync", "--quiet", config=cfg, env=env, check=True)
+
+    ok = run_cli("verify", config=cfg, env=env)
+    assert ok.returncode == 0, ok.stderr
+    assert "verified 6 message(s)" in ok.stderr and "0 problem(s)" in ok.stderr and ok.stdout == ""
+
+    _damage(store_url, "<v3@example.org>")
+    bad = run_cli("verify", config=cfg, env=env)
+    assert bad.returncode == 1
+    assert bad.stdout.startswith("acc/INBOX UID 4: ") and "corrupt" in bad.stdout
+    assert len(bad.stdout.splitlines()) == 1
+    assert "1 problem(s)" in bad.stderr and "mailsync verify --repair" in bad.stderr
+    report = json.loads(run_cli("verify", "--json", config=cfg, env=env).stdout)
+    assert [(p["folder"], p["uid"]) for p in report["problems"]] == [("INBOX", 4)] and report["messages"] == 6
+
+    fixed = run_cli("verify", "--repair", config=cfg, env=env)
+    assert fixed.returncode == 0, fixed.stderr
+    assert "forgot 1 message(s)" in fixed.stderr
+    again = run_cli("sync", config=cfg, env=env, check=True)
+    assert "1 new" in again.stderr
+    assert run_cli("verify", config=cfg, env=env).returncode == 0
+    assert export_snapshot(export_via_cli(cfg, env), "acc") == nonempty(server_snapshot(imap_user))
+
+
+def test_verify_of_an_unknown_account_exits_2(tmp_path, imap_user):
+    cfg = write_config(tmp_path / "c.toml", f"sqlite:///{tmp_path}/s.db", [account_entry(imap_user, "acc")])
+    proc = run_cli("verify", "--account", "nope", config=cfg)
+    assert proc.returncode == 2 and "no account named 'nope'" in proc.stderr
