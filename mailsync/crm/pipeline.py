@@ -38,7 +38,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import and_, case, delete, func, insert, or_, select, update
+from sqlalchemy import case, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from mailsync.crm import extract as X
@@ -109,30 +109,11 @@ def _chunks(items: Sequence, n: int = CHUNK) -> Iterable[Sequence]:
 
 
 def _insert_ignore(session: Session, table, rows: list[dict], cols: list[str] | None) -> None:
-    """INSERT rows (all with the same keys); with ``cols``, rows whose ``cols`` exist are skipped.
-    SQLite and PostgreSQL get one driver-level executemany: SQLAlchemy's per-row parameter handling
-    would cost more than the rest of a 20,000-message rebuild."""
-    if not rows:
-        return
-    dialect = session.get_bind().dialect.name
-    names = list(rows[0])
-    if dialect in ("sqlite", "postgresql"):
-        quoted = ", ".join(f'"{n}"' for n in names)
-        if dialect == "sqlite":
-            verb = "INSERT OR IGNORE" if cols else "INSERT"
-            sql = f'{verb} INTO "{table.name}" ({quoted}) VALUES ({", ".join("?" * len(names))})'
-        else:
-            tail = f' ON CONFLICT ({", ".join(cols)}) DO NOTHING' if cols else ""
-            sql = f'INSERT INTO "{table.name}" ({quoted}) VALUES ({", ".join(["%s"] * len(names))}){tail}'
-        conn = session.connection()
-        for chunk in _chunks(rows, 5000):
-            conn.exec_driver_sql(sql, [tuple(r[n] for n in names) for r in chunk])
-        return
-    for r in rows:  # pragma: no cover - other databases: look up, then insert
-        if cols and session.execute(select(table.c[cols[0]]).where(
-                and_(*(table.c[c] == r[c] for c in cols)))).first() is not None:
-            continue
-        session.execute(insert(table), [r])
+    """INSERT rows (all with the same keys); with ``cols``, rows whose ``cols`` exist are skipped
+    (repositories.insert_rows: many rows per statement, no per-row work in SQLAlchemy)."""
+    if rows:
+        names = list(rows[0])
+        repo.insert_rows(session, table.name, names, [tuple(r[n] for n in names) for r in rows], cols)
 
 
 _FLAG_ANSWERED = "\\Answered"

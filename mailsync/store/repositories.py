@@ -68,19 +68,22 @@ class NewBody:
     data: bytes
 
 
-def _insert_rows_ignore(session: Session, table: str, columns: Sequence[str], rows: list[tuple],
-                        conflict_cols: Sequence[str]) -> None:
-    """The hot-path INSERT ... ON CONFLICT DO NOTHING (SQLite and PostgreSQL both speak this form):
-    tuples straight to the driver, many rows per statement. Core's per-row parameter processing
-    cost about 10 us a row, and the driver's executemany releases and retakes the GIL around every
-    row, which stalls the thread reading the server; one multi-row statement per 500 rows does not."""
+def insert_rows(session: Session, table: str, columns: Sequence[str], rows: list[tuple],
+                conflict: Sequence[str] | None = None) -> None:
+    """The one bulk INSERT of the store and the CRM layer: tuples in ``columns`` order straight to
+    the driver, many rows per statement; with ``conflict``, ON CONFLICT (those columns) DO NOTHING
+    (SQLite and PostgreSQL both speak this form), so a row already there is skipped. Core's per-row
+    parameter processing cost about 10 us a row, and the driver's executemany releases and retakes
+    the GIL around every row, which stalls the thread reading the server; one multi-row statement
+    per few hundred rows does not."""
     if not rows:
         return
     conn = session.connection()
     mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
     group = "(" + ", ".join([mark] * len(columns)) + ")"
-    head = f"INSERT INTO {table} ({', '.join(columns)}) VALUES "
-    tail = f" ON CONFLICT ({', '.join(conflict_cols)}) DO NOTHING"
+    names = ", ".join(f'"{c}"' for c in columns)
+    head = f'INSERT INTO "{table}" ({names}) VALUES '
+    tail = f" ON CONFLICT ({', '.join(conflict)}) DO NOTHING" if conflict else ""
     step = max(1, _MAX_PARAMS // len(columns))
     for i in range(0, len(rows), step):
         chunk = rows[i:i + step]
@@ -119,7 +122,7 @@ def store_bodies(session: Session, bodies: Sequence[NewBody]) -> None:
         return
     todo = keys
     for _ in range(3):  # PostgreSQL: a body deleted between our insert and our lock is inserted again
-        _insert_rows_ignore(session, Body.__tablename__, _BODY_COLUMNS,
+        insert_rows(session, Body.__tablename__, _BODY_COLUMNS,
                             [(b.sha256, b.size, b.message_id, b.data, None, None)
                              for b in (unique[k] for k in todo)], ("sha256",))
         if dialect != "postgresql":
@@ -280,7 +283,7 @@ def add_placements(session: Session, rows: list[dict]) -> None:
 
 def add_placement_rows(session: Session, rows: list[tuple]) -> None:
     """add_placements for rows already in PLACEMENT_COLUMNS order."""
-    _insert_rows_ignore(session, Placement.__tablename__, PLACEMENT_COLUMNS, rows, ("folder_id", "uid"))
+    insert_rows(session, Placement.__tablename__, PLACEMENT_COLUMNS, rows, ("folder_id", "uid"))
 
 
 def add_packed_bodies(session: Session, rows: list[tuple[str, int, str | None, int, int]]) -> None:
@@ -289,7 +292,7 @@ def add_packed_bodies(session: Session, rows: list[tuple[str, int, str | None, i
     placements that point at these bodies, in the same transaction: on SQLite the insert takes the
     write lock, so no orphan clean-up can remove a body found already stored before they point at
     it (see store_bodies)."""
-    _insert_rows_ignore(session, Body.__tablename__, _BODY_COLUMNS,
+    insert_rows(session, Body.__tablename__, _BODY_COLUMNS,
                         [(sha, size, mid, b"", pack, offset) for sha, size, mid, pack, offset in rows], ("sha256",))
 
 
