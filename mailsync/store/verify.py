@@ -20,6 +20,9 @@ from mailsync.store.models import Account, Body, Folder, PendingOp, Placement
 from mailsync.store.repositories import LIVE
 
 
+_GROUP = 200  # bodies read from the database per query
+
+
 @dataclass(frozen=True)
 class Problem:
     account: str
@@ -51,23 +54,33 @@ def verify_bodies(session: Session, accounts: Sequence[str] | None = None,
     rows = session.execute(select(Body.sha256, Body.size, Body.pack, Body.pack_offset)
                            .where(Body.sha256.in_(live.distinct().scalar_subquery()))
                            .order_by(Body.pack, Body.pack_offset)).all()
-    for sha, size, pack, offset in rows:
-        try:
-            if pack is not None:
-                if packs is None:
-                    raise StoreError("this store keeps the body in a pack file, but was opened without them")
-                packs.read(pack, offset, size, sha)  # checks the header and the SHA-256
-            else:
-                data = session.scalar(select(Body.data).where(Body.sha256 == sha))
-                if data is None or hashlib.sha256(data).hexdigest() != sha or len(data) != size:
-                    raise StoreError(f"message {sha[:12]} in the database is corrupt (its SHA-256 or size "
-                                     f"does not match)")
-        except StoreError as exc:
-            bad[sha] = exc.message  # the fix is verify --repair (the CLI says so), not the reader's hint
+
+    def checked(sha: str, size: int) -> None:
         result.bodies += 1
         result.nbytes += size
         if progress is not None:
             progress(result.bodies, result.nbytes)
+
+    in_rows: list[tuple[str, int]] = []  # bodies kept in the database: read in groups, one query each
+    for sha, size, pack, offset in rows:
+        if pack is None:
+            in_rows.append((sha, size))
+            continue
+        try:
+            if packs is None:
+                raise StoreError("this store keeps the body in a pack file, but was opened without them")
+            packs.read(pack, offset, size, sha)  # checks the header and the SHA-256
+        except StoreError as exc:
+            bad[sha] = exc.message  # the fix is verify --repair (the CLI says so), not the reader's hint
+        checked(sha, size)
+    for i in range(0, len(in_rows), _GROUP):
+        group = dict(in_rows[i:i + _GROUP])
+        found = dict(session.execute(select(Body.sha256, Body.data).where(Body.sha256.in_(list(group)))).all())
+        for sha, size in group.items():
+            data = found.get(sha)
+            if data is None or len(data) != size or hashlib.sha256(data).hexdigest() != sha:
+                bad[sha] = f"message {sha[:12]} in the database is corrupt (its SHA-256 or size does not match)"
+            checked(sha, size)
     if bad:
         q = (select(Account.name, Folder.name, Placement.uid, Placement.body_sha256)
              .join(Folder, Folder.id == Placement.folder_id).join(Account, Account.id == Folder.account_id)
