@@ -104,8 +104,8 @@ def sync(obj: _Ctx, accounts: tuple[str, ...], quiet: bool) -> None:
 
     failed = []
     with make_observer(quiet) as observer:
-        for i, account in enumerate(selected):
-            result = sync_account(store, account, observer=observer, **({"connect": first} if i == 0 else {}))
+        for account in selected:
+            result = sync_account(store, account, observer=observer, connect=first)
             if not result.ok:
                 failed.append(result.account)
     if config.crm:  # the CRM layer: extract what this sync changed, then deliver (crm_cmds.after_sync)
@@ -120,9 +120,9 @@ def sync(obj: _Ctx, accounts: tuple[str, ...], quiet: bool) -> None:
 def _log_in_early(account):
     """Log in to the first account on a thread while the store's modules load and the store opens:
     the thread mostly waits on the server, which costs those imports nothing (about 0.02 s of a
-    sync's start-up). Returns a connect hook for that account's sync: its first call hands over
-    this connection, or raises what logging in raised, as connecting then would have; later calls
-    (a reconnect) connect anew."""
+    sync's start-up). Returns a connect hook for every account's sync: its first call for that
+    account hands over this connection, or raises what logging in raised, as connecting then would
+    have; any other call (another account, a reconnect) connects anew."""
     import threading
     from concurrent.futures import Future
 
@@ -141,7 +141,7 @@ def _log_in_early(account):
 
     def connect(acc):
         nonlocal taken
-        if taken:
+        if taken or acc is not account:
             return open_connection(acc)
         taken = True
         return early.result()
@@ -226,7 +226,8 @@ def verify(obj: _Ctx, accounts: tuple[str, ...], repair: bool, as_json: bool) ->
         click.echo("", err=True)
     if as_json:
         click.echo(json.dumps({"messages": result.bodies, "bytes": result.nbytes, "forgotten": removed, "kept": kept,
-                               "problems": [p.__dict__ for p in result.problems]}, indent=2, sort_keys=True))
+                               "problems": [{"account": p.account, "folder": p.folder, "uid": p.uid, "sha256": p.sha256,
+                                             "error": p.error} for p in result.problems]}, indent=2, sort_keys=True))
     else:
         for p in result.problems:
             click.echo(f"{p.account}/{p.folder} UID {p.uid}: {p.error}")

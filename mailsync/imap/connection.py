@@ -161,14 +161,15 @@ class ImapConnection:
     # -- the command engine ---------------------------------------------------------------------
 
     def _events(self, command: bytes, doing: str, literal: bytes | None = None,
-                into: Callable[[int], memoryview] | None = None, sent: bytes | None = None) -> Iterator:
+                into: Callable[[int], memoryview] | None = None, sent: bytes | None = None,
+                then: Callable[[], None] | None = None) -> Iterator:
         """Send one command (with at most one synchronizing literal) and yield its responses until
         the tagged completion, which is yielded last. Raises on NO/BAD only if the caller asks.
         With ``into`` (see fetch_all_messages), a FETCH response of the usual one-message shape is
         read here, its literal straight into place (_body_fetch); every other response goes through
         ResponseParser. With ``sent``, the command went out already under that tag (bulk_ahead):
         only its answer is read. Before any other command, what bulk_ahead sent is read and
-        dropped (_drop_ahead)."""
+        dropped (_drop_ahead). ``then()`` is called once the command has gone out."""
         if self.broken:
             raise ConnectError(f"account '{self.account.name}': the connection is out of step; reconnect")
         if sent is None and self._ahead is not None:
@@ -182,6 +183,8 @@ class ImapConnection:
                 if sent is None:
                     self.commands += 1
                     imap.send(tag + b" " + command + b"\r\n")
+                if then is not None:
+                    then()
                 while True:
                     n = parser.wants()
                     if n is None:
@@ -548,9 +551,9 @@ class ImapConnection:
     # -- bulk reader ----------------------------------------------------------------------------
 
     def _bulk(self, command: str, doing: str, into: Callable[[int], memoryview] | None = None,
-              sent: bytes | None = None) -> Iterator[FetchItem]:
+              sent: bytes | None = None, then: Callable[[], None] | None = None) -> Iterator[FetchItem]:
         """Send `command` and yield its FETCH items as they arrive, until its tagged answer."""
-        for ev in self._events(command.encode("ascii"), doing, into=into, sent=sent):
+        for ev in self._events(command.encode("ascii"), doing, into=into, sent=sent, then=then):
             if isinstance(ev, FetchItem):
                 if ev.body is not None:
                     self.bodies_fetched += 1
@@ -565,18 +568,21 @@ class ImapConnection:
             return iter(())
         return self._bulk(f"UID FETCH {uid_set} ({self._message_items()})", "fetching messages")
 
-    def fetch_all_messages(self, *, into: Callable[[int], memoryview] | None = None) -> Iterator[FetchItem]:
+    def fetch_all_messages(self, *, into: Callable[[int], memoryview] | None = None,
+                           ahead: str | None = None) -> Iterator[FetchItem]:
         """Every message of the selected folder, as fetch_messages gives them (UID FETCH 1:*).
 
         ``into(n)``, when given, says where to read an n-byte message: the literal of a response of
         the usual shape is read straight into the memoryview it returns, and that view is the
         item's ``body`` (valid until the next call of ``into``). Any other body is a bytes object
-        of its own, as it always is without ``into``."""
+        of its own, as it always is without ``into``. ``ahead``: the folder whose SELECT and FETCH
+        to send right behind this FETCH (bulk_ahead)."""
+        then = None if ahead is None else (lambda: self.bulk_ahead(ahead))
         sent = None
         if self._ahead is not None and self._ahead[1] is None and self._ahead[0] == self.selected:
             sent = self._ahead[2]  # bulk_ahead sent it, and its SELECT has been read
             self._ahead = None
-        return self._bulk(f"UID FETCH 1:* ({self._message_items()})", "fetching messages", into, sent)
+        return self._bulk(f"UID FETCH 1:* ({self._message_items()})", "fetching messages", into, sent, then)
 
     def _message_items(self) -> str:
         return "UID FLAGS INTERNALDATE RFC822.SIZE BODY.PEEK[]" + (" MODSEQ" if self.condstore else "")

@@ -123,8 +123,8 @@ def store_bodies(session: Session, bodies: Sequence[NewBody]) -> None:
     todo = keys
     for _ in range(3):  # PostgreSQL: a body deleted between our insert and our lock is inserted again
         insert_rows(session, Body.__tablename__, _BODY_COLUMNS,
-                            [(b.sha256, b.size, b.message_id, b.data, None, None)
-                             for b in (unique[k] for k in todo)], ("sha256",))
+                    [(b.sha256, b.size, b.message_id, b.data, None, None) for b in (unique[k] for k in todo)],
+                    ("sha256",))
         if dialect != "postgresql":
             return
         have = _existing_bodies(session, todo, share_lock=True)
@@ -293,7 +293,7 @@ def add_packed_bodies(session: Session, rows: list[tuple[str, int, str | None, i
     write lock, so no orphan clean-up can remove a body found already stored before they point at
     it (see store_bodies)."""
     insert_rows(session, Body.__tablename__, _BODY_COLUMNS,
-                        [(sha, size, mid, b"", pack, offset) for sha, size, mid, pack, offset in rows], ("sha256",))
+                [(sha, size, mid, b"", pack, offset) for sha, size, mid, pack, offset in rows], ("sha256",))
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,6 +30,7 @@ class Problem:
     uid: int
     sha256: str
     error: str
+    placement_id: int  # the row forget_bad_bodies removes
 
 
 @dataclass
@@ -82,12 +83,12 @@ def verify_bodies(session: Session, accounts: Sequence[str] | None = None,
                 bad[sha] = f"message {sha[:12]} in the database is corrupt (its SHA-256 or size does not match)"
             checked(sha, size)
     if bad:
-        q = (select(Account.name, Folder.name, Placement.uid, Placement.body_sha256)
+        q = (select(Account.name, Folder.name, Placement.uid, Placement.body_sha256, Placement.id)
              .join(Folder, Folder.id == Placement.folder_id).join(Account, Account.id == Folder.account_id)
              .where(*LIVE, Placement.body_sha256.in_(list(bad))).order_by(Account.name, Folder.name, Placement.uid))
         if accounts is not None:
             q = q.where(Account.name.in_(list(accounts)))
-        result.problems = [Problem(a, f, uid, sha, bad[sha]) for a, f, uid, sha in session.execute(q)]
+        result.problems = [Problem(a, f, uid, sha, bad[sha], pid) for a, f, uid, sha, pid in session.execute(q)]
     return result
 
 
@@ -101,20 +102,15 @@ def forget_bad_bodies(session: Session, problems: Sequence[Problem]) -> tuple[in
         return 0, 0
     waiting = (select(PendingOp.id).where(PendingOp.placement_id == Placement.id,
                                           PendingOp.state.in_(("pending", "sent"))).exists())
-    folder_ids = set()
-    removed = 0
-    for p in problems:
-        fid = session.scalar(select(Folder.id).join(Account, Account.id == Folder.account_id)
-                             .where(Account.name == p.account, Folder.name == p.folder))
-        if fid is None:
-            continue
-        n = session.execute(delete(Placement).where(Placement.folder_id == fid, Placement.uid == p.uid,
-                                                    Placement.body_sha256 == p.sha256, ~waiting)).rowcount
-        if n:
-            folder_ids.add(fid)
-            removed += n
+    doomed = select(Placement.id, Placement.folder_id).where(
+        Placement.id.in_([p.placement_id for p in problems]), ~waiting)
+    ids, folder_ids = set(), set()
+    for pid, fid in session.execute(doomed):
+        ids.add(pid)
+        folder_ids.add(fid)
+    if ids:
+        session.execute(delete(Placement).where(Placement.id.in_(ids)))
+        session.execute(update(Folder).where(Folder.id.in_(folder_ids)).values(highestmodseq=None, messages=None))
     used = select(Placement.id).where(Placement.body_sha256 == Body.sha256).exists()
     session.execute(delete(Body).where(Body.sha256.in_(sorted({p.sha256 for p in problems})), ~used))
-    if folder_ids:
-        session.execute(update(Folder).where(Folder.id.in_(folder_ids)).values(highestmodseq=None, messages=None))
-    return removed, len(problems) - removed
+    return len(ids), len(problems) - len(ids)

@@ -763,10 +763,7 @@ class AccountSync:
         batch: list = []
         nbytes = 0
         limit = self.account.batch_size
-        for item in (conn.fetch_all_messages() if uids is None else conn.fetch_messages(uids)):
-            if ahead is not None:  # this FETCH went out: the next folder's commands may follow it
-                conn.bulk_ahead(ahead)
-                ahead = None
+        for item in (conn.fetch_all_messages(ahead=ahead) if uids is None else conn.fetch_messages(uids)):
             if not self._asked_for(item, name, wanted):
                 continue
             # Hashed and turned into rows here, not on the store worker: measured, this thread has
@@ -837,10 +834,7 @@ class AccountSync:
             db.submit(_bulk_checkpoints, True)
             self._bulk_checkpoints = True
         try:
-            for item in conn.fetch_all_messages(into=into):
-                if ahead is not None:  # this FETCH went out: the next folder's commands may follow it
-                    conn.bulk_ahead(ahead)
-                    ahead = None
+            for item in conn.fetch_all_messages(into=into, ahead=ahead):
                 if item.body is None or item.uid is None or item.internaldate is None:
                     self._asked_for(item, name)  # False for an unsolicited FETCH; raises without INTERNALDATE
                     continue

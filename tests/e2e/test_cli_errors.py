@@ -25,21 +25,23 @@ def test_wrong_password_exits_1_and_names_account_and_host(tmp_path, imap_user):
 
 def test_the_login_made_during_start_up_is_handed_over_once(imap_user):
     """`mailsync sync` logs in to its first account while the store opens (cli.main._log_in_early):
-    the sync gets that connection, and a second connect (a reconnect) gets a new one."""
+    that account's sync gets that connection; a reconnect, or another account, gets a new one."""
     from mailsync.cli.main import _log_in_early
     from twoway_support import account_for
 
     account = account_for(imap_user)
+    other = account_for(imap_user, name="other")
     connect = _log_in_early(account)
+    others = connect(other)  # another account's sync never gets the early connection
     first = connect(account)
     second = connect(account)
     try:
-        assert first is not second
-        first.noop()
-        second.noop()
+        assert len({id(others), id(first), id(second)}) == 3
+        for conn in (others, first, second):
+            conn.noop()
     finally:
-        first.logout()
-        second.logout()
+        for conn in (others, first, second):
+            conn.logout()
 
 
 def test_unreachable_host_exits_1(tmp_path, imap_user):

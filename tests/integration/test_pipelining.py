@@ -54,6 +54,23 @@ def test_the_next_folder_is_read_from_what_was_sent_ahead(three_folders):
         conn.logout()
 
 
+def test_a_fetch_sends_the_next_folder_behind_it(three_folders):
+    """fetch_all_messages(ahead=...): the next folder's SELECT and FETCH go out right behind this
+    FETCH, chained from folder to folder as a first sync does."""
+    conn = connect(account_for(three_folders), three_folders.password)
+    try:
+        conn.select("A")
+        assert [hashlib.sha256(bytes(i.body)).hexdigest() for i in conn.fetch_all_messages(ahead="B")] == _expected("A")
+        sent = conn.commands
+        assert conn.select("B").exists == 30
+        assert [hashlib.sha256(bytes(i.body)).hexdigest() for i in conn.fetch_all_messages(ahead="C")] == _expected("B")
+        assert conn.commands == sent + 2  # only C's SELECT and FETCH went out, behind B's FETCH
+        assert conn.select("C").exists == 30 and _read_all(conn) == _expected("C")
+        assert conn.commands == sent + 2
+    finally:
+        conn.logout()
+
+
 @pytest.mark.parametrize("other", ["select another folder", "noop"])
 def test_what_was_sent_ahead_and_not_taken_is_dropped(three_folders, other):
     conn = connect(account_for(three_folders), three_folders.password)
