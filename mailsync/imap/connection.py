@@ -21,6 +21,7 @@ import contextlib
 import itertools
 import socket
 import ssl
+import struct
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
@@ -658,8 +659,51 @@ def connect(account: AccountConfig, password: str | None, *, timeout: float | No
                 _authenticate_oauth2(account, client, tokens)
             else:
                 client.login(account.username, password)
+        _widen_receive_buffer(client._imap.sock)
         return ImapConnection(account, client)
     except BaseException:
         with contextlib.suppress(Exception):
             client.shutdown()
         raise
+
+
+# The socket's receive buffer on a link with a short round trip. Linux grows a TCP receive buffer
+# as the reader keeps up (autotuning), from 128 KB, and a first sync's reader does not always keep
+# up: it hashes, parses and waits on its other threads now and then, the buffer fills, and the
+# server stops and waits for the window to open. Measured on loopback (20,000 messages, 434 MB):
+# the server was window-limited 61-68% of its busy time; with an 8 MB buffer 30-39%, and the sync
+# used 0.15 s less CPU. A fixed size turns autotuning off for the socket, so it is only set where
+# autotuning could never need more: a round trip under RTT_LOCAL_US holds at most 1.25 MB at
+# 10 Gbit/s. Elsewhere (a WAN link) the kernel's autotuning is left alone, and so is a buffer that
+# is already as large, or that the system's limit (net.core.rmem_max) would make smaller.
+RTT_LOCAL_US = 1000
+RECEIVE_BUFFER = 4 << 20  # asked for; Linux doubles it (bookkeeping), so 8 MB in effect
+_TCP_INFO_RTT = struct.Struct("=I")  # struct tcp_info: tcpi_rtt (microseconds) at byte 68
+_TCP_INFO_RTT_AT = 68
+
+
+def receive_buffer_request(rtt_us: int, current: int, rmem_max: int) -> int | None:
+    """The SO_RCVBUF to ask for, or None to leave the socket's buffer (and autotuning) alone.
+    ``current``: SO_RCVBUF as getsockopt reports it (doubled); ``rmem_max``: the system's limit."""
+    if not 0 < rtt_us < RTT_LOCAL_US:
+        return None
+    want = min(RECEIVE_BUFFER, rmem_max)
+    return want if 2 * want > current else None
+
+
+def _widen_receive_buffer(sock) -> None:
+    """receive_buffer_request on a connected socket; Linux only, best effort (a failure changes nothing)."""
+    if not hasattr(socket, "TCP_INFO"):
+        return
+    try:
+        info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 104)
+        if len(info) < _TCP_INFO_RTT_AT + 4:
+            return
+        (rtt,) = _TCP_INFO_RTT.unpack_from(info, _TCP_INFO_RTT_AT)
+        with open("/proc/sys/net/core/rmem_max", "rb") as f:
+            rmem_max = int(f.read())
+        size = receive_buffer_request(rtt, sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF), rmem_max)
+        if size is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)
+    except (OSError, ValueError):
+        return

@@ -48,6 +48,7 @@ class Store:
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:  # pragma: no cover - exercised via every sqlite test
     cur = dbapi_conn.cursor()
+    cur.execute(f"PRAGMA page_size={PAGE_SIZE}")  # takes effect only in a database not created yet
     cur.execute("PRAGMA journal_mode=WAL")
     # NORMAL is durable against process crashes (kill -9) in WAL mode; only an OS crash may lose
     # the last transactions, never corrupt the file.
@@ -59,25 +60,34 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:  # pragma: no cover - exercise
     # Message-ID) stay cached.
     cur.execute("PRAGMA temp_store=MEMORY")
     cur.execute("PRAGMA cache_size=-65536")
-    cur.execute(f"PRAGMA wal_autocheckpoint={WAL_CHECKPOINT_PAGES}")
+    page_size = cur.execute("PRAGMA page_size").fetchone()[0]
+    cur.execute(f"PRAGMA wal_autocheckpoint={WAL_CHECKPOINT_BYTES // page_size}")
     cur.execute("PRAGMA journal_size_limit=67108864")  # the WAL file is cut back to 64 MB after a checkpoint
     cur.close()
 
 
-WAL_CHECKPOINT_PAGES = 1000  # SQLite's default: a short checkpoint now and then (the watch daemon's commits)
+# Pages of a new store: 16 KB, not SQLite's 4 KB. The SHA-256 and Message-ID keys are random, so a
+# commit of a first sync's batch dirties most pages of those indexes, and SQLite writes a WAL frame
+# as two pwrite calls (header, page): measured on 20,000 rows committed in 10 batches, 51,000 pwrite
+# calls at 4 KB and 14,000 at 16 KB, and 20-30% less time inserting and committing. A store created
+# before keeps its page size (changing it needs a VACUUM); the checkpoint intervals below are in
+# bytes and turned into pages of whatever size the database has.
+PAGE_SIZE = 16384
+WAL_CHECKPOINT_BYTES = 4 << 20  # SQLite's default (1,000 pages of 4 KB): a short checkpoint now and then
 # A first sync rewrites the same pages of the random-keyed indexes (SHA-256, Message-ID) in every
 # batch; checkpointing every 32 MB of WAL instead of every 4 MB copies each page to the database once
 # instead of eight times (0.2 s less of a 20,000-message first sync). Only its own connection does so,
 # for the time of the download (bulk_checkpoints): a daemon's one-message commits must not be the
 # ones that pay for a 32 MB checkpoint.
-BULK_WAL_CHECKPOINT_PAGES = 8192
+BULK_WAL_CHECKPOINT_BYTES = 32 << 20
 
 
 def bulk_checkpoints(connection, on: bool) -> None:
     """Switch a SQLite connection to the bulk checkpoint interval, or back; no-op elsewhere."""
     if connection.dialect.name == "sqlite":
-        pages = BULK_WAL_CHECKPOINT_PAGES if on else WAL_CHECKPOINT_PAGES
-        connection.exec_driver_sql(f"PRAGMA wal_autocheckpoint={pages}")
+        page_size = connection.exec_driver_sql("PRAGMA page_size").scalar()
+        nbytes = BULK_WAL_CHECKPOINT_BYTES if on else WAL_CHECKPOINT_BYTES
+        connection.exec_driver_sql(f"PRAGMA wal_autocheckpoint={nbytes // page_size}")
 
 
 def create_store_engine(url: str) -> Engine:

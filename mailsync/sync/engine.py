@@ -192,7 +192,7 @@ class AccountSync:
                     self._pull(conn, db)
                     db.call(self._link_deferred)
                     for folder_id, name, info in self._deferred_complete:
-                        db.submit(self._complete_folder, folder_id, name, info)
+                        db.submit(self._complete_folder, folder_id, name, info, small=True)
                     db.drain()
                     db.call(self._cleanup)
                     clean = True
@@ -536,14 +536,14 @@ class AccountSync:
                                     current_modseq=info.highestmodseq, nomodseq=info.nomodseq)
         if P.download_whole(mode, bodies_before_run=self._bodies_before_run, has_placements=folder.placements):
             # nothing to compare: the worker adopts UIDVALIDITY while this thread reads on
-            db.submit(self._reconcile, folder.id, info, {}, None, True, reason)
+            db.submit(self._reconcile, folder.id, info, {}, None, True, reason, small=True)
             self.observer.folder_started(self.account.name, folder.name, info.exists or 0)
             if info.exists:
                 if self.store.packs is not None:
                     self._download_packed(conn, db, folder.id, folder.name, ahead)
                 else:
                     self._download(conn, db, folder.id, folder.name, None, ahead)
-            db.submit(self._complete_folder, folder.id, folder.name, info)
+            db.submit(self._complete_folder, folder.id, folder.name, info, small=True)
             return
         if mode == "qresync":
             changed, vanished, full = dict(info.changed), list(info.vanished), False
@@ -586,7 +586,7 @@ class AccountSync:
         if deferred:
             self._deferred_complete.append((folder.id, folder.name, info))
         else:
-            db.submit(self._complete_folder, folder.id, folder.name, info)
+            db.submit(self._complete_folder, folder.id, folder.name, info, small=True)
 
     def _reconcile(self, uow: UnitOfWork, folder_id: int, info, changed: dict, vanished, full: bool,
                    reason: str | None) -> _Delta:
@@ -831,7 +831,7 @@ class AccountSync:
             return batch.slot(n)
 
         if not self._bulk_checkpoints:  # until the end of the run (see run())
-            db.submit(_bulk_checkpoints, True)
+            db.submit(_bulk_checkpoints, True, small=True)
             self._bulk_checkpoints = True
         try:
             for item in conn.fetch_all_messages(into=into, ahead=ahead):

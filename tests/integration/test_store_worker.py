@@ -66,8 +66,9 @@ def test_after_a_failure_later_tasks_do_not_run(store_url):
 
 def test_bulk_checkpoints_switch_only_the_worker_connection(tmp_path):
     """A first sync checkpoints its WAL in bulk on the worker's own connection; others keep the
-    short interval, and the worker's goes back to it."""
-    from mailsync.store.db import BULK_WAL_CHECKPOINT_PAGES, WAL_CHECKPOINT_PAGES, bulk_checkpoints
+    short interval, and the worker's goes back to it. The intervals are bytes of WAL, in pages of
+    the store's own size (16 KB in a new store)."""
+    from mailsync.store.db import BULK_WAL_CHECKPOINT_BYTES, PAGE_SIZE, WAL_CHECKPOINT_BYTES, bulk_checkpoints
 
     store = open_store(f"sqlite:///{tmp_path}/s.db")
 
@@ -75,13 +76,80 @@ def test_bulk_checkpoints_switch_only_the_worker_connection(tmp_path):
         return uow.session.connection().exec_driver_sql("PRAGMA wal_autocheckpoint").scalar()
 
     try:
+        with UnitOfWork(store) as uow:
+            assert uow.session.connection().exec_driver_sql("PRAGMA page_size").scalar() == PAGE_SIZE == 16384
+        short, bulk = WAL_CHECKPOINT_BYTES // PAGE_SIZE, BULK_WAL_CHECKPOINT_BYTES // PAGE_SIZE
+        assert (short, bulk) == (256, 2048)
         with StoreWorker(store) as db:
-            assert db.call(interval) == WAL_CHECKPOINT_PAGES
+            assert db.call(interval) == short
             db.call(lambda uow: bulk_checkpoints(uow.session.connection(), True))
-            assert db.call(interval) == BULK_WAL_CHECKPOINT_PAGES
+            assert db.call(interval) == bulk
             with UnitOfWork(store) as other:  # another connection of the same store
-                assert interval(other) == WAL_CHECKPOINT_PAGES
+                assert interval(other) == short
             db.call(lambda uow: bulk_checkpoints(uow.session.connection(), False))
-            assert db.call(interval) == WAL_CHECKPOINT_PAGES
+            assert db.call(interval) == short
     finally:
+        store.dispose()
+
+
+def test_a_store_created_with_4k_pages_keeps_them(tmp_path):
+    """A store made before the page size changed keeps its 4 KB pages, and its checkpoint
+    intervals are the same bytes counted in its pages."""
+    import sqlite3
+
+    from mailsync.store.db import bulk_checkpoints
+
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as raw:
+        raw.execute("PRAGMA page_size=4096")
+        raw.execute("PRAGMA journal_mode=WAL")
+        raw.execute("CREATE TABLE leftover (x INTEGER)")  # not empty: the page size is fixed now
+    store = open_store(f"sqlite:///{path}")
+    try:
+        with UnitOfWork(store) as uow:
+            conn = uow.session.connection()
+            assert conn.exec_driver_sql("PRAGMA page_size").scalar() == 4096
+            assert conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == 1024
+            bulk_checkpoints(conn, True)
+            assert conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == 8192
+    finally:
+        store.dispose()
+
+
+def test_small_tasks_neither_wait_nor_count_against_the_queue(store_url):
+    """Backpressure is for tasks that carry downloaded messages: with max_pending=1 and one such
+    task stuck, small tasks (a folder's checkpoint) queue at once, in order, and the next large
+    task waits until the stuck one is done."""
+    store = open_store(store_url)
+    release = threading.Event()
+    ran = []
+
+    def large(uow, name):
+        if name == "first":
+            assert release.wait(10)
+        ran.append(name)
+
+    def small(uow, name):
+        ran.append(name)
+
+    try:
+        with StoreWorker(store, max_pending=1) as db:
+            db.submit(large, "first")
+            for i in range(5):
+                db.submit(small, f"s{i}", small=True)  # would block here if small tasks counted
+            queued = threading.Event()
+
+            def second():
+                db.submit(large, "second")
+                queued.set()
+
+            t = threading.Thread(target=second)
+            t.start()
+            assert not queued.wait(0.3)  # waits on "first"
+            release.set()
+            assert queued.wait(10)
+            t.join()
+        assert ran == ["first", "s0", "s1", "s2", "s3", "s4", "second"]
+    finally:
+        release.set()
         store.dispose()
