@@ -141,7 +141,7 @@ def create_schema(engine: Engine) -> bool:
     meanwhile, or it holds tables from before Alembic): migrate() is then the way."""
     from sqlalchemy import inspect
 
-    from mailsync.store.models import Base
+    from mailsync.store import schema
 
     with engine.connect() as conn:
         if engine.dialect.name == "sqlite":
@@ -151,7 +151,11 @@ def create_schema(engine: Engine) -> bool:
         if inspect(conn).get_table_names():
             conn.rollback()
             return False
-        Base.metadata.create_all(conn)
+        if engine.dialect.name == "sqlite":  # the models' DDL, generated ahead (see mailsync.store.schema)
+            for statement in schema.sqlite_statements():
+                conn.exec_driver_sql(statement)
+        else:
+            schema.schema_metadata().create_all(conn)
         conn.exec_driver_sql("CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL, "
                              "CONSTRAINT alembic_version_pkc PRIMARY KEY (version_num))")
         conn.execute(text("INSERT INTO alembic_version (version_num) VALUES (:v)"), {"v": HEAD_REVISION})

@@ -7,7 +7,8 @@ from alembic.config import Config
 
 from mailsync.store.db import (HEAD_REVISION, MIGRATIONS_DIR, create_schema, create_store_engine,
                                current_revision, migrate, open_store)
-from mailsync.store.models import Base
+from mailsync.store.schema import (SQLITE_SCHEMA, render_sqlite, schema_ddl, schema_metadata,
+                                   sqlite_statements)
 
 
 def test_head_revision_constant_matches_alembic():
@@ -21,7 +22,7 @@ def test_migrations_match_models(tmp_path):
     engine = create_store_engine(f"sqlite:///{tmp_path}/s.db")
     migrate(engine)
     with engine.connect() as conn:
-        diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+        diff = compare_metadata(MigrationContext.configure(conn), schema_metadata())
     assert diff == []
     assert current_revision(engine) == HEAD_REVISION
 
@@ -86,3 +87,34 @@ def test_sqlite_store_uses_wal(tmp_path):
     with store.engine.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
         assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+
+
+def test_the_sqlite_schema_file_is_generated_from_the_models():
+    """A new SQLite store is created from mailsync/store/schema_sqlite.sql; it must be exactly what
+    the models give today."""
+    from sqlalchemy.dialects import sqlite
+
+    assert SQLITE_SCHEMA.read_text(encoding="utf-8") == render_sqlite(), (
+        "the models changed: run `python -m mailsync.store.schema` to write the schema file again")
+    assert sqlite_statements() == schema_ddl(sqlite.dialect())
+    assert {s.split()[2] for s in sqlite_statements() if s.startswith("CREATE TABLE")} == set(schema_metadata().tables)
+
+
+def test_a_new_sqlite_store_has_the_models_schema(tmp_path):
+    """Created from the schema file, a store differs in nothing from the models (the CRM layer's
+    tables included)."""
+    store = open_store(f"sqlite:///{tmp_path}/s.db")
+    with store.engine.connect() as conn:
+        assert compare_metadata(MigrationContext.configure(conn), schema_metadata()) == []
+    store.dispose()
+
+
+def test_a_sync_does_not_declare_the_crm_models():
+    """What a sync imports stays free of the CRM layer's models (their declarations cost 25-55 ms)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, mailsync.store.models, mailsync.store.db, mailsync.sync.engine, mailsync.store.verify; "
+            "print('mailsync.crm.models' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"

@@ -2,9 +2,9 @@
 
 from alembic import context
 
-from mailsync.store.models import Base
+from mailsync.store.schema import schema_metadata
 
-target_metadata = Base.metadata
+target_metadata = schema_metadata()
 connection = context.config.attributes.get("connection")
 if connection is None:  # pragma: no cover - only reached when someone runs the alembic CLI by hand
     raise SystemExit("run migrations through mailsync (mailsync.store.db.migrate), not the alembic CLI")
