@@ -69,7 +69,7 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:  # pragma: no cover - exercise
 # Pages of a new store: 16 KB, not SQLite's 4 KB. The SHA-256 and Message-ID keys are random, so a
 # commit of a first sync's batch dirties most pages of those indexes, and SQLite writes a WAL frame
 # as two pwrite calls (header, page): measured on 20,000 rows committed in 10 batches, 51,000 pwrite
-# calls at 4 KB and 14,000 at 16 KB, and 20-30% less time inserting and committing. A store created
+# calls at 4 KB and 14,000 at 16 KB, and 25-35% less time inserting and committing. A store created
 # before keeps its page size (changing it needs a VACUUM); the checkpoint intervals below are in
 # bytes and turned into pages of whatever size the database has.
 PAGE_SIZE = 16384
