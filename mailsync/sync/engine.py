@@ -435,17 +435,20 @@ class AccountSync:
         folders = db.call(self._apply_folder_plan, remote)
         status = {f.raw_name: f.status for f in remote}
         folder_errors = []
-        todo = [f for f in folders if f.status != "aside"
-                and not P.folder_unchanged(f.checkpoint, status.get(f.raw_name), f.pending)]
-        # each first-sync download sends the next one's SELECT and FETCH ahead (bulk_ahead)
+        unchanged = {f.id for f in folders if f.status != "aside"
+                     and P.folder_unchanged(f.checkpoint, status.get(f.raw_name), f.pending)}
+        todo = [f for f in folders if f.status != "aside" and f.id not in unchanged]
+        # each download of a whole folder (rule D4, when its SELECT says there is nothing to compare)
+        # sends the next one's SELECT and FETCH ahead (bulk_ahead)
         ahead = {a.id: b.raw_name for a, b in zip(todo, todo[1:])
-                 if not b.placements and not self._bodies_before_run and (status.get(b.raw_name) or {}).get("MESSAGES")}
+                 if P.download_whole("full", has_placements=b.placements, bodies_before_run=self._bodies_before_run)
+                 and (status.get(b.raw_name) or {}).get("MESSAGES")}
         for folder in folders:
             self._check_stop()
             if folder.status == "aside":
                 self.result.notes.append(f"folder {folder.name!r} skipped: {folder.reason}")
                 continue
-            if P.folder_unchanged(folder.checkpoint, status.get(folder.raw_name), folder.pending):
+            if folder.id in unchanged:
                 self.result.folders += 1
                 continue
             try:
