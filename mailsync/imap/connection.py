@@ -31,7 +31,8 @@ from mailsync.imap import utf7
 from mailsync.imap.payloads import (ListEntry, appenduid, copyuid, modified, parse_esearch, parse_list, parse_search,
                                     parse_status, parse_vanished)
 from mailsync.imap.responses import (Continuation, FetchItem, ResponseParser, Tagged, Untagged, body_fetch_head,
-                                     body_fetch_item, format_uid_set, parse_response_code, quote)
+                                     body_fetch_item, format_uid_set, parse_response_code, quote,
+                                     usual_body_fetch)
 
 SPECIAL_USE = ("\\All", "\\Archive", "\\Drafts", "\\Flagged", "\\Junk", "\\Sent", "\\Trash", "\\Important")
 _tags = itertools.count(1)
@@ -193,11 +194,15 @@ class ImapConnection:
                         if not line:
                             raise ConnectError(f"account '{self.account.name}': the server closed the "
                                                f"connection while {doing}")
-                        head = body_fetch_head(line) if into is not None and parser.at_boundary else None
+                        if into is not None and parser.at_boundary:
+                            usual = usual_body_fetch(line)
+                            head = (usual[0], None, usual[6]) if usual is not None else body_fetch_head(line)
+                        else:
+                            head = None
                         if head is None:
                             events = parser.feed_line(line)
                         else:
-                            item, events = self._body_fetch(parser, line, head, into, doing)
+                            item, events = self._body_fetch(parser, line, head, into, doing, usual)
                             if item is not None:
                                 yield item
                                 continue
@@ -230,11 +235,13 @@ class ImapConnection:
                 self.broken = True
                 raise
 
-    def _body_fetch(self, parser: ResponseParser, line: bytes, head: tuple[int, bytes, int],
-                    into: Callable[[int], memoryview], doing: str) -> tuple[FetchItem | None, list]:
-        """The rest of a response whose first line body_fetch_head accepted: the literal, read into
-        ``into(n)``, then the last line. (item, []) for the simple shape; otherwise the response
-        goes to ResponseParser after all, the literal with it, and (None, its events) comes back."""
+    def _body_fetch(self, parser: ResponseParser, line: bytes, head: tuple[int, bytes | None, int],
+                    into: Callable[[int], memoryview], doing: str,
+                    usual: tuple | None) -> tuple[FetchItem | None, list]:
+        """The rest of a response whose first line usual_body_fetch read (``usual``) or
+        body_fetch_head accepted: the literal, read into ``into(n)``, then the last line. (item, [])
+        for the simple shape; otherwise the response goes to ResponseParser after all, the literal
+        with it, and (None, its events) comes back."""
         seq, items, n = head
         file = self.client._imap.file
         view = into(n)
@@ -248,6 +255,9 @@ class ImapConnection:
         if not end:
             raise ConnectError(f"account '{self.account.name}': the server closed the connection while {doing}")
         if end == b")\r\n":
+            if usual is not None:
+                _seq, uid, flags, internaldate, size, modseq, _n = usual
+                return FetchItem(seq, uid, flags, internaldate, size, view, None, modseq), []
             item = body_fetch_item(seq, items, view)
             if item is not None:
                 return item, []

@@ -687,7 +687,8 @@ def _fetch_simple(seq: int, text: bytes, pos: int, lits: Sequence[bytes]) -> Fet
 #     * 12 FETCH (UID 40 FLAGS (\Seen) INTERNALDATE "..." RFC822.SIZE 2345 MODSEQ (7) BODY[] {2345}
 #     <the literal>
 #     )
-# ``body_fetch_head`` recognises the first line, so that the reader can put the literal where the
+# ``usual_body_fetch`` reads the first line whole when it is in the order Dovecot (and most servers)
+# use; otherwise ``body_fetch_head`` recognises it, so that the reader can put the literal where the
 # message is to be stored, and ``body_fetch_item`` reads its items: first with one pattern for the
 # order Dovecot (and most servers) use, else with _fetch_simple, which takes any order. When it
 # returns None the caller hands the whole response to ResponseParser, which decides; the results of
@@ -697,6 +698,26 @@ _USUAL_ITEMS = re.compile(
     rb'UID ([0-9]{1,10}) FLAGS (\([^\x00-\x1f\x7f()"{\[\]]*\)) '
     rb'INTERNALDATE "((?: ?[0-9]{1,2})-[A-Za-z]{3}-[0-9]{4} [0-9]{2}:[0-9]{2}:[0-9]{2} [+-][0-9]{4})" '
     rb"RFC822\.SIZE ([0-9]{1,18})(?: MODSEQ \(([0-9]{1,18})\))?")
+
+
+# The usual first line read whole, items and all: one pattern instead of two (about 1 us a message).
+_USUAL_HEAD = re.compile(rb"\* ([0-9]{1,10}) FETCH \(" + _USUAL_ITEMS.pattern + rb" BODY\[\] \{([0-9]{1,10})\}\r\n")
+
+
+def usual_body_fetch(line: bytes) -> tuple[int, int, tuple[str, ...], str, int, int | None, int] | None:
+    """``(seq, uid, flags, internaldate, size, modseq, n)`` when ``line`` is the first line of a
+    one-message FETCH response in the usual order (as _USUAL_ITEMS reads it), ending ``BODY[] {n}``;
+    a response whose last line is ``)`` is then the FetchItem of these values and its literal, as
+    body_fetch_head and body_fetch_item would have read it. None for anything else (ask those)."""
+    m = _USUAL_HEAD.fullmatch(line)
+    if m is None:
+        return None
+    seq_b, uid_b, lst, date, size, modseq, n_b = m.groups()
+    seq, uid, n = int(seq_b), int(uid_b), int(n_b)
+    flags = _FLAG_LISTS.get(lst) or _flag_list(lst)
+    if not (0 < seq <= _MAX_NUMBER and 0 < uid <= _MAX_NUMBER) or n > MAX_LITERAL or flags is None:
+        return None
+    return seq, uid, flags, date.decode("ascii"), int(size), None if modseq is None else int(modseq), n
 
 
 def body_fetch_head(line: bytes) -> tuple[int, bytes, int] | None:

@@ -934,6 +934,12 @@ def test_body_fetch_fast_path_reads_the_usual_response(items, expected):
     assert item is not None and item.body is body  # the buffer read into, not a copy
     assert item == _item(12, body=body, **expected)
     assert _general_events(line, _USUAL_BODY) == [_item(12, body=_USUAL_BODY, **expected)]
+    usual = R.usual_body_fetch(line)
+    if items.startswith(b"UID"):  # the usual order: the whole line is read by one pattern
+        e = {"modseq": None, **expected}
+        assert usual == (12, e["uid"], e["flags"], e["internaldate"], e["size"], e["modseq"], len(_USUAL_BODY))
+    else:
+        assert usual is None
 
 
 @pytest.mark.parametrize("line", [
@@ -950,6 +956,7 @@ def test_body_fetch_fast_path_reads_the_usual_response(items, expected):
 ])
 def test_body_fetch_head_leaves_other_shapes_to_the_parser(line):
     assert R.body_fetch_head(line) is None
+    assert R.usual_body_fetch(line) is None
 
 
 _USUAL_VALUES = st.tuples(
@@ -972,7 +979,9 @@ def test_body_fetch_fast_path_agrees_with_general_parser(items):
     leaves to ResponseParser (returns None) rather than reading differently."""
     line = b"* 3 FETCH (" + items + b" BODY[] {%d}\r\n" % len(_USUAL_BODY)
     head = R.body_fetch_head(line)
+    usual = R.usual_body_fetch(line)
     if head is None:
+        assert usual is None  # the whole-line pattern accepts no more than the two-step path
         return
     seq, its, n = head
     assert (seq, n) == (3, len(_USUAL_BODY))
@@ -981,6 +990,11 @@ def test_body_fetch_fast_path_agrees_with_general_parser(items):
     except ProtocolError:
         general = ProtocolError
     fast = R.body_fetch_item(seq, its, _USUAL_BODY)
+    if usual is not None:  # read by one pattern: the same item as the two steps and the parser give
+        assert fast is not None
+        u_seq, uid, flags, date, size, modseq, u_n = usual
+        assert R.FetchItem(u_seq, uid, flags, date, size, _USUAL_BODY, None, modseq) == fast
+        assert u_n == n
     if fast is not None:
         assert [fast] == general
         assert fast.body is _USUAL_BODY
