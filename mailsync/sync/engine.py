@@ -539,7 +539,7 @@ class AccountSync:
                                     current_modseq=info.highestmodseq, nomodseq=info.nomodseq)
         if P.download_whole(mode, bodies_before_run=self._bodies_before_run, has_placements=folder.placements):
             # nothing to compare: the worker adopts UIDVALIDITY while this thread reads on
-            db.submit(self._reconcile, folder.id, info, {}, None, True, reason, small=True)
+            db.submit(self._adopt_whole, folder.id, folder.name, info, reason, small=True)
             self.observer.folder_started(self.account.name, folder.name, info.exists or 0)
             if info.exists:
                 if self.store.packs is not None:
@@ -641,6 +641,15 @@ class AccountSync:
         crashpoint("folder reconciled")
         return delta
 
+    def _adopt_whole(self, uow: UnitOfWork, folder_id: int, name: str, info, reason: str | None) -> None:
+        """_reconcile for a folder downloaded whole (rule D4): it has no placements, so there is
+        nothing to compare, tombstone or set aside; rule F3 adopts the server's UIDVALIDITY."""
+        if reason:
+            self._audit(uow, "full_comparison", reason, folder=name)
+        repo.adopt_uidvalidity(uow.session, folder_id, info.uidvalidity)
+        uow.commit()
+        crashpoint("folder reconciled")
+
     def _settle_flag_ops(self, s, placement_ids: list[int]) -> None:
         s.execute(update(PendingOp).where(PendingOp.placement_id.in_(placement_ids), PendingOp.kind == "flags",
                                           PendingOp.state.in_(("pending", "sent")))
@@ -692,9 +701,7 @@ class AccountSync:
         uow.commit()
 
     def _complete_folder(self, uow: UnitOfWork, folder_id: int, name: str, info) -> None:
-        folder = repo.get_folder(uow.session, folder_id)
-        folder.uidnext, folder.highestmodseq, folder.messages = info.uidnext, info.highestmodseq, info.exists
-        folder.last_synced_at = utcnow()
+        repo.mark_folder_synced(uow.session, folder_id, info.uidnext, info.highestmodseq, info.exists, utcnow())
         uow.commit()
         crashpoint("folder complete")
         self.result.folders += 1
@@ -945,8 +952,7 @@ class AccountSync:
                     nbytes: int, report: bool = True) -> None:
         """The end of a batch's transaction: the folder's download mark moves to ``top_uid``, commit.
         ``report``: tell the observer (False when it was told as the bodies were written)."""
-        folder = repo.get_folder(uow.session, folder_id)
-        folder.fetched_uid = max(folder.fetched_uid or 0, top_uid)
+        repo.advance_fetched_uid(uow.session, folder_id, top_uid)
         uow.commit()
         crashpoint("batch committed")
         self.result.new_messages += count
