@@ -474,6 +474,7 @@ class AccountSync:
         fplan = P.plan_folders(views, local)
         by_validity = {f.uidvalidity: f for n, f in live.items() if n in fplan.drop and f.uidvalidity}
         remote_status = {f.raw_name: f.status or {} for f in remote}
+        created: set[str] = set()  # rows added by this plan: no placement can point at them yet
         for v in fplan.create:
             uv = remote_status.get(v.raw_name, {}).get("UIDVALIDITY")
             renamed = by_validity.pop(uv, None) if uv else None
@@ -495,6 +496,7 @@ class AccountSync:
             else:
                 s.add(Folder(account_id=self.account_id, raw_name=v.raw_name, name=v.name, delimiter=v.delimiter,
                              special_use=v.special_use, fetched_uid=0, status="ok"))
+                created.add(v.raw_name)
         for v in fplan.update:
             row = live[v.raw_name]
             row.name, row.delimiter, row.special_use = v.name, v.delimiter, v.special_use
@@ -517,7 +519,7 @@ class AccountSync:
             if f is None:
                 continue
             # only a folder never completed can be empty of placements and downloaded whole (rule D4)
-            placements = f.messages is not None or repo.has_placements(s, f.id)
+            placements = f.messages is not None or (raw not in created and repo.has_placements(s, f.id))
             out.append(_Folder(f.id, f.raw_name, f.name, f.status, f.status_reason,
                                P.FolderCheckpoint(f.uidvalidity, f.uidnext, f.highestmodseq, f.messages),
                                f.id in pending, placements))
