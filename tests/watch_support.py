@@ -78,9 +78,12 @@ class RunningDaemon:
         def ok() -> bool:
             if self.daemon is None or not self.daemon.watchers:
                 return False
-            ws = [self.daemon.watchers[n] for n in (names or self.daemon.watchers)]
+            # the daemon adds its watchers one by one, on its own thread: one not there yet is not ready
+            watchers = dict(self.daemon.watchers)
+            ws = [watchers.get(n) for n in (names or watchers)]
             # connected, and the catch-up sync that follows the connect has finished
-            return all(w.health.connected and w.sync_count > 0 and not w._wake.is_set() and not w.syncing for w in ws)
+            return all(w is not None and w.health.connected and w.sync_count > 0 and not w._wake.is_set()
+                       and not w.syncing for w in ws)
         wait_until(ok, timeout, "the daemon to connect and catch up")
 
 
