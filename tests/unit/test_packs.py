@@ -196,6 +196,34 @@ def test_a_body_is_written_once(tmp_path):
     store.dispose()
 
 
+def test_dispose_closes_the_packs_and_the_connections_and_reports_a_failure(tmp_path, monkeypatch):
+    """Store.dispose closes the pack files beside the engine's connections (on a thread of its own):
+    both are done when it returns, and an error closing the packs reaches the caller."""
+    store = _store(tmp_path)
+    items = _items(3)
+    with UnitOfWork(store) as uow:
+        repo.store_bodies(uow.session, _bodies(items))
+        uow.commit()
+        assert repo.read_body(uow.session, items[0][0]) == items[0][1]  # a pack file held open for reading
+    batch = store.packs.new_batch(1 << 20)
+    store.packs.recycle(batch)
+    assert store.packs._fds and store.packs._pool
+    store.dispose()
+    assert not store.packs._fds and not store.packs._pool
+    assert store.engine.pool.checkedin() == 0  # every pooled connection closed
+    assert not (tmp_path / "store.db-wal").exists()  # the last close checkpointed and removed the WAL
+
+    store = _store(tmp_path)
+
+    def broken() -> None:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(store.packs, "close", broken)
+    with pytest.raises(OSError, match="Input/output error"):
+        store.dispose()
+    assert store.engine.pool.checkedin() == 0
+
+
 def test_bytes_written_before_a_crash_are_only_dead_space(tmp_path):
     """A crash between the pack append and the commit of its rows: nothing points at the bytes, the
     rerun writes the body again and the store reads it; compaction later drops the lost copy."""
