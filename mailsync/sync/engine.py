@@ -605,8 +605,7 @@ class AccountSync:
             stale = select(Placement.body_sha256).where(Placement.folder_id == folder_id, Placement.uid.isnot(None))
             self._orphans.update(s.scalars(stale))
             s.execute(delete(Placement).where(Placement.folder_id == folder_id, Placement.uid.isnot(None)))
-            folder.uidvalidity, folder.uidnext, folder.highestmodseq, folder.fetched_uid = (
-                info.uidvalidity, None, None, 0)
+            repo.adopt_uidvalidity(s, folder_id, info.uidvalidity)  # `folder` is not read for these after
         if full:
             local = repo.live_placements(s, folder_id)
         else:  # only what changed, and what we changed: the cost follows change (rule D2)
