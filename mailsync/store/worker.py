@@ -34,7 +34,6 @@ class StoreWorker:
         self.store = store
         self.max_pending = max_pending
         self._pending: deque[tuple[Future, bool]] = deque()  # (task, small) in the order submitted
-        self._large = 0  # queued tasks that are not small
         self._failure: BaseException | None = None
         self._stack = contextlib.ExitStack()
         self._conn = None
@@ -73,17 +72,14 @@ class StoreWorker:
         the commit of the folder before, while the server waited on it."""
         assert self._pool is not None, "use StoreWorker as a context manager"
         if not small:
-            while self._large >= self.max_pending:
+            while sum(not s for _, s in self._pending) >= self.max_pending:  # a handful queued at most
                 self._retire()
         fut = self._pool.submit(self._run, fn, args)
         self._pending.append((fut, small))
-        self._large += not small
         return fut
 
     def _retire(self) -> None:
-        fut, small = self._pending.popleft()
-        self._large -= not small
-        fut.result()
+        self._pending.popleft()[0].result()
 
     def call(self, fn: Callable[..., T], *args: Any) -> T:
         """Run fn(uow, *args) after everything queued before it, and return its result."""
