@@ -1,206 +1,156 @@
-"""SQLAlchemy 2.0 typed models of the local store.
+"""SQLAlchemy 2.0 typed models of the local store, mapped onto the Core tables of tables.py.
 
-Owns: the table layout (mirrored by the Alembic migrations in migrations/versions; a test checks
-that the two agree). Must not: hold behaviour beyond small derived properties; queries live in
-repositories.py, transactions in uow.py.
+Owns: the mapped classes (typed attributes, small derived properties) for the code that works with
+objects: status, local changes, the watch daemon, the CRM layer. Must not: declare columns (tables.py
+does, once, for these classes and for the Core statements of the sync engine), hold behaviour
+beyond small derived properties, query (repositories.py) or run transactions (uow.py).
 
-Layout:
-  accounts    one row per configured account (by name)
-  folders     one row per server folder: names, special-use, checkpoints (UIDVALIDITY, UIDNEXT,
-              HIGHESTMODSEQ), the resumable download mark `fetched_uid`, and a status
-  bodies      raw messages, stored once, content-addressed by SHA-256
-  placements  (folder, uid) -> body, with flags, modseq, internaldate and size
-  sync_runs   audit log of sync runs: started, finished, counts, error
-  pending_ops local changes waiting for the server (flags, moves, deletes, appends, folder ops)
-  audit_events conflicts, fallbacks and UIDVALIDITY decisions
-  watch_state the watch daemon's health per account (connected, push mode, last event and sync, lag)
+Importing this module imports sqlalchemy.orm: the sync engine does not, and must not need to.
 """
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
-from typing import Annotated
+from datetime import datetime
 
-from sqlalchemy import (
-    BigInteger,
-    Boolean,
-    DateTime,
-    Float,
-    ForeignKey,
-    Index,
-    Integer,
-    LargeBinary,
-    String,
-    Text,
-    UniqueConstraint,
-)
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, deferred
 
-intpk = Annotated[int, mapped_column(Integer, primary_key=True)]
-# IMAP UIDs and MODSEQs are unsigned 32- and 63-bit numbers: BigInteger everywhere.
-imapnum = Annotated[int, mapped_column(BigInteger)]
-timestamp = Annotated[datetime, mapped_column(DateTime(timezone=True))]
+from mailsync.store import tables
+from mailsync.store.tables import utcnow
 
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+__all__ = ["Account", "AuditEvent", "Base", "Body", "Folder", "PendingOp", "Placement", "SyncRun",
+           "WatchState", "utcnow"]
 
 
 class Base(DeclarativeBase):
-    pass
+    metadata = tables.metadata
 
 
 class Account(Base):
-    __tablename__ = "accounts"
+    __table__ = tables.accounts
 
-    id: Mapped[intpk]
-    name: Mapped[str] = mapped_column(String(200), unique=True)
-    host: Mapped[str] = mapped_column(String(255))
-    username: Mapped[str] = mapped_column(String(320))
-    created_at: Mapped[timestamp] = mapped_column(default=utcnow)
+    id: Mapped[int]
+    name: Mapped[str]
+    host: Mapped[str]
+    username: Mapped[str]
+    created_at: Mapped[datetime]
 
 
 class Folder(Base):
-    __tablename__ = "folders"
-    __table_args__ = (UniqueConstraint("account_id", "raw_name", name="uq_folders_account_raw"),)
+    __table__ = tables.folders
 
-    id: Mapped[intpk]
-    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), index=True)
-    name: Mapped[str] = mapped_column(String(1000))  # decoded from modified UTF-7
-    raw_name: Mapped[str] = mapped_column(String(1000))  # as the server names it on the wire
-    delimiter: Mapped[str | None] = mapped_column(String(1))
-    special_use: Mapped[str | None] = mapped_column(String(40))  # e.g. "\Sent"
-    uidvalidity: Mapped[int | None] = mapped_column(BigInteger)
-    # Checkpoints: moved only in the transaction that stores the data they cover.
-    uidnext: Mapped[int | None] = mapped_column(BigInteger)  # all UIDs below are mirrored
-    highestmodseq: Mapped[int | None] = mapped_column(BigInteger)
-    messages: Mapped[int | None] = mapped_column(BigInteger)  # EXISTS at that same SELECT
-    fetched_uid: Mapped[int] = mapped_column(BigInteger, default=0)  # download mark within a run
-    status: Mapped[str] = mapped_column(String(20), default="ok")  # ok | aside | gone
-    status_reason: Mapped[str | None] = mapped_column(Text)
-    last_synced_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    id: Mapped[int]
+    account_id: Mapped[int]
+    name: Mapped[str]
+    raw_name: Mapped[str]
+    delimiter: Mapped[str | None]
+    special_use: Mapped[str | None]
+    uidvalidity: Mapped[int | None]
+    uidnext: Mapped[int | None]
+    highestmodseq: Mapped[int | None]
+    messages: Mapped[int | None]
+    fetched_uid: Mapped[int]
+    status: Mapped[str]
+    status_reason: Mapped[str | None]
+    last_synced_at: Mapped[datetime | None]
 
 
 class Body(Base):
-    __tablename__ = "bodies"
+    __table__ = tables.bodies
 
-    # Content-addressed: the key is the SHA-256 of the raw message (lowercase hex), so a body is
-    # stored once and a batch of placements can name its bodies without reading ids back.
-    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
-    size: Mapped[int] = mapped_column(BigInteger)
-    message_id: Mapped[str | None] = mapped_column(String(998), index=True)
-    # The raw message, or b"" when it is in a pack file (pack is set; see mailsync.store.packs).
-    # Read it through repositories.read_body, never from here.
-    data: Mapped[bytes] = mapped_column(LargeBinary, deferred=True)
-    pack: Mapped[int | None] = mapped_column(Integer)
-    pack_offset: Mapped[int | None] = mapped_column(BigInteger)  # where the message bytes start
+    sha256: Mapped[str]
+    size: Mapped[int]
+    message_id: Mapped[str | None]
+    # Read it through repositories.read_body, never from here (b"" when the body is in a pack).
+    data: Mapped[bytes] = deferred(tables.bodies.c.data)
+    pack: Mapped[int | None]
+    pack_offset: Mapped[int | None]
 
 
 class Placement(Base):
-    __tablename__ = "placements"
-    __table_args__ = (
-        UniqueConstraint("folder_id", "uid", name="uq_placements_folder_uid"),
-        Index("ix_placements_body", "body_sha256"),
-        Index("ix_placements_tombstone", "tombstone_run"),
-    )
+    __table__ = tables.placements
 
-    id: Mapped[intpk]
-    folder_id: Mapped[int] = mapped_column(ForeignKey("folders.id", ondelete="CASCADE"))
-    uid: Mapped[int | None] = mapped_column(BigInteger)  # None: a local append/move not yet on the server
-    body_sha256: Mapped[str] = mapped_column(ForeignKey("bodies.sha256"))
-    flags: Mapped[str] = mapped_column(Text, default="")  # the local view: sorted, space-separated
-    # The flags last agreed with the server (the merge base); flags != base_flags is a local change
-    # waiting to be pushed. None: no agreed state yet (e.g. after a UIDVALIDITY re-match).
-    base_flags: Mapped[str | None] = mapped_column(Text)
-    # Set when the server expunged it: a tombstone kept for one sync run, so that the same message
-    # appearing in another folder becomes a move of this placement rather than a new one.
-    tombstone_run: Mapped[int | None] = mapped_column(Integer)
-    modseq: Mapped[int | None] = mapped_column(BigInteger)
-    internaldate: Mapped[str] = mapped_column(String(40))  # ISO 8601 with the server's offset
-    size: Mapped[int] = mapped_column(BigInteger)
+    id: Mapped[int]
+    folder_id: Mapped[int]
+    uid: Mapped[int | None]
+    body_sha256: Mapped[str]
+    flags: Mapped[str]
+    base_flags: Mapped[str | None]
+    tombstone_run: Mapped[int | None]
+    modseq: Mapped[int | None]
+    internaldate: Mapped[str]
+    size: Mapped[int]
 
 
 class PendingOp(Base):
-    """A local change waiting to reach the server (the journal of the store-to-server direction).
+    """A local change waiting to reach the server (see tables.pending_ops for its states)."""
 
-    Written in the same transaction as the local state it changes. States: pending (not sent),
-    sent (the command may have reached the server: settle by looking at the server before redoing),
-    done, failed (with error; shown by status).
-    """
+    __table__ = tables.pending_ops
 
-    __tablename__ = "pending_ops"
-
-    id: Mapped[intpk]
-    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), index=True)
-    kind: Mapped[str] = mapped_column(String(20))  # flags | move | delete | append | mkdir | rmdir | rename
-    folder_id: Mapped[int | None] = mapped_column(ForeignKey("folders.id", ondelete="SET NULL"))
-    placement_id: Mapped[int | None] = mapped_column(ForeignKey("placements.id", ondelete="SET NULL"))
-    args: Mapped[str] = mapped_column(Text, default="{}")  # JSON
-    state: Mapped[str] = mapped_column(String(10), default="pending", index=True)
-    attempts: Mapped[int] = mapped_column(Integer, default=0)
-    error: Mapped[str | None] = mapped_column(Text)
-    created_at: Mapped[timestamp] = mapped_column(default=utcnow)
-    updated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    id: Mapped[int]
+    account_id: Mapped[int]
+    kind: Mapped[str]
+    folder_id: Mapped[int | None]
+    placement_id: Mapped[int | None]
+    args: Mapped[str]
+    state: Mapped[str]
+    attempts: Mapped[int]
+    error: Mapped[str | None]
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime | None]
 
 
 class AuditEvent(Base):
-    """Things a user may need to know happened: conflicts and how they were settled, fallbacks to the
-    full comparison, UIDVALIDITY decisions, folders renamed or set aside."""
+    __table__ = tables.audit_events
 
-    __tablename__ = "audit_events"
-
-    id: Mapped[intpk]
-    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), index=True)
-    run_id: Mapped[int | None] = mapped_column(Integer)
-    at: Mapped[timestamp] = mapped_column(default=utcnow)
-    kind: Mapped[str] = mapped_column(String(30))
-    folder: Mapped[str | None] = mapped_column(String(1000))
-    uid: Mapped[int | None] = mapped_column(BigInteger)
-    detail: Mapped[str] = mapped_column(Text)
+    id: Mapped[int]
+    account_id: Mapped[int]
+    run_id: Mapped[int | None]
+    at: Mapped[datetime]
+    kind: Mapped[str]
+    folder: Mapped[str | None]
+    uid: Mapped[int | None]
+    detail: Mapped[str]
 
 
 class SyncRun(Base):
-    __tablename__ = "sync_runs"
+    __table__ = tables.sync_runs
 
-    id: Mapped[intpk]
-    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), index=True)
-    started_at: Mapped[timestamp] = mapped_column(default=utcnow)
-    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    status: Mapped[str] = mapped_column(String(20), default="running")  # running | ok | failed
-    folders: Mapped[int] = mapped_column(Integer, default=0)
-    new_messages: Mapped[int] = mapped_column(Integer, default=0)
-    flag_changes: Mapped[int] = mapped_column(Integer, default=0)
-    expunged: Mapped[int] = mapped_column(Integer, default=0)
-    bytes_fetched: Mapped[int] = mapped_column(BigInteger, default=0)
-    bodies_downloaded: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
-    moves: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # server-side moves mirrored without download
-    pushed: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # local changes settled on the server
-    conflicts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
-    error: Mapped[str | None] = mapped_column(Text)
-    notes: Mapped[str | None] = mapped_column(Text)  # e.g. "folder X put aside: UIDVALIDITY changed"
+    id: Mapped[int]
+    account_id: Mapped[int]
+    started_at: Mapped[datetime]
+    finished_at: Mapped[datetime | None]
+    status: Mapped[str]
+    folders: Mapped[int]
+    new_messages: Mapped[int]
+    flag_changes: Mapped[int]
+    expunged: Mapped[int]
+    bytes_fetched: Mapped[int]
+    bodies_downloaded: Mapped[int]
+    moves: Mapped[int]
+    pushed: Mapped[int]
+    conflicts: Mapped[int]
+    error: Mapped[str | None]
+    notes: Mapped[str | None]
 
 
 class WatchState(Base):
-    """What the watch daemon (mailsync.push) last knew of one account; `mailsync status` reads it.
-    Written by the daemon only; a stale heartbeat_at means the daemon is no longer running."""
+    __table__ = tables.watch_state
 
-    __tablename__ = "watch_state"
-
-    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True)
-    connected: Mapped[bool] = mapped_column(Boolean, default=False)  # every push connection is live
-    mode: Mapped[str | None] = mapped_column(String(10))  # NOTIFY | IDLE | poll
-    connections: Mapped[int] = mapped_column(Integer, default=0)  # push connections open
-    last_event_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    last_event: Mapped[str | None] = mapped_column(Text)  # what woke the last sync
-    last_sync_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))  # last successful sync
-    lag_seconds: Mapped[float | None] = mapped_column(Float)  # event -> synced, of the last sync
-    pending_since: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))  # oldest event not synced
-    last_error: Mapped[str | None] = mapped_column(Text)
-    last_error_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    failing: Mapped[str | None] = mapped_column(Text)  # credentials refused: why (retried slowly)
-    daemon_pid: Mapped[int | None] = mapped_column(Integer)
-    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    account_id: Mapped[int]
+    connected: Mapped[bool]
+    mode: Mapped[str | None]
+    connections: Mapped[int]
+    last_event_at: Mapped[datetime | None]
+    last_event: Mapped[str | None]
+    last_sync_at: Mapped[datetime | None]
+    lag_seconds: Mapped[float | None]
+    pending_since: Mapped[datetime | None]
+    last_error: Mapped[str | None]
+    last_error_at: Mapped[datetime | None]
+    failing: Mapped[str | None]
+    daemon_pid: Mapped[int | None]
+    started_at: Mapped[datetime | None]
+    heartbeat_at: Mapped[datetime | None]
 
 
 # The CRM layer's tables (crm_*) live on this Base too, declared in mailsync.crm.models, which is

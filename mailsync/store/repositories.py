@@ -150,7 +150,7 @@ def store_bodies(session: Session, bodies: Sequence[NewBody]) -> None:
         return
     todo = keys
     for _ in range(3):  # PostgreSQL: a body deleted between our insert and our lock is inserted again
-        insert_rows(session, Body.__tablename__, _BODY_COLUMNS,
+        insert_rows(session, Body.__table__.name, _BODY_COLUMNS,
                     [(b.sha256, b.size, b.message_id, b.data, None, None) for b in (unique[k] for k in todo)],
                     ("sha256",))
         if dialect != "postgresql":
@@ -311,7 +311,7 @@ def add_placements(session: Session, rows: list[dict]) -> None:
 
 def add_placement_rows(session: Session, rows: list[tuple]) -> None:
     """add_placements for rows already in PLACEMENT_COLUMNS order."""
-    insert_rows(session, Placement.__tablename__, PLACEMENT_COLUMNS, rows, ("folder_id", "uid"))
+    insert_rows(session, Placement.__table__.name, PLACEMENT_COLUMNS, rows, ("folder_id", "uid"))
 
 
 def add_packed_bodies(session: Session, rows: list[tuple[str, int, str | None, int, int]]) -> None:
@@ -320,7 +320,7 @@ def add_packed_bodies(session: Session, rows: list[tuple[str, int, str | None, i
     placements that point at these bodies, in the same transaction: on SQLite the insert takes the
     write lock, so no orphan clean-up can remove a body found already stored before they point at
     it (see store_bodies)."""
-    insert_rows(session, Body.__tablename__, _BODY_COLUMNS,
+    insert_rows(session, Body.__table__.name, _BODY_COLUMNS,
                 [(sha, size, mid, b"", pack, offset) for sha, size, mid, pack, offset in rows], ("sha256",))
 
 

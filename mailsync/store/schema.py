@@ -7,8 +7,8 @@ store. Must not: open stores or migrate them (db.py does).
 Why a file: declaring the CRM layer's models costs 25-55 ms and SQLAlchemy's create_all another
 9 ms of every first sync, which needs neither; the models are imported only where the whole
 schema is created (PostgreSQL), compared (tests) or used (the CRM layer). The file is generated
-from the models, never edited: `python -m mailsync.store.schema` writes it, and a unit test fails
-when it no longer matches them.
+from the tables (tables.py, and the CRM layer's models), never edited: `python -m
+mailsync.store.schema` writes it, and a unit test fails when it no longer matches them.
 """
 
 from __future__ import annotations

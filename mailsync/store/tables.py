@@ -1,0 +1,201 @@
+"""The store's tables, as SQLAlchemy Core: the one place the layout is declared.
+
+Owns: the MetaData and the Table of each store table, their columns, keys, indexes and Python-side
+defaults (mirrored by the Alembic migrations in migrations/versions; a test checks that the two
+agree). Must not: import the ORM, query, or hold behaviour; queries live in repositories.py.
+
+Why Core: the sync engine reads and writes these tables through Core statements alone, so a sync
+never imports sqlalchemy.orm nor declares mapped classes (about 0.07 s of every sync's start-up,
+all of it before the first FETCH). mailsync.store.models maps its typed classes onto these same
+Table objects for the code that wants objects (status, changes, the watch daemon, the CRM layer).
+
+Layout:
+  accounts    one row per configured account (by name)
+  folders     one row per server folder: names, special-use, checkpoints (UIDVALIDITY, UIDNEXT,
+              HIGHESTMODSEQ), the resumable download mark `fetched_uid`, and a status
+  bodies      raw messages, stored once, content-addressed by SHA-256
+  placements  (folder, uid) -> body, with flags, modseq, internaldate and size
+  sync_runs   audit log of sync runs: started, finished, counts, error
+  pending_ops local changes waiting for the server (flags, moves, deletes, appends, folder ops)
+  audit_events conflicts, fallbacks and UIDVALIDITY decisions
+  watch_state the watch daemon's health per account (connected, push mode, last event and sync, lag)
+The CRM layer's tables (crm_*) are declared on this MetaData too, in mailsync.crm.models, which is
+imported only where they are needed.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+metadata = MetaData()
+
+
+def _pk() -> Column:
+    return Column("id", Integer, primary_key=True)
+
+
+def _when(name: str, **kw) -> Column:
+    return Column(name, DateTime(timezone=True), **kw)
+
+
+accounts = Table(
+    "accounts", metadata,
+    _pk(),
+    Column("name", String(200), nullable=False, unique=True),
+    Column("host", String(255), nullable=False),
+    Column("username", String(320), nullable=False),
+    _when("created_at", nullable=False, default=utcnow),
+)
+
+folders = Table(
+    "folders", metadata,
+    _pk(),
+    Column("account_id", Integer, ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("name", String(1000), nullable=False),  # decoded from modified UTF-7
+    Column("raw_name", String(1000), nullable=False),  # as the server names it on the wire
+    Column("delimiter", String(1)),
+    Column("special_use", String(40)),  # e.g. "\Sent"
+    Column("uidvalidity", BigInteger),
+    # Checkpoints: moved only in the transaction that stores the data they cover.
+    Column("uidnext", BigInteger),  # all UIDs below are mirrored
+    Column("highestmodseq", BigInteger),
+    Column("messages", BigInteger),  # EXISTS at that same SELECT
+    Column("fetched_uid", BigInteger, nullable=False, default=0),  # download mark within a run
+    Column("status", String(20), nullable=False, default="ok"),  # ok | aside | gone
+    Column("status_reason", Text),
+    _when("last_synced_at"),
+    UniqueConstraint("account_id", "raw_name", name="uq_folders_account_raw"),
+)
+
+bodies = Table(
+    "bodies", metadata,
+    # Content-addressed: the key is the SHA-256 of the raw message (lowercase hex), so a body is
+    # stored once and a batch of placements can name its bodies without reading ids back.
+    Column("sha256", String(64), primary_key=True),
+    Column("size", BigInteger, nullable=False),
+    Column("message_id", String(998), index=True),
+    # The raw message, or b"" when it is in a pack file (pack is set; see mailsync.store.packs).
+    # Read it through repositories.read_body, never from here.
+    Column("data", LargeBinary, nullable=False),
+    Column("pack", Integer),
+    Column("pack_offset", BigInteger),  # where the message bytes start
+)
+
+placements = Table(
+    "placements", metadata,
+    _pk(),
+    Column("folder_id", Integer, ForeignKey("folders.id", ondelete="CASCADE"), nullable=False),
+    Column("uid", BigInteger),  # None: a local append/move not yet on the server
+    Column("body_sha256", String(64), ForeignKey("bodies.sha256"), nullable=False),
+    Column("flags", Text, nullable=False, default=""),  # the local view: sorted, space-separated
+    # The flags last agreed with the server (the merge base); flags != base_flags is a local change
+    # waiting to be pushed. None: no agreed state yet (e.g. after a UIDVALIDITY re-match).
+    Column("base_flags", Text),
+    # Set when the server expunged it: a tombstone kept for one sync run, so that the same message
+    # appearing in another folder becomes a move of this placement rather than a new one.
+    Column("tombstone_run", Integer),
+    Column("modseq", BigInteger),
+    Column("internaldate", String(40), nullable=False),  # ISO 8601 with the server's offset
+    Column("size", BigInteger, nullable=False),
+    UniqueConstraint("folder_id", "uid", name="uq_placements_folder_uid"),
+    Index("ix_placements_body", "body_sha256"),
+    Index("ix_placements_tombstone", "tombstone_run"),
+)
+
+# A local change waiting to reach the server (the journal of the store-to-server direction), written
+# in the same transaction as the local state it changes. States: pending (not sent), sent (the
+# command may have reached the server: settle by looking at the server before redoing), done,
+# failed (with error; shown by status).
+pending_ops = Table(
+    "pending_ops", metadata,
+    _pk(),
+    Column("account_id", Integer, ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("kind", String(20), nullable=False),  # flags | move | delete | append | mkdir | rmdir | rename
+    Column("folder_id", Integer, ForeignKey("folders.id", ondelete="SET NULL")),
+    Column("placement_id", Integer, ForeignKey("placements.id", ondelete="SET NULL")),
+    Column("args", Text, nullable=False, default="{}"),  # JSON
+    Column("state", String(10), nullable=False, default="pending", index=True),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("error", Text),
+    _when("created_at", nullable=False, default=utcnow),
+    _when("updated_at"),
+)
+
+# Things a user may need to know happened: conflicts and how they were settled, fallbacks to the
+# full comparison, UIDVALIDITY decisions, folders renamed or set aside.
+audit_events = Table(
+    "audit_events", metadata,
+    _pk(),
+    Column("account_id", Integer, ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("run_id", Integer),
+    _when("at", nullable=False, default=utcnow),
+    Column("kind", String(30), nullable=False),
+    Column("folder", String(1000)),
+    Column("uid", BigInteger),
+    Column("detail", Text, nullable=False),
+)
+
+sync_runs = Table(
+    "sync_runs", metadata,
+    _pk(),
+    Column("account_id", Integer, ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False, index=True),
+    _when("started_at", nullable=False, default=utcnow),
+    _when("finished_at"),
+    Column("status", String(20), nullable=False, default="running"),  # running | ok | failed
+    Column("folders", Integer, nullable=False, default=0),
+    Column("new_messages", Integer, nullable=False, default=0),
+    Column("flag_changes", Integer, nullable=False, default=0),
+    Column("expunged", Integer, nullable=False, default=0),
+    Column("bytes_fetched", BigInteger, nullable=False, default=0),
+    Column("bodies_downloaded", Integer, nullable=False, default=0, server_default="0"),
+    # server-side moves mirrored without download
+    Column("moves", Integer, nullable=False, default=0, server_default="0"),
+    # local changes settled on the server
+    Column("pushed", Integer, nullable=False, default=0, server_default="0"),
+    Column("conflicts", Integer, nullable=False, default=0, server_default="0"),
+    Column("error", Text),
+    Column("notes", Text),  # e.g. "folder X put aside: UIDVALIDITY changed"
+)
+
+# What the watch daemon (mailsync.push) last knew of one account; `mailsync status` reads it.
+# Written by the daemon only; a stale heartbeat_at means the daemon is no longer running.
+watch_state = Table(
+    "watch_state", metadata,
+    Column("account_id", Integer, ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True),
+    Column("connected", Boolean, nullable=False, default=False),  # every push connection is live
+    Column("mode", String(10)),  # NOTIFY | IDLE | poll
+    Column("connections", Integer, nullable=False, default=0),  # push connections open
+    _when("last_event_at"),
+    Column("last_event", Text),  # what woke the last sync
+    _when("last_sync_at"),  # last successful sync
+    Column("lag_seconds", Float),  # event -> synced, of the last sync
+    _when("pending_since"),  # oldest event not synced
+    Column("last_error", Text),
+    _when("last_error_at"),
+    Column("failing", Text),  # credentials refused: why (retried slowly)
+    Column("daemon_pid", Integer),
+    _when("started_at"),
+    _when("heartbeat_at"),
+)
