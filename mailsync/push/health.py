@@ -65,7 +65,7 @@ class HealthStore:
 
     def ensure_accounts(self, accounts) -> dict[str, int]:
         with UnitOfWork(self.store) as uow:
-            ids = {a.name: repo.get_or_create_account(uow.session, a.name, a.host, a.username).id for a in accounts}
+            ids = {a.name: repo.account_id(uow.connection, a.name, a.host, a.username) for a in accounts}
             uow.commit()
         return ids
 

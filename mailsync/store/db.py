@@ -1,8 +1,9 @@
 """Opening the store: engine creation, SQLite tuning, and migrations applied on start.
 
-Owns: the Engine and the session factory, the SQLite pragmas (WAL), where bodies live (the pack
-folder of a SQLite store), and creating or migrating the schema.
-Must not: hold a session open (sessions belong to the caller's unit of work, see uow.py).
+Owns: the Engine, the SQLite pragmas (WAL), where bodies live (the pack folder of a SQLite store),
+and creating or migrating the schema.
+Must not: hold a connection or session open (they belong to the caller's unit of work, see uow.py),
+or import the ORM (a sync never does).
 
 Start-up is on the hot path of every command (a no-change sync must take well under a second), so
 the schema revision is checked with one query, a new database is created from the models in one
@@ -18,7 +19,6 @@ from pathlib import Path
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import Session, sessionmaker
 
 from mailsync.errors import StoreError
 from mailsync.store.packs import PackStore, pack_folder_for
@@ -32,7 +32,6 @@ MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 class Store:
     url: str
     engine: Engine
-    sessions: sessionmaker[Session]
     # Where bodies live: pack files beside a SQLite database file (see packs.py); None keeps them in
     # the database (PostgreSQL, where several machines may share the store; in-memory SQLite).
     packs: PackStore | None = None
@@ -200,8 +199,7 @@ def open_store(url: str, *, upgrade: bool = True) -> Store:
         raise StoreError(f"cannot open the store at {engine.url.render_as_string(hide_password=True)}: "
                          f"{exc.__class__.__name__}: {str(exc).splitlines()[0]}",
                          hint="check [store] url and that the database server is running") from exc
-    return Store(url=url, engine=engine, sessions=sessionmaker(engine, expire_on_commit=False),
-                 packs=_packs_for(engine))
+    return Store(url=url, engine=engine, packs=_packs_for(engine))
 
 
 def _packs_for(engine: Engine) -> PackStore | None:

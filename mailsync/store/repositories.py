@@ -1,7 +1,12 @@
-"""Repositories: the queries and writes of the store, each taking the caller's Session.
+"""Repositories: the queries and writes of the store, each taking the caller's connection or Session.
 
 Owns: SQL for accounts, folders, bodies, placements and sync runs. Must not: commit, roll back or
-open sessions (see uow.py), nor speak IMAP.
+open connections or sessions (see uow.py), nor speak IMAP.
+
+Most functions are Core statements on the tables of tables.py and take either a Connection or a
+Session (``db``): the sync engine passes its unit of work's connection and never imports the ORM.
+The few that return mapped objects (for status, local changes and the tests) take a Session and
+import the models when called.
 
 Bulk paths (placements of a whole folder, a batch of bodies) use Core statements with executemany:
 the ORM's per-object bookkeeping is too slow for 20,000-message folders.
@@ -13,11 +18,26 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import delete, func, select, update
-from sqlalchemy.orm import Session
+from typing import TYPE_CHECKING, Any, Union
+
+from sqlalchemy import Connection, Row, delete, func, insert, select, update
 
 from mailsync.errors import StoreError
-from mailsync.store.models import Account, Body, Folder, Placement, SyncRun, utcnow
+from mailsync.store import tables
+from mailsync.store.tables import utcnow
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from mailsync.store.models import Account, Placement, SyncRun
+
+Db = Union[Connection, "Session"]  # what the Core functions below take: the unit of work's either
+_A, _F, _B, _P, _R = (tables.accounts.c, tables.folders.c, tables.bodies.c, tables.placements.c,
+                      tables.sync_runs.c)
+
+
+def _connection(db: Db) -> Connection:
+    return db if isinstance(db, Connection) else db.connection()
 
 
 def text_to_flags(text: str) -> tuple[str, ...]:
@@ -26,64 +46,82 @@ def text_to_flags(text: str) -> tuple[str, ...]:
 
 # --- accounts ---------------------------------------------------------------------------------
 
-def get_or_create_account(session: Session, name: str, host: str, username: str) -> Account:
-    acc = session.scalars(select(Account).where(Account.name == name)).one_or_none()
-    if acc is None:
-        acc = Account(name=name, host=host, username=username)
-        session.add(acc)
-        session.flush()
-    elif (acc.host, acc.username) != (host, username):
-        acc.host, acc.username = host, username
-    return acc
+def account_id(db: Db, name: str, host: str, username: str) -> int:
+    """The id of the account named ``name``, its row made now if there is none; its host and
+    username updated when the config changed them."""
+    row = db.execute(select(_A.id, _A.host, _A.username).where(_A.name == name)).one_or_none()
+    if row is None:
+        return db.execute(insert(tables.accounts).values(name=name, host=host, username=username)
+                          ).inserted_primary_key[0]
+    if (row.host, row.username) != (host, username):
+        db.execute(update(tables.accounts).where(_A.id == row.id).values(host=host, username=username))
+    return row.id
 
 
 def list_accounts(session: Session) -> Sequence[Account]:
+    from mailsync.store.models import Account
+
     return session.scalars(select(Account).order_by(Account.name)).all()
 
 
 def find_account(session: Session, name: str) -> Account | None:
+    from mailsync.store.models import Account
+
     return session.scalars(select(Account).where(Account.name == name)).one_or_none()
 
 
 # --- folders ----------------------------------------------------------------------------------
 
-def folders_of(session: Session, account_id: int, *, gone: bool = False) -> Sequence[Folder]:
-    stmt = select(Folder).where(Folder.account_id == account_id)
+def folders_of(db: Db, account_id: int, *, gone: bool = False) -> Sequence[Row]:
+    """The account's folder rows (every column of tables.folders), by name; ``gone``: with the
+    folders gone from the server."""
+    stmt = select(tables.folders).where(_F.account_id == account_id)
     if not gone:
-        stmt = stmt.where(Folder.status != "gone")
-    return session.scalars(stmt.order_by(Folder.name)).all()
+        stmt = stmt.where(_F.status != "gone")
+    return db.execute(stmt.order_by(_F.name)).all()
 
 
-def get_folder(session: Session, folder_id: int) -> Folder:
-    return session.get_one(Folder, folder_id)
+def get_folder(db: Db, folder_id: int) -> Row:
+    """The folder's row (every column of tables.folders); NoResultFound when there is none."""
+    return db.execute(select(tables.folders).where(_F.id == folder_id)).one()
+
+
+def add_folder(db: Db, account_id: int, raw_name: str, name: str, delimiter: str | None,
+               special_use: str | None) -> int:
+    """A new folder row, not synced yet; its id."""
+    return db.execute(insert(tables.folders).values(
+        account_id=account_id, raw_name=raw_name, name=name, delimiter=delimiter, special_use=special_use,
+        fetched_uid=0, status="ok")).inserted_primary_key[0]
+
+
+def update_folder(db: Db, folder_id: int, **values: Any) -> None:
+    db.execute(update(tables.folders).where(_F.id == folder_id).values(**values))
 
 
 # The three folder writes of every folder a sync downloads, as Core UPDATEs. Loading the Folder and
 # flushing it through the ORM cost the store worker 1-3 ms of Python each time, holding the GIL the
 # reader needs: a 20,000-message first sync took 40-75 ms longer (wall, medians of 12-16 rounds).
-_FOLDERS = Folder.__table__
 
-
-def advance_fetched_uid(session: Session, folder_id: int, top_uid: int) -> None:
+def advance_fetched_uid(db: Db, folder_id: int, top_uid: int) -> None:
     """Move the folder's download mark up to ``top_uid``; never down (rule C1)."""
-    session.execute(update(_FOLDERS).where(_FOLDERS.c.id == folder_id, _FOLDERS.c.fetched_uid < top_uid)
-                    .values(fetched_uid=top_uid))
+    db.execute(update(tables.folders).where(_F.id == folder_id, _F.fetched_uid < top_uid)
+               .values(fetched_uid=top_uid))
 
 
-def adopt_uidvalidity(session: Session, folder_id: int, uidvalidity: int) -> None:
+def adopt_uidvalidity(db: Db, folder_id: int, uidvalidity: int) -> None:
     """Rule F3's adopt, for a folder without placements: its UIDVALIDITY is the server's from now
     on, and nothing has been downloaded under it. No change when it has that UIDVALIDITY already."""
-    session.execute(update(_FOLDERS).where(_FOLDERS.c.id == folder_id, (_FOLDERS.c.uidvalidity != uidvalidity)
-                                           | _FOLDERS.c.uidvalidity.is_(None))
-                    .values(uidvalidity=uidvalidity, uidnext=None, highestmodseq=None, fetched_uid=0))
+    db.execute(update(tables.folders).where(_F.id == folder_id, (_F.uidvalidity != uidvalidity)
+                                            | _F.uidvalidity.is_(None))
+               .values(uidvalidity=uidvalidity, uidnext=None, highestmodseq=None, fetched_uid=0))
 
 
-def mark_folder_synced(session: Session, folder_id: int, uidnext: int | None, highestmodseq: int | None,
+def mark_folder_synced(db: Db, folder_id: int, uidnext: int | None, highestmodseq: int | None,
                        messages: int, when: datetime) -> None:
     """The folder is in step with the server as of a SELECT that said ``uidnext``,
     ``highestmodseq`` and ``messages`` (EXISTS)."""
-    session.execute(update(_FOLDERS).where(_FOLDERS.c.id == folder_id)
-                    .values(uidnext=uidnext, highestmodseq=highestmodseq, messages=messages, last_synced_at=when))
+    update_folder(db, folder_id, uidnext=uidnext, highestmodseq=highestmodseq, messages=messages,
+                  last_synced_at=when)
 
 
 # --- bodies -----------------------------------------------------------------------------------
@@ -96,7 +134,7 @@ class NewBody:
     data: bytes
 
 
-def insert_rows(session: Session, table: str, columns: Sequence[str], rows: list[tuple],
+def insert_rows(db: Db, table: str, columns: Sequence[str], rows: list[tuple],
                 conflict: Sequence[str] | None = None) -> None:
     """The one bulk INSERT of the store and the CRM layer: tuples in ``columns`` order straight to
     the driver, many rows per statement; with ``conflict``, ON CONFLICT (those columns) DO NOTHING
@@ -106,7 +144,7 @@ def insert_rows(session: Session, table: str, columns: Sequence[str], rows: list
     per few hundred rows does not."""
     if not rows:
         return
-    conn = session.connection()
+    conn = _connection(db)
     mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
     group = "(" + ", ".join([mark] * len(columns)) + ")"
     names = ", ".join(f'"{c}"' for c in columns)
@@ -123,7 +161,7 @@ _MAX_PARAMS = 4000  # per statement (SQLite allows 32766 since 3.32, PostgreSQL 
 _BODY_COLUMNS = ("sha256", "size", "message_id", "data", "pack", "pack_offset")
 
 
-def store_bodies(session: Session, bodies: Sequence[NewBody]) -> None:
+def store_bodies(db: Db, bodies: Sequence[NewBody]) -> None:
     """Store each body once: bodies whose SHA-256 is already in the store are skipped. In a store
     with pack files the bytes are appended to a pack, and fsynced, before the rows that point at
     them are written (a crash in between leaves dead bytes, never a row without its body);
@@ -136,26 +174,26 @@ def store_bodies(session: Session, bodies: Sequence[NewBody]) -> None:
     unique: dict[str, NewBody] = {b.sha256: b for b in bodies}
     if not unique:
         return
-    conn = session.connection()
+    conn = _connection(db)
     dialect = conn.dialect.name
     if dialect == "sqlite":
         conn.exec_driver_sql("UPDATE bodies SET size = size WHERE 0")  # BEGIN + the write lock, no change
-    packs = session.info.get("packs")
+    packs = db.info.get("packs")
     keys = list(unique)
     if packs is not None:  # SQLite only: the write lock makes look-up and insert one step
-        have = _existing_bodies(session, keys)
+        have = _existing_bodies(db, keys)
         new = [b for k, b in unique.items() if k not in have]
         where = packs.append([(b.sha256, b.data) for b in new])
-        add_packed_bodies(session, [(b.sha256, b.size, b.message_id, p, o) for b, (p, o) in zip(new, where)])
+        add_packed_bodies(db, [(b.sha256, b.size, b.message_id, p, o) for b, (p, o) in zip(new, where)])
         return
     todo = keys
     for _ in range(3):  # PostgreSQL: a body deleted between our insert and our lock is inserted again
-        insert_rows(session, Body.__table__.name, _BODY_COLUMNS,
+        insert_rows(db, "bodies", _BODY_COLUMNS,
                     [(b.sha256, b.size, b.message_id, b.data, None, None) for b in (unique[k] for k in todo)],
                     ("sha256",))
         if dialect != "postgresql":
             return
-        have = _existing_bodies(session, todo, share_lock=True)
+        have = _existing_bodies(db, todo, share_lock=True)
         todo = [k for k in todo if k not in have]
         if not todo:
             return
@@ -163,48 +201,48 @@ def store_bodies(session: Session, bodies: Sequence[NewBody]) -> None:
                      f"alongside?)", hint="run the sync again")
 
 
-def _existing_bodies(session: Session, keys: Sequence[str], *, share_lock: bool = False) -> set[str]:
+def _existing_bodies(db: Db, keys: Sequence[str], *, share_lock: bool = False) -> set[str]:
     have: set[str] = set()
     for i in range(0, len(keys), 500):
-        stmt = select(Body.sha256).where(Body.sha256.in_(keys[i:i + 500]))
+        stmt = select(_B.sha256).where(_B.sha256.in_(keys[i:i + 500]))
         if share_lock:
             stmt = stmt.with_for_update(read=True)  # FOR SHARE until the transaction ends
-        have.update(session.scalars(stmt))
+        have.update(db.scalars(stmt))
     return have
 
 
-def read_body(session: Session, sha256: str) -> bytes:
+def read_body(db: Db, sha256: str) -> bytes:
     """The raw message with this SHA-256, wherever the store keeps it (checked when from a pack)."""
-    row = session.execute(select(Body.size, Body.pack, Body.pack_offset).where(Body.sha256 == sha256)).one_or_none()
+    row = db.execute(select(_B.size, _B.pack, _B.pack_offset).where(_B.sha256 == sha256)).one_or_none()
     if row is None:
         raise StoreError(f"message body {sha256[:12]} is not in the store")
     if row.pack is None:
-        return bytes(session.scalar(select(Body.data).where(Body.sha256 == sha256)))
-    return _packs(session).read(row.pack, row.pack_offset, row.size, sha256)
+        return bytes(db.scalar(select(_B.data).where(_B.sha256 == sha256)))
+    return _packs(db).read(row.pack, row.pack_offset, row.size, sha256)
 
 
-def read_heads(session: Session, shas: Sequence[str], limit: int) -> list[tuple[str, bytes, int]]:
+def read_heads(db: Db, shas: Sequence[str], limit: int) -> list[tuple[str, bytes, int]]:
     """(sha256, the first `limit` bytes, size) of each of these bodies that is in the store."""
     out: list[tuple[str, bytes, int]] = []
     for i in range(0, len(shas), 500):
-        for sha, head, size, pack, offset in session.execute(
-                select(Body.sha256, func.substr(Body.data, 1, limit), Body.size, Body.pack, Body.pack_offset)
-                .where(Body.sha256.in_(shas[i:i + 500]))):
+        for sha, head, size, pack, offset in db.execute(
+                select(_B.sha256, func.substr(_B.data, 1, limit), _B.size, _B.pack, _B.pack_offset)
+                .where(_B.sha256.in_(shas[i:i + 500]))):
             if pack is not None:
-                head = _packs(session).read(pack, offset, size, sha, limit=limit)
+                head = _packs(db).read(pack, offset, size, sha, limit=limit)
             out.append((sha, bytes(head or b""), size))
     return out
 
 
-def _packs(session: Session):
-    packs = session.info.get("packs")
+def _packs(db: Db):
+    packs = db.info.get("packs")
     if packs is None:
         raise StoreError("this store keeps message bodies in pack files, but it was opened without them",
                          hint="open the SQLite store by its file path (sqlite:////path/mailsync.db)")
     return packs
 
 
-def delete_orphan_bodies(session: Session, candidates: Iterable[str]) -> int:
+def delete_orphan_bodies(db: Db, candidates: Iterable[str]) -> int:
     """Delete those of the `candidates` bodies (sha256s) that no placement refers to any more.
 
     Only the bodies of placements just removed can have become orphans, so the check costs what
@@ -213,38 +251,39 @@ def delete_orphan_bodies(session: Session, candidates: Iterable[str]) -> int:
     n = 0
     for i in range(0, len(candidates), 500):
         chunk = candidates[i:i + 500]
-        used = select(Placement.id).where(Placement.body_sha256 == Body.sha256).exists()
+        used = select(_P.id).where(_P.body_sha256 == _B.sha256).exists()
         # PostgreSQL: a body share-locked by a store_bodies in flight is about to gain a placement:
         # skip it (SKIP LOCKED). SQLite has one writer at a time, so there is nothing to skip.
-        orphans = select(Body.sha256).where(Body.sha256.in_(chunk), ~used).with_for_update(skip_locked=True)
-        n += session.execute(delete(Body).where(Body.sha256.in_(orphans))).rowcount or 0
+        orphans = select(_B.sha256).where(_B.sha256.in_(chunk), ~used).with_for_update(skip_locked=True)
+        n += db.execute(delete(tables.bodies).where(_B.sha256.in_(orphans))).rowcount or 0
     return n
 
 
 def live_placements_for(session: Session, folder_id: int, uids: Iterable[int],
                         ids: Iterable[int] = ()) -> dict[int, Placement]:
-    """The live placements of the folder with one of `uids`, or one of the placement `ids`."""
+    """The live placements of the folder with one of `uids`, or one of the placement `ids`, as
+    mapped objects (the caller changes them)."""
+    from mailsync.store.models import Placement
+
     out: dict[int, Placement] = {}
     uids, ids = sorted(set(uids)), sorted(set(ids))
     for i in range(0, len(uids), 500):
-        for p in session.scalars(select(Placement).where(Placement.folder_id == folder_id, *LIVE,
-                                                         Placement.uid.in_(uids[i:i + 500]))):
+        for p in session.scalars(select(Placement).where(_P.folder_id == folder_id, *LIVE,
+                                                         _P.uid.in_(uids[i:i + 500]))):
             out[p.uid] = p
     for i in range(0, len(ids), 500):
-        for p in session.scalars(select(Placement).where(Placement.folder_id == folder_id, *LIVE,
-                                                         Placement.id.in_(ids[i:i + 500]))):
+        for p in session.scalars(select(Placement).where(_P.folder_id == folder_id, *LIVE,
+                                                         _P.id.in_(ids[i:i + 500]))):
             out[p.uid] = p
     return out
 
 
-def pending_flag_placements(session: Session, account_id: int) -> dict[int, set[int]]:
+def pending_flag_placements(db: Db, account_id: int) -> dict[int, set[int]]:
     """folder id -> ids of its placements with a flag change waiting to be pushed (from the journal)."""
-    from mailsync.store.models import PendingOp
-
-    rows = session.execute(select(Placement.folder_id, Placement.id).join(
-        PendingOp, PendingOp.placement_id == Placement.id).where(
-        PendingOp.account_id == account_id, PendingOp.kind == "flags",
-        PendingOp.state.in_(("pending", "sent")))).all()
+    ops = tables.pending_ops.c
+    rows = db.execute(select(_P.folder_id, _P.id).join(
+        tables.pending_ops, ops.placement_id == _P.id).where(
+        ops.account_id == account_id, ops.kind == "flags", ops.state.in_(("pending", "sent")))).all()
     out: dict[int, set[int]] = {}
     for folder_id, pid in rows:
         out.setdefault(folder_id, set()).add(pid)
@@ -253,74 +292,77 @@ def pending_flag_placements(session: Session, account_id: int) -> dict[int, set[
 
 # --- placements -------------------------------------------------------------------------------
 
-LIVE = (Placement.uid.isnot(None), Placement.tombstone_run.is_(None))  # on the server, as far as we know
+LIVE = (_P.uid.isnot(None), _P.tombstone_run.is_(None))  # on the server, as far as we know
 
 
-def uid_flags(session: Session, folder_id: int) -> dict[int, str]:
+def uid_flags(db: Db, folder_id: int) -> dict[int, str]:
     """uid -> flags text of every live placement in the folder."""
-    return dict(session.execute(
-        select(Placement.uid, Placement.flags).where(Placement.folder_id == folder_id, *LIVE)).all())
+    return dict(db.execute(
+        select(_P.uid, _P.flags).where(_P.folder_id == folder_id, *LIVE)).all())
 
 
 def live_placements(session: Session, folder_id: int) -> dict[int, Placement]:
-    return {p.uid: p for p in session.scalars(select(Placement).where(Placement.folder_id == folder_id, *LIVE))}
+    """uid -> every live placement of the folder, as mapped objects (the caller changes them)."""
+    from mailsync.store.models import Placement
+
+    return {p.uid: p for p in session.scalars(select(Placement).where(_P.folder_id == folder_id, *LIVE))}
 
 
-def tombstone(session: Session, folder_id: int, uids: Iterable[int], run_id: int) -> int:
+def tombstone(db: Db, folder_id: int, uids: Iterable[int], run_id: int) -> int:
     uids = sorted(uids)
     n = 0
     for i in range(0, len(uids), 500):
-        n += session.execute(update(Placement).where(
-            Placement.folder_id == folder_id, Placement.uid.in_(uids[i:i + 500]),
-            Placement.tombstone_run.is_(None)).values(tombstone_run=run_id)).rowcount or 0
+        n += db.execute(update(tables.placements).where(
+            _P.folder_id == folder_id, _P.uid.in_(uids[i:i + 500]),
+            _P.tombstone_run.is_(None)).values(tombstone_run=run_id)).rowcount or 0
     return n
 
 
-def bodies_by_message_id(session: Session, keys: Iterable[tuple[str, int]]) -> dict[tuple[str, int], str]:
+def bodies_by_message_id(db: Db, keys: Iterable[tuple[str, int]]) -> dict[tuple[str, int], str]:
     """(Message-ID, size) -> sha256 of a stored body, for the keys that name exactly one body."""
     keys = list(set(keys))
     found: dict[tuple[str, int], set[str]] = {}
     for i in range(0, len(keys), 500):
         chunk = set(keys[i:i + 500])
         ids = {k[0] for k in chunk}
-        for mid, size, sha in session.execute(select(Body.message_id, Body.size, Body.sha256).where(
-                Body.message_id.in_(ids))):
+        for mid, size, sha in db.execute(select(_B.message_id, _B.size, _B.sha256).where(
+                _B.message_id.in_(ids))):
             if (mid, size) in chunk:
                 found.setdefault((mid, size), set()).add(sha)
     return {k: next(iter(v)) for k, v in found.items() if len(v) == 1}
 
 
-def has_bodies(session: Session) -> bool:
-    return session.execute(select(Body.sha256).limit(1)).first() is not None
+def has_bodies(db: Db) -> bool:
+    return db.execute(select(_B.sha256).limit(1)).first() is not None
 
 
-def has_placements(session: Session, folder_id: int) -> bool:
+def has_placements(db: Db, folder_id: int) -> bool:
     """Does the folder hold any placement (live, tombstone or waiting for its UID)?"""
-    return session.execute(select(Placement.id).where(Placement.folder_id == folder_id).limit(1)).first() is not None
+    return db.execute(select(_P.id).where(_P.folder_id == folder_id).limit(1)).first() is not None
 
 
 PLACEMENT_COLUMNS = ("folder_id", "uid", "body_sha256", "flags", "base_flags", "modseq", "internaldate", "size")
 
 
-def add_placements(session: Session, rows: list[dict]) -> None:
+def add_placements(db: Db, rows: list[dict]) -> None:
     """rows: dicts with PLACEMENT_COLUMNS (base_flags and modseq may be left out); a (folder_id, uid)
     already present is skipped."""
-    add_placement_rows(session, [(r["folder_id"], r["uid"], r["body_sha256"], r["flags"], r.get("base_flags"),
+    add_placement_rows(db, [(r["folder_id"], r["uid"], r["body_sha256"], r["flags"], r.get("base_flags"),
                                   r.get("modseq"), r["internaldate"], r["size"]) for r in rows])
 
 
-def add_placement_rows(session: Session, rows: list[tuple]) -> None:
+def add_placement_rows(db: Db, rows: list[tuple]) -> None:
     """add_placements for rows already in PLACEMENT_COLUMNS order."""
-    insert_rows(session, Placement.__table__.name, PLACEMENT_COLUMNS, rows, ("folder_id", "uid"))
+    insert_rows(db, "placements", PLACEMENT_COLUMNS, rows, ("folder_id", "uid"))
 
 
-def add_packed_bodies(session: Session, rows: list[tuple[str, int, str | None, int, int]]) -> None:
+def add_packed_bodies(db: Db, rows: list[tuple[str, int, str | None, int, int]]) -> None:
     """Rows of bodies already written to a pack: (sha256, size, message_id, pack, offset). A body
     already stored is left as it is (its new copy in the pack is dead space). Call it before the
     placements that point at these bodies, in the same transaction: on SQLite the insert takes the
     write lock, so no orphan clean-up can remove a body found already stored before they point at
     it (see store_bodies)."""
-    insert_rows(session, Body.__table__.name, _BODY_COLUMNS,
+    insert_rows(db, "bodies", _BODY_COLUMNS,
                 [(sha, size, mid, b"", pack, offset) for sha, size, mid, pack, offset in rows], ("sha256",))
 
 
@@ -337,46 +379,49 @@ class ExportRow:
     sha256: str
 
 
-def export_rows(session: Session, account: str | None = None, folder: str | None = None) -> Iterator[ExportRow]:
-    stmt = (select(Account.name, Folder.name, Folder.uidvalidity, Placement.uid, Body.message_id,
-                   Placement.flags, Placement.size, Placement.internaldate, Body.sha256)
-            .join(Folder, Folder.account_id == Account.id)
-            .join(Placement, Placement.folder_id == Folder.id)
-            .join(Body, Body.sha256 == Placement.body_sha256)
+def export_rows(db: Db, account: str | None = None, folder: str | None = None) -> Iterator[ExportRow]:
+    stmt = (select(_A.name, _F.name, _F.uidvalidity, _P.uid, _B.message_id,
+                   _P.flags, _P.size, _P.internaldate, _B.sha256)
+            .join(tables.folders, _F.account_id == _A.id)
+            .join(tables.placements, _P.folder_id == _F.id)
+            .join(tables.bodies, _B.sha256 == _P.body_sha256)
             .where(*LIVE)
-            .order_by(Account.name, Folder.name, Placement.uid))
+            .order_by(_A.name, _F.name, _P.uid))
     if account is not None:
-        stmt = stmt.where(Account.name == account)
+        stmt = stmt.where(_A.name == account)
     if folder is not None:
-        stmt = stmt.where(Folder.name == folder)
-    for row in session.execute(stmt.execution_options(yield_per=2000)):
+        stmt = stmt.where(_F.name == folder)
+    for row in db.execute(stmt.execution_options(yield_per=2000)):
         yield ExportRow(row[0], row[1], row[2], row[3], row[4], sorted(text_to_flags(row[5])),
                         row[6], row[7], row[8])
 
 
 # --- sync runs (audit log) --------------------------------------------------------------------
 
-def start_run(session: Session, account_id: int) -> SyncRun:
-    run = SyncRun(account_id=account_id, started_at=utcnow(), status="running")
-    session.add(run)
-    session.flush()
-    return run
+def start_run(db: Db, account_id: int) -> int:
+    """A new sync run of the account, running from now; its id."""
+    return db.execute(insert(tables.sync_runs).values(account_id=account_id, started_at=utcnow(),
+                                                      status="running")).inserted_primary_key[0]
 
 
 def last_run(session: Session, account_id: int, *, status: str | None = None) -> SyncRun | None:
-    stmt = select(SyncRun).where(SyncRun.account_id == account_id)
+    from mailsync.store.models import SyncRun
+
+    stmt = select(SyncRun).where(_R.account_id == account_id)
     if status:
-        stmt = stmt.where(SyncRun.status == status)
-    return session.scalars(stmt.order_by(SyncRun.id.desc()).limit(1)).one_or_none()
+        stmt = stmt.where(_R.status == status)
+    return session.scalars(stmt.order_by(_R.id.desc()).limit(1)).one_or_none()
 
 
-def folder_counts(session: Session, account_id: int) -> dict[int, int]:
-    return dict(session.execute(
-        select(Placement.folder_id, func.count()).join(Folder, Folder.id == Placement.folder_id)
-        .where(Folder.account_id == account_id, *LIVE).group_by(Placement.folder_id)).all())
+def folder_counts(db: Db, account_id: int) -> dict[int, int]:
+    return dict(db.execute(
+        select(_P.folder_id, func.count()).join(tables.folders, _F.id == _P.folder_id)
+        .where(_F.account_id == account_id, *LIVE).group_by(_P.folder_id)).all())
 
 
-def finish_run(run: SyncRun, *, status: str, error: str | None = None, when: datetime | None = None) -> None:
-    run.status = status
-    run.error = error
-    run.finished_at = when or utcnow()
+def finish_run(db: Db, run_id: int, *, status: str, error: str | None = None, when: datetime | None = None,
+               **counts: Any) -> None:
+    """The run ended with ``status`` (ok | failed) and ``error``; ``counts``: its other columns
+    (folders, new_messages, ...)."""
+    db.execute(update(tables.sync_runs).where(_R.id == run_id).values(
+        status=status, error=error, finished_at=when or utcnow(), **counts))

@@ -1,46 +1,82 @@
-"""Unit of work: one Session, one transaction, committed or rolled back by the caller.
+"""Unit of work: one connection, one transaction, committed or rolled back by the caller.
 
-Owns: the session lifecycle. Repositories (repositories.py) take the session from here and never
-commit themselves.
+Owns: the transaction's lifecycle. Repositories (repositories.py) take the connection (or the
+session) from here and never commit themselves.
+
+``uow.connection`` is for Core statements: the sync engine uses nothing else, so a sync never
+imports the ORM. ``uow.session`` is an ORM Session on that same connection and in that same
+transaction, made (and sqlalchemy.orm imported) on first use, for the code that works with mapped
+objects. ``commit()`` flushes the session, if there is one, and commits both.
 """
 
 from __future__ import annotations
 
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Connection
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import Session
 
 from mailsync.errors import StoreError
 from mailsync.store.db import Store
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
 
 
 class UnitOfWork:
     """``with UnitOfWork(store) as uow: ...; uow.commit()`` — anything not committed is rolled back."""
 
-    session: Session
+    connection: Connection
 
     def __init__(self, store: Store, *, bind: Connection | None = None) -> None:
         self.store = store
         self.bind = bind  # a connection the caller holds open (e.g. the sync's StoreWorker)
+        self._session: Session | None = None
 
     def __enter__(self) -> "UnitOfWork":
-        self.session = self.store.sessions() if self.bind is None else self.store.sessions(bind=self.bind)
+        self.connection = self.store.engine.connect() if self.bind is None else self.bind
         # repositories.store_bodies / read_body find the pack files here (None: bodies in the database)
-        self.session.info["packs"] = self.store.packs
+        self.connection.info["packs"] = self.store.packs
         return self
+
+    @property
+    def session(self) -> "Session":
+        if self._session is None:
+            from sqlalchemy.orm import Session
+
+            # control_fully: the session's commit and rollback are those of this connection's
+            # transaction, whether Core statements began it or the session does.
+            self._session = Session(bind=self.connection, expire_on_commit=False,
+                                    join_transaction_mode="control_fully")
+            self._session.info["packs"] = self.store.packs
+        return self._session
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         try:
-            self.session.rollback()
+            if self._session is not None:
+                try:
+                    self._session.rollback()
+                finally:
+                    self._session.close()
         finally:
-            self.session.close()
+            try:
+                if self.connection.in_transaction():
+                    self.connection.rollback()
+            finally:
+                if self.bind is None:
+                    self.connection.close()
 
     def commit(self) -> None:
         try:
-            self.session.commit()
+            if self._session is not None:
+                self._session.commit()  # flushes; commits the transaction it joined or began
+            if self.connection.in_transaction():  # Core statements since (or without) the session's
+                self.connection.commit()
         except SQLAlchemyError as e:
-            self.session.rollback()
+            if self._session is not None:
+                self._session.rollback()
+            if self.connection.in_transaction():
+                self.connection.rollback()
             raise StoreError(f"could not commit to the store: {e.__class__.__name__}: {str(e).splitlines()[0]}") from e

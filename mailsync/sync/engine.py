@@ -42,14 +42,15 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, insert, select, update
 
 from mailsync.auth.login import open_connection
 from mailsync.config.model import AccountConfig
 from mailsync.errors import MailsyncError, ProtocolError
 from mailsync.store import repositories as repo
+from mailsync.store import tables
 from mailsync.store.db import Store
-from mailsync.store.models import AuditEvent, Body, Folder, PendingOp, Placement, SyncRun, utcnow
+from mailsync.store.tables import utcnow
 from mailsync.store.uow import UnitOfWork
 from mailsync.store.worker import PackWriter, StoreWorker
 from mailsync.sync import plan as P
@@ -174,13 +175,12 @@ class AccountSync:
         acc = self.account
         self.observer.account_started(acc.name)
         with UnitOfWork(self.store) as uow:
-            account_row = repo.get_or_create_account(uow.session, acc.name, acc.host, acc.username)
-            run = repo.start_run(uow.session, account_row.id)
+            self.account_id = repo.account_id(uow.connection, acc.name, acc.host, acc.username)
+            self.run_id = repo.start_run(uow.connection, self.account_id)
             uow.commit()
             # With no body in the store before this run, no new message can be one we already have:
             # the first sync skips the (Message-ID, size) look-up (rule N1) and just downloads.
-            self._bodies_before_run = repo.has_bodies(uow.session)
-            self.account_id, self.run_id = account_row.id, run.id
+            self._bodies_before_run = repo.has_bodies(uow.connection)
         conn = None
         try:
             with StoreWorker(self.store) as db:
@@ -250,34 +250,33 @@ class AccountSync:
     def _finish_run(self) -> None:
         r = self.result
         with UnitOfWork(self.store) as uow:
-            run = uow.session.get_one(SyncRun, self.run_id)
-            run.folders, run.new_messages, run.flag_changes = r.folders, r.new_messages, r.flag_changes
-            run.expunged, run.bytes_fetched = r.expunged, r.bytes_fetched
-            run.bodies_downloaded, run.moves, run.pushed, run.conflicts = (
-                r.bodies_downloaded, r.moves, r.pushed, r.conflicts)
-            run.notes = "\n".join(r.notes) or None
-            repo.finish_run(run, status="ok" if r.ok else "failed", error=r.error)
+            repo.finish_run(uow.connection, self.run_id, status="ok" if r.ok else "failed", error=r.error,
+                            folders=r.folders, new_messages=r.new_messages, flag_changes=r.flag_changes,
+                            expunged=r.expunged, bytes_fetched=r.bytes_fetched,
+                            bodies_downloaded=r.bodies_downloaded, moves=r.moves, pushed=r.pushed,
+                            conflicts=r.conflicts, notes="\n".join(r.notes) or None)
             uow.commit()
 
     def _audit(self, uow: UnitOfWork, kind: str, detail: str, *, folder: str | None = None,
                uid: int | None = None) -> None:
-        uow.session.add(AuditEvent(account_id=self.account_id, run_id=self.run_id, at=utcnow(), kind=kind,
-                                   folder=folder, uid=uid, detail=detail))
+        uow.connection.execute(insert(tables.audit_events).values(
+            account_id=self.account_id, run_id=self.run_id, at=utcnow(), kind=kind, folder=folder, uid=uid,
+            detail=detail))
         self.result.notes.append(f"{kind}: {folder + ': ' if folder else ''}{detail}")
 
     # -- store -> server: the journal of local operations -------------------------------------
 
     def _load_ops(self, uow: UnitOfWork) -> list[tuple[int, str, str, dict, int | None]]:
-        ops = uow.session.scalars(select(PendingOp).where(
-            PendingOp.account_id == self.account_id, PendingOp.state.in_(("pending", "sent")),
-            PendingOp.kind != "flags").order_by(PendingOp.id)).all()
-        return [(op.id, op.kind, op.state, json.loads(op.args), op.placement_id) for op in ops]
+        o = tables.pending_ops.c
+        ops = uow.connection.execute(select(o.id, o.kind, o.state, o.args, o.placement_id).where(
+            o.account_id == self.account_id, o.state.in_(("pending", "sent")), o.kind != "flags").order_by(o.id))
+        return [(op_id, kind, state, json.loads(args), pid) for op_id, kind, state, args, pid in ops]
 
     def _mark(self, uow: UnitOfWork, op_id: int, state: str, error: str | None = None) -> None:
-        op = uow.session.get_one(PendingOp, op_id)
-        op.state, op.error, op.updated_at = state, error, utcnow()
-        if state == "sent":
-            op.attempts += 1
+        o = tables.pending_ops.c
+        uow.connection.execute(update(tables.pending_ops).where(o.id == op_id).values(
+            state=state, error=error, updated_at=utcnow(),
+            attempts=o.attempts + 1 if state == "sent" else o.attempts))
         uow.commit()
         if state == "done":
             self.result.pushed += 1
@@ -387,38 +386,33 @@ class AccountSync:
         return max(fresh) if fresh else None
 
     def _known_uids(self, uow: UnitOfWork, raw_name: str) -> set[int]:
-        folder = uow.session.scalars(select(Folder).where(Folder.account_id == self.account_id,
-                                                          Folder.raw_name == raw_name)).one_or_none()
-        return set() if folder is None else set(repo.uid_flags(uow.session, folder.id))
+        f = tables.folders.c
+        folder_id = uow.connection.scalar(select(f.id).where(f.account_id == self.account_id,
+                                                             f.raw_name == raw_name))
+        return set() if folder_id is None else set(repo.uid_flags(uow.connection, folder_id))
 
     def _placement_body(self, uow: UnitOfWork, placement_id: int | None):
-        p = uow.session.get(Placement, placement_id) if placement_id else None
+        p = _placement_with_body(uow.connection, placement_id)
         if p is None:
             return None
-        body = uow.session.get_one(Body, p.body_sha256)
-        return repo.read_body(uow.session, body.sha256), p.flags.split(), body.message_id
+        return repo.read_body(uow.connection, p.body_sha256), p.flags.split(), p.message_id
 
     def _placement_message_id(self, uow: UnitOfWork, placement_id: int | None) -> str | None:
-        p = uow.session.get(Placement, placement_id) if placement_id else None
-        return uow.session.get_one(Body, p.body_sha256).message_id if p else None
+        p = _placement_with_body(uow.connection, placement_id)
+        return p.message_id if p else None
 
     def _settle_placement(self, uow: UnitOfWork, op_id: int, placement_id: int, uid: int | None) -> None:
-        p = uow.session.get(Placement, placement_id)
+        c, pl = uow.connection, tables.placements.c
+        p = c.execute(select(pl.folder_id).where(pl.id == placement_id)).one_or_none()
         if p is not None and uid is not None:
             # the pull may already have seen this UID and made a placement for it: merge into ours
-            dup = uow.session.scalars(select(Placement).where(Placement.folder_id == p.folder_id,
-                                                              Placement.uid == uid, Placement.id != p.id)).first()
-            if dup is not None:
-                uow.session.delete(dup)
-                uow.session.flush()
-            p.uid = uid
-            p.base_flags = p.flags
+            c.execute(delete(tables.placements).where(pl.folder_id == p.folder_id, pl.uid == uid,
+                                                      pl.id != placement_id))
+            c.execute(update(tables.placements).where(pl.id == placement_id).values(uid=uid, base_flags=pl.flags))
         self._mark(uow, op_id, "done")
 
     def _drop_placement(self, uow: UnitOfWork, op_id: int, placement_id: int, why: str) -> None:
-        p = uow.session.get(Placement, placement_id)
-        if p is not None:
-            uow.session.delete(p)
+        uow.connection.execute(delete(tables.placements).where(tables.placements.c.id == placement_id))
         self._mark(uow, op_id, "failed", why)
 
     # -- server -> store: folders -------------------------------------------------------------
@@ -461,12 +455,12 @@ class AccountSync:
             raise ProtocolError("; ".join(folder_errors))
 
     def _known_folder_names(self, uow: UnitOfWork) -> set[str]:
-        return {f.raw_name for f in repo.folders_of(uow.session, self.account_id)}
+        return {f.raw_name for f in repo.folders_of(uow.connection, self.account_id)}
 
     def _apply_folder_plan(self, uow: UnitOfWork, remote) -> list[_Folder]:
         """Rules F1/F2 plus renames: a new remote folder with the UIDVALIDITY of a vanished local one
         is that folder, renamed. Dropped folders are tombstoned with their placements (rule N2)."""
-        s = uow.session
+        s = uow.connection
         rows = {f.raw_name: f for f in repo.folders_of(s, self.account_id, gone=True)}
         live = {n: f for n, f in rows.items() if f.status != "gone"}
         views = [P.FolderView(f.raw_name, f.name, f.delimiter, f.special_use) for f in remote]
@@ -482,30 +476,27 @@ class AccountSync:
                 self._audit(uow, "folder_renamed", f"renamed on the server from {renamed.name!r}", folder=v.name)
                 stale = rows.get(v.raw_name)
                 if stale is not None:  # an old gone row with the new name
-                    s.delete(stale)
-                    s.flush()
-                renamed.raw_name, renamed.name, renamed.delimiter, renamed.special_use = (
-                    v.raw_name, v.name, v.delimiter, v.special_use)
-                live.pop(next(n for n, f in live.items() if f is renamed))
+                    s.execute(delete(tables.folders).where(tables.folders.c.id == stale.id))
+                repo.update_folder(s, renamed.id, raw_name=v.raw_name, name=v.name, delimiter=v.delimiter,
+                                   special_use=v.special_use)
+                live.pop(next(n for n, f in live.items() if f.id == renamed.id))
                 continue
             row = rows.get(v.raw_name)
             if row is not None:  # it was gone and came back
-                row.status, row.status_reason, row.uidvalidity, row.uidnext, row.highestmodseq = (
-                    "ok", None, None, None, None)
-                row.name, row.delimiter, row.special_use = v.name, v.delimiter, v.special_use
+                repo.update_folder(s, row.id, status="ok", status_reason=None, uidvalidity=None, uidnext=None,
+                                   highestmodseq=None, name=v.name, delimiter=v.delimiter, special_use=v.special_use)
             else:
-                s.add(Folder(account_id=self.account_id, raw_name=v.raw_name, name=v.name, delimiter=v.delimiter,
-                             special_use=v.special_use, fetched_uid=0, status="ok"))
+                repo.add_folder(s, self.account_id, v.raw_name, v.name, v.delimiter, v.special_use)
                 created.add(v.raw_name)
         for v in fplan.update:
-            row = live[v.raw_name]
-            row.name, row.delimiter, row.special_use = v.name, v.delimiter, v.special_use
+            repo.update_folder(s, live[v.raw_name].id, name=v.name, delimiter=v.delimiter, special_use=v.special_use)
         for raw in fplan.drop:
             row = live.get(raw)
-            if row is None or row.raw_name != raw:  # renamed above
+            if row is None:  # renamed above
                 continue
-            row.status, row.status_reason = "gone", f"gone from the server (run {self.run_id})"
-            s.execute(update(Placement).where(Placement.folder_id == row.id, Placement.tombstone_run.is_(None))
+            repo.update_folder(s, row.id, status="gone", status_reason=f"gone from the server (run {self.run_id})")
+            pl = tables.placements.c
+            s.execute(update(tables.placements).where(pl.folder_id == row.id, pl.tombstone_run.is_(None))
                       .values(tombstone_run=self.run_id))
             self._audit(uow, "folder_gone", "gone from the server: its messages are kept one run as tombstones",
                         folder=row.name)
@@ -559,7 +550,7 @@ class AccountSync:
         else:
             changed, vanished, full = (conn.uid_flags() if info.exists else {}), None, True
         if mode == "condstore":
-            local = db.call(lambda uow: set(repo.uid_flags(uow.session, folder.id)))
+            local = db.call(lambda uow: set(repo.uid_flags(uow.connection, folder.id)))
             new_count = sum(1 for u in changed if u not in local)
             if info.exists != len(local) + new_count:
                 server_uids = set(conn.uid_search("ALL")) if info.exists else set()
@@ -580,7 +571,7 @@ class AccountSync:
                 headers = conn.fetch_headers(delta.new)
                 keys = {uid: (message_id(it.header_fields or b""), it.size) for uid, it in headers.items()}
                 known = db.call(lambda uow: repo.bodies_by_message_id(
-                    uow.session, [k for k in keys.values() if k[0] and k[1] is not None]))
+                    uow.connection, [k for k in keys.values() if k[0] and k[1] is not None]))
                 linked = {uid for uid, k in keys.items() if k in known}
                 for uid in sorted(linked):
                     self._deferred_links.append((folder.id, uid, headers[uid], known[keys[uid]]))
@@ -597,14 +588,15 @@ class AccountSync:
                    reason: str | None) -> _Delta:
         """Rule F3 (adopt), then the plan of rules M1-M3 and T1-T3 (plan.plan_messages) carried out:
         tombstones, flag updates, conflicts to the audit log; commits. Pushes are left to the caller."""
-        s = uow.session
+        s = uow.session  # the placements whose flags change are mapped objects
         folder = repo.get_folder(s, folder_id)
         if reason:
             self._audit(uow, "full_comparison", reason, folder=folder.name)
         if folder.uidvalidity != info.uidvalidity:  # adopt (rule F3: no live placements)
-            stale = select(Placement.body_sha256).where(Placement.folder_id == folder_id, Placement.uid.isnot(None))
+            pl = tables.placements.c
+            stale = select(pl.body_sha256).where(pl.folder_id == folder_id, pl.uid.isnot(None))
             self._orphans.update(s.scalars(stale))
-            s.execute(delete(Placement).where(Placement.folder_id == folder_id, Placement.uid.isnot(None)))
+            s.execute(delete(tables.placements).where(pl.folder_id == folder_id, pl.uid.isnot(None)))
             repo.adopt_uidvalidity(s, folder_id, info.uidvalidity)  # `folder` is not read for these after
         if full:
             local = repo.live_placements(s, folder_id)
@@ -647,13 +639,14 @@ class AccountSync:
         nothing to compare, tombstone or set aside; rule F3 adopts the server's UIDVALIDITY."""
         if reason:
             self._audit(uow, "full_comparison", reason, folder=name)
-        repo.adopt_uidvalidity(uow.session, folder_id, info.uidvalidity)
+        repo.adopt_uidvalidity(uow.connection, folder_id, info.uidvalidity)
         uow.commit()
         crashpoint("folder reconciled")
 
     def _settle_flag_ops(self, s, placement_ids: list[int]) -> None:
-        s.execute(update(PendingOp).where(PendingOp.placement_id.in_(placement_ids), PendingOp.kind == "flags",
-                                          PendingOp.state.in_(("pending", "sent")))
+        o = tables.pending_ops.c
+        s.execute(update(tables.pending_ops).where(o.placement_id.in_(placement_ids), o.kind == "flags",
+                                                   o.state.in_(("pending", "sent")))
                   .values(state="done", updated_at=utcnow()))
 
     def _push_flags(self, conn, db: StoreWorker, folder: _Folder, pushes) -> None:
@@ -702,7 +695,7 @@ class AccountSync:
         uow.commit()
 
     def _complete_folder(self, uow: UnitOfWork, folder_id: int, name: str, info) -> None:
-        repo.mark_folder_synced(uow.session, folder_id, info.uidnext, info.highestmodseq, info.exists, utcnow())
+        repo.mark_folder_synced(uow.connection, folder_id, info.uidnext, info.highestmodseq, info.exists, utcnow())
         uow.commit()
         crashpoint("folder complete")
         self.result.folders += 1
@@ -721,7 +714,9 @@ class AccountSync:
             self._sync_folder(conn, db, fresh)
 
     def _apply_rematch(self, uow: UnitOfWork, folder_id: int, info, headers: dict) -> bool:
-        s = uow.session
+        from mailsync.store.models import Body, Placement
+
+        s = uow.session  # the placements it keeps are mapped objects
         folder = repo.get_folder(s, folder_id)
         rows = s.execute(select(Placement, Body.message_id, Body.size).join(Body, Body.sha256 == Placement.body_sha256)
                          .where(Placement.folder_id == folder_id, *repo.LIVE)).all()
@@ -738,11 +733,11 @@ class AccountSync:
         known, found = len(rows), len(matches)
         old = folder.uidvalidity
         if not P.uidvalidity_rematch_accepted(known, found):
-            folder.status = "aside"
-            folder.status_reason = (f"UIDVALIDITY changed from {old} to {info.uidvalidity} and only {found} of "
-                                    f"{known} known messages were found again; set aside, nothing was deleted "
-                                    f"(inspect the server, then remove and re-add the folder to start over)")
-            self._audit(uow, "uidvalidity_aside", folder.status_reason, folder=folder.name)
+            why = (f"UIDVALIDITY changed from {old} to {info.uidvalidity} and only {found} of "
+                   f"{known} known messages were found again; set aside, nothing was deleted "
+                   f"(inspect the server, then remove and re-add the folder to start over)")
+            repo.update_folder(s, folder_id, status="aside", status_reason=why)
+            self._audit(uow, "uidvalidity_aside", why, folder=folder.name)
             uow.commit()
             return False
         # two steps, so that no UID is briefly held twice in the folder
@@ -757,7 +752,7 @@ class AccountSync:
             else:
                 p.uid, p.modseq = new_uid, None
         s.execute(delete(Placement).where(Placement.folder_id == folder_id, Placement.tombstone_run.isnot(None)))
-        folder.uidvalidity, folder.uidnext, folder.highestmodseq, folder.fetched_uid = info.uidvalidity, None, None, 0
+        repo.update_folder(s, folder_id, uidvalidity=info.uidvalidity, uidnext=None, highestmodseq=None, fetched_uid=0)
         self._audit(uow, "uidvalidity_rematched", f"UIDVALIDITY changed from {old} to {info.uidvalidity}: "
                     f"{found} of {known} known messages found again by Message-ID and size; nothing downloaded",
                     folder=folder.name)
@@ -892,7 +887,7 @@ class AccountSync:
             rows += [(sha, size, mid, pack, start + off) for sha, size, mid, off in bodies]
             placed += places
         crashpoint("packs written")
-        s = uow.session
+        s = uow.connection
         repo.add_packed_bodies(s, rows)
         repo.add_placement_rows(s, placed)
         self._batch_done(uow, folder_id, name, max(r[1] for r in placed), len(placed), nbytes, report=False)
@@ -925,8 +920,8 @@ class AccountSync:
         """A local append/move whose answer was lost (no APPENDUID/COPYUID, no Message-ID) shows up as a
         new UID with the same body: give our placement that UID instead of adding a second one."""
         waiting = {}
-        for pid, sha in s.execute(select(Placement.id, Placement.body_sha256).where(
-                Placement.folder_id == folder_id, Placement.uid.is_(None))):
+        pl = tables.placements.c
+        for pid, sha in s.execute(select(pl.id, pl.body_sha256).where(pl.folder_id == folder_id, pl.uid.is_(None))):
             waiting.setdefault(sha, []).append(pid)
         if not waiting:
             return rows
@@ -934,7 +929,7 @@ class AccountSync:
         for row in rows:
             ids = waiting.get(row["body_sha256"])
             if ids:
-                s.execute(update(Placement).where(Placement.id == ids.pop(0))
+                s.execute(update(tables.placements).where(pl.id == ids.pop(0))
                           .values(uid=row["uid"], base_flags=row["flags"], flags=row["flags"]))
             else:
                 rest.append(row)
@@ -943,7 +938,7 @@ class AccountSync:
     def _commit_batch(self, uow: UnitOfWork, folder_id: int, name: str, batch: list, nbytes: int) -> None:
         """On the store worker: one batch's bodies (to a pack first, where the store has packs), its
         placements and the folder's download mark, in one transaction (rule C1)."""
-        s = uow.session
+        s = uow.connection
         repo.store_bodies(s, [b for b, _ in batch])
         rows = [r for _, r in batch]
         repo.add_placements(s, self._adopt_unsettled(s, folder_id, rows))
@@ -953,7 +948,7 @@ class AccountSync:
                     nbytes: int, report: bool = True) -> None:
         """The end of a batch's transaction: the folder's download mark moves to ``top_uid``, commit.
         ``report``: tell the observer (False when it was told as the bodies were written)."""
-        repo.advance_fetched_uid(uow.session, folder_id, top_uid)
+        repo.advance_fetched_uid(uow.connection, folder_id, top_uid)
         uow.commit()
         crashpoint("batch committed")
         self.result.new_messages += count
@@ -964,7 +959,9 @@ class AccountSync:
         """Rules N1/N2 for the new UIDs recognised by (Message-ID, size), after every folder was read."""
         if not self._deferred_links:
             return
-        s = uow.session
+        from mailsync.store.models import Folder, Placement
+
+        s = uow.session  # tombstones that become moves are mapped objects
         shas = {sha for *_, sha in self._deferred_links}
         tombs: dict[str, list[Placement]] = {}
         for p in s.scalars(select(Placement).join(Folder, Folder.id == Placement.folder_id).where(
@@ -993,28 +990,28 @@ class AccountSync:
 
     def _cleanup(self, uow: UnitOfWork) -> None:
         """Expire tombstones of earlier runs (rule N2) and folders gone before this run."""
-        s = uow.session
+        s, fo, pl = uow.connection, tables.folders.c, tables.placements.c
         # Tombstones are few (each lives one run): find them by their index, then keep this account's.
         # (Filtering by folder in SQL made SQLite scan every placement of the account instead.)
-        mine = set(s.scalars(select(Folder.id).where(Folder.account_id == self.account_id)))
+        mine = set(s.scalars(select(fo.id).where(fo.account_id == self.account_id)))
         expired = [(pid, sha) for pid, fid, sha in s.execute(
-            select(Placement.id, Placement.folder_id, Placement.body_sha256).where(
-                Placement.tombstone_run.isnot(None), Placement.tombstone_run < self.run_id)) if fid in mine]
+            select(pl.id, pl.folder_id, pl.body_sha256).where(
+                pl.tombstone_run.isnot(None), pl.tombstone_run < self.run_id)) if fid in mine]
         self._orphans.update(sha for _, sha in expired)
         ids = [pid for pid, _ in expired]
         for i in range(0, len(ids), 500):
-            s.execute(delete(Placement).where(Placement.id.in_(ids[i:i + 500])))
+            s.execute(delete(tables.placements).where(pl.id.in_(ids[i:i + 500])))
         repo.delete_orphan_bodies(s, self._orphans)
-        for f in s.scalars(select(Folder).where(Folder.account_id == self.account_id, Folder.status == "gone")):
-            if not s.execute(select(Placement.id).where(Placement.folder_id == f.id).limit(1)).first():
-                s.delete(f)
+        for folder_id in s.scalars(select(fo.id).where(fo.account_id == self.account_id, fo.status == "gone")).all():
+            if not repo.has_placements(s, folder_id):
+                s.execute(delete(tables.folders).where(fo.id == folder_id))
         uow.commit()
 
 
 def _bulk_checkpoints(uow: UnitOfWork, on: bool) -> None:
     from mailsync.store.db import bulk_checkpoints
 
-    bulk_checkpoints(uow.session.connection(), on)
+    bulk_checkpoints(uow.connection, on)
 
 
 def _with_status(folder, status: dict):
@@ -1025,8 +1022,9 @@ def _with_status(folder, status: dict):
 
 def _newest_local_change(s, placement_id: int, since) -> bool:
     """For conflict = "newest": was the pending local change made after the server was last read?"""
-    when = s.scalar(select(PendingOp.created_at).where(PendingOp.placement_id == placement_id, PendingOp.kind == "flags")
-                    .order_by(PendingOp.id.desc()).limit(1))
+    o = tables.pending_ops.c
+    when = s.scalar(select(o.created_at).where(o.placement_id == placement_id, o.kind == "flags")
+                    .order_by(o.id.desc()).limit(1))
     if when is None:
         return False
     if when.tzinfo is None and since.tzinfo is not None:
@@ -1034,6 +1032,15 @@ def _newest_local_change(s, placement_id: int, since) -> bool:
     elif since.tzinfo is None and when.tzinfo is not None:
         when = when.replace(tzinfo=None)
     return when > since
+
+
+def _placement_with_body(c, placement_id: int | None):
+    """(body_sha256, flags, message_id) of a placement, or None when there is no such placement."""
+    if not placement_id:
+        return None
+    pl, b = tables.placements.c, tables.bodies.c
+    return c.execute(select(pl.body_sha256, pl.flags, b.message_id).join(tables.bodies, b.sha256 == pl.body_sha256)
+                     .where(pl.id == placement_id)).one_or_none()
 
 
 def sync_account(store: Store, account: AccountConfig, **kw) -> AccountResult:

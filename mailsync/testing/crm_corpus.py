@@ -513,10 +513,9 @@ def load_into_store(store, account: str, messages: Iterable[CorpusMessage], *, h
     from mailsync.store.uow import UnitOfWork
 
     with UnitOfWork(store) as uow:
-        acc = repo.get_or_create_account(uow.session, account, host, username)
-        folders = {f.name: f for f in repo.folders_of(uow.session, acc.id)}
+        account_id = repo.account_id(uow.connection, account, host, username)
+        folders = {f.name: f for f in repo.folders_of(uow.connection, account_id)}
         uow.commit()
-        account_id = acc.id
     next_uid: dict[int, int] = {}
     count = 0
     pending: list[CorpusMessage] = []

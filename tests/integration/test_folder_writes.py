@@ -15,8 +15,8 @@ from mailsync.store.uow import UnitOfWork
 
 def _folder(store, **fields) -> int:
     with UnitOfWork(store) as uow:
-        acc = repo.get_or_create_account(uow.session, "acc", "127.0.0.1", "u")
-        f = Folder(account_id=acc.id, name="INBOX", raw_name="INBOX", delimiter="/", fetched_uid=0, status="ok",
+        acc_id = repo.account_id(uow.connection, "acc", "127.0.0.1", "u")
+        f = Folder(account_id=acc_id, name="INBOX", raw_name="INBOX", delimiter="/", fetched_uid=0, status="ok",
                    **fields)
         uow.session.add(f)
         uow.commit()

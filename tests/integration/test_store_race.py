@@ -29,8 +29,8 @@ def test_orphan_clean_up_leaves_a_body_being_adopted(store_url):
         s = uow.session
         folders = []
         for name in ("a", "b"):
-            acc = repo.get_or_create_account(s, name, "127.0.0.1", name)
-            f = Folder(account_id=acc.id, name="INBOX", raw_name="INBOX", delimiter="/", fetched_uid=0, status="ok")
+            acc_id = repo.account_id(s, name, "127.0.0.1", name)
+            f = Folder(account_id=acc_id, name="INBOX", raw_name="INBOX", delimiter="/", fetched_uid=0, status="ok")
             s.add(f)
             s.flush()
             folders.append(f.id)

@@ -18,7 +18,7 @@ def test_tasks_run_in_order_on_one_thread_and_commit(store_url):
 
     def add(uow, name):
         seen.append((name, threading.current_thread().name))
-        repo.get_or_create_account(uow.session, name, "h", "u")
+        repo.account_id(uow.connection, name, "h", "u")
         uow.commit()
 
     with StoreWorker(store, max_pending=2) as db:
@@ -38,7 +38,7 @@ def test_after_a_failure_later_tasks_do_not_run(store_url):
     ran = []
 
     def ok(uow, name):
-        repo.get_or_create_account(uow.session, name, "h", "u")
+        repo.account_id(uow.connection, name, "h", "u")
         uow.commit()
         ran.append(name)
 

@@ -13,9 +13,8 @@ import pytest
 
 from helpers import client_for, nonempty, server_snapshot
 from mailsync.changes import LocalChanges
-from mailsync.store import repositories as repo
 from mailsync.store.db import open_store
-from mailsync.store.models import AuditEvent, Folder, PendingOp
+from mailsync.store.models import AuditEvent, Folder, PendingOp, Placement
 from mailsync.store.uow import UnitOfWork
 from twoway_support import (FLAG_TABLE, account_for, apply_table_changes, assert_agree, msg, store_snapshot, sync,
                              table_messages)
@@ -173,8 +172,8 @@ def test_server_move_of_1000_messages_downloads_no_body(server, user, store):
     account = account_for(user)
     sync(store, account)
     with UnitOfWork(store) as uow:
-        before = {p.uid for p in uow.session.query(repo.Placement).all()}
-        ids_before = {p.id for p in uow.session.query(repo.Placement).all()}
+        before = {p.uid for p in uow.session.query(Placement).all()}
+        ids_before = {p.id for p in uow.session.query(Placement).all()}
     assert len(before) == 1000
     c = client_for(user)
     c.select_folder("INBOX")
@@ -191,7 +190,7 @@ def test_server_move_of_1000_messages_downloads_no_body(server, user, store):
     assert result.moves == 1000
     assert_agree(store, user)
     with UnitOfWork(store) as uow:
-        assert {p.id for p in uow.session.query(repo.Placement).filter(repo.Placement.tombstone_run.is_(None))} \
+        assert {p.id for p in uow.session.query(Placement).filter(Placement.tombstone_run.is_(None))} \
             == ids_before  # the same placements, moved: their identity (and local metadata) kept
 
 
