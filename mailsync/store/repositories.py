@@ -5,8 +5,8 @@ open connections or sessions (see uow.py), nor speak IMAP.
 
 Most functions are Core statements on the tables of tables.py and take either a Connection or a
 Session (``db``): the sync engine passes its unit of work's connection and never imports the ORM.
-The few that return mapped objects (for status, local changes and the tests) take a Session and
-import the models when called.
+The few that return mapped objects (accounts and runs for status and local changes; placements for
+the flag merge, which changes them) take a Session and import the models when called.
 
 Bulk paths (placements of a whole folder, a batch of bodies) use Core statements with executemany:
 the ORM's per-object bookkeeping is too slow for 20,000-message folders.
