@@ -171,7 +171,7 @@ def render_status(report: dict) -> str:
         if packs and packs["files"]:
             dead = packs["bytes"] - packs["live_bytes"]
             where += (f"; bodies {_mb(packs['bytes'])} in {packs['files']} pack file(s) under {packs['folder']}, "
-                      f"{_mb(max(dead, 0))} no longer needed (reclaimed after a sync once half a pack is)")
+                      f"{_mb(max(dead, 0))} no longer needed (reclaimed by a sync once half a pack is; checked hourly)")
         lines.append(where)
     return "\n".join(lines)
 

@@ -9,6 +9,11 @@ repointed in a transaction; the old pack is retired only when no row points into
 point leaves every row pointing at a complete copy; at worst a copy is written twice (dead space
 for the next compaction). A retired pack is kept for an hour under another name, so that a reader
 that looked up a row before the move can still read it, then deleted.
+
+Cost that follows change: finding the dead share of each pack reads every body row (70 ms at
+200,000 messages, and more the larger the store), while a sync with an expunge deletes a handful of
+bodies. So compact() scans at most once per SCAN_INTERVAL (the mtime of a stamp file in the pack
+folder), and dead space is given back at the first sync with deletions after that.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
+import time
 from dataclasses import dataclass
 
 from sqlalchemy import func, select, update
@@ -30,6 +36,8 @@ log = logging.getLogger(__name__)
 MIN_DEAD_FRACTION = 0.5  # compact a pack when at least half of it is dead ...
 MIN_DEAD_BYTES = 64 << 20  # ... and that half is worth a rewrite
 MOVE_CHUNK = 64 << 20  # live bytes moved per transaction
+SCAN_INTERVAL = 3600.0  # seconds between two usage scans of compact()
+_SCANNED = "usage-scanned"  # in the pack folder; its mtime is when compact() last finished a scan
 
 
 @dataclass
@@ -50,9 +58,10 @@ def pack_usage(store: Store) -> dict[int, tuple[int, int]]:
 
 
 def compact(store: Store, *, min_dead_fraction: float = MIN_DEAD_FRACTION, min_dead_bytes: int = MIN_DEAD_BYTES,
-            retired_grace: float = 3600.0) -> CompactionResult:
-    """Compact the packs whose dead share passes both thresholds; delete packs retired more than
-    ``retired_grace`` seconds ago. Returns at once when another process is compacting."""
+            retired_grace: float = 3600.0, scan_interval: float = SCAN_INTERVAL) -> CompactionResult:
+    """Compact the packs whose dead share passes both thresholds, unless the last scan for them was
+    less than ``scan_interval`` seconds ago; delete packs retired more than ``retired_grace`` seconds
+    ago. Returns at once when another process is compacting."""
     result = CompactionResult()
     packs = store.packs
     if packs is None or not packs.root.exists():
@@ -64,10 +73,14 @@ def compact(store: Store, *, min_dead_fraction: float = MIN_DEAD_FRACTION, min_d
         except BlockingIOError:
             return result
         result.freed += packs.purge_retired(retired_grace)
+        stamp = packs.root / _SCANNED
+        if _scanned_within(stamp, scan_interval):
+            return result
         usage = pack_usage(store)
         todo = [p for p, (size, live) in sorted(usage.items())
                 if size - live >= min_dead_bytes and size - live >= size * min_dead_fraction]
         if not todo:
+            stamp.touch(mode=0o600)
             return result
         packs.seal()  # moved bodies go to a fresh pack, never into one being emptied
         for pack in todo:
@@ -78,9 +91,22 @@ def compact(store: Store, *, min_dead_fraction: float = MIN_DEAD_FRACTION, min_d
                 packs.retire(pack)
                 result.packs += 1
                 log.info("compacted body pack %d: %d live bytes moved", pack, usage[pack][1])
+        stamp.touch(mode=0o600)  # only now: after a crash in between, the next call scans again
         return result
     finally:
         os.close(fd)
+
+
+def _scanned_within(stamp, seconds: float) -> bool:
+    """Did a scan finish less than ``seconds`` ago? (A stamp from the future, after the clock was
+    set back, does not count.)"""
+    if seconds <= 0:
+        return False
+    try:
+        age = time.time() - stamp.stat().st_mtime
+    except FileNotFoundError:
+        return False
+    return 0 <= age < seconds
 
 
 def _move_live(store: Store, pack: int) -> int:

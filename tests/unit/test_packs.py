@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
+import time
 import pytest
 from sqlalchemy import delete, select
 
@@ -262,7 +263,7 @@ def test_compaction_moves_live_bodies_and_frees_the_rest(tmp_path):
     # a reader that looked its row up before the move
     with UnitOfWork(store) as uow:
         old = uow.session.execute(select(Body.pack, Body.pack_offset).where(Body.sha256 == keep[0][0])).one()
-    done = compaction.compact(store, min_dead_bytes=1)
+    done = compaction.compact(store, min_dead_bytes=1, scan_interval=0)  # the call above scanned just now
     assert done.packs == 1 and done.moved == sum(len(raw) for _, raw in keep)
     assert 1 not in store.packs.packs()  # retired, kept an hour under another name
     assert store.packs.read(old.pack, old.pack_offset, len(keep[0][1]), keep[0][0]) == keep[0][1]
@@ -334,3 +335,30 @@ def test_a_failed_pack_write_reaches_its_future_and_the_next_submit(packs, monke
             writer.submit(_filled(packs, _items(2))[0])
     finally:
         writer.close()
+
+
+def test_compaction_scans_at_most_once_per_interval(tmp_path):
+    """The usage scan reads every body row, so compact() runs it at most once per scan_interval: dead
+    space made within the interval waits for the first call after it."""
+    store = _store(tmp_path)
+    items = _items(40, size=10_000)
+    with UnitOfWork(store) as uow:
+        repo.store_bodies(uow.session, _bodies(items))
+        uow.commit()
+    assert compaction.compact(store, min_dead_bytes=1).packs == 0  # scanned: nothing dead yet
+    stamp = store.packs.root / "usage-scanned"
+    assert stamp.exists()
+    with UnitOfWork(store) as uow:
+        uow.session.execute(delete(Body).where(Body.sha256.in_([sha for sha, _ in items[1:]])))
+        uow.commit()
+    assert compaction.compact(store, min_dead_bytes=1).packs == 0  # within the hour: not looked at
+    assert store.packs.packs() == [1]
+    scanned = stamp.stat().st_mtime
+    os.utime(stamp, (scanned - 2 * compaction.SCAN_INTERVAL,) * 2)  # the last scan was two hours ago
+    assert compaction.compact(store, min_dead_bytes=1).packs == 1
+    assert stamp.stat().st_mtime > scanned - compaction.SCAN_INTERVAL  # this scan is the last one now
+    os.utime(stamp, (time.time() + 3600,) * 2)  # a stamp from the future (the clock was set back) ...
+    assert not compaction._scanned_within(stamp, compaction.SCAN_INTERVAL)  # ... does not hold scans off
+    with UnitOfWork(store) as uow:
+        assert repo.read_body(uow.session, items[0][0]) == items[0][1]
+    store.dispose()
