@@ -12,8 +12,9 @@ that looked up a row before the move can still read it, then deleted.
 
 Cost that follows change: finding the dead share of each pack reads every body row (70 ms at
 200,000 messages, and more the larger the store), while a sync with an expunge deletes a handful of
-bodies. So compact() scans at most once per SCAN_INTERVAL (the mtime of a stamp file in the pack
-folder), and dead space is given back at the first sync with deletions after that.
+bodies. So compact() scans at most once per SCAN_INTERVAL, counted from its last scan or, before the
+first, from the first time it looked (the mtime of a stamp file in the pack folder); dead space is
+given back at the first sync with deletions after that.
 """
 
 from __future__ import annotations
@@ -74,6 +75,9 @@ def compact(store: Store, *, min_dead_fraction: float = MIN_DEAD_FRACTION, min_d
             return result
         result.freed += packs.purge_retired(retired_grace)
         stamp = packs.root / _SCANNED
+        if scan_interval > 0 and not stamp.exists():  # the first look starts the clock
+            stamp.touch(mode=0o600)
+            return result
         if _scanned_within(stamp, scan_interval):
             return result
         usage = pack_usage(store)

@@ -241,7 +241,7 @@ def test_bytes_written_before_a_crash_are_only_dead_space(tmp_path):
         assert [repo.read_body(uow.session, sha) for sha, _ in items] == [raw for _, raw in items]
     [(size, live)] = compaction.pack_usage(store).values()
     assert size >= 2 * live - 2 * ALIGN  # half of the pack is the lost first copy
-    done = compaction.compact(store, min_dead_bytes=1, retired_grace=0)
+    done = compaction.compact(store, min_dead_bytes=1, retired_grace=0, scan_interval=0)
     assert done.packs == 1
     with UnitOfWork(store) as uow:
         assert [repo.read_body(uow.session, sha) for sha, _ in items] == [raw for _, raw in items]
@@ -259,7 +259,7 @@ def test_compaction_moves_live_bodies_and_frees_the_rest(tmp_path):
         uow.session.execute(delete(Body).where(Body.sha256.in_([sha for sha, _ in drop])))
         uow.commit()
     before = compaction.pack_usage(store)
-    assert compaction.compact(store, min_dead_bytes=10 ** 9).packs == 0  # below the threshold: untouched
+    assert compaction.compact(store, min_dead_bytes=10 ** 9, scan_interval=0).packs == 0  # below the threshold
     # a reader that looked its row up before the move
     with UnitOfWork(store) as uow:
         old = uow.session.execute(select(Body.pack, Body.pack_offset).where(Body.sha256 == keep[0][0])).one()
@@ -338,16 +338,26 @@ def test_a_failed_pack_write_reaches_its_future_and_the_next_submit(packs, monke
 
 
 def test_compaction_scans_at_most_once_per_interval(tmp_path):
-    """The usage scan reads every body row, so compact() runs it at most once per scan_interval: dead
-    space made within the interval waits for the first call after it."""
+    """The usage scan reads every body row, so compact() runs it at most once per scan_interval,
+    counted from the first look before the first scan: dead space made within the interval waits for
+    the first call after it."""
     store = _store(tmp_path)
     items = _items(40, size=10_000)
     with UnitOfWork(store) as uow:
         repo.store_bodies(uow.session, _bodies(items))
         uow.commit()
-    assert compaction.compact(store, min_dead_bytes=1).packs == 0  # scanned: nothing dead yet
     stamp = store.packs.root / "usage-scanned"
+    with UnitOfWork(store) as uow:  # dead before the first look ...
+        uow.session.execute(delete(Body).where(Body.sha256 == items[-1][0]))
+        uow.commit()
+    assert compaction.compact(store, min_dead_bytes=1, min_dead_fraction=0).packs == 0  # ... waits an hour
     assert stamp.exists()
+    os.utime(stamp, (time.time() - 2 * compaction.SCAN_INTERVAL,) * 2)
+    with UnitOfWork(store) as uow:
+        repo.store_bodies(uow.session, _bodies(items[-1:]))  # alive again: nothing dead but the old copy
+        uow.commit()
+    assert compaction.compact(store, min_dead_bytes=10 ** 9).packs == 0  # scanned: under the threshold
+    assert time.time() - stamp.stat().st_mtime < 60
     with UnitOfWork(store) as uow:
         uow.session.execute(delete(Body).where(Body.sha256.in_([sha for sha, _ in items[1:]])))
         uow.commit()
