@@ -28,7 +28,9 @@ from dataclasses import dataclass
 from sqlalchemy import func, select, update
 
 from mailsync.store.db import Store
-from mailsync.store.models import Body
+from mailsync.store.tables import bodies
+
+_B = bodies.c
 from mailsync.store.packs import HEADER
 from mailsync.store.uow import UnitOfWork
 
@@ -53,8 +55,8 @@ def pack_usage(store: Store) -> dict[int, tuple[int, int]]:
     if store.packs is None:
         return {}
     with UnitOfWork(store) as uow:
-        live = {p: int(n or 0) + int(c) * HEADER.size for p, n, c in uow.session.execute(
-            select(Body.pack, func.sum(Body.size), func.count()).where(Body.pack.isnot(None)).group_by(Body.pack))}
+        live = {p: int(n or 0) + int(c) * HEADER.size for p, n, c in uow.connection.execute(
+            select(_B.pack, func.sum(_B.size), func.count()).where(_B.pack.isnot(None)).group_by(_B.pack))}
     return {p: (size, live.get(p, 0)) for p, size in store.packs.sizes().items()}
 
 
@@ -90,7 +92,7 @@ def compact(store: Store, *, min_dead_fraction: float = MIN_DEAD_FRACTION, min_d
         for pack in todo:
             result.moved += _move_live(store, pack)
             with UnitOfWork(store) as uow:
-                left = uow.session.scalar(select(func.count()).select_from(Body).where(Body.pack == pack))
+                left = uow.connection.scalar(select(func.count()).select_from(bodies).where(_B.pack == pack))
             if left == 0:
                 packs.retire(pack)
                 result.packs += 1
@@ -117,8 +119,8 @@ def _move_live(store: Store, pack: int) -> int:
     packs = store.packs
     assert packs is not None
     with UnitOfWork(store) as uow:
-        rows = uow.session.execute(select(Body.sha256, Body.size, Body.pack_offset)
-                                   .where(Body.pack == pack).order_by(Body.pack_offset)).all()
+        rows = uow.connection.execute(select(_B.sha256, _B.size, _B.pack_offset)
+                                      .where(_B.pack == pack).order_by(_B.pack_offset)).all()
     moved = 0
     chunk: list = []
     size = 0
@@ -131,8 +133,8 @@ def _move_live(store: Store, pack: int) -> int:
             where = packs.append(items)
             with UnitOfWork(store) as uow:
                 for r, (new_pack, offset) in zip(chunk, where):
-                    uow.session.execute(update(Body).where(Body.sha256 == r.sha256, Body.pack == pack)
-                                        .values(pack=new_pack, pack_offset=offset))
+                    uow.connection.execute(update(bodies).where(_B.sha256 == r.sha256, _B.pack == pack)
+                                           .values(pack=new_pack, pack_offset=offset))
                 uow.commit()
             moved += size
             chunk, size = [], 0

@@ -5,8 +5,8 @@ open connections or sessions (see uow.py), nor speak IMAP.
 
 Most functions are Core statements on the tables of tables.py and take either a Connection or a
 Session (``db``): the sync engine passes its unit of work's connection and never imports the ORM.
-The few that return mapped objects (accounts and runs for status and local changes; placements for
-the flag merge, which changes them) take a Session and import the models when called.
+The few that return mapped objects (accounts and runs, for status and local changes) take a Session
+and import the models when called.
 
 Bulk paths (placements of a whole folder, a batch of bodies) use Core statements with executemany:
 the ORM's per-object bookkeeping is too slow for 20,000-message folders.
@@ -20,7 +20,7 @@ from datetime import datetime
 
 from typing import TYPE_CHECKING, Any, Union
 
-from sqlalchemy import Connection, Row, delete, func, insert, select, update
+from sqlalchemy import Connection, Row, bindparam, delete, func, insert, select, update
 
 from mailsync.errors import StoreError
 from mailsync.store import tables
@@ -29,7 +29,7 @@ from mailsync.store.tables import utcnow
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
-    from mailsync.store.models import Account, Placement, SyncRun
+    from mailsync.store.models import Account, SyncRun
 
 Db = Union[Connection, "Session"]  # what the Core functions below take: the unit of work's either
 _A, _F, _B, _P, _R = (tables.accounts.c, tables.folders.c, tables.bodies.c, tables.placements.c,
@@ -259,21 +259,18 @@ def delete_orphan_bodies(db: Db, candidates: Iterable[str]) -> int:
     return n
 
 
-def live_placements_for(session: Session, folder_id: int, uids: Iterable[int],
-                        ids: Iterable[int] = ()) -> dict[int, Placement]:
-    """The live placements of the folder with one of `uids`, or one of the placement `ids`, as
-    mapped objects (the caller changes them)."""
-    from mailsync.store.models import Placement
-
-    out: dict[int, Placement] = {}
+def live_placements_for(db: Db, folder_id: int, uids: Iterable[int], ids: Iterable[int] = ()) -> dict[int, Row]:
+    """uid -> the live placement (a row of tables.placements) of the folder with one of `uids`, or one
+    of the placement `ids`."""
+    out: dict[int, Row] = {}
     uids, ids = sorted(set(uids)), sorted(set(ids))
     for i in range(0, len(uids), 500):
-        for p in session.scalars(select(Placement).where(_P.folder_id == folder_id, *LIVE,
-                                                         _P.uid.in_(uids[i:i + 500]))):
+        for p in db.execute(select(tables.placements).where(_P.folder_id == folder_id, *LIVE,
+                                                            _P.uid.in_(uids[i:i + 500]))):
             out[p.uid] = p
     for i in range(0, len(ids), 500):
-        for p in session.scalars(select(Placement).where(_P.folder_id == folder_id, *LIVE,
-                                                         _P.id.in_(ids[i:i + 500]))):
+        for p in db.execute(select(tables.placements).where(_P.folder_id == folder_id, *LIVE,
+                                                            _P.id.in_(ids[i:i + 500]))):
             out[p.uid] = p
     return out
 
@@ -301,11 +298,23 @@ def uid_flags(db: Db, folder_id: int) -> dict[int, str]:
         select(_P.uid, _P.flags).where(_P.folder_id == folder_id, *LIVE)).all())
 
 
-def live_placements(session: Session, folder_id: int) -> dict[int, Placement]:
-    """uid -> every live placement of the folder, as mapped objects (the caller changes them)."""
-    from mailsync.store.models import Placement
+def live_placements(db: Db, folder_id: int) -> dict[int, Row]:
+    """uid -> every live placement of the folder (rows of tables.placements)."""
+    return {p.uid: p for p in db.execute(select(tables.placements).where(_P.folder_id == folder_id, *LIVE))}
 
-    return {p.uid: p for p in session.scalars(select(Placement).where(_P.folder_id == folder_id, *LIVE))}
+
+def update_placements(db: Db, changes: Iterable[tuple[int, dict[str, Any]]]) -> None:
+    """Set columns of placements: (placement id, {column: new value}) each, naming only the columns
+    that change (one written back with the value read earlier could undo a change made meanwhile).
+    One executemany per set of columns."""
+    groups: dict[tuple[str, ...], list[dict]] = {}
+    for pid, values in changes:
+        if values:
+            groups.setdefault(tuple(sorted(values)), []).append(
+                {"_id": pid, **{f"_{k}": v for k, v in values.items()}})
+    for columns, params in groups.items():
+        db.execute(update(tables.placements).where(_P.id == bindparam("_id"))
+                   .values({c: bindparam(f"_{c}") for c in columns}), params)
 
 
 def tombstone(db: Db, folder_id: int, uids: Iterable[int], run_id: int) -> int:

@@ -588,7 +588,7 @@ class AccountSync:
                    reason: str | None) -> _Delta:
         """Rule F3 (adopt), then the plan of rules M1-M3 and T1-T3 (plan.plan_messages) carried out:
         tombstones, flag updates, conflicts to the audit log; commits. Pushes are left to the caller."""
-        s = uow.session  # the placements whose flags change are mapped objects
+        s = uow.connection
         folder = repo.get_folder(s, folder_id)
         if reason:
             self._audit(uow, "full_comparison", reason, folder=folder.name)
@@ -615,9 +615,8 @@ class AccountSync:
         if plan.expunged:
             repo.tombstone(s, folder_id, plan.expunged, self.run_id)
             self.result.expunged += len(plan.expunged)
-        for uid, (flags, base, modseq) in plan.updates.items():
-            p = local[uid]
-            p.flags, p.base_flags, p.modseq = flags, base, modseq
+        repo.update_placements(s, ((local[uid].id, _changed(local[uid], flags=flags, base_flags=base, modseq=modseq))
+                                   for uid, (flags, base, modseq) in plan.updates.items()))
         self.result.flag_changes += plan.flag_changes
         for uid, flag, on_server, on_local, kept in plan.conflicts:
             self.result.conflicts += 1
@@ -668,9 +667,9 @@ class AccountSync:
 
     def _record_flag_pushes(self, uow: UnitOfWork, folder_id: int, name: str, uids: list[int],
                             answered: dict, refused: set[int]) -> None:
-        s = uow.session
+        s = uow.connection
         local = repo.live_placements(s, folder_id)
-        done = []
+        done, changes = [], []
         for uid in uids:
             p = local.get(uid)
             if p is None:
@@ -678,18 +677,20 @@ class AccountSync:
             if uid in refused:  # MODIFIED: the server changed it meanwhile; re-read and re-merge next run
                 self._audit(uow, "modified", "the server changed the flags meanwhile: merged again next sync",
                             folder=name, uid=uid)
-                p.modseq = None
+                changes.append((p.id, _changed(p, modseq=None)))
                 continue
             item = answered.get(uid)
+            modseq = p.modseq
             if item is not None and item.flags is not None:
                 server = P.flags_text(item.flags)
                 if server != p.flags:  # someone else's change landed between our merge and STORE
-                    p.base_flags = server
+                    changes.append((p.id, _changed(p, base_flags=server)))
                     continue
-                p.modseq = item.modseq or p.modseq
-            p.base_flags = p.flags
+                modseq = item.modseq or p.modseq
+            changes.append((p.id, _changed(p, base_flags=p.flags, modseq=modseq)))
             done.append(p.id)
             self.result.pushed += 1
+        repo.update_placements(s, changes)
         if done:
             self._settle_flag_ops(s, done)
         uow.commit()
@@ -714,22 +715,21 @@ class AccountSync:
             self._sync_folder(conn, db, fresh)
 
     def _apply_rematch(self, uow: UnitOfWork, folder_id: int, info, headers: dict) -> bool:
-        from mailsync.store.models import Body, Placement
-
-        s = uow.session  # the placements it keeps are mapped objects
+        s, pl, b = uow.connection, tables.placements.c, tables.bodies.c
         folder = repo.get_folder(s, folder_id)
-        rows = s.execute(select(Placement, Body.message_id, Body.size).join(Body, Body.sha256 == Placement.body_sha256)
-                         .where(Placement.folder_id == folder_id, *repo.LIVE)).all()
+        rows = s.execute(select(pl.id, pl.body_sha256, b.message_id, b.size)
+                         .join(tables.bodies, b.sha256 == pl.body_sha256)
+                         .where(pl.folder_id == folder_id, *repo.LIVE)).all()
         index: dict[tuple[str, int], list[int]] = {}
         for uid, it in headers.items():
             mid = message_id(it.header_fields or b"")
             if mid and it.size is not None:
                 index.setdefault((mid, it.size), []).append(uid)
         matches: dict[int, int] = {}
-        for p, mid, size in rows:
+        for pid, _sha, mid, size in rows:
             cands = index.get((mid, size)) if mid else None
             if cands and len(cands) == 1:
-                matches[p.id] = cands[0]
+                matches[pid] = cands[0]
         known, found = len(rows), len(matches)
         old = folder.uidvalidity
         if not P.uidvalidity_rematch_accepted(known, found):
@@ -741,17 +741,13 @@ class AccountSync:
             uow.commit()
             return False
         # two steps, so that no UID is briefly held twice in the folder
-        s.execute(update(Placement).where(Placement.folder_id == folder_id, Placement.uid.isnot(None))
-                  .values(uid=None))
-        s.flush()
-        for p, _mid, _size in rows:
-            new_uid = matches.get(p.id)
-            if new_uid is None:
-                self._orphans.add(p.body_sha256)
-                s.delete(p)
-            else:
-                p.uid, p.modseq = new_uid, None
-        s.execute(delete(Placement).where(Placement.folder_id == folder_id, Placement.tombstone_run.isnot(None)))
+        s.execute(update(tables.placements).where(pl.folder_id == folder_id, pl.uid.isnot(None)).values(uid=None))
+        lost = [(pid, sha) for pid, sha, _mid, _size in rows if pid not in matches]
+        self._orphans.update(sha for _, sha in lost)
+        for i in range(0, len(lost), 500):
+            s.execute(delete(tables.placements).where(pl.id.in_([pid for pid, _ in lost[i:i + 500]])))
+        repo.update_placements(s, ((pid, {"uid": uid, "modseq": None}) for pid, uid in matches.items()))
+        s.execute(delete(tables.placements).where(pl.folder_id == folder_id, pl.tombstone_run.isnot(None)))
         repo.update_folder(s, folder_id, uidvalidity=info.uidvalidity, uidnext=None, highestmodseq=None, fetched_uid=0)
         self._audit(uow, "uidvalidity_rematched", f"UIDVALIDITY changed from {old} to {info.uidvalidity}: "
                     f"{found} of {known} known messages found again by Message-ID and size; nothing downloaded",
@@ -959,30 +955,27 @@ class AccountSync:
         """Rules N1/N2 for the new UIDs recognised by (Message-ID, size), after every folder was read."""
         if not self._deferred_links:
             return
-        from mailsync.store.models import Folder, Placement
-
-        s = uow.session  # tombstones that become moves are mapped objects
-        shas = {sha for *_, sha in self._deferred_links}
-        tombs: dict[str, list[Placement]] = {}
-        for p in s.scalars(select(Placement).join(Folder, Folder.id == Placement.folder_id).where(
-                Folder.account_id == self.account_id, Placement.tombstone_run == self.run_id,
-                Placement.body_sha256.in_(shas))):
-            tombs.setdefault(p.body_sha256, []).append(p)
+        s, pl, fo = uow.connection, tables.placements.c, tables.folders.c
+        shas = sorted({sha for *_, sha in self._deferred_links})
+        tombs: dict[str, list[int]] = {}
+        for pid, sha in s.execute(select(pl.id, pl.body_sha256).join(tables.folders, fo.id == pl.folder_id).where(
+                fo.account_id == self.account_id, pl.tombstone_run == self.run_id, pl.body_sha256.in_(shas))):
+            tombs.setdefault(sha, []).append(pid)
+        moves: list[tuple[int, dict]] = []
         rows_by_folder: dict[int, list[dict]] = {}
         for folder_id, uid, item, sha in self._deferred_links:
             row = self._placement_row(folder_id, item, sha)
             t = tombs.get(sha)
             if t:
-                p = t.pop(0)
-                p.folder_id, p.uid, p.tombstone_run = folder_id, uid, None
-                p.flags = p.base_flags = row["flags"]
-                p.modseq, p.internaldate, p.size = row["modseq"], row["internaldate"], row["size"]
+                moves.append((t.pop(0), {"folder_id": folder_id, "uid": uid, "tombstone_run": None,
+                                         "flags": row["flags"], "base_flags": row["flags"], "modseq": row["modseq"],
+                                         "internaldate": row["internaldate"], "size": row["size"]}))
                 self.result.moves += 1
                 self.result.expunged -= 1
             else:
                 rows_by_folder.setdefault(folder_id, []).append(row)
             self.result.new_messages += 1
-        s.flush()
+        repo.update_placements(s, moves)
         for folder_id, rows in rows_by_folder.items():
             repo.add_placements(s, self._adopt_unsettled(s, folder_id, rows))
         uow.commit()
@@ -1032,6 +1025,11 @@ def _newest_local_change(s, placement_id: int, since) -> bool:
     elif since.tzinfo is None and when.tzinfo is not None:
         when = when.replace(tzinfo=None)
     return when > since
+
+
+def _changed(row, **values) -> dict:
+    """Of ``values`` (column: new value), those that differ from what ``row`` holds."""
+    return {k: v for k, v in values.items() if getattr(row, k) != v}
 
 
 def _placement_with_body(c, placement_id: int | None):
