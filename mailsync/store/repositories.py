@@ -17,7 +17,6 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-
 from typing import TYPE_CHECKING, Any, Union
 
 from sqlalchemy import Connection, Row, bindparam, delete, func, insert, select, update
