@@ -39,6 +39,12 @@ def _connection(db: Db) -> Connection:
     return db if isinstance(db, Connection) else db.connection()
 
 
+def packs_of(db: Db):
+    """The store's pack files (packs.PackStore), or None when bodies live in the database: the unit
+    of work puts them on its connection (uow.py)."""
+    return _connection(db).info.get("packs")
+
+
 def text_to_flags(text: str) -> tuple[str, ...]:
     return tuple(text.split()) if text else ()
 
@@ -177,7 +183,7 @@ def store_bodies(db: Db, bodies: Sequence[NewBody]) -> None:
     dialect = conn.dialect.name
     if dialect == "sqlite":
         conn.exec_driver_sql("UPDATE bodies SET size = size WHERE 0")  # BEGIN + the write lock, no change
-    packs = db.info.get("packs")
+    packs = packs_of(conn)
     keys = list(unique)
     if packs is not None:  # SQLite only: the write lock makes look-up and insert one step
         have = _existing_bodies(db, keys)
@@ -234,7 +240,7 @@ def read_heads(db: Db, shas: Sequence[str], limit: int) -> list[tuple[str, bytes
 
 
 def _packs(db: Db):
-    packs = db.info.get("packs")
+    packs = packs_of(db)
     if packs is None:
         raise StoreError("this store keeps message bodies in pack files, but it was opened without them",
                          hint="open the SQLite store by its file path (sqlite:////path/mailsync.db)")

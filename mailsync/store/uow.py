@@ -36,7 +36,7 @@ class UnitOfWork:
 
     def __enter__(self) -> "UnitOfWork":
         self.connection = self.store.engine.connect() if self.bind is None else self.bind
-        # repositories.store_bodies / read_body find the pack files here (None: bodies in the database)
+        # repositories.packs_of finds the pack files here, for the session too (None: bodies in the database)
         self.connection.info["packs"] = self.store.packs
         return self
 
@@ -49,7 +49,6 @@ class UnitOfWork:
             # transaction, whether Core statements began it or the session does.
             self._session = Session(bind=self.connection, expire_on_commit=False,
                                     join_transaction_mode="control_fully")
-            self._session.info["packs"] = self.store.packs
         return self._session
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,

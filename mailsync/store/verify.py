@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from mailsync.errors import StoreError
 from mailsync.store.models import Account, Body, Folder, PendingOp, Placement
-from mailsync.store.repositories import LIVE
+from mailsync.store.repositories import LIVE, packs_of
 
 
 _GROUP = 200  # bodies read from the database per query
@@ -49,7 +49,7 @@ def verify_bodies(session: Session, accounts: Sequence[str] | None = None,
             .join(Account, Account.id == Folder.account_id).where(*LIVE))
     if accounts is not None:
         live = live.where(Account.name.in_(list(accounts)))
-    packs = session.info.get("packs")
+    packs = packs_of(session)
     result = VerifyResult()
     bad: dict[str, str] = {}
     rows = session.execute(select(Body.sha256, Body.size, Body.pack, Body.pack_offset)
