@@ -77,18 +77,13 @@ def compact(store: Store, *, min_dead_fraction: float = MIN_DEAD_FRACTION, min_d
             return result
         result.freed += packs.purge_retired(retired_grace)
         stamp = packs.root / _SCANNED
-        if scan_interval > 0 and not stamp.exists():  # the first look starts the clock
-            stamp.touch(mode=0o600)
-            return result
-        if _scanned_within(stamp, scan_interval):
+        if not _scan_due(stamp, scan_interval):
             return result
         usage = pack_usage(store)
         todo = [p for p, (size, live) in sorted(usage.items())
                 if size - live >= min_dead_bytes and size - live >= size * min_dead_fraction]
-        if not todo:
-            stamp.touch(mode=0o600)
-            return result
-        packs.seal()  # moved bodies go to a fresh pack, never into one being emptied
+        if todo:
+            packs.seal()  # moved bodies go to a fresh pack, never into one being emptied
         for pack in todo:
             result.moved += _move_live(store, pack)
             with UnitOfWork(store) as uow:
@@ -103,16 +98,18 @@ def compact(store: Store, *, min_dead_fraction: float = MIN_DEAD_FRACTION, min_d
         os.close(fd)
 
 
-def _scanned_within(stamp, seconds: float) -> bool:
-    """Did a scan finish less than ``seconds`` ago? (A stamp from the future, after the clock was
-    set back, does not count.)"""
+def _scan_due(stamp, seconds: float) -> bool:
+    """Is a usage scan due, the last having finished ``seconds`` ago or more? Without a stamp, this
+    first look starts the clock (not due). A stamp from the future, after the clock was set back,
+    does not hold scans off."""
     if seconds <= 0:
-        return False
+        return True
     try:
         age = time.time() - stamp.stat().st_mtime
     except FileNotFoundError:
+        stamp.touch(mode=0o600)
         return False
-    return 0 <= age < seconds
+    return not 0 <= age < seconds
 
 
 def _move_live(store: Store, pack: int) -> int:

@@ -368,7 +368,7 @@ def test_compaction_scans_at_most_once_per_interval(tmp_path):
     assert compaction.compact(store, min_dead_bytes=1).packs == 1
     assert stamp.stat().st_mtime > scanned - compaction.SCAN_INTERVAL  # this scan is the last one now
     os.utime(stamp, (time.time() + 3600,) * 2)  # a stamp from the future (the clock was set back) ...
-    assert not compaction._scanned_within(stamp, compaction.SCAN_INTERVAL)  # ... does not hold scans off
+    assert compaction._scan_due(stamp, compaction.SCAN_INTERVAL)  # ... does not hold scans off
     with UnitOfWork(store) as uow:
         assert repo.read_body(uow.session, items[0][0]) == items[0][1]
     store.dispose()
