@@ -44,6 +44,7 @@ class Folder(Base):
     raw_name: Mapped[str]
     delimiter: Mapped[str | None]
     special_use: Mapped[str | None]
+    mailboxid: Mapped[str | None]
     uidvalidity: Mapped[int | None]
     uidnext: Mapped[int | None]
     highestmodseq: Mapped[int | None]

@@ -176,6 +176,7 @@ CREATE TABLE folders (
 	raw_name VARCHAR(1000) NOT NULL, 
 	delimiter VARCHAR(1), 
 	special_use VARCHAR(40), 
+	mailboxid VARCHAR(255), 
 	uidvalidity BIGINT, 
 	uidnext BIGINT, 
 	highestmodseq BIGINT, 

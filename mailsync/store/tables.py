@@ -77,6 +77,9 @@ folders = Table(
     Column("raw_name", String(1000), nullable=False),  # as the server names it on the wire
     Column("delimiter", String(1)),
     Column("special_use", String(40)),  # e.g. "\Sent"
+    # The server's own id of the folder (RFC 8474 MAILBOXID), where it offers OBJECTID: it survives
+    # renames, so it names a renamed folder for certain.
+    Column("mailboxid", String(255)),
     Column("uidvalidity", BigInteger),
     # Checkpoints: moved only in the transaction that stores the data they cover.
     Column("uidnext", BigInteger),  # all UIDs below are mirrored
