@@ -102,10 +102,10 @@ class LocalChanges:
         return p
 
     def _op(self, uow: UnitOfWork, acc: Account, kind: str, *, folder: Folder | None = None,
-            placement: Placement | None = None, **args) -> int:
+            placement: Placement | None = None, state: str = "pending", **args) -> int:
         op = PendingOp(account_id=acc.id, kind=kind, folder_id=folder.id if folder else None,
                        placement_id=placement.id if placement else None, args=json.dumps(args, sort_keys=True),
-                       state="pending", attempts=0, created_at=utcnow())
+                       state=state, attempts=0, created_at=utcnow())
         uow.session.add(op)
         uow.session.flush()
         uow.commit()
@@ -122,7 +122,15 @@ class LocalChanges:
             p = self._placement(uow, acc, f, uid)
             current = set(p.flags.split())
             p.flags = flags_text((current | set(add)) - set(remove))
-            return self._op(uow, acc, "flags", folder=f, placement=p, add=add, remove=remove)
+            if p.flags != p.base_flags:
+                return self._op(uow, acc, "flags", folder=f, placement=p, add=add, remove=remove)
+            # The message is back where the server has it (a change that changes nothing, or one
+            # that undoes a queued one): nothing is left to push, so nothing stays pending.
+            now = utcnow()
+            for op in uow.session.scalars(select(PendingOp).where(
+                    PendingOp.placement_id == p.id, PendingOp.kind == "flags", PendingOp.state == "pending")):
+                op.state, op.updated_at = "done", now
+            return self._op(uow, acc, "flags", folder=f, placement=p, state="done", add=add, remove=remove)
 
     def move(self, account: str, folder: str, uid: int, dest: str) -> int:
         with UnitOfWork(self.store) as uow:
@@ -142,10 +150,12 @@ class LocalChanges:
             f = self._folder(uow, acc, folder)
             p = self._placement(uow, acc, f, uid)
             sha = p.body_sha256
+            # what the UID must still hold on the server when the delete goes out (the engine checks)
+            mid, size = repo.placement_keys(uow.session, f.id, [uid])[uid]
             uow.session.delete(p)
             uow.session.flush()
             repo.delete_orphan_bodies(uow.session, [sha])
-            return self._op(uow, acc, "delete", folder=f, folder_name=f.raw_name, uid=uid)
+            return self._op(uow, acc, "delete", folder=f, folder_name=f.raw_name, uid=uid, message_id=mid, size=size)
 
     def append(self, account: str, folder: str, raw: bytes, *, flags=(), internaldate: str | None = None) -> int:
         flags = [normalise_flag(x) for x in flags]
@@ -201,6 +211,16 @@ class LocalChanges:
             f = self._folder(uow, acc, old)
             if uow.session.scalars(select(Folder).where(Folder.account_id == acc.id, Folder.name == new)).first():
                 raise ChangeError(f"account {account!r} already has a folder {new!r}")
-            old_raw = f.raw_name
+            old_raw, old_name = f.raw_name, f.name
             f.name, f.raw_name = new, utf7.encode(new)
+            # The server renames the folders below it too (RFC 3501 6.3.5): so does the store, now,
+            # so that the next sync finds each of them under its new name.
+            delimiter = f.delimiter or next((o.delimiter for o in repo.folders_of(uow.session, acc.id)
+                                            if o.delimiter), None)
+            if delimiter:
+                for child in uow.session.scalars(select(Folder).where(
+                        Folder.account_id == acc.id, Folder.id != f.id,
+                        Folder.raw_name.startswith(old_raw + delimiter, autoescape=True))):
+                    child.raw_name = f.raw_name + child.raw_name[len(old_raw):]
+                    child.name = new + child.name[len(old_name):]
             return self._op(uow, acc, "rename", folder=f, old=old_raw, new=f.raw_name)

@@ -52,6 +52,11 @@ class ProtocolError(MailsyncError):
     """The server sent something that is not valid IMAP (or not what the command allows)."""
 
 
+class MappingMismatch(MailsyncError):
+    """A UID on the server does not hold the message the store says it does: a destructive command
+    (delete, move, expunge) aimed at it is refused before it is sent."""
+
+
 class StoreError(MailsyncError):
     """The local store could not be opened, migrated or written."""
 

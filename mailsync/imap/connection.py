@@ -29,7 +29,7 @@ from mailsync.config.model import AccountConfig
 from mailsync.errors import AuthError, ConnectError, ProtocolError, TLSVerifyError
 from mailsync.imap import utf7
 from mailsync.imap.payloads import (ListEntry, appenduid, copyuid, modified, parse_esearch, parse_list, parse_search,
-                                    parse_status, parse_vanished)
+                                    parse_objectid, parse_status_reply, parse_vanished)
 from mailsync.imap.responses import (Continuation, FetchItem, ResponseParser, Tagged, Untagged, body_fetch_head,
                                      body_fetch_item, format_uid_set, parse_response_code, quote,
                                      usual_body_fetch)
@@ -45,6 +45,7 @@ class RemoteFolder:
     delimiter: str | None
     flags: tuple[str, ...]
     status: dict[str, int] | None = None  # from LIST-STATUS: MESSAGES UIDNEXT UIDVALIDITY [HIGHESTMODSEQ]
+    mailboxid: str | None = None  # RFC 8474, where the server offers OBJECTID
 
     @property
     def special_use(self) -> str | None:
@@ -69,6 +70,7 @@ class SelectInfo:
     nomodseq: bool = False
     vanished: list[int] = field(default_factory=list)  # QRESYNC: expunged since the given modseq
     changed: dict[int, FetchItem] = field(default_factory=dict)  # QRESYNC: FETCHes of changed messages
+    mailboxid: str | None = None  # RFC 8474 (OBJECTID)
 
 
 def tls_context(account: AccountConfig) -> ssl.SSLContext:
@@ -293,7 +295,7 @@ class ImapConnection:
     def list_folders(self, *, with_status: bool = True) -> list[RemoteFolder]:
         """LIST every folder; with LIST-STATUS also UIDVALIDITY, UIDNEXT, MESSAGES, HIGHESTMODSEQ in the
         same round trip (RFC 5819)."""
-        items = "MESSAGES UIDNEXT UIDVALIDITY" + (" HIGHESTMODSEQ" if self.condstore else "")
+        items = self._status_items()
         options = []
         if with_status and self.has("LIST-STATUS"):
             options.append(f"STATUS ({items})")
@@ -302,27 +304,35 @@ class ImapConnection:
         cmd = b'LIST "" "*"' + (f" RETURN ({' '.join(options)})".encode() if options else b"")
         untagged, _, _ = self._run(cmd, "listing folders")
         entries: dict[str, ListEntry] = {}
-        status: dict[str, dict[str, int]] = {}
+        status: dict[str, tuple[dict[str, int], str | None]] = {}
         for ev in untagged:
             if ev.kind == "LIST":
                 e = parse_list(ev.raw)
                 entries[e.raw_name] = e
             elif ev.kind == "STATUS":
-                name, values = parse_status(ev.raw)
-                status[name] = values
+                name, values, mailboxid = parse_status_reply(ev.raw)
+                status[name] = (values, mailboxid)
         out = []
         for raw, e in entries.items():
-            st = status.get(raw)
+            st, mailboxid = status.get(raw, (None, None))
             out.append(RemoteFolder(raw_name=raw, name=utf7.decode(raw), delimiter=e.delimiter, flags=e.flags,
-                                    status=st))
+                                    status=st, mailboxid=mailboxid))
         return out
 
+    def _status_items(self) -> str:
+        return ("MESSAGES UIDNEXT UIDVALIDITY" + (" HIGHESTMODSEQ" if self.condstore else "")
+                + (" MAILBOXID" if self.has("OBJECTID") else ""))
+
     def status(self, raw_name: str) -> dict[str, int]:
-        items = "MESSAGES UIDNEXT UIDVALIDITY" + (" HIGHESTMODSEQ" if self.condstore else "")
+        return self.status_reply(raw_name)[0]
+
+    def status_reply(self, raw_name: str) -> tuple[dict[str, int], str | None]:
+        """STATUS of one folder: (its counters, its MAILBOXID where the server offers OBJECTID)."""
+        items = self._status_items()
         untagged, _, _ = self._run(b"STATUS " + quote(raw_name) + f" ({items})".encode(), f"STATUS {raw_name!r}")
         for ev in untagged:
             if ev.kind == "STATUS":
-                return parse_status(ev.raw)[1]
+                return parse_status_reply(ev.raw)[1:]
         raise ProtocolError(f"account '{self.account.name}': STATUS {raw_name!r} gave no STATUS response")
 
     def create(self, raw_name: str) -> bool:
@@ -366,6 +376,7 @@ class ImapConnection:
                                               f"selecting {raw_name!r}", sent=sent)
         info: dict[str, int] = {}
         nomodseq = False
+        mailboxid = None
         vanished: list[int] = []
         for ev in untagged:
             if ev.kind == "EXISTS":
@@ -378,6 +389,8 @@ class ImapConnection:
                         info[name] = int(arg)
                     elif name == "NOMODSEQ":
                         nomodseq = True
+                    elif name == "MAILBOXID":
+                        mailboxid = parse_objectid(arg.strip().strip("()").encode())
             elif ev.kind == "VANISHED":
                 vanished.extend(parse_vanished(ev.raw)[1])
         if "UIDVALIDITY" not in info:
@@ -387,7 +400,7 @@ class ImapConnection:
         changed = {f.uid: f for f in fetches if f.uid is not None}
         return SelectInfo(uidvalidity=info["UIDVALIDITY"], uidnext=info.get("UIDNEXT"), exists=info.get("EXISTS", 0),
                           highestmodseq=None if nomodseq else info.get("HIGHESTMODSEQ"), nomodseq=nomodseq,
-                          vanished=vanished, changed=changed)
+                          vanished=vanished, changed=changed, mailboxid=mailboxid)
 
     def _select_command(self, raw_name: str, readonly: bool, qresync: tuple[int, int] | None) -> bytes:
         verb = b"EXAMINE " if readonly else b"SELECT "
@@ -481,7 +494,7 @@ class ImapConnection:
         back, the UIDs it refused as MODIFIED)."""
         uid_set = format_uid_set(uids)
         flag_list = " ".join(flags)
-        if not uid_set or not flag_list:
+        if not uid_set or (not flag_list and not op.upper().startswith("FLAGS")):  # FLAGS () clears them all
             return {}, []
         mod = f" (UNCHANGEDSINCE {unchangedsince})" if unchangedsince is not None and self.condstore else ""
         cmd = f"UID STORE {uid_set}{mod} {op} ({flag_list})".encode()

@@ -142,6 +142,13 @@ def parse_list(raw: bytes) -> ListEntry:
 
 def parse_status(raw: bytes) -> tuple[str, dict[str, int]]:
     """``* STATUS "INBOX" (MESSAGES 3 UIDNEXT 4 UIDVALIDITY 1 HIGHESTMODSEQ 9)`` -> (name, {...})."""
+    name, values, _ = parse_status_reply(raw)
+    return name, values
+
+
+def parse_status_reply(raw: bytes) -> tuple[str, dict[str, int], str | None]:
+    """(name, numeric items, MAILBOXID or None) of a STATUS response; MAILBOXID (RFC 8474) is the
+    one item whose value is a parenthesised id: ``MAILBOXID (F2212ea87)``."""
     toks = _skip_head(tokenize(raw), b"STATUS")
     if not toks:
         raise ProtocolError(f"STATUS without a mailbox: {_q(raw)}")
@@ -150,13 +157,30 @@ def parse_status(raw: bytes) -> tuple[str, dict[str, int]]:
     if len(items) % 2:
         raise ProtocolError(f"STATUS items not in pairs: {_q(raw)}")
     out = {}
+    mailboxid = None
     for k, v in zip(items[::2], items[1::2]):
         key = _text(k).decode("ascii", "replace").upper()
+        if key == "MAILBOXID":
+            mailboxid = parse_objectid(v, raw)
+            continue
         val = _text(v)
         if not val.isdigit():
             raise ProtocolError(f"STATUS {key} is not a number: {_q(raw)}")
         out[key] = int(val)
-    return name, out
+    return name, out, mailboxid
+
+
+def parse_objectid(value, raw: bytes = b"") -> str:
+    """An RFC 8474 objectid: ``(F2212ea87)`` as a list of one atom, or the atom itself; 1-255 of
+    ALPHA / DIGIT / "_" / "-"."""
+    if isinstance(value, list):
+        if len(value) != 1:
+            raise ProtocolError(f"an object id must be one atom in parentheses: {_q(raw)}")
+        value = value[0]
+    text = _text(value).decode("ascii", "replace")
+    if not (1 <= len(text) <= 255) or not all(c.isalnum() or c in "_-" for c in text):
+        raise ProtocolError(f"not a valid object id {text[:40]!r}: {_q(raw)}")
+    return text
 
 
 def expand(ranges: list[tuple[int, int]]) -> list[int]:

@@ -303,6 +303,18 @@ def uid_flags(db: Db, folder_id: int) -> dict[int, str]:
         select(_P.uid, _P.flags).where(_P.folder_id == folder_id, *LIVE)).all())
 
 
+def placement_keys(db: Db, folder_id: int, uids: Sequence[int]) -> dict[int, tuple[str | None, int]]:
+    """uid -> (Message-ID, size) of the folder's live placements with one of ``uids``: what a UID is
+    checked against on the server before it is trusted (rule F4) or acted on (a delete or move)."""
+    out: dict[int, tuple[str | None, int]] = {}
+    uids = sorted(set(uids))
+    for i in range(0, len(uids), 500):
+        out.update((uid, (mid, size)) for uid, mid, size in db.execute(
+            select(_P.uid, _B.message_id, _P.size).join(tables.bodies, _B.sha256 == _P.body_sha256)
+            .where(_P.folder_id == folder_id, *LIVE, _P.uid.in_(uids[i:i + 500]))))
+    return out
+
+
 def live_placements(db: Db, folder_id: int) -> dict[int, Row]:
     """uid -> every live placement of the folder (rows of tables.placements)."""
     return {p.uid: p for p in db.execute(select(tables.placements).where(_P.folder_id == folder_id, *LIVE))}

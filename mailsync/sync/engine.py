@@ -46,7 +46,8 @@ from sqlalchemy import delete, insert, select, update
 
 from mailsync.auth.login import open_connection
 from mailsync.config.model import AccountConfig
-from mailsync.errors import MailsyncError, ProtocolError
+from mailsync.errors import MailsyncError, MappingMismatch, ProtocolError
+from mailsync.imap import utf7
 from mailsync.store import repositories as repo
 from mailsync.store import tables
 from mailsync.store.db import Store
@@ -128,7 +129,9 @@ class _Delta:
     """What one store task decided for one folder."""
 
     new: list[int] = field(default_factory=list)
-    pushes: list[tuple[int, tuple[str, ...], tuple[str, ...], int | None]] = field(default_factory=list)
+    # (uid, +flags, -flags, the server's modseq, the merged flags) of each push (rule T3)
+    pushes: list[tuple[int, tuple[str, ...], tuple[str, ...], int | None, tuple[str, ...]]] = field(
+        default_factory=list)
     have_bodies: bool = False
     skipped: str | None = None
 
@@ -163,6 +166,7 @@ class AccountSync:
         self._deferred_links: list[tuple[int, int, object, str]] = []  # (folder_id, uid, item, sha)
         self._deferred_complete: list[tuple[int, str, object]] = []
         self._orphans: set[str] = set()  # bodies whose placements were removed in this run
+        self._expunged: set[int] = set()  # placements tombstoned as expunged in this run (counted so)
         self._bodies_before_run = False
         self._pending_flags: dict[int, set[int]] = {}  # folder id -> placements with flag changes to push
         self._bulk_checkpoints = False  # the store worker's connection checkpoints in bulk (first syncs)
@@ -288,7 +292,7 @@ class AccountSync:
             self._check_stop()
             try:
                 getattr(self, f"_op_{kind}")(conn, db, op_id, state, args, placement_id)
-            except ProtocolError as exc:  # the server refused this one; the others go on
+            except (ProtocolError, MappingMismatch) as exc:  # the server refused this one; the others go on
                 if getattr(conn, "broken", False):
                     raise
                 db.call(self._mark, op_id, "failed", str(exc))
@@ -337,9 +341,10 @@ class AccountSync:
 
     def _op_move(self, conn, db, op_id, state, args, placement_id) -> None:
         src, src_uid, dest = args["src_folder"], args["src_uid"], args["dest_folder"]
-        mid = db.call(self._placement_message_id, placement_id)
+        key = db.call(self._placement_key, placement_id)
+        mid = key[0] if key else None
         conn.select(src)
-        in_src = bool(conn.uid_search(f"UID {src_uid}"))
+        in_src = self._guard(conn, src, src_uid, key, "move")
         if state == "sent":
             uid = self._find_new_copy(conn, db, dest, mid)
             if uid is not None:  # copied before the crash; finish the expunge
@@ -368,12 +373,31 @@ class AccountSync:
 
     def _op_delete(self, conn, db, op_id, state, args, _pid) -> None:
         conn.select(args["folder_name"])
+        key = (args.get("message_id"), args["size"]) if "size" in args else None  # older journals lack it
+        present = self._guard(conn, args["folder_name"], args["uid"], key, "delete")
         db.call(self._mark, op_id, "sent")
         crashpoint("delete sent")
-        if conn.uid_search(f"UID {args['uid']}"):
+        if present:
             conn.uid_store([args["uid"]], "+FLAGS.SILENT", ["\\Deleted"])
             conn.uid_expunge([args["uid"]])
         db.call(self._mark, op_id, "done")
+
+    def _guard(self, conn, folder: str, uid: int, expected: tuple[str | None, int] | None, what: str) -> bool:
+        """The last line of defence before a destructive command: is ``uid`` (in the selected
+        ``folder``) still on the server, and does it hold the message the store names (Message-ID and
+        size)? False when it is gone; MappingMismatch, with nothing sent, when it holds another."""
+        item = conn.fetch_headers([uid]).get(uid)
+        if item is None:
+            return False
+        if expected is not None:
+            found = (message_id(item.header_fields or b""), item.size)
+            if found != tuple(expected):
+                raise MappingMismatch(
+                    f"account '{self.account.name}': {utf7.decode(folder)!r} UID {uid} is not the message the "
+                    f"store names (the server has Message-ID {found[0]}, {found[1]} bytes; the store expected "
+                    f"{expected[0]}, {expected[1]} bytes): the {what} was not sent",
+                    hint="run `mailsync verify --server --repair` to re-read the folder, then make the change again")
+        return True
 
     def _find_new_copy(self, conn, db, folder: str, mid: str | None) -> int | None:
         """The UID in `folder` of a message with Message-ID `mid` that the store does not know yet."""
@@ -397,9 +421,10 @@ class AccountSync:
             return None
         return repo.read_body(uow.connection, p.body_sha256), p.flags.split(), p.message_id
 
-    def _placement_message_id(self, uow: UnitOfWork, placement_id: int | None) -> str | None:
+    def _placement_key(self, uow: UnitOfWork, placement_id: int | None) -> tuple[str | None, int] | None:
+        """(Message-ID, size) of a placement's message: what its UID must hold on the server."""
         p = _placement_with_body(uow.connection, placement_id)
-        return p.message_id if p else None
+        return (p.message_id, p.size) if p else None
 
     def _settle_placement(self, uow: UnitOfWork, op_id: int, placement_id: int, uid: int | None) -> None:
         c, pl = uow.connection, tables.placements.c
@@ -422,11 +447,12 @@ class AccountSync:
         remote = [f for f in conn.list_folders()
                   if f.selectable and P.folder_selected(f.name, acc.folders, acc.exclude)]
         if conn.condstore and not conn.has("LIST-STATUS"):
-            remote = [_with_status(f, conn.status(f.raw_name)) for f in remote]
+            remote = [_with_status(f, *conn.status_reply(f.raw_name)) for f in remote]
         elif not conn.has("LIST-STATUS"):
             known = db.call(self._known_folder_names)
-            remote = [f if f.raw_name in known else _with_status(f, conn.status(f.raw_name)) for f in remote]
-        folders = db.call(self._apply_folder_plan, remote)
+            remote = [f if f.raw_name in known else _with_status(f, *conn.status_reply(f.raw_name)) for f in remote]
+        renames = self._identify_renames(conn, db, remote)
+        folders = db.call(self._apply_folder_plan, remote, renames)
         status = {f.raw_name: f.status for f in remote}
         folder_errors = []
         unchanged = {f.id for f in folders if f.status != "aside"
@@ -457,39 +483,84 @@ class AccountSync:
     def _known_folder_names(self, uow: UnitOfWork) -> set[str]:
         return {f.raw_name for f in repo.folders_of(uow.connection, self.account_id)}
 
-    def _apply_folder_plan(self, uow: UnitOfWork, remote) -> list[_Folder]:
-        """Rules F1/F2 plus renames: a new remote folder with the UIDVALIDITY of a vanished local one
-        is that folder, renamed. Dropped folders are tombstoned with their placements (rule N2)."""
+    def _identify_renames(self, conn, db: StoreWorker, remote) -> dict[str, int]:
+        """Rule F4: {new raw name: id of the known folder it is, renamed}. MAILBOXIDs settle a pair
+        at no cost; a pair that only shares UIDVALIDITY is checked by reading a sample of the known
+        folder's UIDs in the new folder (one EXAMINE and one FETCH per candidate pair)."""
+        known = db.call(lambda uow: repo.folders_of(uow.connection, self.account_id))
+        listed = {f.raw_name for f in remote}
+        known_names = {f.raw_name for f in known}
+        vanished = [f for f in known if f.raw_name not in listed]
+        fresh = [f for f in remote if f.raw_name not in known_names]
+        if not vanished or not fresh:
+            return {}
+        with_messages = db.call(lambda uow: {f.id for f in vanished if repo.has_placements(uow.connection, f.id)})
+        certain, to_check = P.rename_candidates(
+            [P.FolderIdentity(f.raw_name, (f.status or {}).get("UIDVALIDITY"), f.mailboxid) for f in fresh],
+            [P.FolderIdentity(f.id, f.uidvalidity, f.mailboxid, f.id in with_messages) for f in vanished])
+        checked: dict[tuple, bool] = {}
+        for new_raw, folder_id in to_check:
+            sample = db.call(lambda uow, fid=folder_id: repo.placement_keys(
+                uow.connection, fid, P.sample_uids(list(repo.uid_flags(uow.connection, fid)))))
+            found = {}
+            if sample:
+                conn.select(new_raw, readonly=True)
+                found = {uid: (message_id(it.header_fields or b""), it.size)
+                         for uid, it in conn.fetch_headers(sample).items()}
+            checked[(new_raw, folder_id)] = P.sample_agrees(sample, found)
+        renames = P.decide_renames(certain, checked)
+        for new_raw, folder_id in to_check:
+            if checked[(new_raw, folder_id)] and renames.get(new_raw) != folder_id:
+                self.result.notes.append(f"folder {utf7.decode(new_raw)!r}: more than one known folder could "
+                                         f"be it (a rename?); synced as a new folder, its messages linked, "
+                                         f"not downloaded again")
+        return renames
+
+    def _apply_folder_plan(self, uow: UnitOfWork, remote, renames: dict[str, int]) -> list[_Folder]:
+        """Rules F1/F2 plus renames (``renames``: new raw name -> the known folder's id, rule F4).
+        Dropped folders are tombstoned with their placements (rule N2)."""
         s = uow.connection
         rows = {f.raw_name: f for f in repo.folders_of(s, self.account_id, gone=True)}
         live = {n: f for n, f in rows.items() if f.status != "gone"}
         views = [P.FolderView(f.raw_name, f.name, f.delimiter, f.special_use) for f in remote]
         local = {n: P.FolderView(f.raw_name, f.name, f.delimiter, f.special_use) for n, f in live.items()}
         fplan = P.plan_folders(views, local)
-        by_validity = {f.uidvalidity: f for n, f in live.items() if n in fplan.drop and f.uidvalidity}
-        remote_status = {f.raw_name: f.status or {} for f in remote}
+        by_id = {f.id: f for n, f in live.items() if n in fplan.drop}
+        mailboxids = {f.raw_name: f.mailboxid for f in remote if f.mailboxid}
         created: set[str] = set()  # rows added by this plan: no placement can point at them yet
+        # Renamed rows first take a name no folder can have ("*" is a LIST wildcard), so that names
+        # can be swapped or chained.
+        moving = [(v, by_id.pop(renames[v.raw_name])) for v in fplan.create
+                  if renames.get(v.raw_name) in by_id]
+        for v, renamed in moving:
+            repo.update_folder(s, renamed.id, raw_name=f"* renaming {renamed.id}")
+        for v, renamed in moving:
+            self._audit(uow, "folder_renamed", f"renamed on the server from {renamed.name!r}", folder=v.name)
+            stale = rows.get(v.raw_name)
+            if stale is not None:  # an old gone row with the new name
+                s.execute(delete(tables.folders).where(tables.folders.c.id == stale.id))
+            repo.update_folder(s, renamed.id, raw_name=v.raw_name, name=v.name, delimiter=v.delimiter,
+                               special_use=v.special_use, mailboxid=mailboxids.get(v.raw_name, renamed.mailboxid))
+            live.pop(next(n for n, f in live.items() if f.id == renamed.id))
         for v in fplan.create:
-            uv = remote_status.get(v.raw_name, {}).get("UIDVALIDITY")
-            renamed = by_validity.pop(uv, None) if uv else None
-            if renamed is not None:
-                self._audit(uow, "folder_renamed", f"renamed on the server from {renamed.name!r}", folder=v.name)
-                stale = rows.get(v.raw_name)
-                if stale is not None:  # an old gone row with the new name
-                    s.execute(delete(tables.folders).where(tables.folders.c.id == stale.id))
-                repo.update_folder(s, renamed.id, raw_name=v.raw_name, name=v.name, delimiter=v.delimiter,
-                                   special_use=v.special_use)
-                live.pop(next(n for n, f in live.items() if f.id == renamed.id))
+            if any(v is m for m, _ in moving):
                 continue
             row = rows.get(v.raw_name)
             if row is not None:  # it was gone and came back
                 repo.update_folder(s, row.id, status="ok", status_reason=None, uidvalidity=None, uidnext=None,
-                                   highestmodseq=None, name=v.name, delimiter=v.delimiter, special_use=v.special_use)
+                                   highestmodseq=None, name=v.name, delimiter=v.delimiter, special_use=v.special_use,
+                                   mailboxid=mailboxids.get(v.raw_name))
             else:
-                repo.add_folder(s, self.account_id, v.raw_name, v.name, v.delimiter, v.special_use)
+                folder_id = repo.add_folder(s, self.account_id, v.raw_name, v.name, v.delimiter, v.special_use)
+                if v.raw_name in mailboxids:
+                    repo.update_folder(s, folder_id, mailboxid=mailboxids[v.raw_name])
                 created.add(v.raw_name)
         for v in fplan.update:
             repo.update_folder(s, live[v.raw_name].id, name=v.name, delimiter=v.delimiter, special_use=v.special_use)
+        for raw, mailboxid in mailboxids.items():
+            row = live.get(raw)
+            if row is not None and row.mailboxid != mailboxid:  # learnt, or the server gave it a new one
+                repo.update_folder(s, row.id, mailboxid=mailboxid)
         for raw in fplan.drop:
             row = live.get(raw)
             if row is None:  # renamed above
@@ -614,6 +685,7 @@ class AccountSync:
                                vanished=vanished, full=full, policy=policy)
         if plan.expunged:
             repo.tombstone(s, folder_id, plan.expunged, self.run_id)
+            self._expunged.update(local[uid].id for uid in plan.expunged)
             self.result.expunged += len(plan.expunged)
         repo.update_placements(s, ((local[uid].id, _changed(local[uid], flags=flags, base_flags=base, modseq=modseq))
                                    for uid, (flags, base, modseq) in plan.updates.items()))
@@ -624,9 +696,15 @@ class AccountSync:
                         f"local {'has' if on_local else 'lacks'} it, no agreed base; "
                         f"settled by conflict = {policy!r}: {'kept' if kept else 'dropped'}",
                         folder=folder.name, uid=uid)
-        if plan.settled:
-            self._settle_flag_ops(s, [local[uid].id for uid in plan.settled])
-        delta = _Delta(new=plan.new, pushes=plan.pushes)
+        # A queued change that changes nothing (+\\Seen on a read message; +X then -X) settles now:
+        # the placement agrees with the server already (rule T4).
+        pending = self._pending_flags.get(folder_id, set())
+        settled = [local[uid].id for uid in plan.settled]
+        settled += [p.id for p in local.values() if p.id in pending and p.flags == p.base_flags]
+        if settled:
+            self._settle_flag_ops(s, settled)
+        delta = _Delta(new=plan.new, pushes=[(uid, add, remove, modseq, tuple(plan.updates[uid][0].split()))
+                                             for uid, add, remove, modseq in plan.pushes])
         if delta.new:
             delta.have_bodies = self._bodies_before_run
         uow.commit()
@@ -649,15 +727,17 @@ class AccountSync:
                   .values(state="done", updated_at=utcnow()))
 
     def _push_flags(self, conn, db: StoreWorker, folder: _Folder, pushes) -> None:
-        """Rule T3: +FLAGS/-FLAGS with UNCHANGEDSINCE; record what the server answered."""
+        """Rule T3: one STORE per change under UNCHANGEDSINCE; record what the server answered."""
         groups: dict[tuple, list[int]] = {}
-        for uid, add, remove, modseq in pushes:
-            groups.setdefault((add, remove, modseq), []).append(uid)
+        for uid, add, remove, modseq, result in pushes:
+            replace = bool(add and remove and modseq is not None and conn.condstore)
+            groups.setdefault((add, remove, modseq, result if replace else None), []).append(uid)
         answered: dict[int, object] = {}
         refused: set[int] = set()
-        for (add, remove, modseq), uids in groups.items():
-            for op, flags in (("+FLAGS", add), ("-FLAGS", remove)):
-                if not flags:
+        for (add, remove, modseq, result), uids in groups.items():
+            steps = [("FLAGS", result)] if result is not None else [("+FLAGS", add), ("-FLAGS", remove)]
+            for op, flags in steps:
+                if not flags and op != "FLAGS":
                     continue
                 fetched, modified = conn.uid_store(uids, op, flags, unchangedsince=modseq)
                 crashpoint("flags stored")
@@ -967,11 +1047,13 @@ class AccountSync:
             row = self._placement_row(folder_id, item, sha)
             t = tombs.get(sha)
             if t:
-                moves.append((t.pop(0), {"folder_id": folder_id, "uid": uid, "tombstone_run": None,
-                                         "flags": row["flags"], "base_flags": row["flags"], "modseq": row["modseq"],
-                                         "internaldate": row["internaldate"], "size": row["size"]}))
+                pid = t.pop(0)
+                moves.append((pid, {"folder_id": folder_id, "uid": uid, "tombstone_run": None,
+                                    "flags": row["flags"], "base_flags": row["flags"], "modseq": row["modseq"],
+                                    "internaldate": row["internaldate"], "size": row["size"]}))
                 self.result.moves += 1
-                self.result.expunged -= 1
+                if pid in self._expunged:  # counted as expunged in this run; a dropped folder's were not
+                    self.result.expunged -= 1
             else:
                 rows_by_folder.setdefault(folder_id, []).append(row)
             self.result.new_messages += 1
@@ -1007,10 +1089,10 @@ def _bulk_checkpoints(uow: UnitOfWork, on: bool) -> None:
     bulk_checkpoints(uow.connection, on)
 
 
-def _with_status(folder, status: dict):
+def _with_status(folder, status: dict, mailboxid: str | None = None):
     from dataclasses import replace
 
-    return replace(folder, status=status)
+    return replace(folder, status=status, mailboxid=mailboxid or folder.mailboxid)
 
 
 def _newest_local_change(s, placement_id: int, since) -> bool:
@@ -1037,7 +1119,7 @@ def _placement_with_body(c, placement_id: int | None):
     if not placement_id:
         return None
     pl, b = tables.placements.c, tables.bodies.c
-    return c.execute(select(pl.body_sha256, pl.flags, b.message_id).join(tables.bodies, b.sha256 == pl.body_sha256)
+    return c.execute(select(pl.body_sha256, pl.flags, b.message_id, pl.size).join(tables.bodies, b.sha256 == pl.body_sha256)
                      .where(pl.id == placement_id)).one_or_none()
 
 

@@ -74,6 +74,82 @@ def plan_folders(remote: Iterable[FolderView], local: Mapping[str, FolderView]) 
     return FolderPlan(create=create, update=update, drop=drop, sync=tuple(order))
 
 
+# --- folder identity (which new folder is a known folder renamed) ---------------------------------
+#
+#  F4  A folder listed under a new name is a known folder that vanished from the list, renamed, only
+#      on evidence that names one pair for certain, strongest first:
+#        (a) both carry a MAILBOXID (RFC 8474) and the two are equal; different MAILBOXIDs rule a pair
+#            out, whatever else agrees;
+#        (b) they share UIDVALIDITY and a sample of the known folder's messages (SAMPLE_SIZE UIDs,
+#            spread over the folder) is found at the same UIDs of the new one with the same
+#            Message-ID and size. UIDVALIDITY alone is no evidence: RFC 3501 makes it unique per name
+#            over time, not across folders, and Cyrus and Courier give every folder made in the same
+#            second the same value.
+#      A new folder with more than one such partner, or a known folder claimed by more than one new
+#      folder, is not a rename: it is synced as a new folder (its messages are recognised by rule
+#      N1 and linked, not downloaded again) and the vanished one is dropped (F2). Never a guess.
+
+SAMPLE_SIZE = 8
+
+
+@dataclass(frozen=True)
+class FolderIdentity:
+    """What identifies a folder across a rename: its name, UIDVALIDITY and MAILBOXID (either may be
+    unknown), and for a known folder whether it holds placements (evidence for rule F4 b)."""
+
+    key: object  # raw name of a listed folder, or the store's folder id of a known one
+    uidvalidity: int | None
+    mailboxid: str | None = None
+    has_messages: bool = False
+
+
+def rename_candidates(listed: Sequence[FolderIdentity], vanished: Sequence[FolderIdentity]
+                      ) -> tuple[dict[object, object], list[tuple[object, object]]]:
+    """Rule F4: (pairs certain by MAILBOXID as {listed key: vanished key}, pairs that need the
+    content sample of F4 b, as (listed key, vanished key))."""
+    certain: dict[object, object] = {}
+    to_check: list[tuple[object, object]] = []
+    for new in listed:
+        for old in vanished:
+            if new.mailboxid and old.mailboxid:
+                if new.mailboxid == old.mailboxid:
+                    certain[new.key] = old.key
+                continue
+            if new.uidvalidity is not None and new.uidvalidity == old.uidvalidity and old.has_messages:
+                to_check.append((new.key, old.key))
+    return certain, to_check
+
+
+def sample_uids(uids: Sequence[int], size: int = SAMPLE_SIZE) -> list[int]:
+    """Up to ``size`` of ``uids`` spread over them (first and last included), for rule F4 b."""
+    uids = sorted(uids)
+    if len(uids) <= size:
+        return uids
+    step = (len(uids) - 1) / (size - 1)
+    return sorted({uids[round(i * step)] for i in range(size)})
+
+
+def sample_agrees(known: Mapping[int, tuple[str | None, int]], found: Mapping[int, tuple[str | None, int]]) -> bool:
+    """Rule F4 b: every sampled UID of the known folder holds, in the new folder, a message with the
+    same (Message-ID, size). An empty sample is no evidence."""
+    return bool(known) and all(found.get(uid) == key for uid, key in known.items())
+
+
+def decide_renames(certain: Mapping[object, object], checked: Mapping[tuple[object, object], bool]
+                   ) -> dict[object, object]:
+    """Rule F4: {listed key: vanished key} of the renames to apply, each side in at most one pair."""
+    pairs = dict(certain)
+    agreed = [pair for pair, ok in checked.items() if ok and pair[0] not in certain
+              and pair[1] not in certain.values()]
+    for new, old in agreed:
+        if sum(1 for n, _ in agreed if n == new) == 1 and sum(1 for _, o in agreed if o == old) == 1:
+            pairs[new] = old
+    claimed: dict[object, int] = {}
+    for old in pairs.values():
+        claimed[old] = claimed.get(old, 0) + 1
+    return {new: old for new, old in pairs.items() if claimed[old] == 1}
+
+
 @dataclass(frozen=True)
 class UidvalidityDecision:
     action: str  # "keep" | "adopt" | "aside"
@@ -245,8 +321,14 @@ def download_whole(mode: str, *, has_placements: bool, bodies_before_run: bool) 
 #  T2  With no base (never agreed, e.g. after a UIDVALIDITY re-match), a flag that differs between the
 #      sides is a conflict, settled by the account's policy: "server", "local", or "newest" (the local
 #      change wins when it was made after the server's value was last seen). Every conflict is logged.
-#  T3  The merged flags are pushed as +FLAGS/-FLAGS deltas with UNCHANGEDSINCE the server's MODSEQ; a
-#      MODIFIED answer leaves the change pending, to be re-read and re-merged (never overwritten).
+#  T3  The merged flags are pushed with UNCHANGEDSINCE the server's MODSEQ, one STORE per change: a
+#      change that both adds and removes is one FLAGS replace of the merged set (two STOREs under one
+#      MODSEQ would see the second refused, the first having raised it), else +FLAGS or -FLAGS.
+#      Without CONDSTORE there is no UNCHANGEDSINCE, and +FLAGS then -FLAGS leave flags that other
+#      clients set meanwhile alone. A MODIFIED answer leaves the change pending, to be re-read and
+#      re-merged (never overwritten).
+#  T4  A queued flag change whose placement agrees with its base (it changed nothing, or was undone)
+#      is settled at once: nothing is pushed, and it no longer keeps its folder from rule D1.
 
 
 @dataclass(frozen=True)

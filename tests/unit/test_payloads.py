@@ -68,3 +68,23 @@ def test_fuzz_only_protocol_error(data):
             fn(b"* " + data)
         except ProtocolError:
             pass
+
+
+def test_status_with_mailboxid():
+    from mailsync.imap.payloads import parse_status_reply
+
+    name, values, mailboxid = parse_status_reply(
+        b'* STATUS "P/a" (MESSAGES 3 UIDNEXT 4 UIDVALIDITY 1700000000 MAILBOXID (F2212ea87-6097))')
+    assert (name, values, mailboxid) == ("P/a", {"MESSAGES": 3, "UIDNEXT": 4, "UIDVALIDITY": 1700000000},
+                                         "F2212ea87-6097")
+    assert parse_status_reply(b'* STATUS INBOX (MESSAGES 1)')[2] is None
+
+
+@pytest.mark.parametrize("raw", [b'* STATUS X (MAILBOXID (a b))', b'* STATUS X (MAILBOXID (a.b))',
+                                 b'* STATUS X (MAILBOXID ())'])
+def test_status_with_a_bad_mailboxid_is_a_protocol_error(raw):
+    from mailsync.errors import ProtocolError
+    from mailsync.imap.payloads import parse_status_reply
+
+    with pytest.raises(ProtocolError):
+        parse_status_reply(raw)

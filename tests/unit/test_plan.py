@@ -224,3 +224,50 @@ def test_t2_no_base_is_a_conflict_settled_by_policy(policy, local_newer, expecte
 ])
 def test_v1_uidvalidity_rematch_threshold(known, found, ok):
     assert P.uidvalidity_rematch_accepted(known, found) is ok
+
+
+# --- rule F4: folder identity across renames ------------------------------------------------------
+
+def _ids(*items):
+    return [P.FolderIdentity(*i) for i in items]
+
+
+def test_f4_equal_mailboxids_settle_a_rename_and_different_ones_rule_it_out():
+    certain, to_check = P.rename_candidates(_ids(("Q", 7, "M1"), ("R", 7, "M9")),
+                                            _ids((1, 7, "M1", True), (2, 7, "M2", True)))
+    assert certain == {"Q": 1} and to_check == []  # same UIDVALIDITY everywhere, ids decide
+
+
+def test_f4_shared_uidvalidity_alone_is_only_a_candidate_and_empty_folders_give_no_evidence():
+    certain, to_check = P.rename_candidates(_ids(("Q", 5), ("Q/a", 5), ("X", 6)),
+                                            _ids((1, 5, None, True), (2, 5, None, False)))
+    assert certain == {} and to_check == [("Q", 1), ("Q/a", 1)]
+
+
+def test_f4_a_tree_with_one_uidvalidity_is_matched_only_where_the_sample_agrees():
+    # Cyrus: P, P/a, P/b made in one second share UIDVALIDITY; RENAME P Q renames all three.
+    checked = {(new, old): new.replace("Q", "P") == old
+               for new in ("Q", "Q/a", "Q/b") for old in ("P", "P/a", "P/b")}
+    assert P.decide_renames({}, checked) == {"Q": "P", "Q/a": "P/a", "Q/b": "P/b"}
+
+
+def test_f4_ambiguous_evidence_is_never_a_rename():
+    # two new folders agree with one known folder (copies of it), or one new with two known
+    assert P.decide_renames({}, {("A", 1): True, ("B", 1): True}) == {}
+    assert P.decide_renames({}, {("A", 1): True, ("A", 2): True}) == {}
+    assert P.decide_renames({"A": 1}, {("B", 1): True}) == {"A": 1}  # the certain pair wins
+    assert P.decide_renames({"A": 1, "B": 1}, {}) == {}  # one known folder claimed twice
+
+
+def test_f4_sample_agrees_only_when_every_sampled_uid_holds_the_same_message():
+    known = {1: ("<a@x>", 10), 5: ("<b@x>", 20)}
+    assert P.sample_agrees(known, {1: ("<a@x>", 10), 5: ("<b@x>", 20), 6: ("<c@x>", 1)})
+    assert not P.sample_agrees(known, {1: ("<a@x>", 10), 5: ("<b@x>", 21)})
+    assert not P.sample_agrees(known, {1: ("<a@x>", 10)})  # a sampled UID is missing
+    assert not P.sample_agrees({}, {})  # no sample, no evidence
+
+
+def test_f4_sample_spreads_over_the_folder():
+    assert P.sample_uids([3, 1, 2]) == [1, 2, 3]
+    picked = P.sample_uids(list(range(1, 1001)), 8)
+    assert len(picked) == 8 and picked[0] == 1 and picked[-1] == 1000
