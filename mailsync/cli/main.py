@@ -183,11 +183,16 @@ def status(obj: _Ctx, as_json: bool) -> None:
 @cli.command()
 @click.option("--account", "accounts", multiple=True, help="Only this account (repeatable).")
 @click.option("--repair", is_flag=True,
-              help="Forget the messages that fail the check, so that the next sync downloads them again.")
+              help="Forget the messages that fail the check, so that the next sync downloads them again; "
+                   "with --server, re-read the folders whose mapping is wrong.")
+@click.option("--server", "against_server", is_flag=True,
+              help="Check the UID -> message mapping against the server (Message-ID and size of every "
+                   "UID the store knows) instead of reading the stored bodies back.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.pass_obj
-def verify(obj: _Ctx, accounts: tuple[str, ...], repair: bool, as_json: bool) -> None:
-    """Read back every stored message and check it against its SHA-256 (pack files or database).
+def verify(obj: _Ctx, accounts: tuple[str, ...], repair: bool, against_server: bool, as_json: bool) -> None:
+    """Read back every stored message and check it against its SHA-256 (pack files or database);
+    with --server, check that every UID the store knows holds that message on the server.
 
     Exit 0 when every message reads back intact (or --repair forgot every one that did not), 1 when
     some did not; each is named on stdout with its account, folder and UID."""
@@ -195,10 +200,12 @@ def verify(obj: _Ctx, accounts: tuple[str, ...], repair: bool, as_json: bool) ->
 
     try:
         config = obj.config()
-        _select_accounts(config, accounts)
+        selected = _select_accounts(config, accounts)
         store = obj.store(config)
     except MailsyncError as exc:
         _fail(exc)
+    if against_server:
+        _verify_server(store, selected, repair, as_json)
     from mailsync.store.uow import UnitOfWork
     from mailsync.store.verify import forget_bad_bodies, verify_bodies
 
@@ -241,6 +248,46 @@ def verify(obj: _Ctx, accounts: tuple[str, ...], repair: bool, as_json: bool) ->
     elif result.problems and not repair:
         click.echo("run mailsync verify --repair, then mailsync sync, to download them again", err=True)
     sys.exit(1 if result.problems and (not repair or kept) else 0)
+
+
+def _verify_server(store, accounts, repair: bool, as_json: bool) -> None:
+    from mailsync.sync.server_check import check_account
+
+    checks = [check_account(store, acc, repair=repair) for acc in accounts]
+    store.dispose()
+    if as_json:
+        click.echo(json.dumps({"accounts": [{
+            "account": c.account, "error": c.error, "repaired": c.repaired, "not_repaired": c.not_repaired,
+            "folders": [{"folder": f.folder, "checked": f.checked, "behind": f.behind, "skipped": f.skipped,
+                         "mismatches": [{"uid": m.uid, "store": {"message_id": m.store[0], "size": m.store[1]},
+                                         "server": {"message_id": m.server[0], "size": m.server[1]}}
+                                        for m in f.mismatches]} for f in c.folders]}
+            for c in checks]}, indent=2, sort_keys=True))
+    else:
+        for c in checks:
+            for m in c.mismatches:
+                click.echo(m.describe())
+    failed = False
+    for c in checks:
+        n = sum(f.checked for f in c.folders)
+        behind = sum(f.behind for f in c.folders)
+        click.echo(f"{c.account}: {n:,} UID(s) compared with the server, {len(c.mismatches)} mismatch(es)"
+                   + (f", {behind} no longer on the server (the next sync removes them)" if behind else ""),
+                   err=True)
+        for f in c.folders:
+            if f.skipped:
+                click.echo(f"{c.account}/{f.folder}: not compared: {f.skipped}", err=True)
+        if c.repaired:
+            click.echo(f"{c.account}: re-read {', '.join(map(repr, c.repaired))} from the server", err=True)
+        if c.not_repaired:
+            click.echo(f"{c.account}: not re-read, a local change waits on them: {', '.join(map(repr, c.not_repaired))}"
+                       f" (run mailsync sync, then mailsync verify --server --repair again)", err=True)
+        if c.error:
+            click.echo(f"{c.account}: {c.error}", err=True)
+        failed |= bool(c.error) or bool(c.mismatches and (not repair or c.not_repaired))
+    if not repair and any(c.mismatches for c in checks):
+        click.echo("run mailsync verify --server --repair to re-read those folders", err=True)
+    sys.exit(1 if failed else 0)
 
 
 @cli.group()
