@@ -2,8 +2,10 @@
 
 Owns every derivation rule, in this order for each message:
   skipped    a draft (every copy \\Draft or in a drafts folder) or a message only in junk folders;
-  bounce     a received RFC 3464 report: one ``bounce`` per failed/delayed recipient (hard for 5.x.x,
-             soft for 4.x.x), linked to the returned message; never creates a contact;
+  bounce     a received bounce (RFC 3464 report, X-Failed-Recipients, or a text bounce flufl.bounce's
+             detectors read; see bounces.py): one ``bounce`` per failed/delayed recipient (hard when
+             the server gave up, soft when it still tries), linked to the returned message; a
+             machine report of any kind (bounce, feedback, DMARC) never creates a contact;
   direction  sent (From is ours, or it sits in \\Sent) or received; internal when every participant is
              ours or on our work domains -- skipped unless ``log_internal``;
   loop guard a received message is skipped when its sender sent more than ``loop_messages`` (20)

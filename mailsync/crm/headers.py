@@ -28,7 +28,8 @@ from dataclasses import dataclass, field
 
 from mailsync.crm.addresses import canonical
 from mailsync.crm.autoreply import is_auto_reply
-from mailsync.crm.dsn import BounceRecipient, DeliveryReport, is_delivery_report, parse_delivery_report
+from mailsync.crm.bounces import is_machine_report, read_bounce
+from mailsync.crm.dsn import BounceRecipient, DeliveryReport
 from mailsync.crm.junk import is_bulk
 from mailsync.crm.unsubscribe import mailto_targets
 
@@ -66,7 +67,7 @@ class MessageFacts:
     auto_reply: bool = False
     list_unsubscribe: tuple[str, ...] = ()  # mailto targets (canonical)
     list_subscribe: tuple[str, ...] = ()
-    is_report: bool = False  # Content-Type says multipart/report; report-type=delivery-status
+    is_report: bool = False  # a machine report by its headers: a bounce, feedback or DMARC report (bounces.py)
     report: DeliveryReport | None = None
     preview: str | None = None
     recipients: tuple[Mailbox, ...] = field(init=False, repr=False, compare=False)
@@ -177,7 +178,8 @@ def _text(value: str) -> str:
 # DKIM, ARC and X- lines that would cost more to parse than everything else together.
 _WANTED = re.compile(
     rb"(?i)(from|sender|to|cc|bcc|subject|date|message-id|in-reply-to|references|list-[a-z-]+|precedence|"
-    rb"x-precedence|auto-submitted|x-auto[a-z-]*|x-ms-exchange-inbox-rules-loop|content-type)[ \t]*:")
+    rb"x-precedence|auto-submitted|x-auto[a-z-]*|x-ms-exchange-inbox-rules-loop|content-type|x-failed-recipients|"
+    rb"x-apple-action)[ \t]*:")
 _FIELD_START = re.compile(rb"\r?\n(?![ \t])")
 
 
@@ -325,10 +327,11 @@ def parse_message(raw: bytes, *, preview: bool = False) -> MessageFacts:
     precedence = (_first(h.get("precedence")) or "").lower() or None
     auto_submitted = ((_first(h.get("auto-submitted")) or "").split(";", 1)[0].strip().lower()) or None
     unsub_values = h.get("list-unsubscribe")
-    report_flag = is_delivery_report(_first(h.get("content-type")))
+    report_flag = is_machine_report(h)
+    message_id = _first_id(h.get("message-id"))
     return MessageFacts(
         key=message_key(h),
-        message_id=_first_id(h.get("message-id")),
+        message_id=message_id,
         date=_date(h.get("date")),
         from_=frm[0] if frm else None,
         to=_mailboxes(h.get("to")),
@@ -343,6 +346,6 @@ def parse_message(raw: bytes, *, preview: bool = False) -> MessageFacts:
         list_unsubscribe=tuple(a for v in unsub_values or () for a in mailto_targets(v)),
         list_subscribe=tuple(a for v in h.get("list-subscribe") or () for a in mailto_targets(v)),
         is_report=report_flag,
-        report=parse_delivery_report(raw) if report_flag else None,
+        report=read_bounce(raw, h, message_id) if report_flag else None,
         preview=_preview(raw) if preview else None,
     )
