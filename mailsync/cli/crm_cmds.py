@@ -5,6 +5,7 @@ Must not: hold CRM logic (mailsync.crm does) or import it at module level (start
 
   mailsync crm contacts|companies|activities [--json]
   mailsync crm export --format jsonl|csv [--records contacts|companies|activities|all]
+  mailsync crm identity [--account A] [--json]
   mailsync crm rebuild
   mailsync crm forget ADDRESS
   mailsync crm preview --sink NAME [--limit N]
@@ -138,6 +139,38 @@ def export(obj, fmt: str, kind: str | None) -> None:
             writer.writerow({k: ("" if r.get(k) is None else r.get(k)) for k in fields})
     out.flush()
     store.dispose()
+
+
+@crm.command()
+@click.option("--account", default=None, help="One account's identity (default: every account's).")
+@click.option("--json", "as_json", is_flag=True, help="JSON on stdout.")
+@click.pass_obj
+def identity(obj, account: str | None, as_json: bool) -> None:
+    """Who "we" are and why: configured identities and senders learned from Sent folders, the
+    addresses turned down (role or mail-system addresses, too little evidence), and our work domains."""
+    from mailsync.crm.pipeline import Pipeline
+
+    _, settings, store = _open(obj)
+    try:
+        idn = Pipeline(store, settings).identity(account)
+    except MailsyncError as exc:
+        store.dispose()
+        _fail(exc)
+    store.dispose()
+    doc = {"account": account, "own": [{"address": a, "why": idn.why[a]} for a in sorted(idn.own)],
+           "not_own": [{"address": a, "why": w} for a, w in sorted(idn.rejected.items())],
+           "work_domains": sorted(idn.work_domains)}
+    if as_json:
+        click.echo(json.dumps(doc, indent=2, ensure_ascii=False, sort_keys=True))
+        return
+    click.echo(f"identity{' of account ' + account if account else ''}:")
+    click.echo(_table([{"a": x["address"], "w": x["why"]} for x in doc["own"]], [("a", "US"), ("w", "WHY")]))
+    if doc["not_own"]:
+        click.echo("")
+        click.echo(_table([{"a": x["address"], "w": x["why"]} for x in doc["not_own"]],
+                          [("a", "NOT US"), ("w", "WHY")]))
+    click.echo("")
+    click.echo("work domains: " + (", ".join(doc["work_domains"]) or "(none)"))
 
 
 @crm.command()

@@ -28,7 +28,7 @@ from collections.abc import Mapping, Sequence
 from mailsync.crm.addresses import canonical, check_syntax
 from mailsync.crm.dsn import BounceRecipient, DeliveryReport, is_report, report_of, returned_message_id
 
-__all__ = ["is_machine_report", "looks_like_bounce", "read_bounce"]
+__all__ = ["is_machine_report", "is_system_address", "looks_like_bounce", "read_bounce"]
 
 # Local parts of the sender of a bounce or a report (lowercased, before any "+").
 _SYSTEM_LOCAL = re.compile(
@@ -54,6 +54,12 @@ def _first(h: Mapping[str, Sequence[str]], name: str) -> str:
     return values[0] if values else ""
 
 
+def is_system_address(address: str) -> bool:
+    """MAILER-DAEMON@, postmaster@, Mail.Delivery.System@, a DMARC or feedback-loop reporter ..."""
+    local = address.rpartition("@")[0].strip('"').lower().split("+", 1)[0]
+    return bool(_SYSTEM_LOCAL.match(local))
+
+
 def _system_sender(h: Mapping[str, Sequence[str]]) -> bool:
     """The From is a mail system, empty (``<>``) or missing."""
     value = _first(h, "from")
@@ -62,8 +68,7 @@ def _system_sender(h: Mapping[str, Sequence[str]]) -> bool:
     _, addr = email.utils.parseaddr(value)
     if not addr or "@" not in addr:
         return True
-    local = addr.rpartition("@")[0].strip('"').lower().split("+", 1)[0]
-    return bool(_SYSTEM_LOCAL.match(local))
+    return is_system_address(addr)
 
 
 def looks_like_bounce(h: Mapping[str, Sequence[str]]) -> bool:

@@ -418,10 +418,16 @@ def thread_ids(items: Iterable[tuple[MessageFacts, int]]) -> dict[str, str]:
     return {k: thread_id_of(r) for k, r in roots.items()}
 
 
-def sent_from(messages: Iterable[MessageInput]) -> set[str]:
-    """From addresses of messages in a \\Sent folder (they are ours)."""
-    return {m.facts.from_.address for m in messages
-            if "sent" in m.roles and m.facts.from_ is not None and not m.draft}
+def sent_from(messages: Iterable[MessageInput]) -> dict[str, int]:
+    """Who sent the messages in a \\Sent folder (MessageFacts.sender_of_copy) -> how many: the
+    evidence identity.Identity weighs."""
+    out: dict[str, int] = {}
+    for m in messages:
+        if "sent" in m.roles and not m.draft:
+            a = m.facts.sender_of_copy
+            if a is not None:
+                out[a] = out.get(a, 0) + 1
+    return out
 
 
 def list_addresses(messages: Iterable[MessageInput], identity: Identity) -> tuple[frozenset[str], frozenset[str]]:

@@ -70,6 +70,7 @@ class MessageFacts:
     is_report: bool = False  # a machine report by its headers: a bounce, feedback or DMARC report (bounces.py)
     report: DeliveryReport | None = None
     preview: str | None = None
+    resent_from: str | None = None  # canonical Resent-From: who redirected this copy (mutt, Apple Mail)
     recipients: tuple[Mailbox, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -77,6 +78,16 @@ class MessageFacts:
         for mb in (*self.to, *self.cc, *self.bcc):
             seen.setdefault(mb.address, mb)
         object.__setattr__(self, "recipients", tuple(seen.values()))
+
+    @property
+    def sender_of_copy(self) -> str | None:
+        """Who sent this copy, as our identity learns it from \\Sent: the Resent-From of a redirected
+        copy, else the From; None for a machine report (a bounce saved in Sent is nobody's mail)."""
+        if self.is_report:
+            return None
+        if self.resent_from is not None:
+            return self.resent_from
+        return self.from_.address if self.from_ is not None else None
 
     @property
     def parents(self) -> tuple[str, ...]:
@@ -108,6 +119,8 @@ class MessageFacts:
                         [[r.address, r.action, r.status, r.bounce, r.diagnostic] for r in self.report.recipients]]
         if self.preview is not None:
             doc["p"] = self.preview
+        if self.resent_from is not None:
+            doc["F"] = self.resent_from
         return doc
 
     @classmethod
@@ -126,7 +139,7 @@ class MessageFacts:
                    in_reply_to=doc["r"], references=tuple(doc["R"]), bulk=bool(flags & 1),
                    auto_reply=bool(flags & 2), is_report=bool(flags & 4),
                    list_unsubscribe=tuple(doc.get("u", ())), list_subscribe=tuple(doc.get("S", ())),
-                   report=report, preview=doc.get("p"))
+                   report=report, preview=doc.get("p"), resent_from=doc.get("F"))
 
     def replace_address(self, old: str, new: str) -> "MessageFacts":
         """A copy in which every mailbox of ``old`` becomes ``new`` (erasure of a forgotten address)."""
@@ -145,7 +158,8 @@ class MessageFacts:
             references=self.references, bulk=self.bulk, auto_reply=self.auto_reply,
             list_unsubscribe=tuple(new if a == old else a for a in self.list_unsubscribe),
             list_subscribe=tuple(new if a == old else a for a in self.list_subscribe),
-            is_report=self.is_report, report=report, preview=self.preview)
+            is_report=self.is_report, report=report, preview=self.preview,
+            resent_from=new if self.resent_from == old else self.resent_from)
 
 
 # ------------------------------------------------------------------------------------------ parsing
@@ -177,7 +191,7 @@ def _text(value: str) -> str:
 # The fields the CRM reads. Only these reach the email parser: real mail carries dozens of Received,
 # DKIM, ARC and X- lines that would cost more to parse than everything else together.
 _WANTED = re.compile(
-    rb"(?i)(from|sender|to|cc|bcc|subject|date|message-id|in-reply-to|references|list-[a-z-]+|precedence|"
+    rb"(?i)(from|sender|resent-from|to|cc|bcc|subject|date|message-id|in-reply-to|references|list-[a-z-]+|precedence|"
     rb"x-precedence|auto-submitted|x-auto[a-z-]*|x-ms-exchange-inbox-rules-loop|content-type|x-failed-recipients|"
     rb"x-apple-action)[ \t]*:")
 _FIELD_START = re.compile(rb"\r?\n(?![ \t])")
@@ -348,4 +362,5 @@ def parse_message(raw: bytes, *, preview: bool = False) -> MessageFacts:
         is_report=report_flag,
         report=read_bounce(raw, h, message_id) if report_flag else None,
         preview=_preview(raw) if preview else None,
+        resent_from=resent[0].address if (resent := _mailboxes(h.get("resent-from"))) else None,
     )

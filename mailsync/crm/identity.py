@@ -1,9 +1,13 @@
 """Own identity and message direction.
 
-Owns: who "we" are -- the configured ``identities`` of every account, account usernames that are
-addresses, and the From of every message in a \\Sent folder -- our work domains (the registrable
-domains of those addresses that are not free-mail, plus ``[crm] internal_domains``), folder roles
-(from SPECIAL-USE, else well-known folder names), and the direction rules:
+Owns: who "we" are, and why -- the configured ``identities`` of every account and account usernames
+that are addresses; and senders learned from \\Sent folders (the Resent-From of a redirected copy,
+else the From), which need evidence: at least ``SENT_EVIDENCE`` (3) messages, or a domain one of the
+configured identities is on (an alias of ours). A role or mail-system address (MAILER-DAEMON,
+postmaster, noreply ...) is never us, configured or learned: one bounce saved in Sent must not make
+every later bounce "mail we sent". Also our work domains (the registrable domains of our addresses
+that are not free-mail, plus ``[crm] internal_domains``), folder roles (from SPECIAL-USE, else
+well-known folder names), and the direction rules:
   sent      From is ours, or the message sits in a \\Sent folder;
   received  otherwise;
   internal  every participant is ours or on one of our work domains (not logged by default).
@@ -12,13 +16,16 @@ Must not: touch the store, the network or the clock.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 
 from mailsync.crm.addresses import canonical
 from mailsync.crm.domains import is_free_mail, registrable_domain
 
-__all__ = ["Identity", "folder_role", "ROLES"]
+__all__ = ["Identity", "folder_role", "is_never_us", "ROLES", "SENT_EVIDENCE"]
+
+SENT_EVIDENCE = 3  # messages in \\Sent from an address that make it ours without configuration
 
 ROLES = ("sent", "drafts", "junk", "trash", "archive", "inbox", "other")
 _SPECIAL_USE = {"\\sent": "sent", "\\drafts": "drafts", "\\junk": "junk", "\\trash": "trash",
@@ -43,19 +50,63 @@ def folder_role(special_use: str | None, name: str) -> str:
     return _NAMES.get(name.strip().lower(), "other")
 
 
+def is_never_us(address: str) -> bool:
+    """A role or mail-system address: MAILER-DAEMON, postmaster, noreply, Mail.Delivery.System ..."""
+    from mailsync.crm.bounces import is_system_address
+    from mailsync.crm.junk import is_role_address
+
+    return is_role_address(address) or is_system_address(address)
+
+
 @dataclass(frozen=True)
 class Identity:
     own: frozenset[str]  # canonical addresses that are us
     work_domains: frozenset[str]  # registrable domains
+    # address -> why it is us ("configured", "sent: N messages", "sent: 1 message on configured domain
+    # x"), or why it is not ("role address", "sent: 1 message (needs 3)")
+    why: Mapping[str, str] = field(default_factory=dict, compare=False)
+    rejected: Mapping[str, str] = field(default_factory=dict, compare=False)
 
     @classmethod
-    def build(cls, configured: Iterable[str], sent_from: Iterable[str],
+    def build(cls, configured: Iterable[str], sent_from: Mapping[str, int] | Iterable[str],
               internal_domains: Iterable[str] = ()) -> "Identity":
-        own = {a for a in (canonical(x) for x in (*configured, *sent_from)) if a}
-        domains = {registrable_domain(a.rpartition("@")[2]) for a in own}
+        """``sent_from``: address -> messages in \\Sent from it (or one address per message)."""
+        counts: Counter[str] = Counter()
+        if isinstance(sent_from, Mapping):
+            items = sent_from.items()
+        else:
+            items = Counter(sent_from).items()
+        for a, n in items:
+            c = canonical(a) if a else None
+            if c:
+                counts[c] += int(n)
+        why: dict[str, str] = {}
+        rejected: dict[str, str] = {}
+        for a in (canonical(x) for x in configured):
+            if not a:
+                continue
+            if is_never_us(a):
+                rejected[a] = "configured, but a role or mail-system address is never us"
+            else:
+                why[a] = "configured"
+        configured_domains = {a.rpartition("@")[2] for a in why}
+        for a, n in sorted(counts.items()):
+            if a in why or a in rejected:
+                continue
+            msgs = f"{n} message{'s' if n != 1 else ''} in Sent"
+            domain = a.rpartition("@")[2]
+            if is_never_us(a):
+                rejected[a] = f"{msgs}, but a role or mail-system address is never us"
+            elif n >= SENT_EVIDENCE:
+                why[a] = msgs
+            elif domain in configured_domains and not is_free_mail(domain):
+                why[a] = f"{msgs}, on the domain of a configured identity"
+            else:
+                rejected[a] = f"{msgs}: not enough evidence (needs {SENT_EVIDENCE}, or a configured identity)"
+        domains = {registrable_domain(a.rpartition("@")[2]) for a in why}
         domains = {d for d in domains if d and not is_free_mail(d)}
         domains |= {registrable_domain(d.strip().lstrip("@").lower()) for d in internal_domains if d.strip()}
-        return cls(frozenset(own), frozenset(domains))
+        return cls(frozenset(why), frozenset(domains), why, rejected)
 
     def is_own(self, address: str) -> bool:
         return address in self.own

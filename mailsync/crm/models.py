@@ -71,7 +71,9 @@ class CrmMessage(Base):
     key: Mapped[str] = mapped_column(String(KEY), primary_key=True)
     message_id: Mapped[str | None] = mapped_column(String(MSGID), index=True)
     date: Mapped[int | None] = mapped_column(BigInteger)  # Date header, seconds since the epoch
-    from_address: Mapped[str | None] = mapped_column(String(ADDR), index=True)  # canonical
+    # canonical: who sent this copy, as identity learns it from \Sent (MessageFacts.sender_of_copy:
+    # Resent-From, else From; NULL for a machine report)
+    from_address: Mapped[str | None] = mapped_column(String(ADDR), index=True)
     list_mailto: Mapped[bool] = mapped_column(Boolean, default=False)  # has List-(Un)Subscribe mailto
     thread_id: Mapped[str | None] = mapped_column(String(KEY))
     facts: Mapped[str] = mapped_column(Text)  # headers.MessageFacts.to_json()

@@ -254,6 +254,26 @@ class Pipeline:
         log.info("%s", result.summary())
         return result
 
+    def identity(self, account: str | None = None) -> Identity:
+        """Who we are and why (``Identity.why`` / ``.rejected``): from every account, or from one
+        account's configured identities, address username and \\Sent folders. Reads only."""
+        with UnitOfWork(self.store) as uow:
+            run = _Run(self, uow.session, rebuild=False)
+            if account is None:
+                return Identity.build(self.settings.configured_identities, run.sent_from(),
+                                      self.settings.internal_domains)
+            row = uow.session.execute(select(Account.id, Account.username).where(Account.name == account)).first()
+            if row is None and account not in self.settings.accounts:
+                from mailsync.errors import ConfigError
+
+                raise ConfigError(f"no account named {account!r}",
+                                  hint="name one of the [[account]] tables of the config file")
+            configured = list(self.settings.account(account).identities)
+            if row is not None and "@" in row.username:
+                configured.append(row.username)
+            return Identity.build(configured, run.sent_from(row.id) if row is not None else {},
+                                  self.settings.internal_domains)
+
     def forget(self, address: str) -> ForgetResult:
         addr = canonical(address)
         if addr is None:
@@ -448,7 +468,7 @@ class _Run:
                 self.facts_cache[facts.key] = facts
                 self.result.parsed += 1
                 facts_rows.append({"key": facts.key, "message_id": facts.message_id, "date": facts.date,
-                                   "from_address": facts.from_.address if facts.from_ else None,
+                                   "from_address": facts.sender_of_copy,
                                    "list_mailto": bool(facts.list_unsubscribe or facts.list_subscribe),
                                    "thread_id": self.old_threads.get(facts.key),
                                    "facts": json.dumps(facts.to_json(), ensure_ascii=False, separators=(",", ":"))})
@@ -509,12 +529,19 @@ class _Run:
 
     # -- step 4: identity ---------------------------------------------------------------------
 
+    def sent_from(self, account_id: int | None = None) -> dict[str, int]:
+        """Who sent the messages in \\Sent folders (crm_messages.from_address) -> how many messages."""
+        stmt = (select(CrmMessage.from_address, func.count(func.distinct(CrmMessage.key)))
+                .join(CrmSource, CrmSource.message_key == CrmMessage.key)
+                .where(CrmSource.role == "sent", CrmSource.draft.is_(False), CrmMessage.from_address.is_not(None))
+                .group_by(CrmMessage.from_address))
+        if account_id is not None:
+            stmt = stmt.where(CrmSource.account_id == account_id)
+        return {a: int(n) for a, n in self.s.execute(stmt)}
+
     def _globals(self) -> tuple[Identity, frozenset[str], frozenset[str]]:
-        sent_from = self.s.scalars(
-            select(CrmMessage.from_address).distinct()
-            .join(CrmSource, CrmSource.message_key == CrmMessage.key)
-            .where(CrmSource.role == "sent", CrmSource.draft.is_(False), CrmMessage.from_address.is_not(None))).all()
-        identity = Identity.build(self.settings.configured_identities, sent_from, self.settings.internal_domains)
+        identity = Identity.build(self.settings.configured_identities, self.sent_from(),
+                                  self.settings.internal_domains)
         unsub, sub = set(), set()
         keys = self.s.scalars(select(CrmMessage.key).where(CrmMessage.list_mailto.is_(True))).all()
         if keys:
@@ -954,7 +981,7 @@ class _Run:
             f2 = _scrub(f, address, ph)
             s.execute(update(CrmMessage).where(CrmMessage.key == key).values(
                 facts=json.dumps(f2.to_json(), ensure_ascii=False, separators=(",", ":")),
-                from_address=f2.from_.address if f2.from_ else None))
+                from_address=f2.sender_of_copy))
         if keys:
             s.execute(delete(CrmParticipant).where(CrmParticipant.address == address))
             _insert_ignore(s, CrmParticipant.__table__, [{"message_key": k, "address": ph} for k in keys],
