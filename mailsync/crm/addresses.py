@@ -134,22 +134,43 @@ def typo_suggestion(address: str) -> str | None:
 _CJK = re.compile("[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af]")
 
 
+_AFFILIATION = re.compile(r"\s+(\||-|–|—|/|@|via)\s+.*$", re.IGNORECASE)
+
+
 def split_name(display: str) -> tuple[str, str]:
     """(first, last) of a display name: "Smith, Karen" -> (Karen, Smith); "山田 太郎" -> (太郎, 山田);
-    "李娜" -> (娜, 李); "Anna Maria Schmidt" -> (Anna Maria, Schmidt); "" or an address -> ("", "")."""
+    "李娜" -> (娜, 李); "Anna Maria Schmidt" -> (Anna Maria, Schmidt); "Dr. Hans van der Berg" ->
+    (Hans, van der Berg); "John Smith Jr." -> (John, Smith); "Karen Smith (Acme)" and "Karen Smith |
+    Acme" -> (Karen, Smith); "" or an address -> ("", "").
+
+    Western names go through nameparser (titles, suffixes, particles such as van der / de la,
+    nicknames in parentheses, "Last, First" order); the first name keeps the middle names."""
     name = unicodedata.normalize("NFC", display).strip().strip("'\"").strip()
     if not name or "@" in name:
         return "", ""
-    if "," in name:
-        last, _, first = name.partition(",")
-        return first.strip(), last.strip()
     parts = name.split()
     if _CJK.search(name):  # family name first
+        if "," in name:
+            last, _, first = name.partition(",")
+            return first.strip(), last.strip()
         if len(parts) >= 2:
             return " ".join(parts[1:]), parts[0]
         if 2 <= len(name) <= 4:
             return name[1:], name[0]
         return name, ""
-    if len(parts) == 1:
-        return parts[0], ""
-    return " ".join(parts[:-1]), parts[-1]
+    name = _AFFILIATION.sub("", name).strip() or name
+    return _western(name)
+
+
+@functools.lru_cache(maxsize=16384)
+def _western(name: str) -> tuple[str, str]:
+    from nameparser import HumanName
+
+    h = HumanName(name)
+    first = " ".join(x for x in (h.first, h.middle) if x)
+    last = h.last
+    if not first and not last:  # only a title or a suffix ("Dr.")
+        return name, ""
+    if not first:
+        return last, ""
+    return first, last

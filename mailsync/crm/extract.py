@@ -12,7 +12,8 @@ Owns every derivation rule, in this order for each message:
              messages within ``loop_window`` (2 hours) up to and including it;
   auto-reply RFC 3834 and kin: ``auto_reply`` on the sender; never creates a contact;
   junk       bulk mail (List-Id, List-Unsubscribe, Precedence bulk/list/junk, Auto-Submitted not
-             "no") and messages with more than ``max_recipients`` (25) recipients: nothing;
+             "no") and messages with more than ``max_recipients`` (25) recipients: nothing -- except
+             a reply to our message that came through a mailing list, which is a ``reply``;
   sent       ``email_sent`` for each recipient;
   received   to one of our List-Unsubscribe addresses: ``unsubscribe`` (consent opted out); to a
              List-Subscribe address: consent subscribed; a reply (In-Reply-To/References names a
@@ -20,7 +21,8 @@ Owns every derivation rule, in this order for each message:
              when its subject is an opt-out ("unsubscribe", "remove me" ...); otherwise
              ``email_received``; and ``answered`` when we set \\Answered on it.
 An address never becomes a contact when it is ours, on our work domains (unless ``log_internal``), a
-role or no-reply address, blocklisted, or forgotten. Otherwise, by the ``create_contacts`` policy of
+mailing list (learned from the List-Post/List-Id of received copies), a role, no-reply or mail-system
+address, on an email-to-SMS gateway, blocklisted, or forgotten. Otherwise, by the ``create_contacts`` policy of
 the accounts holding the message (the most permissive wins): "sent" -- someone we wrote to or who
 replied to us; "sent_and_received" -- also anyone who wrote to us; "none" -- no one. Activities are
 kept only for contacts, one per (message, contact, kind) whatever the folders or accounts holding
@@ -40,7 +42,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from mailsync.crm.addresses import check_syntax, is_typo_domain, split_name, typo_suggestion
-from mailsync.crm.domains import is_free_mail, registrable_domain
+from mailsync.crm.bounces import is_system_address
+from mailsync.crm.domains import is_carrier_gateway, is_free_mail, registrable_domain
 from mailsync.crm.engagement import contact_engagement
 from mailsync.crm.headers import MessageFacts
 from mailsync.crm.identity import Identity
@@ -91,6 +94,7 @@ class Context:
     sent_ids: Mapping[str, int]  # Message-ID of a message we sent -> its (earliest) timestamp
     unsubscribe_addresses: frozenset[str] = frozenset()
     subscribe_addresses: frozenset[str] = frozenset()
+    lists: frozenset[str] = frozenset()  # mailing list addresses (learned_lists): never contacts
     salt: bytes = b""
     forgotten: Callable[[str], bool] = lambda address: False
 
@@ -171,7 +175,10 @@ class _Run:
             idn, s = self.ctx.identity, self.s
             ok = not (idn.is_own(address)
                       or (not s.log_internal and idn.on_work_domain(address))
+                      or address in self.ctx.lists
                       or is_role_address(address, s.role_local_parts)
+                      or is_system_address(address)
+                      or is_carrier_gateway(address.rpartition("@")[2])
                       or s.blocklist.blocks(address)
                       or self.ctx.forgotten(address))
             self._ok[address] = ok
@@ -194,7 +201,7 @@ class _Run:
         idn = self.ctx.identity
         for m in messages:
             f = m.facts
-            if skipped(m) or f.from_ is None or f.report is not None or is_sent(m, idn):
+            if skipped(m) or f.from_ is None or f.is_report or is_sent(m, idn):
                 continue
             if self.scope is not None and f.from_.address not in self.scope:
                 continue
@@ -234,8 +241,8 @@ class _Run:
                         "bounce_diagnostic": r.diagnostic or None,
                         "original_message_id": f.report.original_message_id}))
             return
-        if f.is_report and not sent:
-            return  # a report whose report part could not be read: no safe conclusion
+        if f.is_report:
+            return  # a machine report (a bounce naming no one, feedback, DMARC ...), or one saved in Sent
         sender = f.from_
         if not self.s.log_internal:
             people = ([sender] if sender else []) + list(f.recipients)
@@ -268,6 +275,13 @@ class _Run:
             p.emails.append((ts, sender.email))
             return
         if f.bulk or len(f.recipients) > self.s.max_recipients:
+            # list mail: only a reply to our message counts (it came through the list it was sent to)
+            ours = replied_to(f, self.ctx.sent_ids) if f.lists else None
+            if ours is None:
+                return
+            self._reply(p, m, f, ours, ts)
+            p.from_names.append((ts, sender.name))
+            p.emails.append((ts, sender.email))
             return
         rcpts = {r.address for r in f.recipients}
         if rcpts & self.ctx.unsubscribe_addresses:
@@ -281,15 +295,7 @@ class _Run:
             return
         ours = replied_to(f, self.ctx.sent_ids)
         if ours is not None:
-            latency = max(0, ts - self.ctx.sent_ids[ours])
-            p.cands.append((m, "reply", {"in_reply_to": ours, "latency_seconds": latency}))
-            if m.policy != "none":
-                p.creates = True
-            if is_opt_out(f.subject):
-                p.cands.append((m, "unsubscribe", {"unsubscribe_source": "opt-out-reply"}))
-                p.consent.append((ts, "opted_out", f.message_id))
-            elif is_opt_in(f.subject):
-                p.consent.append((ts, "subscribed", f.message_id))
+            self._reply(p, m, f, ours, ts)
         else:
             p.cands.append((m, "email_received", {}))
             if m.policy == "sent_and_received":
@@ -298,6 +304,17 @@ class _Run:
             p.cands.append((m, "answered", {}))
         p.from_names.append((ts, sender.name))
         p.emails.append((ts, sender.email))
+
+    def _reply(self, p: _Person, m: MessageInput, f: MessageFacts, ours: str, ts: int) -> None:
+        latency = max(0, ts - self.ctx.sent_ids[ours])
+        p.cands.append((m, "reply", {"in_reply_to": ours, "latency_seconds": latency}))
+        if m.policy != "none":
+            p.creates = True
+        if is_opt_out(f.subject):
+            p.cands.append((m, "unsubscribe", {"unsubscribe_source": "opt-out-reply"}))
+            p.consent.append((ts, "opted_out", f.message_id))
+        elif is_opt_in(f.subject):
+            p.consent.append((ts, "subscribed", f.message_id))
 
     # -- records --------------------------------------------------------------------------------
 
@@ -430,6 +447,16 @@ def sent_from(messages: Iterable[MessageInput]) -> dict[str, int]:
     return out
 
 
+def learned_lists(messages: Iterable[MessageInput], identity: Identity) -> frozenset[str]:
+    """The mailing lists that delivered the mail we received (List-Post, List-Id): our Sent copy of
+    a list post carries neither, so this is how a list address is told from a person."""
+    out: set[str] = set()
+    for m in messages:
+        if m.facts.lists and not skipped(m) and not is_sent(m, identity):
+            out.update(m.facts.lists)
+    return frozenset(out)
+
+
 def list_addresses(messages: Iterable[MessageInput], identity: Identity) -> tuple[frozenset[str], frozenset[str]]:
     """(List-Unsubscribe, List-Subscribe) mailto addresses of the mail we sent: "our" list addresses."""
     unsub: set[str] = set()
@@ -473,6 +500,6 @@ def extract_all(inputs: Sequence[MessageInput], settings: ExtractSettings, *, id
     unsub, sub = list_addresses(inputs, identity)
     ctx = Context(identity=identity, settings=settings, sent_ids=sent_index(inputs, identity),
                   unsubscribe_addresses=unsub | frozenset(unsubscribe_addresses), subscribe_addresses=sub,
-                  salt=salt, forgotten=forgotten)
+                  lists=learned_lists(inputs, identity), salt=salt, forgotten=forgotten)
     records = extract(inputs, ctx)
     return records, companies(records.contacts.values(), records.activities.values(), settings.half_life_days)

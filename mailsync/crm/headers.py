@@ -71,6 +71,7 @@ class MessageFacts:
     report: DeliveryReport | None = None
     preview: str | None = None
     resent_from: str | None = None  # canonical Resent-From: who redirected this copy (mutt, Apple Mail)
+    lists: tuple[str, ...] = ()  # the mailing list that delivered it: List-Post mailto, List-Id as address
     recipients: tuple[Mailbox, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -121,6 +122,8 @@ class MessageFacts:
             doc["p"] = self.preview
         if self.resent_from is not None:
             doc["F"] = self.resent_from
+        if self.lists:
+            doc["L"] = list(self.lists)
         return doc
 
     @classmethod
@@ -139,7 +142,8 @@ class MessageFacts:
                    in_reply_to=doc["r"], references=tuple(doc["R"]), bulk=bool(flags & 1),
                    auto_reply=bool(flags & 2), is_report=bool(flags & 4),
                    list_unsubscribe=tuple(doc.get("u", ())), list_subscribe=tuple(doc.get("S", ())),
-                   report=report, preview=doc.get("p"), resent_from=doc.get("F"))
+                   report=report, preview=doc.get("p"), resent_from=doc.get("F"),
+                   lists=tuple(doc.get("L", ())))
 
     def replace_address(self, old: str, new: str) -> "MessageFacts":
         """A copy in which every mailbox of ``old`` becomes ``new`` (erasure of a forgotten address)."""
@@ -159,7 +163,7 @@ class MessageFacts:
             list_unsubscribe=tuple(new if a == old else a for a in self.list_unsubscribe),
             list_subscribe=tuple(new if a == old else a for a in self.list_subscribe),
             is_report=self.is_report, report=report, preview=self.preview,
-            resent_from=new if self.resent_from == old else self.resent_from)
+            resent_from=new if self.resent_from == old else self.resent_from, lists=self.lists)
 
 
 # ------------------------------------------------------------------------------------------ parsing
@@ -363,4 +367,25 @@ def parse_message(raw: bytes, *, preview: bool = False) -> MessageFacts:
         report=read_bounce(raw, h, message_id) if report_flag else None,
         preview=_preview(raw) if preview else None,
         resent_from=resent[0].address if (resent := _mailboxes(h.get("resent-from"))) else None,
+        lists=list_addresses_of(h),
     )
+
+
+_LIST_ID = re.compile(r"<([A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)\.([A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+)>")
+
+
+def list_addresses_of(h: dict[str, list[str]]) -> tuple[str, ...]:
+    """The addresses of the list a message came through: the List-Post mailto targets, and the
+    List-Id read as an address (``<linux-kernel.vger.kernel.org>`` -> ``linux-kernel@vger.kernel.org``,
+    the convention of Mailman, vger, Google Groups and most list managers)."""
+    out: list[str] = []
+    for v in h.get("list-post") or ():
+        out.extend(a for a in mailto_targets(v) if a not in out)
+    lid = _first(h.get("list-id"))
+    if lid:
+        m = _LIST_ID.search(lid) or _LIST_ID.search(f"<{lid.strip()}>")
+        if m:
+            a = canonical(f"{m.group(1)}@{m.group(2)}")
+            if a and a not in out:
+                out.append(a)
+    return tuple(out)

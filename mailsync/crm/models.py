@@ -74,7 +74,7 @@ class CrmMessage(Base):
     # canonical: who sent this copy, as identity learns it from \Sent (MessageFacts.sender_of_copy:
     # Resent-From, else From; NULL for a machine report)
     from_address: Mapped[str | None] = mapped_column(String(ADDR), index=True)
-    list_mailto: Mapped[bool] = mapped_column(Boolean, default=False)  # has List-(Un)Subscribe mailto
+    list_mailto: Mapped[bool] = mapped_column(Boolean, default=False)  # List-(Un)Subscribe mailto, List-Post/-Id
     thread_id: Mapped[str | None] = mapped_column(String(KEY))
     facts: Mapped[str] = mapped_column(Text)  # headers.MessageFacts.to_json()
 

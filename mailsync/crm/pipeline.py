@@ -7,7 +7,8 @@ records and outbox rows commit together, so a crash loses nothing and repeats no
      gone, holds another body, moved folder or changed \\Answered/\\Draft are changed (one anti-join);
   3. parse each body not seen before (headers only, see headers.HEAD_LIMIT; bounces whole) into
      crm_messages, crm_participants, crm_refs; forgotten addresses are replaced as they are read;
-  4. our identity (configured + From of \\Sent copies) and our list addresses; when they, the
+  4. our identity (configured + senders of \\Sent copies, see identity.py), our list addresses and the
+     mailing lists learned from received copies; when they, the
      settings, or (for a rebuild) everything changed, everything is derived again;
   5. JWZ threads of the id-connected components the changed messages touch;
   6. the dirty addresses: participants of changed messages, of messages whose thread id changed, of
@@ -469,7 +470,7 @@ class _Run:
                 self.result.parsed += 1
                 facts_rows.append({"key": facts.key, "message_id": facts.message_id, "date": facts.date,
                                    "from_address": facts.sender_of_copy,
-                                   "list_mailto": bool(facts.list_unsubscribe or facts.list_subscribe),
+                                   "list_mailto": bool(facts.list_unsubscribe or facts.list_subscribe or facts.lists),
                                    "thread_id": self.old_threads.get(facts.key),
                                    "facts": json.dumps(facts.to_json(), ensure_ascii=False, separators=(",", ":"))})
                 part_rows.extend({"message_key": facts.key, "address": a} for a in _participants(facts))
@@ -539,10 +540,12 @@ class _Run:
             stmt = stmt.where(CrmSource.account_id == account_id)
         return {a: int(n) for a, n in self.s.execute(stmt)}
 
-    def _globals(self) -> tuple[Identity, frozenset[str], frozenset[str]]:
+    def _globals(self) -> tuple[Identity, frozenset[str], frozenset[str], frozenset[str]]:
+        """Our identity, our List-Unsubscribe and List-Subscribe addresses, and the mailing lists
+        learned from the List-Post/List-Id of received copies."""
         identity = Identity.build(self.settings.configured_identities, self.sent_from(),
                                   self.settings.internal_domains)
-        unsub, sub = set(), set()
+        unsub, sub, lists = set(), set(), set()
         keys = self.s.scalars(select(CrmMessage.key).where(CrmMessage.list_mailto.is_(True))).all()
         if keys:
             facts = self.load_facts(keys)
@@ -551,8 +554,9 @@ class _Run:
             u, s_ = X.list_addresses(inputs, identity)
             unsub |= u
             sub |= s_
+            lists |= X.learned_lists(inputs, identity)
         unsub |= {a for a in (canonical(x) for x in self.settings.unsubscribe_addresses) if a}
-        return identity, frozenset(unsub), frozenset(sub)
+        return identity, frozenset(unsub), frozenset(sub), frozenset(lists)
 
     # -- step 5: threads ----------------------------------------------------------------------
 
@@ -679,7 +683,7 @@ class _Run:
         return X.sent_index(refd, identity)
 
     def _derive(self, dirty: set[str] | None, identity: Identity, unsub: frozenset[str],
-                sub: frozenset[str]) -> None:
+                sub: frozenset[str], lists: frozenset[str]) -> None:
         if dirty is None:
             keys = set(self.s.scalars(select(CrmMessage.key)).all())
         else:
@@ -694,7 +698,7 @@ class _Run:
         else:
             sent_ids = self._sent_ids(inputs, identity)
         ctx = X.Context(identity=identity, settings=self.settings.extract_settings(), sent_ids=sent_ids,
-                        unsubscribe_addresses=unsub, subscribe_addresses=sub, salt=self.salt,
+                        unsubscribe_addresses=unsub, subscribe_addresses=sub, lists=lists, salt=self.salt,
                         forgotten=self.is_forgotten)
         records = X.extract(inputs, ctx, scope=dirty)
         self._apply(records, dirty)
@@ -922,9 +926,11 @@ class _Run:
                                    (CrmRef, CrmRef.message_key)):
                     self.s.execute(delete(model).where(col.in_(chunk)))
         self.s.flush()
-        identity, unsub, sub = self._globals()
+        identity, unsub, sub, lists = self._globals()
         fp = {"settings": self.settings.fingerprint(), "own": sorted(identity.own),
               "domains": sorted(identity.work_domains), "unsub": sorted(unsub), "sub": sorted(sub)}
+        if lists:
+            fp["lists"] = sorted(lists)
         full = self.rebuild or self.state.get("fingerprint") != fp
         self.state.set("fingerprint", fp)
         block_dirty = self._blocklist_dirty()
@@ -942,7 +948,7 @@ class _Run:
         self._phase("derive")
         if dirty is None or dirty:
             self.result.addresses = -1 if dirty is None else len(dirty)
-            self._derive(dirty, identity, unsub, sub)
+            self._derive(dirty, identity, unsub, sub, lists)
         self.state.save()
         self._phase("end")
         return self.result
