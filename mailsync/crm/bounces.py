@@ -3,7 +3,8 @@
 Owns: the header test that a message is a machine report whose whole body must be read (any
 ``multipart/report`` -- delivery status, RFC 5965 feedback, DMARC/TLS reports --, an
 ``X-Failed-Recipients`` field, a sender that is a mail system (MAILER-DAEMON, postmaster,
-Mail.Delivery.System, an empty or missing From), a bounce subject from a role sender, or a DMARC
+Mail.Delivery.System, an empty or missing From), a bounce subject (not a reply) from a role or
+machine-like sender (Symantec_AntiVirus_for_SMTP_Gateways@, imss@, admin@ ...), or a DMARC
 aggregate report's subject), and the bounce read of such a message, in this order:
   1. our RFC 3464 parser (dsn.py), which keeps Status, Diagnostic-Code and Original-Message-ID;
   2. ``X-Failed-Recipients`` (Exim, Gmail, Google Groups ...): each address a hard bounce;
@@ -73,22 +74,34 @@ def _system_sender(h: Mapping[str, Sequence[str]]) -> bool:
 
 def looks_like_bounce(h: Mapping[str, Sequence[str]]) -> bool:
     """Headers (lowercased name -> values) of a bounce: a report, X-Failed-Recipients, or a mail
-    system sender, or a bounce subject without a reply prefix from no person we can tell."""
+    system sender, or a bounce subject without a reply prefix from a machine-like sender."""
     if is_report(_first(h, "content-type")) or h.get("x-failed-recipients"):
         return True
     if _system_sender(h):
         return True
-    subject = _first(h, "subject")
+    from mailsync.crm.headers import decode_words
+
+    subject = decode_words(_first(h, "subject"))
     return bool(_BOUNCE_SUBJECT.search(subject)) and not re.match(r"(?i)\s*(re|aw|sv|fw|fwd|wg)\s*:", subject) \
-        and _role_sender(h)
+        and _machine_like_sender(h)
 
 
-def _role_sender(h: Mapping[str, Sequence[str]]) -> bool:
+# Words in the local part of a gateway, scanner or mail server's own address.
+_MACHINE_WORDS = re.compile(r"(daemon|postmaster|smtp|gateway|antivirus|virus|mailer|mail[-_.]?server|"
+                            r"mail[-_.]?system|delivery|admin|imss|scanner|mailsweeper|ndr|bounce|notif|no-?reply)")
+
+
+def _machine_like_sender(h: Mapping[str, Sequence[str]]) -> bool:
+    """A role address, or a local part that names a mail system (Symantec_AntiVirus_for_SMTP_Gateways,
+    imss, admin ...), or one without letters."""
     from mailsync.crm.junk import is_role_address
 
     _, addr = email.utils.parseaddr(_first(h, "from"))
     a = canonical(addr) if addr else None
-    return a is None or is_role_address(a) or not any(c.isalpha() for c in a.partition("@")[0])
+    if a is None or is_role_address(a):
+        return True
+    local = a.partition("@")[0]
+    return bool(_MACHINE_WORDS.search(local)) or not any(c.isalpha() for c in local)
 
 
 def is_machine_report(h: Mapping[str, Sequence[str]]) -> bool:
