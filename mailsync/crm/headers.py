@@ -7,10 +7,11 @@ RFC 2047 encoded-words (unknown charsets fall back to UTF-8, then Latin-1) and o
 bytes (UTF-8, else Windows-1252), unfolding, Message-ID / In-Reply-To / References tokens, the Date
 (an unparseable or absurd Date is None: the caller falls back to INTERNALDATE), address lists
 (canonicalised by addresses.py), the bulk and auto-reply signals, List-Unsubscribe targets, the
-delivery report of a bounce (dsn.py), an optional text preview, and the message key: a SHA-256 of
-Message-ID, From, Date, Subject, To and Cc as written, so the same message in two folders or two
-accounts (whatever its Received lines) is one message, and two different messages that share a
-Message-ID are two.
+mailing list that delivered it (List-Post, List-Id), the Resent-From of a redirected copy, whether
+it is a machine report and the bounce it reports (bounces.py), an optional text preview, and the
+message key: a SHA-256 of Message-ID, From, Date, Subject, To and Cc as written, so the same
+message in two folders or two accounts (whatever its Received lines) is one message, and two
+different messages that share a Message-ID are two.
 Must not: touch the store, the network or the clock. Never raises on malformed mail.
 """
 

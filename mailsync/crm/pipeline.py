@@ -5,7 +5,7 @@ records and outbox rows commit together, so a crash loses nothing and repeats no
   1. take the CRM write lock (an UPDATE of crm_state's lock row) and the state (salt, fingerprints);
   2. per account: placements above the account's mark are new; crm_sources rows whose placement is
      gone, holds another body, moved folder or changed \\Answered/\\Draft are changed (one anti-join);
-  3. parse each body not seen before (headers only, see headers.HEAD_LIMIT; bounces whole) into
+  3. parse each body not seen before (headers only, see headers.HEAD_LIMIT; machine reports whole) into
      crm_messages, crm_participants, crm_refs; forgotten addresses are replaced as they are read;
   4. our identity (configured + senders of \\Sent copies, see identity.py), our list addresses and the
      mailing lists learned from received copies; when they, the
