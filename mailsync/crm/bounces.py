@@ -132,6 +132,9 @@ def _head(raw: bytes) -> bytes:
 
 
 def _flufl(msg) -> tuple[frozenset[bytes], frozenset[bytes]]:
+    # flufl.bounce logs every detector it runs (INFO) and a detector's exception with its traceback
+    # (ERROR) before raising it; we report that as one debug line instead, so it never reaches a user
+    logging.getLogger("flufl.bounce").setLevel(logging.CRITICAL)
     try:
         from flufl.bounce import all_failures
 
