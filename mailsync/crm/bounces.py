@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import email
 import email.policy
-import email.utils
 import logging
 import re
 from collections.abc import Mapping, Sequence
@@ -61,29 +60,16 @@ def is_system_address(address: str) -> bool:
     return bool(_SYSTEM_LOCAL.match(local))
 
 
-def _system_sender(h: Mapping[str, Sequence[str]]) -> bool:
-    """The From is a mail system, empty (``<>``) or missing."""
-    value = _first(h, "from")
-    if not value.strip():
-        return True
-    _, addr = email.utils.parseaddr(value)
-    if not addr or "@" not in addr:
-        return True
-    return is_system_address(addr)
-
-
-def looks_like_bounce(h: Mapping[str, Sequence[str]]) -> bool:
-    """Headers (lowercased name -> values) of a bounce: a report, X-Failed-Recipients, or a mail
-    system sender, or a bounce subject without a reply prefix from a machine-like sender."""
+def looks_like_bounce(h: Mapping[str, Sequence[str]], sender: str | None, subject: str) -> bool:
+    """Headers (lowercased name -> values) of a bounce: a report, X-Failed-Recipients, a mail-system
+    sender or none (``sender``: the canonical From, None when empty or missing), or a bounce subject
+    (``subject``: decoded) without a reply prefix from a machine-like sender."""
     if is_report(_first(h, "content-type")) or h.get("x-failed-recipients"):
         return True
-    if _system_sender(h):
+    if sender is None or is_system_address(sender):
         return True
-    from mailsync.crm.headers import decode_words
-
-    subject = decode_words(_first(h, "subject"))
     return bool(_BOUNCE_SUBJECT.search(subject)) and not re.match(r"(?i)\s*(re|aw|sv|fw|fwd|wg)\s*:", subject) \
-        and _machine_like_sender(h)
+        and _machine_like_sender(sender)
 
 
 # Words in the local part of a gateway, scanner or mail server's own address.
@@ -91,22 +77,21 @@ _MACHINE_WORDS = re.compile(r"(daemon|postmaster|smtp|gateway|antivirus|virus|ma
                             r"mail[-_.]?system|delivery|admin|imss|scanner|mailsweeper|ndr|bounce|notif|no-?reply)")
 
 
-def _machine_like_sender(h: Mapping[str, Sequence[str]]) -> bool:
+def _machine_like_sender(a: str) -> bool:
     """A role address, or a local part that names a mail system (Symantec_AntiVirus_for_SMTP_Gateways,
     imss, admin ...), or one without letters."""
     from mailsync.crm.junk import is_role_address
 
-    _, addr = email.utils.parseaddr(_first(h, "from"))
-    a = canonical(addr) if addr else None
-    if a is None or is_role_address(a):
+    if is_role_address(a):
         return True
     local = a.partition("@")[0]
     return bool(_MACHINE_WORDS.search(local)) or not any(c.isalpha() for c in local)
 
 
-def is_machine_report(h: Mapping[str, Sequence[str]]) -> bool:
-    """A message written by a machine about mail: a bounce, a feedback or DMARC report. Never a contact."""
-    return looks_like_bounce(h) or bool(_DMARC_SUBJECT.search(_first(h, "subject")))
+def is_machine_report(h: Mapping[str, Sequence[str]], sender: str | None, subject: str) -> bool:
+    """A message written by a machine about mail: a bounce, a feedback or DMARC report. Never a contact.
+    (Arguments as for looks_like_bounce.)"""
+    return looks_like_bounce(h, sender, subject) or bool(_DMARC_SUBJECT.search(subject))
 
 
 def _valid(addr: str) -> str | None:
@@ -145,9 +130,11 @@ def _flufl(msg) -> tuple[frozenset[bytes], frozenset[bytes]]:
     return frozenset(temporary), frozenset(permanent)
 
 
-def read_bounce(raw: bytes, h: Mapping[str, Sequence[str]], own_id: str | None = None) -> DeliveryReport | None:
+def read_bounce(raw: bytes, h: Mapping[str, Sequence[str]], sender: str | None, subject: str,
+                own_id: str | None = None) -> DeliveryReport | None:
     """The bounce ``raw`` reports (the whole message), or None when it names no one. ``h``: its
-    headers as headers.read_headers gives them; ``own_id``: its own Message-ID."""
+    headers as headers.read_headers gives them; ``sender``, ``subject``: as for looks_like_bounce;
+    ``own_id``: its own Message-ID."""
     try:
         msg = email.message_from_bytes(raw, policy=email.policy.compat32)
     except Exception:  # pragma: no cover - the compat32 parser is lenient; this is the last net
@@ -163,7 +150,7 @@ def read_bounce(raw: bytes, h: Mapping[str, Sequence[str]], own_id: str | None =
         addr = _valid(a)
         if addr and addr not in found:
             found[addr] = BounceRecipient(addr, "failed", "", "hard", "X-Failed-Recipients")
-    if not found and looks_like_bounce(h):
+    if not found and looks_like_bounce(h, sender, subject):
         temporary, permanent = _flufl(msg)
         for kind, items in (("hard", permanent), ("soft", temporary)):
             for a in sorted(items):

@@ -346,8 +346,9 @@ def parse_message(raw: bytes, *, preview: bool = False) -> MessageFacts:
     precedence = (_first(h.get("precedence")) or "").lower() or None
     auto_submitted = ((_first(h.get("auto-submitted")) or "").split(";", 1)[0].strip().lower()) or None
     unsub_values = h.get("list-unsubscribe")
-    report_flag = is_machine_report(h)
     message_id = _first_id(h.get("message-id"))
+    subject = decode_words(_first(h.get("subject")) or "")
+    report_flag = is_machine_report(h, frm[0].address if frm else None, subject)
     return MessageFacts(
         key=message_key(h),
         message_id=message_id,
@@ -356,7 +357,7 @@ def parse_message(raw: bytes, *, preview: bool = False) -> MessageFacts:
         to=_mailboxes(h.get("to")),
         cc=_mailboxes(h.get("cc")),
         bcc=_mailboxes(h.get("bcc")),
-        subject=decode_words(_first(h.get("subject")) or ""),
+        subject=subject,
         in_reply_to=_first_id(h.get("in-reply-to")),
         references=_ids(h.get("references")),
         bulk=is_bulk(list_id=_first(h.get("list-id")), list_unsubscribe=bool(unsub_values),
@@ -365,7 +366,7 @@ def parse_message(raw: bytes, *, preview: bool = False) -> MessageFacts:
         list_unsubscribe=tuple(a for v in unsub_values or () for a in mailto_targets(v)),
         list_subscribe=tuple(a for v in h.get("list-subscribe") or () for a in mailto_targets(v)),
         is_report=report_flag,
-        report=read_bounce(raw, h, message_id) if report_flag else None,
+        report=read_bounce(raw, h, frm[0].address if frm else None, subject, message_id) if report_flag else None,
         preview=_preview(raw) if preview else None,
         resent_from=resent[0].address if (resent := _mailboxes(h.get("resent-from"))) else None,
         lists=list_addresses_of(h),
