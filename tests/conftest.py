@@ -1,6 +1,6 @@
-"""Shared pytest fixtures: throwaway Dovecot and PostgreSQL servers (see mailsync/testing/).
+"""Shared pytest fixtures: throwaway Dovecot, Cyrus, Courier and PostgreSQL servers (see mailsync/testing/).
 
-A missing dovecot binary makes the Dovecot fixtures FAIL, never skip: CI counts a skip as a failure.
+A missing server binary makes its fixtures FAIL, never skip: CI counts a skip as a failure.
 """
 
 from __future__ import annotations
@@ -15,7 +15,10 @@ from pathlib import Path
 
 import pytest
 
+from mailsync.testing.courier import CourierServer
+from mailsync.testing.cyrus import CyrusServer
 from mailsync.testing.dovecot import DovecotError, DovecotServer, ImapUser, local_dovecot_available
+from mailsync.testing.imapserver import ImapServerError, NamespacedServer
 from mailsync.testing.oauth_server import OAuthServer
 from mailsync.testing.postgres import PostgresError, PostgresServer
 
@@ -95,6 +98,57 @@ def dovecot_factory() -> Iterator[Callable[..., DovecotServer]]:
 def imap_user(dovecot: DovecotServer) -> ImapUser:
     """A fresh user (empty mailbox plus the special-use folders) on the session Dovecot."""
     return dovecot.new_user(f"user{next(_user_numbers)}-{secrets.token_hex(3)}", secrets.token_hex(8))
+
+
+# --------------------------------------------------------------------------- every server (Cyrus, Courier)
+# Cyrus IMAP 3.6 and Courier-IMAP 5.0 from Debian's packages, unpacked by scripts/test-servers (they
+# conflict with dovecot-imapd, so they are not installed as packages). See mailsync/testing/cyrus.py and
+# courier.py for what each is like.
+
+#: The servers `server_user` runs a test on.
+SERVER_KINDS = ("dovecot", "cyrus", "courier")
+
+
+def _start_namespaced(cls: type[NamespacedServer], prefix: str) -> NamespacedServer:
+    server = cls(_server_dir(prefix))
+    try:
+        server.start()
+    except (ImapServerError, ValueError, OSError) as exc:
+        server.stop()
+        shutil.rmtree(server.root, ignore_errors=True)
+        pytest.fail(f"could not start the test {server.kind}: {exc}", pytrace=False)
+    return server
+
+
+def _discard_namespaced(server: NamespacedServer) -> None:
+    server.stop()
+    if not os.environ.get("MAILSYNC_KEEP_TEST_SERVERS"):
+        shutil.rmtree(server.root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def cyrus() -> Iterator[CyrusServer]:
+    """One Cyrus IMAP 3.6 for the whole session."""
+    server = _start_namespaced(CyrusServer, "mailsync-cyrus-")
+    yield server  # type: ignore[misc]
+    _discard_namespaced(server)
+
+
+@pytest.fixture(scope="session")
+def courier() -> Iterator[CourierServer]:
+    """One Courier-IMAP 5.0 for the whole session (IDLE looks at the Maildir every second)."""
+    server = _start_namespaced(CourierServer, "mailsync-courier-")
+    yield server  # type: ignore[misc]
+    _discard_namespaced(server)
+
+
+@pytest.fixture(params=SERVER_KINDS)
+def server_user(request: pytest.FixtureRequest) -> ImapUser:
+    """A fresh user (empty INBOX plus Sent, Drafts, Trash, Junk, Archive) on the session's Dovecot,
+    Cyrus or Courier. Fill it with ``user.server.load(user.name, [(folder, raw, flags), ...])``, folder
+    names with "/" between levels; ``helpers.mailbox(user, name)`` gives the server's own name."""
+    server = request.getfixturevalue(request.param)
+    return server.new_user(f"s{next(_user_numbers)}-{secrets.token_hex(3)}", secrets.token_hex(8))
 
 
 @pytest.fixture(scope="session")

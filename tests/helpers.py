@@ -67,6 +67,18 @@ def client_for(user) -> IMAPClient:
     return c
 
 
+def mailbox(user, name: str) -> str:
+    """The server's name for a folder the tests write with "/" between levels: the same on Dovecot and
+    Cyrus, "INBOX.Archive.2024" for "Archive/2024" on Courier."""
+    convert = getattr(user.server, "mailbox_name", None)
+    return convert(name) if convert is not None else name
+
+
+def server_kind(user) -> str:
+    """"dovecot", "cyrus" or "courier": the server a harness user lives on."""
+    return getattr(user.server, "kind", "dovecot")
+
+
 def server_snapshot(user) -> dict:
     """What a second IMAP client sees: {folder: {"uidvalidity": n, "messages": {uid: (flags, size, sha256)}}}."""
     c = client_for(user)
