@@ -24,6 +24,8 @@ Facts this module relies on (Courier-IMAP 5.0.13, courier-authlib 0.71.4, Debian
 - A folder's UIDVALIDITY comes from the clock in seconds: folders made in one second share it.
 - A command pipelined behind LOGIN (sent before LOGIN's tagged answer) is dropped: imaplogin reads
   the LOGIN line, then execs imapd, and whatever else was in its input buffer is lost.
+- STARTTLS runs couriertls as the user "courier" (made by the package's install script, which did not
+  run): the tree sees copies of /etc/passwd and /etc/group with that user, bind-mounted in place.
 - couriertcpd does not end on SIGTERM at once; the tree is killed (Maildir writes are atomic).
 """
 
@@ -102,7 +104,31 @@ class CourierServer(NamespacedServer):
         return self.prefix + name.replace("/", self.delimiter)
 
     def _binds(self) -> list[tuple[Path, Path]]:
-        return [(self.etc_dir, Path("/etc/courier")), (self.run_dir, Path("/run/courier"))]
+        binds = [(self.etc_dir, Path("/etc/courier")), (self.run_dir, Path("/run/courier"))]
+        if self._passwd_file.exists():
+            binds += [(self._passwd_file, Path("/etc/passwd")), (self._group_file, Path("/etc/group"))]
+        return binds
+
+    @property
+    def _passwd_file(self) -> Path:
+        return self.root / "passwd"
+
+    @property
+    def _group_file(self) -> Path:
+        return self.root / "group"
+
+    def _write_courier_account(self) -> None:
+        """STARTTLS runs couriertls as the user "courier", which the package's install script would
+        have made: the tree sees copies of /etc/passwd and /etc/group that have it (as the mail user)."""
+        passwd, group = Path("/etc/passwd").read_text(), Path("/etc/group").read_text()
+        if not any(line.startswith("courier:") for line in passwd.splitlines()):
+            passwd += f"courier:x:{self.mail_uid}:{self.mail_gid}:Courier test server:/nonexistent:/usr/sbin/nologin\n"
+        if not any(line.startswith("courier:") for line in group.splitlines()):
+            group += f"courier:x:{self.mail_gid}:\n"
+        self._passwd_file.write_text(passwd)
+        self._group_file.write_text(group)
+        os.chmod(self._passwd_file, 0o644)
+        os.chmod(self._group_file, 0o644)
 
     # ----------------------------------------------------------------- config
 
@@ -118,7 +144,9 @@ class CourierServer(NamespacedServer):
         pem = self.etc_dir / "imapd.pem"
         pem.write_bytes(self.key_file.read_bytes() + self.ca_file.read_bytes())
         os.chmod(pem, 0o600)
+        os.chown(pem, self.mail_uid, self.mail_gid)  # couriertls reads it as "courier" (STARTTLS)
         (self.etc_dir / "shared" / "index").touch()
+        self._write_courier_account()
         self._write_userdb()
 
     def _env(self) -> dict[str, str]:

@@ -254,7 +254,8 @@ class NamespacedServer:
             lines.append(f"mount --rbind {dev} /dev")
         for source, target in self._binds():
             # An empty mount point is all this leaves behind on the system (the first time only).
-            target.mkdir(parents=True, exist_ok=True)
+            if not target.exists():
+                target.mkdir(parents=True)
             lines.append(f"mount --bind {shlex.quote(str(source))} {shlex.quote(str(target))}")
         lines.append(self._script())
         self.script_path.write_text("\n".join(lines) + "\n")
