@@ -68,6 +68,7 @@ imapidlepoll: 1
 delete_mode: immediate
 expunge_mode: immediate
 maxlogins_per_user: 0
+failedloginpause: 0
 """
 
 CYRUS_CONF = """# mailsync throwaway Cyrus master configuration (written by mailsync/testing/cyrus.py)
