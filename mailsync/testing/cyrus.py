@@ -195,7 +195,8 @@ class CyrusServer(NamespacedServer):
         try:
             typ, data = conn._simple_command(command.upper(), *args)
             if typ != "OK":
-                raise ImapServerError(f"{command} {' '.join(args)} failed on the test Cyrus: {data!r}\n{self.log_text(10)}")
+                raise ImapServerError(f"{command} {' '.join(args)} failed on the test Cyrus: {data!r}\n"
+                                      f"{self.log_text(10)}")
             name = command.upper()
             return [d for d in conn.untagged_responses.pop(name, []) if d]
         finally:

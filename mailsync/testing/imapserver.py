@@ -59,7 +59,8 @@ def make_certificate(cert: Path, key: Path) -> None:
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
     except FileNotFoundError as exc:
-        raise ImapServerError("the `openssl` command is needed for the test certificate (apt-get install openssl)") from exc
+        raise ImapServerError("the `openssl` command is needed for the test certificate "
+                              "(apt-get install openssl)") from exc
     if proc.returncode != 0:
         raise ImapServerError(f"openssl failed ({proc.returncode}):\n{proc.stderr}")
     os.chmod(cert, 0o644)
@@ -164,7 +165,8 @@ class NamespacedServer:
         self._catcher: SyslogCatcher | None = None
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(root={str(self.root)!r}, imap_port={self.imap_port}, imaps_port={self.imaps_port})"
+        return (f"{type(self).__name__}(root={str(self.root)!r}, imap_port={self.imap_port}, "
+                f"imaps_port={self.imaps_port})")
 
     def __enter__(self):
         self.start()
@@ -260,7 +262,8 @@ class NamespacedServer:
         lines.append(self._script())
         self.script_path.write_text("\n".join(lines) + "\n")
         with open(self.log_path, "ab") as log:
-            self._proc = subprocess.Popen(["unshare", "--mount", "--propagation", "private", "sh", str(self.script_path)],
+            self._proc = subprocess.Popen(["unshare", "--mount", "--propagation", "private", "sh",
+                                           str(self.script_path)],
                                           stdin=subprocess.DEVNULL, stdout=log, stderr=log, cwd=self.root,
                                           start_new_session=True)
 

@@ -100,7 +100,8 @@ def test_changes_on_the_server_between_syncs_reach_the_store(server_user, store)
 def test_local_changes_reach_the_server(server_user, store):
     user = server_user
     inbox, projects = mailbox(user, "INBOX"), mailbox(user, "Projects")
-    user.server.load(user.name, [("INBOX", msg(i, extra="loc")) for i in range(5)] + [("Projects", msg(9, extra="loc"))])
+    user.server.load(user.name, [("INBOX", msg(i, extra="loc")) for i in range(5)]
+                     + [("Projects", msg(9, extra="loc"))])
     account = account_for(user)
     sync(store, account)
     before = _bodies(user, inbox)

@@ -36,7 +36,8 @@ def store(tmp_path):
 
 def _open_ops(store) -> list[tuple[str, str]]:
     with UnitOfWork(store) as uow:
-        return [(op.kind, op.state) for op in uow.session.query(PendingOp).filter(PendingOp.state.in_(("pending", "sent")))]
+        ops = uow.session.query(PendingOp).filter(PendingOp.state.in_(("pending", "sent")))
+        return [(op.kind, op.state) for op in ops]
 
 
 @pytest.mark.parametrize("server_user", ["dovecot", pytest.param("cyrus", marks=FOLDER_IDENTITY),
