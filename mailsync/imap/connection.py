@@ -320,8 +320,12 @@ class ImapConnection:
         return out
 
     def _status_items(self) -> str:
-        return ("MESSAGES UIDNEXT UIDVALIDITY" + (" HIGHESTMODSEQ" if self.condstore else "")
-                + (" MAILBOXID" if self.has("OBJECTID") else ""))
+        # No MAILBOXID here, although OBJECTID servers take it in STATUS: Cyrus 3.6 (Debian 12) answers
+        # it, in STATUS and in LIST-STATUS alike, with six raw bytes of a pointer instead of the id
+        # ("MAILBOXID (\xb8\x82\x93\x9c\x97U)") whenever MESSAGES, UIDNEXT or HIGHESTMODSEQ are asked
+        # beside it (alone, or with UIDVALIDITY only, it is right); the bytes may hold CR, LF or
+        # parentheses and break the line. SELECT and EXAMINE give the right one, read in select().
+        return "MESSAGES UIDNEXT UIDVALIDITY" + (" HIGHESTMODSEQ" if self.condstore else "")
 
     def status(self, raw_name: str) -> dict[str, int]:
         return self.status_reply(raw_name)[0]

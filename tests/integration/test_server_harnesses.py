@@ -151,3 +151,32 @@ def test_a_server_that_cannot_start_says_why(tmp_path, monkeypatch):
         CyrusServer(tmp_path / "cyrus").start()
     with pytest.raises(ImapServerError, match="scripts/test-servers"):
         CourierServer(tmp_path / "courier").start()
+
+
+def test_cyrus_status_mailboxid_is_garbage_and_the_connection_does_not_ask_for_it(cyrus):
+    """Cyrus 3.6 (Debian 12) answers MAILBOXID in STATUS (and in LIST-STATUS) beside MESSAGES, UIDNEXT
+    or HIGHESTMODSEQ with raw bytes of a pointer, not the id; SELECT/EXAMINE give the id. The connection's folder listing must not
+    ask for it there (it did, and every sync of a Cyrus account failed to parse the answer)."""
+    from mailsync.imap.connection import connect
+    from twoway_support import account_for
+
+    user = _user(cyrus)
+    raw = cyrus.connect(user.name)
+    try:
+        raw._simple_command("STATUS", "Trash", "(MESSAGES UIDNEXT UIDVALIDITY HIGHESTMODSEQ MAILBOXID)")
+        (answer,) = raw.untagged_responses.pop("STATUS")
+        typ, _ = raw.select("Trash")
+        (good,) = raw.untagged_responses.pop("MAILBOXID")
+    finally:
+        raw.logout()
+    assert good.startswith(b"(") and good[1:-1].replace(b"-", b"").replace(b"_", b"").isalnum()
+    assert good not in answer  # the server fact this test stands on; if it changes, so may the connection
+
+    conn = connect(account_for(user), user.password)
+    try:
+        folders = {f.raw_name: f for f in conn.list_folders()}
+        assert folders["Trash"].status["UIDVALIDITY"] > 0 and folders["Trash"].mailboxid is None
+        info = conn.select("Trash", readonly=True)
+        assert info.mailboxid == good[1:-1].decode()
+    finally:
+        conn.logout()
