@@ -22,11 +22,6 @@ from mailsync.store.uow import UnitOfWork
 from twoway_support import account_for, assert_agree, msg, store_snapshot, sync
 from watch_support import OtherClient, RunningDaemon, message, stored_flags, wait_until
 
-#: The engine still takes a folder's identity from UIDVALIDITY alone when it looks for renamed folders;
-#: Cyrus and Courier give every folder made in the same second the same UIDVALIDITY.
-FOLDER_IDENTITY = pytest.mark.xfail(strict=True, reason="folder identity by UIDVALIDITY alone")
-
-
 @pytest.fixture
 def store(tmp_path):
     s = open_store(f"sqlite:///{tmp_path}/store.db")
@@ -178,13 +173,11 @@ def _tree_in_one_second(user) -> dict[str, list[bytes]]:
     return contents
 
 
-@pytest.mark.parametrize("server_user", ["dovecot", pytest.param("cyrus", marks=FOLDER_IDENTITY), "courier"],
-                         indirect=True)
 def test_a_tree_made_within_one_second_and_renamed_on_the_server(server_user, store):
     """The wrong-message delete: after a server RENAME of P (with P/a, P/b made in the same second),
     the store must map each UID to its own message, and a local delete of Q UID 1 must expunge
     exactly that message. Cyrus keeps a folder's UIDVALIDITY through RENAME, so Q, Q/a and Q/b carry
-    the value P, P/a and P/b shared and the engine cannot tell them apart; Courier gives renamed
+    the value P, P/a and P/b shared: UIDVALIDITY alone cannot tell them apart; Courier gives renamed
     folders a new UIDVALIDITY (the engine then sees a delete and new folders, and finds the moves by
     content), and Dovecot's values are distinct."""
     user = server_user

@@ -1,8 +1,7 @@
-"""Edge cases of the engine on every server (Dovecot, Cyrus, Courier), each a known defect today.
-
-Every parametrization that fails with today's engine is marked ``xfail(strict=True)`` with the
-defect as its reason: the mark goes when the fix lands (a fixed case then XPASSes and fails the run
-until its mark is removed). Cases that pass today carry no mark.
+"""Edge cases of the engine on every server (Dovecot, Cyrus, Courier), each one a defect found
+there: a folder replaced within its second taken for a rename (Cyrus, Courier), a flag change that
+adds and removes landing half (Dovecot, Cyrus: CONDSTORE), a flag change that changes nothing never
+settling (all three), negative counts after a server rename (Courier).
 """
 
 from __future__ import annotations
@@ -18,15 +17,6 @@ from mailsync.store.models import AuditEvent, PendingOp
 from mailsync.store.uow import UnitOfWork
 from twoway_support import account_for, assert_agree, msg, sync
 
-FOLDER_IDENTITY = pytest.mark.xfail(strict=True, reason="folder identity by UIDVALIDITY alone")
-HALF_FLAG_PUSH = pytest.mark.xfail(
-    strict=True, reason="a flag change that adds and removes sends two UNCHANGEDSINCE stores with one modseq: "
-                        "the second is refused (MODIFIED) and lands a sync later")
-NOOP_FLAG_PENDING = pytest.mark.xfail(strict=True, reason="a queued flag change that changes nothing never settles")
-NEGATIVE_COUNTS = pytest.mark.xfail(strict=True, reason="the sync summary counts moves out of a vanished folder "
-                                                        "as negative expunges")
-
-
 @pytest.fixture
 def store(tmp_path):
     s = open_store(f"sqlite:///{tmp_path}/store.db")
@@ -40,8 +30,6 @@ def _open_ops(store) -> list[tuple[str, str]]:
         return [(op.kind, op.state) for op in ops]
 
 
-@pytest.mark.parametrize("server_user", ["dovecot", pytest.param("cyrus", marks=FOLDER_IDENTITY),
-                                         pytest.param("courier", marks=FOLDER_IDENTITY)], indirect=True)
 def test_a_folder_replaced_within_its_second_is_not_taken_for_a_rename(server_user, store):
     """Another client makes folder A, the sync sees it, and within the same second B is made (with
     other mail) and A deleted. B shares A's UIDVALIDITY on Cyrus and Courier (one per second): it must
@@ -83,8 +71,6 @@ def test_a_folder_replaced_within_its_second_is_not_taken_for_a_rename(server_us
     assert shared or server_kind(user) == "dovecot"  # the case the test is about did happen
 
 
-@pytest.mark.parametrize("server_user", [pytest.param("dovecot", marks=HALF_FLAG_PUSH),
-                                         pytest.param("cyrus", marks=HALF_FLAG_PUSH), "courier"], indirect=True)
 def test_one_flag_change_that_adds_and_removes_lands_whole(server_user, store):
     user = server_user
     inbox = mailbox(user, "INBOX")
@@ -99,9 +85,6 @@ def test_one_flag_change_that_adds_and_removes_lands_whole(server_user, store):
     assert _open_ops(store) == []
 
 
-@pytest.mark.parametrize("server_user", [pytest.param("dovecot", marks=NOOP_FLAG_PENDING),
-                                         pytest.param("cyrus", marks=NOOP_FLAG_PENDING),
-                                         pytest.param("courier", marks=NOOP_FLAG_PENDING)], indirect=True)
 def test_a_flag_change_that_changes_nothing_settles_at_once(server_user, store):
     user = server_user
     inbox = mailbox(user, "INBOX")
@@ -114,8 +97,6 @@ def test_a_flag_change_that_changes_nothing_settles_at_once(server_user, store):
     assert server_snapshot(user)[inbox]["messages"][1][0] == ["\\Seen"]
 
 
-@pytest.mark.parametrize("server_user", ["dovecot", "cyrus", pytest.param("courier", marks=NEGATIVE_COUNTS)],
-                         indirect=True)
 def test_counts_after_a_server_rename_are_never_negative(server_user, store):
     user = server_user
     user.server.load(user.name, [("Projects", msg(i, extra="cnt")) for i in range(4)])
