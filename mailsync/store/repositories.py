@@ -122,11 +122,12 @@ def adopt_uidvalidity(db: Db, folder_id: int, uidvalidity: int) -> None:
 
 
 def mark_folder_synced(db: Db, folder_id: int, uidnext: int | None, highestmodseq: int | None,
-                       messages: int, when: datetime) -> None:
+                       messages: int, when: datetime, mailboxid: str | None = None) -> None:
     """The folder is in step with the server as of a SELECT that said ``uidnext``,
-    ``highestmodseq`` and ``messages`` (EXISTS)."""
+    ``highestmodseq`` and ``messages`` (EXISTS), and ``mailboxid`` (RFC 8474) when it said one."""
+    extra = {"mailboxid": mailboxid} if mailboxid else {}
     update_folder(db, folder_id, uidnext=uidnext, highestmodseq=highestmodseq, messages=messages,
-                  last_synced_at=when)
+                  last_synced_at=when, **extra)
 
 
 # --- bodies -----------------------------------------------------------------------------------

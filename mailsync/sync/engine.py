@@ -495,8 +495,14 @@ class AccountSync:
         if not vanished or not fresh:
             return {}
         with_messages = db.call(lambda uow: {f.id for f in vanished if repo.has_placements(uow.connection, f.id)})
+        ids = {f.raw_name: f.mailboxid for f in fresh}
+        if conn.has("OBJECTID") and any(f.mailboxid for f in vanished):
+            # The listing does not carry MAILBOXID (Cyrus 3.6 answers it in STATUS with garbage):
+            # EXAMINE says it, for each new folder, when a vanished one has an id to compare with.
+            for raw in ids:
+                ids[raw] = ids[raw] or conn.select(raw, readonly=True).mailboxid
         certain, to_check = P.rename_candidates(
-            [P.FolderIdentity(f.raw_name, (f.status or {}).get("UIDVALIDITY"), f.mailboxid) for f in fresh],
+            [P.FolderIdentity(f.raw_name, (f.status or {}).get("UIDVALIDITY"), ids[f.raw_name]) for f in fresh],
             [P.FolderIdentity(f.id, f.uidvalidity, f.mailboxid, f.id in with_messages) for f in vanished])
         checked: dict[tuple, bool] = {}
         for new_raw, folder_id in to_check:
@@ -776,7 +782,8 @@ class AccountSync:
         uow.commit()
 
     def _complete_folder(self, uow: UnitOfWork, folder_id: int, name: str, info) -> None:
-        repo.mark_folder_synced(uow.connection, folder_id, info.uidnext, info.highestmodseq, info.exists, utcnow())
+        repo.mark_folder_synced(uow.connection, folder_id, info.uidnext, info.highestmodseq, info.exists, utcnow(),
+                                info.mailboxid)
         uow.commit()
         crashpoint("folder complete")
         self.result.folders += 1

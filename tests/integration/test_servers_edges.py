@@ -6,6 +6,7 @@ settling (all three), negative counts after a server rename (Courier).
 
 from __future__ import annotations
 
+import secrets
 import time
 
 import pytest
@@ -110,3 +111,36 @@ def test_counts_after_a_server_rename_are_never_negative(server_user, store):
     counts = {k: getattr(result, k) for k in ("new_messages", "flag_changes", "expunged", "bodies_downloaded", "moves",
                                                "pushed", "conflicts")}
     assert all(v >= 0 for v in counts.values()), counts
+
+
+def test_mailboxid_keeps_a_renamed_folder_whose_content_cannot_tell(cyrus, store):
+    """Cyrus offers OBJECTID: a renamed folder is known by its MAILBOXID (read at SELECT/EXAMINE,
+    since its STATUS answer for it is unusable), even where content is no evidence: an empty folder
+    sharing its UIDVALIDITY with a sibling made in the same second. Its store row is kept (same id,
+    an audit event says renamed), not dropped and made again."""
+    from sqlalchemy import select
+
+    from mailsync.store import tables
+
+    user = cyrus.new_user(f"mbid{secrets.token_hex(3)}", "pw")
+    c = client_for(user)
+    c.create_folder("E1")
+    c.create_folder("E2")
+    c.logout()
+    account = account_for(user)
+    sync(store, account)
+    with UnitOfWork(store) as uow:
+        f = tables.folders.c
+        before = dict(uow.connection.execute(select(f.name, f.id)).all())
+        ids = dict(uow.connection.execute(select(f.name, f.mailboxid)).all())
+    assert ids["E1"] and ids["E2"] and ids["E1"] != ids["E2"]  # learnt from SELECT
+    c = client_for(user)
+    c.rename_folder("E1", "F1")
+    c.logout()
+    sync(store, account)
+    with UnitOfWork(store) as uow:
+        after = dict(uow.connection.execute(select(f.name, f.id)).all())
+        kinds = [e.kind for e in uow.session.scalars(select(AuditEvent).where(AuditEvent.folder == "F1"))]
+    assert after["F1"] == before["E1"] and "E1" not in after and after["E2"] == before["E2"]
+    assert "folder_renamed" in kinds
+    assert_agree(store, user)
