@@ -9,7 +9,9 @@ company, activity) maps an output field name to one of
   { join = ["a", "b"], sep = " " }       fields joined (empty ones skipped), optionally transformed
   { transform = T }                      the field of the same name, transformed in place
 T is one of: lower, upper, strip, title, string, epoch (ISO time -> seconds), date:FORMAT (an ISO
-time re-written with a strftime FORMAT, e.g. "date:%d.%m.%Y"). Fields not mentioned pass through.
+time re-written with a strftime FORMAT, e.g. "date:%d.%m.%Y"). Fields not mentioned pass through,
+except to a CRM sink (hubspot, salesforce): it sends only mapped fields, its defaults
+(``CRM_DEFAULTS``) merged with the sink's table (``false`` there drops a default).
 Every name is checked against the record type's field list when the config loads, and every
 transform against the field's kind, so a typo fails at start-up and not at 3 a.m. in the sink.
 Must not: touch the store or the network; know about sinks' transports.
@@ -24,8 +26,23 @@ from typing import Any
 
 from mailsync.crm.records import DATE_FIELDS, FIELDS, RECORD_TYPES
 
-__all__ = ["MappingError", "Rule", "apply_mapping", "compile_mapping", "TRANSFORMS"]
+__all__ = ["CRM_DEFAULTS", "MappingError", "Rule", "apply_mapping", "compile_mapping", "TRANSFORMS"]
 
+# What a CRM sink sends when its [crm.sink.fields.TYPE] tables say nothing: record field -> the CRM's
+# standard property (HubSpot: contact, company, email engagement; Salesforce: Contact, Account, Task).
+CRM_DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
+    "hubspot": {
+        "contact": {"firstname": "first_name", "lastname": "last_name"},  # email: always the address
+        "company": {"domain": "domain", "name": "name"},
+        "activity": {"hs_timestamp": "timestamp", "hs_email_subject": "subject", "hs_email_text": "body_preview"},
+    },
+    "salesforce": {
+        "contact": {"FirstName": "first_name", "LastName": "last_name"},  # Email: always the address
+        "company": {"Name": "name", "Website": "domain"},
+        "activity": {"Subject": "subject", "Description": "body_preview",
+                     "ActivityDate": {"from": "timestamp", "transform": "date:%Y-%m-%d"}},
+    },
+}
 TRANSFORMS = ("lower", "upper", "strip", "title", "string", "epoch", "date:FORMAT")
 _SAMPLE = datetime(2024, 3, 5, 14, 3, 22, tzinfo=timezone.utc)
 
@@ -153,8 +170,21 @@ def _transform(value: Any, transform: str | None) -> Any:
     return parsed.strftime(transform[5:])
 
 
-def apply_mapping(record: Mapping[str, Any], rules: tuple[Rule, ...]) -> dict[str, Any]:
-    """The record as the sink wants it. Pure; the record itself is not changed."""
+def apply_mapping(record: Mapping[str, Any], rules: tuple[Rule, ...], *, passthrough: bool = True) -> dict[str, Any]:
+    """The record as the sink wants it. Pure; the record itself is not changed. Without
+    ``passthrough`` (CRM sinks, whose APIs refuse unknown properties) only the mapped fields are
+    there."""
+    if not passthrough:
+        out: dict[str, Any] = {}
+        for r in rules:
+            if r.drop:
+                out.pop(r.target, None)
+            elif r.join:
+                parts = [str(record.get(s)) for s in r.join if record.get(s) not in (None, "")]
+                out[r.target] = _transform(r.sep.join(parts), r.transform)
+            else:
+                out[r.target] = _transform(record.get(r.source), r.transform)
+        return out
     if not rules:
         return dict(record)
     out = dict(record)

@@ -18,6 +18,9 @@ Layout:
   crm_forgotten     salted hashes of erased addresses (``crm forget``): never derived again
   crm_outbox        record changes waiting for each sink, written with the change: pending,
                     then deleted once delivered, or dead after max_attempts
+  crm_sink_refs     per CRM sink (hubspot, salesforce): a record's id -> the id the CRM gave its
+                    object (and, for a contact, its company's), written with the outbox row's
+                    settlement; what deletions and associations are addressed by
 """
 
 from __future__ import annotations
@@ -153,3 +156,12 @@ class CrmOutbox(Base):
     lease_owner: Mapped[str | None] = mapped_column(String(100))  # "host:pid"
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[float] = mapped_column(Float, default=0.0)
+
+
+class CrmSinkRef(Base):
+    __tablename__ = "crm_sink_refs"
+
+    sink: Mapped[str] = mapped_column(String(100), primary_key=True)
+    record_id: Mapped[str] = mapped_column(String(KEY), primary_key=True)
+    remote_id: Mapped[str] = mapped_column(String(64))  # the CRM's id of the object
+    link_id: Mapped[str | None] = mapped_column(String(64))  # a contact's company in the CRM

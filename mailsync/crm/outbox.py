@@ -10,6 +10,9 @@ max_backoff (a Retry-After is honoured even above it, up to an hour). A 429 or 5
 sink until its Retry-After. Claims lease rows to this process ("host:pid") for as long as sending them
 may take; a lease whose owner died (same host, pid gone) is taken back at start, so a killed run loses
 nothing: its rows are sent again under the same idempotency keys, which receivers dedupe.
+A CRM sink's transport names the records whose CRM ids it needs (``ref_ids``); the worker hands it
+those it knows (crm_sink_refs, and what this group learnt) and stores what it learns with the
+settlement of the rows, so a deletion or an association finds the CRM's object.
 Per sink: rows go in id order, ``batch_size`` per request, at most ``rate_limit`` requests a second
 (a token bucket on the injected clock). The worker runs after ``mailsync sync`` (and is what a
 ``watch`` daemon calls between wake-ups) until nothing is due or ``deadline`` seconds have passed.
@@ -31,7 +34,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import delete, func, or_, select, update
 
 from mailsync.crm.mapping import apply_mapping
-from mailsync.crm.models import CrmOutbox
+from mailsync.crm.models import CrmContact, CrmOutbox, CrmSinkRef
 from mailsync.crm.settings import CrmSettings, SinkSettings
 from mailsync.errors import MailsyncError
 from mailsync.store.db import Store
@@ -53,12 +56,19 @@ def idempotency_key(sink: str, rtype: str, rid: str, op: str, digest: str, prev:
 
 
 def envelope(row: CrmOutbox | dict, sink: SinkSettings) -> dict:
+    """What a sink is sent. A CRM sink (hubspot, salesforce) also gets the record as derived, under
+    ``record``: its ``data`` holds only the CRM properties the mapping names, and the transport keys,
+    links and dates its objects by the record's own fields."""
     get = row.get if isinstance(row, dict) else lambda k: getattr(row, k)
-    data = None
+    data = record = None
     if get("op") == "upsert":
-        data = apply_mapping(json.loads(get("payload")), sink.fields.get(get("record_type"), ()))
-    return {"idempotency_key": get("idempotency_key"), "op": get("op"), "type": get("record_type"),
-            "id": get("record_id"), "sink": sink.name, "data": data}
+        record = json.loads(get("payload"))
+        data = apply_mapping(record, sink.fields.get(get("record_type"), ()), passthrough=not sink.crm)
+    env = {"idempotency_key": get("idempotency_key"), "op": get("op"), "type": get("record_type"),
+           "id": get("record_id"), "sink": sink.name, "data": data}
+    if sink.crm:
+        env["record"] = record
+    return env
 
 
 @dataclass
@@ -174,9 +184,14 @@ class Worker:
                                        .order_by(CrmOutbox.id)).mappings().all()
 
     def _settle(self, sink: SinkSettings, done: list[int], retry: list[tuple[dict, float, str]],
-                dead: list[tuple[dict, str]], release: list[int]) -> None:
+                dead: list[tuple[dict, str]], release: list[int],
+                refs: dict[str, tuple[str, str | None] | None] | None = None) -> None:
         with UnitOfWork(self.store) as uow:
             s = uow.session
+            for rid, ref in (refs or {}).items():  # with the rows' settlement: never one without the other
+                s.execute(delete(CrmSinkRef).where(CrmSinkRef.sink == sink.name, CrmSinkRef.record_id == rid))
+                if ref is not None:
+                    s.add(CrmSinkRef(sink=sink.name, record_id=rid, remote_id=ref[0], link_id=ref[1]))
             mine = CrmOutbox.lease_owner == self.owner
             for i in range(0, len(done), 500):
                 s.execute(delete(CrmOutbox).where(CrmOutbox.id.in_(done[i:i + 500]), mine))
@@ -213,7 +228,7 @@ class Worker:
         if t is None:
             from mailsync.crm.sinks import make_transport
 
-            t = self._transports[sink.name] = make_transport(sink, clock=self.clock)
+            t = self._transports[sink.name] = make_transport(sink, clock=self.clock, sleep=self.sleep)
         return t
 
     def _delay(self, sink: SinkSettings, attempts: int, retry_after: float | None) -> float:
@@ -230,6 +245,7 @@ class Worker:
         retry: list[tuple[dict, float, str]] = []
         dead: list[tuple[dict, str]] = []
         release: list[int] = []
+        refs: dict[str, tuple[str, str | None] | None] = {}  # learnt in this group, settled with it
         batches = [rows[i:i + sink.batch_size] for i in range(0, len(rows), sink.batch_size)]
         for n, batch in enumerate(batches):
             wait = bucket.wait()
@@ -239,7 +255,21 @@ class Worker:
                     break
                 self.sleep(wait)
                 bucket.wait()
-            outcome = transport.send([envelope(r, sink) for r in batch])
+            envelopes = [envelope(r, sink) for r in batch]
+            wanted = getattr(transport, "ref_ids", None)
+            if wanted is None:
+                outcome = transport.send(envelopes)
+            else:  # a CRM sink: the ids its CRM gave the records it addresses
+                ids = wanted(envelopes)
+                known = {**self._refs(sink.name, [i for i in ids if i not in refs]),
+                         **{i: refs[i] for i in ids if i in refs}}
+                # an activity whose contact has not reached the CRM (its row failed and waits for a
+                # retry, or the sink skips contacts) brings the contact's record: made whole, not bare
+                missing = [e["record"]["contact_id"] for e in envelopes if e["type"] == "activity" and e["record"]
+                           and e["record"].get("contact_id") and known.get(e["record"]["contact_id"]) is None]
+                outcome = transport.send(envelopes, refs=known, contacts=self._contacts(missing))
+            if outcome.refs:
+                refs.update(outcome.refs)
             result.requests += 1
             now = self.clock()
             if outcome.ok:
@@ -259,7 +289,22 @@ class Worker:
                 self.paused[sink.name] = now + min(MAX_RETRY_AFTER, outcome.retry_after)
                 release.extend(r["id"] for b in batches[n + 1:] for r in b)
                 break
-        self._settle(sink, done, retry, dead, release)
+        self._settle(sink, done, retry, dead, release, refs)
+
+    def _refs(self, sink: str, ids: list[str]) -> dict[str, tuple[str, str | None]]:
+        if not ids:
+            return {}
+        with UnitOfWork(self.store) as uow:
+            rows = uow.session.execute(select(CrmSinkRef.record_id, CrmSinkRef.remote_id, CrmSinkRef.link_id)
+                                       .where(CrmSinkRef.sink == sink, CrmSinkRef.record_id.in_(ids))).all()
+        return {rid: (remote, link) for rid, remote, link in rows}
+
+    def _contacts(self, ids: list[str]) -> dict[str, dict]:
+        if not ids:
+            return {}
+        with UnitOfWork(self.store) as uow:
+            rows = uow.session.execute(select(CrmContact.id, CrmContact.data).where(CrmContact.id.in_(ids))).all()
+        return {cid: json.loads(data) for cid, data in rows}
 
     def run(self, *, deadline: float | None = None, sinks: Iterable[str] | None = None) -> DeliveryResult:
         """Deliver what is due; wait for retries while ``deadline`` (seconds) allows."""

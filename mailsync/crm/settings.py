@@ -36,6 +36,19 @@ Must not: resolve secrets (mailsync.auth.secrets does, at delivery), open the st
     full_name = { join = ["first_name", "last_name"] }
     first_seen = { transform = "date:%Y-%m-%d" }
     score = false
+
+    [[crm.sink]]                      # records straight into a CRM (see hubspot.py, salesforce.py)
+    name = "hubspot"
+    type = "hubspot"                  # hubspot | salesforce
+    token = "env:HUBSPOT_TOKEN"       # hubspot: a private app's access token; salesforce: an OAuth
+                                      # access token (cmd: can fetch a fresh one)
+    url = "https://api.hubapi.com"    # hubspot: the default; salesforce: the instance URL (required)
+    api_version = "59.0"              # salesforce only
+    external_id_field = "Mailsync_Id__c"  # salesforce only, optional: an External ID field on
+                                      # Contact, Account and Task, upserted by mailsync's record ids
+    rate_limit = 4                    # records a second (hubspot's default 4; salesforce: none)
+    [crm.sink.fields.contact]         # CRM property = record field; merged over the defaults of
+    jobtitle = "display_name"         # mapping.CRM_DEFAULTS; only mapped fields are sent
 """
 
 from __future__ import annotations
@@ -54,7 +67,7 @@ from mailsync.config.model import Config, SecretRef
 from mailsync.crm.records import RECORD_TYPES
 from mailsync.errors import ConfigError
 
-__all__ = ["AccountCrm", "CrmSettings", "SinkSettings", "check_crm", "POLICIES", "SHARES"]
+__all__ = ["AccountCrm", "CRM_TYPES", "CrmSettings", "SinkSettings", "check_crm", "POLICIES", "SHARES"]
 
 POLICIES = ("none", "sent", "sent_and_received")
 SHARES = ("metadata", "subject", "everything")
@@ -62,8 +75,14 @@ CRM_KEYS = ("enabled", "create_contacts", "max_recipients", "blocklist", "intern
             "role_addresses", "unsubscribe_addresses", "loop_guard_messages", "loop_guard_window",
             "score_half_life_days", "delivery_timeout", "sink")
 SINK_KEYS = ("name", "type", "records", "url", "secret", "headers", "path", "batch_size", "rate_limit",
-             "max_attempts", "timeout", "backoff", "max_backoff", "ca_file", "fields")
-SINK_TYPES = ("webhook", "jsonl")
+             "max_attempts", "timeout", "backoff", "max_backoff", "ca_file", "fields", "token", "api_version",
+             "external_id_field")
+SINK_TYPES = ("webhook", "jsonl", "hubspot", "salesforce")
+CRM_TYPES = ("hubspot", "salesforce")  # sinks that write objects into a CRM through its API
+HUBSPOT_URL = "https://api.hubapi.com"
+HUBSPOT_RATE = 4.0  # records a second: each takes 1-4 API calls, within 100 calls per 10 s
+_API_VERSION = re.compile(r"\d{2,3}\.0")
+_FIELD_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
 _NAME_RE = re.compile(r"[A-Za-z0-9._-]+")
 
 
@@ -84,6 +103,12 @@ class SinkSettings:
     max_backoff: float = 300.0
     ca_file: Path | None = None
     fields: Mapping[str, tuple] = field(default_factory=dict, hash=False)  # type -> mapping.Rule tuple
+    api_version: str = "59.0"  # salesforce: the REST API version
+    external_id_field: str | None = None  # salesforce: an External ID field that holds mailsync ids
+
+    @property
+    def crm(self) -> bool:
+        return self.type in CRM_TYPES
 
 
 @dataclass(frozen=True)
@@ -186,7 +211,10 @@ def _sink(ctx, index: int, data: Any, seen: set[str]) -> SinkSettings:
             hint = f'write "{plural}" (singular)' if plural else f"use some of {', '.join(RECORD_TYPES)}"
             raise t.error("records", f"unknown record type {_show(r)}", hint)
     url = path = secret = None
-    if kind == "webhook":
+    api_version, external_id = "59.0", None
+    if kind in CRM_TYPES:
+        url, secret, api_version, external_id = _crm_sink(ctx, t, label, kind, data)
+    elif kind == "webhook":
         url = t.string("url", required=True, example='"https://crm.example.com/hooks/mailsync"')
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -219,6 +247,13 @@ def _sink(ctx, index: int, data: Any, seen: set[str]) -> SinkSettings:
         for key in ("url", "secret", "headers", "rate_limit", "ca_file"):
             if key in data:
                 raise t.error(key, 'is only used with type = "webhook"', f"remove {key}")
+    if kind != "salesforce":
+        for key in ("api_version", "external_id_field"):
+            if key in data:
+                raise t.error(key, 'is only used with type = "salesforce"', f"remove {key}")
+    if kind not in CRM_TYPES and "token" in data:
+        raise t.error("token", 'is only used with type = "hubspot" or "salesforce"',
+                      "remove token (a webhook signs with secret)" if kind == "webhook" else "remove token")
     headers: dict[str, str] = {}
     if "headers" in data:
         raw_headers = data["headers"]
@@ -226,9 +261,14 @@ def _sink(ctx, index: int, data: Any, seen: set[str]) -> SinkSettings:
             raise t.error("headers", "must be a table of strings", 'e.g. headers = { "X-Tenant" = "acme" }')
         headers = dict(raw_headers)
     batch_size = t.integer("batch_size", lo=1, hi=1000, default=1, example="50")
+    if kind in CRM_TYPES and batch_size != 1:
+        raise t.error("batch_size", f"must be 1 for a {kind} sink (each record is its own API calls), got {batch_size}",
+                      "remove batch_size")
     max_attempts = t.integer("max_attempts", lo=1, hi=100, default=8, example="8")
     rate = data.get("rate_limit")
     rate_limit = None if rate is None else _positive(t, "rate_limit", 0.0, "10")
+    if rate is None and kind == "hubspot":
+        rate_limit = HUBSPOT_RATE
     timeout = _positive(t, "timeout", 10.0, "10")
     backoff = _positive(t, "backoff", 1.0, "1")
     max_backoff = _positive(t, "max_backoff", 300.0, "300")
@@ -245,6 +285,20 @@ def _sink(ctx, index: int, data: Any, seen: set[str]) -> SinkSettings:
         ca_file = candidate
     fields: dict[str, tuple] = {}
     raw_fields = data.get("fields", {})
+    if kind in CRM_TYPES and isinstance(raw_fields, dict):  # the CRM's defaults, then the sink's own entries
+        from mailsync.crm.mapping import CRM_DEFAULTS
+
+        merged: dict[str, Any] = {rtype: dict(CRM_DEFAULTS[kind][rtype]) for rtype in RECORD_TYPES}
+        for rtype, spec in raw_fields.items():
+            if rtype in merged and isinstance(spec, dict):
+                for target, value in spec.items():
+                    if value is False:  # only mapped fields are sent: false takes a default out
+                        merged[rtype].pop(target, None)
+                    else:
+                        merged[rtype][target] = value
+            else:
+                merged[rtype] = spec  # the checks below name the problem
+        raw_fields = merged
     if not isinstance(raw_fields, dict):
         raise t.error("fields", f"must be a table, got {_describe(raw_fields)}", "write [crm.sink.fields.contact]")
     for rtype, spec in raw_fields.items():
@@ -261,7 +315,56 @@ def _sink(ctx, index: int, data: Any, seen: set[str]) -> SinkSettings:
             raise ctx.error(f"{label} key 'fields.{rtype}.{exc.key}'", exc.problem, exc.hint) from None
     return SinkSettings(name=name, type=kind, records=tuple(records), url=url, secret=secret, headers=headers,
                         path=path, batch_size=batch_size, rate_limit=rate_limit, max_attempts=max_attempts,
-                        timeout=timeout, backoff=backoff, max_backoff=max_backoff, ca_file=ca_file, fields=fields)
+                        timeout=timeout, backoff=backoff, max_backoff=max_backoff, ca_file=ca_file, fields=fields,
+                        api_version=api_version, external_id_field=external_id)
+
+
+def _crm_sink(ctx, t, label: str, kind: str, data: dict):
+    """(url, token, api_version, external_id_field) of a hubspot or salesforce sink."""
+    from mailsync.config.loader import _is_loopback, _show, parse_secret_ref
+
+    for key in ("path", "headers", "secret"):
+        if key in data:
+            fix = 'put the API token in token = "env:..."' if key == "secret" else f"remove {key}"
+            raise t.error(key, f'is not used with type = "{kind}"', fix)
+    if kind == "hubspot":
+        url = t.string("url", example=f'"{HUBSPOT_URL}"') if "url" in data else HUBSPOT_URL
+        example = "a private app's access token"
+    else:
+        url = t.string("url", required=True, example='"https://mycompany.my.salesforce.com"')
+        example = "an OAuth access token (e.g. cmd:sf org display --json ...)"
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise t.error("url", f"must be an https:// URL, got {_show(url)}",
+                      f'e.g. url = "{HUBSPOT_URL if kind == "hubspot" else "https://mycompany.my.salesforce.com"}"')
+    if parts.scheme == "http" and not _is_loopback(parts.hostname):
+        raise t.error("url", f"{_show(url)} would send contacts and the API token unencrypted over the network",
+                      "use https:// (http:// is accepted for loopback test servers only)")
+    if "token" not in data:
+        raise ctx.error(label, f"missing required key 'token' ({example})",
+                        f'add token = "env:{kind.upper()}_TOKEN" (or cmd:, keyring:)')
+    value = data["token"]
+    if not isinstance(value, str) or not value:
+        raise t.error("token", "must be a non-empty string (value not shown)", f'e.g. token = "env:{kind.upper()}_TOKEN"')
+    token = parse_secret_ref(value, origin=f"{ctx.file}: {t.where('token')}", secret_key="token")
+    if token.kind == "literal" and ctx.readable_by_others():
+        raise t.error("token", "is a literal token in a config file other users can read (value not shown)",
+                      f"chmod 600 {ctx.file}, or use env:NAME, cmd:COMMAND or keyring:SERVICE/USER")
+    api_version, external_id = "59.0", None
+    if kind == "salesforce":
+        if "api_version" in data:
+            raw = data["api_version"]
+            api_version = f"{raw:.1f}" if isinstance(raw, (int, float)) and not isinstance(raw, bool) else str(raw)
+            if not _API_VERSION.fullmatch(api_version):
+                raise t.error("api_version", f"must be a REST API version like \"59.0\", got {_show(str(raw))}",
+                              'e.g. api_version = "59.0"')
+        if "external_id_field" in data:
+            external_id = t.string("external_id_field", example='"Mailsync_Id__c"')
+            if not _FIELD_NAME.fullmatch(external_id):
+                raise t.error("external_id_field", f"{_show(external_id)} is not a Salesforce field name",
+                              'e.g. external_id_field = "Mailsync_Id__c" (an External ID text field on Contact, '
+                              'Account and Task)')
+    return url.rstrip("/"), token, api_version, external_id
 
 
 def _address_list(t, key: str, *, domains: bool) -> tuple[str, ...]:

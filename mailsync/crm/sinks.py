@@ -2,7 +2,8 @@
 
 Owns: the wire format and the I/O of each sink type, and the mapping of every failure to an Outcome
 (delivered / retry after a delay / permanent), once, here at the boundary.
-  webhook  one HTTP POST per batch (``http.client``, kept alive between requests). Body: the
+  webhook  one HTTP POST per batch (``requests``, kept alive between requests; HTTPS_PROXY,
+           HTTP_PROXY and NO_PROXY apply, a proxy tunnelling https with CONNECT). Body: the
            envelope, or ``{"records": [envelope, ...]}`` when batch_size > 1. Headers:
            ``X-Mailsync-Timestamp: UNIX``, ``X-Mailsync-Signature: sha256=HEX`` where HEX is
            HMAC-SHA256(secret, TIMESTAMP + "." + BODY), ``Idempotency-Key`` (the envelope's key, or for
@@ -12,6 +13,7 @@ Owns: the wire format and the I/O of each sink type, and the mapping of every fa
   jsonl    one envelope per line appended to the file, flushed and fsynced before the rows count as
            delivered. A crash between the write and the outbox commit would repeat lines: on its first
            write the transport reads the file's tail and skips envelopes whose key is already there.
+  hubspot, salesforce  in their own modules (hubspot.py, salesforce.py), made here.
 Envelope: ``{"idempotency_key", "op": "upsert"|"delete", "type", "id", "sink", "data"}`` (``data``:
 the record after the sink's field mapping; null for a delete).
 Must not: touch the store (the worker in outbox.py settles rows), or decide retries' timing beyond
@@ -23,19 +25,18 @@ from __future__ import annotations
 import email.utils
 import hashlib
 import hmac
-import http.client
 import json
 import os
-import socket
-import ssl
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
+
+import requests
 
 from mailsync.crm.settings import SinkSettings
 
-__all__ = ["JsonlTransport", "Outcome", "WebhookTransport", "make_transport", "sign"]
+__all__ = ["JsonlTransport", "Outcome", "WebhookTransport", "make_transport", "outcome_of_status", "sign"]
 
 USER_AGENT = "mailsync-crm/1"
 RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504}) | frozenset(range(520, 530))
@@ -49,6 +50,9 @@ class Outcome:
     retry_after: float | None = None  # seconds the sink asked us to wait
     error: str | None = None
     status: int | None = None
+    # CRM sinks: record id -> (the CRM's id, a contact's company id) learnt, or None: forget it;
+    # kept even when the outcome is a failure (the objects made before it exist)
+    refs: Mapping[str, tuple[str, str | None] | None] | None = None
 
     @classmethod
     def delivered(cls, status: int | None = None) -> "Outcome":
@@ -80,33 +84,20 @@ class WebhookTransport:
         self.sink = sink
         self.secret = secret.encode("utf-8")
         self.clock = clock
-        parts = urlsplit(sink.url or "")
-        self.https = parts.scheme == "https"
-        self.host = parts.hostname or ""
-        self.port = parts.port or (443 if self.https else 80)
-        self.path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        self.conn: http.client.HTTPConnection | None = None
-        self.context: ssl.SSLContext | None = None
-        if self.https:
-            self.context = ssl.create_default_context(cafile=str(sink.ca_file) if sink.ca_file else None)
+        self.verify: str | bool = str(sink.ca_file) if sink.ca_file else True
+        self.session: requests.Session | None = None
 
-    def _connection(self) -> http.client.HTTPConnection:
-        if self.conn is None:
-            if self.https:
-                conn = http.client.HTTPSConnection(self.host, self.port, timeout=self.sink.timeout,
-                                                   context=self.context)
-            else:
-                conn = http.client.HTTPConnection(self.host, self.port, timeout=self.sink.timeout)
-            conn.connect()
-            # one request per batch, answered before the next: Nagle's algorithm would only add delay
-            conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            self.conn = conn
-        return self.conn
+    def _session(self) -> requests.Session:
+        if self.session is None:
+            # trust_env (the default): HTTPS_PROXY / HTTP_PROXY / NO_PROXY and REQUESTS_CA_BUNDLE apply,
+            # as with every other HTTP client on the machine; the pool keeps the connection alive
+            self.session = requests.Session()
+        return self.session
 
     def close(self) -> None:
-        if self.conn is not None:
-            self.conn.close()
-            self.conn = None
+        if self.session is not None:
+            self.session.close()
+            self.session = None
 
     def body_of(self, envelopes: Sequence[dict]) -> tuple[bytes, str]:
         if self.sink.batch_size > 1:
@@ -123,25 +114,36 @@ class WebhookTransport:
         ts = str(int(self.clock()))
         headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT, "Idempotency-Key": key,
                    "X-Mailsync-Timestamp": ts, "X-Mailsync-Signature": sign(self.secret, ts, body),
-                   "Connection": "keep-alive", **self.sink.headers}
+                   **self.sink.headers}
         try:
-            conn = self._connection()
-            conn.request("POST", self.path, body=body, headers=headers)
-            resp = conn.getresponse()
-            resp.read()
-            status = resp.status
-            retry_after = _retry_after(resp.getheader("Retry-After"), self.clock())
-            if resp.will_close:
-                self.close()
-        except (OSError, http.client.HTTPException, ssl.SSLError) as exc:
+            resp = self._session().post(self.sink.url, data=body, headers=headers, timeout=self.sink.timeout,
+                                        verify=self.verify, allow_redirects=False)
+            resp.content  # read the answer so the connection goes back to the pool
+            status = resp.status_code
+            retry_after = _retry_after(resp.headers.get("Retry-After"), self.clock())
+        except requests.RequestException as exc:
             self.close()
-            kind = "timed out" if isinstance(exc, (socket.timeout, TimeoutError)) else exc.__class__.__name__
-            return Outcome(False, error=f"{self.sink.url}: {kind}: {exc}"[:500])
-        if 200 <= status < 300:
-            return Outcome.delivered(status)
-        if status in RETRY_STATUSES:
-            return Outcome(False, retry_after=retry_after, error=f"HTTP {status}", status=status)
-        return Outcome(False, permanent=True, error=f"HTTP {status} (not retried)", status=status)
+            kind = "timed out" if isinstance(exc, requests.Timeout) else _reason(exc)
+            return Outcome(False, error=f"{self.sink.url}: {kind}"[:500])
+        return outcome_of_status(status, retry_after)
+
+
+def _reason(exc: BaseException) -> str:
+    """The innermost cause of a requests error, named: what a reader can act on."""
+    seen = exc
+    while seen.__cause__ is not None or (seen.args and isinstance(seen.args[0], BaseException)):
+        seen = seen.__cause__ if seen.__cause__ is not None else seen.args[0]
+    return f"{exc.__class__.__name__}: {seen}"
+
+
+def outcome_of_status(status: int, retry_after: float | None, detail: str = "") -> Outcome:
+    """2xx delivered; 408, 425, 429, 5xx retried (with the Retry-After given); anything else permanent."""
+    suffix = f": {detail}" if detail else ""
+    if 200 <= status < 300:
+        return Outcome.delivered(status)
+    if status in RETRY_STATUSES:
+        return Outcome(False, retry_after=retry_after, error=f"HTTP {status}{suffix}"[:500], status=status)
+    return Outcome(False, permanent=True, error=f"HTTP {status} (not retried){suffix}"[:500], status=status)
 
 
 class JsonlTransport:
@@ -187,11 +189,21 @@ class JsonlTransport:
         pass
 
 
-def make_transport(sink: SinkSettings, *, clock: Callable[[], float]):
-    """The transport of a sink; a webhook's secret is resolved here (CredentialError if it cannot be)."""
-    if sink.type == "webhook":
-        from mailsync.auth.secrets import resolve_secret
+def make_transport(sink: SinkSettings, *, clock: Callable[[], float], sleep: Callable[[float], None] = time.sleep):
+    """The transport of a sink; a secret or token is resolved here (CredentialError if it cannot be)."""
+    from mailsync.auth.secrets import resolve_secret
 
+    if sink.type == "webhook":
         assert sink.secret is not None
         return WebhookTransport(sink, resolve_secret(sink.secret), clock=clock)
+    if sink.type == "hubspot":
+        from mailsync.crm.hubspot import HubSpotTransport
+
+        assert sink.secret is not None
+        return HubSpotTransport(sink, resolve_secret(sink.secret), clock=clock, sleep=sleep)
+    if sink.type == "salesforce":
+        from mailsync.crm.salesforce import SalesforceTransport
+
+        assert sink.secret is not None
+        return SalesforceTransport(sink, lambda: resolve_secret(sink.secret), clock=clock)
     return JsonlTransport(sink)

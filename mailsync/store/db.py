@@ -24,7 +24,7 @@ from mailsync.errors import StoreError
 from mailsync.store.packs import PackStore, pack_folder_for
 
 # The newest migration in migrations/versions; tests check it matches Alembic's head.
-HEAD_REVISION = "0006_mailboxid"
+HEAD_REVISION = "0007_crm_sink_refs"
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 
 

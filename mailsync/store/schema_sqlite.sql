@@ -120,6 +120,14 @@ CREATE TABLE crm_refs (
 
 CREATE INDEX ix_crm_refs_ref_id ON crm_refs (ref_id);
 
+CREATE TABLE crm_sink_refs (
+	sink VARCHAR(100) NOT NULL, 
+	record_id VARCHAR(32) NOT NULL, 
+	remote_id VARCHAR(64) NOT NULL, 
+	link_id VARCHAR(64), 
+	PRIMARY KEY (sink, record_id)
+);
+
 CREATE TABLE crm_state (
 	"key" VARCHAR(100) NOT NULL, 
 	value TEXT NOT NULL, 

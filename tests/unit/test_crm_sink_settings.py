@@ -1,0 +1,100 @@
+"""The CRM sinks' settings (hubspot, salesforce) as the loader checks them, their default field mapping,
+and the pure parts of their transports."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from mailsync.config.loader import config_from_mapping
+from mailsync.crm.hubspot import email_properties, epoch_ms, properties
+from mailsync.crm.mapping import apply_mapping
+from mailsync.crm.outbox import envelope
+from mailsync.crm.salesforce import marker, task_fields
+from mailsync.crm.settings import CrmSettings
+from mailsync.errors import ConfigError
+
+
+def settings(crm: dict, tmp_path: Path) -> CrmSettings:
+    doc = {"account": [{"name": "w", "host": "h.example", "username": "me@example.com", "password": "x"}], "crm": crm}
+    return CrmSettings.from_config(config_from_mapping(doc, path=tmp_path / "c.toml"))
+
+
+def test_hubspot_defaults(tmp_path):
+    sink = settings({"sink": [{"name": "hs", "type": "hubspot", "token": "env:HS"}]}, tmp_path).sink("hs")
+    assert (sink.url, sink.rate_limit, sink.batch_size, sink.secret.kind, sink.crm) == \
+        ("https://api.hubapi.com", 4.0, 1, "env", True)
+    contact = {"id": "c_1", "address": "jane@acme.example", "email": "Jane@Acme.example", "first_name": "Jane",
+               "last_name": None, "display_name": "Jane", "score": 2.0}
+    row = {"op": "upsert", "record_type": "contact", "record_id": "c_1", "idempotency_key": "k",
+           "payload": json.dumps(contact)}
+    env = envelope(row, sink)
+    assert env["data"] == {"firstname": "Jane", "lastname": None}  # only the CRM's properties, not the record
+    assert env["record"] == contact
+    assert properties(env["data"]) == {"firstname": "Jane"}  # an empty value never blanks HubSpot's
+
+
+def test_salesforce_settings_and_mapping_over_the_defaults(tmp_path):
+    sink = settings({"sink": [{"name": "sf", "type": "salesforce", "token": "cmd:sf-token",
+                               "url": "https://acme.my.salesforce.com/", "api_version": 60,
+                               "external_id_field": "Mailsync_Id__c",
+                               "fields": {"contact": {"LastName": False, "Title": {"from": "display_name",
+                                                                                   "transform": "upper"}}}}]},
+                    tmp_path).sink("sf")
+    assert (sink.url, sink.api_version, sink.external_id_field, sink.rate_limit) == \
+        ("https://acme.my.salesforce.com", "60.0", "Mailsync_Id__c", None)
+    rec = {"first_name": "Jane", "last_name": "Doe", "display_name": "Jane Doe", "address": "jane@acme.example"}
+    assert apply_mapping(rec, sink.fields["contact"], passthrough=False) == {"FirstName": "Jane", "Title": "JANE DOE"}
+    activity = {"timestamp": "2024-03-05T14:03:22Z", "subject": "Quote", "body_preview": None}
+    assert apply_mapping(activity, sink.fields["activity"], passthrough=False) == \
+        {"Subject": "Quote", "Description": None, "ActivityDate": "2024-03-05"}
+
+
+@pytest.mark.parametrize(("sink", "in_message", "in_hint"), [
+    ({"type": "hubspot"}, "'token'", "env:HUBSPOT_TOKEN"),
+    ({"type": "salesforce", "token": "env:T"}, "'url'", "salesforce.com"),
+    ({"type": "hubspot", "token": "env:T", "url": "http://hubspot.example.com"}, "unencrypted", "https://"),
+    ({"type": "hubspot", "token": "env:T", "secret": "env:S"}, "secret", "token"),
+    ({"type": "hubspot", "token": "env:T", "batch_size": 10}, "batch_size", "remove batch_size"),
+    ({"type": "hubspot", "token": "env:T", "api_version": "59.0"}, "api_version", "remove api_version"),
+    ({"type": "salesforce", "token": "env:T", "url": "https://x.my.salesforce.com", "api_version": "v59"},
+     "api_version", '"59.0"'),
+    ({"type": "salesforce", "token": "env:T", "url": "https://x.my.salesforce.com", "external_id_field": "Id; DROP"},
+     "external_id_field", "Mailsync_Id__c"),
+    ({"type": "webhook", "url": "https://c.example/h", "secret": "env:S", "token": "env:T"}, "token", "secret"),
+    ({"type": "hubspot", "token": "env:T", "fields": {"contact": {"firstname": "first_nme"}}},
+     "fields.contact.firstname", '"first_name"'),
+])
+def test_errors_name_key_value_and_fix(tmp_path, sink, in_message, in_hint):
+    with pytest.raises(ConfigError) as info:
+        settings({"sink": [{"name": "x", **sink}]}, tmp_path)
+    assert in_message in info.value.message, info.value.message
+    assert in_hint in (info.value.hint or ""), info.value.hint
+
+
+def test_a_literal_token_is_refused_in_a_readable_file_and_never_shown(tmp_path):
+    doc = {"crm": {"sink": [{"name": "x", "type": "hubspot", "token": "pat-na1-0123"}]}}
+    with pytest.raises(ConfigError) as info:
+        config_from_mapping(doc, path=tmp_path / "c.toml", mode=0o644)
+    assert "pat-na1-0123" not in str(info.value) + (info.value.hint or "")
+    config_from_mapping(doc, path=tmp_path / "c.toml", mode=0o600)
+
+
+def test_hubspot_email_properties():
+    rec = {"direction": "in", "kind": "bounce", "timestamp": "2024-03-05T14:03:22Z"}
+    assert email_properties(rec, {"hs_email_subject": "Undelivered", "hs_email_text": None}) == {
+        "hs_email_subject": "Undelivered", "hs_timestamp": "2024-03-05T14:03:22Z",
+        "hs_email_direction": "INCOMING_EMAIL", "hs_email_status": "BOUNCED"}
+    out = email_properties({"direction": "out", "kind": "email_sent", "timestamp": "2024-03-05T14:03:22Z"}, {})
+    assert (out["hs_email_direction"], out["hs_email_status"]) == ("EMAIL", "SENT")
+    assert epoch_ms("2024-03-05T14:03:22Z") == "1709647402000" and epoch_ms("1709647402000") == "1709647402000"
+
+
+def test_salesforce_task_fields_carry_the_marker():
+    rec = {"id": "a_123", "kind": "email_received"}
+    t = task_fields(rec, {"Subject": None, "Description": "hello", "ActivityDate": "2024-03-05"})
+    assert t == {"Subject": "Email (email received)", "Description": "hello\n\n" + marker("a_123"),
+                 "ActivityDate": "2024-03-05", "TaskSubtype": "Email", "Status": "Completed"}
+    assert task_fields(rec, {"Subject": "x" * 300})["Subject"] == "x" * 255
