@@ -21,7 +21,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 class Receiver:
     def __init__(self, secret: str, *, seed: int = 0, failure_rate: float = 0.0, max_failures: int = 10_000,
-                 delay: float = 0.0, slow: float = 1.0) -> None:
+                 delay: float = 0.0, slow: float = 1.0, tls=None) -> None:
         self.secret = secret.encode()
         self.rng = random.Random(seed)
         self.failure_rate = failure_rate
@@ -35,13 +35,25 @@ class Receiver:
         self.failures: Counter = Counter()
         self.bad_signatures = 0
         self.duplicates = 0
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self.server.daemon_threads = True
+        self.tls = tls  # an ssl.SSLContext: the receiver speaks https
+        receiver = self
+
+        class Server(ThreadingHTTPServer):
+            daemon_threads = True
+
+            def get_request(self):
+                sock, addr = super().get_request()
+                if receiver.tls is not None:
+                    sock = receiver.tls.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+                return sock, addr
+
+        self.server = Server(("127.0.0.1", 0), self._handler())
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        scheme = "https" if self.tls is not None else "http"
+        return f"{scheme}://127.0.0.1:{self.server.server_address[1]}/hook"
 
     def __enter__(self) -> "Receiver":
         self.thread.start()

@@ -13,6 +13,10 @@ listen anywhere but 127.0.0.1.
     proxy.cut()        # every connection reset at once; new connections still accepted
     proxy.refuse(True) # new connections are reset right away (the server looks down)
     proxy.stop()
+
+    proxy = ConnectProxy().start()   # an HTTP proxy: HTTPS_PROXY=http://127.0.0.1:{proxy.port}
+    ... an https client tunnels through it ...
+    proxy.connects                   # [("127.0.0.1", 8443), ...]: every CONNECT it was asked for
 """
 
 from __future__ import annotations
@@ -21,7 +25,9 @@ import asyncio
 import contextlib
 import threading
 
-__all__ = ["TcpProxy"]
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+__all__ = ["ConnectProxy", "TcpProxy"]
 
 
 class TcpProxy:
@@ -169,3 +175,64 @@ class TcpProxy:
             await flowing.wait()  # stalled after reading: hold the bytes
             writer.write(data)
             await writer.drain()
+
+
+class ConnectProxy(TcpProxy):
+    """An HTTP proxy on 127.0.0.1 that tunnels ``CONNECT host:port`` (how an https request goes
+    through HTTPS_PROXY) and records each target in ``connects``. It tunnels to loopback only and
+    answers any other method with 405 (recorded in ``others``); stall/cut/refuse work as for
+    TcpProxy (refused CONNECTs get 403)."""
+
+    def __init__(self, *, port: int = 0) -> None:
+        super().__init__("127.0.0.1", 0, port=port)
+        self.connects: list[tuple[str, int]] = []
+        self.others: list[str] = []
+
+    @staticmethod
+    def _answer(writer: asyncio.StreamWriter, status: str) -> None:
+        writer.write(f"HTTP/1.1 {status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".encode("ascii"))
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.accepted += 1
+        try:
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, asyncio.TimeoutError, OSError):
+            writer.transport.abort()
+            return
+        method, _, rest = head.split(b"\r\n", 1)[0].decode("latin-1").partition(" ")
+        target = rest.split(" ", 1)[0]
+        if method != "CONNECT":
+            self.others.append(f"{method} {target}")
+            self._answer(writer, "405 Method Not Allowed")
+            with contextlib.suppress(Exception):
+                await writer.drain()
+            writer.close()
+            return
+        host, _, port = target.rpartition(":")
+        host = host.strip("[]")
+        self.connects.append((host, int(port) if port.isdigit() else 0))
+        if self._refusing or host not in LOOPBACK or not port.isdigit():
+            self._answer(writer, "403 Forbidden")
+            with contextlib.suppress(Exception):
+                await writer.drain()
+            writer.close()
+            return
+        try:
+            up_reader, up_writer = await asyncio.open_connection(host, int(port))
+        except OSError:
+            self._answer(writer, "502 Bad Gateway")
+            writer.close()
+            return
+        writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
+        await writer.drain()
+        pair = (writer, up_writer)
+        flowing = asyncio.Event()
+        if not self._stall_new:
+            flowing.set()
+        self._pairs[pair] = flowing
+        await asyncio.gather(self._pump(reader, up_writer, flowing), self._pump(up_reader, writer, flowing),
+                             return_exceptions=True)
+        self._pairs.pop(pair, None)
+        for w in pair:
+            with contextlib.suppress(Exception):
+                w.transport.abort()
