@@ -60,6 +60,32 @@ conflict = "server"                    # a flag changed both ways: "server", "lo
 # batch_size = 5000                    # messages per committed batch (1 to 10000)
 # timeout = 60                         # seconds for connecting and for each read
 
+# CRM records (contacts, companies, activities) derived from the synced mail, delivered to sinks.
+# Every sink has the outbox's retries, rate limit and dead letters; `mailsync crm preview --sink
+# NAME` shows what it would be sent. Tokens and secrets take the same source forms as a password.
+# [crm]
+# enabled = true
+# create_contacts = "sent"             # "none", "sent" or "sent_and_received"
+# [[crm.sink]]                         # a signed JSON POST per record, to a receiver of your own
+# name = "hook"
+# type = "webhook"                     # HTTPS_PROXY / NO_PROXY apply
+# url = "https://crm.example.com/hooks/mailsync"
+# secret = "env:CRM_WEBHOOK_SECRET"    # the HMAC-SHA256 key of X-Mailsync-Signature
+# [[crm.sink]]                         # HubSpot: contacts by email, companies by domain, logged emails
+# name = "hubspot"
+# type = "hubspot"
+# token = "env:HUBSPOT_TOKEN"          # a private app's access token (crm.objects contacts and
+#                                      # companies read/write)
+# rate_limit = 4                       # records a second (the default), within HubSpot's limits
+# [crm.sink.fields.contact]            # HubSpot property = record field, over the defaults
+# jobtitle = "display_name"
+# [[crm.sink]]                         # Salesforce: Contacts, Accounts, completed email Tasks
+# name = "salesforce"
+# type = "salesforce"
+# url = "https://mycompany.my.salesforce.com"
+# token = "cmd:sf org display --json | jq -r .result.accessToken"   # an OAuth access token
+# external_id_field = "Mailsync_Id__c" # optional: an External ID field on Contact, Account and Task
+
 # An OAuth2 account (Gmail, Microsoft 365): no password; mailsync gets a token from the provider.
 # [[account]]
 # name = "personal"

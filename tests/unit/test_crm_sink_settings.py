@@ -98,3 +98,24 @@ def test_salesforce_task_fields_carry_the_marker():
     assert t == {"Subject": "Email (email received)", "Description": "hello\n\n" + marker("a_123"),
                  "ActivityDate": "2024-03-05", "TaskSubtype": "Email", "Status": "Completed"}
     assert task_fields(rec, {"Subject": "x" * 300})["Subject"] == "x" * 255
+
+
+def test_the_sample_configs_crm_section_loads_when_uncommented(tmp_path):
+    import re
+
+    from mailsync.config.sample import SAMPLE_CONFIG
+
+    head, _, tail = SAMPLE_CONFIG.partition("# CRM records")
+    block = tail.partition("# An OAuth2 account")[0]
+    toml = "\n".join(re.sub(r"^# ", "", line) for line in block.splitlines() if re.match(r"^# (\[|\w+ = )", line))
+    path = tmp_path / "c.toml"
+    path.write_text(head + toml + "\n")
+    path.chmod(0o600)
+    from mailsync.config.loader import load_config
+
+    s = CrmSettings.from_config(load_config(path))
+    assert [(x.name, x.type) for x in s.sinks] == [("hook", "webhook"), ("hubspot", "hubspot"),
+                                                   ("salesforce", "salesforce")]
+    hubspot, salesforce = s.sink("hubspot"), s.sink("salesforce")
+    assert hubspot.rate_limit == 4.0 and [r.target for r in hubspot.fields["contact"]][-1] == "jobtitle"
+    assert salesforce.secret.kind == "cmd" and salesforce.external_id_field == "Mailsync_Id__c"
