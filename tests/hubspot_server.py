@@ -44,6 +44,7 @@ class HubSpotServer:
         self.max_failures = max_failures
         self.rate_limit = rate_limit  # (requests, seconds) per rolling window, as HubSpot counts
         self.retry_after = retry_after  # the Retry-After header of a 429 (None: only policyName)
+        self.garbled: set[str] = set()  # paths answered 200 with a body that is not what HubSpot sends
         self.lock = threading.Lock()
         self.objects: dict[str, dict[str, dict]] = {"contacts": {}, "companies": {}, "emails": {}}
         self.email_links: dict[str, dict[str, set[str]]] = {}  # email id -> {"contacts": {...}, "companies": {...}}
@@ -243,6 +244,9 @@ class HubSpotServer:
                         self._reply(429, {"status": "error", "errorType": "RATE_LIMIT", "policyName": "SECONDLY",
                                           "message": "You have reached your secondly limit."},
                                     {"Retry-After": "1"} if server.retry_after is not None else {})
+                        return
+                    if path in server.garbled:
+                        self._reply(200, {"unexpected": True})
                         return
                     try:
                         doc = json.loads(raw) if raw else None

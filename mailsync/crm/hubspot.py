@@ -145,6 +145,13 @@ class HubSpotTransport:
         except self.net_errors as exc:
             kind = "timed out" if "timed out" in str(exc).lower() else exc.__class__.__name__
             return Outcome(False, error=f"HubSpot {self.sink.url}: {kind}"[:500], refs=self._learnt)
+        except CredentialError:
+            raise
+        except Exception as exc:  # an answer the client could not read: this record retries, the rest go on
+            log.warning("hubspot sink %s: unexpected answer for %s %s: %s", self.sink.name, env["type"], env["id"],
+                        exc.__class__.__name__)
+            return Outcome(False, error=f"HubSpot: unexpected answer: {exc.__class__.__name__}: {exc}"[:500],
+                           refs=self._learnt)
         return Outcome(True, status=200, refs=self._learnt)
 
     def _failed(self, exc) -> Outcome:
@@ -184,7 +191,10 @@ class HubSpotTransport:
         batch = BatchInputSimplePublicObjectBatchInputUpsert(
             inputs=[SimplePublicObjectBatchInputUpsert(id_property="email", id=address, properties=props)])
         answer = self.client.crm.contacts.batch_api.upsert(batch, _request_timeout=self.timeout)
-        return str(answer.results[0].id)
+        results = getattr(answer, "results", None) or []
+        if not results:  # a batch answer with errors instead of the contact
+            raise ValueError(f"the contact upsert returned no contact ({getattr(answer, 'errors', None)})")
+        return str(results[0].id)
 
     def _company(self, domain: str, props: dict[str, str], known: Ref | None) -> str:
         from hubspot.crm.companies import (Filter, FilterGroup, PublicObjectSearchRequest, SimplePublicObjectInput,

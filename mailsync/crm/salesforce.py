@@ -159,6 +159,13 @@ class SalesforceTransport:
             except requests.RequestException as exc:
                 kind = "timed out" if isinstance(exc, requests.Timeout) else exc.__class__.__name__
                 return Outcome(False, error=f"Salesforce {self.sink.url}: {kind}"[:500], refs=self._learnt)
+            except (CredentialError, TLSVerifyError):
+                raise
+            except Exception as exc:  # an answer that could not be read: this record retries, the rest go on
+                log.warning("salesforce sink %s: unexpected answer for %s %s: %s", self.sink.name, env["type"],
+                            env["id"], exc.__class__.__name__)
+                return Outcome(False, error=f"Salesforce: unexpected answer: {exc.__class__.__name__}: {exc}"[:500],
+                               refs=self._learnt)
         raise AssertionError("unreachable")
 
     def _failed(self, exc) -> Outcome:

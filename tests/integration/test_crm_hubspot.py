@@ -129,6 +129,23 @@ def test_429_without_retry_after_waits_for_the_policy_window(tmp_path, crm_corpu
         assert not second.ok and second.status == 429 and second.retry_after == 10.0 and not second.permanent
 
 
+def test_an_unreadable_answer_fails_that_record_only(tmp_path, token_env):
+    from mailsync.crm.sinks import make_transport
+
+    with HubSpotServer(TOKEN) as srv:
+        srv.garbled.add("/crm/v3/objects/contacts/batch/upsert")
+        transport = make_transport(crm_settings(tmp_path, {"sink": [_sink(srv.url)]}).sink("hs"), clock=lambda: 0.0)
+        contact = {"idempotency_key": "k1", "op": "upsert", "type": "contact", "id": "c_1", "sink": "hs",
+                   "data": {"firstname": "Jane"}, "record": {"id": "c_1", "address": "jane@acme.example"}}
+        bad = transport.send([contact], refs={})
+        assert not bad.ok and not bad.permanent and "unexpected answer" in bad.error  # retried later, no crash
+        company = {"idempotency_key": "k2", "op": "upsert", "type": "company", "id": "co_1", "sink": "hs",
+                   "data": {"name": "Acme"}, "record": {"domain": "acme.example"}}
+        assert transport.send([company], refs={}).ok  # the next record goes on
+        srv.garbled.clear()
+        assert transport.send([contact], refs={}).ok
+
+
 def test_forget_erases_the_contact_in_hubspot(tmp_path, crm_corpus, token_env):
     messages, _ = crm_corpus
     store = open_store(f"sqlite:///{tmp_path}/s.db")
