@@ -89,8 +89,10 @@ def init(obj: _Ctx, force: bool) -> None:
 @cli.command()
 @click.option("--account", "accounts", multiple=True, help="Sync only this account (repeatable).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress display; only errors on stderr.")
+@click.option("--allow-deletions", is_flag=True,
+              help="Apply deletions held because most of a folder vanished from the server at once.")
 @click.pass_obj
-def sync(obj: _Ctx, accounts: tuple[str, ...], quiet: bool) -> None:
+def sync(obj: _Ctx, accounts: tuple[str, ...], quiet: bool, allow_deletions: bool) -> None:
     """One sync of the selected accounts (all by default)."""
     try:
         config = obj.config()
@@ -105,7 +107,8 @@ def sync(obj: _Ctx, accounts: tuple[str, ...], quiet: bool) -> None:
     failed = []
     with make_observer(quiet) as observer:
         for account in selected:
-            result = sync_account(store, account, observer=observer, connect=first)
+            result = sync_account(store, account, observer=observer, connect=first,
+                                  allow_mass_delete=allow_deletions)
             if not result.ok:
                 failed.append(result.account)
     if config.crm:  # the CRM layer: extract what this sync changed, then deliver (crm_cmds.after_sync)

@@ -36,6 +36,10 @@ from mailsync.imap.responses import (Continuation, FetchItem, ResponseParser, Ta
 
 SPECIAL_USE = ("\\All", "\\Archive", "\\Drafts", "\\Flagged", "\\Junk", "\\Sent", "\\Trash", "\\Important")
 _tags = itertools.count(1)
+# RFC 3501/9051: UIDs and UIDVALIDITY are 32-bit non-zero numbers; RFC 7162: mod-sequences are 63-bit
+_COUNTER_RANGES = (("UIDVALIDITY", 1, 2**32 - 1), ("UIDNEXT", 1, 2**32 - 1), ("EXISTS", 0, 2**32 - 1),
+                   ("HIGHESTMODSEQ", 1, 2**63 - 1))
+_COUNTS = frozenset(("EXISTS", "EXPUNGE", "VANISHED"))  # untagged responses that move the message count
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,6 +152,10 @@ class ImapConnection:
         self.enabled: set[str] = set()
         self.broken = False  # the stream is out of step (a parse error mid-response): do not reuse
         self.selected: str | None = None
+        # EXISTS of the selected folder as this connection last heard it: set by SELECT, moved by the
+        # untagged EXISTS, EXPUNGE and VANISHED of any later command (a listing is checked against it)
+        self.exists: int | None = None
+        self.unlisted: list[str] = []  # why entries of the last LIST were set aside (list_folders)
         # Sent by bulk_ahead and not yet read: (folder, tag of its SELECT or None once read, tag of its FETCH)
         self._ahead: tuple[str, bytes | None, bytes] | None = None
 
@@ -229,13 +237,28 @@ class ImapConnection:
                                                     f"{ev.tag!r} while {doing}")
                             yield ev
                             return
-                        if isinstance(ev, Untagged) and ev.kind == "BYE":
-                            raise ConnectError(f"account '{self.account.name}': the server said BYE while "
-                                               f"{doing}: {ev.text[:200]}")
+                        if isinstance(ev, Untagged):
+                            if ev.kind == "BYE":
+                                raise ConnectError(f"account '{self.account.name}': the server said BYE while "
+                                                   f"{doing}: {ev.text[:200]}")
+                            if ev.kind in _COUNTS:
+                                self._count(ev)
                         yield ev
             except BaseException:  # a bad response, a dropped connection, or the caller gone mid-response
                 self.broken = True
                 raise
+
+    def _count(self, ev: Untagged) -> None:
+        """Keep ``exists`` in step with an untagged EXISTS, EXPUNGE or VANISHED."""
+        if ev.kind == "EXISTS":
+            self.exists = ev.number
+        elif self.exists is not None:
+            if ev.kind == "EXPUNGE":
+                self.exists = max(self.exists - 1, 0)
+            else:
+                earlier, uids = parse_vanished(ev.raw)
+                if not earlier:
+                    self.exists = max(self.exists - len(uids), 0)
 
     def _body_fetch(self, parser: ResponseParser, line: bytes, head: tuple[int, bytes | None, int],
                     into: Callable[[int], memoryview], doing: str,
@@ -305,17 +328,26 @@ class ImapConnection:
         untagged, _, _ = self._run(cmd, "listing folders")
         entries: dict[str, ListEntry] = {}
         status: dict[str, tuple[dict[str, int], str | None]] = {}
+        self.unlisted = []
         for ev in untagged:
-            if ev.kind == "LIST":
-                e = parse_list(ev.raw)
-                entries[e.raw_name] = e
-            elif ev.kind == "STATUS":
-                name, values, mailboxid = parse_status_reply(ev.raw)
-                status[name] = (values, mailboxid)
+            try:  # one unusable entry is set aside with its reason; the other folders are listed
+                if ev.kind == "LIST":
+                    e = parse_list(ev.raw)
+                    entries[e.raw_name] = e
+                elif ev.kind == "STATUS":
+                    name, values, mailboxid = parse_status_reply(ev.raw)
+                    status[name] = (values, mailboxid)
+            except ProtocolError as exc:
+                self.unlisted.append(str(exc))
         out = []
         for raw, e in entries.items():
             st, mailboxid = status.get(raw, (None, None))
-            out.append(RemoteFolder(raw_name=raw, name=utf7.decode(raw), delimiter=e.delimiter, flags=e.flags,
+            try:
+                name = utf7.decode(raw)
+            except ProtocolError as exc:
+                self.unlisted.append(f"{exc}; the folder cannot be named safely and is not synced")
+                continue
+            out.append(RemoteFolder(raw_name=raw, name=name, delimiter=e.delimiter, flags=e.flags,
                                     status=st, mailboxid=mailboxid))
         return out
 
@@ -400,7 +432,13 @@ class ImapConnection:
         if "UIDVALIDITY" not in info:
             raise ProtocolError(f"account '{self.account.name}': SELECT {raw_name!r} gave no UIDVALIDITY",
                                 hint="the server does not support UIDs properly; mailsync cannot sync it")
+        for name, low, high in _COUNTER_RANGES:
+            if name in info and not low <= info[name] <= high:
+                raise ProtocolError(f"account '{self.account.name}': SELECT {raw_name!r} gave {name} {info[name]}, "
+                                    f"outside {low}..{high}: the folder is set aside for this run",
+                                    hint="the server's counters are broken for this folder; nothing was changed")
         self.selected = raw_name
+        self.exists = info.get("EXISTS", 0)
         changed = {f.uid: f for f in fetches if f.uid is not None}
         return SelectInfo(uidvalidity=info["UIDVALIDITY"], uidnext=info.get("UIDNEXT"), exists=info.get("EXISTS", 0),
                           highestmodseq=None if nomodseq else info.get("HIGHESTMODSEQ"), nomodseq=nomodseq,

@@ -54,6 +54,7 @@ from mailsync.store.db import Store
 from mailsync.store.tables import utcnow
 from mailsync.store.uow import UnitOfWork
 from mailsync.store.worker import PackWriter, StoreWorker
+from mailsync.sync import guards
 from mailsync.sync import plan as P
 from mailsync.sync.message import message_id, message_id_at, sha256_hex
 
@@ -154,8 +155,10 @@ class AccountSync:
     def __init__(self, store: Store, account: AccountConfig, *, observer: SyncObserver | None = None,
                  connect: Callable[[AccountConfig], object] = open_connection,
                  should_stop: Callable[[], bool] | None = None,
-                 release: Callable[[object, bool], None] | None = None) -> None:
+                 release: Callable[[object, bool], None] | None = None,
+                 allow_mass_delete: bool = False) -> None:
         self.store = store
+        self.allow_mass_delete = allow_mass_delete  # rule G2: apply deletions of most of a folder
         self.account = account
         self.observer = observer or SyncObserver()
         self._connect = connect
@@ -171,6 +174,8 @@ class AccountSync:
         self._pending_flags: dict[int, set[int]] = {}  # folder id -> placements with flag changes to push
         self._bulk_checkpoints = False  # the store worker's connection checkpoints in bulk (first syncs)
         self._writer: PackWriter | None = None  # writes first syncs' pack batches (_download_packed)
+        self._contradicted: dict[int, str] = {}  # folder id -> why its listing was not believed (rule G1)
+        self._mass: dict[int, tuple[str, list[int], int]] = {}  # folder id -> (name, UIDs, live): rule G2
 
     # -- entry point --------------------------------------------------------------------------
 
@@ -194,6 +199,7 @@ class AccountSync:
                     self._conn_base = (conn.bytes_fetched, conn.bodies_fetched, conn.commands)
                     self._push_ops(conn, db)
                     self._pull(conn, db)
+                    db.call(self._settle_mass)
                     db.call(self._link_deferred)
                     for folder_id, name, info in self._deferred_complete:
                         db.submit(self._complete_folder, folder_id, name, info, small=True)
@@ -336,7 +342,7 @@ class AccountSync:
         crashpoint("append sent")
         answer = conn.append(folder, raw, flags)
         crashpoint("append answered")
-        uid = answer[1] if answer else self._find_new_copy(conn, db, folder, mid)
+        uid = self._appended_uid(conn, db, folder, answer, raw, mid)
         db.call(self._settle_placement, op_id, placement_id, uid)
 
     def _op_move(self, conn, db, op_id, state, args, placement_id) -> None:
@@ -399,6 +405,41 @@ class AccountSync:
                     hint="run `mailsync verify --server --repair` to re-read the folder, then make the change again")
         return True
 
+    def _appended_uid(self, conn, db, folder: str, answer: tuple[int, int] | None, raw: bytes,
+                      mid: str | None) -> int | None:
+        """The UID of the message just appended, from APPENDUID when it can be believed (RFC 4315):
+        never one of a UIDVALIDITY other than the folder's, and a UID the store already holds only when
+        the server, asked, shows our message there. Otherwise the new copy is looked for by
+        Message-ID; None leaves the placement to be matched by its body when the pull sees it."""
+        if answer:
+            validity, uid = answer
+            known_validity, known = db.call(self._folder_uids, folder)
+            if known_validity is not None and validity != known_validity:
+                self.result.notes.append(f"folder {folder!r}: APPENDUID {validity} {uid} names UIDVALIDITY "
+                                         f"{validity}, not the folder's {known_validity}: not used")
+            elif uid not in known or self._holds(conn, folder, uid, raw, mid):
+                return uid
+            else:
+                self.result.notes.append(f"folder {folder!r}: APPENDUID {validity} {uid} names a UID that holds "
+                                         f"another message: not used")
+        return self._find_new_copy(conn, db, folder, mid)
+
+    def _holds(self, conn, folder: str, uid: int, raw: bytes, mid: str | None) -> bool:
+        """Does the server's `folder` hold the message ``raw`` (Message-ID and size) at ``uid``?"""
+        conn.select(folder)
+        item = conn.fetch_headers([uid]).get(uid)
+        return (item is not None and item.size == len(raw)
+                and message_id(item.header_fields or b"") == mid)
+
+    def _folder_uids(self, uow: UnitOfWork, raw_name: str) -> tuple[int | None, set[int]]:
+        """(UIDVALIDITY, live UIDs) of a folder as the store knows it."""
+        f = tables.folders.c
+        row = uow.connection.execute(select(f.id, f.uidvalidity).where(f.account_id == self.account_id,
+                                                                        f.raw_name == raw_name)).one_or_none()
+        if row is None:
+            return None, set()
+        return row.uidvalidity, set(repo.uid_flags(uow.connection, row.id))
+
     def _find_new_copy(self, conn, db, folder: str, mid: str | None) -> int | None:
         """The UID in `folder` of a message with Message-ID `mid` that the store does not know yet."""
         if not mid:
@@ -446,6 +487,9 @@ class AccountSync:
         acc = self.account
         remote = [f for f in conn.list_folders()
                   if f.selectable and P.folder_selected(f.name, acc.folders, acc.exclude)]
+        for why in getattr(conn, "unlisted", ()):  # names that cannot be used: set aside, the rest goes on
+            self.result.fail(f"account '{acc.name}': a folder was set aside: {why}")
+            self.result.notes.append(f"folder set aside: {why}")
         if conn.condstore and not conn.has("LIST-STATUS"):
             remote = [_with_status(f, *conn.status_reply(f.raw_name)) for f in remote]
         elif not conn.has("LIST-STATUS"):
@@ -456,7 +500,7 @@ class AccountSync:
         status = {f.raw_name: f.status for f in remote}
         folder_errors = []
         unchanged = {f.id for f in folders if f.status != "aside"
-                     and P.folder_unchanged(f.checkpoint, status.get(f.raw_name), f.pending)}
+                     and P.folder_unchanged(f.checkpoint, status.get(f.raw_name), f.pending or f.status == "held")}
         todo = [f for f in folders if f.status != "aside" and f.id not in unchanged]
         # each download of a whole folder (rule D4, when its SELECT says there is nothing to compare)
         # sends the next one's SELECT and FETCH ahead (bulk_ahead)
@@ -477,8 +521,21 @@ class AccountSync:
                 if getattr(conn, "broken", False):
                     raise
                 folder_errors.append(str(exc))
+                db.submit(self._folder_failed, folder.id, str(exc), small=True)
+                continue
+            if folder.status == "error":
+                db.submit(self._folder_failed, folder.id, None, small=True)
         if folder_errors:
             raise ProtocolError("; ".join(folder_errors))
+
+    def _folder_failed(self, uow: UnitOfWork, folder_id: int, why: str | None) -> None:
+        """Show why a folder failed in this run (status "error", synced again next run), or, with
+        ``why`` None, that it synced again. A folder held or set aside keeps that status."""
+        fo = tables.folders.c
+        values = {"status": "error", "status_reason": why} if why else {"status": "ok", "status_reason": None}
+        uow.connection.execute(update(tables.folders).where(fo.id == folder_id, fo.status.in_(("ok", "error")))
+                               .values(**values))
+        uow.commit()
 
     def _known_folder_names(self, uow: UnitOfWork) -> set[str]:
         return {f.raw_name for f in repo.folders_of(uow.connection, self.account_id)}
@@ -613,9 +670,9 @@ class AccountSync:
             self.observer.folder_started(self.account.name, folder.name, info.exists or 0)
             if info.exists:
                 if self.store.packs is not None:
-                    self._download_packed(conn, db, folder.id, folder.name, ahead)
+                    self._download_packed(conn, db, folder.id, folder.name, ahead, info)
                 else:
-                    self._download(conn, db, folder.id, folder.name, None, ahead)
+                    self._download(conn, db, folder.id, folder.name, None, ahead, info)
             db.submit(self._complete_folder, folder.id, folder.name, info, small=True)
             return
         if mode == "qresync":
@@ -625,16 +682,20 @@ class AccountSync:
                        if info.highestmodseq != cp.highestmodseq else {})
             vanished, full = None, False  # worked out against the store below
         else:
-            changed, vanished, full = (conn.uid_flags() if info.exists else {}), None, True
+            changed, vanished, full = (self._listing(conn, folder, info, conn.uid_flags) if info.exists else {}), None, True
+        listed = None  # the UIDs the server listed, when it listed more than `changed` (rule M4)
         if mode == "condstore":
             local = db.call(lambda uow: set(repo.uid_flags(uow.connection, folder.id)))
             new_count = sum(1 for u in changed if u not in local)
             if info.exists != len(local) + new_count:
-                server_uids = set(conn.uid_search("ALL")) if info.exists else set()
+                server_uids = set(self._listing(conn, folder, info, lambda: conn.uid_search("ALL"))) \
+                    if info.exists else set()
                 vanished = sorted(local - server_uids)
+                listed = server_uids
             else:
                 vanished = []
-        delta: _Delta = db.call(self._reconcile, folder.id, info, changed, vanished, full, reason)
+        delta: _Delta = db.call(self._reconcile, folder.id, info, changed, vanished, full, reason,
+                                listed, self._contradicted.pop(folder.id, None))
         if delta.skipped:
             self.result.notes.append(f"folder {folder.name!r}: {delta.skipped}")
             return
@@ -645,7 +706,7 @@ class AccountSync:
         if delta.new:
             to_download = delta.new
             if delta.have_bodies:
-                headers = conn.fetch_headers(delta.new)
+                headers = P.only_asked(conn.fetch_headers(delta.new), delta.new)
                 keys = {uid: (message_id(it.header_fields or b""), it.size) for uid, it in headers.items()}
                 known = db.call(lambda uow: repo.bodies_by_message_id(
                     uow.connection, [k for k in keys.values() if k[0] and k[1] is not None]))
@@ -662,7 +723,7 @@ class AccountSync:
             db.submit(self._complete_folder, folder.id, folder.name, info, small=True)
 
     def _reconcile(self, uow: UnitOfWork, folder_id: int, info, changed: dict, vanished, full: bool,
-                   reason: str | None) -> _Delta:
+                   reason: str | None, listed: set[int] | None = None, contradiction: str | None = None) -> _Delta:
         """Rule F3 (adopt), then the plan of rules M1-M3 and T1-T3 (plan.plan_messages) carried out:
         tombstones, flag updates, conflicts to the audit log; commits. Pushes are left to the caller."""
         s = uow.connection
@@ -675,6 +736,7 @@ class AccountSync:
             self._orphans.update(s.scalars(stale))
             s.execute(delete(tables.placements).where(pl.folder_id == folder_id, pl.uid.isnot(None)))
             repo.adopt_uidvalidity(s, folder_id, info.uidvalidity)  # `folder` is not read for these after
+        self._restore_tombstones(uow, folder, changed if listed is None else listed)  # rule M4
         if full:
             local = repo.live_placements(s, folder_id)
         else:  # only what changed, and what we changed: the cost follows change (rule D2)
@@ -689,6 +751,8 @@ class AccountSync:
                 for uid, p in local.items()}
         plan = P.plan_messages(view, {uid: P.ServerMessage(it.flags or (), it.modseq) for uid, it in changed.items()},
                                vanished=vanished, full=full, policy=policy)
+        plan.expunged = self._hold_deletions(uow, folder, plan.expunged, len(local) if full else None,
+                                             contradiction)  # rules G1-G2
         if plan.expunged:
             repo.tombstone(s, folder_id, plan.expunged, self.run_id)
             self._expunged.update(local[uid].id for uid in plan.expunged)
@@ -725,6 +789,76 @@ class AccountSync:
         repo.adopt_uidvalidity(uow.connection, folder_id, info.uidvalidity)
         uow.commit()
         crashpoint("folder reconciled")
+
+    # -- a listing is evidence, not an order (rules M4, G1, G2) ----------------------------------
+
+    def _listing(self, conn, folder: _Folder, info, read: Callable[[], object]):
+        """Rule G1: ``read()`` a listing of the whole folder; read it again when it contradicts the
+        SELECT, and when it still does, remember why (_reconcile then holds the folder's deletions)."""
+        listing = read()
+        why = P.listing_contradiction(listing, info.exists, info.uidnext, getattr(conn, "exists", None))
+        if why:
+            log.warning("account %s: folder %r: %s; reading the listing again", self.account.name, folder.name, why)
+            listing = read()
+            why = P.listing_contradiction(listing, info.exists, info.uidnext, getattr(conn, "exists", None))
+            if why:
+                self._contradicted[folder.id] = why
+        return listing
+
+    def _restore_tombstones(self, uow: UnitOfWork, folder, uids) -> None:
+        """Rule M4: placements tombstoned in an earlier listing whose UIDs the server lists again."""
+        restored = guards.restore_tombstones(uow.connection, folder.id, uids)
+        if restored:
+            self._audit(uow, "restored", f"{len(restored)} message(s) missing from an earlier listing are listed "
+                        f"again (UID {', '.join(map(str, restored[:10]))}{'...' if len(restored) > 10 else ''}): "
+                        f"kept, not downloaded again", folder=folder.name)
+
+    def _hold_deletions(self, uow: UnitOfWork, folder, expunged: list[int], live: int | None,
+                        contradiction: str | None) -> list[int]:
+        """Rules G1-G2: the expunges to carry out now (all, or none while they are held); the folder's
+        status says when they are held, and goes back to "ok" when nothing is."""
+        s = uow.connection
+        if expunged and live is None:
+            live = guards.live_count(s, folder.id)
+        why = P.held_reason(len(expunged), live or 0, contradiction, self.allow_mass_delete)
+        if why is not None and contradiction is None:  # G2: decided once every folder was read
+            self._mass[folder.id] = (folder.name, expunged, live)
+            return []
+        if why is None:
+            if folder.status == "held":
+                repo.update_folder(s, folder.id, status="ok", status_reason=None)
+            return expunged
+        self._hold(uow, folder.id, folder.name, why)
+        return []
+
+    def _hold(self, uow: UnitOfWork, folder_id: int, name: str, why: str) -> None:
+        repo.update_folder(uow.connection, folder_id, status="held", status_reason=why)
+        self._audit(uow, "deletions_held", why, folder=name)
+        self.result.fail(f"account '{self.account.name}': folder {name!r}: {why}")
+
+    def _settle_mass(self, uow: UnitOfWork) -> None:
+        """Rule G2, once every folder was read: of a folder's mass of expunges, those whose bodies
+        arrived in another folder in this run are moves (rule N2) and are tombstoned; the rest are
+        tombstoned too when they are no longer a mass, or allowed, and held otherwise. Until this
+        transaction nothing of them was changed, so a crash before it deletes nothing."""
+        if not self._mass:
+            return
+        s = uow.connection
+        arrived = {sha for *_, sha in self._deferred_links}
+        for folder_id, (name, uids, live) in self._mass.items():
+            rows = repo.live_placements_for(s, folder_id, uids)
+            moved = [u for u, p in rows.items() if p.body_sha256 in arrived]
+            rest = sorted(set(rows) - set(moved))
+            why = P.held_reason(len(rest), live, None, self.allow_mass_delete)
+            gone = moved if why else moved + rest
+            if gone:
+                self.result.expunged += repo.tombstone(s, folder_id, gone, self.run_id)
+            if why:
+                self._hold(uow, folder_id, name, why)
+            else:
+                repo.update_folder(s, folder_id, status="ok", status_reason=None)
+        self._mass.clear()
+        uow.commit()
 
     def _settle_flag_ops(self, s, placement_ids: list[int]) -> None:
         o = tables.pending_ops.c
@@ -845,16 +979,20 @@ class AccountSync:
     # -- messages -----------------------------------------------------------------------------
 
     def _download(self, conn, db: StoreWorker, folder_id: int, name: str, uids: list[int] | None,
-                  ahead: str | None = None) -> None:
+                  ahead: str | None = None, info=None) -> None:
         """Read messages off the socket here; the store worker commits them in batches.
-        ``uids`` None: every message of the folder (rule D4); ``ahead`` as in _sync_folder."""
-        wanted = None if uids is None else set(uids)
+        ``uids`` None: every message of the folder as SELECT described it (``info``; rule D4);
+        ``ahead`` as in _sync_folder."""
+        wanted = set(uids) if uids is not None else None
+        within = P.WholeFolder(info.exists, info.uidnext) if info is not None else None
         batch: list = []
         nbytes = 0
         limit = self.account.batch_size
         for item in (conn.fetch_all_messages(ahead=ahead) if uids is None else conn.fetch_messages(uids)):
-            if not self._asked_for(item, name, wanted):
+            if not self._asked_for(item, name, wanted) or (within is not None and not within.take(item.seq, item.uid)):
                 continue
+            if wanted is not None:
+                wanted.discard(item.uid)  # a second answer for one UID is not a second message (rule G3)
             # Hashed and turned into rows here, not on the store worker: measured, this thread has
             # the slack (it waits on the server) and the worker's job stays short.
             body = item.body
@@ -869,7 +1007,8 @@ class AccountSync:
         if batch:
             db.submit(self._commit_batch, folder_id, name, batch, nbytes)
 
-    def _download_packed(self, conn, db: StoreWorker, folder_id: int, name: str, ahead: str | None = None) -> None:
+    def _download_packed(self, conn, db: StoreWorker, folder_id: int, name: str, ahead: str | None = None,
+                         info=None) -> None:
         """Rule D4 into a store with pack files, without copying a message: each literal is read
         straight into the pack batch it will be written from (packs.PackBatch), hashed there, and
         its record header put in front of it. A full batch goes to the pack writer (one request to
@@ -892,6 +1031,7 @@ class AccountSync:
         since = time.monotonic()
         sha256 = hashlib.sha256
         known_flags: dict[tuple[str, ...] | None, str] = {}
+        within = P.WholeFolder(info.exists, info.uidnext) if info is not None else None  # rule G3
 
         def hand_over(last: bool = False) -> None:
             nonlocal batch, bodies, places, nbytes, writes, unsaved, unsaved_bytes, since
@@ -927,6 +1067,8 @@ class AccountSync:
                 if item.body is None or item.uid is None or item.internaldate is None:
                     self._asked_for(item, name)  # False for an unsolicited FETCH; raises without INTERNALDATE
                     continue
+                if within is not None and not within.take(item.seq, item.uid):
+                    continue
                 body = item.body
                 n = len(body)
                 digest = sha256(body).digest()
@@ -941,7 +1083,11 @@ class AccountSync:
                     flags = known_flags[item.flags] = P.flags_text(item.flags or ())
                 bodies.append((sha, n, message_id_at(batch.buf, offset, offset + n), offset))
                 # _placement_values, written out: this loop runs once per message of a first sync
-                places.append((folder_id, item.uid, sha, flags, flags, item.modseq, iso_date(item.internaldate),
+                try:
+                    idate = iso_date(item.internaldate)
+                except ProtocolError as exc:  # one bad date costs that date, not the message
+                    idate = self._substitute_date(name, item, bytes(body), exc)
+                places.append((folder_id, item.uid, sha, flags, flags, item.modseq, idate,
                                n if item.size is None else item.size))
                 nbytes += n
                 if len(places) >= limit or batch.used >= BATCH_BYTES:
@@ -993,8 +1139,22 @@ class AccountSync:
 
         if flags is None:
             flags = P.flags_text(item.flags or ())
-        return (folder_id, item.uid, digest, flags, flags, item.modseq, parse_internaldate(item.internaldate),
+        try:
+            idate = parse_internaldate(item.internaldate)
+        except ProtocolError as exc:
+            idate = self._substitute_date(None, item, item.body or item.header_fields or b"", exc)
+        return (folder_id, item.uid, digest, flags, flags, item.modseq, idate,
                 item.size if item.size is not None else len(item.body or b""))
+
+    def _substitute_date(self, folder: str | None, item, raw: bytes, exc: ProtocolError) -> str:
+        """A message whose INTERNALDATE is not a date (31 February) is kept: its Date: header, or
+        the epoch, stands in for it, and the run's notes say so."""
+        from mailsync.sync.message import date_header
+
+        when = date_header(raw) or "1970-01-01T00:00:00+00:00"
+        where = f"folder {folder!r} " if folder else ""
+        self.result.notes.append(f"{where}UID {item.uid}: {exc}; stored with the date {when} instead")
+        return when
 
     def _placement_row(self, folder_id: int, item, digest: str) -> dict:
         return dict(zip(repo.PLACEMENT_COLUMNS, self._placement_values(folder_id, item, digest)))

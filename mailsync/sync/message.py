@@ -1,4 +1,4 @@
-"""Facts read from a raw message without parsing it whole: its Message-ID and SHA-256.
+"""Facts read from a raw message without parsing it whole: its Message-ID, Date and SHA-256.
 
 Owns: cheap header scanning. Must not: do I/O. Malformed messages never raise here: a message
 without a readable Message-ID simply has none.
@@ -48,3 +48,23 @@ def message_id_at(buf, start: int, end: int) -> str | None:
 
 def sha256_hex(raw: bytes) -> str:
     return hashlib.sha256(raw).hexdigest()
+
+
+_DATE = re.compile(rb"(?im)^date:[ \t]*(.*)")
+
+
+def date_header(raw: bytes) -> str | None:
+    """The Date: header of the message as ISO 8601 (with its offset), or None when it has none
+    that parses to a real date."""
+    from email.utils import parsedate_to_datetime
+
+    m = _DATE.search(header_block(raw))
+    if not m:
+        return None
+    try:
+        when = parsedate_to_datetime(m.group(1).decode("ascii", "replace").strip())
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if when is None or when.tzinfo is None:
+        return None
+    return when.isoformat()

@@ -382,3 +382,83 @@ def uidvalidity_rematch_accepted(known: int, found: int) -> bool:
     if known < 20:
         return found == known
     return found * 5 >= known * 4
+
+
+# --- a server's listing is evidence, not an order (issue: a misbehaving server never costs mail) ----
+#
+#  M4  A UID the server lists whose placement was tombstoned (rule N2) is that message again: UIDs
+#      are never reused within a UIDVALIDITY, so the tombstone is lifted, keeping the placement's
+#      body, flags and queued local changes. It is neither downloaded again nor skipped.
+#  G1  A listing of the whole folder (UID FETCH 1:* or UID SEARCH ALL) that contradicts the
+#      folder's own counters read at SELECT (listing_contradiction) is read once more; when the
+#      second reading contradicts them too, nothing of the folder is expunged in this run (new
+#      messages and flags are still taken) and the folder is shown as "held" with the reason.
+#  G2  A sync that would expunge more than MASS_DELETE_SHARE of a folder's live placements, and at
+#      least MASS_DELETE_MIN of them, at once is held the same way (after the re-reading of G1,
+#      when the listing still says so), until the user allows it (`mailsync sync --allow-deletions`).
+#      A held folder fails the account's sync, so that scripts notice.
+#  G3  Only what was asked for is taken from a FETCH: a message of a whole-folder download (D4)
+#      whose sequence number is beyond EXISTS or whose UID is at or above UIDNEXT (as read at SELECT)
+#      was not asked for; an answer for a UID not in the UID set asked for is not one either; a
+#      second answer for the same UID is counted and stored once (the first).
+
+MASS_DELETE_SHARE = 0.5
+MASS_DELETE_MIN = 5
+
+
+def listing_contradiction(uids: Iterable[int], exists: int, uidnext: int | None,
+                          exists_now: int | None = None) -> str | None:
+    """Rule G1: why a listing of the whole folder cannot be the folder SELECT described, or None.
+    UIDs at or above UIDNEXT may be messages that arrived after the SELECT; those below it must be
+    exactly EXISTS many. ``exists_now``: the count as the connection heard it after the listing
+    (EXISTS, EXPUNGE and VANISHED sent meanwhile, when another client changed the folder): a
+    listing of exactly that many messages agrees too."""
+    uids = set(uids)
+    if exists_now is not None and len(uids) == exists_now:
+        return None
+    below = len(uids) if uidnext is None else sum(1 for u in uids if u < uidnext)
+    if below != exists:
+        return (f"the server listed {below} message(s) below UIDNEXT {uidnext} where its EXISTS says {exists}"
+                if uidnext is not None else f"the server listed {below} message(s) where its EXISTS says {exists}")
+    return None
+
+
+def mass_deletion(expunged: int, live: int) -> bool:
+    """Rule G2."""
+    return expunged >= MASS_DELETE_MIN and expunged > live * MASS_DELETE_SHARE
+
+
+def held_reason(expunged: int, live: int, contradiction: str | None, allowed: bool) -> str | None:
+    """Rules G1-G2: why the ``expunged`` of ``live`` placements are not removed in this run, or None."""
+    if not expunged:
+        return None
+    if contradiction:
+        return (f"{expunged} deletion(s) held: {contradiction}, twice; nothing is deleted until the "
+                f"server's listing and counters agree")
+    if mass_deletion(expunged, live) and not allowed:
+        return (f"{expunged} of {live} messages gone from the server at once; held, nothing deleted. "
+                f"If they were really deleted there, run: mailsync sync --allow-deletions")
+    return None
+
+
+class WholeFolder:
+    """Rule G3 for a whole-folder download: ``take(seq, uid)`` is True once for each message the
+    SELECT's EXISTS and UIDNEXT allow."""
+
+    __slots__ = ("exists", "uidnext", "seen")
+
+    def __init__(self, exists: int, uidnext: int | None) -> None:
+        self.exists, self.uidnext = exists, uidnext
+        self.seen: set[int] = set()
+
+    def take(self, seq: int, uid: int) -> bool:
+        if seq > self.exists or (self.uidnext is not None and uid >= self.uidnext) or uid in self.seen:
+            return False
+        self.seen.add(uid)
+        return True
+
+
+def only_asked(items: Mapping[int, object], uids: Iterable[int]) -> dict[int, object]:
+    """Rule G3: the answers (by UID) for the UIDs asked for."""
+    asked = set(uids)
+    return {uid: it for uid, it in items.items() if uid in asked}

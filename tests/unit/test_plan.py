@@ -271,3 +271,35 @@ def test_f4_sample_spreads_over_the_folder():
     assert P.sample_uids([3, 1, 2]) == [1, 2, 3]
     picked = P.sample_uids(list(range(1, 1001)), 8)
     assert len(picked) == 8 and picked[0] == 1 and picked[-1] == 1000
+
+@pytest.mark.parametrize("uids, exists, uidnext, contradicts", [
+    (range(1, 11), 10, 11, False),
+    ([1, 2, 5, 6, 7, 8, 9, 10], 10, 11, True),  # two UIDs left out
+    ([], 6, 7, True),  # an empty listing while EXISTS says 6
+    (range(1, 12), 10, 11, False),  # UID 11 arrived after the SELECT
+    ([1, 2, 3, 99], 4, 11, True),  # one left out, one that cannot be there
+    ([1, 2, 3, 4, 5], 4, 11, True),  # more below UIDNEXT than EXISTS
+    ([1, 2], 3, None, True),
+])
+def test_listing_contradiction(uids, exists, uidnext, contradicts):
+    assert (P.listing_contradiction(uids, exists, uidnext) is not None) is contradicts
+
+
+@pytest.mark.parametrize("expunged, live, contradiction, allowed, held", [
+    (0, 10, "x", False, False),  # nothing to hold
+    (2, 10, None, False, False),
+    (2, 10, "listed 8 where EXISTS says 10", False, True),
+    (6, 10, None, False, True),
+    (6, 10, None, True, False),
+    (4, 4, None, False, False),  # below MASS_DELETE_MIN: a small folder emptied is not held
+    (5, 10, None, False, False),  # exactly half is not more than half
+])
+def test_held_reason(expunged, live, contradiction, allowed, held):
+    assert (P.held_reason(expunged, live, contradiction, allowed) is not None) is held
+
+
+def test_a_listing_agrees_with_the_count_heard_after_it():
+    """Another client expunged one message meanwhile: the connection heard EXPUNGE, 42 are listed."""
+    assert P.listing_contradiction(range(1, 43), 43, 46) is not None
+    assert P.listing_contradiction(range(1, 43), 43, 46, exists_now=42) is None
+    assert P.listing_contradiction(range(1, 41), 43, 46, exists_now=42) is not None

@@ -1,0 +1,309 @@
+"""The engine against a misbehaving server (tests/hostile_server.py): each case scripts how the
+server answers, and after the sync the store must hold what an honest server holds, nothing
+less (no message lost, no body overwritten) and nothing more (no message that is not there).
+What Dovecot does honestly is tested against Dovecot elsewhere; these are the lies."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from hostile_server import HostileServer
+from mailsync.changes import LocalChanges
+from mailsync.config.model import AccountConfig, SecretRef
+from mailsync.store import tables
+from mailsync.store.db import open_store
+from mailsync.store.uow import UnitOfWork
+from mailsync.sync.engine import sync_account
+
+
+def msg(n: int, size: int = 40) -> bytes:
+    return (b"Message-ID: <m%d@hostile.test>\r\nSubject: message %d\r\n\r\n" % (n, n)) + (b"body %d\r\n" % n) * size
+
+
+@pytest.fixture
+def server():
+    srv = HostileServer(capabilities=("UIDPLUS",)).start()
+    srv.add_folder("INBOX")
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
+def store(tmp_path: Path):
+    s = open_store(f"sqlite:///{tmp_path / 'store.db'}")
+    yield s
+    s.dispose()
+
+
+def account(srv: HostileServer, **kw) -> AccountConfig:
+    kw.setdefault("timeout", 5)
+    return AccountConfig(name="acc", host=srv.host, port=srv.port, tls="none", allow_plaintext=True,
+                         username="u", password=SecretRef("literal", "p"), **kw)
+
+
+def fill(srv: HostileServer, n: int, folder: str = "INBOX") -> None:
+    for i in range(1, n + 1):
+        srv.add_message(folder, msg(i), ("\\Seen",) if i % 3 == 0 else ())
+
+
+def stored(store, folder: str = "INBOX") -> dict[int, tuple[frozenset[str], str]]:
+    """The store's live placements of ``folder``: uid -> (flags, sha256 of the body)."""
+    pl, fo = tables.placements.c, tables.folders.c
+    with UnitOfWork(store) as uow:
+        rows = uow.connection.execute(
+            select(pl.uid, pl.flags, pl.body_sha256).join(tables.folders, fo.id == pl.folder_id)
+            .where(fo.raw_name == folder, pl.uid.isnot(None), pl.tombstone_run.is_(None))).all()
+    return {uid: (frozenset(flags.split()), sha) for uid, flags, sha in rows}
+
+
+def truth(srv: HostileServer, folder: str = "INBOX") -> dict[int, tuple[frozenset[str], str]]:
+    return {uid: (flags, hashlib.sha256(body).hexdigest()) for uid, (flags, body) in srv.truth(folder).items()}
+
+
+def folder_state(store, folder: str = "INBOX") -> tuple[str, str | None]:
+    fo = tables.folders.c
+    with UnitOfWork(store) as uow:
+        return uow.connection.execute(select(fo.status, fo.status_reason).where(fo.raw_name == folder)).one()
+
+
+def sync(store, srv, **kw):
+    return sync_account(store, account(srv, **kw))
+
+
+def listing_without(hide: set[int]):
+    """A UID/FLAGS listing (UID FETCH 1:* (UID FLAGS)) that leaves ``hide`` out."""
+    return lambda s, tag, cmd: s.honest(tag, cmd, hide=hide)
+
+
+LISTING = r"^UID FETCH 1:\* \(UID FLAGS\)"
+
+
+# -- item: a listing that misses UIDs must not cost mail --------------------------------------
+
+def test_a_listing_missing_uids_once_deletes_nothing(server, store):
+    fill(server, 10)
+    assert sync(store, server).ok
+    server.script(LISTING, listing_without({3, 4}))  # once: the re-read is honest
+    r = sync(store, server)
+    assert r.ok, r.error
+    assert stored(store) == truth(server)
+    assert r.expunged == 0
+    r = sync(store, server)
+    assert r.ok and stored(store) == truth(server)
+
+
+def test_uids_that_come_back_are_restored_not_lost(server, store):
+    """The server lies consistently for one run (listing and EXISTS agree on 8 of 10): the two are
+    taken as expunged. When they come back, they are the same messages again, with the local flag
+    change queued on one of them still to be pushed."""
+    fill(server, 10)
+    assert sync(store, server).ok
+    LocalChanges(store).flag("acc", "INBOX", 3, add=["\\Flagged"])
+    server.script(LISTING, listing_without({3, 4}), times=None)
+    server.script(r"^SELECT", lambda s, tag, cmd: s.honest(tag, cmd, exists=8), times=None)
+    r = sync(store, server)
+    assert r.ok, r.error
+    assert set(stored(store)) == set(range(1, 11)) - {3, 4}
+    server._rules.clear()
+    r = sync(store, server)
+    assert r.ok, r.error
+    assert 3 in stored(store) and 4 in stored(store)
+    assert "\\Flagged" in server.truth()[3][0]  # the queued change reached the server
+    assert stored(store) == truth(server)
+    r = sync(store, server)  # and nothing is taken away one run later
+    assert r.ok and stored(store) == truth(server)
+
+
+def test_an_empty_listing_against_exists_deletes_nothing_and_says_so(server, store):
+    fill(server, 10)
+    assert sync(store, server).ok
+    server.script(LISTING, listing_without(set(range(1, 11))), times=None)
+    r = sync(store, server)
+    assert stored(store) == truth(server)
+    status, reason = folder_state(store)
+    assert status == "held" and "EXISTS" in reason
+    assert not r.ok  # a folder set aside is a failed sync for scripts
+    server._rules.clear()
+    r = sync(store, server)
+    assert r.ok, r.error
+    assert stored(store) == truth(server) and folder_state(store) == ("ok", None)
+
+
+def test_a_mass_deletion_is_held_until_allowed(server, store):
+    """EXISTS agrees with the listing: 9 of 10 messages gone at once. Held, shown, and applied only
+    when allowed."""
+    fill(server, 10)
+    assert sync(store, server).ok
+    before = stored(store)
+    with server.lock:
+        server.folders[b"INBOX"].messages[1:] = []
+    r = sync(store, server)
+    assert stored(store) == before  # held
+    status, reason = folder_state(store)
+    assert status == "held" and "9 of 10" in reason
+    r = sync_account(store, account(server), allow_mass_delete=True)
+    assert r.ok, r.error
+    assert stored(store) == truth(server) and folder_state(store) == ("ok", None)
+
+
+def test_held_deletions_through_the_cli(server, tmp_path):
+    """`sync` exits 1 and `status` shows the held folder; `sync --allow-deletions` applies them."""
+    from helpers import run_cli, write_config
+
+    fill(server, 8)
+    cfg = write_config(tmp_path / "config.toml", f"sqlite:///{tmp_path / 'cli.db'}", [
+        {"name": "acc", "host": server.host, "port": server.port, "tls": "none", "allow_plaintext": True,
+         "username": "u", "password": "env:MS_PW_HOSTILE", "timeout": 5}])
+    env = {"MS_PW_HOSTILE": "p"}
+    run_cli("sync", "-q", config=cfg, env=env, check=True)
+    with server.lock:
+        server.folders[b"INBOX"].messages[:] = []
+    proc = run_cli("sync", "-q", config=cfg, env=env)
+    assert proc.returncode == 1 and "8 of 8 messages gone" in proc.stderr, proc.stderr
+    status = run_cli("status", config=cfg, env=env, check=True).stdout
+    assert "INBOX: 8 messages" in status and "[HELD: 8 of 8 messages gone" in status, status
+    run_cli("sync", "-q", "--allow-deletions", config=cfg, env=env, check=True)
+    status = run_cli("status", config=cfg, env=env, check=True).stdout
+    assert "INBOX: 0 messages" in status and "HELD" not in status, status
+
+
+# -- item: a wrong APPENDUID never overwrites a message ------------------------------------------
+
+def _append_and_sync(server, store, appenduid):
+    fill(server, 5)
+    assert sync(store, server).ok
+    new = msg(50)
+    LocalChanges(store).append("acc", "INBOX", new, flags=["\\Seen"])
+    server.script(r"^APPEND", lambda s, tag, cmd: s.honest(tag, cmd, appenduid=appenduid))
+    r = sync(store, server)
+    assert r.ok, r.error
+    assert stored(store) == truth(server)  # message 3 intact, the new one at the UID the server gave it
+    assert stored(store)[6][1] == hashlib.sha256(new).hexdigest()
+    r = sync(store, server)
+    assert r.ok and stored(store) == truth(server)
+    return r
+
+
+def test_an_appenduid_of_another_uidvalidity_is_not_used(server, store):
+    validity = server.folders[b"INBOX"].uidvalidity
+    _append_and_sync(server, store, (validity + 7, 3))
+
+
+def test_an_appenduid_naming_a_known_uid_is_checked_not_trusted(server, store):
+    validity = server.folders[b"INBOX"].uidvalidity
+    _append_and_sync(server, store, (validity, 3))
+
+
+# -- item: only what was asked for is taken from a FETCH -------------------------------------------
+
+def _phantom(seq: int, uid: int, body: bytes) -> bytes:
+    return (b'* %d FETCH (UID %d FLAGS () INTERNALDATE "17-Jul-1996 02:44:25 -0700" RFC822.SIZE %d BODY[] {%d}\r\n'
+            % (seq, uid, len(body), len(body)) + body + b")\r\n")
+
+
+@pytest.mark.parametrize("phantom", [
+    _phantom(3, 77, msg(77)),  # a UID beyond UIDNEXT, inside the folder's sequence numbers
+    _phantom(9, 5, msg(99)),  # beyond EXISTS, with a UID that looks plausible
+    _phantom(2, 2, msg(98)),  # a second answer for UID 2 with another body
+], ids=["uid-beyond-uidnext", "seq-beyond-exists", "duplicate-uid"])
+def test_a_first_sync_takes_only_the_messages_asked_for(server, store, phantom):
+    fill(server, 4)
+    server.script(r"^UID FETCH 1:\* \(UID FLAGS INTERNALDATE RFC822.SIZE BODY.PEEK\[\]",
+                  lambda s, tag, cmd: s.honest(tag, cmd, extra=phantom))
+    r = sync(store, server)
+    assert r.ok, r.error
+    assert stored(store) == truth(server)
+    assert r.new_messages == 4
+
+
+def test_headers_not_asked_for_are_not_linked(server, store):
+    """A later sync recognises new messages by their Message-ID header: an extra header FETCH for a
+    UID that was not asked for, naming a body the store has, must not become a placement."""
+    fill(server, 4)
+    assert sync(store, server).ok
+    server.add_message("INBOX", msg(5))
+    size = len(msg(2))
+    head = b"Message-ID: <m2@hostile.test>\r\n\r\n"
+    extra = (b"* 3 FETCH (UID 40 FLAGS () INTERNALDATE \"17-Jul-1996 02:44:25 -0700\" RFC822.SIZE %d "
+             b"BODY[HEADER.FIELDS (MESSAGE-ID)] {%d}\r\n" % (size, len(head)) + head + b")\r\n")
+    server.script(r"HEADER.FIELDS", lambda s, tag, cmd: s.honest(tag, cmd, extra=extra))
+    r = sync(store, server)
+    assert r.ok, r.error
+    assert stored(store) == truth(server)
+
+
+# -- item: one bad folder or message fails that item, not the account ------------------------------
+
+def _three_folders(server):
+    server.add_folder("Archive")
+    server.add_folder("Sent")
+    for folder, n in (("INBOX", 5), ("Archive", 4), ("Sent", 4)):
+        for i in range(n):
+            server.add_message(folder, msg(hash((folder, i)) % 100000))
+
+
+def _all_but(server, store, bad: str | None):
+    for f in ("INBOX", "Archive", "Sent"):
+        if f != bad:
+            assert stored(store, f) == truth(server, f), f
+
+
+def _list_with(extra: bytes):
+    return lambda s, tag, cmd: extra + s.honest(tag, cmd)
+
+
+@pytest.mark.parametrize("line", [
+    b'* LIST (\\HasNoChildren) "/" "caf\xe9"\r\n',  # raw 8-bit bytes, not modified UTF-7
+    b'* LIST (\\HasNoChildren) "/" "&Jjo-&bad"\r\n',  # invalid modified UTF-7
+    b'* LIST (\\HasNoChildren) "/" {5}\r\nA\x00B/C\r\n',  # a NUL in a literal name
+], ids=["8bit", "bad-utf7", "nul"])
+def test_a_folder_with_a_bad_name_is_set_aside(server, store, line):
+    _three_folders(server)
+    server.script(r"^LIST", _list_with(line), times=None)
+    r = sync(store, server)
+    _all_but(server, store, None)
+    assert not r.ok and "name" in r.error and "Traceback" not in r.error
+    r = sync(store, server)  # and every run after: the others keep syncing
+    _all_but(server, store, None)
+
+
+def test_a_folder_gone_between_list_and_select(server, store):
+    _three_folders(server)
+    server.script(r'^SELECT "Archive"', lambda s, tag, cmd: tag + b" NO [NONEXISTENT] Mailbox doesn't exist\r\n",
+                  times=None)
+    r = sync(store, server)
+    _all_but(server, store, "Archive")
+    assert not r.ok and "Archive" in r.error
+    status, reason = folder_state(store, "Archive")
+    assert reason and "exist" in reason
+
+
+@pytest.mark.parametrize("field, value", [("uidvalidity", 2 ** 64), ("uidnext", 2 ** 64), ("uidvalidity", 0)])
+def test_counters_out_of_range_set_the_folder_aside(server, store, field, value):
+    _three_folders(server)
+    server.script(r'^SELECT "Archive"', lambda s, tag, cmd: s.honest(tag, cmd, **{field: value}), times=None)
+    r = sync(store, server)
+    _all_but(server, store, "Archive")
+    assert not r.ok and "Archive" in r.error and str(value) in r.error
+    assert "internal error" not in r.error
+
+
+def test_an_impossible_internaldate_costs_no_message(server, store):
+    """31 February: the message is kept (with its date marked unknown in the audit log), and every
+    other message of every folder is stored."""
+    _three_folders(server)
+    with server.lock:
+        server.folders[b"Archive"].messages[1].internaldate = "31-Feb-2021 10:00:00 +0000"
+    r = sync(store, server)
+    _all_but(server, store, None)
+    assert r.ok, r.error
+    # and on a later sync (the per-message download path), too
+    server.add_message("Sent", msg(4242), internaldate="30-Feb-2020 10:00:00 +0000")
+    r = sync(store, server)
+    assert r.ok, r.error
+    _all_but(server, store, None)
+
