@@ -123,6 +123,7 @@ class HostileServer:
         self._threads: list[threading.Thread] = []
         self._conns: list[socket.socket] = []
         self._stopped = False
+        self.password: str | None = None  # when set, LOGIN and AUTHENTICATE PLAIN check it
 
     # -- the model --------------------------------------------------------------------------
 
@@ -280,6 +281,21 @@ class Session:
         return b"* CAPABILITY " + " ".join(self.server.capabilities).encode() + b"\r\n" + self._ok(tag)
 
     def _login(self, tag, args):
+        toks = _tokens(args)
+        if self.server.password is not None and (len(toks) < 2 or toks[1] != self.server.password):
+            return tag + b" NO [AUTHENTICATIONFAILED] Authentication failed.\r\n"
+        return tag + b" OK [CAPABILITY " + " ".join(self.server.capabilities).encode() + b"] logged in\r\n"
+
+    def _authenticate(self, tag, args):
+        import base64
+
+        if args.upper().split()[0] != "PLAIN":
+            return tag + b" NO unsupported mechanism\r\n"
+        self.send(b"+ \r\n")
+        answer = base64.b64decode(self.file.readline().strip())
+        _authz, _user, password = answer.split(b"\0")
+        if self.server.password is not None and password.decode("utf-8") != self.server.password:
+            return tag + b" NO [AUTHENTICATIONFAILED] Authentication failed.\r\n"
         return tag + b" OK [CAPABILITY " + " ".join(self.server.capabilities).encode() + b"] logged in\r\n"
 
     def _noop(self, tag, args):

@@ -22,15 +22,17 @@ import itertools
 import socket
 import ssl
 import struct
+import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 from mailsync.config.model import AccountConfig
-from mailsync.errors import AuthError, ConnectError, ProtocolError, TLSVerifyError
+from mailsync.errors import AuthError, ConnectError, CredentialError, ProtocolError, TLSVerifyError
 from mailsync.imap import utf7
 from mailsync.imap.payloads import (ListEntry, appenduid, copyuid, modified, parse_esearch, parse_list, parse_search,
                                     parse_objectid, parse_status_reply, parse_vanished)
-from mailsync.imap.responses import (Continuation, FetchItem, ResponseParser, Tagged, Untagged, body_fetch_head,
+from mailsync.imap.responses import (MAX_LINE, Continuation, FetchItem, ResponseParser, Tagged, Untagged, body_fetch_head,
                                      body_fetch_item, format_uid_set, parse_response_code, quote,
                                      usual_body_fetch)
 
@@ -39,6 +41,14 @@ _tags = itertools.count(1)
 # RFC 3501/9051: UIDs and UIDVALIDITY are 32-bit non-zero numbers; RFC 7162: mod-sequences are 63-bit
 _COUNTER_RANGES = (("UIDVALIDITY", 1, 2**32 - 1), ("UIDNEXT", 1, 2**32 - 1), ("EXISTS", 0, 2**32 - 1),
                    ("HIGHESTMODSEQ", 1, 2**63 - 1))
+# Every command has an overall deadline (_Watchdog): DEADLINE_TIMEOUTS times the account's timeout,
+# plus one second for each DEADLINE_RATE bytes of answer it asked for (message bodies, listings):
+# a large FETCH gets all the time its bytes need, a server that streams lines nobody asked for or
+# drips a byte at a time does not. Untagged OK/NO/BAD without a response code are counted, not kept.
+DEADLINE_TIMEOUTS = 2
+DEADLINE_RATE = 32 * 1024
+MAX_KEPT = 64 << 20  # bytes of untagged responses one command may keep
+_USEFUL = frozenset(("LIST", "STATUS", "SEARCH", "ESEARCH", "VANISHED", "CAPABILITY", "ENABLED", "FLAGS"))
 _COUNTS = frozenset(("EXISTS", "EXPUNGE", "VANISHED"))  # untagged responses that move the message count
 
 
@@ -156,6 +166,8 @@ class ImapConnection:
         # untagged EXISTS, EXPUNGE and VANISHED of any later command (a listing is checked against it)
         self.exists: int | None = None
         self.unlisted: list[str] = []  # why entries of the last LIST were set aside (list_folders)
+        self.untagged_dropped = 0  # untagged responses not needed by any command, counted and dropped
+        self._watchdog = _Watchdog(self)
         # Sent by bulk_ahead and not yet read: (folder, tag of its SELECT or None once read, tag of its FETCH)
         self._ahead: tuple[str, bytes | None, bytes] | None = None
 
@@ -190,6 +202,8 @@ class ImapConnection:
         tag = sent or f"MS{next(_tags)}".encode()
         parser = ResponseParser()
         readline, read = imap.file.readline, imap.file.read
+        watchdog = self._watchdog
+        watchdog.begin()
         with _mapped_errors(self.account, doing):
             try:
                 if sent is None:
@@ -200,10 +214,13 @@ class ImapConnection:
                 while True:
                     n = parser.wants()
                     if n is None:
-                        line = readline()
+                        line = readline(_LINE_CAP)
                         if not line:
                             raise ConnectError(f"account '{self.account.name}': the server closed the "
                                                f"connection while {doing}")
+                        if len(line) == _LINE_CAP and not line.endswith(b"\n"):
+                            raise ProtocolError(f"account '{self.account.name}': the server sent a line longer "
+                                                f"than {MAX_LINE} bytes while {doing}; refused")
                         if into is not None and parser.at_boundary:
                             usual = usual_body_fetch(line)
                             head = (usual[0], None, usual[6]) if usual is not None else body_fetch_head(line)
@@ -222,6 +239,7 @@ class ImapConnection:
                             raise ConnectError(f"account '{self.account.name}': the connection dropped inside "
                                                f"a {n}-byte literal while {doing}")
                         self.bytes_fetched += n
+                        watchdog.credit += n
                         events = parser.feed_literal(data)
                     for ev in events:
                         if isinstance(ev, Continuation):
@@ -229,6 +247,7 @@ class ImapConnection:
                                 raise ProtocolError(f"account '{self.account.name}': unexpected continuation "
                                                     f"request while {doing}")
                             imap.send(literal + b"\r\n")
+                            watchdog.credit += len(literal)  # the time to send it counts as answer time
                             literal = None
                             continue
                         if isinstance(ev, Tagged):
@@ -237,16 +256,30 @@ class ImapConnection:
                                                     f"{ev.tag!r} while {doing}")
                             yield ev
                             return
-                        if isinstance(ev, Untagged):
+                        if isinstance(ev, FetchItem):
+                            watchdog.credit += len(ev.body) + 64 if ev.body is not None else 64
+                        elif isinstance(ev, Untagged):
+                            if ev.kind in _USEFUL:
+                                watchdog.credit += len(ev.raw)
+                            elif ev.kind in ("OK", "NO", "BAD") and not ev.text.startswith("["):
+                                self.untagged_dropped += 1  # text for people: not kept
+                                continue
                             if ev.kind == "BYE":
                                 raise ConnectError(f"account '{self.account.name}': the server said BYE while "
                                                    f"{doing}: {ev.text[:200]}")
                             if ev.kind in _COUNTS:
                                 self._count(ev)
                         yield ev
-            except BaseException:  # a bad response, a dropped connection, or the caller gone mid-response
+            except BaseException as exc:  # a bad response, a dropped connection, or the caller gone mid-response
                 self.broken = True
+                if watchdog.expired:
+                    raise ConnectError(f"account '{self.account.name}': {doing} took longer than allowed "
+                                       f"({watchdog.allowance():.0f} s for {watchdog.credit} bytes of answer); "
+                                       f"the server is too slow or sends what was not asked for",
+                                       hint="raise timeout if the server is just slow") from exc
                 raise
+            finally:
+                watchdog.end()
 
     def _count(self, ev: Untagged) -> None:
         """Keep ``exists`` in step with an untagged EXISTS, EXPUNGE or VANISHED."""
@@ -276,7 +309,8 @@ class ImapConnection:
             raise ConnectError(f"account '{self.account.name}': the connection dropped inside a {n}-byte "
                                f"literal while {doing}")
         self.bytes_fetched += n
-        end = file.readline()
+        self._watchdog.credit += n
+        end = file.readline(_LINE_CAP)
         if not end:
             raise ConnectError(f"account '{self.account.name}': the server closed the connection while {doing}")
         if end == b")\r\n":
@@ -295,12 +329,18 @@ class ImapConnection:
         """Run a command to completion: (untagged list, fetch items, tagged)."""
         untagged, fetches = [], []
         tagged = None
+        kept = 0
         for ev in self._events(command, doing, literal, sent=sent):
             if isinstance(ev, Tagged):
                 tagged = ev
             elif isinstance(ev, FetchItem):
                 fetches.append(ev)
             else:
+                kept += len(ev.raw)
+                if kept > MAX_KEPT:
+                    self.broken = True
+                    raise ProtocolError(f"account '{self.account.name}': more than {MAX_KEPT} bytes of untagged "
+                                        f"responses while {doing}; refused")
                 untagged.append(ev)
         if ok and tagged.status != "OK":
             raise ProtocolError(f"account '{self.account.name}': {doing} failed: {tagged.status} "
@@ -603,6 +643,7 @@ class ImapConnection:
         return True
 
     def logout(self) -> None:
+        self._watchdog.stop()
         with contextlib.suppress(Exception):
             self.client.logout()
         with contextlib.suppress(Exception):
@@ -652,6 +693,78 @@ class ImapConnection:
 
     def _message_items(self) -> str:
         return "UID FLAGS INTERNALDATE RFC822.SIZE BODY.PEEK[]" + (" MODSEQ" if self.condstore else "")
+
+
+def _check_credentials(account: AccountConfig, password: str | None) -> None:
+    """A user name or password with a control character (CR LF would end the LOGIN command and
+    start another) is refused before anything is sent."""
+    for what, value in (("username", account.username), ("password", password or "")):
+        bad = next((c for c in value if ord(c) < 32 or ord(c) == 127), None)
+        if bad is not None:
+            raise CredentialError(f"account '{account.name}': the {what} contains the control character "
+                                  f"{bad!r}; it is not sent",
+                                  hint=f"check the {what} source (a trailing newline from cmd: or a file?)")
+
+
+def _login(account: AccountConfig, client, password: str) -> None:
+    """LOGIN takes ASCII only (RFC 3501 quoted strings); a user name or password with other
+    characters goes as AUTHENTICATE PLAIN, which carries UTF-8 (RFC 4616)."""
+    if (account.username + password).isascii():
+        client.login(account.username, password)
+        return
+    caps = {c.decode().upper() if isinstance(c, bytes) else c.upper() for c in client.capabilities()}
+    if "AUTH=PLAIN" not in caps:
+        raise AuthError(f"account '{account.name}': the user name or password has non-ASCII characters and "
+                        f"{account.host}:{account.port} does not offer AUTHENTICATE PLAIN, the one way to send them",
+                        hint="use an ASCII password, or ask the provider for an app password")
+    client.plain_login(account.username, password)
+
+
+_LINE_CAP = MAX_LINE + 1  # readline() reads at most this much: a longer line is refused, not held
+
+
+class _Watchdog:
+    """The overall deadline of the command in progress on a connection (DEADLINE_TIMEOUTS,
+    DEADLINE_RATE). A read timeout alone never fires while bytes keep coming; this thread shuts the
+    socket down when a command outlives its allowance, which ends any read in progress. Started
+    with the first command, stopped at logout."""
+
+    def __init__(self, conn: "ImapConnection") -> None:
+        self.conn = conn
+        self.timeout = float(conn.account.timeout or 60)
+        self.credit = 0  # bytes of answer asked for, received by the command in progress
+        self.expired = False
+        self._since: float | None = None
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._stopped = False
+
+    def allowance(self) -> float:
+        return DEADLINE_TIMEOUTS * self.timeout + self.credit / DEADLINE_RATE
+
+    def begin(self) -> None:
+        self.credit = 0
+        self._since = time.monotonic()
+        if self._thread is None and not self._stopped:
+            self._thread = threading.Thread(target=self._watch, name="imap-deadline", daemon=True)
+            self._thread.start()
+
+    def end(self) -> None:
+        self._since = None
+
+    def stop(self) -> None:
+        self._stopped = True
+        self._wake.set()
+
+    def _watch(self) -> None:
+        tick = min(0.25, self.timeout / 4)
+        while not self._wake.wait(tick):
+            since = self._since
+            if since is not None and time.monotonic() - since > self.allowance():
+                self.expired = True
+                with contextlib.suppress(Exception):
+                    self.conn.client._imap.sock.shutdown(socket.SHUT_RDWR)
+                return
 
 
 def _authenticate_oauth2(account: AccountConfig, client, tokens) -> str:
@@ -704,6 +817,8 @@ def connect(account: AccountConfig, password: str | None, *, timeout: float | No
     access token and ``password`` is not used."""
     from imapclient import IMAPClient
 
+    if account.auth != "oauth2":
+        _check_credentials(account, password)
     timeout = timeout or account.timeout
     with _mapped_errors(account, "connecting"):
         if account.tls == "implicit":
@@ -723,7 +838,7 @@ def connect(account: AccountConfig, password: str | None, *, timeout: float | No
             if account.auth == "oauth2":
                 _authenticate_oauth2(account, client, tokens)
             else:
-                client.login(account.username, password)
+                _login(account, client, password)
         _widen_receive_buffer(client._imap.sock)
         return ImapConnection(account, client)
     except BaseException:

@@ -307,3 +307,112 @@ def test_an_impossible_internaldate_costs_no_message(server, store):
     assert r.ok, r.error
     _all_but(server, store, None)
 
+
+# -- item: bounded time and memory ----------------------------------------------------------------
+
+def _peak_rss_mb() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _flood(s, tag, cmd):
+    s.send(s.select_answer(s._folder("INBOX")))
+    chunk = b"* OK still here, and here, and here\r\n" * 2000
+    try:
+        while True:
+            s.send(chunk)
+    except OSError:
+        return b""
+
+
+def _long_line(s, tag, cmd):
+    s.send(s.select_answer(s._folder("INBOX")) + b"* OK ")
+    chunk = b"x" * (1 << 20)
+    try:
+        for _ in range(400):  # 400 MiB without a line end
+            s.send(chunk)
+    except OSError:
+        pass
+    return b""
+
+
+def _drip(s, tag, cmd):
+    import time
+
+    try:
+        s.send(s.select_answer(s._folder("INBOX")))
+        for c in b"* OK [UNSEEN 1] an answer that never ends" * 100:
+            s.send(bytes([c]))
+            time.sleep(0.4)
+    except OSError:
+        pass
+    return b""
+
+
+@pytest.mark.parametrize("hook, what", [(_flood, "flood"), (_long_line, "long line"), (_drip, "drip")])
+def test_a_command_has_a_deadline_and_bounded_memory(server, store, hook, what):
+    """A server that streams untagged lines forever, sends a line of 400 MiB, or drips one byte at a
+    time: the sync ends within a bounded time, with a clear error, and without holding what it read."""
+    import threading
+    import time
+
+    fill(server, 3)
+    server.script(r"^SELECT", hook, times=None)
+    before = _peak_rss_mb()
+    out = {}
+    t0 = time.monotonic()
+    t = threading.Thread(target=lambda: out.setdefault("r", sync(store, server, timeout=1)), daemon=True)
+    t.start()
+    t.join(30)
+    took = time.monotonic() - t0
+    assert "r" in out, f"{what}: the sync was still waiting after {took:.0f} s"
+    r = out["r"]
+    assert not r.ok and "internal error" not in r.error, r.error
+    assert took < 20, took
+    assert _peak_rss_mb() - before < 150, f"{what}: peak RSS grew by {_peak_rss_mb() - before:.0f} MB"
+
+
+# -- item: bad local input --------------------------------------------------------------------
+
+def test_a_password_with_cr_lf_is_refused_before_it_is_sent(server, store):
+    fill(server, 2)
+    r = sync_account(store, account(server).__class__(
+        name="acc", host=server.host, port=server.port, tls="none", allow_plaintext=True, username="u",
+        password=SecretRef("literal", "p\r\nX1 DELETE INBOX"), timeout=5))
+    assert not r.ok and "control character" in r.error, r.error
+    assert not any("DELETE" in c or c.upper().startswith("LOGIN") for c in server.log), server.log
+    assert server.truth()  # INBOX still there
+
+
+@pytest.mark.parametrize("caps, ok", [(("UIDPLUS", "AUTH=PLAIN"), True), (("UIDPLUS",), False)])
+def test_a_non_ascii_password_logs_in_with_authenticate_plain(store, caps, ok):
+    with HostileServer(capabilities=caps) as srv:
+        srv.add_folder("INBOX")
+        fill(srv, 2)
+        srv.password = "pässwörd€"
+        acc = AccountConfig(name="acc", host=srv.host, port=srv.port, tls="none", allow_plaintext=True,
+                            username="u", password=SecretRef("literal", srv.password), timeout=5)
+        r = sync_account(store, acc)
+        if ok:
+            assert r.ok, r.error
+            assert stored(store) == truth(srv)
+        else:
+            assert not r.ok and "AUTHENTICATE PLAIN" in r.error and "internal error" not in r.error, r.error
+
+
+@pytest.mark.dovecot
+def test_a_non_ascii_password_logs_in_to_dovecot(dovecot, store):
+    """The same against the real server: Dovecot offers AUTH=PLAIN and takes UTF-8 passwords."""
+    import uuid
+
+    from mailsync.imap.connection import connect
+
+    user = dovecot.new_user(f"pw{uuid.uuid4().hex[:10]}", "pässwörd€")
+    acc = AccountConfig(name="acc", host=user.host, port=user.imap_port, tls="none", allow_plaintext=True,
+                        username=user.name, password=SecretRef("literal", user.password), timeout=10)
+    conn = connect(acc, user.password)
+    try:
+        assert conn.select("INBOX").uidvalidity > 0
+    finally:
+        conn.logout()
