@@ -63,6 +63,44 @@ def parse_flag_changes(specs: list[str]) -> tuple[list[str], list[str]]:
     return add, remove
 
 
+MAX_APPEND_BYTES = 256 << 20  # a larger file is not a message any server takes
+_FIELD = re.compile(rb"[!-9;-~]+[ \t]*:")  # RFC 5322 field name, then the colon
+
+
+def check_message(head: bytes) -> None:
+    """ChangeError unless ``head`` (the start of a file) looks like an RFC 5322 message: a header
+    field first, and no NUL byte in the header block."""
+    block = head.split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0]
+    if not _FIELD.match(head):
+        raise ChangeError("the file is not a mail message: it does not start with a header field (like 'From: ...')",
+                          hint="append an RFC 5322 message, e.g. a .eml file saved by a mail client")
+    if b"\0" in block:
+        raise ChangeError("the file is not a mail message: its header holds NUL bytes (a binary file?)",
+                          hint="append an RFC 5322 message, e.g. a .eml file saved by a mail client")
+
+
+def read_message_file(path, limit: int = MAX_APPEND_BYTES) -> bytes:
+    """The message in ``path``, read in chunks: what is not a message is refused from its first
+    64 KiB, and nothing larger than ``limit`` is read whole (an endless input ends at the limit)."""
+    chunks, size = [], 0
+    try:
+        with open(path, "rb") as f:
+            while True:
+                chunk = f.read(1 << 16)
+                if not chunk:
+                    break
+                if not chunks:
+                    check_message(chunk)
+                size += len(chunk)
+                if size > limit:
+                    raise ChangeError(f"{path}: larger than {limit >> 20} MiB; refusing to append it",
+                                      hint="is it really one message? (an endless input such as /dev/zero?)")
+                chunks.append(chunk)
+    except OSError as exc:
+        raise ChangeError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    return b"".join(chunks)
+
+
 def ensure_message_id(raw: bytes) -> bytes:
     """Give a message without a Message-ID one, so a crash between APPEND and its answer can be
     settled by searching for it (the message is stored exactly as it will be appended)."""
@@ -161,6 +199,7 @@ class LocalChanges:
         flags = [normalise_flag(x) for x in flags]
         if not raw.strip():
             raise ChangeError("refusing to append an empty message")
+        check_message(raw[:1 << 16])
         raw = ensure_message_id(raw)
         with UnitOfWork(self.store) as uow:
             acc = self._account(uow, account)

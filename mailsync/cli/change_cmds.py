@@ -86,7 +86,13 @@ def delete(ctx, account: str, folder: str, uid: int) -> None:
 @click.pass_context
 def append(ctx, account: str, folder: str, file: Path, flags: tuple[str, ...]) -> None:
     """Append the message in FILE (RFC 5322, e.g. a .eml) to FOLDER."""
-    raw = file.read_bytes()
+    from mailsync.changes import ChangeError, read_message_file
+
+    try:
+        raw = read_message_file(file)
+    except ChangeError as exc:
+        click.echo(f"mailsync: error: {exc}", err=True)
+        sys.exit(exc.exit_code)
     _queued(ctx, lambda c: c.append(account, folder, raw, flags=list(flags)))
 
 

@@ -352,6 +352,13 @@ def main() -> None:
             cli(prog_name="mailsync")
         except MailsyncError as exc:  # pragma: no cover - commands handle their own; this is the last net
             _fail(exc)
+        except Exception as exc:  # a damaged store surfaces wherever it is first read: said plainly
+            from mailsync.store.db import store_damage
+
+            damaged = store_damage(exc)
+            if damaged is None:
+                raise
+            _fail(damaged)
         except BrokenPipeError:  # pragma: no cover - a command's output cut short outside its own handling
             _stdout_gone()
             sys.exit(0)

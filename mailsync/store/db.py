@@ -12,6 +12,7 @@ transaction, and Alembic is imported only when an existing store needs an upgrad
 
 from __future__ import annotations
 
+import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -183,9 +184,44 @@ def create_schema(engine: Engine) -> bool:
     return True
 
 
+_DAMAGE = ("database disk image is malformed", "file is not a database", "database corruption",
+           "malformed database schema")
+
+
+def store_damage(exc: BaseException, url: str | None = None) -> StoreError | None:
+    """A StoreError that says the store is damaged, where, and what to do, when ``exc`` (or its
+    cause) is SQLite reporting a damaged file; None for anything else."""
+    seen = exc
+    while seen is not None:
+        text = str(seen).lower()
+        if any(d in text for d in _DAMAGE):
+            where = f" at {make_url(url).render_as_string(hide_password=True)}" if url else ""
+            return StoreError(f"the store{where} is damaged: SQLite says {str(seen).splitlines()[0]!r}",
+                              hint="restore the database file from a backup, then run mailsync verify; "
+                                   "or move it away and run mailsync sync to download everything again "
+                                   "(local changes not yet synced are lost that way)")
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def _refuse_empty_file(engine: Engine) -> None:
+    """A SQLite file of 0 bytes is a store that lost its contents (a failed copy, a full disk), not a
+    new store: starting afresh there would silently drop the changes queued in it."""
+    db = engine.url.database if engine.dialect.name == "sqlite" else None
+    if db and db != ":memory:" and not db.startswith("file:") and os.path.exists(db) and os.path.getsize(db) == 0:
+        raise StoreError(f"the store file {db} is empty (0 bytes): its contents were lost",
+                         hint="restore it from a backup; or delete the file to start a new store (everything "
+                              "is downloaded again, and local changes not yet synced are lost)")
+
+
 def open_store(url: str, *, upgrade: bool = True) -> Store:
     """Open (and, when needed, create or migrate) the store at `url`."""
     engine = create_store_engine(url)
+    try:
+        _refuse_empty_file(engine)
+    except StoreError:
+        engine.dispose()
+        raise
     try:
         rev = current_revision(engine)
         if rev != HEAD_REVISION:
@@ -196,6 +232,9 @@ def open_store(url: str, *, upgrade: bool = True) -> Store:
                 migrate(engine)
     except SQLAlchemyError as exc:
         engine.dispose()
+        damaged = store_damage(exc, url)
+        if damaged is not None:
+            raise damaged from exc
         raise StoreError(f"cannot open the store at {engine.url.render_as_string(hide_password=True)}: "
                          f"{exc.__class__.__name__}: {str(exc).splitlines()[0]}",
                          hint="check [store] url and that the database server is running") from exc

@@ -220,8 +220,14 @@ class AccountSync:
         except MailsyncError as exc:
             self.result.fail(str(exc))
         except Exception as exc:  # a bug must not take other accounts down; it is reported as one
-            log.exception("account %s: unexpected error", acc.name)
-            self.result.fail(f"account '{acc.name}': internal error {exc.__class__.__name__}: {exc}")
+            from mailsync.store.db import store_damage
+
+            damaged = store_damage(exc, self.store.url)
+            if damaged is not None:
+                self.result.fail(f"account '{acc.name}': {damaged}")
+            else:
+                log.exception("account %s: unexpected error", acc.name)
+                self.result.fail(f"account '{acc.name}': internal error {exc.__class__.__name__}: {exc}")
         if self.result.ok and (self._orphans or self.result.expunged or self.result.moves or self.result.pushed):
             self._compact()
         if conn is not None:

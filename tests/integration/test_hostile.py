@@ -416,3 +416,64 @@ def test_a_non_ascii_password_logs_in_to_dovecot(dovecot, store):
         assert conn.select("INBOX").uidvalidity > 0
     finally:
         conn.logout()
+
+
+def test_append_of_endless_or_binary_input_is_refused(server, tmp_path):
+    from helpers import run_cli, write_config
+
+    fill(server, 1)
+    cfg = write_config(tmp_path / "config.toml", f"sqlite:///{tmp_path / 'cli.db'}", [
+        {"name": "acc", "host": server.host, "port": server.port, "tls": "none", "allow_plaintext": True,
+         "username": "u", "password": "env:MS_PW_HOSTILE", "timeout": 5}])
+    env = {"MS_PW_HOSTILE": "p"}
+    run_cli("sync", "-q", config=cfg, env=env, check=True)
+    proc = run_cli("append", "acc", "INBOX", "/dev/zero", config=cfg, env=env, timeout=60)
+    assert proc.returncode == 2 and "not a mail message" in proc.stderr and "Traceback" not in proc.stderr
+    binary = tmp_path / "a.bin"
+    binary.write_bytes(bytes(range(256)) * 10)
+    proc = run_cli("append", "acc", "INBOX", str(binary), config=cfg, env=env)
+    assert proc.returncode == 2 and "not a mail message" in proc.stderr
+    run_cli("sync", "-q", config=cfg, env=env, check=True)
+    assert len(server.truth()) == 1  # nothing was pushed
+
+
+def _cli_setup(server, tmp_path):
+    from helpers import write_config
+
+    cfg = write_config(tmp_path / "config.toml", f"sqlite:///{tmp_path / 'cli.db'}", [
+        {"name": "acc", "host": server.host, "port": server.port, "tls": "none", "allow_plaintext": True,
+         "username": "u", "password": "env:MS_PW_HOSTILE", "timeout": 5}])
+    return cfg, {"MS_PW_HOSTILE": "p"}
+
+
+def test_a_damaged_store_is_named_not_a_traceback(server, tmp_path):
+    from helpers import run_cli
+
+    fill(server, 30)
+    cfg, env = _cli_setup(server, tmp_path)
+    run_cli("sync", "-q", config=cfg, env=env, check=True)
+    db = tmp_path / "cli.db"
+    data = bytearray(db.read_bytes())
+    page = int.from_bytes(data[16:18], "big") or 65536
+    for at in range(page, len(data), page):  # every page but the first overwritten
+        data[at:at + page] = b"\xa5" * min(page, len(data) - at)
+    db.write_bytes(bytes(data))
+    for args in (("status",), ("sync", "-q"), ("export", "messages")):
+        proc = run_cli(*args, config=cfg, env=env)
+        assert proc.returncode != 0, args
+        assert "damaged" in proc.stderr and "Traceback" not in proc.stderr, (args, proc.stderr)
+        assert "backup" in proc.stderr
+
+
+def test_an_empty_store_file_is_refused_not_started_afresh(server, tmp_path):
+    from helpers import run_cli
+
+    fill(server, 3)
+    cfg, env = _cli_setup(server, tmp_path)
+    run_cli("sync", "-q", config=cfg, env=env, check=True)
+    (tmp_path / "cli.db").write_bytes(b"")
+    for name in ("cli.db-wal", "cli.db-shm"):
+        (tmp_path / name).unlink(missing_ok=True)
+    proc = run_cli("sync", "-q", config=cfg, env=env)
+    assert proc.returncode != 0 and "empty (0 bytes)" in proc.stderr, proc.stderr
+    assert (tmp_path / "cli.db").stat().st_size == 0  # left as it was, for the user to restore

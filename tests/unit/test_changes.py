@@ -37,3 +37,30 @@ def test_ensure_message_id():
     assert out.endswith(raw) and message_id(out).endswith("@mailsync.invalid>")
     with_id = b"Message-ID: <x@y>\r\n" + raw
     assert ensure_message_id(with_id) is with_id
+
+
+def test_append_input_is_read_in_chunks_and_checked(tmp_path):
+    """An endless input is not read until memory runs out; what is not a message is refused."""
+    import resource
+
+    from mailsync.changes import ChangeError, read_message_file
+
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(ChangeError, match="not a mail message"):
+        read_message_file("/dev/zero")
+    big = tmp_path / "big.eml"
+    big.write_bytes(b"From: a@b.test\r\nSubject: x\r\n\r\n" + b"y" * (3 << 20))
+    with pytest.raises(ChangeError, match="larger than 2 MiB"):
+        read_message_file(big, limit=2 << 20)
+    assert (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) < 64 * 1024  # KiB
+    png = tmp_path / "pic.png"
+    png.write_bytes(b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR" + bytes(range(256)))
+    with pytest.raises(ChangeError, match="not a mail message"):
+        read_message_file(png)
+    nul = tmp_path / "nul.eml"
+    nul.write_bytes(b"From: a@b.test\r\nX: \0\0\r\n\r\nbody")
+    with pytest.raises(ChangeError, match="NUL"):
+        read_message_file(nul)
+    ok = tmp_path / "ok.eml"
+    ok.write_bytes(b"From: a@b.test\r\nSubject: hi\r\n\r\nbody\r\n")
+    assert read_message_file(ok) == ok.read_bytes()
