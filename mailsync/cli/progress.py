@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import sys
 
+from mailsync.cli.safe import terminal_lines, terminal_text
 from mailsync.sync.engine import AccountResult, SyncObserver
 
 
@@ -32,7 +33,11 @@ class RichProgress(SyncObserver):
 
     def folder_started(self, account: str, folder: str, new: int) -> None:
         if new:
-            self.tasks[(account, folder)] = self.progress.add_task(folder, total=new, account=account, mb=0.0)
+            from rich.markup import escape
+
+            # the name is the server's: neither rich markup nor terminal sequences
+            self.tasks[(account, folder)] = self.progress.add_task(
+                escape(terminal_text(folder)), total=new, account=escape(terminal_text(account)), mb=0.0)
 
     def messages_stored(self, account: str, folder: str, count: int, nbytes: int) -> None:
         task = self.tasks.get((account, folder))
@@ -46,7 +51,7 @@ class RichProgress(SyncObserver):
             self.progress.remove_task(task)
 
     def account_done(self, result: AccountResult) -> None:
-        self.console.print(summary_line(result), highlight=False, markup=False)
+        self.console.print(terminal_lines(summary_line(result)), highlight=False, markup=False)
 
 
 class PlainSummary(SyncObserver):
@@ -59,13 +64,13 @@ class PlainSummary(SyncObserver):
         pass
 
     def account_done(self, result: AccountResult) -> None:
-        print(summary_line(result), file=sys.stderr, flush=True)
+        print(terminal_lines(summary_line(result)), file=sys.stderr, flush=True)
 
 
 class Quiet(PlainSummary):
     def account_done(self, result: AccountResult) -> None:
         if not result.ok:
-            print(f"{result.account}: FAILED: {result.error}", file=sys.stderr, flush=True)
+            print(terminal_lines(f"{result.account}: FAILED: {result.error}"), file=sys.stderr, flush=True)
 
 
 def summary_line(r: AccountResult) -> str:

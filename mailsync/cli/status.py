@@ -164,6 +164,9 @@ def render_status(report: dict) -> str:
                          f"uidnext {f['uidnext']}, highestmodseq {f['highestmodseq']}{state}")
     if not lines:
         return "no accounts configured (run: mailsync init)"
+    from mailsync.cli.safe import terminal_lines
+
+    lines = [terminal_lines(line) for line in lines]  # names and reasons come from servers
     st = report.get("store")
     if st:
         where = f"store: {st['url']}"

@@ -477,3 +477,54 @@ def test_an_empty_store_file_is_refused_not_started_afresh(server, tmp_path):
     proc = run_cli("sync", "-q", config=cfg, env=env)
     assert proc.returncode != 0 and "empty (0 bytes)" in proc.stderr, proc.stderr
     assert (tmp_path / "cli.db").stat().st_size == 0  # left as it was, for the user to restore
+
+
+# -- item: server-chosen names never reach a terminal raw -------------------------------------------
+
+NASTY = ["[/]", "Archive [/2019]", "\x1b]0;pwned\x07Title", "a\x9b31mred", "rtl\u202eevil", "bell\x07"]
+RAW_BAD = ["\x1b", "\x07", "\x9b", "\u202e", "\x00"]
+
+
+def test_the_progress_display_takes_any_folder_name():
+    """rich markup in a name (`[/]`) crashed the live display; control characters went to the terminal."""
+    import io
+
+    from rich.console import Console
+
+    from mailsync.cli.progress import RichProgress
+
+    buf = io.StringIO()
+    p = RichProgress()
+    p.console = p.progress.live.console = Console(file=buf, force_terminal=True, width=120)
+    with p:
+        for name in NASTY:
+            p.folder_started("acc", name, 3)
+            p.messages_stored("acc", name, 1, 10)
+            p.progress.refresh()
+            p.folder_done("acc", name)
+    out = buf.getvalue()
+    assert "\x9b" not in out and "\u202e" not in out and "pwned\x07" not in out
+
+
+def test_status_escapes_names_and_json_keeps_them(store):
+    """A server names its folders; `status` prints them escaped, `status --json` exactly."""
+    import json
+
+    from mailsync.cli.status import collect_status, render_status
+    from mailsync.config.model import Config, StoreConfig
+    from mailsync.store import repositories as repo
+
+    with UnitOfWork(store) as uow:
+        acc_id = repo.account_id(uow.connection, "acc", "h", "u")
+        for i, name in enumerate(NASTY + ["nul\x00x"]):
+            repo.add_folder(uow.connection, acc_id, f"raw{i}", name, "/", None)
+        uow.commit()
+    config = Config(path=None, store=StoreConfig(url=store.url),
+                    accounts=(AccountConfig(name="acc", host="h", username="u"),))
+    report = collect_status(store, config)
+    text = render_status(report)
+    for bad in RAW_BAD:
+        assert bad not in text, repr(bad)
+    assert "[/]" in text and "\\x1b]0;pwned\\x07" in text and "\\u202e" in text
+    names = {f["name"] for f in json.loads(json.dumps(report))["accounts"][0]["folders"]}
+    assert set(NASTY) <= names and "nul\x00x" in names
