@@ -109,7 +109,7 @@ def sync(obj: _Ctx, accounts: tuple[str, ...], quiet: bool, allow_deletions: boo
         for account in selected:
             result = sync_account(store, account, observer=observer, connect=first,
                                   allow_mass_delete=allow_deletions)
-            if not result.ok:
+            if not result.ok or result.set_aside:  # a folder set aside is not a clean sync either
                 failed.append(result.account)
     if config.crm:  # the CRM layer: extract what this sync changed, then deliver (crm_cmds.after_sync)
         from mailsync.cli.crm_cmds import after_sync

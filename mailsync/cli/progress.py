@@ -71,6 +71,8 @@ class Quiet(PlainSummary):
     def account_done(self, result: AccountResult) -> None:
         if not result.ok:
             print(terminal_lines(f"{result.account}: FAILED: {result.error}"), file=sys.stderr, flush=True)
+        for why in result.set_aside:
+            print(terminal_lines(f"{result.account}: SET ASIDE: {why}"), file=sys.stderr, flush=True)
 
 
 def summary_line(r: AccountResult) -> str:
@@ -82,6 +84,8 @@ def summary_line(r: AccountResult) -> str:
             f"{r.seconds:.2f} s, {r.commands} IMAP commands after login")
     for note in r.notes:
         text += f"\n  note: {note}"
+    for why in r.set_aside:
+        text += f"\n  SET ASIDE: {why}"
     return text
 
 

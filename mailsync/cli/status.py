@@ -137,6 +137,9 @@ def render_status(report: dict) -> str:
             head = f"last run {run['status']} at {run['finished'] or run['started']}"
             if run["error"]:
                 head += f"\n  error: {run['error']}"
+            for note in (run.get("notes") or "").split("\n"):
+                if note.startswith("SET ASIDE: "):
+                    head += f"\n  set aside: {note[len('SET ASIDE: '):]}"
         if not a["configured"]:
             head += " (no longer in the config)"
         lines.append(f"{a['name']}: {a['messages']} messages in {len(a['folders'])} folders; {head}")

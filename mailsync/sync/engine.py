@@ -46,7 +46,7 @@ from sqlalchemy import delete, insert, select, update
 
 from mailsync.auth.login import open_connection
 from mailsync.config.model import AccountConfig
-from mailsync.errors import MailsyncError, MappingMismatch, ProtocolError
+from mailsync.errors import ConnectError, MailsyncError, MappingMismatch, ProtocolError
 from mailsync.imap import utf7
 from mailsync.store import repositories as repo
 from mailsync.store import tables
@@ -105,6 +105,9 @@ class AccountResult:
     commands: int = 0
     notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    # Folders this run could not sync in full, each with its reason (held deletions, a name that
+    # cannot be used, UIDVALIDITY set aside): the rest synced, so ``ok`` stays; the CLI exits 1.
+    set_aside: list[str] = field(default_factory=list)
 
     def fail(self, message: str) -> None:
         if self.ok:
@@ -270,7 +273,8 @@ class AccountSync:
                             folders=r.folders, new_messages=r.new_messages, flag_changes=r.flag_changes,
                             expunged=r.expunged, bytes_fetched=r.bytes_fetched,
                             bodies_downloaded=r.bodies_downloaded, moves=r.moves, pushed=r.pushed,
-                            conflicts=r.conflicts, notes="\n".join(r.notes) or None)
+                            conflicts=r.conflicts,
+                            notes="\n".join(r.notes + [f"SET ASIDE: {w}" for w in r.set_aside]) or None)
             uow.commit()
 
     def _audit(self, uow: UnitOfWork, kind: str, detail: str, *, folder: str | None = None,
@@ -494,8 +498,7 @@ class AccountSync:
         remote = [f for f in conn.list_folders()
                   if f.selectable and P.folder_selected(f.name, acc.folders, acc.exclude)]
         for why in getattr(conn, "unlisted", ()):  # names that cannot be used: set aside, the rest goes on
-            self.result.fail(f"account '{acc.name}': a folder was set aside: {why}")
-            self.result.notes.append(f"folder set aside: {why}")
+            self.result.set_aside.append(f"a folder was set aside: {why}")
         if conn.condstore and not conn.has("LIST-STATUS"):
             remote = [_with_status(f, *conn.status_reply(f.raw_name)) for f in remote]
         elif not conn.has("LIST-STATUS"):
@@ -516,13 +519,14 @@ class AccountSync:
         for folder in folders:
             self._check_stop()
             if folder.status == "aside":
-                self.result.notes.append(f"folder {folder.name!r} skipped: {folder.reason}")
+                self.result.set_aside.append(f"folder {folder.name!r} skipped: {folder.reason}")
                 continue
             if folder.id in unchanged:
                 self.result.folders += 1
                 continue
             try:
-                self._sync_folder(conn, db, folder, ahead.get(folder.id))
+                with _naming(folder.name, acc.name):
+                    self._sync_folder(conn, db, folder, ahead.get(folder.id))
             except ProtocolError as exc:  # one bad folder does not stop the others
                 if getattr(conn, "broken", False):
                     raise
@@ -840,7 +844,7 @@ class AccountSync:
     def _hold(self, uow: UnitOfWork, folder_id: int, name: str, why: str) -> None:
         repo.update_folder(uow.connection, folder_id, status="held", status_reason=why)
         self._audit(uow, "deletions_held", why, folder=name)
-        self.result.fail(f"account '{self.account.name}': folder {name!r}: {why}")
+        self.result.set_aside.append(f"folder {name!r}: {why}")
 
     def _settle_mass(self, uow: UnitOfWork) -> None:
         """Rule G2, once every folder was read: of a folder's mass of expunges, those whose bodies
@@ -965,6 +969,7 @@ class AccountSync:
                    f"(inspect the server, then remove and re-add the folder to start over)")
             repo.update_folder(s, folder_id, status="aside", status_reason=why)
             self._audit(uow, "uidvalidity_aside", why, folder=folder.name)
+            self.result.set_aside.append(f"folder {folder.name!r}: {why}")
             uow.commit()
             return False
         # two steps, so that no UID is briefly held twice in the folder
@@ -1254,6 +1259,23 @@ class AccountSync:
             if not repo.has_placements(s, folder_id):
                 s.execute(delete(tables.folders).where(fo.id == folder_id))
         uow.commit()
+
+
+@contextlib.contextmanager
+def _naming(folder: str, account: str):
+    """An IMAP error raised while a folder is synced names the account and the folder (a FETCH
+    that went wrong deep in a download otherwise says neither)."""
+    try:
+        yield
+    except (ProtocolError, ConnectError) as exc:
+        if f"{folder!r}" in exc.message and f"'{account}'" in exc.message:
+            raise
+        text = exc.message
+        if text.startswith(f"account '{account}': "):
+            text = text[len(f"account '{account}': "):]
+        named = type(exc)(f"account '{account}': folder {folder!r}: {text}", hint=exc.hint)
+        named.__dict__.update({k: v for k, v in exc.__dict__.items() if k not in ("message", "hint")})
+        raise named from exc
 
 
 def _bulk_checkpoints(uow: UnitOfWork, on: bool) -> None:

@@ -126,7 +126,7 @@ def test_an_empty_listing_against_exists_deletes_nothing_and_says_so(server, sto
     assert stored(store) == truth(server)
     status, reason = folder_state(store)
     assert status == "held" and "EXISTS" in reason
-    assert not r.ok  # a folder set aside is a failed sync for scripts
+    assert r.set_aside and "EXISTS" in r.set_aside[0]  # shown, and the CLI exits 1 for it
     server._rules.clear()
     r = sync(store, server)
     assert r.ok, r.error
@@ -266,9 +266,22 @@ def test_a_folder_with_a_bad_name_is_set_aside(server, store, line):
     server.script(r"^LIST", _list_with(line), times=None)
     r = sync(store, server)
     _all_but(server, store, None)
-    assert not r.ok and "name" in r.error and "Traceback" not in r.error
+    assert r.ok and len(r.set_aside) == 1 and "name" in r.set_aside[0], (r.error, r.set_aside)
     r = sync(store, server)  # and every run after: the others keep syncing
     _all_but(server, store, None)
+
+
+def test_a_folder_with_a_bad_name_is_shown_by_status_and_fails_the_cli(server, tmp_path):
+    from helpers import run_cli
+
+    _three_folders(server)
+    server.script(r"^LIST", _list_with(b'* LIST (\\HasNoChildren) "/" "&Jjo-&bad"\r\n'), times=None)
+    cfg, env = _cli_setup(server, tmp_path)
+    proc = run_cli("sync", "-q", config=cfg, env=env)
+    assert proc.returncode == 1 and "SET ASIDE" in proc.stderr and "never closed" in proc.stderr, proc.stderr
+    status = run_cli("status", config=cfg, env=env, check=True).stdout
+    assert "set aside: a folder was set aside: mailbox name '&Jjo-&bad'" in status, status
+    assert "Archive: 4 messages" in status
 
 
 def test_a_folder_gone_between_list_and_select(server, store):
@@ -528,3 +541,18 @@ def test_status_escapes_names_and_json_keeps_them(store):
     assert "[/]" in text and "\\x1b]0;pwned\\x07" in text and "\\u202e" in text
     names = {f["name"] for f in json.loads(json.dumps(report))["accounts"][0]["folders"]}
     assert set(NASTY) <= names and "nul\x00x" in names
+
+
+# -- smaller: errors name where they happened ---------------------------------------------------------
+
+def test_a_bad_fetch_names_the_account_and_the_folder(server, store):
+    _three_folders(server)
+    assert sync(store, server).ok
+    server.add_message("Archive", msg(777))
+    server.script(r"^UID FETCH \d+ \(UID FLAGS INTERNALDATE RFC822.SIZE BODY.PEEK\[\]",
+                  b"* 5 FETCH (UID 5 FLAGS (\\Seen INTERNALDATE )))(\r\n{tag} OK done\r\n")
+    r = sync(store, server)
+    assert not r.ok and "account 'acc'" in r.error and "'Archive'" in r.error, r.error
+    r = sync(store, server)  # the next run, honest again, completes it
+    assert r.ok, r.error
+    _all_but(server, store, None)
