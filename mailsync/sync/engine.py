@@ -500,10 +500,10 @@ class AccountSync:
         for why in getattr(conn, "unlisted", ()):  # names that cannot be used: set aside, the rest goes on
             self.result.set_aside.append(f"a folder was set aside: {why}")
         if conn.condstore and not conn.has("LIST-STATUS"):
-            remote = [_with_status(f, *conn.status_reply(f.raw_name)) for f in remote]
+            remote = [_with_status(f, *self._status(conn, f)) for f in remote]
         elif not conn.has("LIST-STATUS"):
             known = db.call(self._known_folder_names)
-            remote = [f if f.raw_name in known else _with_status(f, *conn.status_reply(f.raw_name)) for f in remote]
+            remote = [f if f.raw_name in known else _with_status(f, *self._status(conn, f)) for f in remote]
         renames = self._identify_renames(conn, db, remote)
         folders = db.call(self._apply_folder_plan, remote, renames)
         status = {f.raw_name: f.status for f in remote}
@@ -546,6 +546,17 @@ class AccountSync:
         uow.connection.execute(update(tables.folders).where(fo.id == folder_id, fo.status.in_(("ok", "error")))
                                .values(**values))
         uow.commit()
+
+    def _status(self, conn, folder) -> tuple[dict | None, str | None]:
+        """STATUS of a listed folder (counters, MAILBOXID); (None, None) when the server refuses it
+        (deleted since the LIST?): the folder stays in the plan (dropping it would tombstone its
+        messages) and its SELECT decides."""
+        try:
+            return conn.status_reply(folder.raw_name)
+        except ProtocolError:
+            if getattr(conn, "broken", False):
+                raise
+            return None, None
 
     def _known_folder_names(self, uow: UnitOfWork) -> set[str]:
         return {f.raw_name for f in repo.folders_of(uow.connection, self.account_id)}

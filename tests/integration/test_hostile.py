@@ -295,6 +295,18 @@ def test_a_folder_gone_between_list_and_select(server, store):
     assert reason and "exist" in reason
 
 
+def test_a_folder_gone_between_list_and_status(server, store):
+    """Without LIST-STATUS a new folder's counters come from STATUS; the folder vanished meanwhile."""
+    _three_folders(server)
+    server.script(r'^STATUS "Archive"', lambda s, tag, cmd: tag + b" NO [NONEXISTENT] Mailbox doesn't exist\r\n",
+                  times=None)
+    server.script(r'^SELECT "Archive"', lambda s, tag, cmd: tag + b" NO [NONEXISTENT] Mailbox doesn't exist\r\n",
+                  times=None)
+    r = sync(store, server)
+    _all_but(server, store, "Archive")
+    assert "Archive" in (r.error or "") and "internal error" not in r.error
+
+
 @pytest.mark.parametrize("field, value", [("uidvalidity", 2 ** 64), ("uidnext", 2 ** 64), ("uidvalidity", 0)])
 def test_counters_out_of_range_set_the_folder_aside(server, store, field, value):
     _three_folders(server)
