@@ -26,7 +26,11 @@ Order of one account's sync:
      the store by (Message-ID, size) (N1), download the rest in batches (each committed with its
      placements and the folder's download mark); then commit UIDNEXT/HIGHESTMODSEQ as read at SELECT
      (C1), after the links of step 5 when a folder has any;
-  5. link recognised messages: a tombstone of this run with the same body is moved (N2), else a new
+     A listing of the whole folder that contradicts the SELECT is read again, and its deletions held
+     when it still does (G1); tombstones of UIDs listed again are lifted (M4); a mass of deletions
+     waits for step 5 (G2). These checks live in guards.ServerChecks.
+  5. decide the held mass deletions, knowing which of them arrived in another folder (moves, G2);
+     link recognised messages: a tombstone of this run with the same body is moved (N2), else a new
      placement shares the body; expire tombstones of earlier runs; drop unreferenced bodies; finish
      the run (ok or failed, with the error) and commit.
 """
@@ -145,7 +149,7 @@ class SyncInterrupted(MailsyncError):
     the step in progress was committed, so the next sync resumes from there."""
 
 
-class AccountSync:
+class AccountSync(guards.ServerChecks):
     """One two-way delta sync of an account.
 
     For the watch daemon (mailsync.push), two optional hooks; without them nothing changes:
@@ -415,41 +419,6 @@ class AccountSync:
                     hint="run `mailsync verify --server --repair` to re-read the folder, then make the change again")
         return True
 
-    def _appended_uid(self, conn, db, folder: str, answer: tuple[int, int] | None, raw: bytes,
-                      mid: str | None) -> int | None:
-        """The UID of the message just appended, from APPENDUID when it can be believed (RFC 4315):
-        never one of a UIDVALIDITY other than the folder's, and a UID the store already holds only when
-        the server, asked, shows our message there. Otherwise the new copy is looked for by
-        Message-ID; None leaves the placement to be matched by its body when the pull sees it."""
-        if answer:
-            validity, uid = answer
-            known_validity, known = db.call(self._folder_uids, folder)
-            if known_validity is not None and validity != known_validity:
-                self.result.notes.append(f"folder {folder!r}: APPENDUID {validity} {uid} names UIDVALIDITY "
-                                         f"{validity}, not the folder's {known_validity}: not used")
-            elif uid not in known or self._holds(conn, folder, uid, raw, mid):
-                return uid
-            else:
-                self.result.notes.append(f"folder {folder!r}: APPENDUID {validity} {uid} names a UID that holds "
-                                         f"another message: not used")
-        return self._find_new_copy(conn, db, folder, mid)
-
-    def _holds(self, conn, folder: str, uid: int, raw: bytes, mid: str | None) -> bool:
-        """Does the server's `folder` hold the message ``raw`` (Message-ID and size) at ``uid``?"""
-        conn.select(folder)
-        item = conn.fetch_headers([uid]).get(uid)
-        return (item is not None and item.size == len(raw)
-                and message_id(item.header_fields or b"") == mid)
-
-    def _folder_uids(self, uow: UnitOfWork, raw_name: str) -> tuple[int | None, set[int]]:
-        """(UIDVALIDITY, live UIDs) of a folder as the store knows it."""
-        f = tables.folders.c
-        row = uow.connection.execute(select(f.id, f.uidvalidity).where(f.account_id == self.account_id,
-                                                                        f.raw_name == raw_name)).one_or_none()
-        if row is None:
-            return None, set()
-        return row.uidvalidity, set(repo.uid_flags(uow.connection, row.id))
-
     def _find_new_copy(self, conn, db, folder: str, mid: str | None) -> int | None:
         """The UID in `folder` of a message with Message-ID `mid` that the store does not know yet."""
         if not mid:
@@ -537,26 +506,6 @@ class AccountSync:
                 db.submit(self._folder_failed, folder.id, None, small=True)
         if folder_errors:
             raise ProtocolError("; ".join(folder_errors))
-
-    def _folder_failed(self, uow: UnitOfWork, folder_id: int, why: str | None) -> None:
-        """Show why a folder failed in this run (status "error", synced again next run), or, with
-        ``why`` None, that it synced again. A folder held or set aside keeps that status."""
-        fo = tables.folders.c
-        values = {"status": "error", "status_reason": why} if why else {"status": "ok", "status_reason": None}
-        uow.connection.execute(update(tables.folders).where(fo.id == folder_id, fo.status.in_(("ok", "error")))
-                               .values(**values))
-        uow.commit()
-
-    def _status(self, conn, folder) -> tuple[dict | None, str | None]:
-        """STATUS of a listed folder (counters, MAILBOXID); (None, None) when the server refuses it
-        (deleted since the LIST?): the folder stays in the plan (dropping it would tombstone its
-        messages) and its SELECT decides."""
-        try:
-            return conn.status_reply(folder.raw_name)
-        except ProtocolError:
-            if getattr(conn, "broken", False):
-                raise
-            return None, None
 
     def _known_folder_names(self, uow: UnitOfWork) -> set[str]:
         return {f.raw_name for f in repo.folders_of(uow.connection, self.account_id)}
@@ -810,76 +759,6 @@ class AccountSync:
         repo.adopt_uidvalidity(uow.connection, folder_id, info.uidvalidity)
         uow.commit()
         crashpoint("folder reconciled")
-
-    # -- a listing is evidence, not an order (rules M4, G1, G2) ----------------------------------
-
-    def _listing(self, conn, folder: _Folder, info, read: Callable[[], object]):
-        """Rule G1: ``read()`` a listing of the whole folder; read it again when it contradicts the
-        SELECT, and when it still does, remember why (_reconcile then holds the folder's deletions)."""
-        listing = read()
-        why = P.listing_contradiction(listing, info.exists, info.uidnext, getattr(conn, "exists", None))
-        if why:
-            log.warning("account %s: folder %r: %s; reading the listing again", self.account.name, folder.name, why)
-            listing = read()
-            why = P.listing_contradiction(listing, info.exists, info.uidnext, getattr(conn, "exists", None))
-            if why:
-                self._contradicted[folder.id] = why
-        return listing
-
-    def _restore_tombstones(self, uow: UnitOfWork, folder, uids) -> None:
-        """Rule M4: placements tombstoned in an earlier listing whose UIDs the server lists again."""
-        restored = guards.restore_tombstones(uow.connection, folder.id, uids)
-        if restored:
-            self._audit(uow, "restored", f"{len(restored)} message(s) missing from an earlier listing are listed "
-                        f"again (UID {', '.join(map(str, restored[:10]))}{'...' if len(restored) > 10 else ''}): "
-                        f"kept, not downloaded again", folder=folder.name)
-
-    def _hold_deletions(self, uow: UnitOfWork, folder, expunged: list[int], live: int | None,
-                        contradiction: str | None) -> list[int]:
-        """Rules G1-G2: the expunges to carry out now (all, or none while they are held); the folder's
-        status says when they are held, and goes back to "ok" when nothing is."""
-        s = uow.connection
-        if expunged and live is None:
-            live = guards.live_count(s, folder.id)
-        why = P.held_reason(len(expunged), live or 0, contradiction, self.allow_mass_delete)
-        if why is not None and contradiction is None:  # G2: decided once every folder was read
-            self._mass[folder.id] = (folder.name, expunged, live)
-            return []
-        if why is None:
-            if folder.status == "held":
-                repo.update_folder(s, folder.id, status="ok", status_reason=None)
-            return expunged
-        self._hold(uow, folder.id, folder.name, why)
-        return []
-
-    def _hold(self, uow: UnitOfWork, folder_id: int, name: str, why: str) -> None:
-        repo.update_folder(uow.connection, folder_id, status="held", status_reason=why)
-        self._audit(uow, "deletions_held", why, folder=name)
-        self.result.set_aside.append(f"folder {name!r}: {why}")
-
-    def _settle_mass(self, uow: UnitOfWork) -> None:
-        """Rule G2, once every folder was read: of a folder's mass of expunges, those whose bodies
-        arrived in another folder in this run are moves (rule N2) and are tombstoned; the rest are
-        tombstoned too when they are no longer a mass, or allowed, and held otherwise. Until this
-        transaction nothing of them was changed, so a crash before it deletes nothing."""
-        if not self._mass:
-            return
-        s = uow.connection
-        arrived = {sha for *_, sha in self._deferred_links}
-        for folder_id, (name, uids, live) in self._mass.items():
-            rows = repo.live_placements_for(s, folder_id, uids)
-            moved = [u for u, p in rows.items() if p.body_sha256 in arrived]
-            rest = sorted(set(rows) - set(moved))
-            why = P.held_reason(len(rest), live, None, self.allow_mass_delete)
-            gone = moved if why else moved + rest
-            if gone:
-                self.result.expunged += repo.tombstone(s, folder_id, gone, self.run_id)
-            if why:
-                self._hold(uow, folder_id, name, why)
-            else:
-                repo.update_folder(s, folder_id, status="ok", status_reason=None)
-        self._mass.clear()
-        uow.commit()
 
     def _settle_flag_ops(self, s, placement_ids: list[int]) -> None:
         o = tables.pending_ops.c
@@ -1167,16 +1046,6 @@ class AccountSync:
             idate = self._substitute_date(None, item, item.body or item.header_fields or b"", exc)
         return (folder_id, item.uid, digest, flags, flags, item.modseq, idate,
                 item.size if item.size is not None else len(item.body or b""))
-
-    def _substitute_date(self, folder: str | None, item, raw: bytes, exc: ProtocolError) -> str:
-        """A message whose INTERNALDATE is not a date (31 February) is kept: its Date: header, or
-        the epoch, stands in for it, and the run's notes say so."""
-        from mailsync.sync.message import date_header
-
-        when = date_header(raw) or "1970-01-01T00:00:00+00:00"
-        where = f"folder {folder!r} " if folder else ""
-        self.result.notes.append(f"{where}UID {item.uid}: {exc}; stored with the date {when} instead")
-        return when
 
     def _placement_row(self, folder_id: int, item, digest: str) -> dict:
         return dict(zip(repo.PLACEMENT_COLUMNS, self._placement_values(folder_id, item, digest)))

@@ -1,18 +1,28 @@
-"""Store-side steps of the rules that keep a misbehaving server from costing mail (plan.py, rules
-M4 and G1-G2): lifting tombstones of UIDs listed again, counting a folder's live placements.
+"""The steps of a sync that keep a misbehaving server from costing mail (plan.py, rules M4 and
+G1-G3): a listing re-read when it contradicts the SELECT, deletions held, tombstones of UIDs listed
+again lifted, an APPENDUID checked before it is believed, a folder or a message that cannot be
+used set aside with its reason.
 
-Owns: these few queries. Must not: decide (plan.py does), talk to a server, or commit (the caller's
-unit of work does).
+Owns: these steps, as ServerChecks (a mixin of engine.AccountSync, whose state they share: the
+account, the run, the result, the store worker's unit of work) and the queries they need.
+Must not: decide (plan.py does), or reorder the sync (engine.py does).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import logging
+from collections.abc import Callable, Iterable
 
 from sqlalchemy import func, select, update
 
+from mailsync.errors import ProtocolError
 from mailsync.store import repositories as repo
 from mailsync.store import tables
+from mailsync.store.uow import UnitOfWork
+from mailsync.sync import plan as P
+from mailsync.sync.message import message_id
+
+log = logging.getLogger("mailsync.sync")
 
 
 def restore_tombstones(db, folder_id: int, uids: Iterable[int]) -> list[int]:
@@ -35,3 +45,140 @@ def live_count(db, folder_id: int) -> int:
     pl = tables.placements.c
     return db.scalar(select(func.count()).select_from(tables.placements)
                      .where(pl.folder_id == folder_id, *repo.LIVE)) or 0
+
+
+class ServerChecks:
+    """Steps of engine.AccountSync (see there for the order they run in)."""
+
+    def _appended_uid(self, conn, db, folder: str, answer: tuple[int, int] | None, raw: bytes,
+                      mid: str | None) -> int | None:
+        """The UID of the message just appended, from APPENDUID when it can be believed (RFC 4315):
+        never one of a UIDVALIDITY other than the folder's, and a UID the store already holds only when
+        the server, asked, shows our message there. Otherwise the new copy is looked for by
+        Message-ID; None leaves the placement to be matched by its body when the pull sees it."""
+        if answer:
+            validity, uid = answer
+            known_validity, known = db.call(self._folder_uids, folder)
+            if known_validity is not None and validity != known_validity:
+                self.result.notes.append(f"folder {folder!r}: APPENDUID {validity} {uid} names UIDVALIDITY "
+                                         f"{validity}, not the folder's {known_validity}: not used")
+            elif uid not in known or self._holds(conn, folder, uid, raw, mid):
+                return uid
+            else:
+                self.result.notes.append(f"folder {folder!r}: APPENDUID {validity} {uid} names a UID that holds "
+                                         f"another message: not used")
+        return self._find_new_copy(conn, db, folder, mid)
+
+    def _holds(self, conn, folder: str, uid: int, raw: bytes, mid: str | None) -> bool:
+        """Does the server's `folder` hold the message ``raw`` (Message-ID and size) at ``uid``?"""
+        conn.select(folder)
+        item = conn.fetch_headers([uid]).get(uid)
+        return (item is not None and item.size == len(raw)
+                and message_id(item.header_fields or b"") == mid)
+
+    def _folder_uids(self, uow: UnitOfWork, raw_name: str) -> tuple[int | None, set[int]]:
+        """(UIDVALIDITY, live UIDs) of a folder as the store knows it."""
+        f = tables.folders.c
+        row = uow.connection.execute(select(f.id, f.uidvalidity).where(f.account_id == self.account_id,
+                                                                        f.raw_name == raw_name)).one_or_none()
+        if row is None:
+            return None, set()
+        return row.uidvalidity, set(repo.uid_flags(uow.connection, row.id))
+
+    def _folder_failed(self, uow: UnitOfWork, folder_id: int, why: str | None) -> None:
+        """Show why a folder failed in this run (status "error", synced again next run), or, with
+        ``why`` None, that it synced again. A folder held or set aside keeps that status."""
+        fo = tables.folders.c
+        values = {"status": "error", "status_reason": why} if why else {"status": "ok", "status_reason": None}
+        uow.connection.execute(update(tables.folders).where(fo.id == folder_id, fo.status.in_(("ok", "error")))
+                               .values(**values))
+        uow.commit()
+
+    def _status(self, conn, folder) -> tuple[dict | None, str | None]:
+        """STATUS of a listed folder (counters, MAILBOXID); (None, None) when the server refuses it
+        (deleted since the LIST?): the folder stays in the plan (dropping it would tombstone its
+        messages) and its SELECT decides."""
+        try:
+            return conn.status_reply(folder.raw_name)
+        except ProtocolError:
+            if getattr(conn, "broken", False):
+                raise
+            return None, None
+
+    def _listing(self, conn, folder, info, read: Callable[[], object]):
+        """Rule G1: ``read()`` a listing of the whole folder; read it again when it contradicts the
+        SELECT, and when it still does, remember why (_reconcile then holds the folder's deletions)."""
+        listing = read()
+        why = P.listing_contradiction(listing, info.exists, info.uidnext, getattr(conn, "exists", None))
+        if why:
+            log.warning("account %s: folder %r: %s; reading the listing again", self.account.name, folder.name, why)
+            listing = read()
+            why = P.listing_contradiction(listing, info.exists, info.uidnext, getattr(conn, "exists", None))
+            if why:
+                self._contradicted[folder.id] = why
+        return listing
+
+    def _restore_tombstones(self, uow: UnitOfWork, folder, uids) -> None:
+        """Rule M4: placements tombstoned in an earlier listing whose UIDs the server lists again."""
+        restored = restore_tombstones(uow.connection, folder.id, uids)
+        if restored:
+            self._audit(uow, "restored", f"{len(restored)} message(s) missing from an earlier listing are listed "
+                        f"again (UID {', '.join(map(str, restored[:10]))}{'...' if len(restored) > 10 else ''}): "
+                        f"kept, not downloaded again", folder=folder.name)
+
+    def _hold_deletions(self, uow: UnitOfWork, folder, expunged: list[int], live: int | None,
+                        contradiction: str | None) -> list[int]:
+        """Rules G1-G2: the expunges to carry out now (all, or none while they are held); the folder's
+        status says when they are held, and goes back to "ok" when nothing is."""
+        s = uow.connection
+        if expunged and live is None:
+            live = live_count(s, folder.id)
+        why = P.held_reason(len(expunged), live or 0, contradiction, self.allow_mass_delete)
+        if why is not None and contradiction is None:  # G2: decided once every folder was read
+            self._mass[folder.id] = (folder.name, expunged, live)
+            return []
+        if why is None:
+            if folder.status == "held":
+                repo.update_folder(s, folder.id, status="ok", status_reason=None)
+            return expunged
+        self._hold(uow, folder.id, folder.name, why)
+        return []
+
+    def _hold(self, uow: UnitOfWork, folder_id: int, name: str, why: str) -> None:
+        repo.update_folder(uow.connection, folder_id, status="held", status_reason=why)
+        self._audit(uow, "deletions_held", why, folder=name)
+        self.result.set_aside.append(f"folder {name!r}: {why}")
+
+    def _settle_mass(self, uow: UnitOfWork) -> None:
+        """Rule G2, once every folder was read: of a folder's mass of expunges, those whose bodies
+        arrived in another folder in this run are moves (rule N2) and are tombstoned; the rest are
+        tombstoned too when they are no longer a mass, or allowed, and held otherwise. Until this
+        transaction nothing of them was changed, so a crash before it deletes nothing."""
+        if not self._mass:
+            return
+        s = uow.connection
+        arrived = {sha for *_, sha in self._deferred_links}
+        for folder_id, (name, uids, live) in self._mass.items():
+            rows = repo.live_placements_for(s, folder_id, uids)
+            moved = [u for u, p in rows.items() if p.body_sha256 in arrived]
+            rest = sorted(set(rows) - set(moved))
+            why = P.held_reason(len(rest), live, None, self.allow_mass_delete)
+            gone = moved if why else moved + rest
+            if gone:
+                self.result.expunged += repo.tombstone(s, folder_id, gone, self.run_id)
+            if why:
+                self._hold(uow, folder_id, name, why)
+            else:
+                repo.update_folder(s, folder_id, status="ok", status_reason=None)
+        self._mass.clear()
+        uow.commit()
+
+    def _substitute_date(self, folder: str | None, item, raw: bytes, exc: ProtocolError) -> str:
+        """A message whose INTERNALDATE is not a date (31 February) is kept: its Date: header, or
+        the epoch, stands in for it, and the run's notes say so."""
+        from mailsync.sync.message import date_header
+
+        when = date_header(raw) or "1970-01-01T00:00:00+00:00"
+        where = f"folder {folder!r} " if folder else ""
+        self.result.notes.append(f"{where}UID {item.uid}: {exc}; stored with the date {when} instead")
+        return when
