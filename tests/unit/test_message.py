@@ -76,3 +76,13 @@ def test_message_id_follows_the_rule(fields, eol, prefix):
         raw = raw.replace(b"\r\n", b"\n")
     buf = prefix + raw + b"Message-ID: <next@record>\r\n"
     assert message_id_at(buf, len(prefix), len(prefix) + len(raw)) == _reference_message_id(raw)
+
+
+def test_date_header():
+    from mailsync.sync.message import date_header
+
+    assert date_header(b"Date: Tue, 01 Jun 2021 10:00:00 +0200\r\nSubject: x\r\n\r\nDate: no\r\n") == \
+        "2021-06-01T10:00:00+02:00"
+    assert date_header(b"Subject: x\r\n\r\nDate: Tue, 01 Jun 2021 10:00:00 +0200\r\n") is None  # body, not header
+    assert date_header(b"Date: 31 Feb 2021 10:00:00 +0000\r\n\r\n") is None
+    assert date_header(b"Date: garbage\r\n\r\n") is None
