@@ -725,9 +725,9 @@ _LINE_CAP = MAX_LINE + 1  # readline() reads at most this much: a longer line is
 
 class _Watchdog:
     """The overall deadline of the command in progress on a connection (DEADLINE_TIMEOUTS,
-    DEADLINE_RATE). A read timeout alone never fires while bytes keep coming; this thread shuts the
-    socket down when a command outlives its allowance, which ends any read in progress. Started
-    with the first command, stopped at logout."""
+    DEADLINE_RATE). A read timeout alone never fires while bytes keep coming; one thread for the
+    whole process (_Watcher) shuts the socket down when a command outlives its allowance, which ends
+    any read in progress. It looks only at commands in progress, and sleeps while there are none."""
 
     def __init__(self, conn: "ImapConnection") -> None:
         self.conn = conn
@@ -735,9 +735,6 @@ class _Watchdog:
         self.credit = 0  # bytes of answer asked for, received by the command in progress
         self.expired = False
         self._since: float | None = None
-        self._wake = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._stopped = False
 
     def allowance(self) -> float:
         return DEADLINE_TIMEOUTS * self.timeout + self.credit / DEADLINE_RATE
@@ -745,26 +742,64 @@ class _Watchdog:
     def begin(self) -> None:
         self.credit = 0
         self._since = time.monotonic()
-        if self._thread is None and not self._stopped:
-            self._thread = threading.Thread(target=self._watch, name="imap-deadline", daemon=True)
-            self._thread.start()
+        _WATCHER.add(self)
 
     def end(self) -> None:
         self._since = None
+        _WATCHER.discard(self)
 
     def stop(self) -> None:
-        self._stopped = True
-        self._wake.set()
+        self.end()
 
-    def _watch(self) -> None:
-        tick = min(0.25, self.timeout / 4)
-        while not self._wake.wait(tick):
-            since = self._since
-            if since is not None and time.monotonic() - since > self.allowance():
-                self.expired = True
-                with contextlib.suppress(Exception):
-                    self.conn.client._imap.sock.shutdown(socket.SHUT_RDWR)
-                return
+    def check(self, now: float) -> bool:
+        """Called by the watcher: True (and the socket shut down) when the command ran out of time."""
+        since = self._since
+        if since is None or now - since <= self.allowance():
+            return False
+        self.expired = True
+        with contextlib.suppress(Exception):
+            self.conn.client._imap.sock.shutdown(socket.SHUT_RDWR)
+        return True
+
+
+class _Watcher:
+    """The one thread that checks every command in progress, TICK apart."""
+
+    TICK = 0.25
+
+    def __init__(self) -> None:
+        self._active: set[_Watchdog] = set()
+        self._lock = threading.Lock()
+        self._wake = threading.Condition(self._lock)
+        self._thread: threading.Thread | None = None
+
+    def add(self, dog: _Watchdog) -> None:
+        with self._lock:
+            self._active.add(dog)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="imap-deadlines", daemon=True)
+                self._thread.start()
+            self._wake.notify()
+
+    def discard(self, dog: _Watchdog) -> None:
+        with self._lock:
+            self._active.discard(dog)
+
+    def _run(self) -> None:
+        while True:
+            with self._lock:
+                while not self._active:
+                    self._wake.wait()
+                dogs = list(self._active)
+            now = time.monotonic()
+            for dog in dogs:
+                tick = min(self.TICK, dog.timeout / 4)
+                if dog.check(now):
+                    self.discard(dog)
+            time.sleep(tick if dogs else self.TICK)
+
+
+_WATCHER = _Watcher()
 
 
 def _authenticate_oauth2(account: AccountConfig, client, tokens) -> str:

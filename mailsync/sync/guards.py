@@ -29,8 +29,11 @@ def restore_tombstones(db, folder_id: int, uids: Iterable[int]) -> list[int]:
     """Rule M4: lift the tombstones of the folder's placements whose UID is in ``uids``; the UIDs
     lifted, sorted. Only tombstones are looked up, and they are few (each lives one run)."""
     pl = tables.placements.c
-    tombs = dict(db.execute(select(pl.uid, pl.id).where(pl.folder_id == folder_id, pl.uid.isnot(None),
-                                                        pl.tombstone_run.isnot(None))).all())
+    # by the tombstone index, then this folder's (filtering by folder in SQL made SQLite walk the
+    # folder's placements instead, on every sync of every folder)
+    tombs = {uid: pid for pid, fid, uid in db.execute(
+        select(pl.id, pl.folder_id, pl.uid).where(pl.tombstone_run.isnot(None)))
+        if fid == folder_id and uid is not None}
     if not tombs:
         return []
     back = sorted(set(tombs) & set(uids))
