@@ -91,8 +91,10 @@ def init(obj: _Ctx, force: bool) -> None:
 @click.option("-q", "--quiet", is_flag=True, help="No progress display; only errors on stderr.")
 @click.option("--allow-deletions", is_flag=True,
               help="Apply deletions held because most of a folder vanished from the server at once.")
+@click.option("--json", "as_json", is_flag=True,
+              help="The per-account summary as one JSON document on stdout (no progress display).")
 @click.pass_obj
-def sync(obj: _Ctx, accounts: tuple[str, ...], quiet: bool, allow_deletions: bool) -> None:
+def sync(obj: _Ctx, accounts: tuple[str, ...], quiet: bool, allow_deletions: bool, as_json: bool) -> None:
     """One sync of the selected accounts (all by default)."""
     try:
         config = obj.config()
@@ -101,20 +103,31 @@ def sync(obj: _Ctx, accounts: tuple[str, ...], quiet: bool, allow_deletions: boo
         store = obj.store(config)
     except MailsyncError as exc:
         _fail(exc)
-    from mailsync.cli.progress import make_observer
+    from mailsync.cli.hooks import SyncChange, run_hooks
+    from mailsync.cli.progress import NewMailFolders, make_observer
     from mailsync.sync.engine import sync_account
 
     failed = []
-    with make_observer(quiet) as observer:
+    results = []
+    hook_failures: list[str] = []
+    with make_observer(quiet or as_json) as shown:
+        observer = NewMailFolders(shown)
         for account in selected:
             result = sync_account(store, account, observer=observer, connect=first,
                                   allow_mass_delete=allow_deletions)
+            results.append(result)
             if not result.ok or result.set_aside:  # a folder set aside is not a clean sync either
                 failed.append(result.account)
+            else:  # hooks run between accounts, from here: a failing one is logged, never fails the sync
+                hook_failures += run_hooks(config, SyncChange.from_result(result, observer.folders(result.account)))
     if config.crm:  # the CRM layer: extract what this sync changed, then deliver (crm_cmds.after_sync)
         from mailsync.cli.crm_cmds import after_sync
         failed += after_sync(store, config, quiet=quiet)
     store.dispose()
+    if as_json:
+        from mailsync.cli.progress import summary_json
+
+        click.echo(json.dumps(summary_json(results, failed, hook_failures), indent=2, sort_keys=True))
     if failed:
         click.echo(f"mailsync: {len(failed)} of {len(selected)} account(s) failed: {', '.join(failed)}", err=True)
         sys.exit(1)
@@ -164,19 +177,63 @@ def _select_accounts(config, names: tuple[str, ...]):
 
 
 @cli.command()
+@click.option("--account", "accounts", multiple=True, help="Check only this account (repeatable).")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_obj
+def check(obj: _Ctx, accounts: tuple[str, ...], as_json: bool) -> None:
+    """Check the config and each account without syncing: secrets, TLS, login, capabilities, and
+    the folders that folders/exclude select with their sizes. Creates no store, writes nothing.
+
+    Exit 0 when every account passed, 1 when any failed, 2 for a config error."""
+    try:
+        config = obj.config()
+        selected = _select_accounts(config, accounts)
+    except MailsyncError as exc:
+        _fail(exc)
+    from sqlalchemy.engine import make_url
+
+    from mailsync.cli.check import check_account, render
+    from mailsync.store.db import store_exists, store_mode_problems
+
+    checks = [check_account(account) for account in selected]
+    store = {"url": make_url(config.store.url).render_as_string(hide_password=True), "exists": False,
+             "mode_problems": []}
+    try:
+        store["exists"] = store_exists(config.store.url)
+        store["mode_problems"] = store_mode_problems(config.store.url)
+    except MailsyncError as exc:
+        store["mode_problems"] = [str(exc)]
+    if as_json:
+        click.echo(json.dumps({"ok": all(c.ok for c in checks), "accounts": [c.as_dict() for c in checks],
+                               "store": store}, indent=2, sort_keys=True))
+    else:
+        click.echo(render(checks, store))
+    failed = [c.account for c in checks if not c.ok]
+    if failed:
+        click.echo(f"mailsync: {len(failed)} of {len(checks)} account(s) failed the check: {', '.join(failed)}",
+                   err=True)
+        sys.exit(1)
+    if not checks:
+        click.echo(f"mailsync: no accounts configured in {config.path}", err=True)
+
+
+@cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.pass_obj
 def status(obj: _Ctx, as_json: bool) -> None:
     """Per account and folder: last sync, counts, checkpoints, errors."""
     try:
         config = obj.config()
-        store = obj.store(config)
+        from mailsync.store.db import store_exists
+
+        store = obj.store(config) if store_exists(config.store.url) else None  # status never creates one
     except MailsyncError as exc:
         _fail(exc)
     from mailsync.cli.status import collect_status, render_status
 
     report = collect_status(store, config)
-    store.dispose()
+    if store is not None:
+        store.dispose()
     if as_json:
         click.echo(json.dumps(report, indent=2, sort_keys=True))
     else:

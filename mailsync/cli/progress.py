@@ -89,6 +89,45 @@ def summary_line(r: AccountResult) -> str:
     return text
 
 
+class NewMailFolders(SyncObserver):
+    """Passes every call on to ``shown`` (the display) and notes the folders where new messages
+    were stored, for the hooks (mailsync.cli.hooks). Called from the sync's threads."""
+
+    def __init__(self, shown: SyncObserver) -> None:
+        self.shown = shown
+        self._folders: dict[str, set[str]] = {}
+
+    def folders(self, account: str) -> set[str]:
+        return set(self._folders.get(account, ()))
+
+    def account_started(self, account: str) -> None:
+        self.shown.account_started(account)
+
+    def folder_started(self, account: str, folder: str, new: int) -> None:
+        self.shown.folder_started(account, folder, new)
+
+    def messages_stored(self, account: str, folder: str, count: int, nbytes: int) -> None:
+        if count:
+            self._folders.setdefault(account, set()).add(folder)
+        self.shown.messages_stored(account, folder, count, nbytes)
+
+    def folder_done(self, account: str, folder: str) -> None:
+        self.shown.folder_done(account, folder)
+
+    def account_done(self, result: AccountResult) -> None:
+        self.shown.account_done(result)
+
+
+def summary_json(results: list[AccountResult], failed: list[str], hook_failures: list[str]) -> dict:
+    """`mailsync sync --json`: the summary line's figures per account, and the run's outcome."""
+    accounts = [{"account": r.account, "ok": r.ok, "error": r.error, "folders": r.folders,
+                 "new_messages": r.new_messages, "flag_changes": r.flag_changes, "expunged": r.expunged,
+                 "moved": r.moves, "pushed": r.pushed, "conflicts": r.conflicts, "bytes_fetched": r.bytes_fetched,
+                 "bodies_downloaded": r.bodies_downloaded, "commands": r.commands,
+                 "seconds": round(r.seconds, 3), "notes": list(r.notes)} for r in results]
+    return {"ok": not failed, "failed": list(failed), "accounts": accounts, "hook_failures": list(hook_failures)}
+
+
 def make_observer(quiet: bool):
     if quiet:
         return Quiet()

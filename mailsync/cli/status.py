@@ -20,6 +20,12 @@ def collect_status(store, config) -> dict:
     from mailsync.store import repositories as repo
     from mailsync.store.uow import UnitOfWork
 
+    if store is None:  # no store yet: every configured account was never synced (and nothing is created)
+        accounts = [{"name": a.name, "configured": True, "last_run": None, "last_success": None, "folders": [],
+                     "messages": 0, "local_changes": {"pending": 0, "failed": []}, "audit": [], "watch": None}
+                    for a in config.accounts]
+        _add_login_states(accounts, config)
+        return {"accounts": accounts, "store": _store_usage(None, config)}
     accounts = []
     with UnitOfWork(store) as uow:
         s = uow.session
@@ -50,15 +56,20 @@ def collect_status(store, config) -> dict:
     _add_local_changes(store, accounts)
     _add_login_states(accounts, config)
     _add_watch_states(store, accounts)
-    return {"accounts": accounts, "store": _store_usage(store)}
+    return {"accounts": accounts, "store": _store_usage(store, config)}
 
 
-def _store_usage(store) -> dict:
-    """Where the store is, and for pack files their size and how much of it is still needed."""
+def _store_usage(store, config) -> dict:
+    """Where the store is, whether it exists, files of it others can read (``mode_problems``), and for
+    pack files their size and how much of it is still needed."""
     from sqlalchemy.engine import make_url
 
-    out: dict = {"url": make_url(store.url).render_as_string(hide_password=True), "bodies": "database"}
-    if store.packs is not None:
+    from mailsync.store.db import store_mode_problems
+
+    url = store.url if store is not None else config.store.url
+    out: dict = {"url": make_url(url).render_as_string(hide_password=True), "exists": store is not None,
+                 "bodies": "database", "mode_problems": store_mode_problems(url)}
+    if store is not None and store.packs is not None:
         from mailsync.store.compaction import pack_usage
 
         usage = pack_usage(store)
@@ -172,13 +183,15 @@ def render_status(report: dict) -> str:
     lines = [terminal_lines(line) for line in lines]  # names and reasons come from servers
     st = report.get("store")
     if st:
-        where = f"store: {st['url']}"
+        where = f"store: {st['url']}" + ("" if st.get("exists", True) else " (not created yet: run mailsync sync)")
         packs = st.get("packs")
         if packs and packs["files"]:
             dead = packs["bytes"] - packs["live_bytes"]
             where += (f"; bodies {_mb(packs['bytes'])} in {packs['files']} pack file(s) under {packs['folder']}, "
                       f"{_mb(max(dead, 0))} no longer needed (reclaimed by a sync once half a pack is; checked hourly)")
         lines.append(where)
+        for problem in st.get("mode_problems", []):
+            lines.append(f"  WARNING: {problem}")
     return "\n".join(lines)
 
 

@@ -37,7 +37,8 @@ __all__ = [
     "parse_secret_ref",
 ]
 
-TOP_LEVEL_KEYS = ("store", "account", "crm")
+TOP_LEVEL_KEYS = ("store", "account", "crm", "hooks")
+HOOK_KEYS = ("post_sync", "on_new_mail")  # shell commands run after a sync that changed something
 STORE_KEYS = ("url",)
 # Keys later features read; kept in AccountConfig.extra.
 EXTRA_ACCOUNT_KEYS = (
@@ -51,7 +52,7 @@ EXTRA_ACCOUNT_KEYS = (
     "authorization_endpoint",
     "token_endpoint",
     "tenant",
-)
+) + HOOK_KEYS
 ACCOUNT_KEYS = (
     "name",
     "host",
@@ -713,7 +714,13 @@ def _extras(t: _Table) -> dict[str, Any]:
             extra[key] = _endpoint(t, key)
     if t.has("tenant"):
         extra["tenant"] = t.string("tenant", example='"common"')
+    extra.update(_hooks(t))
     return extra
+
+
+def _hooks(t: _Table) -> dict[str, str]:
+    """``post_sync`` / ``on_new_mail``: a shell command each (run by mailsync.cli.hooks)."""
+    return {key: t.string(key, example='"notmuch new"') for key in HOOK_KEYS if t.has(key)}
 
 
 # ------------------------------------------------------------------------------------- entry
@@ -750,7 +757,18 @@ def config_from_mapping(doc: Mapping[str, Any], *, path: Path, mode: int | None 
         from mailsync.crm.settings import check_crm
         check_crm(ctx, crm, accounts)
 
-    return Config(path=path, store=store, accounts=tuple(accounts), crm=crm)
+    hooks = doc.get("hooks", _MISSING)
+    if hooks is _MISSING:
+        hooks = {}
+    elif not isinstance(hooks, dict):
+        raise ctx.error("key 'hooks'", f"must be a table, got {_describe(hooks)}",
+                        'write it as a table: [hooks] with post_sync = "notmuch new"')
+    else:
+        table = _Table(ctx, "[hooks]", hooks, HOOK_KEYS)
+        table.check_unknown()
+        hooks = _hooks(table)
+
+    return Config(path=path, store=store, accounts=tuple(accounts), crm=crm, hooks=hooks)
 
 
 def _toml_error(file: Path, exc: tomllib.TOMLDecodeError) -> ConfigError:

@@ -54,8 +54,8 @@ class AccountConfig:
     client_id: SecretRef | None = None
     client_secret: SecretRef | None = None
     # Keys that later features read (identities, share, create_contacts, watch, poll_interval,
-    # idle_refresh, scopes, authorization_endpoint, token_endpoint, tenant), type-checked by the
-    # loader and kept here as parsed (arrays as tuples). Only the keys present in the file appear.
+    # idle_refresh, scopes, authorization_endpoint, token_endpoint, tenant; the hooks post_sync and
+    # on_new_mail), type-checked by the loader and kept here as parsed (arrays as tuples). Only the keys present in the file appear.
     extra: Mapping[str, Any] = field(default_factory=dict, hash=False)
 
 
@@ -71,6 +71,9 @@ class Config:
     accounts: tuple[AccountConfig, ...] = field(default_factory=tuple)
     # The reserved [crm] table, as parsed and not yet validated (the crm layer will own its rules).
     crm: Mapping[str, Any] = field(default_factory=dict, hash=False)
+    # The [hooks] table: post_sync / on_new_mail shell commands for every account (an account's own
+    # keys of the same names take their place for it).
+    hooks: Mapping[str, str] = field(default_factory=dict, hash=False)
 
     def account(self, name: str) -> AccountConfig:
         for acc in self.accounts:

@@ -13,6 +13,7 @@ transaction, and Alembic is imported only when an existing store needs an upgrad
 from __future__ import annotations
 
 import os
+import stat
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -118,13 +119,9 @@ def create_store_engine(url: str) -> Engine:
         raise StoreError(f"store url {url!r} is not a database URL: {exc}",
                          hint="use e.g. sqlite:////path/mailsync.db or postgresql+psycopg://user@host/db") from exc
     if parsed.get_backend_name() == "sqlite":
-        db = parsed.database
-        if db and db != ":memory:":
-            try:
-                Path(db).expanduser().parent.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise StoreError(f"cannot create the folder for the store {db!r}: {exc.strerror}",
-                                 hint="set [store] url to a writable location") from exc
+        db = sqlite_file(parsed)
+        if db is not None:
+            _create_private(db)
         engine = create_engine(parsed, connect_args={"timeout": 30})
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
@@ -133,6 +130,77 @@ def create_store_engine(url: str) -> Engine:
     except ModuleNotFoundError as exc:
         raise StoreError(f"the database driver for {parsed.drivername!r} is not installed ({exc.name})",
                          hint="pip install 'mailsync[postgres]' for PostgreSQL") from exc
+
+
+def sqlite_file(url) -> Path | None:
+    """The database file of a SQLite URL (a string or URL), or None (in-memory, or not SQLite)."""
+    parsed = make_url(url) if isinstance(url, str) else url
+    if parsed.get_backend_name() != "sqlite":
+        return None
+    db = parsed.database
+    if not db or db == ":memory:" or db.startswith("file:"):
+        return None
+    return Path(db).expanduser()
+
+
+def _create_private(db: Path) -> None:
+    """A new SQLite store is private: its folder, when made here, is 0700 and the database file is
+    created 0600 before SQLite opens it (SQLite gives its -wal and -shm files the database file's
+    mode). The file holds names, addresses and the CRM layer's records, like the pack files and the
+    token files beside it. An existing folder or file keeps its modes (store_mode_problems tells)."""
+    try:
+        missing = [p for p in [db.parent, *db.parent.parents] if not p.exists()]
+        for folder in reversed(missing):
+            folder.mkdir(mode=0o700, exist_ok=True)
+        if not db.exists():
+            os.close(os.open(db, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:  # another process created it meanwhile: its modes are its own
+        pass
+    except OSError as exc:
+        raise StoreError(f"cannot create the store {str(db)!r}: {exc.strerror}",
+                         hint="set [store] url to a writable location") from exc
+
+
+def store_exists(url: str) -> bool:
+    """Is there a store at ``url`` already? Creates nothing: a SQLite file is looked for on disk;
+    another database is asked whether it holds mailsync's schema (alembic_version)."""
+    try:
+        db = sqlite_file(url)
+    except Exception as exc:
+        raise StoreError(f"store url {url!r} is not a database URL: {exc}",
+                         hint="use e.g. sqlite:////path/mailsync.db or postgresql+psycopg://user@host/db") from exc
+    if db is not None:
+        return db.is_file() and db.stat().st_size > 0
+    if make_url(url).database in (None, "", ":memory:"):
+        return False
+    engine = create_store_engine(url)
+    try:
+        return current_revision(engine) is not None
+    except SQLAlchemyError as exc:
+        raise StoreError(f"cannot reach the store at {engine.url.render_as_string(hide_password=True)}: "
+                         f"{exc.__class__.__name__}: {str(exc).splitlines()[0]}",
+                         hint="check [store] url and that the database server is running") from exc
+    finally:
+        engine.dispose()
+
+
+def store_mode_problems(url: str) -> list[str]:
+    """Files of an existing SQLite store (and its folder) that users other than the owner can read
+    or enter: each as a sentence with the chmod that fixes it. Empty for other databases."""
+    db = sqlite_file(url)
+    if db is None or not db.exists():
+        return []
+    problems = []
+    for path, want in ((db.parent, 0o700), (db, 0o600), (Path(f"{db}-wal"), 0o600), (Path(f"{db}-shm"), 0o600)):
+        try:
+            mode = stat.S_IMODE(path.stat().st_mode)
+        except FileNotFoundError:
+            continue
+        if mode & 0o077:
+            what = "folder" if path == db.parent else "file"
+            problems.append(f"the store's {what} {path} has mode {mode:04o}, readable by other users: "
+                            f"run chmod {want:o} {path}")
+    return problems
 
 
 def current_revision(engine: Engine) -> str | None:
