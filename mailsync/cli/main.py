@@ -48,22 +48,49 @@ def _startup_over() -> None:
     gc.enable()
 
 
+_LOG_FORMAT = ["text"]  # --log-format, for the messages below
+
+
 def _fail(exc: MailsyncError) -> None:
-    click.echo(f"mailsync: error: {exc}", err=True)
+    if _LOG_FORMAT[0] == "json":
+        _say(exc.message, logging.ERROR, event="error", hint=exc.hint, exit_code=exc.exit_code)
+    else:
+        click.echo(f"mailsync: error: {exc}", err=True)
     sys.exit(exc.exit_code)
+
+
+def _say(message: str, level: int = logging.WARNING, *, event: str = "notice", **fields) -> None:
+    """A message for stderr: as is, or with --log-format json one JSON line like every log record."""
+    if _LOG_FORMAT[0] == "json":
+        from mailsync.push.logs import event as log_event
+
+        log_event(logging.getLogger("mailsync"), event, level, message=message, **fields)
+    else:
+        click.echo(f"mailsync: {message}", err=True)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
               envvar="MAILSYNC_CONFIG", help="Config file (default: $MAILSYNC_CONFIG, else the XDG config path).")
 @click.option("-v", "--verbose", count=True, help="More log output on stderr (-vv for debug).")
+@click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True,
+              envvar="MAILSYNC_LOG_FORMAT",
+              help="Logs, errors and sync summaries on stderr as text, or one JSON object per line.")
 @click.version_option(package_name="mailsync")
 @click.pass_context
-def cli(ctx: click.Context, config_path: Path | None, verbose: int) -> None:
+def cli(ctx: click.Context, config_path: Path | None, verbose: int, log_format: str) -> None:
     """Mirror folders, flags and messages between IMAP accounts and a local SQL store."""
     level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
-    logging.basicConfig(level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    _LOG_FORMAT[0] = log_format
+    if log_format == "json":
+        from mailsync.push.logs import setup
+
+        setup("json", level)
+    else:
+        logging.basicConfig(level=level, stream=sys.stderr,
+                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     ctx.obj = _Ctx(config_path)
+    ctx.obj.log_format = log_format
 
 
 cli.add_command(_auth_group)
@@ -110,7 +137,7 @@ def sync(obj: _Ctx, accounts: tuple[str, ...], quiet: bool, allow_deletions: boo
     failed = []
     results = []
     hook_failures: list[str] = []
-    with make_observer(quiet or as_json) as shown:
+    with make_observer(quiet or as_json, log_format=_LOG_FORMAT[0]) as shown:
         observer = NewMailFolders(shown)
         for account in selected:
             result = sync_account(store, account, observer=observer, connect=first,
@@ -129,7 +156,8 @@ def sync(obj: _Ctx, accounts: tuple[str, ...], quiet: bool, allow_deletions: boo
 
         click.echo(json.dumps(summary_json(results, failed, hook_failures), indent=2, sort_keys=True))
     if failed:
-        click.echo(f"mailsync: {len(failed)} of {len(selected)} account(s) failed: {', '.join(failed)}", err=True)
+        _say(f"{len(failed)} of {len(selected)} account(s) failed: {', '.join(failed)}", logging.ERROR,
+             event="sync_failed", failed=", ".join(failed))
         sys.exit(1)
 
 
@@ -210,11 +238,11 @@ def check(obj: _Ctx, accounts: tuple[str, ...], as_json: bool) -> None:
         click.echo(render(checks, store))
     failed = [c.account for c in checks if not c.ok]
     if failed:
-        click.echo(f"mailsync: {len(failed)} of {len(checks)} account(s) failed the check: {', '.join(failed)}",
-                   err=True)
+        _say(f"{len(failed)} of {len(checks)} account(s) failed the check: {', '.join(failed)}", logging.ERROR,
+             event="check_failed", failed=", ".join(failed))
         sys.exit(1)
     if not checks:
-        click.echo(f"mailsync: no accounts configured in {config.path}", err=True)
+        _say(f"no accounts configured in {config.path}")
 
 
 @cli.command()
@@ -399,6 +427,7 @@ for _command in _CHANGE_COMMANDS:
     cli.add_command(_command)
 
 cli.add_command(__import__("mailsync.cli.watch_cmd", fromlist=["watch"]).watch)  # `mailsync watch` (mailsync.push)
+cli.add_command(__import__("mailsync.cli.service_cmd", fromlist=["x"]).install_service)  # the systemd unit
 
 
 def main() -> None:

@@ -128,7 +128,32 @@ def summary_json(results: list[AccountResult], failed: list[str], hook_failures:
     return {"ok": not failed, "failed": list(failed), "accounts": accounts, "hook_failures": list(hook_failures)}
 
 
-def make_observer(quiet: bool):
+class JsonSummary(PlainSummary):
+    """--log-format json: one JSON log line per account when it finishes (event account_synced or
+    account_failed, logger mailsync.summary), with the summary's figures as fields; with --quiet only
+    the failures."""
+
+    def __init__(self, quiet: bool = False) -> None:
+        self.quiet = quiet
+
+    def account_done(self, result: AccountResult) -> None:
+        import logging
+
+        from mailsync.push.logs import event
+
+        if self.quiet and result.ok:
+            return
+        fields = {k: v for k, v in summary_json([result], [], [])["accounts"][0].items() if k != "notes"}
+        fields["notes"] = "; ".join(result.notes) or None
+        log = logging.getLogger("mailsync.summary")
+        log.setLevel(logging.INFO)  # shown like the text summary line, whatever -v says
+        event(log, "account_synced" if result.ok else "account_failed",
+              logging.INFO if result.ok else logging.ERROR, **fields)
+
+
+def make_observer(quiet: bool, log_format: str = "text"):
+    if log_format == "json":
+        return JsonSummary(quiet)
     if quiet:
         return Quiet()
     if sys.stderr.isatty():

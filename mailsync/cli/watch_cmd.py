@@ -23,9 +23,11 @@ EXIT_DEADLINE = 4.7  # seconds from the signal to a forced (but clean: exit code
 @click.command("watch")
 @click.option("--account", "accounts", multiple=True, help="Watch only this account (repeatable).")
 @click.option("--metrics-port", type=click.IntRange(0, 65535), default=None,
-              help="Serve Prometheus metrics on 127.0.0.1:PORT/metrics (0 picks a free port).")
-@click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True,
-              help="One line per event on stderr, as key=value text or JSON.")
+              help="Serve Prometheus metrics on ADDR:PORT/metrics (0 picks a free port).")
+@click.option("--metrics-addr", default="127.0.0.1", show_default=True,
+              help="The address --metrics-port listens on (0.0.0.0 or :: for every interface, e.g. in a container).")
+@click.option("--log-format", type=click.Choice(["text", "json"]), default=None,
+              help="One line per event on stderr, as key=value text or JSON (default: mailsync --log-format).")
 @click.option("--backoff-initial", type=click.FloatRange(min=0.01), default=None,
               help="Seconds before the first reconnect attempt (default 1; doubled each time, jittered).")
 @click.option("--backoff-max", type=click.FloatRange(min=0.01), default=None,
@@ -35,7 +37,7 @@ EXIT_DEADLINE = 4.7  # seconds from the signal to a forced (but clean: exit code
 @click.option("--response-timeout", type=click.FloatRange(min=0.1), default=None,
               help="A DONE or NOOP unanswered this long means the connection is dead (default 30).")
 @click.pass_obj
-def watch(obj, accounts: tuple[str, ...], metrics_port: int | None, log_format: str,
+def watch(obj, accounts: tuple[str, ...], metrics_port: int | None, metrics_addr: str, log_format: str | None,
           backoff_initial: float | None, backoff_max: float | None, keepalive: float | None,
           response_timeout: float | None) -> None:
     """Keep every account in step: push (NOTIFY, IDLE) or polling, a delta sync on each change,
@@ -49,7 +51,11 @@ def watch(obj, accounts: tuple[str, ...], metrics_port: int | None, log_format: 
     from mailsync.push import logs
     from mailsync.push.daemon import WatchDaemon, WatchSettings, watched
 
+    log_format = log_format or getattr(obj, "log_format", "text")
     try:
+        if metrics_port is None and metrics_addr != "127.0.0.1":
+            raise ConfigError(f"--metrics-addr {metrics_addr} is given without --metrics-port",
+                              hint="add --metrics-port PORT (0 picks a free one)")
         config = obj.config()
         selected = [a for a in _select_accounts(config, accounts) if watched(a)]
         if not selected:
@@ -96,11 +102,14 @@ def watch(obj, accounts: tuple[str, ...], metrics_port: int | None, log_format: 
             loop.add_signal_handler(sig, on_signal, sig.name)
         if metrics_port is not None:
             try:
-                port = daemon.metrics.serve(metrics_port)
-            except OSError as exc:
-                raise ConfigError(f"cannot serve metrics on 127.0.0.1:{metrics_port}: {exc.strerror or exc}",
-                                  hint="choose another --metrics-port") from None
-            logs.event(log, "metrics", url=f"http://127.0.0.1:{port}/metrics", port=port)
+                port = daemon.metrics.serve(metrics_port, metrics_addr)
+            except (OSError, ValueError) as exc:  # socket.gaierror is an OSError
+                raise ConfigError(f"cannot serve metrics on {metrics_addr}:{metrics_port}: "
+                                  f"{getattr(exc, 'strerror', None) or exc}",
+                                  hint="choose another --metrics-port, or an address of this machine for "
+                                       "--metrics-addr") from None
+            host = f"[{metrics_addr}]" if ":" in metrics_addr else metrics_addr
+            logs.event(log, "metrics", url=f"http://{host}:{port}/metrics", port=port, addr=metrics_addr)
         await daemon.run()
 
     try:
