@@ -168,21 +168,23 @@ class WatchHooks:
             for account in repo.list_accounts(s):  # accounts synced for the first time since the start
                 if account.name in self.names and account.id not in self.accounts:
                     self.accounts[account.id], self.seen[account.id] = account.name, 0
-            runs = list(s.scalars(select(SyncRun).where(SyncRun.account_id.in_(list(self.accounts)))
-                                  .order_by(SyncRun.id)))
+            r = SyncRun
+            runs = s.execute(select(r.id, r.account_id, r.status, r.finished_at, r.new_messages, r.flag_changes,
+                                    r.expunged, r.moves, r.pushed)
+                             .where(r.account_id.in_(list(self.accounts)), r.id > min(self.seen.values(), default=0))
+                             .order_by(r.id)).all()
             marks = folder_marks(s, self.accounts)
         changes = []
-        for run in runs:
-            if run.id <= self.seen.get(run.account_id, 0) or run.finished_at is None:
+        for run_id, account_id, status, finished, new, flag_changes, expunged, moves, pushed in runs:
+            if run_id <= self.seen.get(account_id, 0) or finished is None:
                 continue
-            self.seen[run.account_id] = run.id
-            if run.status != "ok":
+            self.seen[account_id] = run_id
+            if status != "ok":
                 continue
             folders = [name for (acc, name), uidnext in marks.items()
-                       if acc == run.account_id and uidnext > self.marks.get((acc, name), 0)]
-            changes.append(SyncChange(account=self.accounts[run.account_id], new=run.new_messages,
-                                      flag_changes=run.flag_changes, expunged=run.expunged, moved=run.moves,
-                                      pushed=run.pushed, folders=tuple(sorted(folders))))
+                       if acc == account_id and uidnext > self.marks.get((acc, name), 0)]
+            changes.append(SyncChange(account=self.accounts[account_id], new=new, flag_changes=flag_changes,
+                                      expunged=expunged, moved=moves, pushed=pushed, folders=tuple(sorted(folders))))
         self.marks = marks
         for change in changes:
             run_hooks(self.config, change)

@@ -85,11 +85,19 @@ def watch(obj, accounts: tuple[str, ...], metrics_port: int | None, metrics_addr
 
     async def main() -> None:
         after = None
+        steps = []
         if config.crm:  # the CRM layer delivers from inside the daemon too (mailsync.cli.crm_cmds.after_sync)
             from mailsync.cli.crm_cmds import after_sync as crm_after_sync
 
+            steps.append(lambda store_for_daemon: crm_after_sync(store_for_daemon, config, quiet=True))
+        from mailsync.cli.hooks import WatchHooks, hooks_for
+
+        if any(hooks_for(config, a.name) for a in selected):  # post_sync / on_new_mail (mailsync.cli.hooks)
+            steps.append(WatchHooks(config, store))
+        if steps:
             def after(store_for_daemon) -> None:
-                crm_after_sync(store_for_daemon, config, quiet=True)
+                for step in steps:
+                    step(store_for_daemon)
         daemon = WatchDaemon(store, selected, settings=settings, after_sync=after)
         loop = asyncio.get_running_loop()
 

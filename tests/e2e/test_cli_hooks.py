@@ -106,3 +106,48 @@ def test_a_hook_of_the_wrong_type_is_a_config_error(tmp_path, imap_user):
     bad.chmod(0o600)
     proc = run_cli("sync", config=bad)
     assert proc.returncode == 2 and "post_sink" in proc.stderr and "post_sync" in proc.stderr
+
+
+def test_watch_runs_the_hooks_after_a_sync_that_brought_new_mail(tmp_path, imap_user):
+    import os
+    import signal
+    import subprocess
+    import time
+
+    from helpers import REPO
+    from watch_support import wait_until
+
+    imap_user.server.load(imap_user.name, [("Lists/b", _msg(20))])
+    entry = account_entry(imap_user, "acc", on_new_mail=_recorder(tmp_path, "new"))
+    cfg = write_config(tmp_path / "c.toml", f"sqlite:///{tmp_path}/s.db", [entry])
+    env = dict(os.environ, **{password_var("acc"): imap_user.password})
+    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+    run_cli("sync", "-q", config=cfg, env=env, check=True)  # the first message: one hook call
+    assert len(_calls(tmp_path, "new")) == 1
+    log = tmp_path / "watch.log"
+    with open(log, "wb") as err:
+        daemon = subprocess.Popen([sys.executable, "-m", "mailsync", "--config", str(cfg), "watch", "--log-format",
+                                   "json"], stdout=subprocess.DEVNULL, stderr=err, env=env)
+    try:
+        wait_until(lambda: daemon.poll() is not None or b'"connected"' in log.read_bytes(), 30, "connected")
+        time.sleep(0.5)
+        assert len(_calls(tmp_path, "new")) == 1  # the catch-up sync at start found nothing new
+        from helpers import client_for
+
+        other = client_for(imap_user)  # another client delivers: NOTIFY (or IDLE) wakes the daemon
+        other.append("Lists/b", _msg(21))
+        other.append("Lists/b", _msg(22))
+        other.logout()
+        wait_until(lambda: len(_calls(tmp_path, "new")) >= 2, 30, "the on_new_mail hook")
+        if _calls(tmp_path, "new")[1]["MAILSYNC_NEW"] == "1":  # the two appends fell into two syncs
+            wait_until(lambda: len(_calls(tmp_path, "new")) == 3, 30, "the second on_new_mail hook")
+        calls = _calls(tmp_path, "new")[1:]
+        assert sum(int(c["MAILSYNC_NEW"]) for c in calls) == 2
+        for call in calls:
+            assert call["MAILSYNC_ACCOUNT"] == "acc" and call["MAILSYNC_FOLDERS"] == "Lists/b"
+        daemon.send_signal(signal.SIGTERM)
+        assert daemon.wait(10) == 0
+    finally:
+        if daemon.poll() is None:
+            daemon.kill()
+            daemon.wait()
