@@ -1,13 +1,16 @@
-"""A throwaway Dovecot 2.3 IMAP server for tests and local development.
+"""A throwaway Dovecot (2.3 or 2.4) IMAP server for tests and local development.
 
 Owns: one Dovecot instance per ``DovecotServer``, entirely under its ``root`` folder (config, base_dir,
-state_dir, log, TLS certificate, users, mail), listening on 127.0.0.1 only; the config template
-(``CONF_TEMPLATE`` below is the single source of truth; ``fixtures/dovecot/dovecot.conf.in`` is a
-generated copy, rewritten by ``scripts/dovecot template --write``); fast corpus loading by writing
-Maildir files directly; and the ``python -m mailsync.testing.dovecot`` CLI behind ``scripts/dovecot``.
+state_dir, log, TLS certificate, users, mail), listening on 127.0.0.1 only; which config syntax to
+write, chosen by ``dovecot --version`` (the templates are in mailsync.testing.dovecot_conf, the single
+source of truth; ``fixtures/dovecot/dovecot.conf.in`` and ``dovecot24.conf.in`` are generated copies,
+rewritten by ``scripts/dovecot template --write``); fast corpus loading by writing Maildir files
+directly; and the ``python -m mailsync.testing.dovecot`` CLI behind ``scripts/dovecot``.
+The binaries are the local ones, or those named by $MAILSYNC_DOVECOT and $MAILSYNC_DOVEADM
+(scripts/dovecot-chroot makes such wrappers for Debian 13's Dovecot 2.4 in a chroot).
 Must not: touch the system's Dovecot (/etc/dovecot, /run/dovecot, its ports or its mail), import any
-other mailsync module or any third-party library (it runs under a bare ``python3``), or be imported by
-the engine itself.
+other mailsync module than its templates or any third-party library (it runs under a bare
+``python3``), or be imported by the engine itself.
 
 Facts this module relies on (Dovecot 2.3.19, checked on this machine):
 - Without ``imap_capability`` the post-login CAPABILITY includes CONDSTORE QRESYNC NOTIFY IDLE
@@ -48,6 +51,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from mailsync.testing.dovecot_conf import (CONF_TEMPLATE, CONF_TEMPLATE_24, NONROOT_CONF, NONROOT_CONF_24,
+                                           oauth2_conf_24)
+
 __all__ = [
     "CONF_TEMPLATE",
     "DovecotError",
@@ -67,130 +73,6 @@ REQUIRED_CAPABILITIES = (
 #: Folders every user has from the first login (``auto = subscribe`` in the namespace).
 SPECIAL_FOLDERS = {"Sent": "\\Sent", "Drafts": "\\Drafts", "Trash": "\\Trash", "Junk": "\\Junk",
                    "Archive": "\\Archive"}
-
-# The config template. @NAME@ marks a value DovecotServer fills in; every other character is
-# Dovecot syntax. Edit it here, then run `scripts/dovecot template --write` to refresh the copy in
-# fixtures/dovecot/dovecot.conf.in (a test checks that the two agree).
-CONF_TEMPLATE = r"""# mailsync throwaway Dovecot 2.3 configuration.
-# Generated from CONF_TEMPLATE in mailsync/testing/dovecot.py; an upper-case word between two
-# at-signs is a value that DovecotServer fills in. Edit the module, not this file, then run:
-#   scripts/dovecot template --write
-
-# --- This instance owns everything under its root; nothing of the system's Dovecot is used.
-base_dir = @BASE_DIR@
-state_dir = @ROOT@/state
-instance_name = @INSTANCE_NAME@
-log_path = @ROOT@/dovecot.log
-default_login_user = @LOGIN_USER@
-default_internal_user = @INTERNAL_USER@
-
-protocols = imap
-listen = @LISTEN@
-
-# --- TLS: a self-signed certificate for DNS:localhost and IP:127.0.0.1 (ca_file).
-ssl = yes
-ssl_cert = <@ROOT@/tls/cert.pem
-ssl_key = <@ROOT@/tls/key.pem
-ssl_min_protocol = TLSv1.2
-
-# --- Authentication: plaintext allowed (loopback tests), one passwd-file per user, because Dovecot
-# re-reads a changed passwd-file at most once a second and a new user must log in at once.
-# The passwd-file answers PLAIN, LOGIN and lookups without a mechanism ("none": doveadm's user
-# lookups through the static userdb) only: unrestricted, it would also accept a user's password sent
-# as an XOAUTH2/OAUTHBEARER "token" when the oauth2 passdb below is enabled.
-disable_plaintext_auth = no
-auth_mechanisms = @AUTH_MECHANISMS@
-auth_failure_delay = 0
-passdb {
-  driver = passwd-file
-  mechanisms = plain login none
-  args = scheme=PLAIN username_format=%u @ROOT@/users/%u
-}
-# --- OAuth2 bearer tokens (XOAUTH2, OAUTHBEARER), checked by introspection at a local authorization
-# server; only when started with oauth2_introspection_url (empty otherwise).
-@OAUTH_PASSDB@
-userdb {
-  driver = static
-  args = uid=@MAIL_UID@ gid=@MAIL_GID@ home=@ROOT@/home/%u
-}
-
-# --- Mail: Maildir++ (INBOX is the maildir root, subfolders .Name in modified UTF-7), "/" as the
-# hierarchy separator clients see, special-use folders created for every user.
-mail_uid = @MAIL_UID@
-mail_gid = @MAIL_GID@
-first_valid_uid = @MAIL_UID@
-first_valid_gid = @MAIL_GID@
-mail_location = maildir:~/Maildir
-mail_fsync = never
-mail_max_userip_connections = 1000
-namespace inbox {
-  inbox = yes
-  separator = /
-  mailbox Sent {
-    special_use = \Sent
-    auto = subscribe
-  }
-  mailbox Drafts {
-    special_use = \Drafts
-    auto = subscribe
-  }
-  mailbox Trash {
-    special_use = \Trash
-    auto = subscribe
-  }
-  mailbox Junk {
-    special_use = \Junk
-    auto = subscribe
-  }
-  mailbox Archive {
-    special_use = \Archive
-    auto = subscribe
-  }
-}
-
-# --- Services: plain+STARTTLS and implicit-TLS listeners on free ports.
-service imap-login {
-  inet_listener imap {
-    address = @LISTEN@
-    port = @IMAP_PORT@
-  }
-  inet_listener imaps {
-    address = @LISTEN@
-    port = @IMAPS_PORT@
-    ssl = yes
-  }
-}
-service stats {
-  unix_listener stats-writer {
-    mode = 0666
-  }
-}
-# No per-IP auth penalty: a test's deliberate bad login must not slow the next tests.
-service anvil {
-  unix_listener anvil-auth-penalty {
-    mode = 0
-  }
-}
-@RUN_AS_CONF@
-# --- Advertised capabilities (empty = Dovecot's default list).
-@CAPABILITY_CONF@
-# --- Extra settings given by the caller.
-@EXTRA_CONF@
-"""
-
-# Settings added when Dovecot is started by a non-root user (it cannot chroot or change users then).
-_NONROOT_CONF = """# Started without root: no chroot, every service runs as the starting user and group.
-default_internal_group = {group}
-service imap-login {
-  chroot =
-}
-service anvil {
-  chroot =
-}
-service auth-worker {
-  user = $default_internal_user
-}
-"""
 
 _PLACEHOLDER = re.compile(r"@([A-Z_]+)@")
 _USER_NAME = re.compile(r"^[A-Za-z0-9_+=-][A-Za-z0-9._@+=-]{0,63}$")
@@ -701,8 +583,16 @@ class DovecotServer:
 
     # ----------------------------------------------------------------- config and layout
 
+    @property
+    def version(self) -> tuple[int, int]:
+        """(major, minor) of the Dovecot that runs this server (``dovecot --version``); the docker
+        image is 2.3."""
+        return (2, 3) if self.docker else dovecot_version()
+
     def render_conf(self, capability_override: str | None = None) -> str:
-        """The filled-in config (what is written to ``conf_path``)."""
+        """The filled-in config (what is written to ``conf_path``), in the syntax of ``version``."""
+        v24 = self.version >= (2, 4)
+        nonroot = NONROOT_CONF_24 if v24 else NONROOT_CONF
         values = {
             "ROOT": str(self.root),
             "BASE_DIR": str(self.base_dir),
@@ -714,7 +604,7 @@ class DovecotServer:
             "MAIL_GID": str(self.mail_gid),
             "IMAP_PORT": str(self.imap_port),
             "IMAPS_PORT": str(self.imaps_port),
-            "RUN_AS_CONF": "" if (self.is_root or self.docker) else _NONROOT_CONF.replace("{group}", _current_group()),
+            "RUN_AS_CONF": "" if (self.is_root or self.docker) else nonroot.replace("{group}", _current_group()),
             "CAPABILITY_CONF": capability_override or "",
             "EXTRA_CONF": self.extra_conf,
             "AUTH_MECHANISMS": " ".join(("plain", "login") + (self.oauth2_mechanisms if self.oauth2_introspection_url
@@ -725,17 +615,20 @@ class DovecotServer:
         def fill(match: re.Match[str]) -> str:
             return values[match.group(1)]
 
-        return _PLACEHOLDER.sub(fill, CONF_TEMPLATE)
+        return _PLACEHOLDER.sub(fill, CONF_TEMPLATE_24 if v24 else CONF_TEMPLATE)
 
     def _oauth2_passdb_conf(self) -> str:
         if self.oauth2_introspection_url is None:
             return ""
+        if self.version >= (2, 4):
+            return oauth2_conf_24(self.oauth2_mechanisms, self.oauth2_introspection_url,
+                                  str(self.oauth2_ca_file) if self.oauth2_ca_file is not None else None)
         return ("passdb {\n  driver = oauth2\n  mechanisms = " + " ".join(self.oauth2_mechanisms) + "\n"
                 f"  args = {self.oauth2_conf_path}\n}}\n")
 
     def _write_oauth2_conf(self) -> None:
         """The oauth2 passdb's settings file (read by the auth process; Dovecot 2.3 syntax)."""
-        if self.oauth2_introspection_url is None:
+        if self.oauth2_introspection_url is None or self.version >= (2, 4):
             return
         lines = [
             "# Written by mailsync/testing/dovecot.py: validate bearer tokens by RFC 7662 introspection.",
@@ -799,17 +692,17 @@ class DovecotServer:
             if not self._compose_file().exists():
                 raise DovecotError(f"{self._compose_file()} not found: --docker needs a source checkout")
             return
-        missing = [b for b in ("dovecot", "doveadm") if _which(b) is None]
+        missing = [b for b in ("dovecot", "doveadm") if _binary(b) is None]
         if missing:
             raise DovecotError(
-                f"no local {' and '.join(missing)} binary: install Dovecot 2.3 "
+                f"no local {' and '.join(missing)} binary: install Dovecot (2.3 or 2.4) "
                 "(apt-get install dovecot-core dovecot-imapd; disable its system service if you like), "
                 "or use `scripts/dovecot start --docker`")
 
     def _binary_id(self) -> str:
         if self.docker:
             return "docker"
-        path = _which("dovecot") or "dovecot"
+        path = _binary("dovecot") or "dovecot"
         with contextlib.suppress(OSError):
             st = os.stat(path)
             return f"{os.path.realpath(path)}:{st.st_mtime_ns}:{st.st_size}"
@@ -817,11 +710,11 @@ class DovecotServer:
 
     @staticmethod
     def _dovecot_bin() -> str:
-        return _which("dovecot") or "dovecot"
+        return _binary("dovecot") or "dovecot"
 
     @staticmethod
     def _doveadm_bin() -> str:
-        return _which("doveadm") or "doveadm"
+        return _binary("doveadm") or "doveadm"
 
     def _chown(self, path: Path | int) -> None:
         if self.is_root:
@@ -1085,9 +978,42 @@ def _current_group() -> str:
     return grp.getgrgid(os.getegid()).gr_name
 
 
+def _binary(name: str) -> str | None:
+    """The dovecot or doveadm to run: $MAILSYNC_DOVECOT / $MAILSYNC_DOVEADM when set (e.g. the
+    wrappers scripts/dovecot-chroot writes, which run another release's Dovecot in a chroot), else
+    the one on PATH or in /usr/sbin."""
+    explicit = os.environ.get(f"MAILSYNC_{name.upper()}")
+    if explicit:
+        return explicit if os.access(explicit, os.X_OK) else None
+    return _which(name)
+
+
+_VERSIONS: dict[str, tuple[int, int]] = {}
+
+
+def dovecot_version() -> tuple[int, int]:
+    """(major, minor) from ``dovecot --version`` ("2.3.19.1 (9b53102964)", "2.4.1-4 (7d8c0e5759)"),
+    which decides the config syntax. Raises DovecotError when it cannot be run or read."""
+    binary = _binary("dovecot")
+    if binary is None:
+        raise DovecotError("no local dovecot binary (apt-get install dovecot-core dovecot-imapd, "
+                           "or set MAILSYNC_DOVECOT)")
+    if binary not in _VERSIONS:
+        try:
+            out = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=30).stdout
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise DovecotError(f"`{binary} --version` failed: {exc}") from exc
+        m = re.match(r"\s*(\d+)\.(\d+)", out)
+        if m is None:
+            raise DovecotError(f"`{binary} --version` printed {out.strip()!r}, not a version")
+        _VERSIONS[binary] = (int(m.group(1)), int(m.group(2)))
+    return _VERSIONS[binary]
+
+
 def local_dovecot_available() -> bool:
-    """True when the dovecot and doveadm binaries exist on this machine."""
-    return _which("dovecot") is not None and _which("doveadm") is not None
+    """True when the dovecot and doveadm binaries exist on this machine (or are named by
+    $MAILSYNC_DOVECOT and $MAILSYNC_DOVEADM)."""
+    return _binary("dovecot") is not None and _binary("doveadm") is not None
 
 
 def _docker_works() -> bool:
@@ -1150,20 +1076,24 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="run Dovecot in a container (automatic when there is no local dovecot)")
     parser.add_argument("--json", action="store_true", help="print the state as JSON")
     parser.add_argument("--write", action="store_true",
-                        help="template: rewrite fixtures/dovecot/dovecot.conf.in from the module")
+                        help="template: rewrite fixtures/dovecot/dovecot.conf.in and dovecot24.conf.in")
+    parser.add_argument("--version", choices=["2.3", "2.4"], default="2.3",
+                        help="template: which Dovecot's syntax to print (default 2.3)")
     args = parser.parse_args(argv)
 
     if args.command == "template":
+        templates = {"dovecot.conf.in": CONF_TEMPLATE, "dovecot24.conf.in": CONF_TEMPLATE_24}
         if args.write:
             repo = _repo_root()
             if repo is None:
                 print("no source checkout found (fixtures/dovecot)", file=sys.stderr)
                 return 1
-            target = repo / "fixtures" / "dovecot" / "dovecot.conf.in"
-            target.write_text(CONF_TEMPLATE)
-            print(f"wrote {target}")
+            for name, text in templates.items():
+                target = repo / "fixtures" / "dovecot" / name
+                target.write_text(text)
+                print(f"wrote {target}")
         else:
-            sys.stdout.write(CONF_TEMPLATE)
+            sys.stdout.write(CONF_TEMPLATE_24 if args.version == "2.4" else CONF_TEMPLATE)
         return 0
 
     state_dir: Path = (args.dir or _default_state_dir()).absolute()

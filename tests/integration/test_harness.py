@@ -287,8 +287,26 @@ def test_load_5000_messages_speed(dovecot: DovecotServer) -> None:
 
 
 def test_template_file_is_the_generated_copy() -> None:
+    from mailsync.testing.dovecot_conf import CONF_TEMPLATE_24
+
     assert (REPO / "fixtures" / "dovecot" / "dovecot.conf.in").read_text() == CONF_TEMPLATE, (
         "fixtures/dovecot/dovecot.conf.in is stale: run scripts/dovecot template --write")
+    assert (REPO / "fixtures" / "dovecot" / "dovecot24.conf.in").read_text() == CONF_TEMPLATE_24, (
+        "fixtures/dovecot/dovecot24.conf.in is stale: run scripts/dovecot template --write")
+
+
+def test_the_config_syntax_follows_dovecot_version(dovecot: DovecotServer) -> None:
+    """2.3 and 2.4 take different configs; the server writes the one its binary reads, and it runs."""
+    from mailsync.testing.dovecot import dovecot_version
+
+    conf = dovecot.conf_path.read_text()
+    assert dovecot.version == dovecot_version()
+    if dovecot.version >= (2, 4):
+        assert conf.startswith("dovecot_config_version = ") and "passdb passwd-file {" in conf
+        assert "mail_location" not in conf and "%u" not in conf
+    else:
+        assert "dovecot_config_version" not in conf and "mail_location = maildir:~/Maildir" in conf
+    assert dovecot.running and "IMAP4REV1" in {c.upper() for c in dovecot.capabilities}
 
 
 def test_doveadm(imap_user: ImapUser) -> None:
