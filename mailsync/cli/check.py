@@ -118,12 +118,10 @@ def _sizes(conn, folder, sizes: bool) -> tuple[int | None, int | None]:
         messages = conn.status(folder.raw_name).get("MESSAGES")
     nbytes = None
     if sizes:
-        from mailsync.errors import MailsyncError
-
         try:
             found = conn.client.folder_status(folder.raw_name, [b"SIZE"])
             nbytes = int(found.get(b"SIZE", found.get("SIZE")))
-        except (MailsyncError, Exception):  # the size is a nicety: the check does not fail for it
+        except Exception:  # imapclient or our own errors: the size is a nicety, the check does not fail for it
             nbytes = None
     return messages, nbytes
 

@@ -55,7 +55,8 @@ class AccountConfig:
     client_secret: SecretRef | None = None
     # Keys that later features read (identities, share, create_contacts, watch, poll_interval,
     # idle_refresh, scopes, authorization_endpoint, token_endpoint, tenant; the hooks post_sync and
-    # on_new_mail), type-checked by the loader and kept here as parsed (arrays as tuples). Only the keys present in the file appear.
+    # on_new_mail), type-checked by the loader and kept here as parsed (arrays as tuples). Only the
+    # keys present in the file appear.
     extra: Mapping[str, Any] = field(default_factory=dict, hash=False)
 
 

@@ -146,3 +146,17 @@ def test_log_format_json_holds_for_every_command(tmp_path, imap_user):
     assert error["event"] == "error" and "config file not found" in error["message"] and error["hint"]
     via_env = run_cli("check", "--account", "acc", config=cfg, env=dict(env, MAILSYNC_LOG_FORMAT="json"))
     assert via_env.returncode == 0 and all(json.loads(line) for line in via_env.stderr.splitlines())
+
+
+def test_shell_completion_as_the_readme_shows_it():
+    """README: eval "$(_MAILSYNC_COMPLETE=bash_source mailsync)"; the function it defines asks the
+    command again with bash_complete, which must answer with the commands and options."""
+    readme = (REPO / "README.md").read_text()
+    assert '_MAILSYNC_COMPLETE=bash_source mailsync' in readme and '_MAILSYNC_COMPLETE=zsh_source mailsync' in readme
+    source = run_cli(env={"_MAILSYNC_COMPLETE": "bash_source"})
+    assert source.returncode == 0 and "_mailsync_completion()" in source.stdout and "complete " in source.stdout
+    words = run_cli(env={"_MAILSYNC_COMPLETE": "bash_complete", "COMP_WORDS": "mailsync ch", "COMP_CWORD": "1"})
+    assert words.stdout.split() == ["plain,check"]
+    options = run_cli(env={"_MAILSYNC_COMPLETE": "bash_complete", "COMP_WORDS": "mailsync sync --",
+                           "COMP_CWORD": "2"})
+    assert "plain,--json" in options.stdout.split() and "plain,--account" in options.stdout.split()
