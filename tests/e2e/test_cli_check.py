@@ -123,3 +123,15 @@ def test_the_sqlite_store_is_private_and_looser_modes_are_reported(tmp_path, ima
     checked = run_cli("check", config=cfg, env=env)
     assert checked.returncode == 0  # a warning, not a failed account
     assert f"chmod 600 {db}" in checked.stdout and "WARNING" in checked.stdout
+
+
+def test_check_connects_with_each_tls_policy(tmp_path, imap_user):
+    entries = [account_entry(imap_user, "st", tls="starttls"), account_entry(imap_user, "plain", tls="none")]
+    cfg = write_config(tmp_path / "c.toml", f"sqlite:///{tmp_path}/s.db", entries)
+    env = {password_var("st"): imap_user.password, password_var("plain"): imap_user.password}
+    proc = run_cli("check", "--json", config=cfg, env=env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    details = {a["account"]: [s["detail"] for s in a["steps"] if s["step"] == "connect and log in"][0]
+               for a in json.loads(proc.stdout)["accounts"]}
+    assert f":{imap_user.imap_port} with STARTTLS" in details["st"]
+    assert "no TLS (plaintext)" in details["plain"]

@@ -94,12 +94,13 @@ def _imap_accepts(user, token: str, mechanism: str = "OAUTHBEARER", login_name: 
 
 
 def _logins(server, user) -> list[str]:
-    """SASL mechanisms of the user's logins in Dovecot's log, in order."""
+    """SASL mechanisms of the user's logins in Dovecot's log, in order ("Login: user=<...>" in 2.3,
+    "Logged in: user=<...>" in 2.4)."""
     deadline = time.monotonic() + 3
     found: list[str] = []
     while time.monotonic() < deadline:
         text = server.log_path.read_text(errors="replace")
-        found = re.findall(rf"Login: user=<{re.escape(user.name)}>, method=([A-Z0-9-]+)", text)
+        found = re.findall(rf"(?:Login|Logged in): user=<{re.escape(user.name)}>, method=([A-Z0-9-]+)", text)
         if found:
             break
         time.sleep(0.05)
