@@ -20,8 +20,12 @@ LOCAL = {"mailsync", "helpers", "crm_support", "oauth_helpers", "twoway_support"
          "conftest"}
 
 
+def _normal(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()  # PEP 503
+
+
 def _name(requirement: str) -> str:
-    return re.split(r"[\s\[<>=!~;]", requirement, maxsplit=1)[0].lower().replace("_", "-")
+    return _normal(re.split(r"[\s\[<>=!~;]", requirement, maxsplit=1)[0])
 
 
 def _declared() -> tuple[set[str], dict[str, set[str]]]:
@@ -81,7 +85,7 @@ def _distributions(imports: dict[str, set[str]]) -> dict[str, set[str]]:
             unknown.append(f"{module} (in {', '.join(sorted(files))})")
             continue
         for dist in dists:
-            out.setdefault(dist.lower().replace("_", "-"), set()).update(files)
+            out.setdefault(_normal(dist), set()).update(files)
     assert not unknown, f"imported, but no installed distribution provides it: {unknown}"
     return out
 
@@ -112,7 +116,7 @@ def test_every_declared_dependency_is_imported():
     main, extras = _declared()
     in_package = set(_distributions(_top_level_imports(_package_files())))
     in_tests = set(_distributions(_top_level_imports(_test_files())))
-    pytest_plugins = {d.metadata["Name"].lower().replace("_", "-") for d in md.distributions()
+    pytest_plugins = {_normal(d.metadata["Name"]) for d in md.distributions()
                       if any(ep.group == "pytest11" for ep in d.entry_points)}
     unused_main = sorted(main - in_package)
     assert not unused_main, f"declared in [project] dependencies, imported nowhere in mailsync/: {unused_main}"
