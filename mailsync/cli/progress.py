@@ -124,7 +124,8 @@ def summary_json(results: list[AccountResult], failed: list[str], hook_failures:
                  "new_messages": r.new_messages, "flag_changes": r.flag_changes, "expunged": r.expunged,
                  "moved": r.moves, "pushed": r.pushed, "conflicts": r.conflicts, "bytes_fetched": r.bytes_fetched,
                  "bodies_downloaded": r.bodies_downloaded, "commands": r.commands,
-                 "seconds": round(r.seconds, 3), "notes": list(r.notes)} for r in results]
+                 "seconds": round(r.seconds, 3), "notes": list(r.notes), "set_aside": list(r.set_aside)}
+                for r in results]
     return {"ok": not failed, "failed": list(failed), "accounts": accounts, "hook_failures": list(hook_failures)}
 
 

@@ -284,9 +284,15 @@ def _refuse_empty_file(engine: Engine) -> None:
 
 def open_store(url: str, *, upgrade: bool = True) -> Store:
     """Open (and, when needed, create or migrate) the store at `url`."""
+    try:
+        db = sqlite_file(url)
+    except Exception:  # create_store_engine says what is wrong with the URL
+        db = None
+    existed = db is not None and db.exists()  # a file made empty just now, 0600, is a new store
     engine = create_store_engine(url)
     try:
-        _refuse_empty_file(engine)
+        if existed:
+            _refuse_empty_file(engine)
     except StoreError:
         engine.dispose()
         raise

@@ -5,6 +5,8 @@ What Dovecot does honestly is tested against Dovecot elsewhere; these are the li
 
 from __future__ import annotations
 
+import json
+
 import hashlib
 from pathlib import Path
 
@@ -162,8 +164,10 @@ def test_held_deletions_through_the_cli(server, tmp_path):
     run_cli("sync", "-q", config=cfg, env=env, check=True)
     with server.lock:
         server.folders[b"INBOX"].messages[:] = []
-    proc = run_cli("sync", "-q", config=cfg, env=env)
+    proc = run_cli("sync", "-q", "--json", config=cfg, env=env)
     assert proc.returncode == 1 and "8 of 8 messages gone" in proc.stderr, proc.stderr
+    summary = json.loads(proc.stdout)
+    assert summary["failed"] == ["acc"] and "8 of 8 messages gone" in summary["accounts"][0]["set_aside"][0]
     status = run_cli("status", config=cfg, env=env, check=True).stdout
     assert "INBOX: 8 messages" in status and "[HELD: 8 of 8 messages gone" in status, status
     run_cli("sync", "-q", "--allow-deletions", config=cfg, env=env, check=True)
