@@ -42,6 +42,7 @@ import argparse
 import contextlib
 import imaplib
 import importlib.machinery
+import importlib.util
 import json
 import os
 import shutil
@@ -72,7 +73,10 @@ FLAG_CHANGES, NEW, EXPUNGED = 200, 50, 20
 
 def _bench_module():
     """scripts/bench as a module (its RAW_LOOP); it has no .py suffix."""
-    return importlib.machinery.SourceFileLoader("bench_script", str(SCRIPTS / "bench")).load_module()
+    loader = importlib.machinery.SourceFileLoader("bench_script", str(SCRIPTS / "bench"))
+    module = importlib.util.module_from_spec(importlib.util.spec_from_loader("bench_script", loader))
+    loader.exec_module(module)
+    return module
 
 
 # --- processes ---------------------------------------------------------------------------------
