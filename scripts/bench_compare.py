@@ -139,24 +139,31 @@ def _kill_all() -> None:
 
 def clone_tree(src: Path, dst: Path, *, link_maildir: bool = True) -> None:
     """Copy ``src`` to ``dst`` (replaced). Files in a Maildir's cur/ and new/ are hard-linked (they
-    are renamed or unlinked, never rewritten); everything else is copied, owner and mode kept."""
+    are renamed or unlinked, never rewritten); everything else is copied, owner, mode and times
+    kept. Folders keep their times too: Dovecot compares a Maildir's cur/ and new/ times with those
+    in its index (a change means a rescan), and mbsync waits for the next second when a Maildir was
+    modified in this one: a restore must not look like a change."""
     if dst.exists():
         shutil.rmtree(dst)
     dst.parent.mkdir(parents=True, exist_ok=True)
+    times: list[tuple[Path, os.stat_result]] = []
     for dirpath, dirnames, filenames in os.walk(src):
         here = Path(dirpath)
         there = dst / here.relative_to(src)
         st = here.stat()
         there.mkdir(mode=st.st_mode & 0o7777, exist_ok=True)
         os.chown(there, st.st_uid, st.st_gid)
+        times.append((there, st))
         linkable = link_maildir and here.name in ("cur", "new")
         for name in filenames:
             if linkable:
                 os.link(here / name, there / name)
             else:
                 shutil.copy2(here / name, there / name)
-                st = (here / name).stat()
-                os.chown(there / name, st.st_uid, st.st_gid)
+                fst = (here / name).stat()
+                os.chown(there / name, fst.st_uid, fst.st_gid)
+    for there, st in reversed(times):  # children first: filling a folder changes its times
+        os.utime(there, ns=(st.st_atime_ns, st.st_mtime_ns))
 
 
 Counts = dict[str, tuple[int, int, int]]  # folder -> (messages, \Seen, \Flagged), folders with mail only

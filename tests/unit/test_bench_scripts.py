@@ -67,6 +67,12 @@ def test_clone_tree_links_message_files_and_copies_the_rest(tmp_path):
     assert copied.read_text() == "index" and not os.path.samefile(src / "Maildir" / "dovecot.index", copied)
     copied.write_text("changed")  # an index rewritten in place must not change the snapshot
     assert (src / "Maildir" / "dovecot.index").read_text() == "index"
+    old = 1_600_000_000_000_000_000
+    os.utime(src / "Maildir" / "cur", ns=(old, old))
+    os.utime(src / "Maildir", ns=(old, old + 5))
+    compare.clone_tree(src, dst)
+    assert (dst / "Maildir" / "cur").stat().st_mtime_ns == old  # a restore is not a change to the folder
+    assert (dst / "Maildir").stat().st_mtime_ns == old + 5
     compare.clone_tree(src, tmp_path / "full", link_maildir=False)
     assert not os.path.samefile(src / "Maildir" / "cur" / "1.host:2,S", tmp_path / "full" / "Maildir" / "cur" / "1.host:2,S")
 
