@@ -340,12 +340,12 @@ def make_changes(port: int, folders: list[str], seed_messages: list[bytes]) -> N
 
 # --- the run -----------------------------------------------------------------------------------
 
-def _table(tools: list[Tool], raw: list[Sample], runs: int) -> None:
+def _table(tools: list[Tool], raw: list[Sample], runs: int, title: str = "") -> None:
     def med(samples: list[Sample], attr: str) -> float:
         return statistics.median(getattr(s, attr) for s in samples)
 
     ms = next((t for t in tools if t.name == "mailsync"), None)
-    print(f"\nmedians of {runs} run(s); ratio = mailsync / this tool (below 1: mailsync faster)")
+    print(f"\n{title}medians of {runs} run(s); ratio = mailsync / this tool (below 1: mailsync faster)")
     print(f"{'scenario':18} {'tool':15} {'wall s':>8} {'CPU s':>7} {'peak RSS MB':>12} {'ratio wall':>11} "
           f"{'ratio CPU':>10}")
     if raw:
@@ -451,7 +451,7 @@ def main(argv: list[str]) -> int:
                     print(f"[run {r}] {scen} {tool.name}: {s.wall:.2f} s wall, {s.cpu:.2f} s CPU, "
                           f"{s.rss_mb:.0f} MB", file=sys.stderr)
             if r < args.runs:
-                _table(tools, raw_samples, r)
+                _table(tools, raw_samples, r, f"so far ({r} of {args.runs} runs): ")
 
         print(f"\n{args.messages} messages, {total_mb:.0f} MB, {args.folders} folders; Dovecot on loopback, "
               f"plain IMAP; {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}")
