@@ -470,6 +470,9 @@ def main(argv: list[str]) -> int:
                   f"{traced.cpu:.2f} s CPU with the tracing):\n{traced.out}")
             check("mailsync", ms.counts(py, env), after, "the traced sync")
         return 0
+    except KeyboardInterrupt as exc:
+        print(f"interrupted ({exc or 'Ctrl-C'}): every process started here is being ended", file=sys.stderr)
+        return 130
     finally:
         _kill_all()
         server.dovecot.stop()
