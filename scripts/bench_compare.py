@@ -34,6 +34,11 @@ The table gives the medians and, per peer, the ratio mailsync / peer of wall and
 mailsync is faster). With --trace, one more after-changes sync of mailsync runs under scripts/trace-sync
 and its per-command timeline is printed. Every process started here (tools, Dovecot) is ended on
 every path, including Ctrl-C.
+Costs to plan for: offlineimap3 took about 30 ms per message of an initial sync here (about 10 min
+for 20,000 messages per run, hours at 200,000: leave it out there with
+--tools mailsync,mbsync,mbsync-nofsync, or raise --timeout); mbsync with FSync yes pays one fsync per
+message. Disk: the server's mail and the Maildirs are snapshotted as hard links, mailsync's store
+as a copy (two copies of its size, about 0.5 GB at 20,000 messages).
 """
 
 from __future__ import annotations
