@@ -1,8 +1,8 @@
 """`scripts/bench compare`: mailsync beside mbsync (isync) and offlineimap3, on one Dovecot and one corpus.
 
     scripts/bench compare [--messages 20000] [--folders 10] [--runs 3]
-                          [--tools mailsync,mbsync,mbsync-nofsync,offlineimap] [--trace] [--keep]
-                          [--timeout 3600]
+                          [--tools mailsync,mbsync,mbsync-nofsync,offlineimap]
+                          [--scenarios raw,initial,nochange,changes] [--trace] [--keep] [--timeout 3600]
 
 Needs the Debian packages isync (mbsync), offlineimap3 and time (GNU time, for the peak RSS):
     apt-get -o DPkg::Lock::Timeout=900 install -y isync offlineimap3 time
