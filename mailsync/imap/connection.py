@@ -422,6 +422,7 @@ class ImapConnection:
 
     def delete(self, raw_name: str) -> bool:
         """DELETE; False when the folder does not exist."""
+        self._leave(raw_name)
         _, _, tagged = self._run(b"DELETE " + quote(raw_name), f"deleting {raw_name!r}", ok=False)
         if tagged.status == "OK":
             if self.selected == raw_name:
@@ -432,9 +433,22 @@ class ImapConnection:
         raise ProtocolError(f"account '{self.account.name}': DELETE {raw_name!r} failed: {tagged.text}")
 
     def rename(self, old: str, new: str) -> None:
+        self._leave(old, subtree=True)
         self._run(b"RENAME " + quote(old) + b" " + quote(new), f"renaming {old!r} to {new!r}")
-        if self.selected == old:
-            self.selected = None
+
+    def _leave(self, raw_name: str, *, subtree: bool = False) -> None:
+        """Leave the selected folder before it (``subtree``: it or a folder under it) is deleted or
+        renamed: a server may end the session when the selected folder goes (Dovecot: "BYE Selected
+        mailbox was deleted, have to disconnect"). UNSELECT where offered; else an EXAMINE of a name
+        no one uses, which fails and so leaves no folder selected (RFC 3501 6.3.1); CLOSE would
+        expunge."""
+        sel = self.selected
+        if sel is None or not (sel == raw_name or (subtree and sel.startswith(raw_name))):
+            return
+        if not self.unselect():
+            nowhere = "mailsync-no-such-folder"
+            _, _, tagged = self._run(b"EXAMINE " + quote(nowhere), "leaving the folder", ok=False)
+            self.selected = nowhere if tagged.status == "OK" else None
 
     # -- selected state -------------------------------------------------------------------------
 
