@@ -134,3 +134,38 @@ def test_local_rename_of_a_folder_the_sync_had_selected(leaving_user, store):
     sync(store, account)
     assert pending(store) == []
     assert set(assert_agree(store, leaving_user)) == {"C", "INBOX"}
+
+
+@pytest.mark.xfail(strict=True, reason="folder renames: a local rename the server refuses leaves the store's "
+                                       "folder renamed, matched to another folder and set aside")
+def test_local_rename_onto_a_name_the_server_took_meanwhile(imap_user, store):
+    """The store's B then holds A's message under A's UIDVALIDITY, is set aside for ever, and a local
+    delete of "B 1" would name A's message while UID 1 of the server's B is another."""
+    c = client_for(imap_user)
+    c.create_folder("A")
+    c.append("A", msg(1))
+    account = account_for(imap_user)
+    sync(store, account)
+    c.create_folder("B")
+    c.append("B", msg(2))
+    c.logout()
+    LocalChanges(store).rename("acc", "A", "B")
+    sync(store, account)
+    assert set(assert_agree(store, imap_user)) == {"A", "B"}
+
+
+@pytest.mark.xfail(strict=True, reason="local moves: a move the server refuses is not undone in the store")
+def test_local_move_into_a_folder_the_server_deleted_meanwhile(imap_user, store):
+    """The move fails (no such folder), the store keeps the message in its copy of the deleted
+    folder, then drops it with the folder; the source folder's counters did not move, so it is not
+    read again: the message stays on the server and is gone from the store for good."""
+    c = client_for(imap_user)
+    c.create_folder("A")
+    c.append("INBOX", msg(1))
+    account = account_for(imap_user)
+    sync(store, account)
+    c.delete_folder("A")
+    c.logout()
+    LocalChanges(store).move("acc", "INBOX", 1, "A")
+    sync(store, account)
+    assert "INBOX" in assert_agree(store, imap_user)
