@@ -91,8 +91,11 @@ def observe(client: IMAPClient) -> ServerView:
             continue
         raw_s = raw.decode() if isinstance(raw, bytes) else raw
         name = utf7.decode(raw_s)
+        try:
+            info = client.select_folder(raw_s, readonly=True)
+        except IMAPClient.Error:  # Dovecot lists a deleted parent of folders as if it still were one
+            continue
         view.folders.add(name)
-        info = client.select_folder(raw_s, readonly=True)
         if not info[b"EXISTS"]:
             continue
         uids = client.search("ALL")
