@@ -210,3 +210,22 @@ def test_deleted_parent_of_folders_does_not_fail_every_sync(imap_user, store):
     sync(store, account)
     sync(store, account)
     assert "P/a" in assert_agree(store, imap_user)
+
+
+@pytest.mark.xfail(strict=True, reason="a local append into a folder deleted on the server meanwhile is lost")
+def test_local_append_into_a_folder_the_server_deleted_meanwhile_is_kept(imap_user, store):
+    """The APPEND is refused ([TRYCREATE]), the change is marked failed, the folder is dropped with
+    the new message in it: a local change lost for good (the same happens after a local rename of
+    a folder the server deleted meanwhile, then an append into the renamed folder)."""
+    c = client_for(imap_user)
+    c.create_folder("A")
+    c.append("A", msg(1))
+    account = account_for(imap_user)
+    sync(store, account)
+    LocalChanges(store).append("acc", "A", msg(2))
+    c.delete_folder("A")
+    c.logout()
+    sync(store, account)
+    sync(store, account)
+    kept = [m for f in store_snapshot(store).values() for m in f["messages"].values()]
+    assert len(kept) == 1
