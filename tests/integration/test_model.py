@@ -14,8 +14,8 @@ through a TCP proxy reset there). After every quiet sync, and at the end of ever
 
 Seeded (derandomize) and bounded: MAILSYNC_MODEL_EXAMPLES (default 12) examples of at most
 MAILSYNC_MODEL_STEPS (default 25) steps per server; MAILSYNC_MODEL_REPORT=PATH writes the run's
-figures as JSON. A server is one entry in SERVERS: a session fixture whose value has
-``new_user(name, password)`` returning a user with host, imaps_port, ca_file, name and password.
+figures as JSON. A server is one entry in SERVERS (Dovecot and Cyrus): a session fixture whose value
+has ``new_user(name, password)`` returning a user with host, imaps_port, ca_file, name and password.
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ from mailsync.sync import engine
 from mailsync.testing.proxy import TcpProxy
 from twoway_support import diff, store_snapshot
 
-SERVERS = ["dovecot"]
+SERVERS = ["dovecot", "cyrus"]  # Courier: its "INBOX." names need helpers.mailbox() in the rules first
 EXAMPLES = int(os.environ.get("MAILSYNC_MODEL_EXAMPLES") or 12)
 STEPS = int(os.environ.get("MAILSYNC_MODEL_STEPS") or 25)
 NAMES = ["A", "B", "P", "Q", "R"]  # top-level folder names both sides pick from (so they collide)
