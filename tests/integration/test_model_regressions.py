@@ -229,3 +229,21 @@ def test_local_append_into_a_folder_the_server_deleted_meanwhile_is_kept(imap_us
     sync(store, account)
     kept = [m for f in store_snapshot(store).values() for m in f["messages"].values()]
     assert len(kept) == 1
+
+
+@pytest.mark.xfail(strict=True, reason="local deletes: a delete the server refuses is not undone in the store")
+def test_local_delete_in_a_folder_the_server_renamed_meanwhile(imap_user, store):
+    """The delete names A/1; A is Q now, so the change fails; the store has dropped the message
+    already, the rename is recognised, and the message stays on the server (Q/1) and missing from
+    the store for good."""
+    c = client_for(imap_user)
+    c.create_folder("A")
+    c.append("A", msg(1))
+    c.append("A", msg(2))
+    account = account_for(imap_user)
+    sync(store, account)
+    LocalChanges(store).delete("acc", "A", 1)
+    c.rename_folder("A", "Q")
+    c.logout()
+    sync(store, account)
+    assert_agree(store, imap_user)
