@@ -3,9 +3,10 @@
 Each example is a fresh user and a fresh store. Rules change the server through a second client
 (append, flag, move, expunge, create, rename, delete a folder, and a tree P, P/a, P/b created within
 one second, with one UIDVALIDITY as Cyrus and Courier give it: on Dovecot set with doveadm),
-change the store through LocalChanges (flag, move, delete, append, mkdir, rename, rmdir), and sync: quietly (in process, then checked), killed at the Nth crash point (the CLI in a
-subprocess with MAILSYNC_CRASH_AFTER=N), or cut off at the Nth crash point (every connection
-through a TCP proxy reset there). After every quiet sync, and at the end of every example:
+change the store through LocalChanges (flag, move, delete, append, mkdir, rename, rmdir), and
+sync: quietly (in process, then checked), killed at the Nth crash point (the CLI in a subprocess
+with MAILSYNC_CRASH_AFTER=N), or cut off at the Nth crash point (every connection through a TCP
+proxy reset there). After every quiet sync, and at the end of every example:
 - the store equals the server (folder, UIDVALIDITY, UID, flags, size, SHA-256);
 - every message is where tests/model_support.py says it must be: none lost, none duplicated, every
   local delete removed exactly the message it named, flags merged per flag;
