@@ -352,7 +352,11 @@ class SyncModel(RuleBasedStateMachine):
 
     @rule(which=PICK)
     def local_delete(self, which):
-        hit = self.pick(self.store_messages(), which)
+        msgs = self.store_messages()
+        if "local-delete-refused" in OPEN_DEFECTS:  # in folders the server still has by that name
+            on_server = M.observe_user(self.user).folders
+            msgs = [m for m in msgs if m[0] in on_server]
+        hit = self.pick(msgs, which)
         if hit is None:
             return
         folder, uid, token = hit
