@@ -428,6 +428,11 @@ for _command in _CHANGE_COMMANDS:
 
 cli.add_command(__import__("mailsync.cli.watch_cmd", fromlist=["watch"]).watch)  # `mailsync watch` (mailsync.push)
 cli.add_command(__import__("mailsync.cli.service_cmd", fromlist=["x"]).install_service)  # the systemd unit
+from mailsync.cli import mail_cmds as _mail_cmds  # noqa: E402  `mailsync show`, `export maildir|mbox`
+
+cli.add_command(_mail_cmds.show)
+for _command in _mail_cmds.EXPORT_COMMANDS:
+    export.add_command(_command)
 
 
 def main() -> None:

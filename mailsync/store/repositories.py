@@ -406,7 +406,10 @@ class ExportRow:
     sha256: str
 
 
-def export_rows(db: Db, account: str | None = None, folder: str | None = None) -> Iterator[ExportRow]:
+def export_rows(db: Db, account: str | None = None, folder: str | None = None,
+                uid: int | None = None) -> Iterator[ExportRow]:
+    """The live placements (of one account, folder, UID when given), by account, folder and UID;
+    streamed, a few thousand rows at a time."""
     stmt = (select(_A.name, _F.name, _F.uidvalidity, _P.uid, _B.message_id,
                    _P.flags, _P.size, _P.internaldate, _B.sha256)
             .join(tables.folders, _F.account_id == _A.id)
@@ -418,6 +421,8 @@ def export_rows(db: Db, account: str | None = None, folder: str | None = None) -
         stmt = stmt.where(_A.name == account)
     if folder is not None:
         stmt = stmt.where(_F.name == folder)
+    if uid is not None:
+        stmt = stmt.where(_P.uid == uid)
     for row in db.execute(stmt.execution_options(yield_per=2000)):
         yield ExportRow(row[0], row[1], row[2], row[3], row[4], sorted(text_to_flags(row[5])),
                         row[6], row[7], row[8])

@@ -1,0 +1,205 @@
+"""Writing messages into a Maildir folder or an mbox file, crash-safe: the thin I/O shell around
+maildir.py and mbox.py.
+
+Owns: directories (cur/ new/ tmp/, Maildir++'s ``maildirfolder``), ``dovecot-keywords`` (written
+new-then-renamed, before any file name uses one of its letters), message files (written to tmp/,
+fsynced, given the INTERNALDATE as mtime, renamed into new/ or cur/, the directory fsynced), the
+mbox file and its index (``.NAME.mailsync-index``: one line ``SHA256 N END`` per message, written
+after the mbox bytes it covers are fsynced), and reading back what an earlier run left there.
+
+Must not: read the store, decide which messages to write (see export.py), or hold more than one
+message's bytes at a time. OSError is mapped here to MailsyncError naming the path.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from datetime import datetime
+from pathlib import Path
+
+from mailsync.errors import MailsyncError
+from mailsync.mirror import maildir, mbox
+
+
+class ExportError(MailsyncError):
+    """A Maildir or mbox could not be written or read back."""
+
+
+def _fail(what: str, path: Path, exc: OSError) -> ExportError:
+    return ExportError(f"cannot {what} {path}: {exc.strerror or exc}",
+                       hint="check the path, its permissions and the free space, then run the export again")
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_new(path: Path, data: bytes, mtime: float | None = None) -> None:
+    """Write ``data`` to ``path`` (created or truncated) and fsync it."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    if mtime is not None:
+        os.utime(path, (mtime, mtime))
+
+
+class MaildirFolder:
+    """One Maildir folder: made when missing; ``present`` holds the FileKeys of the files a
+    mailsync export or mirror wrote there before (in cur/ or new/, whatever their flags now)."""
+
+    def __init__(self, path: Path, *, maildirplusplus_child: bool = False) -> None:
+        self.path = path
+        try:
+            for sub in ("cur", "new", "tmp"):
+                (path / sub).mkdir(parents=True, exist_ok=True)
+            if maildirplusplus_child and not (path / "maildirfolder").exists():
+                _write_new(path / "maildirfolder", b"")
+            text = (path / maildir.KEYWORDS_FILE).read_text("utf-8", "replace") \
+                if (path / maildir.KEYWORDS_FILE).exists() else ""
+            self.present: set[maildir.FileKey] = set()
+            for sub in ("cur", "new"):
+                with os.scandir(path / sub) as it:
+                    for entry in it:
+                        key = maildir.file_key(entry.name)
+                        if key is not None:
+                            self.present.add(key)
+        except OSError as exc:
+            raise _fail("prepare the Maildir folder", path, exc) from exc
+        self.keywords = maildir.KeywordTable.parse(text)
+        self._dirty: set[str] = set()
+        self.dropped_keywords: set[str] = set()  # past the 26 letters Maildir has
+
+    def _ensure_keywords(self, flags: Iterable[str]) -> None:
+        before = self.keywords.render()
+        for kw in maildir.keywords_of(flags):
+            if not self.keywords.add(kw):
+                self.dropped_keywords.add(kw)
+        after = self.keywords.render()
+        if after != before:
+            target = self.path / maildir.KEYWORDS_FILE
+            tmp = self.path / "tmp" / (maildir.KEYWORDS_FILE + ".mailsync")
+            try:
+                _write_new(tmp, after.encode("utf-8"))
+                os.replace(tmp, target)
+                _fsync_dir(self.path)
+            except OSError as exc:
+                raise _fail("write", target, exc) from exc
+
+    def deliver(self, raw: bytes, sha256: str, n: int, flags: Iterable[str], when: float) -> Path:
+        """Write one message: tmp/, fsync, mtime = ``when``, rename into new/ or cur/. Returns its path."""
+        flags = list(flags)
+        self._ensure_keywords(flags)
+        unique = maildir.unique_name(sha256, n, int(when), len(raw))
+        sub = maildir.subdir_for(flags)
+        name = maildir.file_name(unique, maildir.flags_to_info(flags, self.keywords.letters()))
+        tmp, final = self.path / "tmp" / unique, self.path / sub / name
+        try:
+            _write_new(tmp, raw, when)
+            os.rename(tmp, final)
+        except OSError as exc:
+            raise _fail("write the message file", final, exc) from exc
+        self._dirty.add(sub)
+        self.present.add(maildir.FileKey(sha256, n))
+        return final
+
+    def close(self) -> None:
+        """Make the renames durable (one fsync per directory written to, not one per message)."""
+        try:
+            for sub in sorted(self._dirty):
+                _fsync_dir(self.path / sub)
+        except OSError as exc:
+            raise _fail("sync the directory", self.path, exc) from exc
+        self._dirty.clear()
+
+
+def index_path(path: Path) -> Path:
+    return path.with_name(f".{path.name}.mailsync-index")
+
+
+class MboxFile:
+    """One mbox file written by export, with its index. On opening, bytes past the last indexed
+    message (an export interrupted before its index caught up) are cut off, to be written again;
+    a file shorter than its index says, or a non-empty mbox without an index, was changed by
+    something else and is refused (writing into it could duplicate or lose mail)."""
+
+    _BATCH = 8 << 20  # bytes written between two fsyncs of the mbox and its index
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.index = index_path(path)
+        self.present: set[maildir.FileKey] = set()
+        self.truncated = 0  # bytes of an interrupted run cut off
+        end = 0
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            size = path.stat().st_size if path.exists() else 0
+            if self.index.exists():
+                for line in self.index.read_text("ascii", "replace").splitlines():
+                    parts = line.split()
+                    if len(parts) == 3 and parts[1].isdigit() and parts[2].isdigit():
+                        self.present.add(maildir.FileKey(parts[0], int(parts[1])))
+                        end = int(parts[2])
+            elif size:
+                raise ExportError(f"{path} is an mbox that mailsync export did not write (it has no "
+                                  f"{self.index.name} beside it); adding to it could duplicate messages",
+                                  hint="export into a new file or directory")
+            if size < end:
+                raise ExportError(f"{path} is shorter than when mailsync export last wrote it ({size} bytes, "
+                                  f"expected {end}): another program changed it",
+                                  hint=f"export into a new file or directory (or remove {path} and "
+                                       f"{self.index} to write it again)")
+            self._f = open(path, "ab")
+            if size > end:
+                self._f.truncate(end)
+                self.truncated = size - end
+            self._ix = open(self.index, "a", encoding="ascii")
+        except OSError as exc:
+            raise _fail("open the mbox", path, exc) from exc
+        self._end = end
+        self._pending: list[str] = []
+        self._unsynced = 0
+
+    def append(self, raw: bytes, sha256: str, n: int, flags: Iterable[str], when: datetime) -> None:
+        data = mbox.entry(raw, flags, when)
+        try:
+            self._f.write(data)
+        except OSError as exc:
+            raise _fail("write", self.path, exc) from exc
+        self._end += len(data)
+        self._pending.append(f"{sha256} {n} {self._end}\n")
+        self.present.add(maildir.FileKey(sha256, n))
+        self._unsynced += len(data)
+        if self._unsynced >= self._BATCH:
+            self.flush()
+
+    def flush(self) -> None:
+        """fsync the mbox, then record what it now holds in the index (and fsync that)."""
+        if not self._pending:
+            return
+        try:
+            self._f.flush()
+            os.fsync(self._f.fileno())
+            self._ix.write("".join(self._pending))
+            self._ix.flush()
+            os.fsync(self._ix.fileno())
+        except OSError as exc:
+            raise _fail("write", self.path, exc) from exc
+        self._pending.clear()
+        self._unsynced = 0
+
+    def close(self) -> None:
+        try:
+            self.flush()
+        finally:
+            self._f.close()
+            self._ix.close()
