@@ -173,7 +173,8 @@ def test_export_maildir_reads_back_in_python_and_notmuch(tmp_path, imap_user, st
     _notmuch(out, tmp_path, "tag", "+flagged", "id:from-lines@example.org")
     before = _files(out)
     again = run_cli("export", "maildir", str(out), "--account", "acc", "--layout", layout, config=cfg, env=env)
-    assert again.returncode == 0 and "exported 0 message(s)" in again.stderr and f"{total} already there" in again.stderr
+    assert again.returncode == 0, again.stderr
+    assert "exported 0 message(s)" in again.stderr and f"{total} already there" in again.stderr
     assert _files(out) == before
 
     # a message added on the server, synced, then exported: exactly one new file, in its folder
