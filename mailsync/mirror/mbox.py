@@ -16,20 +16,27 @@ import re
 from collections.abc import Iterable, Iterator
 from datetime import datetime, timezone
 
-_FROM = re.compile(rb"^(>*From )", re.MULTILINE)
-_QUOTED = re.compile(rb"^>(>*From )", re.MULTILINE)
+_FROM = re.compile(rb"\n(>*From )")  # a line after the first: "\n" is a literal the engine finds fast
+_QUOTED = re.compile(rb"\n>(>*From )")
+_FIRST = re.compile(rb">*From ")
 STATUS_FIELDS = (b"status", b"x-status", b"x-keywords")
 _X_STATUS = (("\\answered", "A"), ("\\flagged", "F"), ("\\draft", "T"), ("\\deleted", "D"))
 
 
 def quote(raw: bytes) -> bytes:
     """mboxrd: every line that starts with zero or more '>' and then 'From ' gains a '>'."""
-    return _FROM.sub(rb">\1", raw)
+    if b"From " not in raw:  # most messages: nothing to do, no copy
+        return raw
+    out = _FROM.sub(rb"\n>\1", raw)
+    return b">" + out if _FIRST.match(out) else out
 
 
 def unquote(data: bytes) -> bytes:
     """The inverse of quote."""
-    return _QUOTED.sub(rb"\1", data)
+    if b"From " not in data:
+        return data
+    out = _QUOTED.sub(rb"\n\1", data)
+    return out[1:] if out.startswith(b">") and _FIRST.match(out, 1) else out
 
 
 def from_line(sender: str, when: datetime) -> bytes:
