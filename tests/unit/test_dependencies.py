@@ -15,9 +15,9 @@ import tomllib
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-# Modules of this repository that the tests import by their bare name (tests/ is on sys.path).
-LOCAL = {"mailsync", "helpers", "crm_support", "oauth_helpers", "twoway_support", "watch_support", "webhook_server",
-         "conftest"}
+# Modules of this repository imported by their bare name: tests/ is on the tests' sys.path, and
+# scripts/ on the scripts'.
+LOCAL = {"mailsync"} | {p.stem for folder in ("tests", "scripts") for p in (REPO / folder).glob("*.py")}
 
 
 def _normal(name: str) -> str:
