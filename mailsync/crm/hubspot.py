@@ -37,10 +37,9 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from mailsync.crm.mapping import apply_mapping
 from mailsync.crm.records import company_id
 from mailsync.crm.settings import SinkSettings
-from mailsync.crm.sinks import Outcome, RETRY_STATUSES, _retry_after
+from mailsync.crm.sinks import CrmTransport, Outcome, Ref, RETRY_STATUSES, _retry_after
 from mailsync.errors import CredentialError, TLSVerifyError
 
 log = logging.getLogger("mailsync.crm.hubspot")
@@ -51,8 +50,6 @@ CONTACT_TO_COMPANY = "companies"
 EMAIL_TO_CONTACT = 198  # HUBSPOT_DEFINED association type ids (email -> contact, email -> company)
 EMAIL_TO_COMPANY = 186
 POLICY_WAIT = {"SECONDLY": 1.0, "TEN_SECONDLY_ROLLING": 10.0, "MINUTELY": 60.0}
-
-Ref = tuple[str, str | None]
 
 
 def properties(data: Mapping[str, Any] | None) -> dict[str, str]:
@@ -83,7 +80,7 @@ def epoch_ms(value: str) -> str:
     return str(int(datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp() * 1000))
 
 
-class HubSpotTransport:
+class HubSpotTransport(CrmTransport):
     def __init__(self, sink: SinkSettings, token: str, *, clock: Callable[[], float],
                  sleep: Callable[[float], None] = time.sleep) -> None:
         import requests.utils
@@ -116,19 +113,6 @@ class HubSpotTransport:
         pass
 
     # -- what the worker asks ------------------------------------------------------------------
-
-    def ref_ids(self, envelopes: Sequence[dict]) -> list[str]:
-        """The records whose HubSpot ids these envelopes need: their own, and for a contact its
-        company, for an activity its contact."""
-        ids = []
-        for env in envelopes:
-            ids.append(env["id"])
-            rec = env.get("record") or {}
-            if env["type"] == "contact" and rec.get("company_domain"):
-                ids.append(company_id(rec["company_domain"]))
-            elif env["type"] == "activity" and rec.get("contact_id"):
-                ids.append(rec["contact_id"])
-        return ids
 
     def send(self, envelopes: Sequence[dict], refs: Mapping[str, Ref] | None = None,
              contacts: Mapping[str, dict] | None = None) -> Outcome:
@@ -278,19 +262,6 @@ class HubSpotTransport:
                                         _request_timeout=self.timeout)
             eid = str(made.id)
         self._learnt[env["id"]] = (eid, None)
-
-    def _contact_first(self, rec: Mapping[str, Any], refs: dict) -> Ref:
-        """The CRM ids (contact, company) of an activity's contact, which is delivered whole first
-        when the CRM does not have it yet (or bare, by its address, when its record is gone)."""
-        known = refs.get(rec.get("contact_id") or "")
-        if known is not None:
-            return known
-        record = self._contacts.get(rec.get("contact_id") or "")
-        if record is None:
-            record = {"id": rec["contact_id"], "address": rec["contact_address"]}
-        data = apply_mapping(record, self.sink.fields.get("contact", ()), passthrough=False)
-        self._upsert_contact({"id": record["id"], "type": "contact", "record": record, "data": data}, refs)
-        return self._learnt[record["id"]]
 
     # -- deletions ------------------------------------------------------------------------------
 

@@ -36,10 +36,9 @@ from typing import Any
 
 import requests
 
-from mailsync.crm.mapping import apply_mapping
 from mailsync.crm.records import company_id
 from mailsync.crm.settings import SinkSettings
-from mailsync.crm.sinks import Outcome, RETRY_STATUSES
+from mailsync.crm.sinks import CrmTransport, Outcome, Ref, RETRY_STATUSES
 from mailsync.errors import CredentialError, TLSVerifyError
 
 log = logging.getLogger("mailsync.crm.salesforce")
@@ -47,8 +46,6 @@ log = logging.getLogger("mailsync.crm.salesforce")
 __all__ = ["SalesforceTransport", "marker", "task_fields"]
 
 LIMIT_WAIT = 3600.0  # REQUEST_LIMIT_EXCEEDED: the org's rolling 24-hour API limit
-
-Ref = tuple[str, str | None]
 
 
 def marker(activity_id: str) -> str:
@@ -94,7 +91,7 @@ def _innermost(exc: BaseException) -> str:
     return str(exc)[:200]
 
 
-class SalesforceTransport:
+class SalesforceTransport(CrmTransport):
     def __init__(self, sink: SinkSettings, token: Callable[[], str], *, clock: Callable[[], float]) -> None:
         from simple_salesforce import exceptions as sfe
 
@@ -118,17 +115,6 @@ class SalesforceTransport:
 
     def close(self) -> None:
         self.session.close()
-
-    def ref_ids(self, envelopes: Sequence[dict]) -> list[str]:
-        ids = []
-        for env in envelopes:
-            ids.append(env["id"])
-            rec = env.get("record") or {}
-            if env["type"] == "contact" and rec.get("company_domain"):
-                ids.append(company_id(rec["company_domain"]))
-            elif env["type"] == "activity" and rec.get("contact_id"):
-                ids.append(rec["contact_id"])
-        return ids
 
     def send(self, envelopes: Sequence[dict], refs: Mapping[str, Ref] | None = None,
              contacts: Mapping[str, dict] | None = None) -> Outcome:
@@ -276,19 +262,6 @@ class SalesforceTransport:
 
         oid = self._write("Task", env["id"], values, refs.get(env["id"]), find)
         self._learnt[env["id"]] = (oid, None)
-
-    def _contact_first(self, rec: Mapping[str, Any], refs: dict) -> Ref:
-        """The Salesforce ids (Contact, Account) of an activity's contact, which is delivered whole
-        first when Salesforce does not have it yet (or bare, by its address, when its record is gone)."""
-        known = refs.get(rec.get("contact_id") or "")
-        if known is not None:
-            return known
-        record = self._contacts.get(rec.get("contact_id") or "")
-        if record is None:
-            record = {"id": rec["contact_id"], "address": rec["contact_address"]}
-        data = apply_mapping(record, self.sink.fields.get("contact", ()), passthrough=False)
-        self._upsert_contact({"id": record["id"], "type": "contact", "record": record, "data": data}, refs)
-        return self._learnt[record["id"]]
 
     def _delete(self, sobject: str, env: dict, refs: dict) -> None:
         known = refs.get(env["id"])

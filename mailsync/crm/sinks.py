@@ -13,7 +13,8 @@ Owns: the wire format and the I/O of each sink type, and the mapping of every fa
   jsonl    one envelope per line appended to the file, flushed and fsynced before the rows count as
            delivered. A crash between the write and the outbox commit would repeat lines: on its first
            write the transport reads the file's tail and skips envelopes whose key is already there.
-  hubspot, salesforce  in their own modules (hubspot.py, salesforce.py), made here.
+  hubspot, salesforce  in their own modules (hubspot.py, salesforce.py), made here; what the two
+           share (the ids a delivery needs, an activity's contact delivered first) is CrmTransport.
 Envelope: ``{"idempotency_key", "op": "upsert"|"delete", "type", "id", "sink", "data"}`` (``data``:
 the record after the sink's field mapping; null for a delete).
 Must not: touch the store (the worker in outbox.py settles rows), or decide retries' timing beyond
@@ -31,12 +32,15 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import requests
 
+from mailsync.crm.mapping import apply_mapping
+from mailsync.crm.records import company_id
 from mailsync.crm.settings import SinkSettings
 
-__all__ = ["JsonlTransport", "Outcome", "WebhookTransport", "make_transport", "outcome_of_status", "sign"]
+__all__ = ["CrmTransport", "JsonlTransport", "Outcome", "WebhookTransport", "make_transport", "outcome_of_status", "sign"]
 
 USER_AGENT = "mailsync-crm/1"
 RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504}) | frozenset(range(520, 530))
@@ -187,6 +191,48 @@ class JsonlTransport:
 
     def close(self) -> None:
         pass
+
+
+Ref = tuple[str, str | None]  # a CRM's id of a record, and of a contact's company
+
+
+class CrmTransport:
+    """What the CRM sinks' transports share. A subclass keeps ``sink``, and per delivery ``_learnt``
+    (record id -> Ref learnt, or None: forget it) and ``_contacts`` (the records of contacts an
+    activity names that the CRM does not have yet), and has ``_upsert_contact(env, refs)``."""
+
+    sink: SinkSettings
+    _learnt: dict[str, Ref | None]
+    _contacts: dict[str, dict]
+
+    def ref_ids(self, envelopes: Sequence[dict]) -> list[str]:
+        """The records whose CRM ids these envelopes need: their own, and for a contact its
+        company, for an activity its contact."""
+        ids = []
+        for env in envelopes:
+            ids.append(env["id"])
+            rec = env.get("record") or {}
+            if env["type"] == "contact" and rec.get("company_domain"):
+                ids.append(company_id(rec["company_domain"]))
+            elif env["type"] == "activity" and rec.get("contact_id"):
+                ids.append(rec["contact_id"])
+        return ids
+
+    def _upsert_contact(self, env: dict, refs: dict) -> None:
+        raise NotImplementedError
+
+    def _contact_first(self, rec: Mapping[str, Any], refs: dict) -> Ref:
+        """The CRM ids (contact, company) of an activity's contact, which is delivered whole first
+        when the CRM does not have it yet (or bare, by its address, when its record is gone)."""
+        known = refs.get(rec.get("contact_id") or "")
+        if known is not None:
+            return known
+        record = self._contacts.get(rec.get("contact_id") or "")
+        if record is None:
+            record = {"id": rec["contact_id"], "address": rec["contact_address"]}
+        data = apply_mapping(record, self.sink.fields.get("contact", ()), passthrough=False)
+        self._upsert_contact({"id": record["id"], "type": "contact", "record": record, "data": data}, refs)
+        return self._learnt[record["id"]]  # type: ignore[return-value]  # just learnt: never None
 
 
 def make_transport(sink: SinkSettings, *, clock: Callable[[], float], sleep: Callable[[float], None] = time.sleep):
