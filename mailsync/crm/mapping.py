@@ -176,14 +176,7 @@ def apply_mapping(record: Mapping[str, Any], rules: tuple[Rule, ...], *, passthr
     there."""
     if not passthrough:
         out: dict[str, Any] = {}
-        for r in rules:
-            if r.drop:
-                out.pop(r.target, None)
-            elif r.join:
-                parts = [str(record.get(s)) for s in r.join if record.get(s) not in (None, "")]
-                out[r.target] = _transform(r.sep.join(parts), r.transform)
-            else:
-                out[r.target] = _transform(record.get(r.source), r.transform)
+        _apply_rules(record, rules, out)
         return out
     if not rules:
         return dict(record)
@@ -192,6 +185,12 @@ def apply_mapping(record: Mapping[str, Any], rules: tuple[Rule, ...], *, passthr
     targets = {r.target for r in rules}
     for name in renamed - targets:
         out.pop(name, None)
+    _apply_rules(record, rules, out)
+    return out
+
+
+def _apply_rules(record: Mapping[str, Any], rules: tuple[Rule, ...], out: dict[str, Any]) -> None:
+    """Each rule in turn, into ``out``: a drop removes its field, a join or a source sets it."""
     for r in rules:
         if r.drop:
             out.pop(r.target, None)
@@ -200,4 +199,3 @@ def apply_mapping(record: Mapping[str, Any], rules: tuple[Rule, ...], *, passthr
             out[r.target] = _transform(r.sep.join(parts), r.transform)
         else:
             out[r.target] = _transform(record.get(r.source), r.transform)
-    return out
