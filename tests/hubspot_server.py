@@ -18,7 +18,8 @@ import threading
 import time
 from collections import Counter, deque
 from datetime import datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from webhook_server import JsonHandler, LocalHttpServer
 
 PROPERTIES = {
     "contacts": {"email", "firstname", "lastname", "jobtitle", "company", "phone", "hs_lead_status"},
@@ -35,7 +36,7 @@ def _ms(value: str) -> int:
     return int(datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp() * 1000)
 
 
-class HubSpotServer:
+class HubSpotServer(LocalHttpServer):
     def __init__(self, token: str, *, seed: int = 0, failure_rate: float = 0.0, max_failures: int = 10_000,
                  rate_limit: tuple[int, float] | None = None, retry_after: str | None = "1") -> None:
         self.token = token
@@ -57,21 +58,7 @@ class HubSpotServer:
         self.unauthorized = 0
         self.times: deque = deque()
         self.next_id = 1000
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
-
-    def __enter__(self) -> "HubSpotServer":
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self._listen(self._handler())
 
     # -- the CRM's behaviour (under the lock) ----------------------------------------------------
 
@@ -199,27 +186,11 @@ class HubSpotServer:
     def _handler(self):
         server = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-            disable_nagle_algorithm = True  # headers and body go out at once (no delayed-ACK stalls)
-
-            def log_message(self, *args) -> None:
-                pass
-
-            def _reply(self, status: int, doc: dict | None, headers: dict | None = None) -> None:
-                body = b"" if doc is None else json.dumps(doc).encode()
-                self.send_response(status)
-                for k, v in (headers or {}).items():
-                    self.send_header(k, v)
-                if doc is not None:
-                    self.send_header("Content-Type", "application/json;charset=utf-8")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+        class Handler(JsonHandler):
+            content_type = "application/json;charset=utf-8"
 
             def _any(self) -> None:
-                length = int(self.headers.get("Content-Length", "0") or 0)
-                raw = self.rfile.read(length) if length else b""
+                raw = self._body()
                 path = self.path.split("?", 1)[0]
                 with server.lock:
                     server.calls[f"{self.command} {re.sub(r'/[0-9]+', '/ID', path)}"] += 1

@@ -18,11 +18,11 @@ import random
 import re
 import threading
 from collections import Counter
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from tls_support import make_certificate, server_context
+from webhook_server import JsonHandler, LocalHttpServer
 
 FIELDS = {
     "Contact": {"Email", "FirstName", "LastName", "AccountId", "Title", "Phone", "Description"},
@@ -34,7 +34,7 @@ PREFIX = {"Contact": "003", "Account": "001", "Task": "00T"}
 REFERENCES = {"AccountId": "Account", "WhoId": "Contact", "WhatId": "Account"}
 
 
-class SalesforceServer:
+class SalesforceServer(LocalHttpServer):
     def __init__(self, folder: Path, token: str, *, seed: int = 0, failure_rate: float = 0.0,
                  max_failures: int = 10_000, external_id_field: str | None = None) -> None:
         self.tokens = {token}
@@ -50,30 +50,8 @@ class SalesforceServer:
         self.unauthorized = 0
         self.counter = 0
         self.cert_file, key_file = make_certificate(folder)
-        self.context = server_context(self.cert_file, key_file)
-        server = self
-
-        class TlsServer(ThreadingHTTPServer):
-            daemon_threads = True
-
-            def get_request(self):
-                sock, addr = super().get_request()
-                return server.context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False), addr
-
-        self.server = TlsServer(("127.0.0.1", 0), self._handler())
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"https://127.0.0.1:{self.server.server_address[1]}"
-
-    def __enter__(self) -> "SalesforceServer":
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self.tls = server_context(self.cert_file, key_file)
+        self._listen(self._handler())
 
     # -- the org's behaviour (under the lock) ------------------------------------------------------
 
@@ -180,25 +158,11 @@ class SalesforceServer:
     def _handler(self):
         server = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-            disable_nagle_algorithm = True
-
-            def log_message(self, *args) -> None:
-                pass
-
-            def _reply(self, status: int, doc: object) -> None:
-                body = b"" if doc is None else json.dumps(doc).encode()
-                self.send_response(status)
-                if doc is not None:
-                    self.send_header("Content-Type", "application/json;charset=UTF-8")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+        class Handler(JsonHandler):
+            content_type = "application/json;charset=UTF-8"
 
             def _any(self) -> None:
-                length = int(self.headers.get("Content-Length", "0") or 0)
-                raw = self.rfile.read(length) if length else b""
+                raw = self._body()
                 url = urlsplit(self.path)
                 with server.lock:
                     server.calls[f"{self.command} {url.path.split('/services/data/')[-1][:40]}"] += 1

@@ -19,7 +19,72 @@ from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
-class Receiver:
+class LocalHttpServer:
+    """A real HTTP server on 127.0.0.1 (https when ``tls``, an ssl.SSLContext, is set), serving from a
+    thread of its own while in a ``with`` block. A stand-in sets ``tls`` and calls ``_listen`` with
+    its request handler class; ``url`` ends with ``url_path``."""
+
+    tls = None
+    url_path = ""
+
+    def _listen(self, handler: type[BaseHTTPRequestHandler]) -> None:
+        owner = self
+
+        class Server(ThreadingHTTPServer):
+            daemon_threads = True
+
+            def get_request(self):
+                sock, addr = super().get_request()
+                if owner.tls is not None:
+                    sock = owner.tls.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+                return sock, addr
+
+        self.server = Server(("127.0.0.1", 0), handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        scheme = "https" if self.tls is not None else "http"
+        return f"{scheme}://127.0.0.1:{self.server.server_address[1]}{self.url_path}"
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class JsonHandler(BaseHTTPRequestHandler):
+    """A request handler answering JSON over HTTP/1.1 keep-alive, quietly (the CRM stand-ins')."""
+
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body go out at once (no delayed-ACK stalls)
+    content_type = "application/json"
+
+    def log_message(self, *args) -> None:
+        pass
+
+    def _body(self) -> bytes:
+        length = int(self.headers.get("Content-Length", "0") or 0)
+        return self.rfile.read(length) if length else b""
+
+    def _reply(self, status: int, doc: object, headers: dict | None = None) -> None:
+        body = b"" if doc is None else json.dumps(doc).encode()
+        self.send_response(status)
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
+        if doc is not None:
+            self.send_header("Content-Type", self.content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+class Receiver(LocalHttpServer):
+    url_path = "/hook"
+
     def __init__(self, secret: str, *, seed: int = 0, failure_rate: float = 0.0, max_failures: int = 10_000,
                  delay: float = 0.0, slow: float = 1.0, tls=None) -> None:
         self.secret = secret.encode()
@@ -36,32 +101,7 @@ class Receiver:
         self.bad_signatures = 0
         self.duplicates = 0
         self.tls = tls  # an ssl.SSLContext: the receiver speaks https
-        receiver = self
-
-        class Server(ThreadingHTTPServer):
-            daemon_threads = True
-
-            def get_request(self):
-                sock, addr = super().get_request()
-                if receiver.tls is not None:
-                    sock = receiver.tls.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
-                return sock, addr
-
-        self.server = Server(("127.0.0.1", 0), self._handler())
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        scheme = "https" if self.tls is not None else "http"
-        return f"{scheme}://127.0.0.1:{self.server.server_address[1]}/hook"
-
-    def __enter__(self) -> "Receiver":
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self._listen(self._handler())
 
     def _choose(self) -> str:
         with self.lock:
