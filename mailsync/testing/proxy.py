@@ -151,6 +151,11 @@ class TcpProxy:
         except OSError:
             writer.transport.abort()
             return
+        await self._splice(reader, writer, up_reader, up_writer)
+
+    async def _splice(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                      up_reader: asyncio.StreamReader, up_writer: asyncio.StreamWriter) -> None:
+        """Pump both ways between the client and the upstream until either side ends, then drop both."""
         pair = (writer, up_writer)
         flowing = asyncio.Event()
         if not self._stall_new:
@@ -225,14 +230,4 @@ class ConnectProxy(TcpProxy):
             return
         writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
         await writer.drain()
-        pair = (writer, up_writer)
-        flowing = asyncio.Event()
-        if not self._stall_new:
-            flowing.set()
-        self._pairs[pair] = flowing
-        await asyncio.gather(self._pump(reader, up_writer, flowing), self._pump(up_reader, writer, flowing),
-                             return_exceptions=True)
-        self._pairs.pop(pair, None)
-        for w in pair:
-            with contextlib.suppress(Exception):
-                w.transport.abort()
+        await self._splice(reader, writer, up_reader, up_writer)
