@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import imaplib
 import os
 import shlex
 import subprocess
@@ -197,18 +196,7 @@ class CourierServer(NamespacedServer):
             self.passwords[probe] = "probe-" + os.urandom(4).hex()
             self._write_userdb()
             self._make_maildir(probe)
-        conn = imaplib.IMAP4(self.host, self.imap_port, timeout=10)
-        try:
-            conn.login(probe, self.passwords[probe])
-            typ, data = conn.capability()
-            if typ != "OK":
-                raise imaplib.IMAP4.error(f"CAPABILITY failed: {data!r}")
-            return tuple(data[-1].decode().split())
-        finally:
-            try:
-                conn.logout()
-            except Exception:
-                pass
+        return self._login_capabilities(probe, self.passwords[probe])
 
     # ----------------------------------------------------------------- users
 

@@ -26,7 +26,6 @@ Facts this module relies on (Cyrus 3.6.1, Debian 12, checked on this machine):
 
 from __future__ import annotations
 
-import imaplib
 import os
 import subprocess
 from pathlib import Path
@@ -151,18 +150,7 @@ class CyrusServer(NamespacedServer):
                f"-p {self.root / 'run' / 'master.pid'}"
 
     def _probe(self) -> tuple[str, ...]:
-        conn = imaplib.IMAP4(self.host, self.imap_port, timeout=10)
-        try:
-            conn.login(ADMIN, self.admin_password)
-            typ, data = conn.capability()
-            if typ != "OK":
-                raise imaplib.IMAP4.error(f"CAPABILITY failed: {data!r}")
-            return tuple(data[-1].decode().split())
-        finally:
-            try:
-                conn.logout()
-            except Exception:
-                pass
+        return self._login_capabilities(ADMIN, self.admin_password)
 
     def _saslpasswd(self, name: str, password: str) -> None:
         proc = subprocess.run(["/usr/sbin/saslpasswd2", "-p", "-c", "-f", str(self.sasldb), "-u", _REALM, name],

@@ -286,6 +286,21 @@ class NamespacedServer:
     def _probe(self) -> tuple[str, ...]:
         raise NotImplementedError
 
+    def _login_capabilities(self, user: str, password: str) -> tuple[str, ...]:
+        """The capabilities the server announces after ``user`` logs in over plain IMAP."""
+        conn = imaplib.IMAP4(self.host, self.imap_port, timeout=10)
+        try:
+            conn.login(user, password)
+            typ, data = conn.capability()
+            if typ != "OK":
+                raise imaplib.IMAP4.error(f"CAPABILITY failed: {data!r}")
+            return tuple(data[-1].decode().split())
+        finally:
+            try:
+                conn.logout()
+            except Exception:
+                pass
+
     def stop(self) -> None:
         """Stop every process of the tree (SIGTERM, then SIGKILL after ``term_grace`` s). Idempotent."""
         proc, self._proc = self._proc, None
