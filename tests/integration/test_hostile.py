@@ -154,13 +154,10 @@ def test_a_mass_deletion_is_held_until_allowed(server, store):
 
 def test_held_deletions_through_the_cli(server, tmp_path):
     """`sync` exits 1 and `status` shows the held folder; `sync --allow-deletions` applies them."""
-    from helpers import run_cli, write_config
+    from helpers import run_cli
 
     fill(server, 8)
-    cfg = write_config(tmp_path / "config.toml", f"sqlite:///{tmp_path / 'cli.db'}", [
-        {"name": "acc", "host": server.host, "port": server.port, "tls": "none", "allow_plaintext": True,
-         "username": "u", "password": "env:MS_PW_HOSTILE", "timeout": 5}])
-    env = {"MS_PW_HOSTILE": "p"}
+    cfg, env = _cli_setup(server, tmp_path)
     run_cli("sync", "-q", config=cfg, env=env, check=True)
     with server.lock:
         server.folders[b"INBOX"].messages[:] = []
@@ -448,13 +445,10 @@ def test_a_non_ascii_password_logs_in_to_dovecot(dovecot, store):
 
 
 def test_append_of_endless_or_binary_input_is_refused(server, tmp_path):
-    from helpers import run_cli, write_config
+    from helpers import run_cli
 
     fill(server, 1)
-    cfg = write_config(tmp_path / "config.toml", f"sqlite:///{tmp_path / 'cli.db'}", [
-        {"name": "acc", "host": server.host, "port": server.port, "tls": "none", "allow_plaintext": True,
-         "username": "u", "password": "env:MS_PW_HOSTILE", "timeout": 5}])
-    env = {"MS_PW_HOSTILE": "p"}
+    cfg, env = _cli_setup(server, tmp_path)
     run_cli("sync", "-q", config=cfg, env=env, check=True)
     proc = run_cli("append", "acc", "INBOX", "/dev/zero", config=cfg, env=env, timeout=60)
     assert proc.returncode == 2 and "not a mail message" in proc.stderr and "Traceback" not in proc.stderr
