@@ -66,6 +66,16 @@ def _server_rename(user, old: str, new: str) -> None:
         c.logout()
 
 
+def _one_seen_message_synced(user, store):
+    """INBOX holds one \\Seen message, synced into ``store``; the account it was synced with."""
+    c = client_for(user)
+    c.append("INBOX", msg(1), flags=[b"\\Seen"])
+    c.logout()
+    account = account_for(user)
+    sync(store, account)
+    return account
+
+
 def _messages_of(user, folder: str) -> dict[int, bytes]:
     c = client_for(user)
     try:
@@ -136,11 +146,7 @@ def test_a_delete_whose_uid_holds_another_message_is_refused(dovecot, user, stor
 
 
 def test_a_flag_change_that_adds_and_removes_lands_whole_in_one_sync(dovecot, user, store):
-    c = client_for(user)
-    c.append("INBOX", msg(1), flags=[b"\\Seen"])
-    c.logout()
-    account = account_for(user)
-    sync(store, account)
+    account = _one_seen_message_synced(user, store)
     LocalChanges(store).flag("acc", "INBOX", 1, add=["\\Flagged"], remove=["\\Seen"])
     sync(store, account)
     server = server_snapshot(user)["INBOX"]["messages"][1]
@@ -156,11 +162,7 @@ def test_a_flag_change_that_adds_and_removes_lands_whole_in_one_sync(dovecot, us
 @pytest.mark.parametrize("changes", [[(["\\Seen"], [])], [(["\\Flagged"], []), ([], ["\\Flagged"])]],
                          ids=["seen-on-read", "flag-then-unflag"])
 def test_a_flag_change_that_changes_nothing_settles_at_once(dovecot, user, store, changes):
-    c = client_for(user)
-    c.append("INBOX", msg(1), flags=[b"\\Seen"])
-    c.logout()
-    account = account_for(user)
-    sync(store, account)
+    account = _one_seen_message_synced(user, store)
     for add, remove in changes:
         LocalChanges(store).flag("acc", "INBOX", 1, add=add, remove=remove)
     with UnitOfWork(store) as uow:
@@ -172,11 +174,7 @@ def test_a_flag_change_that_changes_nothing_settles_at_once(dovecot, user, store
 
 def test_a_stuck_no_op_flag_change_is_settled_by_the_next_sync(dovecot, user, store):
     """A queued change the store already agrees with (left by an older version) settles at the sync."""
-    c = client_for(user)
-    c.append("INBOX", msg(1), flags=[b"\\Seen"])
-    c.logout()
-    account = account_for(user)
-    sync(store, account)
+    account = _one_seen_message_synced(user, store)
     op = LocalChanges(store).flag("acc", "INBOX", 1, add=["\\Flagged"])
     with UnitOfWork(store) as uow:  # the flag is back without the journal knowing
         uow.connection.execute(update(tables.placements).values(flags="\\Seen"))
