@@ -25,6 +25,16 @@ def store(tmp_path):
     s.dispose()
 
 
+def _one_seen_message_synced(user, store, extra: str):
+    """INBOX holds one \\Seen message (its body marked ``extra``), synced into ``store``: the
+    server's name of INBOX, and the account."""
+    inbox = mailbox(user, "INBOX")
+    user.server.load(user.name, [("INBOX", msg(1, extra=extra), "\\Seen")])
+    account = account_for(user)
+    sync(store, account)
+    return inbox, account
+
+
 def _open_ops(store) -> list[tuple[str, str]]:
     with UnitOfWork(store) as uow:
         ops = uow.session.query(PendingOp).filter(PendingOp.state.in_(("pending", "sent")))
@@ -74,10 +84,7 @@ def test_a_folder_replaced_within_its_second_is_not_taken_for_a_rename(server_us
 
 def test_one_flag_change_that_adds_and_removes_lands_whole(server_user, store):
     user = server_user
-    inbox = mailbox(user, "INBOX")
-    user.server.load(user.name, [("INBOX", msg(1, extra="flags"), "\\Seen")])
-    account = account_for(user)
-    sync(store, account)
+    inbox, account = _one_seen_message_synced(user, store, "flags")
     LocalChanges(store).flag("acc", inbox, 1, add=["\\Flagged"], remove=["\\Seen"])
     sync(store, account)
     assert server_snapshot(user)[inbox]["messages"][1][0] == ["\\Flagged"]
@@ -88,10 +95,7 @@ def test_one_flag_change_that_adds_and_removes_lands_whole(server_user, store):
 
 def test_a_flag_change_that_changes_nothing_settles_at_once(server_user, store):
     user = server_user
-    inbox = mailbox(user, "INBOX")
-    user.server.load(user.name, [("INBOX", msg(1, extra="noop"), "\\Seen")])
-    account = account_for(user)
-    sync(store, account)
+    inbox, account = _one_seen_message_synced(user, store, "noop")
     LocalChanges(store).flag("acc", inbox, 1, add=["\\Seen"])
     sync(store, account)
     assert _open_ops(store) == []
