@@ -33,7 +33,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -114,14 +114,7 @@ class HubSpotTransport(CrmTransport):
 
     # -- what the worker asks ------------------------------------------------------------------
 
-    def send(self, envelopes: Sequence[dict], refs: Mapping[str, Ref] | None = None,
-             contacts: Mapping[str, dict] | None = None) -> Outcome:
-        """Deliver one envelope. ``refs``: the CRM ids known of the records it names; ``contacts``:
-        the records of contacts its activity names that the CRM does not have yet."""
-        (env,) = envelopes
-        self._learnt = {}
-        self._contacts = dict(contacts or {})
-        refs = dict(refs or {})
+    def _deliver(self, env: dict, refs: dict) -> Outcome:
         try:
             getattr(self, f"_{env['op']}_{env['type']}")(env, refs)
         except self.api_errors as exc:

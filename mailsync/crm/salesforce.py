@@ -30,7 +30,7 @@ client at module level (start-up stays short).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from datetime import date
 from typing import Any
 
@@ -116,14 +116,7 @@ class SalesforceTransport(CrmTransport):
     def close(self) -> None:
         self.session.close()
 
-    def send(self, envelopes: Sequence[dict], refs: Mapping[str, Ref] | None = None,
-             contacts: Mapping[str, dict] | None = None) -> Outcome:
-        """Deliver one envelope. ``refs``: the CRM ids known of the records it names; ``contacts``:
-        the records of contacts its activity names that the CRM does not have yet."""
-        (env,) = envelopes
-        self._learnt = {}
-        self._contacts = dict(contacts or {})
-        refs = dict(refs or {})
+    def _deliver(self, env: dict, refs: dict) -> Outcome:
         action = getattr(self, f"_{env['op']}_{env['type']}")
         for attempt in (1, 2):
             try:

@@ -218,6 +218,18 @@ class CrmTransport:
                 ids.append(rec["contact_id"])
         return ids
 
+    def send(self, envelopes: Sequence[dict], refs: Mapping[str, Ref] | None = None,
+             contacts: Mapping[str, dict] | None = None) -> Outcome:
+        """Deliver one envelope. ``refs``: the CRM ids known of the records it names; ``contacts``:
+        the records of contacts its activity names that the CRM does not have yet."""
+        (env,) = envelopes
+        self._learnt = {}
+        self._contacts = dict(contacts or {})
+        return self._deliver(env, dict(refs or {}))
+
+    def _deliver(self, env: dict, refs: dict) -> Outcome:
+        raise NotImplementedError
+
     def _upsert_contact(self, env: dict, refs: dict) -> None:
         raise NotImplementedError
 
