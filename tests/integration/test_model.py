@@ -503,6 +503,7 @@ class SyncModel(RuleBasedStateMachine):
         self.dirty = False
 
 
+@pytest.mark.model
 @pytest.mark.timeout(3600)
 def test_sync_model(imap_server, tmp_path):
     SyncModel.server = imap_server
