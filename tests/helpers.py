@@ -137,3 +137,29 @@ def run_cli(*args: str, config: Path | None = None, env: dict | None = None, tim
 def export_via_cli(config: Path, env: dict | None = None, *extra: str) -> list[dict]:
     proc = run_cli("export", "messages", "--format", "jsonl", *extra, config=config, env=env, check=True)
     return [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
+
+
+def damage_stored_body(store_url: str, message_id: str) -> None:
+    """Change one byte of a stored message, where the store keeps it (pack file or database row)."""
+    from sqlalchemy import select, update
+
+    from mailsync.store.db import open_store
+    from mailsync.store.models import Body
+
+    store = open_store(store_url)
+    try:
+        with store.engine.begin() as conn:
+            sha, pack, offset, data = conn.execute(select(Body.sha256, Body.pack, Body.pack_offset, Body.data)
+                                                   .where(Body.message_id == message_id)).one()
+            if pack is not None:
+                with open(store.packs.path(pack), "r+b") as f:
+                    f.seek(offset + 40)
+                    byte = f.read(1)
+                    f.seek(offset + 40)
+                    f.write(bytes([byte[0] ^ 0x20]))
+            else:
+                damaged = bytearray(data)
+                damaged[40] ^= 0x20
+                conn.execute(update(Body).where(Body.sha256 == sha).values(data=bytes(damaged)))
+    finally:
+        store.dispose()

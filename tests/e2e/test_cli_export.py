@@ -16,12 +16,9 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select, update
 
-from helpers import account_entry, client_for, password_var, run_cli, write_config
+from helpers import account_entry, client_for, damage_stored_body, password_var, run_cli, write_config
 from mailsync.imap import utf7
-from mailsync.store.db import open_store
-from mailsync.store.models import Body
 from mailsync.testing.corpus import load_into, read_corpus
 
 REPO = Path(__file__).resolve().parents[2]
@@ -281,27 +278,6 @@ def test_export_mbox_reads_back_in_python(tmp_path, imap_user, store_url, corpus
     assert foreign.read_bytes() == b"From x Thu Jan  1 00:00:00 1970\n\nhi\n\n"
 
 
-def _damage(store_url: str, message_id: str) -> None:
-    """Change one byte of a stored message, where the store keeps it (pack file or row)."""
-    store = open_store(store_url)
-    try:
-        with store.engine.begin() as conn:
-            sha, pack, offset, data = conn.execute(select(Body.sha256, Body.pack, Body.pack_offset, Body.data)
-                                                   .where(Body.message_id == message_id)).one()
-            if pack is not None:
-                with open(store.packs.path(pack), "r+b") as f:
-                    f.seek(offset + 40)
-                    byte = f.read(1)
-                    f.seek(offset + 40)
-                    f.write(bytes([byte[0] ^ 0x20]))
-            else:
-                damaged = bytearray(data)
-                damaged[40] ^= 0x20
-                conn.execute(update(Body).where(Body.sha256 == sha).values(data=bytes(damaged)))
-    finally:
-        store.dispose()
-
-
 def _bytes_cli(*args: str, config, env) -> subprocess.CompletedProcess:
     import sys
 
@@ -331,7 +307,7 @@ def test_show_prints_the_servers_bytes_and_refuses_a_damaged_body(tmp_path, imap
     missing = _bytes_cli("show", "acc", "INBOX", "99", config=cfg, env=env)
     assert missing.returncode == 1 and b"no message with UID 99 in acc/INBOX" in missing.stderr
 
-    _damage(store_url, "<s2@example.org>")
+    damage_stored_body(store_url, "<s2@example.org>")
     bad = _bytes_cli("show", "acc", "INBOX", "2", config=cfg, env=env)
     assert bad.returncode == 1 and bad.stdout == b""
     assert b"acc/INBOX UID 2" in bad.stderr and b"mailsync verify" in bad.stderr and b"Traceback" not in bad.stderr

@@ -8,37 +8,14 @@ import json
 
 from sqlalchemy import select, update
 
-from helpers import (account_entry, export_snapshot, export_via_cli, nonempty, password_var, run_cli,
-                     server_snapshot, write_config)
+from helpers import (account_entry, damage_stored_body, export_snapshot, export_via_cli, nonempty, password_var,
+                     run_cli, server_snapshot, write_config)
 from mailsync.store.db import open_store
-from mailsync.store.models import Body
 
 
 def _msg(i: int) -> bytes:
     return (f"From: a@example.org\r\nMessage-ID: <v{i}@example.org>\r\nSubject: {i}\r\n\r\n".encode()
             + f"line {i}\r\n".encode() * (20 + i))
-
-
-def _damage(store_url: str, message_id: str) -> None:
-    """Change one byte of a stored message, where the store keeps it."""
-    store = open_store(store_url)
-    try:
-        with store.engine.begin() as conn:
-            sha, pack, offset, data = conn.execute(select(Body.sha256, Body.pack, Body.pack_offset, Body.data)
-                                                   .where(Body.message_id == message_id)).one()
-            if pack is not None:
-                path = store.packs.path(pack)
-                with open(path, "r+b") as f:
-                    f.seek(offset + 40)
-                    byte = f.read(1)
-                    f.seek(offset + 40)
-                    f.write(bytes([byte[0] ^ 0x20]))
-            else:
-                raw = bytearray(data)
-                raw[40] ^= 0x20
-                conn.execute(update(Body).where(Body.sha256 == sha).values(data=bytes(raw)))
-    finally:
-        store.dispose()
 
 
 def test_verify_names_a_damaged_message_and_repair_gets_it_back(tmp_path, imap_user, store_url):
@@ -51,7 +28,7 @@ def test_verify_names_a_damaged_message_and_repair_gets_it_back(tmp_path, imap_u
     assert ok.returncode == 0, ok.stderr
     assert "verified 6 message(s)" in ok.stderr and "0 problem(s)" in ok.stderr and ok.stdout == ""
 
-    _damage(store_url, "<v3@example.org>")
+    damage_stored_body(store_url, "<v3@example.org>")
     bad = run_cli("verify", config=cfg, env=env)
     assert bad.returncode == 1
     assert bad.stdout.startswith("acc/INBOX UID 4: ") and "corrupt" in bad.stdout
