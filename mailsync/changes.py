@@ -190,6 +190,11 @@ class LocalChanges:
             sha = p.body_sha256
             # what the UID must still hold on the server when the delete goes out (the engine checks)
             mid, size = repo.placement_keys(uow.session, f.id, [uid])[uid]
+            # a flag change still waiting for this message has nothing left to act on (rule L4)
+            for op in uow.session.scalars(select(PendingOp).where(
+                    PendingOp.placement_id == p.id, PendingOp.kind == "flags",
+                    PendingOp.state.in_(("pending", "sent")))):
+                op.state, op.updated_at = "done", utcnow()
             uow.session.delete(p)
             uow.session.flush()
             repo.delete_orphan_bodies(uow.session, [sha])

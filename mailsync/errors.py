@@ -52,6 +52,11 @@ class ProtocolError(MailsyncError):
     """The server sent something that is not valid IMAP (or not what the command allows)."""
 
 
+class FolderMissing(ProtocolError):
+    """The server says a folder a command names does not exist ([NONEXISTENT], or [TRYCREATE] for
+    an APPEND, COPY or MOVE into it): deleted or renamed by another client since the store saw it."""
+
+
 class MappingMismatch(MailsyncError):
     """A UID on the server does not hold the message the store says it does: a destructive command
     (delete, move, expunge) aimed at it is refused before it is sent."""

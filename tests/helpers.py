@@ -89,7 +89,12 @@ def server_snapshot(user) -> dict:
             if any(f.lower() in (b"\\noselect", b"\\nonexistent") for f in flags):
                 continue
             raw_s = raw.decode() if isinstance(raw, bytes) else raw
-            info = c.select_folder(raw_s, readonly=True)
+            try:
+                info = c.select_folder(raw_s, readonly=True)
+            except c.Error as exc:  # listed, yet not there: Dovecot lists a deleted parent of folders so
+                if "exist" not in str(exc):
+                    raise
+                continue
             msgs = {}
             if info[b"EXISTS"]:
                 uids = c.search("ALL")

@@ -221,6 +221,8 @@ def expect(before: ServerView, ops: Iterable[LocalOp], *, agreed: dict[str, tupl
         if place is None or t in alt:
             continue
         if t in appended_flags:
+            if t in server_flagged:  # an interrupted sync appended it, then another client flagged it
+                continue
             flags[t] = _apply(appended_flags[t], flag_ops.get(t, ()))
             continue
         seen = before.one(t)

@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 from mailsync.config.model import AccountConfig
-from mailsync.errors import AuthError, ConnectError, CredentialError, ProtocolError, TLSVerifyError
+from mailsync.errors import AuthError, ConnectError, CredentialError, FolderMissing, ProtocolError, TLSVerifyError
 from mailsync.imap import utf7
 from mailsync.imap.payloads import (ListEntry, appenduid, copyuid, modified, parse_esearch, parse_list, parse_search,
                                     parse_objectid, parse_status_reply, parse_vanished)
@@ -133,6 +133,21 @@ def _mapped_errors(account: AccountConfig, doing: str):
         raise ConnectError(f"account '{account.name}': {where} closed the connection while {doing}: {_text(exc)}") from exc
     except (imaplib.IMAP4.error, ice.IMAPClientError) as exc:
         raise ProtocolError(f"account '{account.name}': {where} answered badly while {doing}: {_text(exc)}") from exc
+
+
+def _names_a_missing_folder(tagged) -> bool:
+    """A NO saying the folder the command named does not exist: the NONEXISTENT code (RFC 5530), a
+    TRYCREATE (RFC 3501 6.3.11: APPEND, COPY or MOVE into a folder that is not there), or, from
+    servers without codes, the words (Dovecot "Mailbox doesn't exist", Cyrus and Courier "Mailbox
+    does not exist", "No such mailbox")."""
+    if tagged.status != "NO":
+        return False
+    code = (tagged.code or "").upper()
+    if code.startswith(("NONEXISTENT", "TRYCREATE")):
+        return True
+    text = tagged.text.lower()
+    return not code and ("mailbox doesn't exist" in text or "mailbox does not exist" in text
+                         or "no such mailbox" in text)
 
 
 def _text(exc: BaseException) -> str:
@@ -343,8 +358,9 @@ class ImapConnection:
                                         f"responses while {doing}; refused")
                 untagged.append(ev)
         if ok and tagged.status != "OK":
-            raise ProtocolError(f"account '{self.account.name}': {doing} failed: {tagged.status} "
-                                f"{('[' + tagged.code + '] ') if tagged.code else ''}{tagged.text}")
+            error = FolderMissing if _names_a_missing_folder(tagged) else ProtocolError
+            raise error(f"account '{self.account.name}': {doing} failed: {tagged.status} "
+                        f"{('[' + tagged.code + '] ') if tagged.code else ''}{tagged.text}")
         return untagged, fetches, tagged
 
     def enable(self, *caps: str) -> None:
@@ -428,7 +444,7 @@ class ImapConnection:
             if self.selected == raw_name:
                 self.selected = None
             return True
-        if (tagged.code or "").upper().startswith("NONEXISTENT") or "not exist" in tagged.text.lower():
+        if _names_a_missing_folder(tagged):
             return False
         raise ProtocolError(f"account '{self.account.name}': DELETE {raw_name!r} failed: {tagged.text}")
 

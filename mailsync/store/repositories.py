@@ -103,6 +103,12 @@ def update_folder(db: Db, folder_id: int, **values: Any) -> None:
     db.execute(update(tables.folders).where(_F.id == folder_id).values(**values))
 
 
+def reread_folder(db: Db, folder_id: int) -> None:
+    """Make the next sync compare the whole folder with the server (rule D3: no checkpoint to
+    start from), keeping what the store has: a UID the store lacks is then found and read again."""
+    db.execute(update(tables.folders).where(_F.id == folder_id).values(uidnext=None, highestmodseq=None))
+
+
 # The three folder writes of every folder a sync downloads, as Core UPDATEs. Loading the Folder and
 # flushing it through the ORM cost the store worker 1-3 ms of Python each time, holding the GIL the
 # reader needs: a 20,000-message first sync took 40-75 ms longer (wall, medians of 12-16 rounds).

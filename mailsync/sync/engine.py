@@ -50,7 +50,7 @@ from sqlalchemy import delete, insert, select, update
 
 from mailsync.auth.login import open_connection
 from mailsync.config.model import AccountConfig
-from mailsync.errors import ConnectError, MailsyncError, MappingMismatch, ProtocolError
+from mailsync.errors import ConnectError, FolderMissing, MailsyncError, MappingMismatch, ProtocolError
 from mailsync.imap import utf7
 from mailsync.store import repositories as repo
 from mailsync.store import tables
@@ -61,6 +61,7 @@ from mailsync.store.worker import PackWriter, StoreWorker
 from mailsync.sync import guards
 from mailsync.sync import plan as P
 from mailsync.sync.message import message_id, message_id_at, sha256_hex
+from mailsync.sync.undo import settle_orphaned_flag_changes, undo_refused
 
 log = logging.getLogger("mailsync.sync")
 
@@ -183,6 +184,7 @@ class AccountSync(guards.ServerChecks):
         self._writer: PackWriter | None = None  # writes first syncs' pack batches (_download_packed)
         self._contradicted: dict[int, str] = {}  # folder id -> why its listing was not believed (rule G1)
         self._mass: dict[int, tuple[str, list[int], int]] = {}  # folder id -> (name, UIDs, live): rule G2
+        self._carried: dict[int, dict[int, P.ServerMessage]] = {}  # rule N3: folder id -> uid -> server's flags
 
     # -- entry point --------------------------------------------------------------------------
 
@@ -208,6 +210,7 @@ class AccountSync(guards.ServerChecks):
                     self._pull(conn, db)
                     db.call(self._settle_mass)
                     db.call(self._link_deferred)
+                    self._push_carried(conn, db)
                     for folder_id, name, info in self._deferred_complete:
                         db.submit(self._complete_folder, folder_id, name, info, small=True)
                     db.drain()
@@ -315,8 +318,20 @@ class AccountSync(guards.ServerChecks):
             except (ProtocolError, MappingMismatch) as exc:  # the server refused this one; the others go on
                 if getattr(conn, "broken", False):
                     raise
-                db.call(self._mark, op_id, "failed", str(exc))
-                self.result.notes.append(f"local change #{op_id} ({kind}) failed: {exc}")
+                undone = db.call(self._refused, op_id, kind, args, placement_id, exc)
+                self.result.notes.append(f"local change #{op_id} ({kind}) failed: {exc}"
+                                         + (f"; {undone}" if undone else ""))
+
+    def _refused(self, uow: UnitOfWork, op_id: int, kind: str, args: dict, placement_id: int | None,
+                 exc: MailsyncError) -> str:
+        """The server refused a local change: the store goes back to what the server has (rules L1-L3
+        in mailsync.sync.undo), in the transaction that marks the change failed."""
+        c = uow.connection
+        folder_id = c.scalar(select(tables.pending_ops.c.folder_id).where(tables.pending_ops.c.id == op_id))
+        undone, orphans = undo_refused(c, self.account_id, kind, args, folder_id, placement_id, exc)
+        self._orphans.update(orphans)
+        self._mark(uow, op_id, "failed", str(exc) + (f" ({undone})" if undone else ""))
+        return undone
 
     def _op_mkdir(self, conn, db, op_id, state, args, _pid) -> None:
         db.call(self._mark, op_id, "sent")
@@ -348,16 +363,43 @@ class AccountSync(guards.ServerChecks):
         raw, flags, mid = info
         folder = args["folder_name"]
         if state == "sent":  # a crash may have come after the APPEND: look before appending again
-            uid = self._find_new_copy(conn, db, folder, mid)
+            try:
+                uid = self._find_new_copy(conn, db, folder, mid)
+            except FolderMissing:  # not there: the APPEND below creates it again (rule L5)
+                uid = None
             if uid is not None:
                 db.call(self._settle_placement, op_id, placement_id, uid)
                 return
         db.call(self._mark, op_id, "sent")
         crashpoint("append sent")
-        answer = conn.append(folder, raw, flags)
+        try:
+            answer = conn.append(folder, raw, flags)
+        except FolderMissing:
+            # Rule L5: the folder went from the server (another client deleted or renamed it) while
+            # this message waited: it is created again to hold it, never dropped with the folder.
+            conn.create(folder)
+            answer = conn.append(folder, raw, flags)
+            validity = answer[0] if answer else conn.select(folder).uidvalidity
+            db.call(self._folder_recreated, folder, validity, placement_id)
         crashpoint("append answered")
         uid = self._appended_uid(conn, db, folder, answer, raw, mid)
         db.call(self._settle_placement, op_id, placement_id, uid)
+
+    def _folder_recreated(self, uow: UnitOfWork, raw_name: str, uidvalidity: int, keep: int) -> None:
+        """Rule L5's store side: the folder on the server is a new one. The old one's messages are
+        tombstoned (found again by body if another client moved them, rule N2); the folder starts
+        over with the new UIDVALIDITY and no checkpoints, holding the waiting message ``keep``."""
+        c, pl, fo = uow.connection, tables.placements.c, tables.folders.c
+        folder_id = c.scalar(select(fo.id).where(fo.account_id == self.account_id, fo.raw_name == raw_name))
+        if folder_id is None:
+            return
+        c.execute(update(tables.placements).where(pl.folder_id == folder_id, pl.uid.isnot(None), pl.id != keep,
+                                                  pl.tombstone_run.is_(None)).values(tombstone_run=self.run_id))
+        repo.update_folder(c, folder_id, uidvalidity=uidvalidity, uidnext=None, highestmodseq=None, messages=None,
+                           fetched_uid=0, status="ok", status_reason=None)
+        self._audit(uow, "folder_recreated", "gone from the server while a local message waited to go into it: "
+                    "created again to hold it", folder=utf7.decode(raw_name))
+        uow.commit()
 
     def _op_move(self, conn, db, op_id, state, args, placement_id) -> None:
         src, src_uid, dest = args["src_folder"], args["src_uid"], args["dest_folder"]
@@ -372,7 +414,7 @@ class AccountSync(guards.ServerChecks):
                     conn.select(src)
                     conn.uid_store([src_uid], "+FLAGS.SILENT", ["\\Deleted"])
                     conn.uid_expunge([src_uid])
-                db.call(self._settle_placement, op_id, placement_id, uid)
+                db.call(self._settle_placement, op_id, placement_id, uid, True)
                 return
             conn.select(src)
         if not in_src:  # gone from the server meanwhile: the server's expunge wins
@@ -389,7 +431,7 @@ class AccountSync(guards.ServerChecks):
             conn.uid_expunge([src_uid])
         crashpoint("move answered")
         uid = mapping.get(src_uid) or self._find_new_copy(conn, db, dest, mid)
-        db.call(self._settle_placement, op_id, placement_id, uid)
+        db.call(self._settle_placement, op_id, placement_id, uid, True)
 
     def _op_delete(self, conn, db, op_id, state, args, _pid) -> None:
         conn.select(args["folder_name"])
@@ -446,14 +488,19 @@ class AccountSync(guards.ServerChecks):
         p = _placement_with_body(uow.connection, placement_id)
         return (p.message_id, p.size) if p else None
 
-    def _settle_placement(self, uow: UnitOfWork, op_id: int, placement_id: int, uid: int | None) -> None:
+    def _settle_placement(self, uow: UnitOfWork, op_id: int, placement_id: int, uid: int | None,
+                          moved: bool = False) -> None:
+        """The change reached the server as ``uid``. An appended message has the flags it was sent
+        with; a moved one has the flags the server gave it before, which the store last agreed as
+        its base: a local flag change not pushed yet stays one, and the pull of the folder pushes it."""
         c, pl = uow.connection, tables.placements.c
         p = c.execute(select(pl.folder_id).where(pl.id == placement_id)).one_or_none()
         if p is not None and uid is not None:
             # the pull may already have seen this UID and made a placement for it: merge into ours
             c.execute(delete(tables.placements).where(pl.folder_id == p.folder_id, pl.uid == uid,
                                                       pl.id != placement_id))
-            c.execute(update(tables.placements).where(pl.id == placement_id).values(uid=uid, base_flags=pl.flags))
+            values = {"uid": uid, "modseq": None} if moved else {"uid": uid, "base_flags": pl.flags}
+            c.execute(update(tables.placements).where(pl.id == placement_id).values(**values))
         self._mark(uow, op_id, "done")
 
     def _drop_placement(self, uow: UnitOfWork, op_id: int, placement_id: int, why: str) -> None:
@@ -499,6 +546,14 @@ class AccountSync(guards.ServerChecks):
             except ProtocolError as exc:  # one bad folder does not stop the others
                 if getattr(conn, "broken", False):
                     raise
+                if isinstance(exc, FolderMissing) and not folder.placements:
+                    # Listed, yet not there (deleted since the LIST; Dovecot lists the deleted parent of
+                    # other folders so, every time): the store holds no mail of it, so nothing is at
+                    # stake and the run is not failed for it; `status` shows why it is empty.
+                    self.result.notes.append(f"folder {folder.name!r} is listed but cannot be selected "
+                                             f"({exc}): it holds no mail here and is left out")
+                    db.submit(self._folder_failed, folder.id, f"listed but cannot be selected: {exc}", small=True)
+                    continue
                 folder_errors.append(str(exc))
                 db.submit(self._folder_failed, folder.id, str(exc), small=True)
                 continue
@@ -1096,9 +1151,13 @@ class AccountSync(guards.ServerChecks):
         s, pl, fo = uow.connection, tables.placements.c, tables.folders.c
         shas = sorted({sha for *_, sha in self._deferred_links})
         tombs: dict[str, list[int]] = {}
-        for pid, sha in s.execute(select(pl.id, pl.body_sha256).join(tables.folders, fo.id == pl.folder_id).where(
+        local: dict[int, tuple[str, str | None]] = {}  # tombstone -> (flags, base) with a local change
+        for pid, sha, flags, base in s.execute(select(pl.id, pl.body_sha256, pl.flags, pl.base_flags).join(
+                tables.folders, fo.id == pl.folder_id).where(
                 fo.account_id == self.account_id, pl.tombstone_run == self.run_id, pl.body_sha256.in_(shas))):
             tombs.setdefault(sha, []).append(pid)
+            if flags != base:
+                local[pid] = (flags, base)
         moves: list[tuple[int, dict]] = []
         rows_by_folder: dict[int, list[dict]] = {}
         for folder_id, uid, item, sha in self._deferred_links:
@@ -1109,6 +1168,11 @@ class AccountSync(guards.ServerChecks):
                 moves.append((pid, {"folder_id": folder_id, "uid": uid, "tombstone_run": None,
                                     "flags": row["flags"], "base_flags": row["flags"], "modseq": row["modseq"],
                                     "internaldate": row["internaldate"], "size": row["size"]}))
+                if pid in local:  # a local flag change follows the message to its new folder (rule N3)
+                    flags, base = local[pid]
+                    moves[-1][1].update(flags=flags, base_flags=base)
+                    self._carried.setdefault(folder_id, {})[uid] = P.ServerMessage(
+                        tuple(row["flags"].split()), row["modseq"])
                 self.result.moves += 1
                 if pid in self._expunged:  # counted as expunged in this run; a dropped folder's were not
                     self.result.expunged -= 1
@@ -1121,9 +1185,37 @@ class AccountSync(guards.ServerChecks):
         uow.commit()
         crashpoint("links committed")
 
+    def _push_carried(self, conn, db: StoreWorker) -> None:
+        """Rule N3's second half: merge each carried flag change with the flags the server gave the
+        moved message (T1/T2) and push the result (T3), in this run, like any folder's pushes."""
+        for folder_id, server in self._carried.items():
+            folder, pushes = db.call(self._merge_carried, folder_id, server)
+            if pushes:
+                conn.select(folder.raw_name)
+                self._push_flags(conn, db, folder, pushes)
+
+    def _merge_carried(self, uow: UnitOfWork, folder_id: int, server: dict) -> tuple[_Folder, list]:
+        s = uow.connection
+        f = repo.get_folder(s, folder_id)
+        local = {uid: p for uid, p in repo.live_placements_for(s, folder_id, list(server), ()).items()}
+        plan = P.plan_messages({uid: P.LocalMessage(p.flags, p.base_flags, p.modseq) for uid, p in local.items()},
+                               {uid: m for uid, m in server.items() if uid in local}, vanished=[], full=False,
+                               policy=self.account.conflict)
+        repo.update_placements(s, ((local[uid].id, _changed(local[uid], flags=flags, base_flags=base, modseq=modseq))
+                                   for uid, (flags, base, modseq) in plan.updates.items()))
+        if plan.settled:
+            self._settle_flag_ops(s, [local[uid].id for uid in plan.settled])
+        uow.commit()
+        folder = _Folder(f.id, f.raw_name, f.name, f.status, f.status_reason, None, False, True)
+        return folder, [(uid, add, remove, modseq, tuple(plan.updates[uid][0].split()))
+                        for uid, add, remove, modseq in plan.pushes]
+
     def _cleanup(self, uow: UnitOfWork) -> None:
-        """Expire tombstones of earlier runs (rule N2) and folders gone before this run."""
+        """Expire tombstones of earlier runs (rule N2) and folders gone before this run; settle flag
+        changes left without a message (rule L4)."""
         s, fo, pl = uow.connection, tables.folders.c, tables.placements.c
+        if settle_orphaned_flag_changes(s, self.account_id):
+            self.result.notes.append("a flag change waited on a message removed on the server since: dropped")
         # Tombstones are few (each lives one run): find them by their index, then keep this account's.
         # (Filtering by folder in SQL made SQLite scan every placement of the account instead.)
         mine = set(s.scalars(select(fo.id).where(fo.account_id == self.account_id)))

@@ -373,6 +373,8 @@ def merge_flags(server: Iterable[str], base: Iterable[str] | None, local: Iterab
 #      is moved instead (rule N2), keeping its identity.
 #  N2  Expunged placements are tombstoned for one run, then deleted: a message that left one folder and
 #      arrived in another is a move, in whichever order the two folders are synced.
+#  N3  A local flag change not yet pushed follows its message when another client moves it: it is
+#      merged with the flags of the moved copy (T1/T2) and pushed there in the same run (T3).
 
 
 def uidvalidity_rematch_accepted(known: int, found: int) -> bool:

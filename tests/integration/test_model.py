@@ -65,25 +65,7 @@ FIGURES: Counter = Counter()
 #: xfail, strict) in test_model_regressions.py. While one is listed, the rules steer around it (or
 #: the check looks past its one symptom) so that the rest is still tested; delete its line when the
 #: fix lands and the test covers it again.
-OPEN_DEFECTS = {
-    # a local flag change on a message the server moved (or expunged) meanwhile stays pending for ever
-    "flag-change-on-moved-message": "test_flag_change_on_a_message_moved_on_the_server_settles",
-    # a local flag change on a message deleted since (locally or on the server) stays pending for ever
-    "flag-change-on-gone-message": "test_flag_change_on_a_message_deleted_since_settles",
-    # a local flag change, then a local move of the message: the move lands, the flag change is lost
-    "flag-change-then-local-move": "test_flag_change_then_local_move_keeps_the_flags",
-    # a local rename onto a name the server took meanwhile: refused, yet the store keeps it renamed
-    "local-rename-refused": "test_local_rename_onto_a_name_the_server_took_meanwhile",
-    # a local append into a folder deleted on the server meanwhile (or into a folder renamed locally
-    # from one the server deleted) is lost
-    "local-append-orphaned": "test_local_append_into_a_folder_the_server_deleted_meanwhile_is_kept",
-    # a deleted parent of folders, listed by Dovecot without \Noselect, fails every sync after
-    "deleted-parent-listed": "test_deleted_parent_of_folders_does_not_fail_every_sync",
-    # a local delete the server refuses (its folder renamed meanwhile) is not undone in the store
-    "local-delete-refused": "test_local_delete_in_a_folder_the_server_renamed_meanwhile",
-    # a local move the server refuses (its folder gone meanwhile) is not undone in the store
-    "local-move-refused": "test_local_move_into_a_folder_the_server_deleted_meanwhile",
-}
+OPEN_DEFECTS: dict[str, str] = {}
 
 
 @pytest.fixture(params=SERVERS)
