@@ -1,7 +1,8 @@
 """Local changes: the Python API behind `mailsync flag|move|delete|append|mkdir|rmdir|rename`.
 
-Owns: recording a local change — the local state it changes and its pending-operation row, in one
-transaction — so the next sync (or the watch daemon) pushes it. Must not: speak IMAP (the sync
+Owns: recording a local change — the local state it changes and its journal entry (a
+mailsync.sync.journal operation in a pending_ops row), in one transaction — so the next sync (or the
+watch daemon) pushes it. Must not: speak IMAP (the sync
 engine settles pending operations) or decide merges (plan.py does).
 
     changes = LocalChanges(store)
@@ -15,7 +16,6 @@ naming the account, folder and UID that were not found, and what to do instead.
 
 from __future__ import annotations
 
-import json
 import re
 import secrets
 import time
@@ -28,6 +28,7 @@ from mailsync.store import repositories as repo
 from mailsync.store.db import Store
 from mailsync.store.models import Account, Folder, PendingOp, Placement, utcnow
 from mailsync.store.uow import UnitOfWork
+from mailsync.sync import journal
 from mailsync.sync.message import message_id, sha256_hex
 from mailsync.sync.plan import flags_text
 
@@ -139,10 +140,11 @@ class LocalChanges:
                               hint="list them with: mailsync export messages --folder NAME")
         return p
 
-    def _op(self, uow: UnitOfWork, acc: Account, kind: str, *, folder: Folder | None = None,
-            placement: Placement | None = None, state: str = "pending", **args) -> int:
+    def _op(self, uow: UnitOfWork, acc: Account, change: journal.Operation, *, folder: Folder | None = None,
+            placement: Placement | None = None, state: str = "pending") -> int:
+        kind, args = journal.encode(change)
         op = PendingOp(account_id=acc.id, kind=kind, folder_id=folder.id if folder else None,
-                       placement_id=placement.id if placement else None, args=json.dumps(args, sort_keys=True),
+                       placement_id=placement.id if placement else None, args=args,
                        state=state, attempts=0, created_at=utcnow())
         uow.session.add(op)
         uow.session.flush()
@@ -160,15 +162,16 @@ class LocalChanges:
             p = self._placement(uow, acc, f, uid)
             current = set(p.flags.split())
             p.flags = flags_text((current | set(add)) - set(remove))
+            change = journal.FlagChange(tuple(add), tuple(remove))
             if p.flags != p.base_flags:
-                return self._op(uow, acc, "flags", folder=f, placement=p, add=add, remove=remove)
+                return self._op(uow, acc, change, folder=f, placement=p)
             # The message is back where the server has it (a change that changes nothing, or one
             # that undoes a queued one): nothing is left to push, so nothing stays pending.
             now = utcnow()
             for op in uow.session.scalars(select(PendingOp).where(
                     PendingOp.placement_id == p.id, PendingOp.kind == "flags", PendingOp.state == "pending")):
                 op.state, op.updated_at = "done", now
-            return self._op(uow, acc, "flags", folder=f, placement=p, state="done", add=add, remove=remove)
+            return self._op(uow, acc, change, folder=f, placement=p, state="done")
 
     def move(self, account: str, folder: str, uid: int, dest: str) -> int:
         with UnitOfWork(self.store) as uow:
@@ -179,8 +182,7 @@ class LocalChanges:
                 raise ChangeError(f"cannot move a message to the folder it is in ({folder!r})")
             p = self._placement(uow, acc, src, uid)
             p.folder_id, p.uid = dst.id, None
-            return self._op(uow, acc, "move", folder=dst, placement=p, src_folder=src.raw_name, src_uid=uid,
-                            dest_folder=dst.raw_name)
+            return self._op(uow, acc, journal.Move(src.raw_name, uid, dst.raw_name), folder=dst, placement=p)
 
     def delete(self, account: str, folder: str, uid: int) -> int:
         with UnitOfWork(self.store) as uow:
@@ -198,7 +200,7 @@ class LocalChanges:
             uow.session.delete(p)
             uow.session.flush()
             repo.delete_orphan_bodies(uow.session, [sha])
-            return self._op(uow, acc, "delete", folder=f, folder_name=f.raw_name, uid=uid, message_id=mid, size=size)
+            return self._op(uow, acc, journal.Delete(f.raw_name, uid, mid, size), folder=f)
 
     def append(self, account: str, folder: str, raw: bytes, *, flags=(), internaldate: str | None = None) -> int:
         flags = [normalise_flag(x) for x in flags]
@@ -218,7 +220,7 @@ class LocalChanges:
                           modseq=None, internaldate=idate, size=len(raw))
             uow.session.add(p)
             uow.session.flush()
-            return self._op(uow, acc, "append", folder=f, placement=p, folder_name=f.raw_name)
+            return self._op(uow, acc, journal.Append(f.raw_name), folder=f, placement=p)
 
     def mkdir(self, account: str, name: str) -> int:
         with UnitOfWork(self.store) as uow:
@@ -234,7 +236,7 @@ class LocalChanges:
             else:
                 existing.status = "ok"
             uow.session.flush()
-            return self._op(uow, acc, "mkdir", folder=existing, folder_name=raw)
+            return self._op(uow, acc, journal.Mkdir(raw), folder=existing)
 
     def rmdir(self, account: str, name: str) -> int:
         with UnitOfWork(self.store) as uow:
@@ -247,7 +249,7 @@ class LocalChanges:
             uow.session.delete(f)
             uow.session.flush()
             repo.delete_orphan_bodies(uow.session, shas)
-            return self._op(uow, acc, "rmdir", folder_name=raw)
+            return self._op(uow, acc, journal.Rmdir(raw))
 
     def rename(self, account: str, old: str, new: str) -> int:
         with UnitOfWork(self.store) as uow:
@@ -267,4 +269,4 @@ class LocalChanges:
                         Folder.raw_name.startswith(old_raw + delimiter, autoescape=True))):
                     child.raw_name = f.raw_name + child.raw_name[len(old_raw):]
                     child.name = new + child.name[len(old_name):]
-            return self._op(uow, acc, "rename", folder=f, old=old_raw, new=f.raw_name)
+            return self._op(uow, acc, journal.Rename(old_raw, f.raw_name), folder=f)

@@ -39,9 +39,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import logging
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -50,7 +48,7 @@ from sqlalchemy import delete, insert, select, update
 
 from mailsync.auth.login import open_connection
 from mailsync.config.model import AccountConfig
-from mailsync.errors import ConnectError, FolderMissing, MailsyncError, MappingMismatch, ProtocolError
+from mailsync.errors import ConnectError, FolderMissing, MailsyncError, ProtocolError
 from mailsync.imap import utf7
 from mailsync.store import repositories as repo
 from mailsync.store import tables
@@ -58,29 +56,15 @@ from mailsync.store.db import Store
 from mailsync.store.tables import utcnow
 from mailsync.store.uow import UnitOfWork
 from mailsync.store.worker import PackWriter, StoreWorker
-from mailsync.sync import guards
+from mailsync.sync import crash, guards
 from mailsync.sync import plan as P
 from mailsync.sync.message import message_id, message_id_at, sha256_hex
-from mailsync.sync.undo import settle_orphaned_flag_changes, undo_refused
+from mailsync.sync.journal_push import JournalPush
+from mailsync.sync.undo import settle_orphaned_flag_changes
 
 log = logging.getLogger("mailsync.sync")
 
 BATCH_BYTES = 16 * 1024 * 1024  # a batch is committed at batch_size messages or this many bytes
-
-_crash_after = int(os.environ.get("MAILSYNC_CRASH_AFTER") or 0)
-_crash_seen = 0
-
-
-def crashpoint(name: str) -> None:
-    """Test hook, as in isync's suite: with MAILSYNC_CRASH_AFTER=N the process dies (as kill -9
-    would leave it) at the Nth crash point it passes. One integer compare otherwise."""
-    global _crash_seen
-    if _crash_after:
-        _crash_seen += 1
-        if _crash_seen == _crash_after:
-            os.write(2, f"mailsync: crash point {_crash_seen} ({name}) reached\n".encode())
-            os._exit(99)
-
 
 class SyncObserver:
     """Progress callbacks; the default does nothing. The CLI passes a rich progress display.
@@ -150,7 +134,7 @@ class SyncInterrupted(MailsyncError):
     the step in progress was committed, so the next sync resumes from there."""
 
 
-class AccountSync(guards.ServerChecks):
+class AccountSync(JournalPush, guards.ServerChecks):
     """One two-way delta sync of an account.
 
     For the watch daemon (mailsync.push), two optional hooks; without them nothing changes:
@@ -290,222 +274,6 @@ class AccountSync(guards.ServerChecks):
             account_id=self.account_id, run_id=self.run_id, at=utcnow(), kind=kind, folder=folder, uid=uid,
             detail=detail))
         self.result.notes.append(f"{kind}: {folder + ': ' if folder else ''}{detail}")
-
-    # -- store -> server: the journal of local operations -------------------------------------
-
-    def _load_ops(self, uow: UnitOfWork) -> list[tuple[int, str, str, dict, int | None]]:
-        o = tables.pending_ops.c
-        ops = uow.connection.execute(select(o.id, o.kind, o.state, o.args, o.placement_id).where(
-            o.account_id == self.account_id, o.state.in_(("pending", "sent")), o.kind != "flags").order_by(o.id))
-        return [(op_id, kind, state, json.loads(args), pid) for op_id, kind, state, args, pid in ops]
-
-    def _mark(self, uow: UnitOfWork, op_id: int, state: str, error: str | None = None) -> None:
-        o = tables.pending_ops.c
-        uow.connection.execute(update(tables.pending_ops).where(o.id == op_id).values(
-            state=state, error=error, updated_at=utcnow(),
-            attempts=o.attempts + 1 if state == "sent" else o.attempts))
-        uow.commit()
-        if state == "done":
-            self.result.pushed += 1
-
-    def _push_ops(self, conn, db: StoreWorker) -> None:
-        # In the order they were made: each names folders as they were called at that moment.
-        ops = db.call(self._load_ops)
-        for op_id, kind, state, args, placement_id in ops:
-            self._check_stop()
-            try:
-                getattr(self, f"_op_{kind}")(conn, db, op_id, state, args, placement_id)
-            except (ProtocolError, MappingMismatch) as exc:  # the server refused this one; the others go on
-                if getattr(conn, "broken", False):
-                    raise
-                undone = db.call(self._refused, op_id, kind, args, placement_id, exc)
-                self.result.notes.append(f"local change #{op_id} ({kind}) failed: {exc}"
-                                         + (f"; {undone}" if undone else ""))
-
-    def _refused(self, uow: UnitOfWork, op_id: int, kind: str, args: dict, placement_id: int | None,
-                 exc: MailsyncError) -> str:
-        """The server refused a local change: the store goes back to what the server has (rules L1-L3
-        in mailsync.sync.undo), in the transaction that marks the change failed."""
-        c = uow.connection
-        folder_id = c.scalar(select(tables.pending_ops.c.folder_id).where(tables.pending_ops.c.id == op_id))
-        undone, orphans = undo_refused(c, self.account_id, kind, args, folder_id, placement_id, exc)
-        self._orphans.update(orphans)
-        self._mark(uow, op_id, "failed", str(exc) + (f" ({undone})" if undone else ""))
-        return undone
-
-    def _op_mkdir(self, conn, db, op_id, state, args, _pid) -> None:
-        db.call(self._mark, op_id, "sent")
-        crashpoint("mkdir sent")
-        conn.create(args["folder_name"])
-        db.call(self._mark, op_id, "done")
-
-    def _op_rmdir(self, conn, db, op_id, state, args, _pid) -> None:
-        db.call(self._mark, op_id, "sent")
-        crashpoint("rmdir sent")
-        conn.delete(args["folder_name"])
-        db.call(self._mark, op_id, "done")
-
-    def _op_rename(self, conn, db, op_id, state, args, _pid) -> None:
-        names = {f.raw_name for f in conn.list_folders(with_status=False)}
-        if args["old"] not in names and args["new"] in names:  # it happened before a crash
-            db.call(self._mark, op_id, "done")
-            return
-        db.call(self._mark, op_id, "sent")
-        crashpoint("rename sent")
-        conn.rename(args["old"], args["new"])
-        db.call(self._mark, op_id, "done")
-
-    def _op_append(self, conn, db, op_id, state, args, placement_id) -> None:
-        info = db.call(self._placement_body, placement_id)
-        if info is None:  # the local message was deleted again before it reached the server
-            db.call(self._mark, op_id, "done")
-            return
-        raw, flags, mid = info
-        folder = args["folder_name"]
-        if state == "sent":  # a crash may have come after the APPEND: look before appending again
-            try:
-                uid = self._find_new_copy(conn, db, folder, mid)
-            except FolderMissing:  # not there: the APPEND below creates it again (rule L5)
-                uid = None
-            if uid is not None:
-                db.call(self._settle_placement, op_id, placement_id, uid)
-                return
-        db.call(self._mark, op_id, "sent")
-        crashpoint("append sent")
-        try:
-            answer = conn.append(folder, raw, flags)
-        except FolderMissing:
-            # Rule L5: the folder went from the server (another client deleted or renamed it) while
-            # this message waited: it is created again to hold it, never dropped with the folder.
-            conn.create(folder)
-            answer = conn.append(folder, raw, flags)
-            validity = answer[0] if answer else conn.select(folder).uidvalidity
-            db.call(self._folder_recreated, folder, validity, placement_id)
-        crashpoint("append answered")
-        uid = self._appended_uid(conn, db, folder, answer, raw, mid)
-        db.call(self._settle_placement, op_id, placement_id, uid)
-
-    def _folder_recreated(self, uow: UnitOfWork, raw_name: str, uidvalidity: int, keep: int) -> None:
-        """Rule L5's store side: the folder on the server is a new one. The old one's messages are
-        tombstoned (found again by body if another client moved them, rule N2); the folder starts
-        over with the new UIDVALIDITY and no checkpoints, holding the waiting message ``keep``."""
-        c, pl, fo = uow.connection, tables.placements.c, tables.folders.c
-        folder_id = c.scalar(select(fo.id).where(fo.account_id == self.account_id, fo.raw_name == raw_name))
-        if folder_id is None:
-            return
-        c.execute(update(tables.placements).where(pl.folder_id == folder_id, pl.uid.isnot(None), pl.id != keep,
-                                                  pl.tombstone_run.is_(None)).values(tombstone_run=self.run_id))
-        repo.update_folder(c, folder_id, uidvalidity=uidvalidity, uidnext=None, highestmodseq=None, messages=None,
-                           fetched_uid=0, status="ok", status_reason=None)
-        self._audit(uow, "folder_recreated", "gone from the server while a local message waited to go into it: "
-                    "created again to hold it", folder=utf7.decode(raw_name))
-        uow.commit()
-
-    def _op_move(self, conn, db, op_id, state, args, placement_id) -> None:
-        src, src_uid, dest = args["src_folder"], args["src_uid"], args["dest_folder"]
-        key = db.call(self._placement_key, placement_id)
-        mid = key[0] if key else None
-        conn.select(src)
-        in_src = self._guard(conn, src, src_uid, key, "move")
-        if state == "sent":
-            uid = self._find_new_copy(conn, db, dest, mid)
-            if uid is not None:  # copied before the crash; finish the expunge
-                if in_src:
-                    conn.select(src)
-                    conn.uid_store([src_uid], "+FLAGS.SILENT", ["\\Deleted"])
-                    conn.uid_expunge([src_uid])
-                db.call(self._settle_placement, op_id, placement_id, uid, True)
-                return
-            conn.select(src)
-        if not in_src:  # gone from the server meanwhile: the server's expunge wins
-            db.call(self._drop_placement, op_id, placement_id, "the message was expunged on the server")
-            return
-        db.call(self._mark, op_id, "sent")
-        crashpoint("move sent")
-        if conn.has("MOVE"):
-            mapping = conn.uid_copy([src_uid], dest, move=True)
-        else:
-            mapping = conn.uid_copy([src_uid], dest)
-            crashpoint("move copied")
-            conn.uid_store([src_uid], "+FLAGS.SILENT", ["\\Deleted"])
-            conn.uid_expunge([src_uid])
-        crashpoint("move answered")
-        uid = mapping.get(src_uid) or self._find_new_copy(conn, db, dest, mid)
-        db.call(self._settle_placement, op_id, placement_id, uid, True)
-
-    def _op_delete(self, conn, db, op_id, state, args, _pid) -> None:
-        conn.select(args["folder_name"])
-        key = (args.get("message_id"), args["size"]) if "size" in args else None  # older journals lack it
-        present = self._guard(conn, args["folder_name"], args["uid"], key, "delete")
-        db.call(self._mark, op_id, "sent")
-        crashpoint("delete sent")
-        if present:
-            conn.uid_store([args["uid"]], "+FLAGS.SILENT", ["\\Deleted"])
-            conn.uid_expunge([args["uid"]])
-        db.call(self._mark, op_id, "done")
-
-    def _guard(self, conn, folder: str, uid: int, expected: tuple[str | None, int] | None, what: str) -> bool:
-        """The last line of defence before a destructive command: is ``uid`` (in the selected
-        ``folder``) still on the server, and does it hold the message the store names (Message-ID and
-        size)? False when it is gone; MappingMismatch, with nothing sent, when it holds another."""
-        item = conn.fetch_headers([uid]).get(uid)
-        if item is None:
-            return False
-        if expected is not None:
-            found = (message_id(item.header_fields or b""), item.size)
-            if found != tuple(expected):
-                raise MappingMismatch(
-                    f"account '{self.account.name}': {utf7.decode(folder)!r} UID {uid} is not the message the "
-                    f"store names (the server has Message-ID {found[0]}, {found[1]} bytes; the store expected "
-                    f"{expected[0]}, {expected[1]} bytes): the {what} was not sent",
-                    hint="run `mailsync verify --server --repair` to re-read the folder, then make the change again")
-        return True
-
-    def _find_new_copy(self, conn, db, folder: str, mid: str | None) -> int | None:
-        """The UID in `folder` of a message with Message-ID `mid` that the store does not know yet."""
-        if not mid:
-            return None
-        conn.select(folder)
-        candidates = conn.search_message_id(mid)
-        known = db.call(self._known_uids, folder)
-        fresh = [u for u in candidates if u not in known]
-        return max(fresh) if fresh else None
-
-    def _known_uids(self, uow: UnitOfWork, raw_name: str) -> set[int]:
-        f = tables.folders.c
-        folder_id = uow.connection.scalar(select(f.id).where(f.account_id == self.account_id,
-                                                             f.raw_name == raw_name))
-        return set() if folder_id is None else set(repo.uid_flags(uow.connection, folder_id))
-
-    def _placement_body(self, uow: UnitOfWork, placement_id: int | None):
-        p = _placement_with_body(uow.connection, placement_id)
-        if p is None:
-            return None
-        return repo.read_body(uow.connection, p.body_sha256), p.flags.split(), p.message_id
-
-    def _placement_key(self, uow: UnitOfWork, placement_id: int | None) -> tuple[str | None, int] | None:
-        """(Message-ID, size) of a placement's message: what its UID must hold on the server."""
-        p = _placement_with_body(uow.connection, placement_id)
-        return (p.message_id, p.size) if p else None
-
-    def _settle_placement(self, uow: UnitOfWork, op_id: int, placement_id: int, uid: int | None,
-                          moved: bool = False) -> None:
-        """The change reached the server as ``uid``. An appended message has the flags it was sent
-        with; a moved one has the flags the server gave it before, which the store last agreed as
-        its base: a local flag change not pushed yet stays one, and the pull of the folder pushes it."""
-        c, pl = uow.connection, tables.placements.c
-        p = c.execute(select(pl.folder_id).where(pl.id == placement_id)).one_or_none()
-        if p is not None and uid is not None:
-            # the pull may already have seen this UID and made a placement for it: merge into ours
-            c.execute(delete(tables.placements).where(pl.folder_id == p.folder_id, pl.uid == uid,
-                                                      pl.id != placement_id))
-            values = {"uid": uid, "modseq": None} if moved else {"uid": uid, "base_flags": pl.flags}
-            c.execute(update(tables.placements).where(pl.id == placement_id).values(**values))
-        self._mark(uow, op_id, "done")
-
-    def _drop_placement(self, uow: UnitOfWork, op_id: int, placement_id: int, why: str) -> None:
-        uow.connection.execute(delete(tables.placements).where(tables.placements.c.id == placement_id))
-        self._mark(uow, op_id, "failed", why)
 
     # -- server -> store: folders -------------------------------------------------------------
 
@@ -803,7 +571,7 @@ class AccountSync(guards.ServerChecks):
         if delta.new:
             delta.have_bodies = self._bodies_before_run
         uow.commit()
-        crashpoint("folder reconciled")
+        crash.point("folder reconciled")
         return delta
 
     def _adopt_whole(self, uow: UnitOfWork, folder_id: int, name: str, info, reason: str | None) -> None:
@@ -813,7 +581,7 @@ class AccountSync(guards.ServerChecks):
             self._audit(uow, "full_comparison", reason, folder=name)
         repo.adopt_uidvalidity(uow.connection, folder_id, info.uidvalidity)
         uow.commit()
-        crashpoint("folder reconciled")
+        crash.point("folder reconciled")
 
     def _settle_flag_ops(self, s, placement_ids: list[int]) -> None:
         o = tables.pending_ops.c
@@ -835,7 +603,7 @@ class AccountSync(guards.ServerChecks):
                 if not flags and op != "FLAGS":
                     continue
                 fetched, modified = conn.uid_store(uids, op, flags, unchangedsince=modseq)
-                crashpoint("flags stored")
+                crash.point("flags stored")
                 answered.update(fetched)
                 refused.update(modified)
         db.submit(self._record_flag_pushes, folder.id, folder.name, [p[0] for p in pushes], answered, refused)
@@ -874,7 +642,7 @@ class AccountSync(guards.ServerChecks):
         repo.mark_folder_synced(uow.connection, folder_id, info.uidnext, info.highestmodseq, info.exists, utcnow(),
                                 info.mailboxid)
         uow.commit()
-        crashpoint("folder complete")
+        crash.point("folder complete")
         self.result.folders += 1
         self.observer.folder_done(self.account.name, name)
 
@@ -1071,7 +839,7 @@ class AccountSync(guards.ServerChecks):
             pack, start = written.result()
             rows += [(sha, size, mid, pack, start + off) for sha, size, mid, off in bodies]
             placed += places
-        crashpoint("packs written")
+        crash.point("packs written")
         s = uow.connection
         repo.add_packed_bodies(s, rows)
         repo.add_placement_rows(s, placed)
@@ -1139,7 +907,7 @@ class AccountSync(guards.ServerChecks):
         ``report``: tell the observer (False when it was told as the bodies were written)."""
         repo.advance_fetched_uid(uow.connection, folder_id, top_uid)
         uow.commit()
-        crashpoint("batch committed")
+        crash.point("batch committed")
         self.result.new_messages += count
         if report:
             self.observer.messages_stored(self.account.name, name, count, nbytes)
@@ -1183,7 +951,7 @@ class AccountSync(guards.ServerChecks):
         for folder_id, rows in rows_by_folder.items():
             repo.add_placements(s, self._adopt_unsettled(s, folder_id, rows))
         uow.commit()
-        crashpoint("links committed")
+        crash.point("links committed")
 
     def _push_carried(self, conn, db: StoreWorker) -> None:
         """Rule N3's second half: merge each carried flag change with the flags the server gave the
@@ -1280,14 +1048,6 @@ def _changed(row, **values) -> dict:
     """Of ``values`` (column: new value), those that differ from what ``row`` holds."""
     return {k: v for k, v in values.items() if getattr(row, k) != v}
 
-
-def _placement_with_body(c, placement_id: int | None):
-    """(body_sha256, flags, message_id) of a placement, or None when there is no such placement."""
-    if not placement_id:
-        return None
-    pl, b = tables.placements.c, tables.bodies.c
-    return c.execute(select(pl.body_sha256, pl.flags, b.message_id, pl.size).join(tables.bodies, b.sha256 == pl.body_sha256)
-                     .where(pl.id == placement_id)).one_or_none()
 
 
 def sync_account(store: Store, account: AccountConfig, **kw) -> AccountResult:

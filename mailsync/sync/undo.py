@@ -30,21 +30,22 @@ from mailsync.store import repositories as repo
 from mailsync.store import tables
 from mailsync.store.repositories import Db
 from mailsync.store.tables import utcnow
+from mailsync.sync import journal
 
 
-def undo_refused(db: Db, account_id: int, kind: str, args: dict, folder_id: int | None,
-                 placement_id: int | None, exc: MailsyncError) -> tuple[str, set[str]]:
+def undo_refused(db: Db, account_id: int, entry: journal.Entry, exc: MailsyncError) -> tuple[str, set[str]]:
     """Rules L1-L3 for one refused change: (what was done, as words for the notes; bodies that may
     have lost their last placement)."""
-    if kind == "move":
-        return _undo_move(db, account_id, args, placement_id, exc)
-    if kind == "delete":
-        target = _live_folder(db, account_id, args["folder_name"]) or folder_id
+    op = entry.op
+    if isinstance(op, journal.Move):
+        return _undo_move(db, account_id, op, entry.placement_id, exc)
+    if isinstance(op, journal.Delete):
+        target = _live_folder(db, account_id, op.folder_name) or entry.folder_id
         if target is not None:
             repo.reread_folder(db, target)
             return "the folder is read again, so the message is back in the store", set()
-    if kind == "rename" and not isinstance(exc, FolderMissing) and folder_id is not None:
-        return _undo_rename(db, account_id, folder_id, args["old"], args["new"]), set()
+    if isinstance(op, journal.Rename) and not isinstance(exc, FolderMissing) and entry.folder_id is not None:
+        return _undo_rename(db, account_id, entry.folder_id, op.old, op.new), set()
     return "", set()
 
 
@@ -54,22 +55,22 @@ def _live_folder(db: Db, account_id: int, raw_name: str) -> int | None:
                                          fo.status != "gone"))
 
 
-def _undo_move(db: Db, account_id: int, args: dict, placement_id: int | None,
+def _undo_move(db: Db, account_id: int, op: journal.Move, placement_id: int | None,
                exc: MailsyncError) -> tuple[str, set[str]]:
     pl = tables.placements.c
     row = db.execute(select(pl.uid, pl.body_sha256).where(pl.id == placement_id)).one_or_none()
     if row is None or row.uid is not None:  # deleted again locally, or already settled
         return "", set()
-    src = _live_folder(db, account_id, args["src_folder"])
-    taken = src is not None and db.scalar(select(pl.id).where(pl.folder_id == src, pl.uid == args["src_uid"]))
+    src = _live_folder(db, account_id, op.src_folder)
+    taken = src is not None and db.scalar(select(pl.id).where(pl.folder_id == src, pl.uid == op.src_uid))
     if src is not None and not taken and not isinstance(exc, MappingMismatch):  # L1
         db.execute(update(tables.placements).where(pl.id == placement_id)
-                   .values(folder_id=src, uid=args["src_uid"], modseq=None))
-        return f"the message is back in {utf7.decode(args['src_folder'])!r} in the store", set()
+                   .values(folder_id=src, uid=op.src_uid, modseq=None))
+        return f"the message is back in {utf7.decode(op.src_folder)!r} in the store", set()
     db.execute(delete(tables.placements).where(pl.id == placement_id))
     if src is not None:
         repo.reread_folder(db, src)
-    return f"{utf7.decode(args['src_folder'])!r} is read again from the server", {row.body_sha256}
+    return f"{utf7.decode(op.src_folder)!r} is read again from the server", {row.body_sha256}
 
 
 def _undo_rename(db: Db, account_id: int, folder_id: int, old: str, new: str) -> str:

@@ -47,7 +47,7 @@ from mailsync.store import repositories as repo
 from mailsync.store import tables
 from mailsync.store.db import open_store
 from mailsync.store.uow import UnitOfWork
-from mailsync.sync import engine
+from mailsync.sync import crash, engine
 from mailsync.testing.proxy import TcpProxy
 from twoway_support import diff, store_snapshot
 
@@ -416,7 +416,7 @@ class SyncModel(RuleBasedStateMachine):
         """Every connection reset at the sync's Nth crash point (the connection drops mid-sync)."""
         self.step("sync_cut")
         seen = 0
-        real = engine.crashpoint
+        real = crash.point
 
         def cut(name: str) -> None:
             nonlocal seen
@@ -424,11 +424,11 @@ class SyncModel(RuleBasedStateMachine):
             if seen == at:
                 self.proxy.cut()
 
-        engine.crashpoint = cut
+        crash.point = cut
         try:
             result = engine.sync_account(self.store, self.account)
         finally:
-            engine.crashpoint = real
+            crash.point = real
         FIGURES["cut" if seen >= at else "cut_missed"] += 1
         self.ops = [dataclasses.replace(op, maybe_sent=True) for op in self.ops]
         assert result.ok or seen >= at, f"a sync failed without a fault: {result.error}"
