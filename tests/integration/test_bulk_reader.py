@@ -227,10 +227,10 @@ def test_a_first_sync_cut_short_keeps_what_it_wrote(tmp_path, monkeypatch):
     from mailsync.store import repositories as repo
     from mailsync.store.db import open_store
     from mailsync.store.uow import UnitOfWork
-    from mailsync.sync import engine
+    from mailsync.sync import download
     from mailsync.sync.engine import sync_account
 
-    monkeypatch.setattr(engine, "BATCH_BYTES", 1)  # every message fills a pack batch of its own
+    monkeypatch.setattr(download, "BATCH_BYTES", 1)  # every message fills a pack batch of its own
     m = [_msg(i) for i in range(1, 4)]
     reply = b"".join(_usual(i + 1, 20 + i, raw) for i, raw in enumerate(m)) + (
         b"* 4 FETCH (UID 23 FLAGS () INTERNALDATE %s RFC822.SIZE 900 BODY[] {900}\r\n" % DATE) + b"cut"
@@ -260,10 +260,10 @@ def test_a_first_sync_asked_to_stop_commits_what_it_handed_over(tmp_path, monkey
     from mailsync.store import repositories as repo
     from mailsync.store.db import open_store
     from mailsync.store.uow import UnitOfWork
-    from mailsync.sync import engine
+    from mailsync.sync import download
     from mailsync.sync.engine import AccountSync
 
-    monkeypatch.setattr(engine, "BATCH_BYTES", 1)  # a pack batch per message
+    monkeypatch.setattr(download, "BATCH_BYTES", 1)  # a pack batch per message
     m = [_msg(i) for i in range(1, 6)]
     server = ScriptedServer(b"".join(_usual(i + 1, 30 + i, raw) for i, raw in enumerate(m)), exists=5)
     store = open_store(f"sqlite:///{tmp_path}/s.db")

@@ -15,12 +15,14 @@ proxy reset there). After every quiet sync, and at the end of every example:
 
 Seeded (derandomize) and bounded: MAILSYNC_MODEL_EXAMPLES (default 12) examples of at most
 MAILSYNC_MODEL_STEPS (default 25) steps per server; MAILSYNC_MODEL_REPORT=PATH writes the run's
-figures as JSON. A server is one entry in SERVERS (Dovecot and Cyrus): a session fixture whose value
-has ``new_user(name, password)`` returning a user with host, imaps_port, ca_file, name and password.
+figures as JSON; MAILSYNC_MODEL_LOG=PATH appends every failure with its example's steps. A server
+is one entry in SERVERS (Dovecot and Cyrus): a session fixture whose value has
+``new_user(name, password)`` returning a user with host, imaps_port, ca_file, name and password.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import itertools
 import json
@@ -109,6 +111,7 @@ class SyncModel(RuleBasedStateMachine):
         self.interrupted = False
         self.dirty = True  # something happened since the last checked sync
         self.delim = "/"
+        self.trail: list[str] = []  # the steps of this example, for MAILSYNC_MODEL_LOG
 
     def teardown(self) -> None:
         try:
@@ -130,6 +133,22 @@ class SyncModel(RuleBasedStateMachine):
         FIGURES["steps"] += 1
         FIGURES[name] += 1
         self.dirty = True
+        args = {k: v for k, v in sys._getframe(1).f_locals.items() if k != "self"}  # the rule's arguments
+        self.trail.append(f"{name}({', '.join(f'{k}={v!r}' for k, v in args.items())})")
+
+    @contextlib.contextmanager
+    def logged(self):
+        """A failure is appended to MAILSYNC_MODEL_LOG with this example's steps: Hypothesis reports a
+        failure that a replay does not repeat (kills and cuts depend on timing) only as "Flaky"."""
+        try:
+            yield
+        except BaseException as exc:
+            log = os.environ.get("MAILSYNC_MODEL_LOG")
+            if log:
+                with open(log, "a") as f:
+                    f.write(f"--- example {FIGURES['examples']} on {self.server.__class__.__name__}: "
+                            f"{exc.__class__.__name__}\n  " + "\n  ".join(self.trail) + f"\n{exc}\n\n")
+            raise
 
     def model_folders(self, view_folders) -> list[str]:
         """Folders the rules may rename or delete: not INBOX, not the special-use ones."""
@@ -403,8 +422,9 @@ class SyncModel(RuleBasedStateMachine):
         proc = subprocess.run([sys.executable, "-m", "mailsync", "--config", str(self.config), "sync", "--quiet"],
                               env=dict(self.env, MAILSYNC_CRASH_AFTER=str(at)), capture_output=True, text=True,
                               timeout=300)
-        assert proc.returncode in (0, 1, 99), f"exit {proc.returncode}\n{proc.stderr}"
-        assert "Traceback" not in proc.stderr, proc.stderr
+        with self.logged():
+            assert proc.returncode in (0, 1, 99), f"exit {proc.returncode}\n{proc.stderr}"
+            assert "Traceback" not in proc.stderr, proc.stderr
         FIGURES["killed" if proc.returncode == 99 else "kill_missed"] += 1
         self.ops = [dataclasses.replace(op, maybe_sent=True) for op in self.ops]
         FIGURES["seconds_killed_syncs"] += time.monotonic() - t0
@@ -431,7 +451,8 @@ class SyncModel(RuleBasedStateMachine):
             crash.point = real
         FIGURES["cut" if seen >= at else "cut_missed"] += 1
         self.ops = [dataclasses.replace(op, maybe_sent=True) for op in self.ops]
-        assert result.ok or seen >= at, f"a sync failed without a fault: {result.error}"
+        with self.logged():
+            assert result.ok or seen >= at, f"a sync failed without a fault: {result.error}"
         self.interrupted = True
 
     # -- the invariants ---------------------------------------------------------------------------
@@ -439,7 +460,8 @@ class SyncModel(RuleBasedStateMachine):
     def quiet_sync(self) -> None:
         t0 = time.monotonic()
         try:
-            self._quiet_sync()
+            with self.logged():
+                self._quiet_sync()
         finally:
             FIGURES["seconds_quiet_syncs"] += time.monotonic() - t0
 

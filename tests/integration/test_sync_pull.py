@@ -76,7 +76,7 @@ def test_first_sync_of_messages_larger_than_a_batch(tmp_path, imap_user, store_u
     a whole batch (16 MiB): each is stored exactly, next to the small ones around it."""
     import os
 
-    from mailsync.sync.engine import BATCH_BYTES
+    from mailsync.sync.download import BATCH_BYTES
 
     def message(i: int, size: int) -> bytes:
         head = f"Message-ID: <big{i}@example.org>\r\nSubject: part {i}\r\n\r\n".encode()
