@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import time
+from typing import TYPE_CHECKING
 
 from sqlalchemy import select, update
 
@@ -24,13 +25,16 @@ from mailsync.sync import crash
 from mailsync.sync import plan as P
 from mailsync.sync.message import message_id, message_id_at, sha256_hex
 
+if TYPE_CHECKING:
+    from mailsync.imap.connection import ImapConnection
+
 BATCH_BYTES = 16 * 1024 * 1024  # a batch is committed at batch_size messages or this many bytes
 
 
 class Downloads:
     """The download half of a sync (see the module's docstring)."""
 
-    def _download(self, conn, db: StoreWorker, folder_id: int, name: str, uids: list[int] | None,
+    def _download(self, conn: ImapConnection, db: StoreWorker, folder_id: int, name: str, uids: list[int] | None,
                   ahead: str | None = None, info=None) -> None:
         """Read messages off the socket here; the store worker commits them in batches.
         ``uids`` None: every message of the folder as SELECT described it (``info``; rule D4);
@@ -59,7 +63,7 @@ class Downloads:
         if batch:
             db.submit(self._commit_batch, folder_id, name, batch, nbytes)
 
-    def _download_packed(self, conn, db: StoreWorker, folder_id: int, name: str, ahead: str | None = None,
+    def _download_packed(self, conn: ImapConnection, db: StoreWorker, folder_id: int, name: str, ahead: str | None = None,
                          info=None) -> None:
         """Rule D4 into a store with pack files, without copying a message: each literal is read
         straight into the pack batch it will be written from (packs.PackBatch), hashed there, and

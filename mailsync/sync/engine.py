@@ -42,6 +42,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from sqlalchemy import delete, insert, select, update
 
@@ -61,6 +62,9 @@ from mailsync.sync.message import message_id
 from mailsync.sync.download import Downloads, bulk_checkpoints_task
 from mailsync.sync.journal_push import JournalPush
 from mailsync.sync.undo import settle_orphaned_flag_changes
+
+if TYPE_CHECKING:
+    from mailsync.imap.connection import ImapConnection
 
 log = logging.getLogger("mailsync.sync")
 
@@ -276,11 +280,11 @@ class AccountSync(Downloads, JournalPush, guards.ServerChecks):
 
     # -- server -> store: folders -------------------------------------------------------------
 
-    def _pull(self, conn, db: StoreWorker) -> None:
+    def _pull(self, conn: ImapConnection, db: StoreWorker) -> None:
         acc = self.account
         remote = [f for f in conn.list_folders()
                   if f.selectable and P.folder_selected(f.name, acc.folders, acc.exclude)]
-        for why in getattr(conn, "unlisted", ()):  # names that cannot be used: set aside, the rest goes on
+        for why in conn.unlisted:  # names that cannot be used: set aside, the rest goes on
             self.result.set_aside.append(f"a folder was set aside: {why}")
         if conn.condstore and not conn.has("LIST-STATUS"):
             remote = [_with_status(f, *self._status(conn, f)) for f in remote]
@@ -311,7 +315,7 @@ class AccountSync(Downloads, JournalPush, guards.ServerChecks):
                 with _naming(folder.name, acc.name):
                     self._sync_folder(conn, db, folder, ahead.get(folder.id))
             except ProtocolError as exc:  # one bad folder does not stop the others
-                if getattr(conn, "broken", False):
+                if conn.broken:
                     raise
                 if isinstance(exc, FolderMissing) and not folder.placements:
                     # Listed, yet not there (deleted since the LIST; Dovecot lists the deleted parent of
@@ -332,7 +336,7 @@ class AccountSync(Downloads, JournalPush, guards.ServerChecks):
     def _known_folder_names(self, uow: UnitOfWork) -> set[str]:
         return {f.raw_name for f in repo.folders_of(uow.connection, self.account_id)}
 
-    def _identify_renames(self, conn, db: StoreWorker, remote) -> dict[str, int]:
+    def _identify_renames(self, conn: ImapConnection, db: StoreWorker, remote) -> dict[str, int]:
         """Rule F4: {new raw name: id of the known folder it is, renamed}. MAILBOXIDs settle a pair
         at no cost; a pair that only shares UIDVALIDITY is checked by reading a sample of the known
         folder's UIDs in the new folder (one EXAMINE and one FETCH per candidate pair)."""
@@ -444,7 +448,7 @@ class AccountSync(Downloads, JournalPush, guards.ServerChecks):
 
     # -- server -> store: one folder ----------------------------------------------------------
 
-    def _sync_folder(self, conn, db: StoreWorker, folder: _Folder, ahead: str | None = None) -> None:
+    def _sync_folder(self, conn: ImapConnection, db: StoreWorker, folder: _Folder, ahead: str | None = None) -> None:
         """``ahead``: the next folder to sync, when it is a first-sync download too (rule D4): its
         commands are sent while this folder's messages are read."""
         cp = folder.checkpoint
@@ -588,7 +592,7 @@ class AccountSync(Downloads, JournalPush, guards.ServerChecks):
                                                    o.state.in_(("pending", "sent")))
                   .values(state="done", updated_at=utcnow()))
 
-    def _push_flags(self, conn, db: StoreWorker, folder: _Folder, pushes) -> None:
+    def _push_flags(self, conn: ImapConnection, db: StoreWorker, folder: _Folder, pushes) -> None:
         """Rule T3: one STORE per change under UNCHANGEDSINCE; record what the server answered."""
         groups: dict[tuple, list[int]] = {}
         for uid, add, remove, modseq, result in pushes:
@@ -647,7 +651,7 @@ class AccountSync(Downloads, JournalPush, guards.ServerChecks):
 
     # -- UIDVALIDITY ----------------------------------------------------------------------------
 
-    def _rematch(self, conn, db: StoreWorker, folder: _Folder, info) -> None:
+    def _rematch(self, conn: ImapConnection, db: StoreWorker, folder: _Folder, info) -> None:
         """Rule V1: find the folder's known messages again by (Message-ID, size), download nothing."""
         uids = conn.uid_search("ALL") if info.exists else []
         headers = conn.fetch_headers(uids) if uids else {}
@@ -742,7 +746,7 @@ class AccountSync(Downloads, JournalPush, guards.ServerChecks):
         uow.commit()
         crash.point("links committed")
 
-    def _push_carried(self, conn, db: StoreWorker) -> None:
+    def _push_carried(self, conn: ImapConnection, db: StoreWorker) -> None:
         """Rule N3's second half: merge each carried flag change with the flags the server gave the
         moved message (T1/T2) and push the result (T3), in this run, like any folder's pushes."""
         for folder_id, server in self._carried.items():

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
 
 from sqlalchemy import func, select, update
 
@@ -21,6 +22,9 @@ from mailsync.store import tables
 from mailsync.store.uow import UnitOfWork
 from mailsync.sync import plan as P
 from mailsync.sync.message import message_id
+
+if TYPE_CHECKING:
+    from mailsync.imap.connection import ImapConnection
 
 log = logging.getLogger("mailsync.sync")
 
@@ -53,7 +57,7 @@ def live_count(db, folder_id: int) -> int:
 class ServerChecks:
     """Steps of engine.AccountSync (see there for the order they run in)."""
 
-    def _appended_uid(self, conn, db, folder: str, answer: tuple[int, int] | None, raw: bytes,
+    def _appended_uid(self, conn: ImapConnection, db, folder: str, answer: tuple[int, int] | None, raw: bytes,
                       mid: str | None) -> int | None:
         """The UID of the message just appended, from APPENDUID when it can be believed (RFC 4315):
         never one of a UIDVALIDITY other than the folder's, and a UID the store already holds only when
@@ -72,7 +76,7 @@ class ServerChecks:
                                          f"another message: not used")
         return self._find_new_copy(conn, db, folder, mid)
 
-    def _holds(self, conn, folder: str, uid: int, raw: bytes, mid: str | None) -> bool:
+    def _holds(self, conn: ImapConnection, folder: str, uid: int, raw: bytes, mid: str | None) -> bool:
         """Does the server's `folder` hold the message ``raw`` (Message-ID and size) at ``uid``?"""
         conn.select(folder)
         item = conn.fetch_headers([uid]).get(uid)
@@ -97,26 +101,26 @@ class ServerChecks:
                                .values(**values))
         uow.commit()
 
-    def _status(self, conn, folder) -> tuple[dict | None, str | None]:
+    def _status(self, conn: ImapConnection, folder) -> tuple[dict | None, str | None]:
         """STATUS of a listed folder (counters, MAILBOXID); (None, None) when the server refuses it
         (deleted since the LIST?): the folder stays in the plan (dropping it would tombstone its
         messages) and its SELECT decides."""
         try:
             return conn.status_reply(folder.raw_name)
         except ProtocolError:
-            if getattr(conn, "broken", False):
+            if conn.broken:
                 raise
             return None, None
 
-    def _listing(self, conn, folder, info, read: Callable[[], object]):
+    def _listing(self, conn: ImapConnection, folder, info, read: Callable[[], object]):
         """Rule G1: ``read()`` a listing of the whole folder; read it again when it contradicts the
         SELECT, and when it still does, remember why (_reconcile then holds the folder's deletions)."""
         listing = read()
-        why = P.listing_contradiction(listing, info.exists, info.uidnext, getattr(conn, "exists", None))
+        why = P.listing_contradiction(listing, info.exists, info.uidnext, conn.exists)
         if why:
             log.warning("account %s: folder %r: %s; reading the listing again", self.account.name, folder.name, why)
             listing = read()
-            why = P.listing_contradiction(listing, info.exists, info.uidnext, getattr(conn, "exists", None))
+            why = P.listing_contradiction(listing, info.exists, info.uidnext, conn.exists)
             if why:
                 self._contradicted[folder.id] = why
         return listing
