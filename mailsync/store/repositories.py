@@ -463,3 +463,92 @@ def finish_run(db: Db, run_id: int, *, status: str, error: str | None = None, wh
     (folders, new_messages, ...)."""
     db.execute(update(tables.sync_runs).where(_R.id == run_id).values(
         status=status, error=error, finished_at=when or utcnow(), **counts))
+
+
+# --- what a sync run writes besides messages ---------------------------------------------------
+
+def add_audit_event(db: Db, account_id: int, run_id: int | None, kind: str, detail: str, *,
+                    folder: str | None = None, uid: int | None = None) -> None:
+    db.execute(insert(tables.audit_events).values(account_id=account_id, run_id=run_id, at=utcnow(), kind=kind,
+                                                  folder=folder, uid=uid, detail=detail))
+
+
+def delete_folder(db: Db, folder_id: int) -> None:
+    db.execute(delete(tables.folders).where(_F.id == folder_id))
+
+
+def tombstone_folder(db: Db, folder_id: int, run_id: int) -> None:
+    """Every live placement of a folder gone from the server becomes a tombstone of this run (N2)."""
+    db.execute(update(tables.placements).where(_P.folder_id == folder_id, _P.tombstone_run.is_(None))
+               .values(tombstone_run=run_id))
+
+
+def drop_server_placements(db: Db, folder_id: int) -> list[str]:
+    """Remove the folder's placements that have a UID (of a UIDVALIDITY the folder no longer has);
+    their bodies (sha256s), which may be orphans now. Local appends waiting for a UID stay."""
+    shas = list(db.scalars(select(_P.body_sha256).where(_P.folder_id == folder_id, _P.uid.isnot(None))))
+    db.execute(delete(tables.placements).where(_P.folder_id == folder_id, _P.uid.isnot(None)))
+    return shas
+
+
+def settle_flag_ops(db: Db, placement_ids: Sequence[int]) -> None:
+    """The flag changes waiting on these placements reached the server (or need not): done."""
+    ops = tables.pending_ops.c
+    for i in range(0, len(placement_ids), 500):
+        db.execute(update(tables.pending_ops).where(ops.placement_id.in_(placement_ids[i:i + 500]),
+                                                    ops.kind == "flags", ops.state.in_(("pending", "sent")))
+                   .values(state="done", updated_at=utcnow()))
+
+
+def live_placement_keys(db: Db, folder_id: int) -> list[Row]:
+    """(id, body_sha256, message_id, size) of every live placement of the folder."""
+    return db.execute(select(_P.id, _P.body_sha256, _B.message_id, _B.size)
+                      .join(tables.bodies, _B.sha256 == _P.body_sha256)
+                      .where(_P.folder_id == folder_id, *LIVE)).all()
+
+
+def rematch_placements(db: Db, folder_id: int, matches: dict[int, int], lost: Sequence[int]) -> None:
+    """Rule V1's write: placements found again take their new UIDs, the others (``lost``) and the
+    folder's tombstones go. In two steps, so that no UID is briefly held twice in the folder."""
+    db.execute(update(tables.placements).where(_P.folder_id == folder_id, _P.uid.isnot(None)).values(uid=None))
+    for i in range(0, len(lost), 500):
+        db.execute(delete(tables.placements).where(_P.id.in_(lost[i:i + 500])))
+    update_placements(db, ((pid, {"uid": uid, "modseq": None}) for pid, uid in matches.items()))
+    db.execute(delete(tables.placements).where(_P.folder_id == folder_id, _P.tombstone_run.isnot(None)))
+
+
+def run_tombstones(db: Db, account_id: int, run_id: int, shas: Sequence[str]) -> list[Row]:
+    """(id, body_sha256, flags, base_flags) of the account's placements tombstoned in this run whose
+    body is one of ``shas``: the candidates for a move (rule N2)."""
+    return db.execute(select(_P.id, _P.body_sha256, _P.flags, _P.base_flags)
+                      .join(tables.folders, _F.id == _P.folder_id)
+                      .where(_F.account_id == account_id, _P.tombstone_run == run_id,
+                             _P.body_sha256.in_(shas))).all()
+
+
+def expire_tombstones(db: Db, account_id: int, run_id: int) -> list[str]:
+    """Delete the account's tombstones of runs before ``run_id`` (rule N2); their bodies' sha256s."""
+    # Tombstones are few (each lives one run): found by their index, then this account's kept.
+    # (Filtering by folder in SQL made SQLite scan every placement of the account instead.)
+    mine = set(db.scalars(select(_F.id).where(_F.account_id == account_id)))
+    expired = [(pid, sha) for pid, fid, sha in db.execute(
+        select(_P.id, _P.folder_id, _P.body_sha256).where(_P.tombstone_run.isnot(None), _P.tombstone_run < run_id))
+        if fid in mine]
+    ids = [pid for pid, _ in expired]
+    for i in range(0, len(ids), 500):
+        db.execute(delete(tables.placements).where(_P.id.in_(ids[i:i + 500])))
+    return [sha for _, sha in expired]
+
+
+def drop_empty_gone_folders(db: Db, account_id: int) -> None:
+    """Folders gone from the server whose tombstones have expired leave the store."""
+    for folder_id in db.scalars(select(_F.id).where(_F.account_id == account_id, _F.status == "gone")).all():
+        if not has_placements(db, folder_id):
+            delete_folder(db, folder_id)
+
+
+def newest_flag_change_at(db: Db, placement_id: int) -> datetime | None:
+    """When the newest flag change of a placement was made (for conflict = "newest")."""
+    ops = tables.pending_ops.c
+    return db.scalar(select(ops.created_at).where(ops.placement_id == placement_id, ops.kind == "flags")
+                     .order_by(ops.id.desc()).limit(1))

@@ -38,20 +38,18 @@ Order of one account's sync:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from sqlalchemy import delete, insert, select, update
-
 from mailsync.auth.login import open_connection
 from mailsync.config.model import AccountConfig
 from mailsync.errors import ConnectError, FolderMissing, MailsyncError, ProtocolError
 from mailsync.imap import utf7
 from mailsync.store import repositories as repo
-from mailsync.store import tables
 from mailsync.store.db import Store
 from mailsync.store.tables import utcnow
 from mailsync.store.uow import UnitOfWork
@@ -273,9 +271,7 @@ class AccountSync(Downloads, JournalPush, guards.ServerChecks):
 
     def _audit(self, uow: UnitOfWork, kind: str, detail: str, *, folder: str | None = None,
                uid: int | None = None) -> None:
-        uow.connection.execute(insert(tables.audit_events).values(
-            account_id=self.account_id, run_id=self.run_id, at=utcnow(), kind=kind, folder=folder, uid=uid,
-            detail=detail))
+        repo.add_audit_event(uow.connection, self.account_id, self.run_id, kind, detail, folder=folder, uid=uid)
         self.result.notes.append(f"{kind}: {folder + ': ' if folder else ''}{detail}")
 
     # -- server -> store: folders -------------------------------------------------------------
@@ -397,7 +393,7 @@ class AccountSync(Downloads, JournalPush, guards.ServerChecks):
             self._audit(uow, "folder_renamed", f"renamed on the server from {renamed.name!r}", folder=v.name)
             stale = rows.get(v.raw_name)
             if stale is not None:  # an old gone row with the new name
-                s.execute(delete(tables.folders).where(tables.folders.c.id == stale.id))
+                repo.delete_folder(s, stale.id)
             repo.update_folder(s, renamed.id, raw_name=v.raw_name, name=v.name, delimiter=v.delimiter,
                                special_use=v.special_use, mailboxid=mailboxids.get(v.raw_name, renamed.mailboxid))
             live.pop(next(n for n, f in live.items() if f.id == renamed.id))
@@ -425,9 +421,7 @@ class AccountSync(Downloads, JournalPush, guards.ServerChecks):
             if row is None:  # renamed above
                 continue
             repo.update_folder(s, row.id, status="gone", status_reason=f"gone from the server (run {self.run_id})")
-            pl = tables.placements.c
-            s.execute(update(tables.placements).where(pl.folder_id == row.id, pl.tombstone_run.is_(None))
-                      .values(tombstone_run=self.run_id))
+            repo.tombstone_folder(s, row.id, self.run_id)
             self._audit(uow, "folder_gone", "gone from the server: its messages are kept one run as tombstones",
                         folder=row.name)
         uow.commit()
@@ -455,8 +449,12 @@ class AccountSync(Downloads, JournalPush, guards.ServerChecks):
         qres = (cp.uidvalidity, cp.highestmodseq) if (cp.uidvalidity and cp.highestmodseq) else None
         info = conn.select(folder.raw_name, qresync=qres)
         if P.decide_uidvalidity(cp.uidvalidity, info.uidvalidity, cp.messages or 0).action == "aside":
-            self._rematch(conn, db, folder, info)  # rule V1 may still re-approve it
-            return
+            if not self._rematch(conn, db, folder, info):  # rule V1 may still re-approve it
+                return
+            # re-approved: compared in full from here (the QRESYNC data of this SELECT was for the
+            # old UIDVALIDITY, so the server sent none)
+            cp = P.FolderCheckpoint(info.uidvalidity, None, None, None)
+            folder = dataclasses.replace(folder, status="ok", reason=None, checkpoint=cp, pending=True)
         mode, reason = P.delta_mode(qresync=conn.qresync and qres is not None, condstore=conn.condstore,
                                     stored_modseq=cp.highestmodseq if cp.uidvalidity == info.uidvalidity else None,
                                     current_modseq=info.highestmodseq, nomodseq=info.nomodseq)
@@ -527,10 +525,7 @@ class AccountSync(Downloads, JournalPush, guards.ServerChecks):
         if reason:
             self._audit(uow, "full_comparison", reason, folder=folder.name)
         if folder.uidvalidity != info.uidvalidity:  # adopt (rule F3: no live placements)
-            pl = tables.placements.c
-            stale = select(pl.body_sha256).where(pl.folder_id == folder_id, pl.uid.isnot(None))
-            self._orphans.update(s.scalars(stale))
-            s.execute(delete(tables.placements).where(pl.folder_id == folder_id, pl.uid.isnot(None)))
+            self._orphans.update(repo.drop_server_placements(s, folder_id))
             repo.adopt_uidvalidity(s, folder_id, info.uidvalidity)  # `folder` is not read for these after
         self._restore_tombstones(uow, folder, changed if listed is None else listed)  # rule M4
         if full:
@@ -568,7 +563,7 @@ class AccountSync(Downloads, JournalPush, guards.ServerChecks):
         settled = [local[uid].id for uid in plan.settled]
         settled += [p.id for p in local.values() if p.id in pending and p.flags == p.base_flags]
         if settled:
-            self._settle_flag_ops(s, settled)
+            repo.settle_flag_ops(s, settled)
         delta = _Delta(new=plan.new, pushes=[(uid, add, remove, modseq, tuple(plan.updates[uid][0].split()))
                                              for uid, add, remove, modseq in plan.pushes])
         if delta.new:
@@ -585,12 +580,6 @@ class AccountSync(Downloads, JournalPush, guards.ServerChecks):
         repo.adopt_uidvalidity(uow.connection, folder_id, info.uidvalidity)
         uow.commit()
         crash.point("folder reconciled")
-
-    def _settle_flag_ops(self, s, placement_ids: list[int]) -> None:
-        o = tables.pending_ops.c
-        s.execute(update(tables.pending_ops).where(o.placement_id.in_(placement_ids), o.kind == "flags",
-                                                   o.state.in_(("pending", "sent")))
-                  .values(state="done", updated_at=utcnow()))
 
     def _push_flags(self, conn: ImapConnection, db: StoreWorker, folder: _Folder, pushes) -> None:
         """Rule T3: one STORE per change under UNCHANGEDSINCE; record what the server answered."""
@@ -638,7 +627,7 @@ class AccountSync(Downloads, JournalPush, guards.ServerChecks):
             self.result.pushed += 1
         repo.update_placements(s, changes)
         if done:
-            self._settle_flag_ops(s, done)
+            repo.settle_flag_ops(s, done)
         uow.commit()
 
     def _complete_folder(self, uow: UnitOfWork, folder_id: int, name: str, info) -> None:
@@ -651,22 +640,17 @@ class AccountSync(Downloads, JournalPush, guards.ServerChecks):
 
     # -- UIDVALIDITY ----------------------------------------------------------------------------
 
-    def _rematch(self, conn: ImapConnection, db: StoreWorker, folder: _Folder, info) -> None:
-        """Rule V1: find the folder's known messages again by (Message-ID, size), download nothing."""
+    def _rematch(self, conn: ImapConnection, db: StoreWorker, folder: _Folder, info) -> bool:
+        """Rule V1: find the folder's known messages again by (Message-ID, size), download nothing.
+        True when the folder was re-approved (its placements have their new UIDs)."""
         uids = conn.uid_search("ALL") if info.exists else []
         headers = conn.fetch_headers(uids) if uids else {}
-        accepted = db.call(self._apply_rematch, folder.id, info, headers)
-        if accepted:
-            fresh = _Folder(folder.id, folder.raw_name, folder.name, "ok", None,
-                            P.FolderCheckpoint(info.uidvalidity, None, None, None), True)
-            self._sync_folder(conn, db, fresh)
+        return db.call(self._apply_rematch, folder.id, info, headers)
 
     def _apply_rematch(self, uow: UnitOfWork, folder_id: int, info, headers: dict) -> bool:
-        s, pl, b = uow.connection, tables.placements.c, tables.bodies.c
+        s = uow.connection
         folder = repo.get_folder(s, folder_id)
-        rows = s.execute(select(pl.id, pl.body_sha256, b.message_id, b.size)
-                         .join(tables.bodies, b.sha256 == pl.body_sha256)
-                         .where(pl.folder_id == folder_id, *repo.LIVE)).all()
+        rows = repo.live_placement_keys(s, folder_id)
         index: dict[tuple[str, int], list[int]] = {}
         for uid, it in headers.items():
             mid = message_id(it.header_fields or b"")
@@ -688,14 +672,9 @@ class AccountSync(Downloads, JournalPush, guards.ServerChecks):
             self.result.set_aside.append(f"folder {folder.name!r}: {why}")
             uow.commit()
             return False
-        # two steps, so that no UID is briefly held twice in the folder
-        s.execute(update(tables.placements).where(pl.folder_id == folder_id, pl.uid.isnot(None)).values(uid=None))
         lost = [(pid, sha) for pid, sha, _mid, _size in rows if pid not in matches]
         self._orphans.update(sha for _, sha in lost)
-        for i in range(0, len(lost), 500):
-            s.execute(delete(tables.placements).where(pl.id.in_([pid for pid, _ in lost[i:i + 500]])))
-        repo.update_placements(s, ((pid, {"uid": uid, "modseq": None}) for pid, uid in matches.items()))
-        s.execute(delete(tables.placements).where(pl.folder_id == folder_id, pl.tombstone_run.isnot(None)))
+        repo.rematch_placements(s, folder_id, matches, [pid for pid, _ in lost])
         repo.update_folder(s, folder_id, uidvalidity=info.uidvalidity, uidnext=None, highestmodseq=None, fetched_uid=0)
         self._audit(uow, "uidvalidity_rematched", f"UIDVALIDITY changed from {old} to {info.uidvalidity}: "
                     f"{found} of {known} known messages found again by Message-ID and size; nothing downloaded",
@@ -709,13 +688,11 @@ class AccountSync(Downloads, JournalPush, guards.ServerChecks):
         """Rules N1/N2 for the new UIDs recognised by (Message-ID, size), after every folder was read."""
         if not self._deferred_links:
             return
-        s, pl, fo = uow.connection, tables.placements.c, tables.folders.c
+        s = uow.connection
         shas = sorted({sha for *_, sha in self._deferred_links})
         tombs: dict[str, list[int]] = {}
         local: dict[int, tuple[str, str | None]] = {}  # tombstone -> (flags, base) with a local change
-        for pid, sha, flags, base in s.execute(select(pl.id, pl.body_sha256, pl.flags, pl.base_flags).join(
-                tables.folders, fo.id == pl.folder_id).where(
-                fo.account_id == self.account_id, pl.tombstone_run == self.run_id, pl.body_sha256.in_(shas))):
+        for pid, sha, flags, base in repo.run_tombstones(s, self.account_id, self.run_id, shas):
             tombs.setdefault(sha, []).append(pid)
             if flags != base:
                 local[pid] = (flags, base)
@@ -765,7 +742,7 @@ class AccountSync(Downloads, JournalPush, guards.ServerChecks):
         repo.update_placements(s, ((local[uid].id, _changed(local[uid], flags=flags, base_flags=base, modseq=modseq))
                                    for uid, (flags, base, modseq) in plan.updates.items()))
         if plan.settled:
-            self._settle_flag_ops(s, [local[uid].id for uid in plan.settled])
+            repo.settle_flag_ops(s, [local[uid].id for uid in plan.settled])
         uow.commit()
         folder = _Folder(f.id, f.raw_name, f.name, f.status, f.status_reason, None, False, True)
         return folder, [(uid, add, remove, modseq, tuple(plan.updates[uid][0].split()))
@@ -774,23 +751,12 @@ class AccountSync(Downloads, JournalPush, guards.ServerChecks):
     def _cleanup(self, uow: UnitOfWork) -> None:
         """Expire tombstones of earlier runs (rule N2) and folders gone before this run; settle flag
         changes left without a message (rule L4)."""
-        s, fo, pl = uow.connection, tables.folders.c, tables.placements.c
+        s = uow.connection
         if settle_orphaned_flag_changes(s, self.account_id):
             self.result.notes.append("a flag change waited on a message removed on the server since: dropped")
-        # Tombstones are few (each lives one run): find them by their index, then keep this account's.
-        # (Filtering by folder in SQL made SQLite scan every placement of the account instead.)
-        mine = set(s.scalars(select(fo.id).where(fo.account_id == self.account_id)))
-        expired = [(pid, sha) for pid, fid, sha in s.execute(
-            select(pl.id, pl.folder_id, pl.body_sha256).where(
-                pl.tombstone_run.isnot(None), pl.tombstone_run < self.run_id)) if fid in mine]
-        self._orphans.update(sha for _, sha in expired)
-        ids = [pid for pid, _ in expired]
-        for i in range(0, len(ids), 500):
-            s.execute(delete(tables.placements).where(pl.id.in_(ids[i:i + 500])))
+        self._orphans.update(repo.expire_tombstones(s, self.account_id, self.run_id))
         repo.delete_orphan_bodies(s, self._orphans)
-        for folder_id in s.scalars(select(fo.id).where(fo.account_id == self.account_id, fo.status == "gone")).all():
-            if not repo.has_placements(s, folder_id):
-                s.execute(delete(tables.folders).where(fo.id == folder_id))
+        repo.drop_empty_gone_folders(s, self.account_id)
         uow.commit()
 
 
@@ -819,9 +785,7 @@ def _with_status(folder, status: dict, mailboxid: str | None = None):
 
 def _newest_local_change(s, placement_id: int, since) -> bool:
     """For conflict = "newest": was the pending local change made after the server was last read?"""
-    o = tables.pending_ops.c
-    when = s.scalar(select(o.created_at).where(o.placement_id == placement_id, o.kind == "flags")
-                    .order_by(o.id.desc()).limit(1))
+    when = repo.newest_flag_change_at(s, placement_id)
     if when is None:
         return False
     if when.tzinfo is None and since.tzinfo is not None:
