@@ -22,7 +22,7 @@ from mailsync.store import tables
 from mailsync.store.uow import UnitOfWork
 from mailsync.store.worker import PackWriter, StoreWorker
 from mailsync.sync import crash
-from mailsync.sync import plan as P
+from mailsync.sync import plan as rules
 from mailsync.sync.message import message_id, message_id_at, sha256_hex
 
 if TYPE_CHECKING:
@@ -40,7 +40,7 @@ class Downloads:
         ``uids`` None: every message of the folder as SELECT described it (``info``; rule D4);
         ``ahead`` as in _sync_folder."""
         wanted = set(uids) if uids is not None else None
-        within = P.WholeFolder(info.exists, info.uidnext) if info is not None else None
+        within = rules.WholeFolder(info.exists, info.uidnext) if info is not None else None
         batch: list = []
         nbytes = 0
         limit = self.account.batch_size
@@ -87,7 +87,7 @@ class Downloads:
         since = time.monotonic()
         sha256 = hashlib.sha256
         known_flags: dict[tuple[str, ...] | None, str] = {}
-        within = P.WholeFolder(info.exists, info.uidnext) if info is not None else None  # rule G3
+        within = rules.WholeFolder(info.exists, info.uidnext) if info is not None else None  # rule G3
 
         def hand_over(last: bool = False) -> None:
             nonlocal batch, bodies, places, nbytes, writes, unsaved, unsaved_bytes, since
@@ -101,7 +101,7 @@ class Downloads:
                 packs.recycle(full)
             bodies, places, nbytes = [], [], 0
             if writes and (last or self._stopping()
-                           or P.commit_due(unsaved, unsaved_bytes, time.monotonic() - since, limit)):
+                           or rules.commit_due(unsaved, unsaved_bytes, time.monotonic() - since, limit)):
                 db.submit(self._commit_written, folder_id, name, writes, unsaved_bytes)
                 writes, unsaved, unsaved_bytes, since = [], 0, 0, time.monotonic()
 
@@ -136,7 +136,7 @@ class Downloads:
                 sha = digest.hex()
                 flags = known_flags.get(item.flags)
                 if flags is None:  # a folder's messages share few flag sets
-                    flags = known_flags[item.flags] = P.flags_text(item.flags or ())
+                    flags = known_flags[item.flags] = rules.flags_text(item.flags or ())
                 bodies.append((sha, n, message_id_at(batch.buf, offset, offset + n), offset))
                 # _placement_values, written out: this loop runs once per message of a first sync
                 try:
@@ -194,7 +194,7 @@ class Downloads:
         from mailsync.imap.responses import parse_internaldate
 
         if flags is None:
-            flags = P.flags_text(item.flags or ())
+            flags = rules.flags_text(item.flags or ())
         try:
             idate = parse_internaldate(item.internaldate)
         except ProtocolError as exc:

@@ -55,7 +55,7 @@ from mailsync.store.tables import utcnow
 from mailsync.store.uow import UnitOfWork
 from mailsync.store.worker import PackWriter, StoreWorker
 from mailsync.sync import crash, guards
-from mailsync.sync import plan as P
+from mailsync.sync import plan as rules
 from mailsync.sync.message import message_id
 from mailsync.sync.download import Downloads, bulk_checkpoints_task
 from mailsync.sync.journal_push import JournalPush
@@ -113,7 +113,7 @@ class _Folder:
     name: str
     status: str
     reason: str | None
-    checkpoint: P.FolderCheckpoint
+    checkpoint: rules.FolderCheckpoint
     pending: bool  # local flag changes waiting to be pushed
     placements: bool = True  # False: the folder holds none (see rule D4)
 
@@ -169,7 +169,7 @@ class AccountSync(Downloads, JournalPush, guards.ServerChecks):
         self._writer: PackWriter | None = None  # writes first syncs' pack batches (_download_packed)
         self._contradicted: dict[int, str] = {}  # folder id -> why its listing was not believed (rule G1)
         self._mass: dict[int, tuple[str, list[int], int]] = {}  # folder id -> (name, UIDs, live): rule G2
-        self._carried: dict[int, dict[int, P.ServerMessage]] = {}  # rule N3: folder id -> uid -> server's flags
+        self._carried: dict[int, dict[int, rules.ServerMessage]] = {}  # rule N3: folder id -> uid -> server's flags
 
     # -- entry point --------------------------------------------------------------------------
 
@@ -279,7 +279,7 @@ class AccountSync(Downloads, JournalPush, guards.ServerChecks):
     def _pull(self, conn: ImapConnection, db: StoreWorker) -> None:
         acc = self.account
         remote = [f for f in conn.list_folders()
-                  if f.selectable and P.folder_selected(f.name, acc.folders, acc.exclude)]
+                  if f.selectable and rules.folder_selected(f.name, acc.folders, acc.exclude)]
         for why in conn.unlisted:  # names that cannot be used: set aside, the rest goes on
             self.result.set_aside.append(f"a folder was set aside: {why}")
         if conn.condstore and not conn.has("LIST-STATUS"):
@@ -292,12 +292,12 @@ class AccountSync(Downloads, JournalPush, guards.ServerChecks):
         status = {f.raw_name: f.status for f in remote}
         folder_errors = []
         unchanged = {f.id for f in folders if f.status != "aside"
-                     and P.folder_unchanged(f.checkpoint, status.get(f.raw_name), f.pending or f.status == "held")}
+                     and rules.folder_unchanged(f.checkpoint, status.get(f.raw_name), f.pending or f.status == "held")}
         todo = [f for f in folders if f.status != "aside" and f.id not in unchanged]
         # each download of a whole folder (rule D4, when its SELECT says there is nothing to compare)
         # sends the next one's SELECT and FETCH ahead (bulk_ahead)
         ahead = {a.id: b.raw_name for a, b in zip(todo, todo[1:])
-                 if P.download_whole("full", has_placements=b.placements, bodies_before_run=self._bodies_before_run)
+                 if rules.download_whole("full", has_placements=b.placements, bodies_before_run=self._bodies_before_run)
                  and (status.get(b.raw_name) or {}).get("MESSAGES")}
         for folder in folders:
             self._check_stop()
@@ -350,20 +350,20 @@ class AccountSync(Downloads, JournalPush, guards.ServerChecks):
             # EXAMINE says it, for each new folder, when a vanished one has an id to compare with.
             for raw in ids:
                 ids[raw] = ids[raw] or conn.select(raw, readonly=True).mailboxid
-        certain, to_check = P.rename_candidates(
-            [P.FolderIdentity(f.raw_name, (f.status or {}).get("UIDVALIDITY"), ids[f.raw_name]) for f in fresh],
-            [P.FolderIdentity(f.id, f.uidvalidity, f.mailboxid, f.id in with_messages) for f in vanished])
+        certain, to_check = rules.rename_candidates(
+            [rules.FolderIdentity(f.raw_name, (f.status or {}).get("UIDVALIDITY"), ids[f.raw_name]) for f in fresh],
+            [rules.FolderIdentity(f.id, f.uidvalidity, f.mailboxid, f.id in with_messages) for f in vanished])
         checked: dict[tuple, bool] = {}
         for new_raw, folder_id in to_check:
             sample = db.call(lambda uow, fid=folder_id: repo.placement_keys(
-                uow.connection, fid, P.sample_uids(list(repo.uid_flags(uow.connection, fid)))))
+                uow.connection, fid, rules.sample_uids(list(repo.uid_flags(uow.connection, fid)))))
             found = {}
             if sample:
                 conn.select(new_raw, readonly=True)
                 found = {uid: (message_id(it.header_fields or b""), it.size)
                          for uid, it in conn.fetch_headers(sample).items()}
-            checked[(new_raw, folder_id)] = P.sample_agrees(sample, found)
-        renames = P.decide_renames(certain, checked)
+            checked[(new_raw, folder_id)] = rules.sample_agrees(sample, found)
+        renames = rules.decide_renames(certain, checked)
         for new_raw, folder_id in to_check:
             if checked[(new_raw, folder_id)] and renames.get(new_raw) != folder_id:
                 self.result.notes.append(f"folder {utf7.decode(new_raw)!r}: more than one known folder could "
@@ -377,9 +377,9 @@ class AccountSync(Downloads, JournalPush, guards.ServerChecks):
         s = uow.connection
         rows = {f.raw_name: f for f in repo.folders_of(s, self.account_id, gone=True)}
         live = {n: f for n, f in rows.items() if f.status != "gone"}
-        views = [P.FolderView(f.raw_name, f.name, f.delimiter, f.special_use) for f in remote]
-        local = {n: P.FolderView(f.raw_name, f.name, f.delimiter, f.special_use) for n, f in live.items()}
-        fplan = P.plan_folders(views, local)
+        views = [rules.FolderView(f.raw_name, f.name, f.delimiter, f.special_use) for f in remote]
+        local = {n: rules.FolderView(f.raw_name, f.name, f.delimiter, f.special_use) for n, f in live.items()}
+        fplan = rules.plan_folders(views, local)
         by_id = {f.id: f for n, f in live.items() if n in fplan.drop}
         mailboxids = {f.raw_name: f.mailboxid for f in remote if f.mailboxid}
         created: set[str] = set()  # rows added by this plan: no placement can point at them yet
@@ -436,7 +436,7 @@ class AccountSync(Downloads, JournalPush, guards.ServerChecks):
             # only a folder never completed can be empty of placements and downloaded whole (rule D4)
             placements = f.messages is not None or (raw not in created and repo.has_placements(s, f.id))
             out.append(_Folder(f.id, f.raw_name, f.name, f.status, f.status_reason,
-                               P.FolderCheckpoint(f.uidvalidity, f.uidnext, f.highestmodseq, f.messages),
+                               rules.FolderCheckpoint(f.uidvalidity, f.uidnext, f.highestmodseq, f.messages),
                                f.id in pending, placements))
         return out
 
@@ -448,17 +448,17 @@ class AccountSync(Downloads, JournalPush, guards.ServerChecks):
         cp = folder.checkpoint
         qres = (cp.uidvalidity, cp.highestmodseq) if (cp.uidvalidity and cp.highestmodseq) else None
         info = conn.select(folder.raw_name, qresync=qres)
-        if P.decide_uidvalidity(cp.uidvalidity, info.uidvalidity, cp.messages or 0).action == "aside":
+        if rules.decide_uidvalidity(cp.uidvalidity, info.uidvalidity, cp.messages or 0).action == "aside":
             if not self._rematch(conn, db, folder, info):  # rule V1 may still re-approve it
                 return
             # re-approved: compared in full from here (the QRESYNC data of this SELECT was for the
             # old UIDVALIDITY, so the server sent none)
-            cp = P.FolderCheckpoint(info.uidvalidity, None, None, None)
+            cp = rules.FolderCheckpoint(info.uidvalidity, None, None, None)
             folder = dataclasses.replace(folder, status="ok", reason=None, checkpoint=cp, pending=True)
-        mode, reason = P.delta_mode(qresync=conn.qresync and qres is not None, condstore=conn.condstore,
+        mode, reason = rules.delta_mode(qresync=conn.qresync and qres is not None, condstore=conn.condstore,
                                     stored_modseq=cp.highestmodseq if cp.uidvalidity == info.uidvalidity else None,
                                     current_modseq=info.highestmodseq, nomodseq=info.nomodseq)
-        if P.download_whole(mode, bodies_before_run=self._bodies_before_run, has_placements=folder.placements):
+        if rules.download_whole(mode, bodies_before_run=self._bodies_before_run, has_placements=folder.placements):
             # nothing to compare: the worker adopts UIDVALIDITY while this thread reads on
             db.submit(self._adopt_whole, folder.id, folder.name, info, reason, small=True)
             self.observer.folder_started(self.account.name, folder.name, info.exists or 0)
@@ -500,7 +500,7 @@ class AccountSync(Downloads, JournalPush, guards.ServerChecks):
         if delta.new:
             to_download = delta.new
             if delta.have_bodies:
-                headers = P.only_asked(conn.fetch_headers(delta.new), delta.new)
+                headers = rules.only_asked(conn.fetch_headers(delta.new), delta.new)
                 keys = {uid: (message_id(it.header_fields or b""), it.size) for uid, it in headers.items()}
                 known = db.call(lambda uow: repo.bodies_by_message_id(
                     uow.connection, [k for k in keys.values() if k[0] and k[1] is not None]))
@@ -536,11 +536,11 @@ class AccountSync(Downloads, JournalPush, guards.ServerChecks):
         policy = self.account.conflict
         # Only an unagreed placement can conflict (T2), and only conflict = "newest" asks when its
         # local change was made: that look-up is done for those alone.
-        view = {uid: P.LocalMessage(p.flags, p.base_flags, p.modseq, bool(
+        view = {uid: rules.LocalMessage(p.flags, p.base_flags, p.modseq, bool(
                     policy == "newest" and p.base_flags is None and folder.last_synced_at is not None
                     and _newest_local_change(s, p.id, folder.last_synced_at)))
                 for uid, p in local.items()}
-        plan = P.plan_messages(view, {uid: P.ServerMessage(it.flags or (), it.modseq) for uid, it in changed.items()},
+        plan = rules.plan_messages(view, {uid: rules.ServerMessage(it.flags or (), it.modseq) for uid, it in changed.items()},
                                vanished=vanished, full=full, policy=policy)
         plan.expunged = self._hold_deletions(uow, folder, plan.expunged, len(local) if full else None,
                                              contradiction)  # rules G1-G2
@@ -617,7 +617,7 @@ class AccountSync(Downloads, JournalPush, guards.ServerChecks):
             item = answered.get(uid)
             modseq = p.modseq
             if item is not None and item.flags is not None:
-                server = P.flags_text(item.flags)
+                server = rules.flags_text(item.flags)
                 if server != p.flags:  # someone else's change landed between our merge and STORE
                     changes.append((p.id, _changed(p, base_flags=server)))
                     continue
@@ -663,7 +663,7 @@ class AccountSync(Downloads, JournalPush, guards.ServerChecks):
                 matches[pid] = cands[0]
         known, found = len(rows), len(matches)
         old = folder.uidvalidity
-        if not P.uidvalidity_rematch_accepted(known, found):
+        if not rules.uidvalidity_rematch_accepted(known, found):
             why = (f"UIDVALIDITY changed from {old} to {info.uidvalidity} and only {found} of "
                    f"{known} known messages were found again; set aside, nothing was deleted "
                    f"(inspect the server, then remove and re-add the folder to start over)")
@@ -709,7 +709,7 @@ class AccountSync(Downloads, JournalPush, guards.ServerChecks):
                 if pid in local:  # a local flag change follows the message to its new folder (rule N3)
                     flags, base = local[pid]
                     moves[-1][1].update(flags=flags, base_flags=base)
-                    self._carried.setdefault(folder_id, {})[uid] = P.ServerMessage(
+                    self._carried.setdefault(folder_id, {})[uid] = rules.ServerMessage(
                         tuple(row["flags"].split()), row["modseq"])
                 self.result.moves += 1
                 if pid in self._expunged:  # counted as expunged in this run; a dropped folder's were not
@@ -736,7 +736,7 @@ class AccountSync(Downloads, JournalPush, guards.ServerChecks):
         s = uow.connection
         f = repo.get_folder(s, folder_id)
         local = {uid: p for uid, p in repo.live_placements_for(s, folder_id, list(server), ()).items()}
-        plan = P.plan_messages({uid: P.LocalMessage(p.flags, p.base_flags, p.modseq) for uid, p in local.items()},
+        plan = rules.plan_messages({uid: rules.LocalMessage(p.flags, p.base_flags, p.modseq) for uid, p in local.items()},
                                {uid: m for uid, m in server.items() if uid in local}, vanished=[], full=False,
                                policy=self.account.conflict)
         repo.update_placements(s, ((local[uid].id, _changed(local[uid], flags=flags, base_flags=base, modseq=modseq))
