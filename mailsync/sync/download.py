@@ -240,7 +240,7 @@ class Downloads:
         repo.advance_fetched_uid(uow.connection, folder_id, top_uid)
         uow.commit()
         crash.point("batch committed")
-        self.result.new_messages += count
+        self.result.add(new_messages=count)
         if report:
             self.observer.messages_stored(self.account.name, name, count, nbytes)
 

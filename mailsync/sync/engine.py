@@ -40,6 +40,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -102,6 +103,17 @@ class AccountResult:
     def fail(self, message: str) -> None:
         if self.ok:
             self.ok, self.error = False, message
+
+    def add(self, **counts: int) -> None:
+        """Add to the counters. Both of a sync's threads count (the IMAP thread, and the store
+        worker in the transactions it runs), so an update is made under a lock, never as a bare
+        ``+=`` that a thread switch could lose."""
+        with _counting:
+            for name, n in counts.items():
+                setattr(self, name, getattr(self, name) + n)
+
+
+_counting = threading.Lock()
 
 
 @dataclass
@@ -305,7 +317,7 @@ class AccountSync(Downloads, JournalPush, guards.ServerChecks):
                 self.result.set_aside.append(f"folder {folder.name!r} skipped: {folder.reason}")
                 continue
             if folder.id in unchanged:
-                self.result.folders += 1
+                self.result.add(folders=1)
                 continue
             try:
                 with _naming(folder.name, acc.name):
@@ -547,12 +559,12 @@ class AccountSync(Downloads, JournalPush, guards.ServerChecks):
         if plan.expunged:
             repo.tombstone(s, folder_id, plan.expunged, self.run_id)
             self._expunged.update(local[uid].id for uid in plan.expunged)
-            self.result.expunged += len(plan.expunged)
+            self.result.add(expunged=len(plan.expunged))
         repo.update_placements(s, ((local[uid].id, _changed(local[uid], flags=flags, base_flags=base, modseq=modseq))
                                    for uid, (flags, base, modseq) in plan.updates.items()))
-        self.result.flag_changes += plan.flag_changes
+        self.result.add(flag_changes=plan.flag_changes)
         for uid, flag, on_server, on_local, kept in plan.conflicts:
-            self.result.conflicts += 1
+            self.result.add(conflicts=1)
             self._audit(uow, "conflict", f"flag {flag}: server {'has' if on_server else 'lacks'} it, "
                         f"local {'has' if on_local else 'lacks'} it, no agreed base; "
                         f"settled by conflict = {policy!r}: {'kept' if kept else 'dropped'}",
@@ -624,7 +636,7 @@ class AccountSync(Downloads, JournalPush, guards.ServerChecks):
                 modseq = item.modseq or p.modseq
             changes.append((p.id, _changed(p, base_flags=p.flags, modseq=modseq)))
             done.append(p.id)
-            self.result.pushed += 1
+            self.result.add(pushed=1)
         repo.update_placements(s, changes)
         if done:
             repo.settle_flag_ops(s, done)
@@ -635,7 +647,7 @@ class AccountSync(Downloads, JournalPush, guards.ServerChecks):
                                 info.mailboxid)
         uow.commit()
         crash.point("folder complete")
-        self.result.folders += 1
+        self.result.add(folders=1)
         self.observer.folder_done(self.account.name, name)
 
     # -- UIDVALIDITY ----------------------------------------------------------------------------
@@ -711,12 +723,12 @@ class AccountSync(Downloads, JournalPush, guards.ServerChecks):
                     moves[-1][1].update(flags=flags, base_flags=base)
                     self._carried.setdefault(folder_id, {})[uid] = rules.ServerMessage(
                         tuple(row["flags"].split()), row["modseq"])
-                self.result.moves += 1
+                self.result.add(moves=1)
                 if pid in self._expunged:  # counted as expunged in this run; a dropped folder's were not
-                    self.result.expunged -= 1
+                    self.result.add(expunged=-1)
             else:
                 rows_by_folder.setdefault(folder_id, []).append(row)
-            self.result.new_messages += 1
+            self.result.add(new_messages=1)
         repo.update_placements(s, moves)
         for folder_id, rows in rows_by_folder.items():
             repo.add_placements(s, self._adopt_unsettled(s, folder_id, rows))

@@ -172,7 +172,7 @@ class ServerChecks:
             why = P.held_reason(len(rest), live, None, self.allow_mass_delete)
             gone = moved if why else moved + rest
             if gone:
-                self.result.expunged += repo.tombstone(s, folder_id, gone, self.run_id)
+                self.result.add(expunged=repo.tombstone(s, folder_id, gone, self.run_id))
             if why:
                 self._hold(uow, folder_id, name, why)
             else:

@@ -49,7 +49,7 @@ class JournalPush:
             attempts=o.attempts + 1 if state == "sent" else o.attempts))
         uow.commit()
         if state == "done":
-            self.result.pushed += 1
+            self.result.add(pushed=1)
 
     def _push_ops(self, conn: ImapConnection, db: StoreWorker) -> None:
         # In the order they were made: each names folders as they were called at that moment.
