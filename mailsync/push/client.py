@@ -70,7 +70,7 @@ async def credentials_for(account: AccountConfig) -> Credentials:
 
 def _keepalive(sock: socket.socket | None) -> None:
     """TCP keepalive: the kernel notices a peer that vanished (host down, NAT forgot us) in about two
-    minutes even while IMAP is silent; a stalled peer that still ACKs is caught by protocol.py's T1/T3."""
+    minutes even while IMAP is silent; a stalled peer that still ACKs is caught by protocol.py's P1/P3."""
     if sock is None:
         return
     with contextlib.suppress(OSError, AttributeError):

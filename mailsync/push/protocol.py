@@ -19,14 +19,14 @@ One session = one logged-in connection. Its life:
              due, then IDLE again. NOTIFY/poll: NOOP after `keepalive` seconds of silence or
              `idle_refresh` seconds without a command; LIST-STATUS when the poll is due.
 
-Timing rules (state bits in PushSession, one line each):
-  T1  every command (and DONE) must be answered within `response_timeout`, else Fail (a silent dead
+Timing rules (P for push; state bits in PushSession, one line each):
+  P1  every command (and DONE) must be answered within `response_timeout`, else Fail (a silent dead
       socket: a NAT that forgot us, a stalled proxy, a hung server).
-  T2  IDLE is ended with DONE and re-issued at most `idle_refresh` after it started (servers may
+  P2  IDLE is ended with DONE and re-issued at most `idle_refresh` after it started (servers may
       drop an IDLE after 30 minutes, RFC 2177).
-  T3  after `keepalive` seconds with nothing received, the connection is probed (DONE in IDLE,
+  P3  after `keepalive` seconds with nothing received, the connection is probed (DONE in IDLE,
       NOOP otherwise); Dovecot's "* OK Still here" every 2 minutes in IDLE counts as received.
-  T4  a polling session lists folder counters every `poll_interval`; any difference from the last
+  P4  a polling session lists folder counters every `poll_interval`; any difference from the last
       listing (a counter, a folder added or gone) is a Wake. Without CONDSTORE the counters cannot
       show flag changes, so every poll then wakes a sync.
 What wakes a sync: in IDLE, EXISTS / EXPUNGE / VANISHED / FETCH on the idling folder; in NOTIFY,
@@ -104,7 +104,7 @@ class Fail:
     """The connection is unusable: close it and reconnect with backoff."""
 
     reason: str
-    silent: bool = False  # T1: the server stopped answering (other connections on the path may hang too)
+    silent: bool = False  # P1: the server stopped answering (other connections on the path may hang too)
 
 
 @dataclass(frozen=True, slots=True)
@@ -258,13 +258,13 @@ class PushSession:
         self._inflight: dict[bytes, str] = {}  # tag -> what, commands sent and not yet answered
         self.phase = "new"  # new | command | idle_sent | idling | done_sent | waiting | failed
         self.ready = False  # Ready was emitted
-        self.answer_by: float | None = None  # T1: the deadline of what is in flight
-        self.last_rx = 0.0  # T3: when the server last sent anything
+        self.answer_by: float | None = None  # P1: the deadline of what is in flight
+        self.last_rx = 0.0  # P3: when the server last sent anything
         self.last_cmd = 0.0  # when a command was last sent (NOTIFY/poll: refresh against autologout)
-        self.idle_since: float | None = None  # T2: when the current IDLE was accepted ("+")
+        self.idle_since: float | None = None  # P2: when the current IDLE was accepted ("+")
         self.idle_tag: bytes | None = None  # the tag of the IDLE command in progress
         self.break_reason: str | None = None  # why DONE was sent
-        self.next_poll: float | None = None  # T4: when the next poll is due (None: not polling)
+        self.next_poll: float | None = None  # P4: when the next poll is due (None: not polling)
         self.snapshot: dict[str, tuple[int, ...]] | None = None  # the last poll's counters by raw name
         self._listing: dict[str, tuple[str, ...]] = {}  # the poll in progress: raw name -> flags
         self._counters: dict[str, tuple[int, ...]] = {}  # the poll in progress: raw name -> counters

@@ -147,11 +147,11 @@ def test_notify_refused_falls_back():
 def test_notify_keepalive_noop_and_dead_socket():
     s, first = notify_session()
     answer(s, answer(s, answer(s, first, 0.0), 0.0), 0.0)
-    assert s.deadline() == 300.0  # T3: probe after 300 s of silence
+    assert s.deadline() == 300.0  # P3: probe after 300 s of silence
     assert s.tick(299.9) == []
     noop = s.tick(300.0)
     assert sent(noop) == [b"W4 NOOP\r\n"]
-    assert s.deadline() == 330.0  # T1: answered within 30 s
+    assert s.deadline() == 330.0  # P1: answered within 30 s
     assert s.receive(ev(b"W4 OK NOOP"), 300.2) == []
     assert s.deadline() == pytest.approx(600.2)
     s.tick(600.2)
@@ -217,7 +217,7 @@ def test_idle_is_refreshed_every_25_minutes():
     start_idling(s, first)
     for cycle in range(3):
         start = cycle * 1500.0 + cycle * 0.5
-        assert s.deadline() == pytest.approx(start + 1500.0)  # T2
+        assert s.deadline() == pytest.approx(start + 1500.0)  # P2
         assert s.tick(start + 1499.9) == []
         done = s.tick(start + 1500.0)
         assert sent(done) == [b"DONE\r\n"] and s.break_reason == "refresh"
