@@ -13,7 +13,7 @@ proxy reset there). After every quiet sync, and at the end of every example:
 - no local change is left pending;
 - a second sync changes nothing, on either side.
 
-Seeded (derandomize) and bounded: MAILSYNC_MODEL_EXAMPLES (default 10) examples of at most
+Seeded (derandomize) and bounded: MAILSYNC_MODEL_EXAMPLES (default 6) examples of at most
 MAILSYNC_MODEL_STEPS (default 20) steps per server, without shrinking (MAILSYNC_MODEL_SHRINK=1
 asks for it); MAILSYNC_MODEL_REPORT=PATH writes the run's figures as JSON; MAILSYNC_MODEL_LOG=PATH
 appends every failure with its example's steps. A server is one entry in SERVERS (Dovecot and
@@ -55,7 +55,7 @@ from mailsync.testing.proxy import TcpProxy
 from twoway_support import diff, store_snapshot
 
 SERVERS = ["dovecot", "cyrus"]  # Courier: its "INBOX." names need helpers.mailbox() in the rules first
-EXAMPLES = int(os.environ.get("MAILSYNC_MODEL_EXAMPLES") or 10)
+EXAMPLES = int(os.environ.get("MAILSYNC_MODEL_EXAMPLES") or 6)
 STEPS = int(os.environ.get("MAILSYNC_MODEL_STEPS") or 20)
 NAMES = ["A", "B", "P", "Q", "R"]  # top-level folder names both sides pick from (so they collide)
 LOCAL_NAMES = ["L", "M"]  # local renames' targets while "local-rename-refused" is open: never the server's
