@@ -98,16 +98,15 @@ DEFAULT_IDLE_REFRESH = 25 * 60.0
 
 
 def account_timing(account: AccountConfig, settings: WatchSettings) -> Timing:
-    extra = account.extra or {}
-    refresh = float(extra.get("idle_refresh") or DEFAULT_IDLE_REFRESH)
+    refresh = float(account.push.idle_refresh or DEFAULT_IDLE_REFRESH)
     return Timing(idle_refresh=refresh, keepalive=min(settings.keepalive, refresh),
                   response_timeout=settings.response_timeout,
-                  poll_interval=float(extra.get("poll_interval") or DEFAULT_POLL_INTERVAL))
+                  poll_interval=float(account.push.poll_interval or DEFAULT_POLL_INTERVAL))
 
 
 def watched(account: AccountConfig) -> bool:
     """`watch = false` leaves an account out of the daemon (`mailsync sync` still syncs it)."""
-    return (account.extra or {}).get("watch", True) is not False
+    return account.push.watch is not False
 
 
 def _is_credential_error(exc: BaseException) -> bool:
@@ -372,7 +371,7 @@ class AccountWatcher:
                 mode = choose_mode(first.capabilities, refused=refused)
                 listing = await first.list_folders() if mode is Mode.IDLE else []
                 a = self.account
-                plans = plan_sessions(mode, first.capabilities, listing, watch=(a.extra or {}).get("watch"),
+                plans = plan_sessions(mode, first.capabilities, listing, watch=a.push.watch,
                                       budget=self.budget, include=a.folders, exclude=a.exclude)
                 if plans:
                     sessions = [PushSession(p, self.timing) for p in plans]
