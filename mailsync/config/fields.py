@@ -83,21 +83,14 @@ def toml_key(key: str) -> str:
     return key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else toml_str(key)
 
 
+_TYPE_NAMES = ((bool, "a boolean"), (int, "an integer"), (float, "a float"), (str, "a string"),  # bool first:
+               (list, "an array"), (dict, "a table"), ((datetime, date, time), "a date/time"))  # it is an int
+
+
 def type_name(value: Any) -> str:
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int):
-        return "an integer"
-    if isinstance(value, float):
-        return "a float"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "an array"
-    if isinstance(value, dict):
-        return "a table"
-    if isinstance(value, (datetime, date, time)):
-        return "a date/time"
+    for types, name in _TYPE_NAMES:
+        if isinstance(value, types):
+            return name
     return type(value).__name__  # pragma: no cover
 
 
