@@ -3,7 +3,7 @@ including the auth and crm groups."""
 
 import json
 
-from tests.helpers import run_cli, write_config
+from helpers import run_cli, write_config
 
 
 def _config(tmp_path):
