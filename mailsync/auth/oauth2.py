@@ -144,11 +144,10 @@ def settings_for(account: AccountConfig, *, resolve: Callable | None = None) -> 
         example = {"google": "GOOGLE_CLIENT_ID", "microsoft": "MS_CLIENT_ID"}.get(provider, "OAUTH_CLIENT_ID")
         raise ConfigError(f"account '{name}': OAuth2 needs a client_id (the id of the app registered with "
                           f"the provider)", hint=f'add client_id = "env:{example}" (or cmd:, keyring:, or the id itself)')
-    extra = account.extra or {}
-    scopes = tuple(extra.get("scopes") or DEFAULT_SCOPES[provider])
-    auth_ep = extra.get("authorization_endpoint")
-    token_ep = extra.get("token_endpoint")
-    tenant = extra.get("tenant")
+    scopes = tuple(account.oauth.scopes or DEFAULT_SCOPES[provider])
+    auth_ep = account.oauth.authorization_endpoint
+    token_ep = account.oauth.token_endpoint
+    tenant = account.oauth.tenant
     if provider == "generic" and not (auth_ep and token_ep):
         missing = " and ".join(k for k, v in (("authorization_endpoint", auth_ep), ("token_endpoint", token_ep))
                                if not v)

@@ -13,16 +13,11 @@ Exit codes as elsewhere: 0 success; 1 the sign-in (or sign-out) failed; 2 usage 
 from __future__ import annotations
 
 import json
-import sys
 
 import click
 
+from mailsync.cli.output import fail
 from mailsync.errors import ConfigError, MailsyncError
-
-
-def _fail(exc: MailsyncError) -> None:
-    click.echo(f"mailsync: error: {exc}", err=True)
-    sys.exit(exc.exit_code)
 
 
 def _oauth2_account(obj, name: str):
@@ -63,7 +58,7 @@ def login_cmd(obj, account_name: str, no_browser: bool, device_code: bool, timeo
         ui = LoginUI(open_browser=not no_browser, timeout=timeout)
         record, where = login(account, ui, device_code=device_code)
     except MailsyncError as exc:
-        _fail(exc)
+        fail(exc)
     click.echo(f"account '{account.name}': signed in ({account.provider}); tokens stored in {where}", err=True)
 
 
@@ -78,7 +73,7 @@ def logout_cmd(obj, account_name: str) -> None:
         account = _oauth2_account(obj, account_name)
         removed, revoked, where = logout(account)
     except MailsyncError as exc:
-        _fail(exc)
+        fail(exc)
     if removed:
         extra = "; the provider revoked them" if revoked else ""
         click.echo(f"account '{account.name}': tokens removed from {where}{extra}", err=True)
@@ -96,7 +91,7 @@ def status_cmd(obj, as_json: bool) -> None:
     try:
         config = obj.config()
     except MailsyncError as exc:
-        _fail(exc)
+        fail(exc)
     rows = []
     for account in config.accounts:
         if account.auth != "oauth2":

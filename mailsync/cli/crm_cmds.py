@@ -1,4 +1,4 @@
-"""`mailsync crm ...`: the CRM records, their export, erasure, and the outbox; and the after-sync hook.
+"""`mailsync crm ...`: the CRM records, their export, erasure, and the outbox.
 
 Owns: the crm click group's arguments and output (JSON to stdout, summaries and errors to stderr).
 Must not: hold CRM logic (mailsync.crm does) or import it at module level (start-up stays short).
@@ -21,14 +21,10 @@ import time
 
 import click
 
+from mailsync.cli.output import fail
 from mailsync.errors import ConfigError, MailsyncError
 
 RECORD_CHOICES = ("contacts", "companies", "activities")
-
-
-def _fail(exc: MailsyncError) -> None:
-    click.echo(f"mailsync: error: {exc}", err=True)
-    sys.exit(exc.exit_code)
 
 
 def _open(obj):
@@ -43,7 +39,7 @@ def _open(obj):
         settings = CrmSettings.from_config(config)
         store = obj.store(config)
     except MailsyncError as exc:
-        _fail(exc)
+        fail(exc)
     return config, settings, store
 
 
@@ -121,7 +117,7 @@ def export(obj, fmt: str, kind: str | None) -> None:
 
     kind = kind or ("all" if fmt == "jsonl" else "contacts")
     if fmt == "csv" and kind == "all":
-        _fail(ConfigError("--format csv exports one record type at a time",
+        fail(ConfigError("--format csv exports one record type at a time",
                           hint="add --records contacts (or companies, activities)"))
     _, _, store = _open(obj)
     kinds = RECORD_CHOICES if kind == "all" else (kind,)
@@ -155,7 +151,7 @@ def identity(obj, account: str | None, as_json: bool) -> None:
         idn = Pipeline(store, settings).identity(account)
     except MailsyncError as exc:
         store.dispose()
-        _fail(exc)
+        fail(exc)
     store.dispose()
     doc = {"account": account, "own": [{"address": a, "why": idn.why[a]} for a in sorted(idn.own)],
            "not_own": [{"address": a, "why": w} for a, w in sorted(idn.rejected.items())],
@@ -183,7 +179,7 @@ def rebuild(obj) -> None:
     try:
         result = Pipeline(store, settings).run(rebuild=True)
     except MailsyncError as exc:
-        _fail(exc)
+        fail(exc)
     store.dispose()
     click.echo(result.summary(), err=True)
 
@@ -200,7 +196,7 @@ def forget(obj, address: str) -> None:
     try:
         result = Pipeline(store, settings).forget(address)
     except MailsyncError as exc:
-        _fail(exc)
+        fail(exc)
     store.dispose()
     click.echo(f"crm: forgot a contact{'' if result.contact else ' (none was stored)'} and "
                f"{result.activities} activities; {result.queued} deletion(s) queued; hash {result.hash}", err=True)
@@ -218,7 +214,7 @@ def preview(obj, sink_name: str, limit: int) -> None:
     try:
         sink = settings.sink(sink_name)
     except MailsyncError as exc:
-        _fail(exc)
+        fail(exc)
     singular = {"contacts": "contact", "companies": "company", "activities": "activity"}
     out = []
     for kind in RECORD_CHOICES:
@@ -263,32 +259,3 @@ def outbox(obj, retry: bool, as_json: bool) -> None:
     for d in report["dead"]:
         click.echo(f"  dead #{d['id']} {d['sink']} {d['record_type']} {d['record_id']} {d['op']} after "
                    f"{d['attempts']} attempt(s): {d['last_error']}")
-
-
-def after_sync(store, config, *, quiet: bool = False) -> list[str]:
-    """Run by `mailsync sync` when a [crm] table is configured: the incremental extraction of what the
-    sync changed, then delivery. Returns ["crm"] when it failed (named on stderr), else []. A future
-    `watch` calls the same (or Pipeline.run and Worker.run) after each wake-up."""
-    from mailsync.crm.outbox import Worker
-    from mailsync.crm.pipeline import Pipeline
-    from mailsync.crm.settings import CrmSettings
-
-    try:
-        settings = CrmSettings.from_config(config)
-        if not settings.enabled:
-            return []
-        result = Pipeline(store, settings).run()
-        if not quiet:
-            click.echo(result.summary(), err=True)
-        if settings.sinks:
-            delivery = Worker(store, settings).run()
-            if not quiet:
-                click.echo(delivery.summary(), err=True)
-            if delivery.errors:
-                for e in delivery.errors:
-                    click.echo(f"mailsync: error: {e}", err=True)
-                return ["crm"]
-    except MailsyncError as exc:
-        click.echo(f"mailsync: crm: error: {exc}", err=True)
-        return ["crm"]
-    return []

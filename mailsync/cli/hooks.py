@@ -22,8 +22,10 @@ import logging
 import os
 import subprocess
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+
+from mailsync.config.model import HookSettings
 
 log = logging.getLogger("mailsync.hooks")
 
@@ -57,12 +59,12 @@ class SyncChange:
 
 def hooks_for(config, account_name: str) -> dict[str, str]:
     """{hook name: command} for an account: its own keys, else the [hooks] table's."""
-    own: Mapping = {}
+    own = HookSettings()
     for acc in config.accounts:
         if acc.name == account_name:
-            own = acc.extra
-    return {name: own.get(name) or config.hooks.get(name) for name in ("post_sync", "on_new_mail")
-            if own.get(name) or config.hooks.get(name)}
+            own = acc.hooks
+    commands = {name: getattr(own, name) or config.hooks.get(name) for name in ("post_sync", "on_new_mail")}
+    return {name: command for name, command in commands.items() if command}
 
 
 def hook_environment(change: SyncChange, hook: str, config_path) -> dict[str, str]:

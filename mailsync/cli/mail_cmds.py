@@ -14,6 +14,8 @@ from pathlib import Path
 
 import click
 
+from mailsync.cli.output import fail
+
 
 def _main():
     from mailsync.cli import main
@@ -31,7 +33,7 @@ def _open(obj, account: str | None):
             main._select_accounts(config, (account,))
         return obj.store(config)
     except MailsyncError as exc:
-        main._fail(exc)
+        fail(exc)
 
 
 @click.command()
@@ -51,7 +53,7 @@ def show(obj, account: str, folder: str, uid: int, headers: bool) -> None:
         with UnitOfWork(store) as uow:
             raw = checked_body(uow.session, find_message(uow.session, account, folder, uid))
     except MailsyncError as exc:
-        _main()._fail(exc)
+        fail(exc)
     finally:
         store.dispose()
     out = sys.stdout.buffer
@@ -116,7 +118,7 @@ def export_maildir(obj, directory: Path, account: str | None, folder: str | None
             result = run(uow.session, directory, account=account, folder=folder, layout=layout,
                          per_account=account is None, progress=progress)
     except MailsyncError as exc:
-        _main()._fail(exc)
+        fail(exc)
     finally:
         store.dispose()
     progress.finish(result, directory)
@@ -151,7 +153,7 @@ def export_mbox(obj, target: Path, account: str | None, folder: str | None) -> N
             result = run(uow.session, target, single_file=single, account=account, folder=folder,
                          per_account=account is None, progress=progress)
     except MailsyncError as exc:
-        _main()._fail(exc)
+        fail(exc)
     finally:
         store.dispose()
     progress.finish(result, target)

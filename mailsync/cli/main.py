@@ -20,6 +20,7 @@ import click
 
 from mailsync.errors import ConfigError, MailsyncError
 from mailsync.cli.auth_cmds import auth as _auth_group
+from mailsync.cli.output import LOG_FORMAT, fail, say
 
 
 class _Ctx:
@@ -48,27 +49,6 @@ def _startup_over() -> None:
     gc.enable()
 
 
-_LOG_FORMAT = ["text"]  # --log-format, for the messages below
-
-
-def _fail(exc: MailsyncError) -> None:
-    if _LOG_FORMAT[0] == "json":
-        _say(exc.message, logging.ERROR, event="error", hint=exc.hint, exit_code=exc.exit_code)
-    else:
-        click.echo(f"mailsync: error: {exc}", err=True)
-    sys.exit(exc.exit_code)
-
-
-def _say(message: str, level: int = logging.WARNING, *, event: str = "notice", **fields) -> None:
-    """A message for stderr: as is, or with --log-format json one JSON line like every log record."""
-    if _LOG_FORMAT[0] == "json":
-        from mailsync.push.logs import event as log_event
-
-        log_event(logging.getLogger("mailsync"), event, level, message=message, **fields)
-    else:
-        click.echo(f"mailsync: {message}", err=True)
-
-
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
               envvar="MAILSYNC_CONFIG", help="Config file (default: $MAILSYNC_CONFIG, else the XDG config path).")
@@ -81,7 +61,7 @@ def _say(message: str, level: int = logging.WARNING, *, event: str = "notice", *
 def cli(ctx: click.Context, config_path: Path | None, verbose: int, log_format: str) -> None:
     """Mirror folders, flags and messages between IMAP accounts and a local SQL store."""
     level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
-    _LOG_FORMAT[0] = log_format
+    LOG_FORMAT[0] = log_format
     if log_format == "json":
         from mailsync.push.logs import setup
 
@@ -108,7 +88,7 @@ def init(obj: _Ctx, force: bool) -> None:
     try:
         written = write_sample(path, force=force)
     except MailsyncError as exc:
-        _fail(exc)
+        fail(exc)
     click.echo(f"wrote a sample config to {written}; edit it, then run: mailsync sync", err=True)
     click.echo(str(written))
 
@@ -129,34 +109,27 @@ def sync(obj: _Ctx, accounts: tuple[str, ...], quiet: bool, allow_deletions: boo
         first = _log_in_early(selected[0]) if selected else None
         store = obj.store(config)
     except MailsyncError as exc:
-        _fail(exc)
+        fail(exc)
     from mailsync.cli.hooks import SyncChange, run_hooks
     from mailsync.cli.progress import NewMailFolders, make_observer
-    from mailsync.sync.engine import sync_account
+    from mailsync.service import run_sync
 
-    failed = []
-    results = []
-    hook_failures: list[str] = []
-    with make_observer(quiet or as_json, log_format=_LOG_FORMAT[0]) as shown:
-        observer = NewMailFolders(shown)
-        for account in selected:
-            result = sync_account(store, account, observer=observer, connect=first,
-                                  allow_mass_delete=allow_deletions)
-            results.append(result)
-            if not result.ok or result.set_aside:  # a folder set aside is not a clean sync either
-                failed.append(result.account)
-            else:  # hooks run between accounts, from here: a failing one is logged, never fails the sync
-                hook_failures += run_hooks(config, SyncChange.from_result(result, observer.folders(result.account)))
-    if config.crm:  # the CRM layer: extract what this sync changed, then deliver (crm_cmds.after_sync)
-        from mailsync.cli.crm_cmds import after_sync
-        failed += after_sync(store, config, quiet=quiet)
+    observer = NewMailFolders(make_observer(quiet or as_json, log_format=LOG_FORMAT[0]))
+
+    def hooks(result) -> list[str]:  # between accounts: a failing hook is logged, never fails the sync
+        return run_hooks(config, SyncChange.from_result(result, observer.folders(result.account)))
+
+    # each account, then the CRM step when [crm] is configured (extract what changed, then deliver)
+    outcome = run_sync(config, store, observer, accounts=selected, after_account=hooks, quiet=quiet, connect=first,
+                       allow_mass_delete=allow_deletions)
+    failed = outcome.failed
     store.dispose()
     if as_json:
         from mailsync.cli.progress import summary_json
 
-        click.echo(json.dumps(summary_json(results, failed, hook_failures), indent=2, sort_keys=True))
+        click.echo(json.dumps(summary_json(outcome.results, failed, outcome.hook_failures), indent=2, sort_keys=True))
     if failed:
-        _say(f"{len(failed)} of {len(selected)} account(s) failed: {', '.join(failed)}", logging.ERROR,
+        say(f"{len(failed)} of {len(selected)} account(s) failed: {', '.join(failed)}", logging.ERROR,
              event="sync_failed", failed=", ".join(failed))
         sys.exit(1)
 
@@ -217,7 +190,7 @@ def check(obj: _Ctx, accounts: tuple[str, ...], as_json: bool) -> None:
         config = obj.config()
         selected = _select_accounts(config, accounts)
     except MailsyncError as exc:
-        _fail(exc)
+        fail(exc)
     from sqlalchemy.engine import make_url
 
     from mailsync.cli.check import check_account, render
@@ -238,11 +211,11 @@ def check(obj: _Ctx, accounts: tuple[str, ...], as_json: bool) -> None:
         click.echo(render(checks, store))
     failed = [c.account for c in checks if not c.ok]
     if failed:
-        _say(f"{len(failed)} of {len(checks)} account(s) failed the check: {', '.join(failed)}", logging.ERROR,
+        say(f"{len(failed)} of {len(checks)} account(s) failed the check: {', '.join(failed)}", logging.ERROR,
              event="check_failed", failed=", ".join(failed))
         sys.exit(1)
     if not checks:
-        _say(f"no accounts configured in {config.path}")
+        say(f"no accounts configured in {config.path}")
 
 
 @cli.command()
@@ -256,7 +229,7 @@ def status(obj: _Ctx, as_json: bool) -> None:
 
         store = obj.store(config) if store_exists(config.store.url) else None  # status never creates one
     except MailsyncError as exc:
-        _fail(exc)
+        fail(exc)
     from mailsync.cli.status import collect_status, render_status
 
     report = collect_status(store, config)
@@ -291,7 +264,7 @@ def verify(obj: _Ctx, accounts: tuple[str, ...], repair: bool, against_server: b
         selected = _select_accounts(config, accounts)
         store = obj.store(config)
     except MailsyncError as exc:
-        _fail(exc)
+        fail(exc)
     if against_server:
         _verify_server(store, selected, repair, as_json)
     from mailsync.store.uow import UnitOfWork
@@ -315,7 +288,7 @@ def verify(obj: _Ctx, accounts: tuple[str, ...], repair: bool, against_server: b
                 uow.commit()
     except MailsyncError as exc:
         store.dispose()
-        _fail(exc)
+        fail(exc)
     store.dispose()
     if shown[0] != t0:
         click.echo("", err=True)
@@ -396,7 +369,7 @@ def export_messages(obj: _Ctx, fmt: str, account: str | None, folder: str | None
             _select_accounts(config, (account,))
         store = obj.store(config)
     except MailsyncError as exc:
-        _fail(exc)
+        fail(exc)
     from dataclasses import asdict
 
     from mailsync.store import repositories as repo
@@ -442,14 +415,14 @@ def main() -> None:
         try:
             cli(prog_name="mailsync")
         except MailsyncError as exc:  # pragma: no cover - commands handle their own; this is the last net
-            _fail(exc)
+            fail(exc)
         except Exception as exc:  # a damaged store surfaces wherever it is first read: said plainly
             from mailsync.store.db import store_damage
 
             damaged = store_damage(exc)
             if damaged is None:
                 raise
-            _fail(damaged)
+            fail(damaged)
         except BrokenPipeError:  # pragma: no cover - a command's output cut short outside its own handling
             _stdout_gone()
             sys.exit(0)

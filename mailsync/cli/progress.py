@@ -97,6 +97,13 @@ class NewMailFolders(SyncObserver):
         self.shown = shown
         self._folders: dict[str, set[str]] = {}
 
+    def __enter__(self) -> "NewMailFolders":  # the display's live part (mailsync.service.run_sync enters it)
+        self.shown.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.shown.__exit__(*exc)
+
     def folders(self, account: str) -> set[str]:
         return set(self._folders.get(account, ()))
 

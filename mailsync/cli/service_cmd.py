@@ -77,7 +77,7 @@ def render_unit(config_path: Path, log_format: str = "json") -> str:
 def install_service(obj, print_only: bool, enable: bool, force: bool) -> None:
     """Install a systemd user unit that runs `mailsync watch` with this config (restarted on failure,
     stopped with SIGTERM). Then: systemctl --user enable --now mailsync.service"""
-    from mailsync.cli.main import _fail
+    from mailsync.cli.output import fail
     from mailsync.config.loader import default_config_path
     from mailsync.errors import ConfigError, MailsyncError
 
@@ -100,7 +100,7 @@ def install_service(obj, print_only: bool, enable: bool, force: bool) -> None:
             raise ConfigError(f"cannot write {target}: {exc.strerror or exc}",
                               hint="check that the folder is writable, or use --print and place it yourself")
     except MailsyncError as exc:
-        _fail(exc)
+        fail(exc)
     click.echo(f"wrote {target}", err=True)
     click.echo(str(target))
     steps = [["systemctl", "--user", "daemon-reload"], ["systemctl", "--user", "enable", "--now", UNIT_NAME]]
@@ -111,9 +111,9 @@ def install_service(obj, print_only: bool, enable: bool, force: bool) -> None:
         try:
             proc = subprocess.run(step, capture_output=True, text=True, timeout=60)
         except (OSError, subprocess.TimeoutExpired) as exc:
-            _fail(MailsyncError(f"`{' '.join(step)}` could not run: {exc}",
+            fail(MailsyncError(f"`{' '.join(step)}` could not run: {exc}",
                                 hint="run it yourself in your login session"))
         if proc.returncode != 0:
-            _fail(MailsyncError(f"`{' '.join(step)}` failed: {proc.stderr.strip() or proc.returncode}",
+            fail(MailsyncError(f"`{' '.join(step)}` failed: {proc.stderr.strip() or proc.returncode}",
                                 hint="run it yourself in your login session (systemd --user must be running)"))
     click.echo(f"enabled and started {UNIT_NAME}: journalctl --user -u mailsync -f shows its log", err=True)

@@ -47,7 +47,8 @@ def watch(obj, accounts: tuple[str, ...], metrics_port: int | None, metrics_addr
     import threading
     from dataclasses import replace
 
-    from mailsync.cli.main import _fail, _select_accounts
+    from mailsync.cli.main import _select_accounts
+    from mailsync.cli.output import fail
     from mailsync.push import logs
     from mailsync.push.daemon import WatchDaemon, WatchSettings, watched
 
@@ -75,7 +76,7 @@ def watch(obj, accounts: tuple[str, ...], metrics_port: int | None, metrics_addr
             settings = replace(settings, response_timeout=response_timeout)
         store = obj.store(config)
     except MailsyncError as exc:
-        _fail(exc)
+        fail(exc)
 
     level = min(logging.INFO, logging.getLogger().level or logging.INFO)
     logs.setup(log_format, level)
@@ -84,21 +85,12 @@ def watch(obj, accounts: tuple[str, ...], metrics_port: int | None, metrics_addr
     watchdog.daemon = True
 
     async def main() -> None:
-        after = None
-        steps = []
-        if config.crm:  # the CRM layer delivers from inside the daemon too (mailsync.cli.crm_cmds.after_sync)
-            from mailsync.cli.crm_cmds import after_sync as crm_after_sync
-
-            steps.append(lambda store_for_daemon: crm_after_sync(store_for_daemon, config, quiet=True))
         from mailsync.cli.hooks import WatchHooks, hooks_for
 
+        after = None  # each sync is followed by the CRM step when [crm] is configured (mailsync.service)
         if any(hooks_for(config, a.name) for a in selected):  # post_sync / on_new_mail (mailsync.cli.hooks)
-            steps.append(WatchHooks(config, store))
-        if steps:
-            def after(store_for_daemon) -> None:
-                for step in steps:
-                    step(store_for_daemon)
-        daemon = WatchDaemon(store, selected, settings=settings, after_sync=after)
+            after = WatchHooks(config, store)
+        daemon = WatchDaemon(store, selected, settings=settings, config=config, after_sync=after)
         loop = asyncio.get_running_loop()
 
         def on_signal(name: str) -> None:
@@ -123,7 +115,7 @@ def watch(obj, accounts: tuple[str, ...], metrics_port: int | None, metrics_addr
     try:
         asyncio.run(main())
     except MailsyncError as exc:
-        _fail(exc)
+        fail(exc)
     finally:
         store.dispose()
     sys.stderr.flush()

@@ -10,21 +10,20 @@ the key and the bad value, and whose ``hint`` says how to fix it.
 
 from __future__ import annotations
 
-import difflib
 import errno
-import ipaddress
-import math
 import os
 import re
 import stat
 import tomllib
-from collections.abc import Iterable, Mapping
-from datetime import date, datetime, time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from mailsync.config.model import AccountConfig, Config, SecretRef, StoreConfig
+from mailsync.config.fields import (MISSING, Context, Table, describe, is_loopback, one_of, parse_secret_ref,
+                                    show, suggest)
+from mailsync.config.model import (AccountConfig, AccountCrmSettings, Config, HookSettings, OAuthSettings,
+                                   PushSettings, SecretRef, StoreConfig)
 from mailsync.errors import ConfigError
 
 __all__ = [
@@ -40,7 +39,7 @@ __all__ = [
 TOP_LEVEL_KEYS = ("store", "account", "crm", "hooks")
 HOOK_KEYS = ("post_sync", "on_new_mail")  # shell commands run after a sync that changed something
 STORE_KEYS = ("url",)
-# Keys later features read; kept in AccountConfig.extra.
+# Keys of the account's typed sub-settings (AccountConfig.push, .oauth, .crm, .hooks).
 EXTRA_ACCOUNT_KEYS = (
     "identities",
     "share",
@@ -90,17 +89,14 @@ TLS_MODES = ("implicit", "starttls", "none")
 CONFLICT_POLICIES = ("server", "local", "newest")
 AUTH_METHODS = ("password", "oauth2")
 PROVIDERS = ("google", "microsoft", "generic")
-SECRET_PREFIXES = ("env:", "cmd:", "keyring:")
 
 ACCOUNT_NAME_RE = re.compile(r"[A-Za-z0-9._-]+")
-ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 MAX_BATCH_SIZE = 10_000
 MAX_IDLE_REFRESH = 29 * 60  # RFC 2177: servers may drop an IDLE after 30 minutes
 
 SECRET_FORMS = 'env:NAME, cmd:COMMAND or keyring:SERVICE/USER'
 
-_MISSING = object()
 
 
 # --------------------------------------------------------------------------------------- paths
@@ -136,309 +132,14 @@ def default_store_url() -> str:
     return URL.create("sqlite", database=str(_default_db_path())).render_as_string(hide_password=False)
 
 
-# --------------------------------------------------------------------------------- rendering
-
-
-def _show(value: Any, limit: int = 80) -> str:
-    """A value as it would be written in TOML, shortened for messages. Never use on secrets."""
-    if isinstance(value, bool):
-        text = "true" if value else "false"
-    elif isinstance(value, str):
-        text = _toml_str(value)
-    elif isinstance(value, float):
-        text = "nan" if math.isnan(value) else repr(value)
-    elif isinstance(value, int):
-        text = str(value)
-    elif isinstance(value, (datetime, date, time)):
-        text = value.isoformat()
-    elif isinstance(value, list):
-        text = "[" + ", ".join(_show(v, limit) for v in value) + "]"
-    elif isinstance(value, dict):
-        text = "{ " + ", ".join(f"{_key(k)} = {_show(v, limit)}" for k, v in value.items()) + " }"
-    else:  # pragma: no cover - tomllib produces nothing else
-        text = repr(value)
-    if len(text) > limit:
-        text = text[: limit - 3] + "..."
-    return text
-
-
-def _toml_str(value: str) -> str:
-    out = ['"']
-    for ch in value:
-        if ch == '"':
-            out.append('\\"')
-        elif ch == "\\":
-            out.append("\\\\")
-        elif ch == "\n":
-            out.append("\\n")
-        elif ch == "\t":
-            out.append("\\t")
-        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
-            out.append(f"\\u{ord(ch):04x}")
-        else:
-            out.append(ch)
-    out.append('"')
-    return "".join(out)
-
-
-def _key(key: str) -> str:
-    return key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else _toml_str(key)
-
-
-def _type_name(value: Any) -> str:
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int):
-        return "an integer"
-    if isinstance(value, float):
-        return "a float"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "an array"
-    if isinstance(value, dict):
-        return "a table"
-    if isinstance(value, (datetime, date, time)):
-        return "a date/time"
-    return type(value).__name__  # pragma: no cover
-
-
-def _describe(value: Any) -> str:
-    """'the string "993"', 'the integer 70000', 'true (a boolean)', '[1, 2] (an array)'."""
-    if isinstance(value, (str, int, float)) and not isinstance(value, bool):
-        return f"the {_type_name(value).split(' ', 1)[1]} {_show(value)}"
-    return f"{_show(value)} ({_type_name(value)})"
-
-
-def _suggest(word: str, choices: Iterable[str]) -> str | None:
-    choices = list(choices)
-    lowered = {c.lower(): c for c in choices}
-    if word.lower() in lowered:
-        return lowered[word.lower()]
-    found = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
-    if not found:
-        found = difflib.get_close_matches(word.lower(), list(lowered), n=1, cutoff=0.6)
-        found = [lowered[f] for f in found]
-    return found[0] if found else None
-
-
-def _one_of(choices: Iterable[str]) -> str:
-    return ", ".join(f'"{c}"' for c in choices)
-
-
-# ---------------------------------------------------------------------------------- context
-
-
-class _Ctx:
-    """Where in the file we are: builds messages of the form ``FILE: WHERE: PROBLEM``."""
-
-    def __init__(self, file: Path, mode: int | None) -> None:
-        self.file = file
-        self.mode = mode
-
-    @property
-    def base_dir(self) -> Path:
-        return self.file.parent
-
-    def error(self, where: str, problem: str, hint: str | None) -> ConfigError:
-        return ConfigError(f"{self.file}: {where}: {problem}", hint=hint)
-
-    def readable_by_others(self) -> bool:
-        return self.mode is not None and os.name == "posix" and bool(self.mode & 0o077)
-
-
-class _Table:
-    """One TOML table being validated: typed getters that raise ConfigError naming key and value."""
-
-    def __init__(self, ctx: _Ctx, label: str, data: Mapping[str, Any], allowed: tuple[str, ...]) -> None:
-        self.ctx = ctx
-        self.label = label  # e.g. "account 'work'" or "[store]"
-        self.data = data
-        self.allowed = allowed
-
-    def where(self, key: str) -> str:
-        return f"{self.label} key '{key}'"
-
-    def error(self, key: str, problem: str, hint: str | None) -> ConfigError:
-        return self.ctx.error(self.where(key), problem, hint)
-
-    def check_unknown(self) -> None:
-        for key in self.data:
-            if key in self.allowed:
-                continue
-            guess = _suggest(key, self.allowed)
-            hint = f'did you mean "{guess}"? ' if guess else ""
-            hint += f"known keys here: {', '.join(self.allowed)}"
-            # The value of an unknown key is never shown: it may be a misspelt password.
-            raise self.ctx.error(f"{self.label}", f"unknown key '{key}'", hint)
-
-    def has(self, key: str) -> bool:
-        return key in self.data
-
-    # --- typed getters -----------------------------------------------------------------
-
-    def _type_error(self, key: str, value: Any, expected: str, example: str, secret: bool = False) -> ConfigError:
-        if secret:
-            return self.error(key, f"must be {expected}, got {_type_name(value)} (value not shown)",
-                              f'write it as a quoted string, e.g. {key} = {example}')
-        hint = f"write it as {expected}, e.g. {key} = {example}"
-        if isinstance(value, str):
-            stripped = value.strip()
-            unquoted: str | None = None
-            if expected.startswith(("an integer", "a number")) and re.fullmatch(r"[+-]?\d+(\.\d+)?", stripped):
-                unquoted = stripped
-            elif expected.startswith("a boolean") and stripped.lower() in ("true", "false"):
-                unquoted = stripped.lower()
-            if unquoted is not None:
-                hint = f"drop the quotes: {key} = {unquoted}"
-        elif isinstance(value, bool) and expected.startswith(("an integer", "a number")):
-            hint = f"use a number, not true/false, e.g. {key} = {example}"
-        return self.error(key, f"must be {expected}, got {_describe(value)}", hint)
-
-    def string(self, key: str, *, required: bool = False, example: str = '"..."', default: Any = None,
-               hint_missing: str | None = None) -> Any:
-        value = self.data.get(key, _MISSING)
-        if value is _MISSING:
-            if required:
-                raise self.ctx.error(self.label, f"missing required key '{key}'",
-                                     hint_missing or f"add {key} = {example}")
-            return default
-        if not isinstance(value, str):
-            raise self._type_error(key, value, "a string", example)
-        if not value.strip():
-            raise self.error(key, f"must not be empty, got {_show(value)}", f"set it, e.g. {key} = {example}")
-        return value
-
-    def integer(self, key: str, *, lo: int, hi: int | None, default: int, example: str,
-                range_hint: str | None = None) -> int:
-        value = self.data.get(key, _MISSING)
-        if value is _MISSING:
-            return default
-        if isinstance(value, float) and value.is_integer() and math.isfinite(value):
-            raise self.error(key, f"must be a whole number, got the float {_show(value)}",
-                             f"drop the decimal point: {key} = {int(value)}")
-        if not isinstance(value, int) or isinstance(value, bool):
-            raise self._type_error(key, value, "an integer", example)
-        if value < lo or (hi is not None and value > hi):
-            bounds = f"from {lo} to {hi}" if hi is not None else f"of at least {lo}"
-            raise self.error(key, f"must be an integer {bounds}, got {value}",
-                             range_hint or f"use a value {bounds}, e.g. {key} = {example}")
-        return value
-
-    def number(self, key: str, *, default: Any, example: str, maximum: float | None = None,
-               max_hint: str | None = None) -> Any:
-        value = self.data.get(key, _MISSING)
-        if value is _MISSING:
-            return default
-        if not isinstance(value, (int, float)) or isinstance(value, bool):
-            raise self._type_error(key, value, "a number of seconds", example)
-        if not math.isfinite(value) or value <= 0:
-            raise self.error(key, f"must be a finite number of seconds greater than 0, got {_show(value)}",
-                             f"use a positive number, e.g. {key} = {example}")
-        if maximum is not None and value > maximum:
-            raise self.error(key, f"must be at most {maximum:g} seconds, got {_show(value)}",
-                             max_hint or f"use at most {maximum:g}")
-        return float(value)
-
-    def boolean(self, key: str, *, default: bool) -> bool:
-        value = self.data.get(key, _MISSING)
-        if value is _MISSING:
-            return default
-        if not isinstance(value, bool):
-            raise self._type_error(key, value, "a boolean (true or false)", "true")
-        return value
-
-    def choice(self, key: str, choices: tuple[str, ...], *, default: Any, aliases: Mapping[str, str] | None = None) -> Any:
-        value = self.data.get(key, _MISSING)
-        if value is _MISSING:
-            return default
-        if not isinstance(value, str):
-            raise self._type_error(key, value, f"one of {_one_of(choices)}", f'"{choices[0]}"')
-        if value in choices:
-            return value
-        guess = (aliases or {}).get(value.lower()) or _suggest(value, choices)
-        hint = f'use one of {_one_of(choices)}'
-        if guess:
-            hint = f'did you mean {key} = "{guess}"? ({hint})'
-        raise self.error(key, f"must be one of {_one_of(choices)}, got {_show(value)}", hint)
-
-    def string_list(self, key: str, *, default: Any, example: str, allow_empty: bool = True,
-                    empty_hint: str | None = None) -> Any:
-        value = self.data.get(key, _MISSING)
-        if value is _MISSING:
-            return default
-        if isinstance(value, str):
-            raise self.error(key, f"must be an array of strings, got the string {_show(value)}",
-                             f"put it in brackets: {key} = [{_show(value)}]")
-        if not isinstance(value, list):
-            raise self._type_error(key, value, "an array of strings", example)
-        for i, item in enumerate(value):
-            if not isinstance(item, str):
-                raise self.error(key, f"item {i + 1} must be a string, got {_describe(item)} in {_show(value)}",
-                                 f"quote every item, e.g. {key} = {example}")
-            if not item.strip():
-                raise self.error(key, f"item {i + 1} is an empty string in {_show(value)}",
-                                 "remove the empty item")
-        if not value and not allow_empty:
-            raise self.error(key, "must not be an empty array, got []", empty_hint or f"e.g. {key} = {example}")
-        return tuple(value)
-
-
-# ---------------------------------------------------------------------------------- secrets
-
-
-def parse_secret_ref(text: str, *, origin: str = "", secret_key: str = "password") -> SecretRef:
-    """Parse a secret source: ``env:NAME``, ``cmd:COMMAND``, ``keyring:SERVICE/USER``, else a literal.
-
-    ``origin`` ("FILE: account 'work' key 'password'") is kept in the SecretRef and starts every
-    error message. A literal's value is never put in a message.
-    """
-    where = origin or f"key '{secret_key}'"
-    if text.startswith("env:"):
-        name = text[len("env:"):]
-        if not ENV_NAME_RE.fullmatch(name):
-            problem = f"{_show(text)} does not name a valid environment variable"
-            example = "WORK_IMAP_PASSWORD" if secret_key == "password" else secret_key.upper()
-            fix = ("after env: give a variable name made of letters, digits and '_' that does not start "
-                   f'with a digit, e.g. {secret_key} = "env:{example}"')
-            raise ConfigError(f"{where}: {problem}", hint=fix)
-        return SecretRef("env", name, origin)
-    if text.startswith("cmd:"):
-        command = text[len("cmd:"):]
-        if not command.strip():
-            raise ConfigError(f"{where}: {_show(text)} has no command after cmd:",
-                              hint=f'give the command that prints the secret, e.g. {secret_key} = "cmd:pass show mail/work"')
-        return SecretRef("cmd", command.strip(), origin)
-    if text.startswith("keyring:"):
-        rest = text[len("keyring:"):]
-        service, slash, user = rest.partition("/")
-        if not slash or not service.strip() or not user.strip():
-            raise ConfigError(
-                f"{where}: {_show(text)} must be keyring:SERVICE/USER with both parts non-empty",
-                hint=f'e.g. {secret_key} = "keyring:mailsync/me@example.com" '
-                     "(store it with: keyring set mailsync me@example.com)",
-            )
-        return SecretRef("keyring", f"{service}/{user}", origin)
-    lowered = text.lower()
-    for prefix in SECRET_PREFIXES:
-        if lowered.startswith(prefix):
-            # e.g. "Env:FOO": almost surely a source with a miscased prefix; show only the prefix.
-            raise ConfigError(
-                f"{where}: starts with {_show(text[: len(prefix)])}, but secret source prefixes are lowercase",
-                hint=f"write {prefix} in lowercase (a literal secret starting with {prefix} can be given as "
-                     f"cmd:COMMAND instead)",
-            )
-    return SecretRef("literal", text, origin)
-
-
-def _secret(table: _Table, key: str) -> SecretRef | None:
+def _secret(table: Table, key: str) -> SecretRef | None:
     secret = key in SECRET_KEYS
-    value = table.data.get(key, _MISSING)
-    if value is _MISSING:
+    value = table.data.get(key, MISSING)
+    if value is MISSING:
         return None
     example = '"env:NAME"'
     if not isinstance(value, str):
-        raise table._type_error(key, value, f"a string ({SECRET_FORMS}, or the secret itself)", example,
+        raise table.type_error(key, value, f"a string ({SECRET_FORMS}, or the secret itself)", example,
                                 secret=secret)
     if not value:
         raise table.error(key, 'must not be empty, got ""', f"set it, e.g. {key} = {example}")
@@ -467,23 +168,23 @@ def _mask_url(text: str) -> str:
     return re.sub(r"(://[^:/@\s]*:)[^@/\s]*@", r"\1***@", text)
 
 
-def _store(ctx: _Ctx, data: Any) -> StoreConfig:
-    if data is _MISSING:
+def _store(ctx: Context, data: Any) -> StoreConfig:
+    if data is MISSING:
         return StoreConfig(url=default_store_url())
     if not isinstance(data, dict):
-        raise ctx.error("key 'store'", f"must be a table, got {_describe(data) if not isinstance(data, str) else 'the string ' + _show(_mask_url(data))}",
+        raise ctx.error("key 'store'", f"must be a table, got {describe(data) if not isinstance(data, str) else 'the string ' + show(_mask_url(data))}",
                         'write it as a table:\n  [store]\n  url = "sqlite:////path/to/mailsync.db"')
-    table = _Table(ctx, "[store]", data, STORE_KEYS)
+    table = Table(ctx, "[store]", data, STORE_KEYS)
     table.check_unknown()
-    raw = data.get("url", _MISSING)
-    if raw is _MISSING:
+    raw = data.get("url", MISSING)
+    if raw is MISSING:
         return StoreConfig(url=default_store_url())
     if not isinstance(raw, str):
-        raise table._type_error("url", raw, "a string (an SQLAlchemy database URL)", f'"{default_store_url()}"')
+        raise table.type_error("url", raw, "a string (an SQLAlchemy database URL)", f'"{default_store_url()}"')
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError
 
-    shown = _show(_mask_url(raw))
+    shown = show(_mask_url(raw))
     example_hint = (f'use an SQLAlchemy URL such as "{default_store_url()}" or '
                     '"postgresql+psycopg://user@host/mailsync", or remove url to use the default')
     try:
@@ -494,9 +195,9 @@ def _store(ctx: _Ctx, data: Any) -> StoreConfig:
         url.get_dialect()
     except Exception:
         backend = url.get_backend_name()
-        guess = _suggest(backend, _KNOWN_BACKENDS)
+        guess = suggest(backend, _KNOWN_BACKENDS)
         hint = f'did you mean "{guess}"? ' if guess else ""
-        raise table.error("url", f"names an unknown database backend {_show(url.drivername)} in {shown}",
+        raise table.error("url", f"names an unknown database backend {show(url.drivername)} in {shown}",
                           hint + example_hint) from None
     if url.password and ctx.readable_by_others():
         assert ctx.mode is not None
@@ -521,56 +222,41 @@ def _store(ctx: _Ctx, data: Any) -> StoreConfig:
 # --------------------------------------------------------------------------------- accounts
 
 
-def _is_loopback(host: str) -> bool:
-    h = host.strip().rstrip(".").lower()
-    if h.startswith("[") and h.endswith("]"):
-        h = h[1:-1]
-    if h == "localhost" or h.endswith(".localhost"):
-        return True
-    try:
-        addr = ipaddress.ip_address(h)
-    except ValueError:
-        return False
-    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
-        addr = addr.ipv4_mapped
-    return addr.is_loopback
-
-
-def _endpoint(table: _Table, key: str) -> str | None:
+def _endpoint(table: Table, key: str) -> str | None:
     value = table.string(key, example='"https://login.example.com/oauth2/token"')
     if value is None:
         return None
     parts = urlsplit(value)
     ok = parts.scheme == "https" and bool(parts.hostname)
-    if parts.scheme == "http" and parts.hostname and _is_loopback(parts.hostname):
+    if parts.scheme == "http" and parts.hostname and is_loopback(parts.hostname):
         ok = True  # a local test server
     if not ok:
-        raise table.error(key, f"must be an https:// URL, got {_show(value)}",
+        raise table.error(key, f"must be an https:// URL, got {show(value)}",
                           f'e.g. {key} = "https://login.example.com/oauth2/token"')
     return value
 
 
-def _account(ctx: _Ctx, index: int, data: Any, seen: dict[str, int]) -> AccountConfig:
+def _account(ctx: Context, index: int, data: Any, seen: dict[str, int]) -> AccountConfig:
     position = f"account #{index + 1}"
     if not isinstance(data, dict):
-        raise ctx.error(position, f"each [[account]] must be a table, got {_describe(data)}",
+        raise ctx.error(position, f"each [[account]] must be a table, got {describe(data)}",
                         'write each account as a table:\n  [[account]]\n  name = "work"\n  host = ...')
     raw_name = data.get("name")
     if isinstance(raw_name, str) and ACCOUNT_NAME_RE.fullmatch(raw_name):
         label = f"account '{raw_name}'"
     else:
         label = position
-    t = _Table(ctx, label, data, ACCOUNT_KEYS)
+    t = Table(ctx, label, data, ACCOUNT_KEYS)
     t.check_unknown()
 
     # name
     name = t.string("name", required=True, example='"work"',
                     hint_missing=f'give {position} a unique name, e.g. name = "work"')
     if not ACCOUNT_NAME_RE.fullmatch(name):
-        raise t.error("name", f"may contain only letters, digits, '.', '_' and '-', got {_show(name)}",
+        raise t.error("name", f"may contain only letters, digits, '.', '_' and '-', got {show(name)}",
                       f'e.g. name = "{re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-") or "work"}"')
     if name in seen:
-        raise t.error("name", f"{_show(name)} is already used by account #{seen[name] + 1}",
+        raise t.error("name", f"{show(name)} is already used by account #{seen[name] + 1}",
                       "give every [[account]] a different name")
     seen[name] = index
 
@@ -579,14 +265,14 @@ def _account(ctx: _Ctx, index: int, data: Any, seen: dict[str, int]) -> AccountC
     host = host.strip()
     if "://" in host:
         bare = urlsplit(host).hostname or host.split("://", 1)[1]
-        raise t.error("host", f"must be a host name, not a URL, got {_show(host)}",
+        raise t.error("host", f"must be a host name, not a URL, got {show(host)}",
                       f'drop the scheme: host = "{bare}" (TLS is chosen with tls = ...)')
     m = re.fullmatch(r"([^:\s\[\]]+):(\d+)", host)
     if m:
-        raise t.error("host", f"must be a host name without a port, got {_show(host)}",
+        raise t.error("host", f"must be a host name without a port, got {show(host)}",
                       f'split it: host = "{m.group(1)}" and port = {m.group(2)}')
     if any(c.isspace() for c in host) or "/" in host:
-        raise t.error("host", f"is not a valid host name, got {_show(host)}", 'e.g. host = "imap.example.com"')
+        raise t.error("host", f"is not a valid host name, got {show(host)}", 'e.g. host = "imap.example.com"')
 
     # tls, port
     tls = t.choice("tls", TLS_MODES, default="implicit",
@@ -597,10 +283,10 @@ def _account(ctx: _Ctx, index: int, data: Any, seen: dict[str, int]) -> AccountC
                      range_hint="use a port from 1 to 65535 (993 for tls = \"implicit\", 143 for "
                                 "\"starttls\"), or remove port to use that default")
     allow_plaintext = t.boolean("allow_plaintext", default=False)
-    if tls == "none" and not allow_plaintext and not _is_loopback(host):
+    if tls == "none" and not allow_plaintext and not is_loopback(host):
         raise t.error(
             "tls",
-            f'tls = "none" with host {_show(host)}, which is not a loopback address: the password and '
+            f'tls = "none" with host {show(host)}, which is not a loopback address: the password and '
             "every message would cross the network unencrypted, readable and alterable by anyone on the path",
             'use tls = "implicit" (port 993) or tls = "starttls" (port 143); or, only if the network '
             "between you and the server is trusted, add allow_plaintext = true to this account",
@@ -625,7 +311,7 @@ def _account(ctx: _Ctx, index: int, data: Any, seen: dict[str, int]) -> AccountC
                           'remove password, or use auth = "password"')
         if not t.has("provider"):
             raise ctx.error(label, "missing required key 'provider' (needed with auth = \"oauth2\")",
-                            f'add provider = one of {_one_of(PROVIDERS)}')
+                            f'add provider = one of {one_of(PROVIDERS)}')
     password = _secret(t, "password")
     provider = t.choice("provider", PROVIDERS, default=None,
                         aliases={"gmail": "google", "outlook": "microsoft", "office365": "microsoft",
@@ -648,7 +334,7 @@ def _account(ctx: _Ctx, index: int, data: Any, seen: dict[str, int]) -> AccountC
             candidate = ctx.base_dir / candidate
         if not candidate.is_file():
             what = "is not a file" if candidate.exists() else "does not exist"
-            raise t.error("ca_file", f"{_show(raw_ca)} {what} (looked for {candidate})",
+            raise t.error("ca_file", f"{show(raw_ca)} {what} (looked for {candidate})",
                           f"point ca_file at a PEM file of CA certificates; a relative path is relative to "
                           f"{ctx.base_dir}")
         ca_file = candidate
@@ -658,7 +344,7 @@ def _account(ctx: _Ctx, index: int, data: Any, seen: dict[str, int]) -> AccountC
     batch_size = t.integer("batch_size", lo=1, hi=MAX_BATCH_SIZE, default=5000, example="2000")
     timeout = t.number("timeout", default=60.0, example="60")
 
-    extra = _extras(t)
+    sub_settings = _sub_settings(t)
 
     return AccountConfig(
         name=name,
@@ -679,46 +365,47 @@ def _account(ctx: _Ctx, index: int, data: Any, seen: dict[str, int]) -> AccountC
         provider=provider,
         client_id=client_id,
         client_secret=client_secret,
-        extra=extra,
+        **sub_settings,
     )
 
 
-def _extras(t: _Table) -> dict[str, Any]:
-    extra: dict[str, Any] = {}
-    if t.has("identities"):
-        extra["identities"] = t.string_list("identities", default=(), example='["me@example.com"]')
-    if t.has("share"):  # what CRM activities may show (mailsync.crm.settings)
-        extra["share"] = t.choice("share", ("metadata", "subject", "everything"), default="metadata")
-    if t.has("create_contacts"):  # which correspondents become CRM contacts (mailsync.crm.settings)
-        extra["create_contacts"] = t.choice("create_contacts", ("none", "sent", "sent_and_received"), default="sent",
-                                            aliases={"all": "sent_and_received", "received": "sent_and_received"})
-    if t.has("watch"):
-        value = t.data["watch"]
-        if isinstance(value, bool):
-            extra["watch"] = value
-        elif isinstance(value, list):
-            extra["watch"] = t.string_list("watch", default=(), example='["INBOX"]')
-        else:
-            raise t._type_error("watch", value, "true, false or an array of folder names", '["INBOX"]')
-    if t.has("poll_interval"):
-        extra["poll_interval"] = t.number("poll_interval", default=None, example="300")
-    if t.has("idle_refresh"):
-        extra["idle_refresh"] = t.number(
+def _get(t: Table, key: str, read):
+    """``read()`` when the table has ``key``, else None (the typed settings' "not set")."""
+    return read() if t.has(key) else None
+
+
+def _watch(t: Table) -> bool | tuple[str, ...]:
+    value = t.data["watch"]
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, list):
+        return t.string_list("watch", default=(), example='["INBOX"]')
+    raise t.type_error("watch", value, "true, false or an array of folder names", '["INBOX"]')
+
+
+def _sub_settings(t: Table) -> dict[str, Any]:
+    """The account's typed sub-settings (push, oauth, crm, hooks), checked in the file's key order."""
+    crm = AccountCrmSettings(  # what mailsync.crm.settings reads
+        identities=_get(t, "identities", lambda: t.string_list("identities", default=(), example='["me@example.com"]')),
+        share=_get(t, "share", lambda: t.choice("share", ("metadata", "subject", "everything"), default="metadata")),
+        create_contacts=_get(t, "create_contacts", lambda: t.choice(
+            "create_contacts", ("none", "sent", "sent_and_received"), default="sent",
+            aliases={"all": "sent_and_received", "received": "sent_and_received"})))
+    push = PushSettings(
+        watch=_get(t, "watch", lambda: _watch(t)),
+        poll_interval=t.number("poll_interval", default=None, example="300"),
+        idle_refresh=t.number(
             "idle_refresh", default=None, example="1500", maximum=MAX_IDLE_REFRESH,
-            max_hint=f"servers may end an IDLE after 30 minutes; use at most {MAX_IDLE_REFRESH} (29 minutes)",
-        )
-    if t.has("scopes"):
-        extra["scopes"] = t.string_list("scopes", default=(), example='["https://mail.google.com/"]')
-    for key in ("authorization_endpoint", "token_endpoint"):
-        if t.has(key):
-            extra[key] = _endpoint(t, key)
-    if t.has("tenant"):
-        extra["tenant"] = t.string("tenant", example='"common"')
-    extra.update(_hooks(t))
-    return extra
+            max_hint=f"servers may end an IDLE after 30 minutes; use at most {MAX_IDLE_REFRESH} (29 minutes)"))
+    oauth = OAuthSettings(
+        scopes=_get(t, "scopes", lambda: t.string_list("scopes", default=(), example='["https://mail.google.com/"]')),
+        authorization_endpoint=_endpoint(t, "authorization_endpoint"),
+        token_endpoint=_endpoint(t, "token_endpoint"),
+        tenant=t.string("tenant", example='"common"'))
+    return {"crm": crm, "push": push, "oauth": oauth, "hooks": HookSettings(**_hooks(t))}
 
 
-def _hooks(t: _Table) -> dict[str, str]:
+def _hooks(t: Table) -> dict[str, str]:
     """``post_sync`` / ``on_new_mail``: a shell command each (run by mailsync.cli.hooks)."""
     return {key: t.string(key, example='"notmuch new"') for key in HOOK_KEYS if t.has(key)}
 
@@ -729,46 +416,49 @@ def _hooks(t: _Table) -> dict[str, str]:
 def config_from_mapping(doc: Mapping[str, Any], *, path: Path, mode: int | None = 0o600) -> Config:
     """Validate an already parsed TOML document; ``path`` and its ``mode`` are used for messages,
     relative paths and the literal-secret rule (``None``: mode unknown, literals allowed)."""
-    ctx = _Ctx(path, mode)
-    top = _Table(ctx, "top level", doc, TOP_LEVEL_KEYS)
+    ctx = Context(path, mode)
+    top = Table(ctx, "top level", doc, TOP_LEVEL_KEYS)
     top.check_unknown()
 
-    store = _store(ctx, doc.get("store", _MISSING))
+    store = _store(ctx, doc.get("store", MISSING))
 
-    raw_accounts = doc.get("account", _MISSING)
+    raw_accounts = doc.get("account", MISSING)
     accounts: list[AccountConfig] = []
-    if raw_accounts is not _MISSING:
+    if raw_accounts is not MISSING:
         if isinstance(raw_accounts, dict):
             raise ctx.error("key 'account'", "must be an array of tables, but [account] was written as a single table",
                             "write each account header with double brackets: [[account]]")
         if not isinstance(raw_accounts, list):
-            raise ctx.error("key 'account'", f"must be an array of tables, got {_describe(raw_accounts)}",
+            raise ctx.error("key 'account'", f"must be an array of tables, got {describe(raw_accounts)}",
                             'write each account as:\n  [[account]]\n  name = "work"\n  ...')
         seen: dict[str, int] = {}
         for i, item in enumerate(raw_accounts):
             accounts.append(_account(ctx, i, item, seen))
 
-    crm = doc.get("crm", _MISSING)
-    if crm is _MISSING:
+    crm = doc.get("crm", MISSING)
+    if crm is MISSING:
         crm = {}
     elif not isinstance(crm, dict):
-        raise ctx.error("key 'crm'", f"must be a table, got {_describe(crm)}", "write it as a table: [crm]")
+        raise ctx.error("key 'crm'", f"must be a table, got {describe(crm)}", "write it as a table: [crm]")
+    crm_settings = None
     if crm:  # its rules are the crm layer's; checked here so a bad value fails at load like any other
-        from mailsync.crm.settings import check_crm
-        check_crm(ctx, crm, accounts)
+        from mailsync.crm.settings import check_crm  # only when there is a [crm] table: no import cycle
 
-    hooks = doc.get("hooks", _MISSING)
-    if hooks is _MISSING:
+        crm_settings = check_crm(ctx, crm, accounts)
+
+    hooks = doc.get("hooks", MISSING)
+    if hooks is MISSING:
         hooks = {}
     elif not isinstance(hooks, dict):
-        raise ctx.error("key 'hooks'", f"must be a table, got {_describe(hooks)}",
+        raise ctx.error("key 'hooks'", f"must be a table, got {describe(hooks)}",
                         'write it as a table: [hooks] with post_sync = "notmuch new"')
     else:
-        table = _Table(ctx, "[hooks]", hooks, HOOK_KEYS)
+        table = Table(ctx, "[hooks]", hooks, HOOK_KEYS)
         table.check_unknown()
         hooks = _hooks(table)
 
-    return Config(path=path, store=store, accounts=tuple(accounts), crm=crm, hooks=hooks)
+    return Config(path=path, store=store, accounts=tuple(accounts), crm=crm, crm_settings=crm_settings,
+                  hooks=hooks)
 
 
 def _toml_error(file: Path, exc: tomllib.TOMLDecodeError) -> ConfigError:

@@ -18,7 +18,8 @@ Owns, module by module (each says what it must not touch in its own header):
     settings    the [crm] table and the account keys it reads, validated
   store-facing:
     models      SQLAlchemy tables (crm_*), migration 0002_crm
-    pipeline    incremental and full derivation, erasure, the outbox writes, in one transaction
+    pipeline    the order of a run and its one transaction: sources, facts, threads, derive (a module
+                each, with queries, record_store, enqueue, erasure and parsing beside them)
     outbox      the delivery worker: claims, retries with backoff, dead letters
     sinks       webhook (HMAC-signed HTTP POST) and jsonl transports
 

@@ -1,7 +1,8 @@
 """SQLAlchemy models of the CRM tables (on mailsync.store.models.Base; migration 0002_crm).
 
-Owns: the layout of every ``crm_*`` table. Must not: hold behaviour (queries live in pipeline.py and
-outbox.py), or reference the sync engine's tables beyond foreign keys to ``accounts``.
+Owns: the layout of every ``crm_*`` table. Must not: hold behaviour (queries live in the steps of a
+run -- queries.py, sources.py, facts.py, threads.py, derive.py, record_store.py, enqueue.py -- and
+in outbox.py), or reference the sync engine's tables beyond foreign keys to ``accounts``.
 
 Layout:
   crm_state         key -> value: the installation salt, settings and identity fingerprints, the

@@ -16,7 +16,7 @@ settlement of the rows, so a deletion or an association finds the CRM's object.
 Per sink: rows go in id order, ``batch_size`` per request, at most ``rate_limit`` requests a second
 (a token bucket on the injected clock). The worker runs after ``mailsync sync`` (and is what a
 ``watch`` daemon calls between wake-ups) until nothing is due or ``deadline`` seconds have passed.
-Must not: derive or change records (pipeline.py), or know a transport's wire format (sinks.py).
+Must not: derive or change records (pipeline.py and its steps), or know a transport's wire format (sinks.py).
 """
 
 from __future__ import annotations

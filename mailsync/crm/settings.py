@@ -1,8 +1,9 @@
 """The ``[crm]`` table, its ``[[crm.sink]]`` entries, and the account keys the CRM reads, validated.
 
 Owns: every rule and default of the CRM settings, and their error messages (file, key, value, fix,
-through the loader's own helpers). The loader calls :func:`check_crm` while loading, so a bad CRM
-setting fails at start-up like any other; the CRM layer reads :meth:`CrmSettings.from_config`.
+through the field readers of mailsync.config.fields). The loader calls :func:`check_crm` while
+loading, so a bad CRM setting fails at start-up like any other, and keeps the result as
+``Config.crm_settings``; the CRM layer reads it through :meth:`CrmSettings.from_config`.
 Must not: resolve secrets (mailsync.auth.secrets does, at delivery), open the store or the network.
 
     [crm]
@@ -63,6 +64,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from mailsync.config.fields import Context, Table, describe, is_loopback, parse_secret_ref, show
 from mailsync.config.model import Config, SecretRef
 from mailsync.crm.records import RECORD_TYPES
 from mailsync.errors import ConfigError
@@ -138,9 +140,10 @@ class CrmSettings:
 
     @classmethod
     def from_config(cls, config: Config) -> "CrmSettings":
-        from mailsync.config.loader import _Ctx
-
-        return check_crm(_Ctx(config.path or Path("config.toml"), None), config.crm, config.accounts)
+        """The settings the loader built; for a Config made by hand, checked here (ConfigError)."""
+        if config.crm_settings is not None:
+            return config.crm_settings
+        return check_crm(Context(config.path or Path("config.toml"), None), config.crm, config.accounts)
 
     def sink(self, name: str) -> SinkSettings:
         for s in self.sinks:
@@ -174,7 +177,7 @@ class CrmSettings:
 # ------------------------------------------------------------------------------------ checking
 
 
-def _positive(t, key: str, default: float, example: str) -> float:
+def _positive(t: Table, key: str, default: float, example: str) -> float:
     value = t.data.get(key)
     if value is None:
         return default
@@ -183,23 +186,22 @@ def _positive(t, key: str, default: float, example: str) -> float:
     return float(value)
 
 
-def _sink(ctx, index: int, data: Any, seen: set[str]) -> SinkSettings:
-    from mailsync.config.loader import _describe, _show, _Table, parse_secret_ref
+def _sink(ctx: Context, index: int, data: Any, seen: set[str]) -> SinkSettings:
     from mailsync.crm.mapping import MappingError, compile_mapping
 
     position = f"[[crm.sink]] #{index + 1}"
     if not isinstance(data, dict):
-        raise ctx.error(position, f"must be a table, got {_describe(data)}",
+        raise ctx.error(position, f"must be a table, got {describe(data)}",
                         'write each sink as:\n  [[crm.sink]]\n  name = "crm"\n  type = "webhook"\n  url = ...')
     raw_name = data.get("name")
     label = f"[[crm.sink]] '{raw_name}'" if isinstance(raw_name, str) and _NAME_RE.fullmatch(raw_name) else position
-    t = _Table(ctx, label, data, SINK_KEYS)
+    t = Table(ctx, label, data, SINK_KEYS)
     t.check_unknown()
     name = t.string("name", required=True, example='"crm"')
     if not _NAME_RE.fullmatch(name):
-        raise t.error("name", f"may contain only letters, digits, '.', '_' and '-', got {_show(name)}", 'e.g. name = "crm"')
+        raise t.error("name", f"may contain only letters, digits, '.', '_' and '-', got {show(name)}", 'e.g. name = "crm"')
     if name in seen:
-        raise t.error("name", f"{_show(name)} is used by another sink", "give every [[crm.sink]] its own name")
+        raise t.error("name", f"{show(name)} is used by another sink", "give every [[crm.sink]] its own name")
     seen.add(name)
     kind = t.choice("type", SINK_TYPES, default=None, aliases={"http": "webhook", "https": "webhook", "file": "jsonl"})
     if kind is None:
@@ -209,7 +211,7 @@ def _sink(ctx, index: int, data: Any, seen: set[str]) -> SinkSettings:
         if r not in RECORD_TYPES:
             plural = r.rstrip("s") if r.rstrip("s") in RECORD_TYPES else None
             hint = f'write "{plural}" (singular)' if plural else f"use some of {', '.join(RECORD_TYPES)}"
-            raise t.error("records", f"unknown record type {_show(r)}", hint)
+            raise t.error("records", f"unknown record type {show(r)}", hint)
     url = path = secret = None
     api_version, external_id = "59.0", None
     if kind in CRM_TYPES:
@@ -218,14 +220,11 @@ def _sink(ctx, index: int, data: Any, seen: set[str]) -> SinkSettings:
         url = t.string("url", required=True, example='"https://crm.example.com/hooks/mailsync"')
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise t.error("url", f"must be an http:// or https:// URL, got {_show(url)}",
+            raise t.error("url", f"must be an http:// or https:// URL, got {show(url)}",
                           'e.g. url = "https://crm.example.com/hooks/mailsync"')
-        if parts.scheme == "http":
-            from mailsync.config.loader import _is_loopback
-
-            if not _is_loopback(parts.hostname):
-                raise t.error("url", f"{_show(url)} would send contacts unencrypted over the network",
-                              "use https:// (http:// is accepted for loopback test servers only)")
+        if parts.scheme == "http" and not is_loopback(parts.hostname):
+            raise t.error("url", f"{show(url)} would send contacts unencrypted over the network",
+                          "use https:// (http:// is accepted for loopback test servers only)")
         if "secret" not in data:
             raise ctx.error(label, "missing required key 'secret' (the HMAC key that signs each request)",
                             'add secret = "env:CRM_WEBHOOK_SECRET" (or cmd:, keyring:)')
@@ -281,7 +280,7 @@ def _sink(ctx, index: int, data: Any, seen: set[str]) -> SinkSettings:
         if not candidate.is_absolute():
             candidate = ctx.base_dir / candidate
         if not candidate.is_file():
-            raise t.error("ca_file", f"{_show(str(candidate))} is not a file", "point ca_file at a PEM file")
+            raise t.error("ca_file", f"{show(str(candidate))} is not a file", "point ca_file at a PEM file")
         ca_file = candidate
     fields: dict[str, tuple] = {}
     raw_fields = data.get("fields", {})
@@ -300,14 +299,14 @@ def _sink(ctx, index: int, data: Any, seen: set[str]) -> SinkSettings:
                 merged[rtype] = spec  # the checks below name the problem
         raw_fields = merged
     if not isinstance(raw_fields, dict):
-        raise t.error("fields", f"must be a table, got {_describe(raw_fields)}", "write [crm.sink.fields.contact]")
+        raise t.error("fields", f"must be a table, got {describe(raw_fields)}", "write [crm.sink.fields.contact]")
     for rtype, spec in raw_fields.items():
         if rtype not in RECORD_TYPES:
             plural = rtype.rstrip("s") if rtype.rstrip("s") in RECORD_TYPES else None
             hint = f"write [crm.sink.fields.{plural}]" if plural else f"use one of {', '.join(RECORD_TYPES)}"
-            raise ctx.error(f"{label} key 'fields'", f"unknown record type {_show(rtype)}", hint)
+            raise ctx.error(f"{label} key 'fields'", f"unknown record type {show(rtype)}", hint)
         if not isinstance(spec, dict):
-            raise ctx.error(f"{label} key 'fields.{rtype}'", f"must be a table, got {_describe(spec)}",
+            raise ctx.error(f"{label} key 'fields.{rtype}'", f"must be a table, got {describe(spec)}",
                             f"write [crm.sink.fields.{rtype}] with one line per field")
         try:
             fields[rtype] = compile_mapping(rtype, spec)
@@ -319,10 +318,8 @@ def _sink(ctx, index: int, data: Any, seen: set[str]) -> SinkSettings:
                         api_version=api_version, external_id_field=external_id)
 
 
-def _crm_sink(ctx, t, label: str, kind: str, data: dict):
+def _crm_sink(ctx: Context, t: Table, label: str, kind: str, data: dict):
     """(url, token, api_version, external_id_field) of a hubspot or salesforce sink."""
-    from mailsync.config.loader import _is_loopback, _show, parse_secret_ref
-
     for key in ("path", "headers", "secret"):
         if key in data:
             fix = 'put the API token in token = "env:..."' if key == "secret" else f"remove {key}"
@@ -335,10 +332,10 @@ def _crm_sink(ctx, t, label: str, kind: str, data: dict):
         example = "an OAuth access token (e.g. cmd:sf org display --json ...)"
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise t.error("url", f"must be an https:// URL, got {_show(url)}",
+        raise t.error("url", f"must be an https:// URL, got {show(url)}",
                       f'e.g. url = "{HUBSPOT_URL if kind == "hubspot" else "https://mycompany.my.salesforce.com"}"')
-    if parts.scheme == "http" and not _is_loopback(parts.hostname):
-        raise t.error("url", f"{_show(url)} would send contacts and the API token unencrypted over the network",
+    if parts.scheme == "http" and not is_loopback(parts.hostname):
+        raise t.error("url", f"{show(url)} would send contacts and the API token unencrypted over the network",
                       "use https:// (http:// is accepted for loopback test servers only)")
     if "token" not in data:
         raise ctx.error(label, f"missing required key 'token' ({example})",
@@ -356,19 +353,18 @@ def _crm_sink(ctx, t, label: str, kind: str, data: dict):
             raw = data["api_version"]
             api_version = f"{raw:.1f}" if isinstance(raw, (int, float)) and not isinstance(raw, bool) else str(raw)
             if not _API_VERSION.fullmatch(api_version):
-                raise t.error("api_version", f"must be a REST API version like \"59.0\", got {_show(str(raw))}",
+                raise t.error("api_version", f"must be a REST API version like \"59.0\", got {show(str(raw))}",
                               'e.g. api_version = "59.0"')
         if "external_id_field" in data:
             external_id = t.string("external_id_field", example='"Mailsync_Id__c"')
             if not _FIELD_NAME.fullmatch(external_id):
-                raise t.error("external_id_field", f"{_show(external_id)} is not a Salesforce field name",
+                raise t.error("external_id_field", f"{show(external_id)} is not a Salesforce field name",
                               'e.g. external_id_field = "Mailsync_Id__c" (an External ID text field on Contact, '
                               'Account and Task)')
     return url.rstrip("/"), token, api_version, external_id
 
 
-def _address_list(t, key: str, *, domains: bool) -> tuple[str, ...]:
-    from mailsync.config.loader import _show
+def _address_list(t: Table, key: str, *, domains: bool) -> tuple[str, ...]:
     from mailsync.crm.addresses import canonical
 
     values = t.string_list(key, default=(), example='["someone@example.com", "@example.com"]')
@@ -378,16 +374,14 @@ def _address_list(t, key: str, *, domains: bool) -> tuple[str, ...]:
             continue
         if canonical(v) is None:
             form = "an address or @domain" if domains else "an address"
-            raise t.error(key, f"{_show(v)} is not {form}",
+            raise t.error(key, f"{show(v)} is not {form}",
                           'e.g. ["someone@example.com", "@example.com"]' if domains else 'e.g. ["unsubscribe@example.com"]')
     return tuple(v.strip() for v in values)
 
 
-def check_crm(ctx, crm: Mapping[str, Any], accounts) -> CrmSettings:
+def check_crm(ctx: Context, crm: Mapping[str, Any], accounts) -> CrmSettings:
     """Validate the parsed ``[crm]`` table (raise ConfigError) and return the settings."""
-    from mailsync.config.loader import _describe, _Table
-
-    t = _Table(ctx, "[crm]", crm, CRM_KEYS)
+    t = Table(ctx, "[crm]", crm, CRM_KEYS)
     t.check_unknown()
     enabled = t.boolean("enabled", default=True)
     policy = t.choice("create_contacts", POLICIES, default="sent",
@@ -409,7 +403,7 @@ def check_crm(ctx, crm: Mapping[str, Any], accounts) -> CrmSettings:
         raise ctx.error("[crm] key 'sink'", "must be an array of tables, but [crm.sink] was written as a single table",
                         "write each sink header with double brackets: [[crm.sink]]")
     if not isinstance(raw_sinks, list):
-        raise ctx.error("[crm] key 'sink'", f"must be an array of tables, got {_describe(raw_sinks)}",
+        raise ctx.error("[crm] key 'sink'", f"must be an array of tables, got {describe(raw_sinks)}",
                         'write each sink as:\n  [[crm.sink]]\n  name = "crm"\n  type = "webhook"')
     seen: set[str] = set()
     for i, item in enumerate(raw_sinks):
@@ -417,10 +411,9 @@ def check_crm(ctx, crm: Mapping[str, Any], accounts) -> CrmSettings:
     per_account: dict[str, AccountCrm] = {}
     configured: list[str] = []
     for acc in accounts:
-        extra = acc.extra
-        ids = tuple(extra.get("identities", ()))
-        per_account[acc.name] = AccountCrm(identities=ids, share=extra.get("share", "metadata"),
-                                           create_contacts=extra.get("create_contacts", policy))
+        ids = tuple(acc.crm.identities or ())
+        per_account[acc.name] = AccountCrm(identities=ids, share=acc.crm.share or "metadata",
+                                           create_contacts=acc.crm.create_contacts or policy)
         configured.extend(ids)
         if "@" in acc.username:
             configured.append(acc.username)

@@ -58,7 +58,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import partial
 
-from mailsync.config.model import AccountConfig
+from mailsync.config.model import AccountConfig, Config
 from mailsync.errors import AuthError, CredentialError, MailsyncError, TokenError
 from mailsync.push import logs
 from mailsync.push.backoff import CREDENTIALS, NETWORK, Backoff, BackoffPolicy
@@ -98,16 +98,15 @@ DEFAULT_IDLE_REFRESH = 25 * 60.0
 
 
 def account_timing(account: AccountConfig, settings: WatchSettings) -> Timing:
-    extra = account.extra or {}
-    refresh = float(extra.get("idle_refresh") or DEFAULT_IDLE_REFRESH)
+    refresh = float(account.push.idle_refresh or DEFAULT_IDLE_REFRESH)
     return Timing(idle_refresh=refresh, keepalive=min(settings.keepalive, refresh),
                   response_timeout=settings.response_timeout,
-                  poll_interval=float(extra.get("poll_interval") or DEFAULT_POLL_INTERVAL))
+                  poll_interval=float(account.push.poll_interval or DEFAULT_POLL_INTERVAL))
 
 
 def watched(account: AccountConfig) -> bool:
     """`watch = false` leaves an account out of the daemon (`mailsync sync` still syncs it)."""
-    return (account.extra or {}).get("watch", True) is not False
+    return account.push.watch is not False
 
 
 def _is_credential_error(exc: BaseException) -> bool:
@@ -372,7 +371,7 @@ class AccountWatcher:
                 mode = choose_mode(first.capabilities, refused=refused)
                 listing = await first.list_folders() if mode is Mode.IDLE else []
                 a = self.account
-                plans = plan_sessions(mode, first.capabilities, listing, watch=(a.extra or {}).get("watch"),
+                plans = plan_sessions(mode, first.capabilities, listing, watch=a.push.watch,
                                       budget=self.budget, include=a.folders, exclude=a.exclude)
                 if plans:
                     sessions = [PushSession(p, self.timing) for p in plans]
@@ -497,18 +496,27 @@ class AccountWatcher:
             self.wake("retry after a failed sync", kind="retry")
 
     def _sync_blocking(self):
-        from mailsync.sync.engine import AccountSync
+        from mailsync.service import run_sync
 
         stop = self.daemon.stop_flag
-        sync = AccountSync(self.daemon.store, self.account, connect=self.conn.connect, release=self.conn.release,
+        crashed: list[Exception] = []
+
+        def after_sync_failed(exc: Exception) -> None:  # the sync itself succeeded: report, never stop
+            crashed.append(exc)
+            logs.event(log, "after_sync_failed", logging.WARNING, account=self.name, error=str(exc)[:500])
+
+        # sync, then (after a successful one, unless stopping) the CRM step, one account at a time
+        outcome = run_sync(self.daemon.config, self.daemon.store, accounts=[self.account], quiet=True,
+                           crm_after_failure=False, crm_lock=self.daemon.after_sync_lock,
+                           on_crm_error=after_sync_failed, connect=self.conn.connect, release=self.conn.release,
                            should_stop=stop.is_set)
-        result = sync.run()
-        if result.ok and self.daemon.after_sync is not None and not stop.is_set():
+        result = outcome.results[0]
+        if result.ok and self.daemon.after_sync is not None and not stop.is_set() and not crashed:
             with self.daemon.after_sync_lock:
                 try:
                     self.daemon.after_sync(self.daemon.store)
-                except Exception as exc:  # the sync itself succeeded; report, never take the daemon down
-                    logs.event(log, "after_sync_failed", logging.WARNING, account=self.name, error=str(exc)[:500])
+                except Exception as exc:
+                    after_sync_failed(exc)
         return result
 
 
@@ -519,9 +527,10 @@ class WatchDaemon:
     """``await WatchDaemon(store, accounts).run()`` until ``request_stop()``."""
 
     def __init__(self, store: Store, accounts, *, settings: WatchSettings | None = None,
-                 clock: Clock | None = None, metrics: Metrics | None = None,
+                 clock: Clock | None = None, metrics: Metrics | None = None, config: Config | None = None,
                  after_sync: Callable[[Store], object] | None = None) -> None:
         self.store = store
+        self.config = config  # its [crm] table, if any: each sync is followed by the CRM step (service.run_sync)
         self.accounts = [a for a in accounts if watched(a)]
         self.settings = settings or WatchSettings()
         self.clock = clock or SystemClock()
@@ -536,7 +545,7 @@ class WatchDaemon:
         self.sync_pool = ThreadPoolExecutor(max_workers=self.settings.sync_threads, thread_name_prefix="mailsync-sync")
         self.db_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mailsync-daemon-db")
         self.started = asyncio.Event()
-        # Work to run after each successful sync (the CRM extraction and delivery), one at a time.
+        # Work to run after each successful sync and its CRM step (the hooks), one at a time.
         self.after_sync = after_sync
         self.after_sync_lock = threading.Lock()
 

@@ -1,0 +1,107 @@
+"""Sync, then CRM: one run over the selected accounts followed by the CRM step, for ``mailsync sync``
+and the watch daemon alike.
+
+Owns: the order of a run -- each account's sync, what runs after a clean one (the CLI's hooks), then,
+when the config has a ``[crm]`` table, the incremental CRM extraction of what the syncs changed and
+the delivery of its outbox -- and which failures the run reports (accounts by name, "crm").
+Must not: parse arguments, choose exit codes or print a sync summary (mailsync.cli does), or hold
+sync or CRM logic (mailsync.sync.engine, mailsync.crm.pipeline and mailsync.crm.outbox do).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass, field
+
+from mailsync.config.model import AccountConfig, Config
+from mailsync.errors import MailsyncError
+from mailsync.store.db import Store
+
+__all__ = ["SyncOutcome", "crm_step", "run_sync"]
+
+
+@dataclass
+class SyncOutcome:
+    results: list = field(default_factory=list)  # mailsync.sync.engine.AccountResult, one per account
+    failed: list[str] = field(default_factory=list)  # accounts not synced cleanly; "crm" when the CRM step failed
+    hook_failures: list[str] = field(default_factory=list)  # what ``after_account`` reported
+
+
+def _stderr(line: str) -> None:
+    import click
+
+    click.echo(line, err=True)
+
+
+def run_sync(config: Config | None, store: Store, observer=None, *, accounts: Sequence[AccountConfig] | None = None,
+             after_account: Callable[[object], list[str]] | None = None, quiet: bool = False,
+             crm_after_failure: bool = True, crm_lock: AbstractContextManager | None = None,
+             on_crm_error: Callable[[Exception], None] | None = None, report: Callable[[str], None] = _stderr,
+             **sync_options) -> SyncOutcome:
+    """Sync ``accounts`` (default: every account of ``config``) one after the other, then run the CRM
+    step (:func:`crm_step`) when ``config`` has a [crm] table.
+
+    ``observer`` sees every sync (mailsync.sync.engine.SyncObserver); when it is also a context
+    manager (a progress display), it is entered around the syncs and left before the CRM step.
+    ``after_account(result)`` runs after each clean sync (ok, nothing set aside) and returns what
+    failed in it. ``sync_options`` go to each sync (connect, release, should_stop, allow_mass_delete).
+    The CRM step is skipped once ``should_stop()`` says so, and, without ``crm_after_failure``, when
+    no sync succeeded; it runs inside ``crm_lock``; ``on_crm_error`` is handed an unexpected
+    exception of the CRM step instead of letting it propagate (a MailsyncError is reported through
+    ``report`` as "crm" failing either way).
+    """
+    from mailsync.sync.engine import sync_account
+
+    outcome = SyncOutcome()
+    selected = list(config.accounts if accounts is None and config is not None else accounts or ())
+    display = observer if isinstance(observer, AbstractContextManager) else nullcontext()
+    with display:
+        for account in selected:
+            result = sync_account(store, account, observer=observer, **sync_options)
+            outcome.results.append(result)
+            if not result.ok or result.set_aside:  # a folder set aside is not a clean sync either
+                outcome.failed.append(result.account)
+            elif after_account is not None:  # e.g. hooks: a failing one is reported, never fails the sync
+                outcome.hook_failures += after_account(result)
+    stop = sync_options.get("should_stop")
+    if config is None or config.crm_settings is None or (stop is not None and stop()):
+        return outcome
+    if not crm_after_failure and not any(r.ok for r in outcome.results):
+        return outcome
+    with crm_lock or nullcontext():
+        try:
+            outcome.failed += crm_step(config, store, quiet=quiet, report=report)
+        except Exception as exc:
+            if on_crm_error is None:
+                raise
+            on_crm_error(exc)
+    return outcome
+
+
+def crm_step(config: Config, store: Store, *, quiet: bool = False, report: Callable[[str], None] = _stderr) -> list[str]:
+    """The incremental extraction of what the syncs changed, then delivery. Returns ["crm"] when it
+    failed (named through ``report``), else []."""
+    from mailsync.crm.outbox import Worker
+    from mailsync.crm.pipeline import Pipeline
+    from mailsync.crm.settings import CrmSettings
+
+    try:
+        settings = CrmSettings.from_config(config)
+        if not settings.enabled:
+            return []
+        result = Pipeline(store, settings).run()
+        if not quiet:
+            report(result.summary())
+        if settings.sinks:
+            delivery = Worker(store, settings).run()
+            if not quiet:
+                report(delivery.summary())
+            if delivery.errors:
+                for e in delivery.errors:
+                    report(f"mailsync: error: {e}")
+                return ["crm"]
+    except MailsyncError as exc:
+        report(f"mailsync: crm: error: {exc}")
+        return ["crm"]
+    return []
