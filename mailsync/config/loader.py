@@ -36,7 +36,7 @@ __all__ = [
     "parse_secret_ref",
 ]
 
-TOP_LEVEL_KEYS = ("store", "account", "crm", "hooks")
+TOP_LEVEL_KEYS = ("store", "account", "crm", "hooks", "defaults")
 HOOK_KEYS = ("post_sync", "on_new_mail")  # shell commands run after a sync that changed something
 STORE_KEYS = ("url",)
 # Keys of the account's typed sub-settings (AccountConfig.push, .oauth, .crm, .hooks).
@@ -67,6 +67,8 @@ ACCOUNT_KEYS = (
     "max_connections",
     "batch_size",
     "timeout",
+    "command_deadline",
+    "deadline_rate",
     "auth",
     "provider",
     "client_id",
@@ -93,6 +95,10 @@ PROVIDERS = ("google", "microsoft", "generic")
 ACCOUNT_NAME_RE = re.compile(r"[A-Za-z0-9._-]+")
 
 MAX_BATCH_SIZE = 10_000
+# Account keys a [defaults] table may set for every account (an account's own value wins).
+DEFAULT_KEYS = ("command_deadline", "deadline_rate")
+MAX_COMMAND_DEADLINE = 24 * 3600
+MIN_DEADLINE_RATE = 64  # bytes a second: below this one 50 MB message alone could take nine days
 MAX_IDLE_REFRESH = 29 * 60  # RFC 2177: servers may drop an IDLE after 30 minutes
 
 SECRET_FORMS = 'env:NAME, cmd:COMMAND or keyring:SERVICE/USER'
@@ -236,7 +242,24 @@ def _endpoint(table: Table, key: str) -> str | None:
     return value
 
 
-def _account(ctx: Context, index: int, data: Any, seen: dict[str, int]) -> AccountConfig:
+def _deadline(t: Table, defaults: Mapping[str, Any]) -> dict[str, Any]:
+    """``command_deadline`` (seconds) and ``deadline_rate`` (bytes a second) of a table: an
+    account, or [defaults] (``defaults`` empty), whose values an account takes when it has none."""
+    out: dict[str, Any] = {}
+    if t.has("command_deadline"):
+        out["command_deadline"] = t.number(
+            "command_deadline", default=None, example="120", maximum=MAX_COMMAND_DEADLINE,
+            max_hint=f"a command that may wait a day is not bounded; use at most {MAX_COMMAND_DEADLINE}")
+    if t.has("deadline_rate"):
+        out["deadline_rate"] = t.integer(
+            "deadline_rate", lo=MIN_DEADLINE_RATE, hi=2**40, default=32 * 1024, example="32768",
+            range_hint=f"give the slowest rate, in bytes a second, at which an answer may arrive and still "
+                       f"earn more time (at least {MIN_DEADLINE_RATE}), e.g. deadline_rate = 32768")
+    return {**defaults, **out}
+
+
+def _account(ctx: Context, index: int, data: Any, seen: dict[str, int],
+             defaults: Mapping[str, Any] | None = None) -> AccountConfig:
     position = f"account #{index + 1}"
     if not isinstance(data, dict):
         raise ctx.error(position, f"each [[account]] must be a table, got {describe(data)}",
@@ -343,6 +366,7 @@ def _account(ctx: Context, index: int, data: Any, seen: dict[str, int]) -> Accou
     max_connections = t.integer("max_connections", lo=1, hi=None, default=4, example="4")
     batch_size = t.integer("batch_size", lo=1, hi=MAX_BATCH_SIZE, default=5000, example="2000")
     timeout = t.number("timeout", default=60.0, example="60")
+    deadline = _deadline(t, defaults or {})
 
     sub_settings = _sub_settings(t)
 
@@ -361,6 +385,7 @@ def _account(ctx: Context, index: int, data: Any, seen: dict[str, int]) -> Accou
         max_connections=max_connections,
         batch_size=batch_size,
         timeout=timeout,
+        **deadline,
         auth=auth,
         provider=provider,
         client_id=client_id,
@@ -422,6 +447,16 @@ def config_from_mapping(doc: Mapping[str, Any], *, path: Path, mode: int | None 
 
     store = _store(ctx, doc.get("store", MISSING))
 
+    raw_defaults = doc.get("defaults", MISSING)
+    defaults: dict[str, Any] = {}
+    if raw_defaults is not MISSING:
+        if not isinstance(raw_defaults, dict):
+            raise ctx.error("key 'defaults'", f"must be a table, got {describe(raw_defaults)}",
+                            "write it as a table: [defaults] with command_deadline = 120")
+        table = Table(ctx, "[defaults]", raw_defaults, DEFAULT_KEYS)
+        table.check_unknown()
+        defaults = _deadline(table, {})
+
     raw_accounts = doc.get("account", MISSING)
     accounts: list[AccountConfig] = []
     if raw_accounts is not MISSING:
@@ -433,7 +468,7 @@ def config_from_mapping(doc: Mapping[str, Any], *, path: Path, mode: int | None 
                             'write each account as:\n  [[account]]\n  name = "work"\n  ...')
         seen: dict[str, int] = {}
         for i, item in enumerate(raw_accounts):
-            accounts.append(_account(ctx, i, item, seen))
+            accounts.append(_account(ctx, i, item, seen, defaults))
 
     crm = doc.get("crm", MISSING)
     if crm is MISSING:

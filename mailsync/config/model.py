@@ -113,6 +113,10 @@ class AccountConfig:
     max_connections: int = 4
     batch_size: int = 5000  # messages per committed batch
     timeout: float = 60.0  # seconds for connect and each read
+    # The overall deadline of one IMAP command: command_deadline seconds (None: twice `timeout`),
+    # plus one second for each deadline_rate bytes of answer asked for and received (bodies, listings).
+    command_deadline: float | None = None
+    deadline_rate: int = 32 * 1024
     auth: Literal["password", "oauth2"] = "password"
     provider: str | None = None
     client_id: SecretRef | None = None

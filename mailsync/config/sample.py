@@ -59,6 +59,8 @@ conflict = "server"                    # a flag changed both ways: "server", "lo
 # max_connections = 4                  # connections to this server at once (Gmail allows 15)
 # batch_size = 5000                    # messages per committed batch (1 to 10000)
 # timeout = 60                         # seconds for connecting and for each read
+# command_deadline = 120               # seconds any one command may take (default: twice timeout),
+# deadline_rate = 32768                # plus a second per this many bytes of answer received
 
 # CRM records (contacts, companies, activities) derived from the synced mail, delivered to sinks.
 # Every sink has the outbox's retries, rate limit and dead letters; `mailsync crm preview --sink

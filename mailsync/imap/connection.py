@@ -41,10 +41,11 @@ _tags = itertools.count(1)
 # RFC 3501/9051: UIDs and UIDVALIDITY are 32-bit non-zero numbers; RFC 7162: mod-sequences are 63-bit
 _COUNTER_RANGES = (("UIDVALIDITY", 1, 2**32 - 1), ("UIDNEXT", 1, 2**32 - 1), ("EXISTS", 0, 2**32 - 1),
                    ("HIGHESTMODSEQ", 1, 2**63 - 1))
-# Every command has an overall deadline (_Watchdog): DEADLINE_TIMEOUTS times the account's timeout,
-# plus one second for each DEADLINE_RATE bytes of answer it asked for (message bodies, listings):
-# a large FETCH gets all the time its bytes need, a server that streams lines nobody asked for or
-# drips a byte at a time does not. Untagged OK/NO/BAD without a response code are counted, not kept.
+# Every command has an overall deadline (_Watchdog): the account's command_deadline (by default
+# DEADLINE_TIMEOUTS times its timeout), plus one second for each deadline_rate bytes (by default
+# DEADLINE_RATE) of answer it asked for (message bodies, listings): a large FETCH gets all the time
+# its bytes need, a server that streams lines nobody asked for or drips a byte at a time does not.
+# Untagged OK/NO/BAD without a response code are counted, not kept.
 DEADLINE_TIMEOUTS = 2
 DEADLINE_RATE = 32 * 1024
 MAX_KEPT = 64 << 20  # bytes of untagged responses one command may keep
@@ -291,7 +292,9 @@ class ImapConnection:
                     raise ConnectError(f"account '{self.account.name}': {doing} took longer than allowed "
                                        f"({watchdog.allowance():.0f} s for {watchdog.credit} bytes of answer); "
                                        f"the server is too slow or sends what was not asked for",
-                                       hint="raise timeout if the server is just slow") from exc
+                                       hint="if the server is just slow, raise command_deadline (seconds "
+                                            "every command may take) or lower deadline_rate (bytes a second "
+                                            "an answer must keep up) for this account") from exc
                 raise
             finally:
                 watchdog.end()
@@ -761,13 +764,17 @@ class _Watchdog:
 
     def __init__(self, conn: "ImapConnection") -> None:
         self.conn = conn
-        self.timeout = float(conn.account.timeout or 60)
+        account = conn.account
+        self.timeout = float(account.timeout or 60)
+        deadline = getattr(account, "command_deadline", None)
+        self.base = float(deadline) if deadline else DEADLINE_TIMEOUTS * self.timeout
+        self.rate = getattr(account, "deadline_rate", None) or DEADLINE_RATE
         self.credit = 0  # bytes of answer asked for, received by the command in progress
         self.expired = False
         self._since: float | None = None
 
     def allowance(self) -> float:
-        return DEADLINE_TIMEOUTS * self.timeout + self.credit / DEADLINE_RATE
+        return self.base + self.credit / self.rate
 
     def begin(self) -> None:
         self.credit = 0
@@ -823,7 +830,7 @@ class _Watcher:
                 dogs = list(self._active)
             now = time.monotonic()
             for dog in dogs:
-                tick = min(self.TICK, dog.timeout / 4)
+                tick = min(self.TICK, dog.timeout / 4, dog.base / 4)
                 if dog.check(now):
                     self.discard(dog)
             time.sleep(tick if dogs else self.TICK)

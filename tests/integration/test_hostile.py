@@ -417,6 +417,60 @@ def test_a_command_has_a_deadline_and_bounded_memory(server, store, hook, what):
     assert _peak_rss_mb() - before < 150, f"{what}: peak RSS grew by {_peak_rss_mb() - before:.0f} MB"
 
 
+def _timed_sync(store, server, **kw):
+    import time
+
+    t0 = time.monotonic()
+    r = sync(store, server, **kw)
+    return r, time.monotonic() - t0
+
+
+def test_a_shorter_command_deadline_ends_a_drip_sooner(server, store):
+    """The SELECT answer drips a byte every 0.4 s (never silent for `timeout`): by default it is
+    cut at twice the timeout (4 s); with command_deadline = 1 after about 1 s."""
+    fill(server, 3)
+    server.script(r"^SELECT", _drip, times=None)
+    r, default = _timed_sync(store, server, timeout=2)
+    assert not r.ok and "longer than allowed" in r.error, r.error
+    r, short = _timed_sync(store, server, timeout=2, command_deadline=1.0)
+    assert not r.ok and "longer than allowed" in r.error and "(1 s for" in r.error, r.error
+    assert 3.5 <= default < 8 and short < 2.5, (default, short)
+
+
+def _slow_fetch(s, tag, cmd):
+    """A body FETCH answered honestly, one message every 0.4 s: slow, but always moving."""
+    import time
+
+    uid_set, _, items = cmd[len("UID FETCH "):].partition(" ")
+    wanted = {m.uid for m in s._uids(uid_set)}
+    try:
+        for seq, m in enumerate(s.selected.messages, 1):
+            if m.uid in wanted:
+                s.send(s.fetch_response(seq, m, items))
+                time.sleep(0.4)
+    except OSError:
+        return b""
+    return s._ok(tag)
+
+
+@pytest.mark.parametrize("setting", [{}, {"command_deadline": 20.0}, {"deadline_rate": 1024}],
+                         ids=["default", "command_deadline", "deadline_rate"])
+def test_a_longer_command_deadline_lets_a_slow_fetch_finish(server, store, setting):
+    """Ten messages of 2 KiB, one every 0.4 s (4 s in all) with timeout = 1: by default the FETCH
+    has 2 s plus 1 s a 32 KiB and is cut; a longer command_deadline, or a lower deadline_rate (a
+    second for each KiB), lets it finish with every message stored."""
+    for i in range(1, 11):
+        server.add_message("INBOX", msg(i, size=230))
+    server.script(r"^UID FETCH 1:\* \(UID FLAGS INTERNALDATE RFC822.SIZE BODY.PEEK\[\]", _slow_fetch)
+    r = sync(store, server, timeout=1, **setting)
+    if not setting:
+        assert not r.ok and "longer than allowed" in r.error and "command_deadline" in r.error, r.error
+        assert len(stored(store)) < 10
+        return
+    assert r.ok, r.error
+    assert stored(store) == truth(server)
+
+
 # -- item: bad local input --------------------------------------------------------------------
 
 def test_a_password_with_cr_lf_is_refused_before_it_is_sent(server, store):

@@ -198,6 +198,24 @@ ERROR_CASES = [
      ["account 'work' key 'scopes'", "the integer 1"], "scopes ="),
     ("tenant-not-string", account(auth='"oauth2"', password=None, provider='"microsoft"', tenant="1"), 0o600,
      ["account 'work' key 'tenant'", "the integer 1"], "tenant ="),
+    ("deadline-zero", account(command_deadline="0"), 0o600,
+     ["account 'work' key 'command_deadline'", "greater than 0", "got 0"], "command_deadline = 120"),
+    ("deadline-string", account(command_deadline='"2m"'), 0o600,
+     ["account 'work' key 'command_deadline'", 'the string "2m"'], "command_deadline = 120"),
+    ("deadline-inf", account(command_deadline="inf"), 0o600,
+     ["account 'work' key 'command_deadline'", "finite"], "positive number"),
+    ("deadline-a-week", account(command_deadline="604800"), 0o600,
+     ["account 'work' key 'command_deadline'", "at most 86400"], "use at most 86400"),
+    ("deadline-rate-tiny", account(deadline_rate="10"), 0o600,
+     ["account 'work' key 'deadline_rate'", "got 10"], "bytes a second"),
+    ("deadline-rate-float", account(deadline_rate="1.5e3"), 0o600,
+     ["account 'work' key 'deadline_rate'", "1500.0"], "deadline_rate = 1500"),
+    ("defaults-deadline-bad", "[defaults]\ncommand_deadline = -5\n" + ACCOUNT, 0o600,
+     ["[defaults] key 'command_deadline'", "got -5"], "command_deadline = 120"),
+    ("defaults-unknown-key", "[defaults]\ncommand_deadlin = 5\n" + ACCOUNT, 0o600,
+     ["[defaults]", "unknown key 'command_deadlin'"], 'did you mean "command_deadline"'),
+    ("defaults-not-table", "defaults = 5\n" + ACCOUNT, 0o600,
+     ["key 'defaults'", "must be a table"], "[defaults]"),
 ]
 
 
@@ -307,6 +325,18 @@ def test_minimal_account_gets_defaults(tmp_path):
     assert (acc.max_connections, acc.batch_size, acc.timeout) == (4, 5000, 60.0)
     assert acc.ca_file is None and acc.allow_plaintext is False and acc.extra == {}
     assert acc.password == SecretRef("env", "WORK_PW", f"{tmp_path / 'config.toml'}: account 'work' key 'password'")
+
+
+def test_command_deadline_defaults_and_overrides(tmp_path):
+    """Unset: None (twice timeout) and 32 KiB/s; [defaults] sets them for every account; an
+    account's own value wins over [defaults]."""
+    (acc,) = load_text(tmp_path, ACCOUNT).accounts
+    assert (acc.command_deadline, acc.deadline_rate) == (None, 32768)
+    text = ("[defaults]\ncommand_deadline = 300\ndeadline_rate = 4096\n"
+            + account() + account(name='"home"', command_deadline="7.5"))
+    work, home = load_text(tmp_path, text).accounts
+    assert (work.command_deadline, work.deadline_rate) == (300.0, 4096)
+    assert (home.command_deadline, home.deadline_rate) == (7.5, 4096)
 
 
 def test_full_account(tmp_path):
