@@ -15,6 +15,13 @@ command to be answered otherwise:
 
 The model (`folders`) is what an honest server holds: a test compares the store with it.
 
+With CONDSTORE (and QRESYNC, RFC 7162) among its capabilities it keeps mod-sequences the way
+Dovecot does: every change (a new message, a flag stored, an expunge) takes the folder's next
+HIGHESTMODSEQ; SELECT and STATUS give HIGHESTMODSEQ, FETCH gives MODSEQ, UID FETCH takes
+(CHANGEDSINCE m), UID STORE takes (UNCHANGEDSINCE m) and answers [MODIFIED set], and a
+SELECT ... (QRESYNC (uidvalidity modseq)) answers VANISHED (EARLIER) and the FETCHes of what changed.
+Change the model through its methods (add_message, set_flags, expunge) so the modseqs follow.
+
 Owns: its listening socket, one thread per connection, and the model. Must not: import mailsync
 (it stands for a server, not for our code) or listen anywhere but 127.0.0.1.
 """
@@ -36,6 +43,7 @@ class Message:
     body: bytes
     flags: set[str] = field(default_factory=set)
     internaldate: str = DATE
+    modseq: int = 1
 
 
 @dataclass
@@ -45,6 +53,12 @@ class Folder:
     uidnext: int = 1
     messages: list[Message] = field(default_factory=list)
     list_flags: str = "\\HasNoChildren"
+    highestmodseq: int = 1
+    expunged: dict[int, int] = field(default_factory=dict)  # UID -> the modseq of its expunge
+
+    def bump(self) -> int:
+        self.highestmodseq += 1
+        return self.highestmodseq
 
     def by_uid(self, uid: int) -> Message | None:
         return next((m for m in self.messages if m.uid == uid), None)
@@ -112,6 +126,7 @@ def quoted(name: bytes) -> bytes:
 class HostileServer:
     def __init__(self, *, capabilities: tuple[str, ...] = ("UIDPLUS",), delimiter: str = "/") -> None:
         self.capabilities = ("IMAP4rev1",) + tuple(capabilities)
+        self.condstore = "CONDSTORE" in capabilities or "QRESYNC" in capabilities
         self.delimiter = delimiter
         self.folders: dict[bytes, Folder] = {}
         self.lock = threading.RLock()
@@ -143,8 +158,27 @@ class HostileServer:
             f = self.folders[raw]
             uid = f.uidnext
             f.uidnext += 1
-            f.messages.append(Message(uid, body, set(flags), internaldate))
+            f.messages.append(Message(uid, body, set(flags), internaldate, f.bump()))
             return uid
+
+    def set_flags(self, folder: str | bytes, uid: int, flags: set[str]) -> None:
+        """Another client's STORE: the message's flags become ``flags``."""
+        raw = folder.encode() if isinstance(folder, str) else folder
+        with self.lock:
+            f = self.folders[raw]
+            m = f.by_uid(uid)
+            m.flags = set(flags)
+            m.modseq = f.bump()
+
+    def expunge(self, folder: str | bytes, uids) -> None:
+        """Another client's expunge of ``uids``."""
+        raw = folder.encode() if isinstance(folder, str) else folder
+        with self.lock:
+            f = self.folders[raw]
+            gone = set(uids)
+            modseq = f.bump()
+            f.messages[:] = [m for m in f.messages if m.uid not in gone]
+            f.expunged.update((u, modseq) for u in gone)
 
     def truth(self, folder: str | bytes = "INBOX") -> dict[int, tuple[frozenset[str], bytes]]:
         """What an honest server holds: uid -> (flags, body)."""
@@ -217,6 +251,7 @@ class Session:
         self.conn = conn
         self.file = conn.makefile("rb")
         self.selected: Folder | None = None
+        self.enabled: set[str] = set()
 
     def send(self, data: bytes) -> None:
         self.conn.sendall(data)
@@ -305,7 +340,9 @@ class Session:
         return b"* BYE logging out\r\n" + self._ok(tag)
 
     def _enable(self, tag, args):
-        return self._ok(tag)
+        known = [c for c in args.upper().split() if c in self.server.capabilities]
+        self.enabled.update(known)
+        return (b"* ENABLED " + " ".join(known).encode() + b"\r\n" if known else b"") + self._ok(tag)
 
     def _unselect(self, tag, args):
         self.selected = None
@@ -325,8 +362,10 @@ class Session:
         f = self._folder(toks[0])
         if f is None:
             return tag + b" NO [NONEXISTENT] no such mailbox\r\n"
+        modseq = b" HIGHESTMODSEQ %d" % f.highestmodseq if "HIGHESTMODSEQ" in toks[-1].upper() else b""
         return (b"* STATUS " + quoted(f.raw_name)
-                + b" (MESSAGES %d UIDNEXT %d UIDVALIDITY %d)\r\n" % (len(f.messages), f.uidnext, f.uidvalidity)
+                + b" (MESSAGES %d UIDNEXT %d UIDVALIDITY %d%s)\r\n" % (len(f.messages), f.uidnext, f.uidvalidity,
+                                                                       modseq)
                 + self._ok(tag))
 
     def select_answer(self, f: Folder, *, exists: int | None = None, uidvalidity: int | None = None,
@@ -336,15 +375,31 @@ class Session:
                 b"* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft \\*)] ok\r\n"
                 b"* %d EXISTS\r\n* 0 RECENT\r\n" % (len(f.messages) if exists is None else exists)
                 + b"* OK [UIDVALIDITY %d] UIDs valid\r\n" % (f.uidvalidity if uidvalidity is None else uidvalidity)
-                + b"* OK [UIDNEXT %d] predicted next UID\r\n" % (f.uidnext if uidnext is None else uidnext))
+                + b"* OK [UIDNEXT %d] predicted next UID\r\n" % (f.uidnext if uidnext is None else uidnext)
+                + (b"* OK [HIGHESTMODSEQ %d] Highest\r\n" % f.highestmodseq if self.server.condstore else b""))
 
-    def _select(self, tag, args, **kw):
-        f = self._folder(_tokens(args)[0])
+    def _select(self, tag, args, vanish: set[int] = frozenset(), **kw):
+        """SELECT, with (QRESYNC (uidvalidity modseq)) answered as Dovecot does: VANISHED (EARLIER)
+        of what was expunged since modseq (and ``vanish``, UIDs said to be gone that are not), then
+        the FETCHes of what changed since."""
+        toks = _tokens(args)
+        f = self._folder(toks[0])
         if f is None:
             self.selected = None
             return tag + b" NO [NONEXISTENT] no such mailbox\r\n"
         self.selected = f
-        return self.select_answer(f, **kw) + tag + b" OK [READ-WRITE] selected\r\n"
+        out = self.select_answer(f, **kw)
+        params = toks[1].upper() if len(toks) > 1 else ""
+        if params.startswith("(QRESYNC") and "QRESYNC" in self.enabled:
+            validity, since = (int(x) for x in params[len("(QRESYNC ("):].split(")")[0].split()[:2])
+            if validity == f.uidvalidity:
+                gone = sorted({u for u, m in f.expunged.items() if m > since} | set(vanish))
+                if gone:
+                    out += b"* VANISHED (EARLIER) " + ",".join(map(str, gone)).encode() + b"\r\n"
+                for seq, m in enumerate(f.messages, 1):
+                    if m.modseq > since and m.uid not in vanish:
+                        out += self.fetch_response(seq, m, "UID FLAGS MODSEQ")
+        return out + tag + b" OK [READ-WRITE] selected\r\n"
 
     _examine = _select
 
@@ -398,6 +453,8 @@ class Session:
             parts.append(b'INTERNALDATE "' + m.internaldate.encode() + b'"')
         if "RFC822.SIZE" in up:
             parts.append(b"RFC822.SIZE %d" % len(m.body))
+        if "MODSEQ" in up and self.server.condstore:
+            parts.append(b"MODSEQ (%d)" % m.modseq)
         if "HEADER.FIELDS" in up:
             head = b""
             for line in m.body.split(b"\r\n"):
@@ -413,22 +470,27 @@ class Session:
 
     def _uid_fetch(self, tag, args, hide: set[int] = frozenset(), extra: bytes = b""):
         uid_set, _, items = args.partition(" ")
+        since = 0
+        m_since = re.search(r"\(CHANGEDSINCE (\d+)\)$", items, re.I)
+        if m_since:  # RFC 7162 3.1.4.1: only what changed since, with MODSEQ
+            since = int(m_since.group(1))
+            items = items[:m_since.start()].strip()[:-1] + " MODSEQ)"
         f = self.selected
         out = []
         wanted = {m.uid for m in self._uids(uid_set)}
         for seq, m in enumerate(f.messages, 1):
-            if m.uid in wanted and m.uid not in hide:
+            if m.uid in wanted and m.uid not in hide and m.modseq > since:
                 out.append(self.fetch_response(seq, m, items))
         return b"".join(out) + extra + self._ok(tag)
 
-    def _uid_search(self, tag, args):
+    def _uid_search(self, tag, args, hide: set[int] = frozenset()):
         f = self.selected
         crit = args
         if crit.upper().startswith("RETURN"):
             crit = crit.split(")", 1)[1].strip()
         up = crit.upper()
         if up == "ALL":
-            found = [m.uid for m in f.messages]
+            found = [m.uid for m in f.messages if m.uid not in hide]
         elif up.startswith("UID "):
             found = [m.uid for m in self._uids(crit[4:].strip())]
         elif up == "DELETED":
@@ -441,30 +503,56 @@ class Session:
         return b"* SEARCH" + b"".join(b" %d" % u for u in found) + b"\r\n" + self._ok(tag)
 
     def _uid_store(self, tag, args):
+        unchanged = None
+        m_unch = re.match(r"(\S+) \(UNCHANGEDSINCE (\d+)\) (.*)$", args, re.I)
+        if m_unch:
+            unchanged = int(m_unch.group(2))
+            args = m_unch.group(1) + " " + m_unch.group(3)
         uid_set, op, flags = args.split(" ", 2)
         flags = set(flags.strip("()").split())
-        out = []
-        for seq, m in enumerate(self.selected.messages, 1):
+        out, refused = [], []
+        f = self.selected
+        for seq, m in enumerate(f.messages, 1):
             if m in self._uids(uid_set):
+                if unchanged is not None and m.modseq > unchanged:
+                    refused.append(m.uid)
+                    continue
                 if op.upper().startswith("+"):
                     m.flags |= flags
                 elif op.upper().startswith("-"):
                     m.flags -= flags
                 else:
                     m.flags = set(flags)
+                if self.server.condstore:
+                    m.modseq = f.bump()
+                mod = b" MODSEQ (%d)" % m.modseq if self.server.condstore else b""
                 if not op.upper().endswith(".SILENT"):
-                    out.append(b"* %d FETCH (UID %d FLAGS (%s))\r\n" % (seq, m.uid, " ".join(sorted(m.flags)).encode()))
+                    out.append(b"* %d FETCH (UID %d FLAGS (%s)%s)\r\n"
+                               % (seq, m.uid, " ".join(sorted(m.flags)).encode(), mod))
+                elif mod:  # RFC 7162 3.1.3: .SILENT leaves FLAGS out, not the new MODSEQ
+                    out.append(b"* %d FETCH (UID %d%s)\r\n" % (seq, m.uid, mod))
+        if refused:
+            return b"".join(out) + tag + b" OK [MODIFIED " + ",".join(map(str, refused)).encode() + b"] done\r\n"
         return b"".join(out) + self._ok(tag)
 
     def _expunge_where(self, keep: Callable[[Message], bool]) -> bytes:
         f = self.selected
         out, seq = [], 1
+        gone = [m for m in f.messages if not keep(m)]
+        if not gone:
+            return b""
+        modseq = f.bump()
+        qresync = "QRESYNC" in self.enabled
         for m in list(f.messages):
             if keep(m):
                 seq += 1
             else:
                 f.messages.remove(m)
-                out.append(b"* %d EXPUNGE\r\n" % seq)
+                f.expunged[m.uid] = modseq
+                if not qresync:
+                    out.append(b"* %d EXPUNGE\r\n" % seq)
+        if qresync:  # a QRESYNC client is told with VANISHED (RFC 7162 3.2.10); Dovecot does once ENABLEd
+            out.append(b"* VANISHED " + ",".join(str(m.uid) for m in gone).encode() + b"\r\n")
         return b"".join(out)
 
     def _uid_expunge(self, tag, args):
@@ -474,7 +562,8 @@ class Session:
     def _expunge(self, tag, args):
         return self._expunge_where(lambda m: "\\Deleted" not in m.flags) + self._ok(tag)
 
-    def _uid_copy(self, tag, args, move: bool = False):
+    def _uid_copy(self, tag, args, move: bool = False, copyuid: tuple[int, list[int]] | None = None):
+        """UID COPY (MOVE); ``copyuid`` (uidvalidity, destination UIDs) replaces what COPYUID says."""
         uid_set, dest = args.split(" ", 1)
         d = self._folder(_tokens(dest)[0])
         if d is None:
@@ -483,15 +572,16 @@ class Session:
         for m in self._uids(uid_set):
             src.append(m.uid)
             dst.append(self.server.add_message(d.raw_name, m.body, tuple(m.flags), m.internaldate))
-        out = b""
-        if move:
-            moved = set(src)
-            out = self._expunge_where(lambda m: m.uid not in moved)
         code = b""
+        validity, dst = copyuid or (d.uidvalidity, dst)
         if src and "UIDPLUS" in self.server.capabilities:
-            code = b"[COPYUID %d %s %s] " % (d.uidvalidity, ",".join(map(str, src)).encode(),
+            code = b"[COPYUID %d %s %s] " % (validity, ",".join(map(str, src)).encode(),
                                              ",".join(map(str, dst)).encode())
-        return out + tag + b" OK " + code + b"done\r\n"
+        if move:  # RFC 6851 and Dovecot: COPYUID in an untagged OK, then the expunges
+            moved = set(src)
+            untagged = (b"* OK " + code + b"Moved UIDs.\r\n") if code else b""
+            return untagged + self._expunge_where(lambda m: m.uid not in moved) + tag + b" OK Move completed.\r\n"
+        return tag + b" OK " + code + b"done\r\n"
 
-    def _uid_move(self, tag, args):
-        return self._uid_copy(tag, args, move=True)
+    def _uid_move(self, tag, args, **kw):
+        return self._uid_copy(tag, args, move=True, **kw)

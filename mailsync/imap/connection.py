@@ -53,6 +53,15 @@ _USEFUL = frozenset(("LIST", "STATUS", "SEARCH", "ESEARCH", "VANISHED", "CAPABIL
 _COUNTS = frozenset(("EXISTS", "EXPUNGE", "VANISHED"))  # untagged responses that move the message count
 
 
+class CopyUids(dict):
+    """Source UID -> destination UID from a COPYUID (RFC 4315), and the destination UIDVALIDITY
+    the server named with them (None when it sent no COPYUID)."""
+
+    def __init__(self, pairs=(), *, uidvalidity: int | None = None) -> None:
+        super().__init__(pairs)
+        self.uidvalidity = uidvalidity
+
+
 @dataclass(frozen=True, slots=True)
 class RemoteFolder:
     raw_name: str  # as on the wire (modified UTF-7)
@@ -616,9 +625,9 @@ class ImapConnection:
         _, fetches, tagged = self._run(cmd, "storing flags")
         return {f.uid: f for f in fetches if f.uid is not None}, modified(tagged.code)
 
-    def uid_copy(self, uids: Iterable[int], dest: str, *, move: bool = False) -> dict[int, int]:
+    def uid_copy(self, uids: Iterable[int], dest: str, *, move: bool = False) -> "CopyUids":
         """UID COPY (or UID MOVE) to `dest`; returns source UID -> destination UID when the server
-        says (COPYUID, RFC 4315), else {}."""
+        says (COPYUID, RFC 4315), with the UIDVALIDITY it gave them in ``uidvalidity``, else {}."""
         verb = "UID MOVE" if move else "UID COPY"
         untagged, _, tagged = self._run(f"{verb} {format_uid_set(uids)} ".encode() + quote(dest),
                                         f"{verb.lower()} to {dest!r}")
@@ -626,8 +635,8 @@ class ImapConnection:
         for code in codes:
             cu = copyuid(code)
             if cu:
-                return dict(zip(cu[1], cu[2]))
-        return {}
+                return CopyUids(zip(cu[1], cu[2]), uidvalidity=cu[0])
+        return CopyUids()
 
     def uid_expunge(self, uids: Iterable[int]) -> None:
         """Remove exactly `uids` (already flagged \\Deleted). UID EXPUNGE with UIDPLUS; without it, the

@@ -1,6 +1,6 @@
 """The steps of a sync that keep a misbehaving server from costing mail (plan.py, rules M4 and
 G1-G3): a listing re-read when it contradicts the SELECT, deletions held, tombstones of UIDs listed
-again lifted, an APPENDUID checked before it is believed, a folder or a message that cannot be
+again lifted, an APPENDUID or COPYUID checked before it is believed, a folder or a message that cannot be
 used set aside with its reason.
 
 Owns: these steps, as ServerChecks (a mixin of engine.AccountSync, whose state they share: the
@@ -63,25 +63,45 @@ class ServerChecks:
         never one of a UIDVALIDITY other than the folder's, and a UID the store already holds only when
         the server, asked, shows our message there. Otherwise the new copy is looked for by
         Message-ID; None leaves the placement to be matched by its body when the pull sees it."""
-        if answer:
-            validity, uid = answer
-            known_validity, known = db.call(self._folder_uids, folder)
-            if known_validity is not None and validity != known_validity:
-                self.result.notes.append(f"folder {folder!r}: APPENDUID {validity} {uid} names UIDVALIDITY "
-                                         f"{validity}, not the folder's {known_validity}: not used")
-            elif uid not in known or self._holds(conn, folder, uid, raw, mid):
-                return uid
-            else:
-                self.result.notes.append(f"folder {folder!r}: APPENDUID {validity} {uid} names a UID that holds "
-                                         f"another message: not used")
+        if answer and self._believe_uid(conn, db, folder, "APPENDUID", answer[0], answer[1], (mid, len(raw))):
+            return answer[1]
         return self._find_new_copy(conn, db, folder, mid)
 
-    def _holds(self, conn: ImapConnection, folder: str, uid: int, raw: bytes, mid: str | None) -> bool:
-        """Does the server's `folder` hold the message ``raw`` (Message-ID and size) at ``uid``?"""
+    def _copied_uid(self, conn: ImapConnection, db, folder: str, answer, src_uid: int,
+                    key: tuple[str | None, int] | None) -> int | None:
+        """The UID in ``folder`` of the message just moved (MOVE, or COPY then EXPUNGE) from
+        ``src_uid``, from the COPYUID ``answer`` (connection.CopyUids) under the rules APPENDUID
+        follows; otherwise looked for by Message-ID (``key``: its Message-ID and size)."""
+        uid = answer.get(src_uid) if answer else None
+        mid = key[0] if key else None
+        if uid is not None and self._believe_uid(conn, db, folder, "COPYUID", getattr(answer, "uidvalidity", None),
+                                                 uid, key):
+            return uid
+        return self._find_new_copy(conn, db, folder, mid)
+
+    def _believe_uid(self, conn: ImapConnection, db, folder: str, code: str, validity: int | None, uid: int,
+                     key: tuple[str | None, int] | None) -> bool:
+        """May the UID a server named in ``code`` (APPENDUID, COPYUID) for our new copy in ``folder``
+        be attached to it? Not when its UIDVALIDITY is another than the folder's (RFC 4315); a UID
+        the store already holds only when the server, asked, shows our message (``key``) there.
+        Each refusal goes to the run's notes; the caller then looks at the server instead."""
+        known_validity, known = db.call(self._folder_uids, folder)
+        if validity is not None and known_validity is not None and validity != known_validity:
+            self.result.notes.append(f"folder {folder!r}: {code} names UIDVALIDITY {validity} (UID {uid}), not "
+                                     f"the folder's {known_validity}: not used")
+            return False
+        if uid not in known or (key is not None and self._holds(conn, folder, uid, key)):
+            return True
+        self.result.notes.append(f"folder {folder!r}: {code} {validity} {uid} names a UID that holds another "
+                                 f"message: not used")
+        return False
+
+    def _holds(self, conn: ImapConnection, folder: str, uid: int, key: tuple[str | None, int]) -> bool:
+        """Does the server's `folder` hold the message ``key`` (Message-ID, size) at ``uid``?"""
         conn.select(folder)
         item = conn.fetch_headers([uid]).get(uid)
-        return (item is not None and item.size == len(raw)
-                and message_id(item.header_fields or b"") == mid)
+        return (item is not None and item.size == key[1]
+                and message_id(item.header_fields or b"") == key[0])
 
     def _folder_uids(self, uow: UnitOfWork, raw_name: str) -> tuple[int | None, set[int]]:
         """(UIDVALIDITY, live UIDs) of a folder as the store knows it."""

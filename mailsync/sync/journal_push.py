@@ -173,7 +173,7 @@ class JournalPush:
             conn.uid_store([src_uid], "+FLAGS.SILENT", ["\\Deleted"])
             conn.uid_expunge([src_uid])
         crash.point("move answered")
-        uid = mapping.get(src_uid) or self._find_new_copy(conn, db, dest, mid)
+        uid = self._copied_uid(conn, db, dest, mapping, src_uid, key)
         db.call(self._settle_placement, op_id, placement_id, uid, True)
 
     def _push_delete(self, conn: ImapConnection, db: StoreWorker, entry: journal.Entry, op: journal.Delete) -> None:
