@@ -19,9 +19,11 @@ from sqlalchemy import func, select, update
 from mailsync.errors import ProtocolError
 from mailsync.store import repositories as repo
 from mailsync.store import tables
+from mailsync.store.tables import utcnow
 from mailsync.store.uow import UnitOfWork
 from mailsync.sync import plan as P
 from mailsync.sync.message import message_id
+from mailsync.sync.undo import L4_ERROR
 
 if TYPE_CHECKING:
     from mailsync.imap.connection import ImapConnection
@@ -29,9 +31,11 @@ if TYPE_CHECKING:
 log = logging.getLogger("mailsync.sync")
 
 
-def restore_tombstones(db, folder_id: int, uids: Iterable[int]) -> list[int]:
+def restore_tombstones(db, folder_id: int, uids: Iterable[int]) -> dict[int, int]:
     """Rule M4: lift the tombstones of the folder's placements whose UID is in ``uids``; the UIDs
-    lifted, sorted. Only tombstones are looked up, and they are few (each lives one run)."""
+    lifted -> their placement ids, by UID. Only tombstones are looked up, and they are few (each
+    lives one run). A flag change that rule L4 failed because its message looked removed waits
+    to be pushed again: the message was not removed after all."""
     pl = tables.placements.c
     # by the tombstone index, then this folder's (filtering by folder in SQL made SQLite walk the
     # folder's placements instead, on every sync of every folder)
@@ -39,12 +43,16 @@ def restore_tombstones(db, folder_id: int, uids: Iterable[int]) -> list[int]:
         select(pl.id, pl.folder_id, pl.uid).where(pl.tombstone_run.isnot(None)))
         if fid == folder_id and uid is not None}
     if not tombs:
-        return []
+        return {}
     back = sorted(set(tombs) & set(uids))
     ids = [tombs[u] for u in back]
+    o = tables.pending_ops.c
     for i in range(0, len(ids), 500):
         db.execute(update(tables.placements).where(pl.id.in_(ids[i:i + 500])).values(tombstone_run=None))
-    return back
+        db.execute(update(tables.pending_ops).where(
+            o.kind == "flags", o.state == "failed", o.error == L4_ERROR, o.placement_id.in_(ids[i:i + 500]))
+            .values(state="pending", error=None, updated_at=utcnow()))
+    return {u: tombs[u] for u in back}
 
 
 def live_count(db, folder_id: int) -> int:
@@ -148,6 +156,10 @@ class ServerChecks:
     def _restore_tombstones(self, uow: UnitOfWork, folder, uids) -> None:
         """Rule M4: placements tombstoned in an earlier listing whose UIDs the server lists again."""
         restored = restore_tombstones(uow.connection, folder.id, uids)
+        # compared with the server in this run, so that a local flag change on them is pushed even
+        # when the folder's delta (CONDSTORE, QRESYNC) does not name them
+        self._pending_flags.setdefault(folder.id, set()).update(restored.values())
+        restored = sorted(restored)
         if restored:
             self._audit(uow, "restored", f"{len(restored)} message(s) missing from an earlier listing are listed "
                         f"again (UID {', '.join(map(str, restored[:10]))}{'...' if len(restored) > 10 else ''}): "

@@ -92,6 +92,9 @@ def _undo_rename(db: Db, account_id: int, folder_id: int, old: str, new: str) ->
     return f"the folder is called {old_name!r} again in the store"
 
 
+L4_ERROR = "the message was removed on the server before the change reached it"
+
+
 def settle_orphaned_flag_changes(db: Db, account_id: int) -> int:
     """Rule L4 at the end of a run: flag changes whose placement is gone, or is still a tombstone
     after every folder was read (expunged, not moved), fail with the reason. Returns how many."""
@@ -101,4 +104,4 @@ def settle_orphaned_flag_changes(db: Db, account_id: int) -> int:
         o.account_id == account_id, o.kind == "flags", o.state.in_(("pending", "sent")),
         o.placement_id.is_(None) | o.placement_id.in_(dead)).values(
         state="failed", updated_at=utcnow(),
-        error="the message was removed on the server before the change reached it")).rowcount or 0
+        error=L4_ERROR)).rowcount or 0
