@@ -72,6 +72,7 @@ class _Rule:
     pattern: re.Pattern
     hook: Hook
     times: int | None  # None: every time
+    used: int = 0  # how many commands it answered
 
 
 def _uid_set(text: str, top: int) -> set[int] | Callable[[int], bool]:
@@ -204,6 +205,7 @@ class HostileServer:
                 if rule.times != 0 and rule.pattern.search(command):
                     if rule.times is not None:
                         rule.times -= 1
+                    rule.used += 1
                     return rule.hook
         return None
 

@@ -91,10 +91,13 @@ def truth(srv: HostileServer, folder: str = "INBOX") -> dict[int, tuple[frozense
     return {uid: (flags, hashlib.sha256(body).hexdigest()) for uid, (flags, body) in srv.truth(folder).items()}
 
 
-def folder_state(store, folder: str = "INBOX") -> tuple[str, str | None]:
-    fo = tables.folders.c
+def folder_state(store, folder: str = "INBOX", account: str | None = None) -> tuple[str, str | None]:
+    fo, ac = tables.folders.c, tables.accounts.c
+    q = select(fo.status, fo.status_reason).where(fo.raw_name == folder)
+    if account is not None:
+        q = q.join(tables.accounts, ac.id == fo.account_id).where(ac.name == account)
     with UnitOfWork(store) as uow:
-        return uow.connection.execute(select(fo.status, fo.status_reason).where(fo.raw_name == folder)).one()
+        return uow.connection.execute(q).one()
 
 
 def sync(store, srv, **kw):
@@ -117,3 +120,26 @@ def hide_in_listings(srv: HostileServer, hide: set[int], *, times: int | None = 
     srv.script(r"^UID FETCH 1:\* \(UID FLAGS( MODSEQ)?\)$", listing_without(hide), times=times)
     srv.script(r"^UID SEARCH (RETURN \(ALL\) )?ALL$", lambda s, tag, cmd: s.honest(tag, cmd, hide=hide), times=times)
     srv.script(r"^SELECT ", lambda s, tag, cmd: s.honest(tag, cmd, vanish=hide, **select), times=times)
+
+
+def lied(srv: HostileServer) -> bool:
+    """Was a scripted answer given (a rule with a count used up, or one without a count matched)?"""
+    with srv.lock:
+        return any(r.times == 0 or (r.times is None and r.used) for r in srv._rules)
+
+
+def phantom(seq: int, uid: int, body: bytes) -> bytes:
+    """A FETCH response carrying a whole message: put before the tagged OK of a FETCH that did not ask for it."""
+    return (b'* %d FETCH (UID %d FLAGS () INTERNALDATE "17-Jul-1996 02:44:25 -0700" RFC822.SIZE %d BODY[] {%d}\r\n'
+            % (seq, uid, len(body), len(body)) + body + b")\r\n")
+
+
+def cut_after(n: int):
+    """Answer a body FETCH with its first ``n`` messages, then cut the connection mid-literal."""
+    def hook(s, tag, cmd):
+        answer = s.honest(tag, cmd)
+        starts = [i for i in range(len(answer)) if answer.startswith(b"* ", i) and b" FETCH (" in answer[i:i + 20]]
+        cut = starts[n] + 80 if len(starts) > n else len(answer) // 2
+        s.send(answer[:cut])
+        return b""  # and the session ends
+    return hook

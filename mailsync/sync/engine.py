@@ -490,6 +490,8 @@ class AccountSync(Downloads, JournalPush, guards.ServerChecks):
         else:
             changed, vanished, full = (self._listing(conn, folder, info, conn.uid_flags) if info.exists else {}), None, True
         listed = None  # the UIDs the server listed, when it listed more than `changed` (rule M4)
+        if mode == "qresync":
+            vanished, listed = self._qresync_checked(conn, db, folder, info, changed, vanished)
         if mode == "condstore":
             local = db.call(lambda uow: set(repo.uid_flags(uow.connection, folder.id)))
             new_count = sum(1 for u in changed if u not in local)

@@ -153,6 +153,29 @@ class ServerChecks:
                 self._contradicted[folder.id] = why
         return listing
 
+    def _qresync_checked(self, conn, db, folder, info, changed: dict, vanished: list[int]):
+        """Rule G1 for QRESYNC: the VANISHED (EARLIER) and FETCHes a SELECT answered are believed
+        only when, applied to the store, they leave as many messages as the SELECT's EXISTS says. A
+        server that names as vanished what it still holds, or a store holding what an earlier run
+        could not delete (held deletions, a lie kept up for one run) does not add up: the folder's UIDs
+        are then listed (UID SEARCH ALL, re-read when it contradicts EXISTS too), what the listing
+        lacks is what vanished, and tombstones of what it holds are lifted (rule M4).
+        (vanished, the UIDs listed or None)."""
+        def count(uow: UnitOfWork) -> int:
+            s = uow.connection
+            known = repo.live_placements_for(s, folder.id, list(changed) + list(vanished))
+            return (live_count(s, folder.id) - len(set(vanished) & set(known))
+                    + sum(1 for uid in changed if uid not in known))
+
+        expected = db.call(count)
+        if expected == info.exists:
+            return vanished, None
+        log.warning("account %s: folder %r: QRESYNC leaves %d messages, EXISTS says %d; listing its UIDs",
+                    self.account.name, folder.name, expected, info.exists)
+        listed = set(self._listing(conn, folder, info, lambda: conn.uid_search("ALL"))) if info.exists else set()
+        local = db.call(lambda uow: set(repo.uid_flags(uow.connection, folder.id)))
+        return sorted(local - listed), listed
+
     def _restore_tombstones(self, uow: UnitOfWork, folder, uids) -> None:
         """Rule M4: placements tombstoned in an earlier listing whose UIDs the server lists again."""
         restored = restore_tombstones(uow.connection, folder.id, uids)
