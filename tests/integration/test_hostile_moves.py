@@ -11,22 +11,17 @@ import hashlib
 import pytest
 
 from hostile_server import HostileServer
-from hostile_support import msg, stored, sync, truth
+from hostile_support import CAPABILITIES, VARIANTS, msg, store, stored, sync, truth, variant
 from mailsync.changes import LocalChanges
-from mailsync.store.db import open_store
+
+__all__ = ["store", "variant"]  # fixtures (hostile_support), used by name
 
 
-@pytest.fixture
-def store(tmp_path):
-    s = open_store(f"sqlite:///{tmp_path / 'store.db'}")
-    yield s
-    s.dispose()
-
-
+@VARIANTS
 @pytest.mark.parametrize("verb", ["MOVE", "COPY"])
 @pytest.mark.parametrize("lie", ["other-uidvalidity", "known-uid"])
-def test_a_lying_copyuid_never_attaches_the_moved_message(store, verb, lie):
-    caps = ("UIDPLUS", "MOVE") if verb == "MOVE" else ("UIDPLUS",)
+def test_a_lying_copyuid_never_attaches_the_moved_message(variant, store, verb, lie):
+    caps = CAPABILITIES[variant] + (("MOVE",) if verb == "MOVE" else ())
     with HostileServer(capabilities=caps) as server:
         server.add_folder("INBOX")
         archive = server.add_folder("Archive")
