@@ -30,8 +30,9 @@ from dataclasses import dataclass, field
 from mailsync.config.model import AccountConfig
 from mailsync.errors import AuthError, ConnectError, CredentialError, FolderMissing, ProtocolError, TLSVerifyError
 from mailsync.imap import utf7
-from mailsync.imap.payloads import (ListEntry, appenduid, copyuid, modified, parse_esearch, parse_list, parse_search,
-                                    parse_objectid, parse_status_reply, parse_vanished)
+from mailsync.imap.payloads import (MAX_EXPANDED, ListEntry, appenduid, copyuid, expand, modified, parse_esearch,
+                                    parse_list, parse_objectid, parse_search, parse_status_reply, set_size,
+                                    vanished_ranges)
 from mailsync.imap.responses import (MAX_LINE, Continuation, FetchItem, ResponseParser, Tagged, Untagged, body_fetch_head,
                                      body_fetch_item, format_uid_set, parse_response_code, quote,
                                      usual_body_fetch)
@@ -93,6 +94,7 @@ class SelectInfo:
     highestmodseq: int | None
     nomodseq: bool = False
     vanished: list[int] = field(default_factory=list)  # QRESYNC: expunged since the given modseq
+    vanished_unknown: bool = False  # QRESYNC: a VANISHED (EARLIER) too large to list was left out
     changed: dict[int, FetchItem] = field(default_factory=dict)  # QRESYNC: FETCHes of changed messages
     mailboxid: str | None = None  # RFC 8474 (OBJECTID)
 
@@ -316,9 +318,9 @@ class ImapConnection:
             if ev.kind == "EXPUNGE":
                 self.exists = max(self.exists - 1, 0)
             else:
-                earlier, uids = parse_vanished(ev.raw)
+                earlier, ranges = vanished_ranges(ev.raw)
                 if not earlier:
-                    self.exists = max(self.exists - len(uids), 0)
+                    self.exists = max(self.exists - set_size(ranges), 0)
 
     def _body_fetch(self, parser: ResponseParser, line: bytes, head: tuple[int, bytes | None, int],
                     into: Callable[[int], memoryview], doing: str,
@@ -495,7 +497,7 @@ class ImapConnection:
         info: dict[str, int] = {}
         nomodseq = False
         mailboxid = None
-        vanished: list[int] = []
+        vanished: list[tuple[int, int]] = []
         for ev in untagged:
             if ev.kind == "EXISTS":
                 info["EXISTS"] = ev.number or 0
@@ -510,7 +512,7 @@ class ImapConnection:
                     elif name == "MAILBOXID":
                         mailboxid = parse_objectid(arg.strip().strip("()").encode())
             elif ev.kind == "VANISHED":
-                vanished.extend(parse_vanished(ev.raw)[1])
+                vanished.extend(vanished_ranges(ev.raw)[1])
         if "UIDVALIDITY" not in info:
             raise ProtocolError(f"account '{self.account.name}': SELECT {raw_name!r} gave no UIDVALIDITY",
                                 hint="the server does not support UIDs properly; mailsync cannot sync it")
@@ -522,9 +524,17 @@ class ImapConnection:
         self.selected = raw_name
         self.exists = info.get("EXISTS", 0)
         changed = {f.uid: f for f in fetches if f.uid is not None}
+        # VANISHED (EARLIER) may name UIDs that never existed (RFC 7162 3.2.5.1): none at or above
+        # UIDNEXT did; when what is left is still too many to list, it is left out and said so
+        # (the sync then lists the folder's UIDs instead).
+        top = info.get("UIDNEXT")
+        if top is not None:
+            vanished = [(lo, min(hi, top - 1)) for lo, hi in vanished if lo < top]
+        unknown = set_size(vanished) > MAX_EXPANDED
         return SelectInfo(uidvalidity=info["UIDVALIDITY"], uidnext=info.get("UIDNEXT"), exists=info.get("EXISTS", 0),
                           highestmodseq=None if nomodseq else info.get("HIGHESTMODSEQ"), nomodseq=nomodseq,
-                          vanished=vanished, changed=changed, mailboxid=mailboxid)
+                          vanished=[] if unknown else expand(vanished), vanished_unknown=unknown,
+                          changed=changed, mailboxid=mailboxid)
 
     def _select_command(self, raw_name: str, readonly: bool, qresync: tuple[int, int] | None) -> bytes:
         verb = b"EXAMINE " if readonly else b"SELECT "

@@ -183,7 +183,22 @@ def parse_objectid(value, raw: bytes = b"") -> str:
     return text
 
 
-def expand(ranges: list[tuple[int, int]]) -> list[int]:
+# A UID set from a server is expanded to its UIDs only up to this many (a folder holds far fewer): a
+# larger one ("1:4294967295") is refused rather than filling memory. QRESYNC's VANISHED (EARLIER),
+# which may name UIDs that never existed, is counted first (set_size) and handled without expanding.
+MAX_EXPANDED = 1 << 22
+
+
+def set_size(ranges: list[tuple[int, int]]) -> int:
+    """How many UIDs the ranges of a UID set name, without listing them."""
+    return sum(hi - lo + 1 for lo, hi in ranges)
+
+
+def expand(ranges: list[tuple[int, int]], limit: int = MAX_EXPANDED) -> list[int]:
+    n = set_size(ranges)
+    if n > limit:
+        raise ProtocolError(f"a UID set of {n} UIDs ({ranges[0][0]}:{ranges[-1][1]}...), more than the {limit} a "
+                            f"folder could hold; refused")
     out: list[int] = []
     for lo, hi in ranges:
         out.extend(range(lo, hi + 1))
@@ -227,6 +242,12 @@ def parse_esearch(raw: bytes) -> dict[str, object]:
 
 def parse_vanished(raw: bytes) -> tuple[bool, list[int]]:
     """``* VANISHED (EARLIER) 1:3,7`` -> (True, [1, 2, 3, 7])."""
+    earlier, ranges = vanished_ranges(raw)
+    return earlier, expand(ranges)
+
+
+def vanished_ranges(raw: bytes) -> tuple[bool, list[tuple[int, int]]]:
+    """``* VANISHED (EARLIER) 1:3,7`` -> (True, [(1, 3), (7, 7)]): the set as ranges, not expanded."""
     toks = _skip_head(tokenize(raw), b"VANISHED")
     earlier = False
     if toks and toks[0] == "(":
@@ -235,7 +256,7 @@ def parse_vanished(raw: bytes) -> tuple[bool, list[int]]:
         toks = toks[i:]
     if len(toks) != 1:
         raise ProtocolError(f"VANISHED without one UID set: {_q(raw)}")
-    return earlier, expand(parse_uid_set(_text(toks[0])))
+    return earlier, parse_uid_set(_text(toks[0]))
 
 
 def code_args(code: str | None, name: str) -> list[str] | None:

@@ -168,10 +168,11 @@ class ServerChecks:
                     + sum(1 for uid in changed if uid not in known))
 
         expected = db.call(count)
-        if expected == info.exists:
+        if expected == info.exists and not info.vanished_unknown:
             return vanished, None
-        log.warning("account %s: folder %r: QRESYNC leaves %d messages, EXISTS says %d; listing its UIDs",
-                    self.account.name, folder.name, expected, info.exists)
+        log.warning("account %s: folder %r: QRESYNC leaves %d messages, EXISTS says %d%s; listing its UIDs",
+                    self.account.name, folder.name, expected, info.exists,
+                    " (its VANISHED was too large to list)" if info.vanished_unknown else "")
         listed = set(self._listing(conn, folder, info, lambda: conn.uid_search("ALL"))) if info.exists else set()
         local = db.call(lambda uow: set(repo.uid_flags(uow.connection, folder.id)))
         return sorted(local - listed), listed

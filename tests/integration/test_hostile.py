@@ -81,6 +81,34 @@ def test_an_empty_listing_against_exists_deletes_nothing_and_says_so(variant, se
     assert stored(store) == truth(server) and folder_state(store) == ("ok", None)
 
 
+@pytest.mark.parametrize("uidnext", ["sent", "left-out"])
+def test_a_vanished_earlier_of_every_uid_costs_neither_memory_nor_mail(store, uidnext):
+    """A QRESYNC SELECT answers VANISHED (EARLIER) 1:4294967295 (UIDs that never existed may be
+    named, RFC 7162) while EXISTS says nothing went: expanding it took all memory (MemoryError, an
+    internal error). It is clipped at UIDNEXT, or, without UIDNEXT, left out and the UIDs listed."""
+    from hostile_support import CAPABILITIES
+
+    with HostileServer(capabilities=CAPABILITIES["qresync"]) as srv:
+        srv.add_folder("INBOX")
+        fill(srv, 10)
+        assert sync(store, srv).ok
+        srv.expunge("INBOX", {4})
+        srv.set_flags("INBOX", 2, {"\\Flagged"})
+
+        def select(s, tag, cmd):
+            answer = s.honest(tag, cmd)
+            if uidnext == "left-out":
+                answer = b"".join(x for x in answer.splitlines(keepends=True) if b"[UIDNEXT" not in x)
+            at = answer.rfind(tag + b" OK")
+            return answer[:at] + b"* VANISHED (EARLIER) 1:4294967295\r\n" + answer[at:]
+
+        srv.script(r"^SELECT", select)
+        r = sync(store, srv)
+        assert r.ok, r.error
+        assert lied(srv)
+        assert stored(store) == truth(srv) and r.expunged == 1
+
+
 @VARIANTS
 def test_a_mass_deletion_is_held_until_allowed(variant, server, store):
     """EXISTS agrees with the listing: 9 of 10 messages gone at once. Held, shown, and applied only

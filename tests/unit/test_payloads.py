@@ -40,6 +40,21 @@ def test_search_esearch_vanished():
     assert PL.parse_vanished(b"* VANISHED 4\r\n") == (False, [4])
 
 
+def test_a_huge_uid_set_is_counted_not_expanded():
+    """`1:4294967295` from a server: counted as ranges; expanding it is refused with a
+    ProtocolError, never a MemoryError."""
+    raw = b"* VANISHED (EARLIER) 1:4294967295\r\n"
+    assert PL.vanished_ranges(raw) == (True, [(1, 4294967295)])
+    assert PL.set_size([(1, 4294967295), (7, 9)]) == 4294967298
+    with pytest.raises(ProtocolError, match="4294967295 UIDs"):
+        PL.parse_vanished(raw)
+    with pytest.raises(ProtocolError, match="refused"):
+        PL.parse_esearch(b'* ESEARCH (TAG "A1") UID ALL 1:4294967295\r\n')
+    with pytest.raises(ProtocolError, match="refused"):
+        PL.copyuid("COPYUID 5 1:4294967295 1:4294967295")
+    assert PL.expand([(1, 3), (7, 7)]) == [1, 2, 3, 7]
+
+
 def test_codes():
     assert PL.appenduid("APPENDUID 38505 3955") == (38505, 3955)
     assert PL.appenduid("UIDNEXT 4") is None
