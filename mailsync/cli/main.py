@@ -100,12 +100,18 @@ def init(obj: _Ctx, force: bool) -> None:
               help="Apply deletions held because most of a folder vanished from the server at once.")
 @click.option("--json", "as_json", is_flag=True,
               help="The per-account summary as one JSON document on stdout (no progress display).")
+@click.option("--dry-run", is_flag=True,
+              help="Show what a sync would do, per account and folder, changing nothing: neither the store "
+                   "nor the server.")
 @click.pass_obj
-def sync(obj: _Ctx, accounts: tuple[str, ...], quiet: bool, allow_deletions: bool, as_json: bool) -> None:
+def sync(obj: _Ctx, accounts: tuple[str, ...], quiet: bool, allow_deletions: bool, as_json: bool,
+         dry_run: bool) -> None:
     """One sync of the selected accounts (all by default)."""
     try:
         config = obj.config()
         selected = _select_accounts(config, accounts)
+        if dry_run:
+            _dry_run(config, selected, allow_deletions, as_json)
         first = _log_in_early(selected[0]) if selected else None
         store = obj.store(config)
     except MailsyncError as exc:
@@ -132,6 +138,24 @@ def sync(obj: _Ctx, accounts: tuple[str, ...], quiet: bool, allow_deletions: boo
         say(f"{len(failed)} of {len(selected)} account(s) failed: {', '.join(failed)}", logging.ERROR,
              event="sync_failed", failed=", ".join(failed))
         sys.exit(1)
+
+
+def _dry_run(config, selected, allow_deletions: bool, as_json: bool) -> None:
+    """`sync --dry-run`: the plans on stdout; exit 0, or 1 when an account could not be planned."""
+    from mailsync.cli.dry_run_cmd import as_json as plans_json, plan_accounts, render
+
+    plans = plan_accounts(config, selected, allow_deletions=allow_deletions)
+    _startup_over()
+    if as_json:
+        click.echo(json.dumps(plans_json(plans), indent=2, sort_keys=True))
+    else:
+        click.echo(render(plans))
+    failed = [p.account for p in plans if not p.ok]
+    if failed:
+        _say(f"{len(failed)} of {len(selected)} account(s) failed: {', '.join(failed)}", logging.ERROR,
+             event="sync_failed", failed=", ".join(failed))
+        sys.exit(1)
+    sys.exit(0)
 
 
 def _log_in_early(account):

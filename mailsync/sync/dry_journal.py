@@ -1,0 +1,199 @@
+"""The journal of local operations walked as a sync would push it, for `mailsync sync --dry-run`.
+
+Owns: for each pending entry of the journal (folder operations, appends, moves, deletes), the
+look-ups the sync makes before it sends anything (engine._push_ops and its _op_* steps: is the UID
+still there, does it hold the message the store names, was it done before an interruption), made
+read-only (EXAMINE, UID FETCH of the Message-ID header and size, UID SEARCH), and the commands it
+would send, written down instead of sent; and what those pushes would change on the server for the
+pull that follows (UIDs moved or deleted away, folders created, deleted or renamed).
+Must not: send a command that changes the server, or write to the store. A mixin of
+dry_run._DryRun, whose state it shares (the read-only connection ``c``, the account, the plan).
+"""
+
+from __future__ import annotations
+
+import json
+
+from sqlalchemy import select
+
+from mailsync.errors import ProtocolError
+from mailsync.imap import utf7
+from mailsync.store import repositories as repo
+from mailsync.store import tables
+from mailsync.sync.dry_plan import OpPlan
+from mailsync.sync.message import message_id
+
+Key = tuple[str | None, int]  # (Message-ID, size)
+
+
+class JournalWalk:
+    def _journal(self, conn) -> None:
+        if self.account_id is None:
+            return
+        o = tables.pending_ops.c
+        rows = self.c.execute(select(o.id, o.kind, o.state, o.args, o.placement_id).where(
+            o.account_id == self.account_id, o.state.in_(("pending", "sent")), o.kind != "flags").order_by(o.id))
+        for op_id, kind, state, args, pid in rows.all():
+            op = OpPlan(op_id, kind, state, kind)
+            try:
+                getattr(self, f"_op_{kind}")(conn, op, json.loads(args), pid)
+            except ProtocolError as exc:  # as the sync: this one fails, the others go on
+                if getattr(conn, "broken", False):
+                    raise
+                op.outcome, op.why = "failed", str(exc)
+            self.plan.ops.append(op)
+            if op.outcome == "done":
+                self.plan.pushed += 1
+
+    def _names_now(self, conn) -> set[str]:
+        """The server's folder names as the journal's earlier folder operations would leave them."""
+        return apply_folder_ops({f.raw_name for f in conn.list_folders(with_status=False)}, self.folder_ops, None)
+
+    def _op_mkdir(self, conn, op: OpPlan, args: dict, _pid) -> None:
+        op.what = f"create folder {utf7.decode(args['folder_name'])!r}"
+        op.sends = [f"CREATE {args['folder_name']}"]
+        self.folder_ops.append(("create", args["folder_name"]))
+
+    def _op_rmdir(self, conn, op: OpPlan, args: dict, _pid) -> None:
+        op.what = f"delete folder {utf7.decode(args['folder_name'])!r}"
+        op.sends = [f"DELETE {args['folder_name']}"]
+        self.folder_ops.append(("delete", args["folder_name"]))
+
+    def _op_rename(self, conn, op: OpPlan, args: dict, _pid) -> None:
+        old, new = args["old"], args["new"]
+        op.what = f"rename folder {utf7.decode(old)!r} to {utf7.decode(new)!r}"
+        names = self._names_now(conn)
+        if old not in names and new in names:
+            op.why = "the server has it renamed already: nothing to send"
+            return
+        op.sends = [f"RENAME {old} {new}"]
+        self.folder_ops.append(("rename", old, new))
+
+    def _op_append(self, conn, op: OpPlan, args: dict, pid) -> None:
+        folder = args["folder_name"]
+        pl, b = tables.placements.c, tables.bodies.c
+        row = None if not pid else self.c.execute(
+            select(pl.flags, pl.size, b.message_id).join(tables.bodies, b.sha256 == pl.body_sha256)
+            .where(pl.id == pid)).one_or_none()
+        op.what = f"append a message to {utf7.decode(folder)!r}"
+        if row is None:
+            op.why = "the local message was deleted again: nothing to send"
+            return
+        flags, size, mid = row
+        op.what = f"append {mid or 'a message'} ({size} bytes) to {utf7.decode(folder)!r}"
+        if op.state == "sent" and self._new_copy(conn, folder, mid) is not None:
+            op.why = "the server has it already (appended before an interruption): nothing to send"
+            return
+        op.sends = [f"APPEND {folder} ({flags}) {{{size}}}"]
+        self.touched.add(folder)
+
+    def _op_move(self, conn, op: OpPlan, args: dict, pid) -> None:
+        src, uid, dest = args["src_folder"], args["src_uid"], args["dest_folder"]
+        op.what = f"move UID {uid} from {utf7.decode(src)!r} to {utf7.decode(dest)!r}"
+        key = self._key_of(pid)
+        present = self._guard(conn, src, uid, key, "move")
+        if op.state == "sent" and self._new_copy(conn, dest, key[0] if key else None) is not None:
+            op.why = "copied before an interruption: only the source is removed"
+            if present:
+                op.sends = [f"UID STORE {uid} +FLAGS.SILENT (\\Deleted)", f"UID EXPUNGE {uid}"]
+                self._gone(src, uid)
+            return
+        if not present:
+            op.outcome, op.why = "failed", "the message was expunged on the server: the local copy is dropped"
+            return
+        op.sends = ([f"UID MOVE {uid} {dest}"] if conn.has("MOVE") else
+                    [f"UID COPY {uid} {dest}", f"UID STORE {uid} +FLAGS.SILENT (\\Deleted)", f"UID EXPUNGE {uid}"])
+        self._gone(src, uid)
+        self.touched.add(dest)
+
+    def _op_delete(self, conn, op: OpPlan, args: dict, _pid) -> None:
+        folder, uid = args["folder_name"], args["uid"]
+        op.what = f"delete UID {uid} in {utf7.decode(folder)!r}"
+        key = (args.get("message_id"), args["size"]) if "size" in args else None
+        if self._guard(conn, folder, uid, key, "delete"):
+            op.sends = [f"UID STORE {uid} +FLAGS.SILENT (\\Deleted)", f"UID EXPUNGE {uid}"]
+            self._gone(folder, uid)
+        else:
+            op.why = "already gone from the server: nothing to send"
+
+    def _gone(self, folder: str, uid: int) -> None:
+        self.gone.setdefault(folder, set()).add(uid)
+        self.touched.add(folder)
+
+    def _guard(self, conn, folder: str, uid: int, expected: Key | None, what: str) -> bool:
+        """engine._guard, read-only: is ``uid`` still in ``folder``, holding the message the store names?
+        ProtocolError (the change fails, nothing would be sent) when it holds another."""
+        conn.select(folder, readonly=True)
+        item = conn.fetch_headers([uid]).get(uid)
+        if item is None:
+            return False
+        found = (message_id(item.header_fields or b""), item.size)
+        if expected is not None and found != tuple(expected):
+            raise ProtocolError(f"{utf7.decode(folder)!r} UID {uid} is not the message the store names (the server "
+                                f"has Message-ID {found[0]}, {found[1]} bytes; the store expected {expected[0]}, "
+                                f"{expected[1]} bytes): the {what} would not be sent")
+        return True
+
+    def _new_copy(self, conn, folder: str, mid: str | None) -> int | None:
+        """engine._find_new_copy, read-only."""
+        if not mid:
+            return None
+        conn.select(folder, readonly=True)
+        fresh = [u for u in conn.search_message_id(mid) if u not in self._known_uids(folder)]
+        return max(fresh) if fresh else None
+
+    def _key_of(self, placement_id: int | None) -> Key | None:
+        if not placement_id or self.c is None:
+            return None
+        pl, b = tables.placements.c, tables.bodies.c
+        row = self.c.execute(select(b.message_id, pl.size).join(tables.bodies, b.sha256 == pl.body_sha256)
+                             .where(pl.id == placement_id)).one_or_none()
+        return (row[0], row[1]) if row else None
+
+    def _known_uids(self, raw: str) -> set[int]:
+        f = tables.folders.c
+        fid = None if self.account_id is None else self.c.scalar(
+            select(f.id).where(f.account_id == self.account_id, f.raw_name == raw))
+        return set() if fid is None else set(repo.uid_flags(self.c, fid))
+
+
+def apply_folder_ops(names: set[str], ops: list[tuple], delimiter: str | None) -> set[str]:
+    """``names`` as the journal's folder operations, in order, would leave them. A rename takes the
+    folders below the renamed one along (RFC 3501 6.3.5) when ``delimiter`` is known."""
+    out = set(names)
+    for op in ops:
+        if op[0] == "create":
+            out.add(op[1])
+        elif op[0] == "delete":
+            out.discard(op[1])
+        else:
+            old, new = op[1], op[2]
+            for raw in list(out):
+                if raw == old:
+                    out.discard(raw)
+                    out.add(new)
+                elif delimiter and raw.startswith(old + delimiter):
+                    out.discard(raw)
+                    out.add(new + raw[len(old):])
+    return out
+
+
+def after_folder_ops(raw: str, ops: list[tuple], delimiter: str | None) -> str | None:
+    """The name a listed folder has once the journal's folder operations ran (None: deleted)."""
+    for op in ops:
+        if op[0] == "delete" and raw == op[1]:
+            return None
+        if op[0] == "rename":
+            old, new = op[1], op[2]
+            if raw == old:
+                raw = new
+            elif delimiter and raw.startswith(old + delimiter):
+                raw = new + raw[len(old):]
+    return raw
+
+
+def made_folder(raw: str, delimiter: str | None):
+    """A folder the journal's CREATE makes, as the LIST after it would show it (empty, no flags)."""
+    from mailsync.imap.connection import RemoteFolder
+
+    return RemoteFolder(raw_name=raw, name=utf7.decode(raw), delimiter=delimiter, flags=(), status=None)

@@ -1,0 +1,512 @@
+"""`mailsync sync --dry-run`: what one sync of an account would do, changing nothing anywhere.
+
+Owns: gathering the views a sync gathers, read-only, and asking plan.py the questions that
+engine.AccountSync asks, in the order it asks them, so that the plan shown is the one a sync would
+carry out. The store is read in one transaction that is never committed (SQLite: `query_only`;
+PostgreSQL: a READ ONLY transaction), so a write would fail rather than happen. The server is only
+read: LIST, STATUS, EXAMINE (never SELECT), UID SEARCH, and UID FETCH of FLAGS, MODSEQ,
+RFC822.SIZE and the Message-ID header (BODY.PEEK, never a body).
+Must not: write to the store or the server (no SELECT, STORE, APPEND, COPY, MOVE, EXPUNGE, CREATE,
+DELETE, RENAME), download a message, or decide anything plan.py decides.
+
+Order, as in engine.py:
+  1. the journal of local operations, in order: for each, the look-ups the sync makes before it
+     (is the UID still there, does it hold the message the store names, was it done before a
+     crash) are made, and the commands it would send are written down instead of sent;
+  2. the pull, planned against the server as those pushes would leave it: a message they move or
+     delete is no longer listed in its folder, a folder they create, delete or rename is listed so;
+     folders (F1, F2, F4 renames), then each folder (D1 unchanged, F3/V1 UIDVALIDITY, D2-D4 mode,
+     G1 listing, M1-M4, T1-T3 merge and pushes, N1 recognised bodies), then G2 mass deletions and
+     N2 moves once every folder was read.
+
+What it cannot know: that the server refuses a command it would accept in principle, that another
+client changes the account between the dry run and the sync (a flag push then answered MODIFIED),
+and the outcome of journal entries left "sent" by a crash beyond the look-ups made here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+from sqlalchemy import select
+
+from mailsync.auth.login import open_connection
+from mailsync.config.model import AccountConfig
+from mailsync.errors import MailsyncError, ProtocolError
+from mailsync.imap import utf7
+from mailsync.store import repositories as repo
+from mailsync.store import tables
+from mailsync.store.db import Store
+from mailsync.sync import plan as P
+from mailsync.sync.dry_journal import JournalWalk, after_folder_ops, apply_folder_ops, made_folder
+from mailsync.sync.dry_plan import AccountPlan, FolderPlan
+from mailsync.sync.message import message_id
+
+Key = tuple[str | None, int]  # (Message-ID, size)
+
+
+@dataclass
+class _Placement:
+    id: int
+    uid: int
+    flags: str
+    base_flags: str | None
+    modseq: int | None
+    sha: str
+
+
+@dataclass
+class _Folder:
+    """A folder the pull would sync, as the store would know it after the folder plan (engine._Folder)."""
+
+    id: int | None  # None: a row the sync would add
+    raw_name: str
+    name: str
+    status: str
+    reason: str | None
+    checkpoint: P.FolderCheckpoint
+    pending: bool
+    placements: bool
+    server_name: str  # the name to EXAMINE now (the journal may rename it first)
+    journal_made: bool = False  # created by a CREATE of the journal: empty, not on the server yet
+
+
+@contextlib.contextmanager
+def read_only(store: Store):
+    """A connection in a transaction that cannot write and is rolled back at the end."""
+    with store.engine.connect() as c:
+        sqlite = c.dialect.name == "sqlite"
+        if sqlite:
+            c.exec_driver_sql("PRAGMA query_only = ON")
+        elif c.dialect.name == "postgresql":
+            c.exec_driver_sql("SET TRANSACTION READ ONLY")
+        c.info["packs"] = store.packs
+        try:
+            yield c
+        finally:
+            c.rollback()
+            if sqlite:  # the pooled connection goes back able to write
+                c.exec_driver_sql("PRAGMA query_only = OFF")
+                c.rollback()
+
+
+def dry_run(store: Store | None, account: AccountConfig, *, allow_mass_delete: bool = False,
+            connect: Callable[[AccountConfig], object] = open_connection) -> AccountPlan:
+    """The plan of one sync of ``account``. ``store`` None: there is no store yet (everything is new).
+    Errors are reported in the plan, as a sync reports them in its result."""
+    plan = AccountPlan(account.name)
+    try:
+        if store is None:
+            _DryRun(None, account, plan, allow_mass_delete, connect).run()
+        else:
+            with read_only(store) as c:
+                _DryRun(c, account, plan, allow_mass_delete, connect).run()
+    except MailsyncError as exc:
+        plan.ok, plan.error = False, str(exc)
+    except Exception as exc:  # a bug must not take other accounts down; reported as one
+        from mailsync.store.db import store_damage
+
+        damaged = store_damage(exc, store.url if store else None)
+        plan.ok = False
+        plan.error = (f"account '{account.name}': {damaged}" if damaged is not None else
+                      f"account '{account.name}': internal error {exc.__class__.__name__}: {exc}")
+    return plan
+
+
+class _DryRun(JournalWalk):
+    def __init__(self, c, account: AccountConfig, plan: AccountPlan, allow_mass_delete: bool, connect) -> None:
+        self.c, self.account, self.plan = c, account, plan
+        self.allow_mass_delete = allow_mass_delete
+        self._connect = connect
+        a = tables.accounts.c
+        self.account_id = None if c is None else c.scalar(select(a.id).where(a.name == account.name))
+        self.bodies_before_run = c is not None and repo.has_bodies(c)
+        self.gone: dict[str, set[int]] = {}  # raw name -> UIDs the journal moves or deletes away (server-side)
+        self.touched: set[str] = set()  # folders whose counters the journal's pushes move (rule D1)
+        self.folder_ops: list[tuple] = []  # ("create", raw) | ("delete", raw) | ("rename", old, new)
+        self.run_keys: set[Key] = set()  # downloaded earlier in this run: found by rule N1 later in it
+        self.links: list[tuple[str, int, str]] = []  # (folder, uid, body sha or key) recognised (N1)
+        self.tombs: list[tuple[str, bool]] = []  # (sha, counted as expunged) of placements tombstoned in this run
+        self.mass: list[tuple[FolderPlan, int, list[int], int]] = []  # (plan, folder id, UIDs, live): rule G2
+
+    # -- the store, read ---------------------------------------------------------------------------
+
+    def _placements(self, folder_id: int | None, *, tombstones: bool = False) -> dict[int, _Placement]:
+        if folder_id is None or self.c is None:
+            return {}
+        pl = tables.placements.c
+        where = [pl.folder_id == folder_id, pl.uid.isnot(None)]
+        where.append(pl.tombstone_run.isnot(None) if tombstones else pl.tombstone_run.is_(None))
+        return {r.uid: _Placement(r.id, r.uid, r.flags, r.base_flags, r.modseq, r.body_sha256)
+                for r in self.c.execute(select(pl.id, pl.uid, pl.flags, pl.base_flags, pl.modseq, pl.body_sha256)
+                                        .where(*where))}
+
+    # -- entry point -------------------------------------------------------------------------------
+
+    def run(self) -> None:
+        conn = self._connect(self.account)
+        try:
+            self._journal(conn)
+            self._pull(conn)
+            self._settle_mass()
+            self._link()
+        finally:
+            conn.logout()
+    # -- step 2: folders (engine._pull, _identify_renames, _apply_folder_plan) ----------------------
+
+    def _pull(self, conn) -> None:
+        acc = self.account
+        listed = conn.list_folders()
+        for why in getattr(conn, "unlisted", ()):
+            self.plan.set_aside.append(f"a folder was set aside: {why}")
+        server_name: dict[str, str] = {}  # raw name after the journal's pushes -> its name on the server now
+        remote = []
+        for f in listed:
+            raw = after_folder_ops(f.raw_name, self.folder_ops, f.delimiter)
+            if raw is None:  # the journal deletes it
+                continue
+            server_name[raw] = f.raw_name
+            remote.append(replace(f, raw_name=raw, name=utf7.decode(raw)) if raw != f.raw_name else f)
+        delimiter = next((f.delimiter for f in listed if f.delimiter), None)
+        made = apply_folder_ops({f.raw_name for f in listed}, self.folder_ops, delimiter) - set(server_name)
+        remote += [made_folder(raw, delimiter) for raw in sorted(made)]
+        remote = [f for f in remote if f.selectable and P.folder_selected(f.name, acc.folders, acc.exclude)]
+        if not conn.has("LIST-STATUS"):  # as the sync: STATUS of each folder, or of those it does not know
+            known = {f.raw_name for f in self._folder_rows()}
+            remote = [f if f.raw_name in made or (not conn.condstore and f.raw_name in known)
+                      else _status(conn, f, server_name[f.raw_name]) for f in remote]
+        renames = self._renames(conn, remote, server_name, made)
+        folders = self._folder_plan(remote, renames, server_name, made)
+        status = {f.raw_name: f.status for f in remote}
+        errors = []
+        for folder in folders:
+            fp = FolderPlan(folder.name)
+            self.plan.folders_plan.append(fp)
+            if folder.status == "aside":
+                fp.action, fp.reason = "aside", folder.reason
+                self.plan.set_aside.append(f"folder {folder.name!r} skipped: {folder.reason}")
+                continue
+            if folder.journal_made:
+                fp.action = "empty"
+                self.plan.folders += 1
+                continue
+            if (folder.server_name not in self.touched and folder.raw_name not in self.touched
+                    and P.folder_unchanged(folder.checkpoint, status.get(folder.raw_name),
+                                           folder.pending or folder.status == "held")):
+                fp.action = "unchanged"
+                self.plan.folders += 1
+                continue
+            if folder.id is None:
+                fp.action = "new"
+            try:
+                self._folder(conn, folder, fp)
+            except ProtocolError as exc:  # as the sync: one bad folder does not stop the others
+                if getattr(conn, "broken", False):
+                    raise
+                fp.action, fp.reason = "failed", str(exc)
+                errors.append(f"folder {folder.name!r}: {exc}")
+        if errors:
+            self.plan.ok, self.plan.error = False, "; ".join(errors)
+
+    def _folder_rows(self, gone: bool = False):
+        return [] if self.account_id is None else repo.folders_of(self.c, self.account_id, gone=gone)
+
+    def _renames(self, conn, remote, server_name: dict[str, str], made: set[str]) -> dict[str, int]:
+        """engine._identify_renames, read-only (rule F4)."""
+        known = self._folder_rows()
+        listed = {f.raw_name for f in remote}
+        known_names = {f.raw_name for f in known}
+        vanished = [f for f in known if f.raw_name not in listed]
+        fresh = [f for f in remote if f.raw_name not in known_names and f.raw_name not in made]
+        if not vanished or not fresh:
+            return {}
+        with_messages = {f.id for f in vanished if repo.has_placements(self.c, f.id)}
+        ids = {f.raw_name: f.mailboxid for f in fresh}
+        if conn.has("OBJECTID") and any(f.mailboxid for f in vanished):
+            for raw in ids:
+                ids[raw] = ids[raw] or conn.select(server_name[raw], readonly=True).mailboxid
+        certain, to_check = P.rename_candidates(
+            [P.FolderIdentity(f.raw_name, (f.status or {}).get("UIDVALIDITY"), ids[f.raw_name]) for f in fresh],
+            [P.FolderIdentity(f.id, f.uidvalidity, f.mailboxid, f.id in with_messages) for f in vanished])
+        checked: dict[tuple, bool] = {}
+        for new_raw, folder_id in to_check:
+            sample = repo.placement_keys(self.c, folder_id, P.sample_uids(list(repo.uid_flags(self.c, folder_id))))
+            found = {}
+            if sample:
+                conn.select(server_name[new_raw], readonly=True)
+                found = {uid: (message_id(it.header_fields or b""), it.size)
+                         for uid, it in conn.fetch_headers(sample).items()}
+            checked[(new_raw, folder_id)] = P.sample_agrees(sample, found)
+        renames = P.decide_renames(certain, checked)
+        for new_raw, folder_id in to_check:
+            if checked[(new_raw, folder_id)] and renames.get(new_raw) != folder_id:
+                self.plan.notes.append(f"folder {utf7.decode(new_raw)!r}: more than one known folder could be it "
+                                       f"(a rename?); synced as a new folder, its messages linked, not downloaded again")
+        return renames
+
+    def _folder_plan(self, remote, renames: dict[str, int], server_name: dict[str, str],
+                     made: set[str]) -> list[_Folder]:
+        """engine._apply_folder_plan without its writes: the folders the pull would then sync."""
+        rows = {f.raw_name: f for f in self._folder_rows(gone=True)}
+        live = {n: f for n, f in rows.items() if f.status != "gone"}
+        views = [P.FolderView(f.raw_name, f.name, f.delimiter, f.special_use) for f in remote]
+        local = {n: P.FolderView(f.raw_name, f.name, f.delimiter, f.special_use) for n, f in live.items()}
+        fplan = P.plan_folders(views, local)
+        by_id = {f.id: f for n, f in live.items() if n in fplan.drop}
+        renamed = {v.raw_name: by_id.pop(renames[v.raw_name]) for v in fplan.create
+                   if renames.get(v.raw_name) in by_id}
+        for raw, row in renamed.items():
+            self.plan.renamed.append((row.name, utf7.decode(raw)))
+        pending = set() if self.account_id is None else set(repo.pending_flag_placements(self.c, self.account_id))
+        out: dict[str, _Folder] = {}
+        for v in fplan.create:
+            row = renamed.get(v.raw_name)
+            if row is None:
+                self.plan.created.append(v.name)
+                old = rows.get(v.raw_name)  # a folder gone before and back: its checkpoints cleared
+                messages = None if old is None else old.messages
+                placements = old is not None and (messages is not None or repo.has_placements(self.c, old.id))
+                out[v.raw_name] = _Folder(None if old is None else old.id, v.raw_name, v.name, "ok", None,
+                                          P.FolderCheckpoint(None, None, None, messages), False, placements,
+                                          server_name.get(v.raw_name, v.raw_name))
+        for raw in fplan.drop:
+            row = by_id.get(live[raw].id)
+            if row is None:  # renamed
+                continue
+            self.plan.dropped.append(row.name)
+            self.tombs += [(p.sha, False) for p in self._placements(row.id).values()]
+        for raw in fplan.sync:
+            row = renamed.get(raw) or live.get(raw)
+            if raw in out or row is None:
+                continue
+            placements = row.messages is not None or repo.has_placements(self.c, row.id)
+            out[raw] = _Folder(row.id, raw, utf7.decode(raw) if raw in renamed else row.name, row.status,
+                               row.status_reason,
+                               P.FolderCheckpoint(row.uidvalidity, row.uidnext, row.highestmodseq, row.messages),
+                               row.id in pending, placements, server_name.get(raw, raw), raw in made)
+        return [out[raw] for raw in fplan.sync if raw in out]
+
+    # -- step 2: one folder (engine._sync_folder, _reconcile) ---------------------------------------
+
+    def _folder(self, conn, folder: _Folder, fp: FolderPlan,
+                rematched: dict[int, _Placement] | None = None) -> None:
+        cp = folder.checkpoint
+        qres = (cp.uidvalidity, cp.highestmodseq) if (cp.uidvalidity and cp.highestmodseq) else None
+        info = conn.select(folder.server_name, readonly=True, qresync=qres)
+        gone = self.gone.get(folder.server_name, set())
+        exists = info.exists - len(gone)  # as the SELECT after the journal's pushes would say
+        if rematched is None and P.decide_uidvalidity(cp.uidvalidity, info.uidvalidity,
+                                                      cp.messages or 0).action == "aside":
+            self._rematch(conn, folder, fp, info)
+            return
+        mode, reason = P.delta_mode(qresync=conn.qresync and qres is not None, condstore=conn.condstore,
+                                    stored_modseq=cp.highestmodseq if cp.uidvalidity == info.uidvalidity else None,
+                                    current_modseq=info.highestmodseq, nomodseq=info.nomodseq)
+        fp.mode, fp.reason = mode, fp.reason or reason
+        if P.download_whole(mode, bodies_before_run=self.bodies_before_run, has_placements=folder.placements):
+            fp.mode = "whole"
+            if exists:
+                within = P.WholeFolder(info.exists, info.uidnext)
+                uids = [u for u in conn.uid_search("ALL") if u not in gone]
+                for uid, it in sorted(conn.fetch_headers(uids).items()):
+                    if within.take(it.seq, uid):
+                        self._download(fp, uid, it)
+            self.plan.folders += 1
+            return
+        contradiction = None
+        listed = None
+        if mode == "qresync":
+            changed, vanished, full = dict(info.changed), list(info.vanished), False
+        elif mode == "condstore":
+            changed = (conn.uid_flags("1:*", changedsince=cp.highestmodseq)
+                       if info.highestmodseq != cp.highestmodseq else {})
+            vanished, full = None, False
+        else:
+            changed, vanished, full = {}, None, True
+            if exists:
+                changed, contradiction = self._listing(conn, info, exists, gone, conn.uid_flags)
+        changed = {u: it for u, it in changed.items() if u not in gone}
+        local_all = rematched if rematched is not None else self._placements(folder.id)
+        if folder.id is not None and cp.uidvalidity != info.uidvalidity and rematched is None:
+            local_all = {}  # rule F3 adopt: a folder without live placements takes the new UIDVALIDITY
+        if mode == "condstore":
+            new_count = sum(1 for u in changed if u not in local_all)
+            if exists != len(local_all) + new_count:
+                server_uids, contradiction = (self._listing(conn, info, exists, gone, lambda: conn.uid_search("ALL"))
+                                              if exists else (set(), None))
+                server_uids = set(server_uids)
+                vanished, listed = sorted(set(local_all) - server_uids), server_uids
+            else:
+                vanished = []
+        # rule M4: tombstones of an earlier run whose UIDs are listed again are lifted
+        for uid, p in self._placements(folder.id, tombstones=True).items():
+            if uid in (changed if listed is None else listed) and uid not in local_all:
+                local_all[uid] = p
+        if full:
+            local = local_all
+        else:
+            wanted = set(changed) | set(vanished or ())
+            pending_ids = self._pending_ids(folder.id)
+            local = {u: p for u, p in local_all.items() if u in wanted or p.id in pending_ids}
+        policy = self.account.conflict
+        last = self._last_synced(folder.id)
+        view = {uid: P.LocalMessage(p.flags, p.base_flags, p.modseq, bool(
+                    policy == "newest" and p.base_flags is None and last is not None
+                    and _newest(self.c, p.id, last))) for uid, p in local.items()}
+        mp = P.plan_messages(view, {uid: P.ServerMessage(it.flags or (), it.modseq) for uid, it in changed.items()},
+                             vanished=vanished, full=full, policy=policy)
+        self._deletions(folder, fp, mp.expunged, local, len(local) if full else len(local_all), contradiction)
+        fp.flag_changes = mp.flag_changes
+        self.plan.flag_changes += mp.flag_changes
+        fp.conflicts = [(uid, flag, kept) for uid, flag, _s, _l, kept in mp.conflicts]
+        self.plan.conflicts += len(mp.conflicts)
+        pending_ids = self._pending_ids(folder.id)
+        fp.settled = len(mp.settled) + sum(1 for p in local.values() if p.id in pending_ids and p.flags == p.base_flags
+                                           and p.uid not in mp.settled)
+        fp.pushes = [(uid, add, remove) for uid, add, remove, _m in mp.pushes]
+        self.plan.pushed += len(mp.pushes)  # each answered without MODIFIED, as when nothing changes meanwhile
+        if mp.new:
+            self._new_messages(folder, fp, mp.new, P.only_asked(conn.fetch_headers(mp.new), mp.new))
+        self.plan.folders += 1
+
+    def _listing(self, conn, info, exists: int, gone: set[int], read):
+        """engine._listing (rule G1) on the listing as the journal's pushes would leave it."""
+        why = None
+        for _ in range(2):
+            listing = read()
+            listing = {u: v for u, v in listing.items() if u not in gone} if isinstance(listing, dict) else \
+                [u for u in listing if u not in gone]
+            now = getattr(conn, "exists", None)
+            why = P.listing_contradiction(listing, exists, info.uidnext, None if now is None else now - len(gone))
+            if not why:
+                break
+        return listing, why
+
+    def _deletions(self, folder: _Folder, fp: FolderPlan, expunged: list[int], local: dict[int, _Placement],
+                   live: int, contradiction: str | None) -> None:
+        """engine._hold_deletions (rules G1-G2); the tombstones they leave, for rule N2."""
+        why = P.held_reason(len(expunged), live, contradiction, self.allow_mass_delete)
+        if why is not None and contradiction is None:  # G2: decided once every folder was read
+            self.mass.append((fp, folder.id, expunged, live))
+            return
+        if why is not None:
+            fp.held = why
+            self.plan.set_aside.append(f"folder {folder.name!r}: {why}")
+            return
+        fp.expunged = list(expunged)
+        self.plan.expunged += len(expunged)
+        self.tombs += [(local[uid].sha, True) for uid in expunged]
+
+    def _new_messages(self, folder: _Folder, fp: FolderPlan, uids: list[int], headers: dict) -> None:
+        """Rule N1: a new UID whose (Message-ID, size) names one body the store has (or will have, from
+        an earlier folder of this run) is linked; the rest are downloaded."""
+        keys = {uid: (message_id(it.header_fields or b""), it.size) for uid, it in headers.items()}
+        known: dict[Key, str] = {}
+        if self.bodies_before_run:
+            known = repo.bodies_by_message_id(self.c, [k for k in keys.values() if k[0] and k[1] is not None])
+            known.update({k: f"this run: {k}" for k in keys.values() if k in self.run_keys and k not in known})
+        for uid in uids:
+            if uid not in headers:
+                continue
+            if keys[uid] in known:
+                fp.linked.append(uid)
+                self.links.append((folder.name, uid, known[keys[uid]]))
+            else:
+                self._download(fp, uid, headers[uid])
+
+    def _download(self, fp: FolderPlan, uid: int, it) -> None:
+        size = it.size or 0
+        fp.downloads.append((uid, size))
+        self.run_keys.add((message_id(it.header_fields or b""), it.size))
+        self.plan.downloads += 1
+        self.plan.download_bytes += size
+        self.plan.new_messages += 1
+
+    def _pending_ids(self, folder_id: int | None) -> set[int]:
+        if folder_id is None or self.account_id is None:
+            return set()
+        return repo.pending_flag_placements(self.c, self.account_id).get(folder_id, set())
+
+    def _last_synced(self, folder_id: int | None):
+        if folder_id is None:
+            return None
+        return self.c.scalar(select(tables.folders.c.last_synced_at).where(tables.folders.c.id == folder_id))
+
+    def _rematch(self, conn, folder: _Folder, fp: FolderPlan, info) -> None:
+        """engine._rematch (rule V1), read-only: the known messages found again by (Message-ID, size)
+        take the new UIDs, and the folder is then compared in full."""
+        uids = conn.uid_search("ALL") if info.exists else []
+        headers = conn.fetch_headers(uids) if uids else {}
+        index: dict[Key, list[int]] = {}
+        for uid, it in headers.items():
+            mid = message_id(it.header_fields or b"")
+            if mid and it.size is not None:
+                index.setdefault((mid, it.size), []).append(uid)
+        pl, b = tables.placements.c, tables.bodies.c
+        rows = self.c.execute(select(pl.id, pl.flags, pl.base_flags, pl.body_sha256, b.message_id, b.size)
+                              .join(tables.bodies, b.sha256 == pl.body_sha256)
+                              .where(pl.folder_id == folder.id, *repo.LIVE)).all()
+        matches: dict[int, _Placement] = {}
+        for pid, flags, base, sha, mid, size in rows:
+            cands = index.get((mid, size)) if mid else None
+            if cands and len(cands) == 1:
+                matches[cands[0]] = _Placement(pid, cands[0], flags, base, None, sha)
+        old = folder.checkpoint.uidvalidity
+        if not P.uidvalidity_rematch_accepted(len(rows), len(matches)):
+            why = (f"UIDVALIDITY changed from {old} to {info.uidvalidity} and only {len(matches)} of "
+                   f"{len(rows)} known messages were found again; set aside, nothing was deleted")
+            fp.action, fp.reason = "aside", why
+            self.plan.set_aside.append(f"folder {folder.name!r}: {why}")
+            return
+        fp.reason = (f"UIDVALIDITY changed from {old} to {info.uidvalidity}: {len(matches)} of {len(rows)} known "
+                     f"messages found again by Message-ID and size")
+        fresh = replace(folder, checkpoint=P.FolderCheckpoint(info.uidvalidity, None, None, None), pending=True)
+        self._folder(conn, fresh, fp, rematched=matches)
+
+    # -- step 2, end: rules G2 and N2 (engine._settle_mass, _link_deferred) --------------------------
+
+    def _settle_mass(self) -> None:
+        arrived = {sha for *_, sha in self.links}
+        for fp, folder_id, uids, live in self.mass:
+            rows = self._placements(folder_id)
+            moved = [u for u in uids if u in rows and rows[u].sha in arrived]
+            rest = sorted(set(uids) & set(rows) - set(moved))
+            why = P.held_reason(len(rest), live, None, self.allow_mass_delete)
+            gone = moved if why else moved + rest
+            fp.expunged = sorted(gone)
+            self.plan.expunged += len(gone)
+            self.tombs += [(rows[u].sha, False) for u in gone]  # counted, and not taken back by a move (as the sync)
+            if why:
+                fp.held = why
+                self.plan.set_aside.append(f"folder {fp.name!r}: {why}")
+
+    def _link(self) -> None:
+        tombs: dict[str, list[bool]] = {}
+        for sha, counted in self.tombs:
+            tombs.setdefault(sha, []).append(counted)
+        for _folder, _uid, sha in self.links:
+            self.plan.new_messages += 1
+            waiting = tombs.get(sha)
+            if waiting:
+                self.plan.moves += 1
+                if waiting.pop(0):
+                    self.plan.expunged -= 1
+
+def _status(conn, folder, server_name: str):
+    """engine._status: the STATUS of a listed folder (read under its name on the server now)."""
+    try:
+        values, mailboxid = conn.status_reply(server_name)
+    except ProtocolError:
+        if getattr(conn, "broken", False):
+            raise
+        values, mailboxid = None, None
+    return replace(folder, status=values, mailboxid=mailboxid or folder.mailboxid)
+
+
+def _newest(c, placement_id: int, since) -> bool:
+    """engine._newest_local_change: was the pending flag change made after the server was last read?"""
+    from mailsync.sync.engine import _newest_local_change
+
+    return _newest_local_change(c, placement_id, since)

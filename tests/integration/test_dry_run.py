@@ -1,0 +1,229 @@
+"""`sync --dry-run` against the real Dovecot: the plan is what the following sync then does, and the dry
+run changes nothing, neither in the store (every byte of the database and the pack files) nor on the
+server (every folder's UIDs, flags, MODSEQs and counters, as a second client sees them).
+
+Run as configured, without QRESYNC (CONDSTORE alone) and without CONDSTORE, so that each delta mode
+and the full listing are planned.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from helpers import client_for
+from mailsync.changes import LocalChanges
+from mailsync.store import tables
+from mailsync.store.db import open_store
+from mailsync.store.uow import UnitOfWork
+from mailsync.sync.dry_run import dry_run
+from mailsync.sync.engine import sync_account
+from twoway_support import account_for, assert_agree, msg, store_snapshot, sync
+
+VARIANTS = {"full": (), "no-qresync": ("QRESYNC",), "no-condstore": ("CONDSTORE", "QRESYNC")}
+
+
+@pytest.fixture(params=list(VARIANTS))
+def server(request, dovecot, dovecot_factory):
+    removed = VARIANTS[request.param]
+    return dovecot if not removed else dovecot_factory(remove_capabilities=removed)
+
+
+@pytest.fixture
+def user(server):
+    return server.new_user(f"dr{secrets.token_hex(4)}", "pw-" + secrets.token_hex(4))
+
+
+@pytest.fixture
+def store_path(tmp_path):
+    return tmp_path / "store.db"
+
+
+@pytest.fixture
+def store(store_path):
+    s = open_store(f"sqlite:///{store_path}")
+    yield s
+    s.dispose()
+
+
+# -- what "changes nothing" is measured by ----------------------------------------------------------
+
+def store_state(store, path: Path) -> dict:
+    """Every row of every table, and the SHA-256 of the database file and of each pack file."""
+    rows = {}
+    with store.engine.connect() as c:
+        for name, table in tables.metadata.tables.items():
+            if name.startswith("crm_"):
+                continue
+            rows[name] = sorted(map(tuple, c.execute(select(table)).all()), key=repr)
+    files = {p.name: hashlib.sha256(p.read_bytes()).hexdigest()
+             for p in [path, *sorted(path.parent.glob(path.name + "-bodies/*"))] if p.is_file()}
+    return {"rows": rows, "files": files}
+
+
+def server_state(user) -> dict:
+    """Per folder: STATUS counters, and UID -> (flags with \\Recent, MODSEQ), read by a second client
+    with EXAMINE (which changes nothing, \\Recent included)."""
+    c = client_for(user)
+    c.folder_encode = False
+    condstore = c.has_capability("CONDSTORE")
+    out = {}
+    try:
+        for _flags, _delim, raw in c.list_folders():
+            raw = raw.decode() if isinstance(raw, bytes) else raw
+            items = ["MESSAGES", "UIDNEXT", "UIDVALIDITY"] + (["HIGHESTMODSEQ"] if condstore else [])
+            status = c.folder_status(raw, items)
+            c.select_folder(raw, readonly=True)
+            uids = c.search("ALL")
+            fetched = c.fetch(uids, ["FLAGS"] + (["MODSEQ"] if condstore else [])) if uids else {}
+            out[raw] = {"status": {k.decode(): v for k, v in status.items()},
+                        "messages": {u: (sorted(d[b"FLAGS"]), d.get(b"MODSEQ")) for u, d in fetched.items()}}
+    finally:
+        c.logout()
+    return out
+
+
+# -- the scenario -----------------------------------------------------------------------------------
+
+def _server_changes(user) -> None:
+    """Another client: new mail, flag changes, an expunge, a move between folders, a folder renamed
+    and a new folder."""
+    c = client_for(user)
+    try:
+        c.append("INBOX", msg(50, extra="new"))
+        c.append("INBOX", msg(51, extra="new"), flags=[b"\\Seen"])
+        c.select_folder("INBOX")
+        c.add_flags([1], [b"\\Flagged"])
+        c.remove_flags([7], [b"\\Seen"])
+        c.delete_messages([2])
+        c.expunge()
+        c.copy([3], "Projects")  # a move to another folder, as any client can make one
+        c.delete_messages([3])
+        c.expunge()
+        c.close_folder()
+        c.rename_folder("Old", "Renamed")
+        c.create_folder("Fresh")
+        c.append("Fresh", msg(60, extra="fresh"))
+    finally:
+        c.logout()
+
+
+def _local_changes(store) -> None:
+    changes = LocalChanges(store)
+    changes.flag("acc", "INBOX", 4, add=["\\Flagged", "$Label1"])
+    changes.flag("acc", "INBOX", 8, remove=["\\Seen"])
+    changes.move("acc", "INBOX", 5, "Archive")
+    changes.delete("acc", "INBOX", 6)
+    changes.append("acc", "Archive", msg(70, extra="appended"), flags=["\\Seen"])
+    changes.mkdir("acc", "Made")
+    changes.rename("acc", "Projects", "Ablage")
+
+
+def _first_sync(server, user, store):
+    server.load(user.name, [("INBOX", msg(i), "\\Seen" if i in (7, 8) else "") for i in range(1, 11)]
+                + [("Archive", msg(100 + i)) for i in range(3)] + [("Projects", msg(200 + i)) for i in range(2)]
+                + [("Old", msg(300 + i)) for i in range(4)])
+    account = account_for(user)
+    sync(store, account)
+    return account
+
+
+def _placements(store) -> dict[tuple[str, int], tuple[list[str], int, str]]:
+    snap = store_snapshot(store)
+    return {(f, uid): m for f, v in snap.items() for uid, m in v["messages"].items()}
+
+
+def test_the_plan_is_what_the_sync_then_does(server, user, store, store_path):
+    account = _first_sync(server, user, store)
+    _server_changes(user)
+    _local_changes(store)
+    before_store = store_state(store, store_path)
+    before_server = server_state(user)
+    before = _placements(store)
+    stored_bodies = {row[0] for row in before_store["rows"]["bodies"]}  # their SHA-256
+
+    plan = dry_run(store, account)
+
+    assert plan.ok, plan.error
+    assert store_state(store, store_path) == before_store, "the dry run changed the store"
+    assert server_state(user) == before_server, "the dry run changed the server"
+
+    result = sync(store, account)
+    after = _placements(store)
+    assert_agree(store, user)
+
+    # the counts the sync reports are those the plan announced
+    assert (plan.folders, plan.new_messages, plan.flag_changes, plan.expunged, plan.moves, plan.pushed,
+            plan.conflicts) == (result.folders, result.new_messages, result.flag_changes, result.expunged,
+                                result.moves, result.pushed, result.conflicts), (plan.as_dict(), result)
+    assert plan.downloads == result.bodies_downloaded
+    # the scenario has something of each kind, so that each comparison can fail
+    assert plan.downloads and plan.flag_changes and plan.expunged and plan.moves and plan.pushed
+    assert plan.renamed == [("Old", "Renamed")]
+    assert "Fresh" in plan.created
+
+    # which messages were downloaded (their body was not in the store before), and their sizes
+    by_name = {f.name: f for f in plan.folders_plan}
+    downloaded = {(f, uid): m[1] for (f, uid), m in after.items()
+                  if (f, uid) not in before and m[2] not in stored_bodies}
+    planned = {(f.name, uid): size for f in plan.folders_plan for uid, size in f.downloads}
+    assert planned == downloaded
+    assert plan.download_bytes == sum(downloaded.values())
+    # the messages the plan recognised (the move into Projects, now Ablage) were linked, not downloaded
+    linked = {(f.name, uid) for f in plan.folders_plan for uid in f.linked}
+    settled = {("Archive", uid) for uid in (4, 5)}  # the local move and append, settled by their new UIDs
+    before = {("Renamed" if f == "Old" else f, uid): m for (f, uid), m in before.items()}  # renamed, not new
+    assert linked and linked == {k for k, m in after.items()
+                                 if k not in before and k not in settled and m[2] in stored_bodies}
+    # the flags pushed are on the server now
+    for uid, add, remove in by_name["INBOX"].pushes:
+        flags = set(after[("INBOX", uid)][0])
+        assert set(add) <= flags and not set(remove) & flags
+    assert {u for u, *_ in by_name["INBOX"].pushes} == {4, 8}
+    # each journal entry the plan called done was pushed
+    with UnitOfWork(store) as uow:
+        o = tables.pending_ops.c
+        states = dict(uow.connection.execute(select(o.id, o.state).where(o.kind != "flags")).all())
+    assert {op.id: op.outcome for op in plan.ops} == {i: s for i, s in states.items() if i in {op.id for op in plan.ops}}
+    assert [op.kind for op in plan.ops] == ["move", "delete", "append", "mkdir", "rename"]
+
+    # and once the sync ran, a dry run finds nothing left to do
+    again = dry_run(store, account)
+    assert again.ok, again.error
+    assert (again.new_messages, again.flag_changes, again.expunged, again.moves, again.pushed, again.ops) == \
+        (0, 0, 0, 0, 0, [])
+
+
+@pytest.mark.parametrize("allow", [False, True])
+def test_deletions_the_sync_would_hold_are_shown_held(server, user, store, allow):
+    """Most of a folder gone at once (rule G2): the plan holds them as the sync does; with
+    --allow-deletions both remove them."""
+    server.load(user.name, [("Archive", msg(400 + i)) for i in range(8)])
+    account = _first_sync(server, user, store)
+    c = client_for(user)
+    c.select_folder("Archive")
+    c.delete_messages(c.search("ALL")[:6])
+    c.expunge()
+    c.logout()
+    plan = dry_run(store, account, allow_mass_delete=allow)
+    result = sync_account(store, account, allow_mass_delete=allow)
+    assert plan.ok and result.ok, (plan.error, result.error)
+    assert plan.expunged == result.expunged == (6 if allow else 0)
+    assert plan.set_aside == result.set_aside
+    held = [f.held for f in plan.folders_plan if f.held]
+    assert (held == []) if allow else (len(held) == 1 and held[0].startswith("6 of 11 messages gone"))
+
+
+def test_no_store_yet_plans_a_first_sync_and_creates_nothing(server, user, tmp_path):
+    server.load(user.name, [("INBOX", msg(i)) for i in range(3)] + [("Archive", msg(9))])
+    plan = dry_run(None, account_for(user))
+    assert plan.ok, plan.error
+    sizes = {(f, uid): m[1] for f, v in __import__("helpers").server_snapshot(user).items()
+             for uid, m in v["messages"].items()}
+    assert {(f.name, u): s for f in plan.folders_plan for u, s in f.downloads} == sizes
+    assert plan.new_messages == plan.downloads == 4
+    assert list(tmp_path.iterdir()) == []
