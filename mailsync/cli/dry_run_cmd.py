@@ -74,7 +74,8 @@ def _account(p: AccountPlan) -> str:
 
 
 def _folder(f: FolderPlan) -> str:
-    head = f"{f.name!r}" + (f" ({f.mode})" if f.mode else "")
+    how = ", ".join(x for x in ("new folder" if f.action == "new" else "", f.mode or "") if x)
+    head = f"{f.name!r}" + (f" ({how})" if how else "")
     if f.action in ("unchanged", "aside", "failed", "empty"):
         what = {"unchanged": "unchanged since the last sync, not read", "empty": "made by a local change, empty",
                 "aside": f"set aside: {f.reason}", "failed": f"FAILED: {f.reason}"}[f.action]
@@ -84,7 +85,8 @@ def _folder(f: FolderPlan) -> str:
         parts.append(f"download {len(f.downloads)} ({_mb(f.download_bytes)}): "
                      + _uids([u for u, _ in f.downloads]))
     if f.linked:
-        parts.append(f"{len(f.linked)} new already in the store, not downloaded: {_uids(f.linked)}")
+        parts.append(f"{len(f.linked)} new already in the store, not downloaded: {_uids(f.linked)}"
+                     + (f" ({len(f.moved_in)} moved here from another folder)" if f.moved_in else ""))
     if f.expunged:
         parts.append(f"remove {len(f.expunged)} expunged on the server: {_uids(f.expunged)}")
     if f.held:
@@ -103,4 +105,4 @@ def _folder(f: FolderPlan) -> str:
         parts.append(f"{f.settled} queued flag change(s) already on the server")
     if f.reason:
         parts.append(f.reason)
-    return f"{head}{' new' if f.action == 'new' else ''}: " + ("; ".join(parts) or "nothing to do")
+    return f"{head}: " + ("; ".join(parts) or "nothing to do")

@@ -32,6 +32,7 @@ class FolderPlan:
     reason: str | None = None  # a fallback to the full comparison, a set-aside, a rematch
     downloads: list[tuple[int, int]] = field(default_factory=list)  # (UID, size): rule M1
     linked: list[int] = field(default_factory=list)  # new UIDs whose body the store has (N1): no download
+    moved_in: list[int] = field(default_factory=list)  # of those, messages that left another folder (N2)
     expunged: list[int] = field(default_factory=list)  # UIDs whose placements go (M2)
     held: str | None = None  # why its deletions are held (G1, G2)
     flag_changes: int = 0  # placements taking the server's flags (M3)
@@ -82,7 +83,7 @@ class AccountPlan:
             "folder_plans": [{
                 "folder": f.name, "action": f.action, "mode": f.mode, "reason": f.reason,
                 "downloads": [{"uid": u, "size": s} for u, s in f.downloads], "download_bytes": f.download_bytes,
-                "linked": f.linked, "expunged": f.expunged, "held": f.held, "flag_changes": f.flag_changes,
+                "linked": f.linked, "moved_in": f.moved_in, "expunged": f.expunged, "held": f.held, "flag_changes": f.flag_changes,
                 "flag_pushes": [{"uid": u, "add": list(a), "remove": list(r)} for u, a, r in f.pushes],
                 "conflicts": [{"uid": u, "flag": fl, "kept": k} for u, fl, k in f.conflicts],
                 "settled": f.settled} for f in self.folders_plan],

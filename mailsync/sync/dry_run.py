@@ -127,7 +127,7 @@ class _DryRun(JournalWalk):
         self.touched: set[str] = set()  # folders whose counters the journal's pushes move (rule D1)
         self.folder_ops: list[tuple] = []  # ("create", raw) | ("delete", raw) | ("rename", old, new)
         self.run_keys: set[Key] = set()  # downloaded earlier in this run: found by rule N1 later in it
-        self.links: list[tuple[str, int, str]] = []  # (folder, uid, body sha or key) recognised (N1)
+        self.links: list[tuple[FolderPlan, int, str]] = []  # (folder, uid, body sha or key) recognised (N1)
         self.tombs: list[tuple[str, bool]] = []  # (sha, counted as expunged) of placements tombstoned in this run
         self.mass: list[tuple[FolderPlan, int, list[int], int]] = []  # (plan, folder id, UIDs, live): rule G2
 
@@ -412,7 +412,7 @@ class _DryRun(JournalWalk):
                 continue
             if keys[uid] in known:
                 fp.linked.append(uid)
-                self.links.append((folder.name, uid, known[keys[uid]]))
+                self.links.append((fp, uid, known[keys[uid]]))
             else:
                 self._download(fp, uid, headers[uid])
 
@@ -486,11 +486,12 @@ class _DryRun(JournalWalk):
         tombs: dict[str, list[bool]] = {}
         for sha, counted in self.tombs:
             tombs.setdefault(sha, []).append(counted)
-        for _folder, _uid, sha in self.links:
+        for fp, uid, sha in self.links:
             self.plan.new_messages += 1
             waiting = tombs.get(sha)
             if waiting:
                 self.plan.moves += 1
+                fp.moved_in.append(uid)
                 if waiting.pop(0):
                     self.plan.expunged -= 1
 

@@ -90,8 +90,8 @@ def server_state(user) -> dict:
 # -- the scenario -----------------------------------------------------------------------------------
 
 def _server_changes(user) -> None:
-    """Another client: new mail, flag changes, an expunge, a move between folders, a folder renamed
-    and a new folder."""
+    """Another client: new mail, flag changes, an expunge, a move between folders, a folder renamed,
+    a new folder, and a folder deleted after its message was copied elsewhere."""
     c = client_for(user)
     try:
         c.append("INBOX", msg(50, extra="new"))
@@ -108,6 +108,11 @@ def _server_changes(user) -> None:
         c.rename_folder("Old", "Renamed")
         c.create_folder("Fresh")
         c.append("Fresh", msg(60, extra="fresh"))
+        c.append("Fresh", msg(50, extra="new"))  # also new in INBOX: downloaded there, recognised here
+        c.select_folder("Gone")
+        c.copy([1], "Drafts")  # then the folder is deleted: its message moved to Drafts
+        c.close_folder()
+        c.delete_folder("Gone")
     finally:
         c.logout()
 
@@ -126,7 +131,7 @@ def _local_changes(store) -> None:
 def _first_sync(server, user, store):
     server.load(user.name, [("INBOX", msg(i), "\\Seen" if i in (7, 8) else "") for i in range(1, 11)]
                 + [("Archive", msg(100 + i)) for i in range(3)] + [("Projects", msg(200 + i)) for i in range(2)]
-                + [("Old", msg(300 + i)) for i in range(4)])
+                + [("Old", msg(300 + i)) for i in range(4)] + [("Gone", msg(500))])
     account = account_for(user)
     sync(store, account)
     return account
@@ -164,21 +169,24 @@ def test_the_plan_is_what_the_sync_then_does(server, user, store, store_path):
     # the scenario has something of each kind, so that each comparison can fail
     assert plan.downloads and plan.flag_changes and plan.expunged and plan.moves and plan.pushed
     assert plan.renamed == [("Old", "Renamed")]
-    assert "Fresh" in plan.created
+    assert "Fresh" in plan.created and plan.dropped == ["Gone"]
+    assert plan.moves == 2  # INBOX -> Projects (now Ablage), and Gone -> Drafts
 
-    # which messages were downloaded (their body was not in the store before), and their sizes
+    # which messages were downloaded, and their sizes: each body new to the store once, at a UID
+    # the plan named; every other new placement is one the plan recognised (N1) or a local change settled
     by_name = {f.name: f for f in plan.folders_plan}
-    downloaded = {(f, uid): m[1] for (f, uid), m in after.items()
-                  if (f, uid) not in before and m[2] not in stored_bodies}
-    planned = {(f.name, uid): size for f in plan.folders_plan for uid, size in f.downloads}
-    assert planned == downloaded
-    assert plan.download_bytes == sum(downloaded.values())
-    # the messages the plan recognised (the move into Projects, now Ablage) were linked, not downloaded
-    linked = {(f.name, uid) for f in plan.folders_plan for uid in f.linked}
     settled = {("Archive", uid) for uid in (4, 5)}  # the local move and append, settled by their new UIDs
     before = {("Renamed" if f == "Old" else f, uid): m for (f, uid), m in before.items()}  # renamed, not new
-    assert linked and linked == {k for k, m in after.items()
-                                 if k not in before and k not in settled and m[2] in stored_bodies}
+    new_places = {k: m for k, m in after.items() if k not in before and k not in settled}
+    planned = {(f.name, uid): size for f in plan.folders_plan for uid, size in f.downloads}
+    linked = {(f.name, uid) for f in plan.folders_plan for uid in f.linked}
+    assert set(new_places) == set(planned) | linked and not set(planned) & linked
+    assert sorted(new_places[k][2] for k in planned) == sorted({m[2] for m in new_places.values()
+                                                                if m[2] not in stored_bodies})
+    assert planned == {k: new_places[k][1] for k in planned}
+    assert plan.download_bytes == sum(planned.values())
+    assert linked == {("Ablage", 3), ("Drafts", 1), ("Fresh", 2)}  # Fresh 2: downloaded as INBOX 11
+    assert {(f.name, u) for f in plan.folders_plan for u in f.moved_in} == {("Ablage", 3), ("Drafts", 1)}
     # the flags pushed are on the server now
     for uid, add, remove in by_name["INBOX"].pushes:
         flags = set(after[("INBOX", uid)][0])
