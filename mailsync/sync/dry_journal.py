@@ -81,8 +81,10 @@ class JournalWalk:
             return
         flags, size, mid = row
         op.what = f"append {mid or 'a message'} ({size} bytes) to {utf7.decode(folder)!r}"
-        if op.state == "sent" and self._new_copy(conn, folder, mid) is not None:
-            op.why = "the server has it already (appended before an interruption): nothing to send"
+        copy = self._new_copy(conn, folder, mid) if op.state == "sent" else None
+        if copy is not None:
+            op.why = f"the server has it already as UID {copy} (appended before an interruption): nothing to send"
+            self._hide(folder, copy)
             return
         op.sends = [f"APPEND {folder} ({flags}) {{{size}}}"]
         self.touched.add(folder)
@@ -92,8 +94,10 @@ class JournalWalk:
         op.what = f"move UID {uid} from {utf7.decode(src)!r} to {utf7.decode(dest)!r}"
         key = self._key_of(pid)
         present = self._guard(conn, src, uid, key, "move")
-        if op.state == "sent" and self._new_copy(conn, dest, key[0] if key else None) is not None:
-            op.why = "copied before an interruption: only the source is removed"
+        copy = self._new_copy(conn, dest, key[0] if key else None) if op.state == "sent" else None
+        if copy is not None:
+            op.why = f"copied as UID {copy} before an interruption: only the source is removed"
+            self._hide(dest, copy)
             if present:
                 op.sends = [f"UID STORE {uid} +FLAGS.SILENT (\\Deleted)", f"UID EXPUNGE {uid}"]
                 self._gone(src, uid)
@@ -117,6 +121,12 @@ class JournalWalk:
             op.why = "already gone from the server: nothing to send"
 
     def _gone(self, folder: str, uid: int) -> None:
+        """The push takes ``uid`` away from ``folder`` on the server."""
+        self._hide(folder, uid)
+
+    def _hide(self, folder: str, uid: int) -> None:
+        """The pull does not see ``uid`` of ``folder``: moved or deleted away by the push, or the UID of
+        a local placement the push settles (a copy found on the server), which the store then knows."""
         self.gone.setdefault(folder, set()).add(uid)
         self.touched.add(folder)
 

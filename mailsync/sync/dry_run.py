@@ -123,7 +123,9 @@ class _DryRun(JournalWalk):
         a = tables.accounts.c
         self.account_id = None if c is None else c.scalar(select(a.id).where(a.name == account.name))
         self.bodies_before_run = c is not None and repo.has_bodies(c)
-        self.gone: dict[str, set[int]] = {}  # raw name -> UIDs the journal moves or deletes away (server-side)
+        # raw name -> UIDs the pull is not to see as the server's: the journal moves or deletes them away,
+        # or settles a local placement onto them (JournalWalk._hide)
+        self.gone: dict[str, set[int]] = {}
         self.touched: set[str] = set()  # folders whose counters the journal's pushes move (rule D1)
         self.folder_ops: list[tuple] = []  # ("create", raw) | ("delete", raw) | ("rename", old, new)
         self.run_keys: set[Key] = set()  # downloaded earlier in this run: found by rule N1 later in it

@@ -235,3 +235,69 @@ def test_no_store_yet_plans_a_first_sync_and_creates_nothing(server, user, tmp_p
     assert {(f.name, u): s for f in plan.folders_plan for u, s in f.downloads} == sizes
     assert plan.new_messages == plan.downloads == 4
     assert list(tmp_path.iterdir()) == []
+
+
+def test_local_changes_the_server_no_longer_allows(server, user, store):
+    """A move of a message expunged on the server meanwhile fails (its local copy dropped), a delete of
+    one already gone sends nothing, a move whose UID holds another message than the store names is
+    refused: the plan says each as the sync then settles it."""
+    account = _first_sync(server, user, store)
+    changes = LocalChanges(store)
+    ops = {"moved, gone": changes.move("acc", "INBOX", 1, "Archive"),
+           "deleted, gone": changes.delete("acc", "INBOX", 2),
+           "moved, mismatch": changes.move("acc", "INBOX", 4, "Archive"),
+           "deleted": changes.delete("acc", "INBOX", 5)}
+    changes.flag("acc", "INBOX", 3, add=["\\Seen"])
+    c = client_for(user)
+    c.select_folder("INBOX")
+    c.delete_messages([1, 2])
+    c.expunge()
+    c.logout()
+    with UnitOfWork(store) as uow:  # the store names another message at INBOX 4 than the server holds
+        b, pl = tables.bodies.c, tables.placements.c
+        sha = uow.connection.scalar(select(pl.body_sha256).where(pl.id == select(tables.pending_ops.c.placement_id)
+                                                                  .where(tables.pending_ops.c.id == ops["moved, mismatch"])
+                                                                  .scalar_subquery()))
+        uow.connection.execute(tables.bodies.update().where(b.sha256 == sha).values(message_id="<other@example.org>"))
+        uow.commit()
+    plan = dry_run(store, account)
+    result = sync_account(store, account)
+    assert plan.ok and result.ok, (plan.error, result.error)
+    with UnitOfWork(store) as uow:
+        o = tables.pending_ops.c
+        states = dict(uow.connection.execute(select(o.id, o.state).where(o.id.in_(list(ops.values())))).all())
+    outcome = {op.id: op for op in plan.ops}
+    assert {name: outcome[i].outcome for name, i in ops.items()} == {name: states[i] for name, i in ops.items()} == {
+        "moved, gone": "failed", "deleted, gone": "done", "moved, mismatch": "failed", "deleted": "done"}
+    assert outcome[ops["deleted, gone"]].sends == [] and outcome[ops["deleted"]].sends
+    assert "expunged on the server" in outcome[ops["moved, gone"]].why
+    assert "not the message the store names" in outcome[ops["moved, mismatch"]].why
+    assert (plan.pushed, plan.expunged, plan.new_messages, plan.flag_changes) == \
+        (result.pushed, result.expunged, result.new_messages, result.flag_changes)
+
+
+def test_an_append_sent_before_a_crash_is_found_not_sent_again(tmp_path, server, user):
+    """An APPEND that reached the server before the sync died (its journal entry left "sent"): the plan
+    finds the copy by Message-ID and sends nothing, as the sync then does."""
+    from helpers import account_entry, password_var, run_cli, server_snapshot, write_config
+
+    server.load(user.name, [("INBOX", msg(1))])
+    cfg = write_config(tmp_path / "c.toml", f"sqlite:///{tmp_path}/s.db", [account_entry(user, "acc")])
+    env = {password_var("acc"): user.password}
+    run_cli("sync", "-q", config=cfg, env=env, check=True)
+    eml = tmp_path / "m.eml"
+    eml.write_bytes(msg(80, extra="crash"))
+    run_cli("append", "acc", "Archive", str(eml), config=cfg, env=env, check=True)
+    crashed = run_cli("sync", "-q", config=cfg, env=dict(env, MAILSYNC_CRASH_AFTER="2"))  # after the APPEND
+    assert crashed.returncode == 99 and "append answered" in crashed.stderr
+    store = open_store(f"sqlite:///{tmp_path}/s.db")
+    try:
+        plan = dry_run(store, account_for(user))
+        (op,) = plan.ops
+        assert (op.kind, op.state, op.outcome, op.sends) == ("append", "sent", "done", [])
+        result = sync(store, account_for(user))
+        assert (plan.pushed, plan.new_messages, plan.downloads) == (result.pushed, result.new_messages,
+                                                                    result.bodies_downloaded) == (1, 0, 0)
+    finally:
+        store.dispose()
+    assert len(server_snapshot(user)["Archive"]["messages"]) == 1
