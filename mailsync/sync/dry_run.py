@@ -343,7 +343,8 @@ class _DryRun(JournalWalk):
             else:
                 vanished = []
         # rule M4: tombstones of an earlier run whose UIDs are listed again are lifted
-        for uid, p in self._placements(folder.id, tombstones=True).items():
+        tombstones = {} if rematched is not None else self._placements(folder.id, tombstones=True)  # V1 drops them
+        for uid, p in tombstones.items():
             if uid in (changed if listed is None else listed) and uid not in local_all:
                 local_all[uid] = p
         if full:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import time
 from pathlib import Path
 
 import pytest
@@ -52,16 +53,17 @@ def store(store_path):
 
 # -- what "changes nothing" is measured by ----------------------------------------------------------
 
-def store_state(store, path: Path) -> dict:
-    """Every row of every table, and the SHA-256 of the database file and of each pack file."""
+def store_state(store, path: Path | None) -> dict:
+    """Every row of every table, and the SHA-256 of the SQLite database file and of each pack file."""
     rows = {}
     with store.engine.connect() as c:
         for name, table in tables.metadata.tables.items():
             if name.startswith("crm_"):
                 continue
             rows[name] = sorted(map(tuple, c.execute(select(table)).all()), key=repr)
-    files = {p.name: hashlib.sha256(p.read_bytes()).hexdigest()
-             for p in [path, *sorted(path.parent.glob(path.name + "-bodies/*"))] if p.is_file()}
+    files = {} if path is None else {p.name: hashlib.sha256(p.read_bytes()).hexdigest()
+                                     for p in [path, *sorted(path.parent.glob(path.name + "-bodies/*"))]
+                                     if p.is_file()}
     return {"rows": rows, "files": files}
 
 
@@ -143,6 +145,37 @@ def _placements(store) -> dict[tuple[str, int], tuple[list[str], int, str]]:
 
 
 def test_the_plan_is_what_the_sync_then_does(server, user, store, store_path):
+    _plan_then_sync(server, user, store, store_path)
+
+
+@pytest.mark.parametrize("store_url", ["postgresql"], indirect=True)
+def test_the_plan_is_what_the_sync_then_does_with_postgresql(dovecot, store_url):
+    user = dovecot.new_user(f"dp{secrets.token_hex(4)}", "pw-" + secrets.token_hex(4))
+    store = open_store(store_url)
+    try:
+        _plan_then_sync(dovecot, user, store, None)
+    finally:
+        store.dispose()
+
+
+@pytest.mark.parametrize("store_url", ["sqlite", "postgresql"], indirect=True)
+def test_the_dry_run_reads_the_store_in_a_transaction_that_cannot_write(store_url):
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from mailsync.sync.dry_run import read_only
+
+    store = open_store(store_url)
+    try:
+        with read_only(store) as c, pytest.raises(SQLAlchemyError, match="(?i)read.only|readonly"):
+            c.execute(tables.accounts.insert().values(name="x", host="h", username="u"))
+        with UnitOfWork(store) as uow:  # the pooled connection writes again afterwards
+            uow.connection.execute(tables.accounts.insert().values(name="y", host="h", username="u"))
+            uow.commit()
+    finally:
+        store.dispose()
+
+
+def _plan_then_sync(server, user, store, store_path: Path | None) -> None:
     account = _first_sync(server, user, store)
     _server_changes(user)
     _local_changes(store)
@@ -301,3 +334,43 @@ def test_an_append_sent_before_a_crash_is_found_not_sent_again(tmp_path, server,
     finally:
         store.dispose()
     assert len(server_snapshot(user)["Archive"]["messages"]) == 1
+
+
+def _force_new_uidvalidity(server, user, folder: str) -> None:
+    d = server.folder_dir(user.name, folder)
+    time.sleep(1.1)  # Dovecot makes UIDVALIDITY from the clock
+    (d / "dovecot-uidlist").unlink()
+    for index in d.glob("dovecot.index*"):
+        index.unlink()
+    server.force_resync(user.name)
+
+
+@pytest.mark.parametrize("replaced", [False, True])
+def test_a_uidvalidity_change_is_planned_as_the_sync_settles_it(server, user, store, replaced):
+    """Rule V1: the known messages found again by Message-ID and size keep their placements (a queued
+    flag change among them is pushed), a new one is downloaded; a folder whose mail was replaced is
+    set aside. The plan says so, and the sync then does so."""
+    server.load(user.name, [("Archive", msg(i, extra="uv")) for i in range(25)])
+    account = account_for(user)
+    sync(store, account)
+    LocalChanges(store).flag("acc", "Archive", 3, add=["\\Flagged"])
+    if replaced:
+        for sub in ("cur", "new"):
+            for f in (server.folder_dir(user.name, "Archive") / sub).iterdir():
+                f.unlink()
+    _force_new_uidvalidity(server, user, "Archive")
+    server.load(user.name, [("Archive", msg(i, extra="other" if replaced else "uv")) for i in range(25)
+                            if replaced] + [("Archive", msg(99, extra="after"))])
+    plan = dry_run(store, account)
+    result = sync_account(store, account)
+    assert plan.ok and result.ok, (plan.error, result.error)
+    assert (plan.folders, plan.new_messages, plan.downloads, plan.flag_changes, plan.pushed, plan.expunged,
+            plan.conflicts) == (result.folders, result.new_messages, result.bodies_downloaded, result.flag_changes,
+                                result.pushed, result.expunged, result.conflicts)
+    (archive,) = [f for f in plan.folders_plan if f.name == "Archive"]
+    if replaced:
+        assert archive.action == "aside" and len(plan.set_aside) == len(result.set_aside) == 1
+        assert "set aside" in plan.set_aside[0] and plan.downloads == 0
+    else:
+        assert "25 of 25 known messages found again" in archive.reason
+        assert len(archive.downloads) == 1 and [u for u, *_ in archive.pushes] == [3]
