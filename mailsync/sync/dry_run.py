@@ -116,6 +116,10 @@ def dry_run(store: Store | None, account: AccountConfig, *, allow_mass_delete: b
 
 
 class _DryRun(JournalWalk):
+    """One dry run of an account: engine.AccountSync's steps, each reading instead of writing, and
+    the plan (AccountPlan) filled in as it goes. ``c``: the read-only store connection, or None
+    when there is no store."""
+
     def __init__(self, c, account: AccountConfig, plan: AccountPlan, allow_mass_delete: bool, connect) -> None:
         self.c, self.account, self.plan = c, account, plan
         self.allow_mass_delete = allow_mass_delete
@@ -156,6 +160,7 @@ class _DryRun(JournalWalk):
             self._link()
         finally:
             conn.logout()
+
     # -- step 2: folders (engine._pull, _identify_renames, _apply_folder_plan) ----------------------
 
     def _pull(self, conn) -> None:
