@@ -127,13 +127,14 @@ class JournalWalk:
     def _hide(self, folder: str, uid: int) -> None:
         """The pull does not see ``uid`` of ``folder``: moved or deleted away by the push, or the UID of
         a local placement the push settles (a copy found on the server), which the store then knows."""
+        folder = self._on_server(folder)
         self.gone.setdefault(folder, set()).add(uid)
         self.touched.add(folder)
 
     def _guard(self, conn, folder: str, uid: int, expected: Key | None, what: str) -> bool:
         """engine._guard, read-only: is ``uid`` still in ``folder``, holding the message the store names?
         ProtocolError (the change fails, nothing would be sent) when it holds another."""
-        conn.select(folder, readonly=True)
+        conn.select(self._on_server(folder), readonly=True)
         item = conn.fetch_headers([uid]).get(uid)
         if item is None:
             return False
@@ -148,9 +149,22 @@ class JournalWalk:
         """engine._find_new_copy, read-only."""
         if not mid:
             return None
-        conn.select(folder, readonly=True)
+        conn.select(self._on_server(folder), readonly=True)
         fresh = [u for u in conn.search_message_id(mid) if u not in self._known_uids(folder)]
         return max(fresh) if fresh else None
+
+    def _on_server(self, raw: str) -> str:
+        """The name on the server now of a folder an entry names: the entry was made after the journal's
+        earlier renames, which the server has not seen yet."""
+        delimiter = next((f.delimiter for f in self._folder_rows(gone=True) if f.delimiter), None)
+        for op in reversed(self.folder_ops):
+            if op[0] == "rename":
+                old, new = op[1], op[2]
+                if raw == new:
+                    raw = old
+                elif delimiter and raw.startswith(new + delimiter):
+                    raw = old + raw[len(new):]
+        return raw
 
     def _key_of(self, placement_id: int | None) -> Key | None:
         if not placement_id or self.c is None:

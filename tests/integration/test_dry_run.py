@@ -128,6 +128,7 @@ def _local_changes(store) -> None:
     changes.append("acc", "Archive", msg(70, extra="appended"), flags=["\\Seen"])
     changes.mkdir("acc", "Made")
     changes.rename("acc", "Projects", "Ablage")
+    changes.move("acc", "Ablage", 1, "INBOX")  # from the folder under its new name, not on the server yet
 
 
 def _first_sync(server, user, store):
@@ -137,6 +138,15 @@ def _first_sync(server, user, store):
     account = account_for(user)
     sync(store, account)
     return account
+
+
+def _journal_placements(store) -> set[tuple[str, int]]:
+    """(folder, UID) of the placements the journal's moves and appends settled."""
+    pl, fo, o = tables.placements.c, tables.folders.c, tables.pending_ops.c
+    with UnitOfWork(store) as uow:
+        return set(map(tuple, uow.connection.execute(
+            select(fo.name, pl.uid).join(tables.placements, pl.folder_id == fo.id)
+            .join(tables.pending_ops, o.placement_id == pl.id).where(o.kind.in_(("move", "append")))).all()))
 
 
 def _placements(store) -> dict[tuple[str, int], tuple[list[str], int, str]]:
@@ -208,7 +218,7 @@ def _plan_then_sync(server, user, store, store_path: Path | None) -> None:
     # which messages were downloaded, and their sizes: each body new to the store once, at a UID
     # the plan named; every other new placement is one the plan recognised (N1) or a local change settled
     by_name = {f.name: f for f in plan.folders_plan}
-    settled = {("Archive", uid) for uid in (4, 5)}  # the local move and append, settled by their new UIDs
+    settled = _journal_placements(store)  # the local moves and append, settled by their new UIDs
     before = {("Renamed" if f == "Old" else f, uid): m for (f, uid), m in before.items()}  # renamed, not new
     new_places = {k: m for k, m in after.items() if k not in before and k not in settled}
     planned = {(f.name, uid): size for f in plan.folders_plan for uid, size in f.downloads}
@@ -230,7 +240,8 @@ def _plan_then_sync(server, user, store, store_path: Path | None) -> None:
         o = tables.pending_ops.c
         states = dict(uow.connection.execute(select(o.id, o.state).where(o.kind != "flags")).all())
     assert {op.id: op.outcome for op in plan.ops} == {i: s for i, s in states.items() if i in {op.id for op in plan.ops}}
-    assert [op.kind for op in plan.ops] == ["move", "delete", "append", "mkdir", "rename"]
+    assert [op.kind for op in plan.ops] == ["move", "delete", "append", "mkdir", "rename", "move"]
+    assert plan.ops[-1].sends == ["UID MOVE 1 INBOX"]
 
     # and once the sync ran, a dry run finds nothing left to do
     again = dry_run(store, account)
