@@ -15,10 +15,14 @@ SHOWN = 20  # UIDs listed per line of text before "... and N more" (--json lists
 
 def plan_accounts(config, accounts, *, allow_deletions: bool) -> list[AccountPlan]:
     """The plan of each of ``accounts``. MailsyncError (StoreError) when the store cannot be read as it is."""
-    from mailsync.store.db import open_store, store_exists
+    from mailsync.store.db import open_store, sqlite_file, store_exists
     from mailsync.sync.dry_run import dry_run
 
-    store = open_store(config.store.url, upgrade=False) if store_exists(config.store.url) else None
+    url = config.store.url
+    exists = store_exists(url)  # (a URL that is not one is reported here)
+    db = sqlite_file(url)
+    # an empty SQLite file is a store that lost its contents: open_store says so, as the sync would
+    store = open_store(url, upgrade=False) if exists or (db is not None and db.exists()) else None
     try:
         return [dry_run(store, account, allow_mass_delete=allow_deletions) for account in accounts]
     finally:

@@ -96,3 +96,15 @@ def test_dry_run_reports_a_failing_account_and_plans_the_others(tmp_path, imap_u
     proc = run_cli("sync", "--dry-run", "--json", config=cfg, env=env)
     report = json.loads(proc.stdout)
     assert proc.returncode == 1 and report["ok"] is False and report["failed"] == ["bad"]
+
+
+def test_dry_run_of_an_empty_store_file_says_what_sync_says(tmp_path, imap_user):
+    db = tmp_path / "s.db"
+    db.write_bytes(b"")
+    cfg = write_config(tmp_path / "c.toml", f"sqlite:///{db}", [account_entry(imap_user, "acc")])
+    env = {password_var("acc"): imap_user.password}
+    dry = run_cli("sync", "--dry-run", config=cfg, env=env)
+    real = run_cli("sync", config=cfg, env=env)
+    assert dry.returncode == real.returncode != 0
+    assert "is empty (0 bytes)" in dry.stderr and "is empty (0 bytes)" in real.stderr
+    assert db.read_bytes() == b""
