@@ -98,7 +98,8 @@ def _folder(f: FolderPlan) -> str:
     if f.flag_changes:
         parts.append(f"take the server's flags for {f.flag_changes}")
     if f.pushes:
-        shown = [f"UID {u} " + " ".join([f"+{a}" for a in add] + [f"-{r}" for r in rem])
+        shown = [("the message moved here" if u is None else f"UID {u}") + " "
+                 + " ".join([f"+{a}" for a in add] + [f"-{r}" for r in rem])
                  for u, add, rem in f.pushes[:SHOWN]]
         more = f" ... and {len(f.pushes) - SHOWN} more" if len(f.pushes) > SHOWN else ""
         parts.append(f"push flags of {len(f.pushes)}: " + ", ".join(shown) + more)

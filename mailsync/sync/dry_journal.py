@@ -1,7 +1,7 @@
 """The journal of local operations walked as a sync would push it, for `mailsync sync --dry-run`.
 
 Owns: for each pending entry of the journal (folder operations, appends, moves, deletes), the
-look-ups the sync makes before it sends anything (engine._push_ops and its _op_* steps: is the UID
+look-ups the sync makes before it sends anything (journal_push.JournalPush and its _push_* steps: is the UID
 still there, does it hold the message the store names, was it done before an interruption), made
 read-only (EXAMINE, UID FETCH of the Message-ID header and size, UID SEARCH), and the commands it
 would send, written down instead of sent; and what those pushes would change on the server for the
@@ -16,10 +16,11 @@ import json
 
 from sqlalchemy import select
 
-from mailsync.errors import ProtocolError
+from mailsync.errors import MappingMismatch, ProtocolError
 from mailsync.imap import utf7
 from mailsync.store import repositories as repo
 from mailsync.store import tables
+from mailsync.sync import plan as P
 from mailsync.sync.dry_plan import OpPlan
 from mailsync.sync.message import message_id
 
@@ -35,19 +36,26 @@ class JournalWalk:
             o.account_id == self.account_id, o.state.in_(("pending", "sent")), o.kind != "flags").order_by(o.id))
         for op_id, kind, state, args, pid in rows.all():
             op = OpPlan(op_id, kind, state, kind)
+            args = json.loads(args)
             try:
-                getattr(self, f"_op_{kind}")(conn, op, json.loads(args), pid)
-            except ProtocolError as exc:  # as the sync: this one fails, the others go on
+                getattr(self, f"_op_{kind}")(conn, op, args, pid)
+            except (ProtocolError, MappingMismatch) as exc:  # as the sync: this one fails, the others go on
                 if getattr(conn, "broken", False):
                     raise
-                op.outcome, op.why = "failed", str(exc)
+                op.outcome, op.why, op.sends = "failed", str(exc), []
+                # rules L1-L2 (mailsync.sync.undo): the folder is read again in full by the pull
+                if kind == "delete":
+                    self.reread.add(args["folder_name"])
+                elif kind == "move" and isinstance(exc, MappingMismatch):
+                    self.reread.add(args["src_folder"])
             self.plan.ops.append(op)
             if op.outcome == "done":
                 self.plan.pushed += 1
 
     def _names_now(self, conn) -> set[str]:
         """The server's folder names as the journal's earlier folder operations would leave them."""
-        return apply_folder_ops({f.raw_name for f in conn.list_folders(with_status=False)}, self.folder_ops, None)
+        return apply_folder_ops({f.raw_name for f in conn.list_folders(with_status=False) if f.selectable},
+                                self.folder_ops, None)
 
     def _op_mkdir(self, conn, op: OpPlan, args: dict, _pid) -> None:
         op.what = f"create folder {utf7.decode(args['folder_name'])!r}"
@@ -81,12 +89,18 @@ class JournalWalk:
             return
         flags, size, mid = row
         op.what = f"append {mid or 'a message'} ({size} bytes) to {utf7.decode(folder)!r}"
-        copy = self._new_copy(conn, folder, mid) if op.state == "sent" else None
+        there = folder in self._names_now(conn)
+        copy = self._new_copy(conn, folder, mid) if op.state == "sent" and there else None
         if copy is not None:
             op.why = f"the server has it already as UID {copy} (appended before an interruption): nothing to send"
             self._hide(folder, copy)
             return
         op.sends = [f"APPEND {folder} ({flags}) {{{size}}}"]
+        if not there:  # rule L5: the folder went from the server; it is created again to hold the message
+            op.sends.insert(0, f"CREATE {folder}")
+            op.why = "the folder is gone from the server: created again to hold it"
+            self.folder_ops.append(("create", folder))
+            self.recreated.add(folder)
         self.touched.add(folder)
 
     def _op_move(self, conn, op: OpPlan, args: dict, pid) -> None:
@@ -98,23 +112,38 @@ class JournalWalk:
         if copy is not None:
             op.why = f"copied as UID {copy} before an interruption: only the source is removed"
             self._hide(dest, copy)
-            if present:
+            if present is not None:
                 op.sends = [f"UID STORE {uid} +FLAGS.SILENT (\\Deleted)", f"UID EXPUNGE {uid}"]
                 self._gone(src, uid)
             return
-        if not present:
+        if present is None:
             op.outcome, op.why = "failed", "the message was expunged on the server: the local copy is dropped"
             return
         op.sends = ([f"UID MOVE {uid} {dest}"] if conn.has("MOVE") else
                     [f"UID COPY {uid} {dest}", f"UID STORE {uid} +FLAGS.SILENT (\\Deleted)", f"UID EXPUNGE {uid}"])
         self._gone(src, uid)
         self.touched.add(dest)
+        self._moved_flags(pid, dest, present)
+
+    def _moved_flags(self, pid, dest: str, item) -> None:
+        """A moved message keeps the base flags the store last agreed (journal_push._settle_placement):
+        a flag change queued for it is merged with the flags the server moves along (T1-T2) and pushed
+        by the pull of ``dest`` (T3)."""
+        pl = tables.placements.c
+        row = self.c.execute(select(pl.flags, pl.base_flags).where(pl.id == pid)).one_or_none()
+        if row is None or row.flags == row.base_flags or item is None:
+            return
+        mp = P.plan_messages({0: P.LocalMessage(row.flags, row.base_flags, None)},
+                             {0: P.ServerMessage(tuple(item.flags or ()), None)}, vanished=[], full=False,
+                             policy=self.account.conflict)
+        for _uid, add, remove, _modseq in mp.pushes:
+            self.moved_pushes.append((dest, tuple(add), tuple(remove)))
 
     def _op_delete(self, conn, op: OpPlan, args: dict, _pid) -> None:
         folder, uid = args["folder_name"], args["uid"]
         op.what = f"delete UID {uid} in {utf7.decode(folder)!r}"
         key = (args.get("message_id"), args["size"]) if "size" in args else None
-        if self._guard(conn, folder, uid, key, "delete"):
+        if self._guard(conn, folder, uid, key, "delete") is not None:
             op.sends = [f"UID STORE {uid} +FLAGS.SILENT (\\Deleted)", f"UID EXPUNGE {uid}"]
             self._gone(folder, uid)
         else:
@@ -131,22 +160,23 @@ class JournalWalk:
         self.gone.setdefault(folder, set()).add(uid)
         self.touched.add(folder)
 
-    def _guard(self, conn, folder: str, uid: int, expected: Key | None, what: str) -> bool:
-        """engine._guard, read-only: is ``uid`` still in ``folder``, holding the message the store names?
-        ProtocolError (the change fails, nothing would be sent) when it holds another."""
+    def _guard(self, conn, folder: str, uid: int, expected: Key | None, what: str):
+        """journal_push._guard, read-only: is ``uid`` still in ``folder``, holding the message the store
+        names? Its FETCH item (flags included), or None when it is gone; MappingMismatch (the change
+        fails, nothing would be sent) when it holds another."""
         conn.select(self._on_server(folder), readonly=True)
         item = conn.fetch_headers([uid]).get(uid)
         if item is None:
-            return False
+            return None
         found = (message_id(item.header_fields or b""), item.size)
         if expected is not None and found != tuple(expected):
-            raise ProtocolError(f"{utf7.decode(folder)!r} UID {uid} is not the message the store names (the server "
+            raise MappingMismatch(f"{utf7.decode(folder)!r} UID {uid} is not the message the store names (the server "
                                 f"has Message-ID {found[0]}, {found[1]} bytes; the store expected {expected[0]}, "
                                 f"{expected[1]} bytes): the {what} would not be sent")
-        return True
+        return item
 
     def _new_copy(self, conn, folder: str, mid: str | None) -> int | None:
-        """engine._find_new_copy, read-only."""
+        """journal_push._find_new_copy, read-only."""
         if not mid:
             return None
         conn.select(self._on_server(folder), readonly=True)

@@ -36,7 +36,8 @@ class FolderPlan:
     expunged: list[int] = field(default_factory=list)  # UIDs whose placements go (M2)
     held: str | None = None  # why its deletions are held (G1, G2)
     flag_changes: int = 0  # placements taking the server's flags (M3)
-    pushes: list[tuple[int, tuple[str, ...], tuple[str, ...]]] = field(default_factory=list)  # (UID, +, -): T3
+    # (UID, +, -) of each flag push (T3); UID None: a message a local move brings here, its UID not known yet
+    pushes: list[tuple[int | None, tuple[str, ...], tuple[str, ...]]] = field(default_factory=list)
     conflicts: list[tuple[int, str, bool]] = field(default_factory=list)  # (UID, flag, kept): T2
     settled: int = 0  # queued flag changes the server already agrees with (T4)
 

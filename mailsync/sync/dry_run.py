@@ -34,7 +34,7 @@ from sqlalchemy import select
 
 from mailsync.auth.login import open_connection
 from mailsync.config.model import AccountConfig
-from mailsync.errors import MailsyncError, ProtocolError
+from mailsync.errors import FolderMissing, MailsyncError, ProtocolError
 from mailsync.imap import utf7
 from mailsync.store import repositories as repo
 from mailsync.store import tables
@@ -133,8 +133,12 @@ class _DryRun(JournalWalk):
         self.touched: set[str] = set()  # folders whose counters the journal's pushes move (rule D1)
         self.folder_ops: list[tuple] = []  # ("create", raw) | ("delete", raw) | ("rename", old, new)
         self.run_keys: set[Key] = set()  # downloaded earlier in this run: found by rule N1 later in it
-        self.links: list[tuple[FolderPlan, int, str]] = []  # (folder, uid, body sha or key) recognised (N1)
-        self.tombs: list[tuple[str, bool]] = []  # (sha, counted as expunged) of placements tombstoned in this run
+        self.links: list[tuple[FolderPlan, int, str, object]] = []  # (folder, uid, body sha, FETCH item): N1
+        # (sha, counted as expunged, flags, base flags) of the placements tombstoned in this run (N2, N3)
+        self.tombs: list[tuple[str, bool, str, str | None]] = []
+        self.reread: set[str] = set()  # folders a refused change has read again in full (rules L1-L2)
+        self.recreated: set[str] = set()  # folders an append creates again (rule L5)
+        self.moved_pushes: list[tuple[str, tuple[str, ...], tuple[str, ...]]] = []  # (dest, +, -) of moved messages
         self.mass: list[tuple[FolderPlan, int, list[int], int]] = []  # (plan, folder id, UIDs, live): rule G2
 
     # -- the store, read ---------------------------------------------------------------------------
@@ -213,7 +217,17 @@ class _DryRun(JournalWalk):
                 if getattr(conn, "broken", False):
                     raise
                 fp.action, fp.reason = "failed", str(exc)
+                if isinstance(exc, FolderMissing) and not folder.placements:  # as the sync: left out
+                    self.plan.notes.append(f"folder {folder.name!r} is listed but cannot be selected ({exc}): "
+                                           f"it holds no mail here and is left out")
+                    continue
                 errors.append(f"folder {folder.name!r}: {exc}")
+        by_raw = {f.raw_name: fp for f, fp in zip(folders, self.plan.folders_plan)}
+        for dest, add, remove in self.moved_pushes:  # a moved message's queued flag change (rule T3)
+            fp = by_raw.get(dest)
+            if fp is not None and fp.action not in ("aside", "failed"):
+                fp.pushes.append((None, add, remove))
+                self.plan.pushed += 1
         if errors:
             self.plan.ok, self.plan.error = False, "; ".join(errors)
 
@@ -283,16 +297,18 @@ class _DryRun(JournalWalk):
             if row is None:  # renamed
                 continue
             self.plan.dropped.append(row.name)
-            self.tombs += [(p.sha, False) for p in self._placements(row.id).values()]
+            self.tombs += [(p.sha, False, p.flags, p.base_flags) for p in self._placements(row.id).values()]
         for raw in fplan.sync:
             row = renamed.get(raw) or live.get(raw)
             if raw in out or row is None:
                 continue
             placements = row.messages is not None or repo.has_placements(self.c, row.id)
+            uidnext, modseq = (None, None) if raw in self.reread else (row.uidnext, row.highestmodseq)  # L1-L2
             out[raw] = _Folder(row.id, raw, utf7.decode(raw) if raw in renamed else row.name, row.status,
-                               row.status_reason,
-                               P.FolderCheckpoint(row.uidvalidity, row.uidnext, row.highestmodseq, row.messages),
+                               row.status_reason, P.FolderCheckpoint(row.uidvalidity, uidnext, modseq, row.messages),
                                row.id in pending, placements, server_name.get(raw, raw), raw in made)
+            if raw in self.recreated:  # rule L5: the old folder's messages are tombstoned (found again if moved)
+                self.tombs += [(p.sha, False, p.flags, p.base_flags) for p in self._placements(row.id).values()]
         return [out[raw] for raw in fplan.sync if raw in out]
 
     # -- step 2: one folder (engine._sync_folder, _reconcile) ---------------------------------------
@@ -405,7 +421,7 @@ class _DryRun(JournalWalk):
             return
         fp.expunged = list(expunged)
         self.plan.expunged += len(expunged)
-        self.tombs += [(local[uid].sha, True) for uid in expunged]
+        self.tombs += [(local[uid].sha, True, local[uid].flags, local[uid].base_flags) for uid in expunged]
 
     def _new_messages(self, folder: _Folder, fp: FolderPlan, uids: list[int], headers: dict) -> None:
         """Rule N1: a new UID whose (Message-ID, size) names one body the store has (or will have, from
@@ -420,7 +436,7 @@ class _DryRun(JournalWalk):
                 continue
             if keys[uid] in known:
                 fp.linked.append(uid)
-                self.links.append((fp, uid, known[keys[uid]]))
+                self.links.append((fp, uid, known[keys[uid]], headers[uid]))
             else:
                 self._download(fp, uid, headers[uid])
 
@@ -476,7 +492,7 @@ class _DryRun(JournalWalk):
     # -- step 2, end: rules G2 and N2 (engine._settle_mass, _link_deferred) --------------------------
 
     def _settle_mass(self) -> None:
-        arrived = {sha for *_, sha in self.links}
+        arrived = {sha for _fp, _uid, sha, _item in self.links}
         for fp, folder_id, uids, live in self.mass:
             rows = self._placements(folder_id)
             moved = [u for u in uids if u in rows and rows[u].sha in arrived]
@@ -485,23 +501,35 @@ class _DryRun(JournalWalk):
             gone = moved if why else moved + rest
             fp.expunged = sorted(gone)
             self.plan.expunged += len(gone)
-            self.tombs += [(rows[u].sha, False) for u in gone]  # counted, and not taken back by a move (as the sync)
+            # counted, and not taken back by a move (as the sync)
+            self.tombs += [(rows[u].sha, False, rows[u].flags, rows[u].base_flags) for u in gone]
             if why:
                 fp.held = why
                 self.plan.set_aside.append(f"folder {fp.name!r}: {why}")
 
     def _link(self) -> None:
-        tombs: dict[str, list[bool]] = {}
-        for sha, counted in self.tombs:
-            tombs.setdefault(sha, []).append(counted)
-        for fp, uid, sha in self.links:
+        """engine._link_deferred: a recognised message whose body a placement tombstoned in this run
+        holds is that placement moved (N2); a flag change queued for it follows it (N3) and is pushed."""
+        tombs: dict[str, list[tuple[bool, str, str | None]]] = {}
+        for sha, counted, flags, base in self.tombs:
+            tombs.setdefault(sha, []).append((counted, flags, base))
+        for fp, uid, sha, item in self.links:
             self.plan.new_messages += 1
             waiting = tombs.get(sha)
-            if waiting:
-                self.plan.moves += 1
-                fp.moved_in.append(uid)
-                if waiting.pop(0):
-                    self.plan.expunged -= 1
+            if not waiting:
+                continue
+            counted, flags, base = waiting.pop(0)
+            self.plan.moves += 1
+            fp.moved_in.append(uid)
+            if counted:
+                self.plan.expunged -= 1
+            if flags != base:
+                mp = P.plan_messages({uid: P.LocalMessage(flags, base, item.modseq)},
+                                     {uid: P.ServerMessage(tuple(item.flags or ()), item.modseq)}, vanished=[],
+                                     full=False, policy=self.account.conflict)
+                fp.pushes += [(u, tuple(add), tuple(remove)) for u, add, remove, _m in mp.pushes]
+                self.plan.pushed += len(mp.pushes)
+
 
 def _status(conn, folder, server_name: str):
     """engine._status: the STATUS of a listed folder (read under its name on the server now)."""

@@ -123,6 +123,8 @@ def _local_changes(store) -> None:
     changes = LocalChanges(store)
     changes.flag("acc", "INBOX", 4, add=["\\Flagged", "$Label1"])
     changes.flag("acc", "INBOX", 8, remove=["\\Seen"])
+    changes.flag("acc", "INBOX", 3, add=["\\Answered"])  # moved by another client: the change follows it
+    changes.flag("acc", "INBOX", 5, add=["$Label2"])  # then moved here: pushed where it lands
     changes.move("acc", "INBOX", 5, "Archive")
     changes.delete("acc", "INBOX", 6)
     changes.append("acc", "Archive", msg(70, extra="appended"), flags=["\\Seen"])
@@ -235,6 +237,10 @@ def _plan_then_sync(server, user, store, store_path: Path | None) -> None:
         flags = set(after[("INBOX", uid)][0])
         assert set(add) <= flags and not set(remove) & flags
     assert {u for u, *_ in by_name["INBOX"].pushes} == {4, 8}
+    assert by_name["Ablage"].pushes == [(3, ("\\Answered",), ())]  # rule N3
+    assert by_name["Archive"].pushes == [(None, ("$Label2",), ())]
+    assert any("$Label2" in after[k][0] for k in settled if k[0] == "Archive")
+    assert "\\Answered" in after[("Ablage", 3)][0]
     # each journal entry the plan called done was pushed
     with UnitOfWork(store) as uow:
         o = tables.pending_ops.c
