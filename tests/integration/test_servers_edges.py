@@ -148,3 +148,29 @@ def test_mailboxid_keeps_a_renamed_folder_whose_content_cannot_tell(cyrus, store
     assert after["F1"] == before["E1"] and "E1" not in after and after["E2"] == before["E2"]
     assert "folder_renamed" in kinds
     assert_agree(store, user)
+
+
+def test_deletions_held_as_a_mass_are_applied_when_allowed(server_user, store):
+    """Another client expunges 6 of 8 messages: the sync holds them (rule G2) and keeps the folder
+    where it was; `--allow-deletions` then applies them, on a QRESYNC server too, whose next SELECT
+    no longer names those UIDs as vanished (the checkpoint moved past them with the held run)."""
+    from mailsync.sync.engine import sync_account
+
+    user = server_user
+    inbox = mailbox(user, "INBOX")
+    user.server.load(user.name, [("INBOX", msg(i, extra="mass"), "") for i in range(8)])
+    account = account_for(user)
+    sync(store, account)
+    c = client_for(user)
+    c.select_folder(inbox)
+    uids = sorted(c.search("ALL"))
+    c.delete_messages(uids[:6])
+    c.expunge()
+    c.logout()
+    held = sync(store, account)
+    assert held.expunged == 0 and held.set_aside and "INBOX" in held.set_aside[0], held
+    again = sync(store, account)  # still held, still nothing lost
+    assert again.expunged == 0 and again.set_aside, again
+    allowed = sync_account(store, account, allow_mass_delete=True)
+    assert allowed.ok and allowed.expunged == 6 and not allowed.set_aside, allowed
+    assert_agree(store, user)
