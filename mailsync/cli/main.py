@@ -152,7 +152,7 @@ def _dry_run(config, selected, allow_deletions: bool, as_json: bool) -> None:
         click.echo(render(plans))
     failed = [p.account for p in plans if not p.ok]
     if failed:
-        _say(f"{len(failed)} of {len(selected)} account(s) failed: {', '.join(failed)}", logging.ERROR,
+        say(f"{len(failed)} of {len(selected)} account(s) failed: {', '.join(failed)}", logging.ERROR,
              event="sync_failed", failed=", ".join(failed))
         sys.exit(1)
     sys.exit(0)
