@@ -21,7 +21,7 @@ import pytest
 
 from helpers import account_entry, client_for, password_var, run_cli, write_config
 from mailsync.testing.corpus import load_into, read_corpus
-from test_cli_export import _maildir_dir, _notmuch, needs_notmuch, read_maildir, server_view
+from maildir_support import _maildir_dir, _notmuch, needs_notmuch, read_maildir, server_view
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -388,7 +388,7 @@ def test_watch_sends_a_client_flag_change_within_seconds(tmp_path, imap_user, co
     """Under `mailsync watch`, a flag change made by renaming a file in the Maildir reaches the
     server without a manual sync (the daemon notices the Maildir changed), and a server change
     reaches the Maildir."""
-    from test_watch_cli import Daemon
+    from watch_support import Daemon
     from watch_support import wait_until
 
     cfg, env, root = _setup(tmp_path, imap_user, f"sqlite:///{tmp_path}/s.db", some(corpus, 5, 0))
