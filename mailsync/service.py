@@ -58,7 +58,10 @@ def run_sync(config: Config | None, store: Store, observer=None, *, accounts: Se
     display = observer if isinstance(observer, AbstractContextManager) else nullcontext()
     with display:
         for account in selected:
-            result = sync_account(store, account, observer=observer, **sync_options)
+            if account.mirror.maildir is None:
+                result = sync_account(store, account, observer=observer, **sync_options)
+            else:
+                result = _sync_with_mirror(store, account, observer, quiet, report, sync_options)
             outcome.results.append(result)
             if not result.ok or result.set_aside:  # a folder set aside is not a clean sync either
                 outcome.failed.append(result.account)
@@ -77,6 +80,30 @@ def run_sync(config: Config | None, store: Store, observer=None, *, accounts: Se
                 raise
             on_crm_error(exc)
     return outcome
+
+
+def _sync_with_mirror(store: Store, account: AccountConfig, observer, quiet: bool, report: Callable[[str], None],
+                      sync_options: dict):
+    """One account's sync with its live Maildir mirror around it (mailsync.mirror.live: the scan
+    records a client's changes before, the write puts the synced store into the Maildir after)."""
+    from mailsync.mirror.live import sync_with_mirror
+    from mailsync.sync.engine import sync_account
+
+    result, mirrored = sync_with_mirror(store, account, lambda: sync_account(store, account, observer=observer,
+                                                                             **sync_options),
+                                        allow_mass_delete=bool(sync_options.get("allow_mass_delete")))
+    # the sync's own summary line is out already: why the mirror failed or held deletions follows it
+    if not result.ok and "Maildir mirror" in (result.error or ""):
+        report(f"mailsync: {result.error}")
+    for why in result.set_aside:
+        if why.startswith("Maildir: "):
+            report(f"mailsync: {account.name}: SET ASIDE: {why}")
+    if not quiet and mirrored is not None:
+        if mirrored.summary():
+            report(f"mailsync: {account.name}: Maildir {account.mirror.maildir}: {mirrored.summary()}")
+        for note in mirrored.notes:
+            report(f"mailsync: {account.name}: note: Maildir: {note}")
+    return result
 
 
 def crm_step(config: Config, store: Store, *, quiet: bool = False, report: Callable[[str], None] = _stderr) -> list[str]:

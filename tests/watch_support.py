@@ -4,15 +4,21 @@ its latency measured, and looking at the store and the server."""
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
+import secrets
+import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from sqlalchemy import select
 
-from helpers import client_for
+from helpers import REPO, client_for
 from mailsync.push.backoff import BackoffPolicy
 from mailsync.push.daemon import WatchDaemon, WatchSettings
 from mailsync.store.models import Account, Body, Folder, Placement
@@ -158,3 +164,52 @@ class OtherClient:
             self.client.logout()
         except Exception:
             pass
+
+
+class Daemon:
+    """`python -m mailsync watch` in the background, its stderr (JSON lines) collected in a file."""
+
+    def __init__(self, config: Path, env: dict, tmp_path: Path, *args: str) -> None:
+        self.log_path = tmp_path / f"watch-{secrets.token_hex(3)}.log"
+        full_env = dict(os.environ, **env)
+        full_env["PYTHONPATH"] = str(REPO) + os.pathsep + full_env.get("PYTHONPATH", "")
+        self.log_file = open(self.log_path, "wb")
+        self.proc = subprocess.Popen([sys.executable, "-m", "mailsync", "--config", str(config), "watch",
+                                      "--log-format", "json", *args],
+                                     stdout=subprocess.DEVNULL, stderr=self.log_file, env=full_env)
+
+    def events(self) -> list[dict]:
+        out = []
+        for line in self.log_path.read_text(errors="replace").splitlines():
+            out.append(json.loads(line))  # every line is one JSON object
+        return out
+
+    def wait_for(self, event: str, timeout: float = 20.0, **fields) -> dict:
+        found: dict = {}
+
+        def seen() -> bool:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"the daemon exited ({self.proc.returncode}):\n{self.log_path.read_text()}")
+            for e in self.events():
+                if e["event"] == event and all(e.get(k) == v for k, v in fields.items()):
+                    found.update(e)
+                    return True
+            return False
+
+        wait_until(seen, timeout, f"log event {event} {fields}", interval=0.02)
+        return found
+
+    def stop(self, sig=signal.SIGTERM) -> tuple[int, float]:
+        t0 = time.monotonic()
+        self.proc.send_signal(sig)
+        try:
+            rc = self.proc.wait(10)
+        finally:
+            self.log_file.close()
+        return rc, time.monotonic() - t0
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(5)
+        self.log_file.close()

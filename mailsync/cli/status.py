@@ -56,7 +56,32 @@ def collect_status(store, config) -> dict:
     _add_local_changes(store, accounts)
     _add_login_states(accounts, config)
     _add_watch_states(store, accounts)
+    _add_maildirs(store, accounts, config)
     return {"accounts": accounts, "store": _store_usage(store, config)}
+
+
+def _add_maildirs(store, accounts: list[dict], config) -> None:
+    """``maildir`` (accounts with a live Maildir mirror): its path, and the deletions a scan held
+    (the mass-delete guard), per Maildir folder, with the reason."""
+    from sqlalchemy import select
+
+    from mailsync.store import tables
+    from mailsync.store.uow import UnitOfWork
+
+    by_name = {a.name: a for a in config.accounts}
+    a_, mf = tables.accounts.c, tables.mirror_folders.c
+    with UnitOfWork(store) as uow:
+        for entry in accounts:
+            acc = by_name.get(entry["name"])
+            if acc is None or acc.mirror.maildir is None:
+                continue
+            held = [{"folder": r.path, "deletions": r.held, "reason": r.held_reason}
+                    for r in uow.connection.execute(select(mf.path, mf.held, mf.held_reason)
+                                                    .join(tables.accounts, a_.id == mf.account_id)
+                                                    .where(a_.name == acc.name, mf.held.isnot(None))
+                                                    .order_by(mf.path))]
+            entry["maildir"] = {"path": str(acc.mirror.maildir), "layout": acc.mirror.maildir_layout,
+                                "held": held}
 
 
 def _store_usage(store, config) -> dict:
@@ -165,6 +190,8 @@ def render_status(report: dict) -> str:
         if a.get("needs_login"):
             reason = a["auth"].get("reason")
             lines.append(f"  needs login: run mailsync auth login {a['name']}" + (f" ({reason})" if reason else ""))
+        for h in (a.get("maildir") or {}).get("held", []):
+            lines.append(f"  Maildir deletions HELD: {h['reason']}; `mailsync sync --allow-deletions` sends them")
         if a.get("watch"):
             from mailsync.push.health import render_watch
 

@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 from mailsync.config.fields import (MISSING, Context, Table, describe, is_loopback, one_of, parse_secret_ref,
                                     show, suggest)
 from mailsync.config.model import (AccountConfig, AccountCrmSettings, Config, HookSettings, OAuthSettings,
-                                   PushSettings, SecretRef, StoreConfig)
+                                   MirrorSettings, PushSettings, SecretRef, StoreConfig)
 from mailsync.errors import ConfigError
 
 __all__ = [
@@ -51,6 +51,8 @@ EXTRA_ACCOUNT_KEYS = (
     "authorization_endpoint",
     "token_endpoint",
     "tenant",
+    "maildir",
+    "maildir_layout",
 ) + HOOK_KEYS
 ACCOUNT_KEYS = (
     "name",
@@ -89,6 +91,7 @@ SECRET_KEYS = ("password", "client_secret")
 
 TLS_MODES = ("implicit", "starttls", "none")
 CONFLICT_POLICIES = ("server", "local", "newest")
+MAILDIR_LAYOUTS = ("maildir++", "fs")
 AUTH_METHODS = ("password", "oauth2")
 PROVIDERS = ("google", "microsoft", "generic")
 
@@ -427,7 +430,29 @@ def _sub_settings(t: Table) -> dict[str, Any]:
         authorization_endpoint=_endpoint(t, "authorization_endpoint"),
         token_endpoint=_endpoint(t, "token_endpoint"),
         tenant=t.string("tenant", example='"common"'))
-    return {"crm": crm, "push": push, "oauth": oauth, "hooks": HookSettings(**_hooks(t))}
+    return {"crm": crm, "push": push, "oauth": oauth, "hooks": HookSettings(**_hooks(t)), "mirror": _mirror(t)}
+
+
+def _mirror(t: Table) -> MirrorSettings:
+    """``maildir``: the folder of the account's live Maildir mirror (mailsync.mirror.live), ``~``
+    expanded, relative to the config file's folder; ``maildir_layout``: how its folders are named."""
+    if not t.has("maildir"):
+        if t.has("maildir_layout"):
+            raise t.error("maildir_layout", "is set but maildir is not",
+                          'add maildir = "~/Mail/work", or remove maildir_layout')
+        return MirrorSettings()
+    raw = t.string("maildir", example='"~/Mail/work"')
+    if not raw.strip():
+        raise t.error("maildir", "is empty", 'name a folder, e.g. maildir = "~/Mail/work", or remove maildir')
+    path = Path(raw).expanduser()
+    if not path.is_absolute():
+        path = t.ctx.base_dir / path
+    if path.exists() and not path.is_dir():
+        raise t.error("maildir", f"{show(raw)} is not a folder (looked at {path})",
+                      "point maildir at a folder (it is created when missing)")
+    layout = t.choice("maildir_layout", MAILDIR_LAYOUTS, default="maildir++",
+                      aliases={"maildirpp": "maildir++", "verbatim": "fs"})
+    return MirrorSettings(maildir=path, maildir_layout=layout)
 
 
 def _hooks(t: Table) -> dict[str, str]:
@@ -467,8 +492,16 @@ def config_from_mapping(doc: Mapping[str, Any], *, path: Path, mode: int | None 
             raise ctx.error("key 'account'", f"must be an array of tables, got {describe(raw_accounts)}",
                             'write each account as:\n  [[account]]\n  name = "work"\n  ...')
         seen: dict[str, int] = {}
+        mirrors: dict[Path, str] = {}
         for i, item in enumerate(raw_accounts):
             accounts.append(_account(ctx, i, item, seen, defaults))
+            mirror = accounts[-1].mirror.maildir
+            if mirror is not None:  # two accounts in one Maildir would take each other's files for changes
+                if mirror in mirrors:
+                    raise ctx.error(f"account '{accounts[-1].name}' key 'maildir'",
+                                    f"{mirror} is already the Maildir of account '{mirrors[mirror]}'",
+                                    "give each account a Maildir folder of its own")
+                mirrors[mirror] = accounts[-1].name
 
     crm = doc.get("crm", MISSING)
     if crm is MISSING:

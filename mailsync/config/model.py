@@ -73,8 +73,16 @@ class HookSettings:
     on_new_mail: str | None = None
 
 
+@dataclass(frozen=True)
+class MirrorSettings:
+    """The account's live Maildir mirror (mailsync.mirror.live); None: the account has none."""
+
+    maildir: Path | None = None  # its folder, ~ expanded, relative paths resolved against the config's folder
+    maildir_layout: str | None = None  # maildir++ | fs (set with maildir; maildir++ by default)
+
+
 _SUB_SETTINGS = (("push", PushSettings), ("oauth", OAuthSettings), ("crm", AccountCrmSettings),
-                 ("hooks", HookSettings))
+                 ("hooks", HookSettings), ("mirror", MirrorSettings))
 
 
 def _split_extra(extra: Mapping[str, Any]) -> dict[str, Any]:
@@ -125,6 +133,7 @@ class AccountConfig:
     oauth: OAuthSettings = OAuthSettings()
     crm: AccountCrmSettings = AccountCrmSettings()
     hooks: HookSettings = HookSettings()
+    mirror: MirrorSettings = MirrorSettings()
     # The keys of the typed settings above that the file sets, as one mapping (identities,
     # share, create_contacts, watch, poll_interval, idle_refresh, scopes, authorization_endpoint,
     # token_endpoint, tenant, post_sync, on_new_mail; arrays as tuples). Given instead of the typed

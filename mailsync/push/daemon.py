@@ -247,6 +247,7 @@ class AccountWatcher:
         self._connected_at: float | None = None
         self._retry: asyncio.Task | None = None
         self.syncing = False
+        self.maildir_seen: tuple | None = None  # the Maildir mirror's signature when its last sync began
         self.last_sync_clock: float | None = None  # monotonic time of the last successful sync
         self.attempts: deque[float] = deque(maxlen=200)  # clock times of connection attempts (tests)
         self.retry_at: float | None = None  # while waiting to reconnect: when
@@ -505,6 +506,12 @@ class AccountWatcher:
             crashed.append(exc)
             logs.event(log, "after_sync_failed", logging.WARNING, account=self.name, error=str(exc)[:500])
 
+        if self.account.mirror.maildir is not None:  # taken before the mirror's scan (mailsync.mirror.live): a
+            # client's change during this sync wakes the next one (the mirror's own writes wake one
+            # more, which finds nothing to do)
+            from mailsync.mirror.live import maildir_signature
+
+            self.maildir_seen = maildir_signature(self.account)
         # sync, then (after a successful one, unless stopping) the CRM step, one account at a time
         outcome = run_sync(self.daemon.config, self.daemon.store, accounts=[self.account], quiet=True,
                            crm_after_failure=False, crm_lock=self.daemon.after_sync_lock,
@@ -646,11 +653,24 @@ class WatchDaemon:
                     for w in self.watchers.values():
                         if w.health.account_id in ids:
                             w.wake("local change queued", kind="local")
+                await self._maildir_changes()
             except MailsyncError as exc:
                 logs.event(log, "store_error", logging.WARNING, doing="looking for local changes", error=str(exc))
             except Exception as exc:  # e.g. a locked or briefly unreachable database: try again next time
                 logs.event(log, "store_error", logging.WARNING, doing="looking for local changes",
                            error=f"{exc.__class__.__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+
+    async def _maildir_changes(self) -> None:
+        """Wake the accounts whose Maildir mirror a client changed since their last sync began."""
+        for w in self.watchers.values():
+            if w.account.mirror.maildir is None or w.syncing or w.maildir_seen is None:
+                continue
+            from mailsync.mirror.live import maildir_signature
+
+            now = await asyncio.get_running_loop().run_in_executor(None, maildir_signature, w.account)
+            if now != w.maildir_seen:
+                w.maildir_seen = now
+                w.wake("Maildir changed by a client", kind="local")
 
     async def _health_loop(self) -> None:
         """Write changed health rows within half a second; heartbeat every `heartbeat` seconds; close

@@ -200,6 +200,35 @@ CREATE TABLE folders (
 
 CREATE INDEX ix_folders_account_id ON folders (account_id);
 
+CREATE TABLE mirror_files (
+	id INTEGER NOT NULL, 
+	account_id INTEGER NOT NULL, 
+	placement_id INTEGER, 
+	sha256 VARCHAR(64) NOT NULL, 
+	folder VARCHAR(1000) NOT NULL, 
+	name VARCHAR(600) NOT NULL, 
+	unique_name VARCHAR(500) NOT NULL, 
+	flags TEXT NOT NULL, 
+	state VARCHAR(10) NOT NULL, 
+	PRIMARY KEY (id), 
+	CONSTRAINT uq_mirror_files_account_unique UNIQUE (account_id, unique_name), 
+	FOREIGN KEY(account_id) REFERENCES accounts (id) ON DELETE CASCADE
+);
+
+CREATE INDEX ix_mirror_files_placement_id ON mirror_files (placement_id);
+
+CREATE TABLE mirror_folders (
+	id INTEGER NOT NULL, 
+	account_id INTEGER NOT NULL, 
+	folder_id INTEGER NOT NULL, 
+	path VARCHAR(1000) NOT NULL, 
+	held INTEGER, 
+	held_reason TEXT, 
+	PRIMARY KEY (id), 
+	CONSTRAINT uq_mirror_folders_account_folder UNIQUE (account_id, folder_id), 
+	FOREIGN KEY(account_id) REFERENCES accounts (id) ON DELETE CASCADE
+);
+
 CREATE TABLE sync_runs (
 	id INTEGER NOT NULL, 
 	account_id INTEGER NOT NULL, 

@@ -19,6 +19,7 @@ Layout:
   pending_ops local changes waiting for the server (flags, moves, deletes, appends, folder ops)
   audit_events conflicts, fallbacks and UIDVALIDITY decisions
   watch_state the watch daemon's health per account (connected, push mode, last event and sync, lag)
+  mirror_folders / mirror_files  an account's live Maildir mirror as last written and agreed
 The CRM layer's tables (crm_*) are declared on this MetaData too, in mailsync.crm.models, which is
 imported only where they are needed.
 """
@@ -201,4 +202,35 @@ watch_state = Table(
     Column("daemon_pid", Integer),
     _when("started_at"),
     _when("heartbeat_at"),
+)
+
+# An account's live Maildir mirror (mailsync.mirror.live), as mailsync last wrote or agreed it: what
+# each scan compares the Maildir with to tell what a mail client changed, and what each write
+# compares the store with. A row is committed only after its file or folder is in place.
+mirror_folders = Table(
+    "mirror_folders", metadata,
+    _pk(),
+    Column("account_id", Integer, ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False),
+    Column("folder_id", Integer, nullable=False),  # the store folder (no key: it may be gone, its files not yet)
+    Column("path", String(1000), nullable=False),  # its Maildir folder, relative to the mirror's root ("" = root)
+    # Deletions a scan found but held (mass-delete guard): how many, and why; None when none are held.
+    Column("held", Integer),
+    Column("held_reason", Text),
+    UniqueConstraint("account_id", "folder_id", name="uq_mirror_folders_account_folder"),
+)
+
+mirror_files = Table(
+    "mirror_files", metadata,
+    _pk(),
+    Column("account_id", Integer, ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False),
+    # The placement the file mirrors (no key: when it is expunged, the row still names the file to
+    # remove); None for a client's new file whose append is not recorded yet (state "append").
+    Column("placement_id", Integer, index=True),
+    Column("sha256", String(64), nullable=False),  # of the message: a reused placement id is not ours
+    Column("folder", String(1000), nullable=False),  # Maildir folder, relative to the root
+    Column("name", String(600), nullable=False),  # "cur/UNIQUE:2,FS" or "new/UNIQUE"
+    Column("unique_name", String(500), nullable=False),  # the name's unique part: a file moved keeps it
+    Column("flags", Text, nullable=False, default=""),  # last written or agreed: sorted, space-separated
+    Column("state", String(10), nullable=False, default="ok"),  # ok | append
+    UniqueConstraint("account_id", "unique_name", name="uq_mirror_files_account_unique"),
 )

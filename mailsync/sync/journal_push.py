@@ -102,7 +102,7 @@ class JournalPush:
         if info is None:  # the local message was deleted again before it reached the server
             db.call(self._mark, op_id, "done")
             return
-        raw, flags, mid = info
+        raw, flags, mid, when = info
         folder = op.folder_name
         if entry.state == "sent":  # a crash may have come after the APPEND: look before appending again
             try:
@@ -115,12 +115,12 @@ class JournalPush:
         db.call(self._mark, op_id, "sent")
         crash.point("append sent")
         try:
-            answer = conn.append(folder, raw, flags)
+            answer = conn.append(folder, raw, flags, when)
         except FolderMissing:
             # Rule L5: the folder went from the server (another client deleted or renamed it) while
             # this message waited: it is created again to hold it, never dropped with the folder.
             conn.create(folder)
-            answer = conn.append(folder, raw, flags)
+            answer = conn.append(folder, raw, flags, when)
             validity = answer[0] if answer else conn.select(folder).uidvalidity
             db.call(self._folder_recreated, folder, validity, placement_id)
         crash.point("append answered")
@@ -223,7 +223,7 @@ class JournalPush:
         p = _placement_with_body(uow.connection, placement_id)
         if p is None:
             return None
-        return repo.read_body(uow.connection, p.body_sha256), p.flags.split(), p.message_id
+        return repo.read_body(uow.connection, p.body_sha256), p.flags.split(), p.message_id, imap_date(p.internaldate)
 
     def _placement_key(self, uow: UnitOfWork, placement_id: int | None) -> tuple[str | None, int] | None:
         """(Message-ID, size) of a placement's message: what its UID must hold on the server."""
@@ -255,6 +255,27 @@ def _placement_with_body(c, placement_id: int | None):
     if not placement_id:
         return None
     pl, b = tables.placements.c, tables.bodies.c
-    return c.execute(select(pl.body_sha256, pl.flags, b.message_id, pl.size).join(tables.bodies, b.sha256 == pl.body_sha256)
+    return c.execute(select(pl.body_sha256, pl.flags, b.message_id, pl.size, pl.internaldate).join(tables.bodies, b.sha256 == pl.body_sha256)
                      .where(pl.id == placement_id)).one_or_none()
 
+
+
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+def imap_date(iso: str | None) -> str | None:
+    """A stored INTERNALDATE (ISO 8601) as IMAP's date-time (RFC 3501), for APPEND: the server
+    keeps the date the message was given locally (a file's mtime, a date chosen by the caller)
+    instead of the moment it arrived. None when there is none or it cannot be read."""
+    from datetime import datetime
+
+    try:
+        t = datetime.fromisoformat(iso) if iso else None
+    except ValueError:
+        return None
+    if t is None or t.tzinfo is None:
+        return None
+    offset = int(t.utcoffset().total_seconds()) // 60
+    sign = "-" if offset < 0 else "+"
+    return (f"{t.day:2d}-{_MONTHS[t.month - 1]}-{t.year:04d} {t:%H:%M:%S} "
+            f"{sign}{abs(offset) // 60:02d}{abs(offset) % 60:02d}")

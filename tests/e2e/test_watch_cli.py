@@ -5,70 +5,17 @@ answered with exit 0 within 5 s (also in the middle of a large first sync, which
 from __future__ import annotations
 
 import json
-import os
 import secrets
 import signal
-import subprocess
-import sys
 import time
 import urllib.request
-from pathlib import Path
 
 import pytest
 
-from helpers import REPO, account_entry, password_var, run_cli, write_config
+from helpers import account_entry, password_var, run_cli, write_config
 from mailsync.store.db import open_store
 from twoway_support import assert_agree
-from watch_support import OtherClient, message, stored_flags, wait_until
-
-
-class Daemon:
-    """`python -m mailsync watch` in the background, its stderr (JSON lines) collected in a file."""
-
-    def __init__(self, config: Path, env: dict, tmp_path: Path, *args: str) -> None:
-        self.log_path = tmp_path / f"watch-{secrets.token_hex(3)}.log"
-        full_env = dict(os.environ, **env)
-        full_env["PYTHONPATH"] = str(REPO) + os.pathsep + full_env.get("PYTHONPATH", "")
-        self.log_file = open(self.log_path, "wb")
-        self.proc = subprocess.Popen([sys.executable, "-m", "mailsync", "--config", str(config), "watch",
-                                      "--log-format", "json", *args],
-                                     stdout=subprocess.DEVNULL, stderr=self.log_file, env=full_env)
-
-    def events(self) -> list[dict]:
-        out = []
-        for line in self.log_path.read_text(errors="replace").splitlines():
-            out.append(json.loads(line))  # every line is one JSON object
-        return out
-
-    def wait_for(self, event: str, timeout: float = 20.0, **fields) -> dict:
-        found: dict = {}
-
-        def seen() -> bool:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"the daemon exited ({self.proc.returncode}):\n{self.log_path.read_text()}")
-            for e in self.events():
-                if e["event"] == event and all(e.get(k) == v for k, v in fields.items()):
-                    found.update(e)
-                    return True
-            return False
-
-        wait_until(seen, timeout, f"log event {event} {fields}", interval=0.02)
-        return found
-
-    def stop(self, sig=signal.SIGTERM) -> tuple[int, float]:
-        t0 = time.monotonic()
-        self.proc.send_signal(sig)
-        try:
-            rc = self.proc.wait(10)
-        finally:
-            self.log_file.close()
-        return rc, time.monotonic() - t0
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(5)
-        self.log_file.close()
+from watch_support import Daemon, OtherClient, message, stored_flags, wait_until
 
 
 def _setup(dovecot, tmp_path, **extra):

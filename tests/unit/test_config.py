@@ -630,3 +630,31 @@ def test_literal_secret_never_in_message(secret, key):
         config_from_mapping({"account": [data]}, path=Path("/etc/mailsync.toml"), mode=0o644)
     assert marker not in str(info.value)
     assert "chmod 600 /etc/mailsync.toml" in info.value.hint
+
+
+# --------------------------------------------------------------------------- maildir mirror
+
+def test_maildir_keys(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    acc = load_text(tmp_path, account(maildir='"~/Mail/work"')).accounts[0]
+    assert acc.mirror.maildir == tmp_path / "home" / "Mail" / "work"
+    assert acc.mirror.maildir_layout == "maildir++"
+    acc = load_text(tmp_path, account(maildir='"mail/w"', maildir_layout='"fs"')).accounts[0]
+    assert acc.mirror.maildir == tmp_path / "mail" / "w"  # relative to the config file's folder
+    assert acc.mirror.maildir_layout == "fs"
+    assert load_text(tmp_path, ACCOUNT).accounts[0].mirror.maildir is None
+
+
+@pytest.mark.parametrize("text, where, fix", [
+    (account(maildir='"~/Mail"', maildir_layout='"mh"'), "key 'maildir_layout'", "maildir++"),
+    (account(maildir_layout='"fs"'), "key 'maildir_layout'", "add maildir ="),
+    (account(maildir="7"), "key 'maildir'", "maildir ="),
+    (account(maildir='""'), "key 'maildir'", "maildir ="),
+    (account(maildir='"config.toml"'), "key 'maildir'", "point maildir at a folder"),
+    (account(maildir='"m"') + account(name='"home"', maildir='"m"'), "key 'maildir'", "a Maildir folder of its own"),
+])
+def test_maildir_errors(tmp_path, text, where, fix):
+    with pytest.raises(ConfigError) as info:
+        load_text(tmp_path, text)
+    assert where in info.value.message and str(tmp_path / "config.toml") in info.value.message
+    assert fix in (info.value.hint or "")

@@ -1,0 +1,282 @@
+"""The live two-way Maildir mirror of an account, store -> Maildir, and the run around a sync.
+
+Owns: the write after an account's sync (live_plan.plan_write carried out: folders made, renamed
+and removed; new messages written to tmp/, fsynced, renamed into new/ or cur/; flag changes and
+moves as renames of the same file; expunged files removed; a state row committed only after its
+file is in place), ``sync_with_mirror`` (scan, sync, write: the CLI's and the watch daemon's entry
+point) and ``maildir_signature`` (what the watch daemon compares to notice a client's change).
+The scan before the sync is live_scan.py's; the state both read is live_state.py's.
+
+Must not: speak IMAP, decide (live_plan.py does), or write into the store's tables other than the
+mirror's own. One file that cannot be handled is a note, not the end of the run.
+
+Crash safety (a kill -9 anywhere, then a rerun): a written file without its row is adopted by its
+name (live_plan's identity rule); a rename whose row was not updated is seen by the next scan as
+a flag change or move the store already has, which records nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from pathlib import Path
+
+from sqlalchemy import delete, insert, update
+
+from mailsync.errors import MailsyncError, StoreError
+from mailsync.mirror import live_plan as L
+from mailsync.mirror import maildir
+from mailsync.mirror.live_scan import ClientScan
+from mailsync.mirror.live_state import MirrorError, MirrorResult, _fail, _flags_text, mirror_of
+from mailsync.mirror.writer import MaildirFolder, _fsync_dir
+from mailsync.store import repositories as repo
+from mailsync.store import tables
+from mailsync.store.uow import UnitOfWork
+from mailsync.sync import crash
+
+__all__ = ["LiveMirror", "MirrorError", "MirrorResult", "maildir_signature", "mirror_of", "sync_with_mirror"]
+
+log = logging.getLogger("mailsync.mirror")
+
+
+class LiveMirror(ClientScan):
+    """``LiveMirror(store, account).scan()`` before the account's sync (live_scan.py), ``.write()``
+    after it."""
+
+    def write(self) -> MirrorResult:
+        """Put the store's state of the account into the Maildir."""
+        with UnitOfWork(self.store) as uow:
+            c = uow.connection
+            account_id = self._account_id(c)
+            if account_id is None:
+                return self.result
+            folder_rows, file_rows = self._state(c, account_id)
+            self._check_root(bool(folder_rows))
+            folders = self._store_folders(c, account_id)
+            messages = self._messages(c, [f.folder_id for f in folders])
+        known = {r.unique for r in file_rows}
+        disk = self._disk(sorted({r.path for r in folder_rows} | {f.path for f in folders}))
+        where = {f.unique: f for f in disk}
+        stray = {f.unique: f for f in disk if f.unique not in known and maildir.file_key(f.unique) is not None}
+        plan = L.plan_write(folders, folder_rows, messages, file_rows, stray)
+        if not plan:
+            return self.result
+        for a in plan.make_folders:
+            self._open(a.folder.path)
+            self._rows(insert(tables.mirror_folders).values(account_id=account_id, folder_id=a.folder.folder_id,
+                                                           path=a.folder.path))
+            self.result.folders += 1
+        for a in plan.rename_folders:
+            self._rename_folder(account_id, a)
+        self._write_files(account_id, plan.files, where)
+        for a in plan.remove_folders:
+            self._remove_folder(a)
+        return self.result
+
+    def _open(self, path: str) -> MaildirFolder:
+        return MaildirFolder(self._dir(path), maildirplusplus_child=self.layout == "maildir++" and bool(path))
+
+    def _rename_folder(self, account_id: int, a: L.RenameFolder) -> None:
+        src, dst = self._dir(a.row.path), self._dir(a.new_path)
+        try:
+            if src.exists() and not dst.exists() and a.row.path:
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                os.rename(src, dst)
+                _fsync_dir(dst.parent)
+            self._open(a.new_path)
+        except OSError as exc:
+            raise _fail("rename the Maildir folder", src, exc) from exc
+        mf, mm = tables.mirror_folders.c, tables.mirror_files.c
+        self._rows(update(tables.mirror_folders).where(mf.id == a.row.id).values(path=a.new_path),
+                   update(tables.mirror_files).where(mm.account_id == account_id, mm.folder == a.row.path)
+                   .values(folder=a.new_path))
+        self.result.folders += 1
+
+    def _remove_folder(self, a: L.RemoveFolder) -> None:
+        """The folder went from the store: its directory goes when nothing but Maildir's own files
+        is left in it (a client's file there is never deleted unseen)."""
+        base = self._dir(a.row.path)
+        own = {"cur", "new", "tmp", "maildirfolder", maildir.KEYWORDS_FILE}
+        try:
+            if a.row.path and base.is_dir():
+                leftovers = [p for p in base.iterdir() if p.name not in own]
+                busy = any(any((base / sub).iterdir()) for sub in ("cur", "new") if (base / sub).is_dir())
+                if leftovers or busy:
+                    self.result.notes.append(f"{base}: left in place (the folder is gone from the server, but the "
+                                             f"directory holds files mailsync did not write)")
+                else:
+                    for sub in ("cur", "new", "tmp"):
+                        if (base / sub).is_dir():
+                            for p in (base / sub).iterdir():
+                                p.unlink()
+                            (base / sub).rmdir()
+                    for name in ("maildirfolder", maildir.KEYWORDS_FILE):
+                        (base / name).unlink(missing_ok=True)
+                    base.rmdir()
+                    _fsync_dir(base.parent)
+        except OSError as exc:
+            raise _fail("remove the Maildir folder", base, exc) from exc
+        self._rows(delete(tables.mirror_folders).where(tables.mirror_folders.c.id == a.row.id))
+        self.result.folders += 1
+
+    def _name(self, target: MaildirFolder, unique: str, flags) -> tuple[str, frozenset[str]]:
+        """(``sub/name`` for ``flags`` in ``target``, the flags that name stands for)."""
+        flags = [f for f in flags if f.lower() not in maildir.IGNORED_FLAGS]
+        target._ensure_keywords(flags)
+        info = maildir.flags_to_info(flags, target.keywords.letters())
+        return (f"{maildir.subdir_for(flags)}/{maildir.file_name(unique, info)}",
+                frozenset(maildir.info_to_flags(info, target.keywords.keywords())))
+
+    def _write_files(self, account_id: int, actions, where: dict[str, L.DiskFile]) -> None:
+        mm = tables.mirror_files.c
+        opened: dict[str, MaildirFolder] = {}
+
+        def folder(path: str) -> MaildirFolder:
+            if path not in opened:
+                opened[path] = self._open(path)
+            return opened[path]
+
+        new_rows: dict[str, list[dict]] = {}
+        with UnitOfWork(self.store) as reader:
+            for a in actions:
+                if not isinstance(a, L.WriteFile):
+                    continue
+                m = a.message
+                try:
+                    raw = self._body(reader.connection, m)
+                except StoreError as exc:
+                    self.result.notes.append(exc.message)
+                    continue
+                target = folder(a.folder)
+                final = target.deliver(raw, m.sha256, m.placement_id, sorted(m.flags), m.when)
+                flags = maildir.info_to_flags(maildir.split_name(final.name)[1], target.keywords.keywords())
+                new_rows.setdefault(a.folder, []).append(dict(
+                    account_id=account_id, placement_id=m.placement_id, sha256=m.sha256, folder=a.folder,
+                    name=f"{final.parent.name}/{final.name}", unique_name=m.unique, flags=_flags_text(flags),
+                    state="ok"))
+                self.result.written += 1
+        for path, rows in new_rows.items():
+            opened[path].close()  # fsynced and renamed into place: only now are the rows committed
+            crash.point("mirror files written")
+            with UnitOfWork(self.store) as uow:
+                uow.connection.execute(insert(tables.mirror_files), rows)
+                uow.commit()
+        for a in actions:
+            try:
+                if isinstance(a, L.AdoptFile):
+                    m = a.message
+                    name, flags = a.found.name, a.found.flags
+                    self._rows(insert(tables.mirror_files).values(
+                        account_id=account_id, placement_id=m.placement_id, sha256=m.sha256, folder=a.found.folder,
+                        name=name, unique_name=m.unique, flags=_flags_text(flags), state="ok"))
+                    if a.found.folder != a.folder or flags != L._mirrored(m.flags):
+                        with UnitOfWork(self.store) as uow:
+                            rows = self._state(uow.connection, account_id)[1]
+                        row = next(r for r in rows if r.unique == m.unique)
+                        self._rename(folder, L.RenameFile(row, m, a.folder), a.found)
+                elif isinstance(a, L.RenameFile):
+                    found = where.get(a.row.unique)
+                    if found is None:  # the client moved or deleted it meanwhile: the next scan sees to it
+                        continue
+                    self._rename(folder, a, found)
+                elif isinstance(a, L.RemoveFile):
+                    found = where.get(a.row.unique)
+                    if found is not None:
+                        self._unlink(self._dir(found.folder) / found.name)
+                    self._rows(delete(tables.mirror_files).where(mm.id == a.row.id))
+                    self.result.removed += 1
+                elif isinstance(a, L.RemoveStray):
+                    self._unlink(self._dir(a.found.folder) / a.found.name)
+                    self.result.removed += 1
+            except MirrorError as exc:
+                self.result.notes.append(str(exc))
+        for target in opened.values():
+            target.close()
+
+    def _rename(self, folder, a: L.RenameFile, found: L.DiskFile) -> None:
+        m = a.message
+        target = folder(a.folder)
+        name, flags = self._name(target, a.row.unique, m.flags)
+        src, dst = self._dir(found.folder) / found.name, self._dir(a.folder) / name
+        if src != dst:
+            try:
+                os.rename(src, dst)
+                _fsync_dir(dst.parent)
+                if src.parent != dst.parent:
+                    _fsync_dir(src.parent)
+            except FileNotFoundError:
+                return  # the client renamed it just now: the next scan sees to it
+            except OSError as exc:
+                raise _fail("rename", src, exc) from exc
+        crash.point("mirror file renamed")
+        mm = tables.mirror_files.c
+        self._rows(update(tables.mirror_files).where(mm.id == a.row.id).values(
+            placement_id=m.placement_id, sha256=m.sha256, folder=a.folder, name=name, flags=_flags_text(flags)))
+        self.result.renamed += 1
+
+    def _unlink(self, path: Path) -> None:
+        try:
+            path.unlink(missing_ok=True)
+            _fsync_dir(path.parent)
+        except OSError as exc:
+            raise _fail("remove", path, exc) from exc
+
+    def _body(self, c, m: L.StoreMessage) -> bytes:
+        raw = repo.read_body(c, m.sha256)
+        if hashlib.sha256(raw).hexdigest() != m.sha256:
+            raise StoreError(f"message {m.sha256[:12]} is damaged in the store: not written to the Maildir",
+                             hint="run mailsync verify --repair, then mailsync sync")
+        return raw
+
+
+def sync_with_mirror(store, account, run_sync, *, allow_mass_delete: bool = False):
+    """One sync of ``account`` with its Maildir mirror around it: the scan records the client's
+    changes (so ``run_sync()`` pushes them), then the write puts the synced store into the Maildir.
+    Returns (the sync's AccountResult, MirrorResult or None without a mirror). A Maildir that cannot
+    be read or written fails the account, never the others; held deletions set it aside."""
+    if mirror_of(account) is None:
+        return run_sync(), None
+    mirror = LiveMirror(store, account)
+    problem = None
+    try:
+        mirror.scan(allow_mass_delete=allow_mass_delete)
+    except MailsyncError as exc:
+        problem = exc
+    result = run_sync()
+    if problem is None:
+        try:
+            mirror.write()
+        except MailsyncError as exc:
+            problem = exc
+    if problem is not None:
+        result.fail(f"account '{account.name}': Maildir mirror: {problem}")
+    for why in mirror.result.held:
+        result.set_aside.append(f"Maildir: {why}; run `mailsync sync --allow-deletions` to send them")
+    result.notes += [f"Maildir: {n}" for n in mirror.result.notes]
+    return result, mirror.result
+
+
+def maildir_signature(account) -> tuple:
+    """A cheap fingerprint of the account's Maildir: the modification times of every cur/ and new/
+    directory (a client's rename, new file or deletion changes its directory's). The watch daemon
+    compares it a few times a second to sync as soon as a client changed something."""
+    root, layout = mirror_of(account)
+    out = []
+    stack = [root]
+    while stack:
+        base = stack.pop()
+        try:
+            entries = list(os.scandir(base))
+        except OSError:
+            continue
+        for e in entries:
+            if e.name in ("cur", "new"):
+                try:
+                    out.append((e.path, e.stat().st_mtime_ns))
+                except OSError:
+                    pass
+            elif e.name != "tmp" and e.is_dir(follow_symlinks=False) and (layout == "fs" or base == root):
+                if layout == "fs" or e.name.startswith("."):
+                    stack.append(Path(e.path))
+    return tuple(sorted(out))
