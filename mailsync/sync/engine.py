@@ -749,7 +749,7 @@ class AccountSync(Downloads, JournalPush, guards.ServerChecks):
     def _merge_carried(self, uow: UnitOfWork, folder_id: int, server: dict) -> tuple[_Folder, list]:
         s = uow.connection
         f = repo.get_folder(s, folder_id)
-        local = {uid: p for uid, p in repo.live_placements_for(s, folder_id, list(server), ()).items()}
+        local = repo.live_placements_for(s, folder_id, list(server))
         plan = rules.plan_messages({uid: rules.LocalMessage(p.flags, p.base_flags, p.modseq) for uid, p in local.items()},
                                {uid: m for uid, m in server.items() if uid in local}, vanished=[], full=False,
                                policy=self.account.conflict)
