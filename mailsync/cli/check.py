@@ -112,16 +112,17 @@ def _check_server(account, out: AccountCheck) -> None:
 
 def _sizes(conn, folder, sizes: bool) -> tuple[int | None, int | None]:
     """(messages, bytes) of a folder: MESSAGES from LIST-STATUS (or STATUS), bytes from STATUS SIZE
-    (RFC 8438) where the server offers it, through imapclient's public folder_status."""
+    (RFC 8438) where the server offers it."""
+    from mailsync.errors import MailsyncError
+
     messages = (folder.status or {}).get("MESSAGES")
     if messages is None:
         messages = conn.status(folder.raw_name).get("MESSAGES")
     nbytes = None
     if sizes:
         try:
-            found = conn.client.folder_status(folder.raw_name, [b"SIZE"])
-            nbytes = int(found.get(b"SIZE", found.get("SIZE")))
-        except Exception:  # imapclient or our own errors: the size is a nicety, the check does not fail for it
+            nbytes = conn.status_reply(folder.raw_name, "SIZE")[0].get("SIZE")
+        except MailsyncError:  # the size is a nicety: the check does not fail for it
             nbytes = None
     return messages, nbytes
 

@@ -1,188 +1,50 @@
-"""One logged-in IMAP connection: TLS policy, login, and the commands the sync needs.
+"""One logged-in IMAP connection for the sync: the blocking shell around the sans-I/O core.
 
-Owns: sockets and TLS, mapping library exceptions (socket, ssl, imaplib, imapclient) to
-mailsync.errors at this boundary, and the command layer. Must not: touch the store or decide what
-to sync (mailsync.sync does).
-
-imapclient connects, runs STARTTLS, logs in and out. Every command after login is written on the
-same socket and its answer read with the sans-I/O mailsync.imap.responses parser: `readline()` for
-lines and `read(n)` for literals of the socket's buffered file, so each body is copied once
-(imapclient's own parser costs about 5x the raw socket on 20,000 bodies, and swallows the untagged
-VANISHED/FETCH answers QRESYNC needs). A whole-folder download can go further: with ``into``,
-fetch_all_messages reads each body with `readinto()` straight into the buffer the caller will
-write it to disk from (see _body_fetch). imaplib has consumed everything up to its last tagged answer
-before we start, and we consume everything up to ours, so the two never interleave. Payloads of
-untagged answers are parsed in mailsync.imap.payloads.
+Owns: the command engine (`_events`: send a command, read its answer with the sans-I/O
+mailsync.imap.responses parser, `readline()` for lines and `read(n)` for literals of the socket's
+buffer, so each body is copied once) and the commands the sync needs. A whole-folder download can
+go further: with ``into``, fetch_all_messages reads each body with `readinto()` straight into the
+buffer the caller will write it to disk from (see _body_fetch). Must not: touch the store or decide
+what to sync (mailsync.sync does). The socket, TLS and the login are mailsync.imap.transport's (which
+drives mailsync.imap.opening, shared with the push shell); what commands look like and what their
+answers mean are mailsync.imap.commands'; payloads of untagged answers are parsed in
+mailsync.imap.payloads; library exceptions are mapped in mailsync.imap.failures.
 """
 
 from __future__ import annotations
 
 import contextlib
-import itertools
-import socket
-import ssl
-import struct
-import threading
-import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
 
 from mailsync.config.model import AccountConfig
-from mailsync.errors import AuthError, ConnectError, CredentialError, FolderMissing, ProtocolError, TLSVerifyError
-from mailsync.imap import utf7
-from mailsync.imap.payloads import (MAX_EXPANDED, ListEntry, appenduid, copyuid, expand, modified, parse_esearch,
-                                    parse_list, parse_objectid, parse_search, parse_status_reply, set_size,
+from mailsync.errors import ConnectError, ProtocolError
+from mailsync.imap.commands import (CopyUids, RemoteFolder, SelectInfo, append_command, list_command, names_a_missing_folder, read_copyuid, read_listing,
+                                    read_select, refusal, select_command, status_items)
+from mailsync.imap.deadline import Watchdog
+from mailsync.imap.failures import mapped_errors
+from mailsync.imap.opening import new_tag
+from mailsync.imap.payloads import (appenduid, modified, parse_esearch, parse_search, parse_status_reply, set_size,
                                     vanished_ranges)
-from mailsync.imap.responses import (MAX_LINE, Continuation, FetchItem, ResponseParser, Tagged, Untagged, body_fetch_head,
-                                     body_fetch_item, format_uid_set, parse_response_code, quote,
-                                     usual_body_fetch)
+from mailsync.imap.responses import (MAX_LINE, Continuation, FetchItem, ResponseParser, Tagged, Untagged,
+                                     body_fetch_head, body_fetch_item, format_uid_set, quote, usual_body_fetch)
+from mailsync.imap.transport import LINE_CAP, LineTooLong, Wire, log_in, open_wire, widen_receive_buffer
 
-SPECIAL_USE = ("\\All", "\\Archive", "\\Drafts", "\\Flagged", "\\Junk", "\\Sent", "\\Trash", "\\Important")
-_tags = itertools.count(1)
-# RFC 3501/9051: UIDs and UIDVALIDITY are 32-bit non-zero numbers; RFC 7162: mod-sequences are 63-bit
-_COUNTER_RANGES = (("UIDVALIDITY", 1, 2**32 - 1), ("UIDNEXT", 1, 2**32 - 1), ("EXISTS", 0, 2**32 - 1),
-                   ("HIGHESTMODSEQ", 1, 2**63 - 1))
-# Every command has an overall deadline (_Watchdog): the account's command_deadline (by default
-# DEADLINE_TIMEOUTS times its timeout), plus one second for each deadline_rate bytes (by default
-# DEADLINE_RATE) of answer it asked for (message bodies, listings): a large FETCH gets all the time
-# its bytes need, a server that streams lines nobody asked for or drips a byte at a time does not.
-# Untagged OK/NO/BAD without a response code are counted, not kept.
-DEADLINE_TIMEOUTS = 2
-DEADLINE_RATE = 32 * 1024
 MAX_KEPT = 64 << 20  # bytes of untagged responses one command may keep
 _USEFUL = frozenset(("LIST", "STATUS", "SEARCH", "ESEARCH", "VANISHED", "CAPABILITY", "ENABLED", "FLAGS"))
 _COUNTS = frozenset(("EXISTS", "EXPUNGE", "VANISHED"))  # untagged responses that move the message count
 
 
-class CopyUids(dict):
-    """Source UID -> destination UID from a COPYUID (RFC 4315), and the destination UIDVALIDITY
-    the server named with them (None when it sent no COPYUID)."""
-
-    def __init__(self, pairs=(), *, uidvalidity: int | None = None) -> None:
-        super().__init__(pairs)
-        self.uidvalidity = uidvalidity
-
-
-@dataclass(frozen=True, slots=True)
-class RemoteFolder:
-    raw_name: str  # as on the wire (modified UTF-7)
-    name: str  # decoded
-    delimiter: str | None
-    flags: tuple[str, ...]
-    status: dict[str, int] | None = None  # from LIST-STATUS: MESSAGES UIDNEXT UIDVALIDITY [HIGHESTMODSEQ]
-    mailboxid: str | None = None  # RFC 8474, where the server offers OBJECTID
-
-    @property
-    def special_use(self) -> str | None:
-        for f in self.flags:
-            for su in SPECIAL_USE:
-                if f.lower() == su.lower():
-                    return su
-        return None
-
-    @property
-    def selectable(self) -> bool:
-        low = {f.lower() for f in self.flags}
-        return "\\noselect" not in low and "\\nonexistent" not in low
-
-
-@dataclass(frozen=True, slots=True)
-class SelectInfo:
-    uidvalidity: int
-    uidnext: int | None
-    exists: int
-    highestmodseq: int | None
-    nomodseq: bool = False
-    vanished: list[int] = field(default_factory=list)  # QRESYNC: expunged since the given modseq
-    vanished_unknown: bool = False  # QRESYNC: a VANISHED (EARLIER) too large to list was left out
-    changed: dict[int, FetchItem] = field(default_factory=dict)  # QRESYNC: FETCHes of changed messages
-    mailboxid: str | None = None  # RFC 8474 (OBJECTID)
-
-
-def tls_context(account: AccountConfig) -> ssl.SSLContext:
-    try:
-        ctx = ssl.create_default_context(cafile=str(account.ca_file) if account.ca_file else None)
-    except (OSError, ssl.SSLError) as exc:
-        raise ConnectError(f"account '{account.name}': cannot load ca_file {str(account.ca_file)!r}: {exc}",
-                           hint="point ca_file at a PEM file of trusted certificates") from exc
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    return ctx
-
-
-@contextlib.contextmanager
-def _mapped_errors(account: AccountConfig, doing: str):
-    """Map library exceptions to mailsync errors, naming the account, host and what we were doing."""
-    where = f"{account.host}:{account.port}"
-    import imaplib
-
-    from imapclient import exceptions as ice
-
-    try:
-        yield
-    except ssl.SSLCertVerificationError as exc:
-        raise TLSVerifyError(
-            f"account '{account.name}': the TLS certificate of {where} did not verify: {exc.verify_message}",
-            hint="if the server uses a private CA, set ca_file to its certificate; never disable verification") from exc
-    except ssl.SSLError as exc:
-        raise ConnectError(f"account '{account.name}': TLS failed with {where} while {doing}: {exc.reason or exc}",
-                           hint="check port and tls (implicit for 993, starttls for 143)") from exc
-    except ice.LoginError as exc:
-        raise AuthError(f"account '{account.name}': {where} refused the login of {account.username!r}: "
-                        f"{_text(exc)}", hint="check username and the password source") from exc
-    except socket.gaierror as exc:
-        raise ConnectError(f"account '{account.name}': cannot resolve host {account.host!r}: {exc.strerror}",
-                           hint="check the host name") from exc
-    except (TimeoutError, socket.timeout) as exc:
-        raise ConnectError(f"account '{account.name}': {where} timed out while {doing}",
-                           hint="check the host and port, or raise timeout") from exc
-    except ConnectionRefusedError as exc:
-        raise ConnectError(f"account '{account.name}': connection to {where} refused",
-                           hint="check host and port, and that the server is running") from exc
-    except OSError as exc:
-        raise ConnectError(f"account '{account.name}': connection to {where} failed while {doing}: "
-                           f"{exc.strerror or exc}") from exc
-    except (imaplib.IMAP4.abort, ice.IMAPClientAbortError) as exc:
-        raise ConnectError(f"account '{account.name}': {where} closed the connection while {doing}: {_text(exc)}") from exc
-    except (imaplib.IMAP4.error, ice.IMAPClientError) as exc:
-        raise ProtocolError(f"account '{account.name}': {where} answered badly while {doing}: {_text(exc)}") from exc
-
-
-def _names_a_missing_folder(tagged) -> bool:
-    """A NO saying the folder the command named does not exist: the NONEXISTENT code (RFC 5530), a
-    TRYCREATE (RFC 3501 6.3.11: APPEND, COPY or MOVE into a folder that is not there), or, from
-    servers without codes, the words (Dovecot "Mailbox doesn't exist", Cyrus and Courier "Mailbox
-    does not exist", "No such mailbox")."""
-    if tagged.status != "NO":
-        return False
-    code = (tagged.code or "").upper()
-    if code.startswith(("NONEXISTENT", "TRYCREATE")):
-        return True
-    text = tagged.text.lower()
-    return not code and ("mailbox doesn't exist" in text or "mailbox does not exist" in text
-                         or "no such mailbox" in text)
-
-
-def _text(exc: BaseException) -> str:
-    s = str(exc)
-    if s.startswith("b'") or s.startswith('b"'):
-        s = s[2:-1]
-    return s[:300]
-
-
 class ImapConnection:
     """A logged-in connection. Use `connect()`; close with `logout()` or as a context manager.
 
-    After login every command goes through `_exchange` (our parser on imapclient's socket); imapclient
-    is left to connect, STARTTLS, log in and log out. `commands` counts the commands sent, so tests
-    and benchmarks can check round trips.
+    Every command goes through `_events` (our parser on the Wire's buffer). `commands` counts the
+    commands sent after login, so tests and benchmarks can check round trips.
     """
 
-    def __init__(self, account: AccountConfig, client) -> None:
+    def __init__(self, account: AccountConfig, wire: Wire, capabilities: frozenset[str]) -> None:
         self.account = account
-        self.client = client
-        self.client.folder_encode = False  # we decode modified UTF-7 ourselves and keep raw names
-        self.capabilities = frozenset(c.decode().upper() if isinstance(c, bytes) else c.upper()
-                                      for c in client.capabilities())
+        self.wire = wire
+        self.capabilities = frozenset(c.upper() for c in capabilities)
         self.bytes_fetched = 0
         self.bodies_fetched = 0
         self.commands = 0
@@ -194,7 +56,7 @@ class ImapConnection:
         self.exists: int | None = None
         self.unlisted: list[str] = []  # why entries of the last LIST were set aside (list_folders)
         self.untagged_dropped = 0  # untagged responses not needed by any command, counted and dropped
-        self._watchdog = _Watchdog(self)
+        self._watchdog = Watchdog(account, wire.shutdown)
         # Sent by bulk_ahead and not yet read: (folder, tag of its SELECT or None once read, tag of its FETCH)
         self._ahead: tuple[str, bytes | None, bytes] | None = None
 
@@ -225,29 +87,30 @@ class ImapConnection:
             raise ConnectError(f"account '{self.account.name}': the connection is out of step; reconnect")
         if sent is None and self._ahead is not None:
             self._drop_ahead()
-        imap = self.client._imap  # imaplib.IMAP4: the socket and its buffered reader
-        tag = sent or f"MS{next(_tags)}".encode()
+        wire = self.wire
+        tag = sent or new_tag()
         parser = ResponseParser()
-        readline, read = imap.file.readline, imap.file.read
+        readline, read = wire.readline, wire.read
         watchdog = self._watchdog
         watchdog.begin()
-        with _mapped_errors(self.account, doing):
+        with mapped_errors(self.account, doing):
             try:
                 if sent is None:
                     self.commands += 1
-                    imap.send(tag + b" " + command + b"\r\n")
+                    wire.send(tag + b" " + command + b"\r\n")
                 if then is not None:
                     then()
                 while True:
                     n = parser.wants()
                     if n is None:
-                        line = readline(_LINE_CAP)
+                        try:
+                            line = readline(LINE_CAP)
+                        except LineTooLong:
+                            raise ProtocolError(f"account '{self.account.name}': the server sent a line longer "
+                                                f"than {MAX_LINE} bytes while {doing}; refused") from None
                         if not line:
                             raise ConnectError(f"account '{self.account.name}': the server closed the "
                                                f"connection while {doing}")
-                        if len(line) == _LINE_CAP and not line.endswith(b"\n"):
-                            raise ProtocolError(f"account '{self.account.name}': the server sent a line longer "
-                                                f"than {MAX_LINE} bytes while {doing}; refused")
                         if into is not None and parser.at_boundary:
                             usual = usual_body_fetch(line)
                             head = (usual[0], None, usual[6]) if usual is not None else body_fetch_head(line)
@@ -273,7 +136,7 @@ class ImapConnection:
                             if literal is None:
                                 raise ProtocolError(f"account '{self.account.name}': unexpected continuation "
                                                     f"request while {doing}")
-                            imap.send(literal + b"\r\n")
+                            wire.send(literal + b"\r\n")
                             watchdog.credit += len(literal)  # the time to send it counts as answer time
                             literal = None
                             continue
@@ -330,7 +193,7 @@ class ImapConnection:
         for the simple shape; otherwise the response goes to ResponseParser after all, the literal
         with it, and (None, its events) comes back."""
         seq, items, n = head
-        file = self.client._imap.file
+        file = self.wire
         view = into(n)
         if len(view) != n:
             raise ValueError(f"into({n}) gave a buffer of {len(view)} bytes")
@@ -339,7 +202,11 @@ class ImapConnection:
                                f"literal while {doing}")
         self.bytes_fetched += n
         self._watchdog.credit += n
-        end = file.readline(_LINE_CAP)
+        try:
+            end = file.readline(LINE_CAP)
+        except LineTooLong:
+            raise ProtocolError(f"account '{self.account.name}': the server sent a line longer than {MAX_LINE} "
+                                f"bytes while {doing}; refused") from None
         if not end:
             raise ConnectError(f"account '{self.account.name}': the server closed the connection while {doing}")
         if end == b")\r\n":
@@ -372,9 +239,7 @@ class ImapConnection:
                                         f"responses while {doing}; refused")
                 untagged.append(ev)
         if ok and tagged.status != "OK":
-            error = FolderMissing if _names_a_missing_folder(tagged) else ProtocolError
-            raise error(f"account '{self.account.name}': {doing} failed: {tagged.status} "
-                        f"{('[' + tagged.code + '] ') if tagged.code else ''}{tagged.text}")
+            raise refusal(self.account.name, tagged, doing)
         return untagged, fetches, tagged
 
     def enable(self, *caps: str) -> None:
@@ -387,54 +252,22 @@ class ImapConnection:
 
     def list_folders(self, *, with_status: bool = True) -> list[RemoteFolder]:
         """LIST every folder; with LIST-STATUS also UIDVALIDITY, UIDNEXT, MESSAGES, HIGHESTMODSEQ in the
-        same round trip (RFC 5819)."""
-        items = self._status_items()
-        options = []
-        if with_status and self.has("LIST-STATUS"):
-            options.append(f"STATUS ({items})")
-        if self.has("SPECIAL-USE") and (self.has("LIST-EXTENDED") or self.has("LIST-STATUS")):
-            options.append("SPECIAL-USE")  # with RETURN options the special-use flags must be asked for
-        cmd = b'LIST "" "*"' + (f" RETURN ({' '.join(options)})".encode() if options else b"")
+        same round trip (RFC 5819). Entries that cannot be used are set aside, with why, in ``unlisted``."""
+        cmd = list_command(self.capabilities, status=self._status_items() if with_status else None)
         untagged, _, _ = self._run(cmd, "listing folders")
-        entries: dict[str, ListEntry] = {}
-        status: dict[str, tuple[dict[str, int], str | None]] = {}
-        self.unlisted = []
-        for ev in untagged:
-            try:  # one unusable entry is set aside with its reason; the other folders are listed
-                if ev.kind == "LIST":
-                    e = parse_list(ev.raw)
-                    entries[e.raw_name] = e
-                elif ev.kind == "STATUS":
-                    name, values, mailboxid = parse_status_reply(ev.raw)
-                    status[name] = (values, mailboxid)
-            except ProtocolError as exc:
-                self.unlisted.append(str(exc))
-        out = []
-        for raw, e in entries.items():
-            st, mailboxid = status.get(raw, (None, None))
-            try:
-                name = utf7.decode(raw)
-            except ProtocolError as exc:
-                self.unlisted.append(f"{exc}; the folder cannot be named safely and is not synced")
-                continue
-            out.append(RemoteFolder(raw_name=raw, name=name, delimiter=e.delimiter, flags=e.flags,
-                                    status=st, mailboxid=mailboxid))
-        return out
+        folders, self.unlisted = read_listing(untagged)
+        return folders
 
     def _status_items(self) -> str:
-        # No MAILBOXID here, although OBJECTID servers take it in STATUS: Cyrus 3.6 (Debian 12) answers
-        # it, in STATUS and in LIST-STATUS alike, with six raw bytes of a pointer instead of the id
-        # ("MAILBOXID (\xb8\x82\x93\x9c\x97U)") whenever MESSAGES, UIDNEXT or HIGHESTMODSEQ are asked
-        # beside it (alone, or with UIDVALIDITY only, it is right); the bytes may hold CR, LF or
-        # parentheses and break the line. SELECT and EXAMINE give the right one, read in select().
-        return "MESSAGES UIDNEXT UIDVALIDITY" + (" HIGHESTMODSEQ" if self.condstore else "")
+        return status_items(self.condstore)
 
     def status(self, raw_name: str) -> dict[str, int]:
         return self.status_reply(raw_name)[0]
 
-    def status_reply(self, raw_name: str) -> tuple[dict[str, int], str | None]:
-        """STATUS of one folder: (its counters, its MAILBOXID where the server offers OBJECTID)."""
-        items = self._status_items()
+    def status_reply(self, raw_name: str, items: str | None = None) -> tuple[dict[str, int], str | None]:
+        """STATUS of one folder: (its counters, its MAILBOXID where the server offers OBJECTID); ``items``
+        other than the usual counters where asked (SIZE, RFC 8438, say)."""
+        items = items or self._status_items()
         untagged, _, _ = self._run(b"STATUS " + quote(raw_name) + f" ({items})".encode(), f"STATUS {raw_name!r}")
         for ev in untagged:
             if ev.kind == "STATUS":
@@ -458,7 +291,7 @@ class ImapConnection:
             if self.selected == raw_name:
                 self.selected = None
             return True
-        if _names_a_missing_folder(tagged):
+        if names_a_missing_folder(tagged):
             return False
         raise ProtocolError(f"account '{self.account.name}': DELETE {raw_name!r} failed: {tagged.text}")
 
@@ -492,58 +325,16 @@ class ImapConnection:
             self._ahead = (raw_name, None, self._ahead[2])
         elif qresync and self.qresync:
             self.enable("QRESYNC")
-        untagged, fetches, tagged = self._run(self._select_command(raw_name, readonly, qresync),
-                                              f"selecting {raw_name!r}", sent=sent)
-        info: dict[str, int] = {}
-        nomodseq = False
-        mailboxid = None
-        vanished: list[tuple[int, int]] = []
-        for ev in untagged:
-            if ev.kind == "EXISTS":
-                info["EXISTS"] = ev.number or 0
-            elif ev.kind == "OK":
-                code, _ = parse_response_code(ev.text)
-                if code:
-                    name, _, arg = code.partition(" ")
-                    if name in ("UIDVALIDITY", "UIDNEXT", "HIGHESTMODSEQ") and arg.strip().isdigit():
-                        info[name] = int(arg)
-                    elif name == "NOMODSEQ":
-                        nomodseq = True
-                    elif name == "MAILBOXID":
-                        mailboxid = parse_objectid(arg.strip().strip("()").encode())
-            elif ev.kind == "VANISHED":
-                vanished.extend(vanished_ranges(ev.raw)[1])
-        if "UIDVALIDITY" not in info:
-            raise ProtocolError(f"account '{self.account.name}': SELECT {raw_name!r} gave no UIDVALIDITY",
-                                hint="the server does not support UIDs properly; mailsync cannot sync it")
-        for name, low, high in _COUNTER_RANGES:
-            if name in info and not low <= info[name] <= high:
-                raise ProtocolError(f"account '{self.account.name}': SELECT {raw_name!r} gave {name} {info[name]}, "
-                                    f"outside {low}..{high}: the folder is set aside for this run",
-                                    hint="the server's counters are broken for this folder; nothing was changed")
+        untagged, fetches, _ = self._run(self._select_command(raw_name, readonly, qresync),
+                                         f"selecting {raw_name!r}", sent=sent)
+        info = read_select(self.account.name, raw_name, untagged, fetches)
         self.selected = raw_name
-        self.exists = info.get("EXISTS", 0)
-        changed = {f.uid: f for f in fetches if f.uid is not None}
-        # VANISHED (EARLIER) may name UIDs that never existed (RFC 7162 3.2.5.1): none at or above
-        # UIDNEXT did; when what is left is still too many to list, it is left out and said so
-        # (the sync then lists the folder's UIDs instead).
-        top = info.get("UIDNEXT")
-        if top is not None:
-            vanished = [(lo, min(hi, top - 1)) for lo, hi in vanished if lo < top]
-        unknown = set_size(vanished) > MAX_EXPANDED
-        return SelectInfo(uidvalidity=info["UIDVALIDITY"], uidnext=info.get("UIDNEXT"), exists=info.get("EXISTS", 0),
-                          highestmodseq=None if nomodseq else info.get("HIGHESTMODSEQ"), nomodseq=nomodseq,
-                          vanished=[] if unknown else expand(vanished), vanished_unknown=unknown,
-                          changed=changed, mailboxid=mailboxid)
+        self.exists = info.exists
+        return info
 
     def _select_command(self, raw_name: str, readonly: bool, qresync: tuple[int, int] | None) -> bytes:
-        verb = b"EXAMINE " if readonly else b"SELECT "
-        params = b""
-        if qresync and self.qresync:
-            params = f" (QRESYNC ({qresync[0]} {qresync[1]}))".encode()
-        elif self.condstore:
-            params = b" (CONDSTORE)"
-        return verb + quote(raw_name) + params
+        return select_command(raw_name, readonly=readonly, qresync=qresync if self.qresync else None,
+                              condstore=self.condstore)
 
     def bulk_ahead(self, raw_name: str) -> None:
         """Pipelining for a first sync (RFC 3501 5.5): send ``SELECT raw_name`` and its ``UID FETCH
@@ -553,12 +344,11 @@ class ImapConnection:
         their answers; any other command first reads and drops them. At most one folder ahead."""
         if self._ahead is not None or self.broken:
             return
-        imap = self.client._imap
-        select_tag, fetch_tag = f"MS{next(_tags)}".encode(), f"MS{next(_tags)}".encode()
+        select_tag, fetch_tag = new_tag(), new_tag()
         fetch = f"UID FETCH 1:* ({self._message_items()})".encode("ascii")
-        with _mapped_errors(self.account, f"selecting {raw_name!r}"):
+        with mapped_errors(self.account, f"selecting {raw_name!r}"):
             try:
-                imap.send(select_tag + b" " + self._select_command(raw_name, False, None) + b"\r\n"
+                self.wire.send(select_tag + b" " + self._select_command(raw_name, False, None) + b"\r\n"
                           + fetch_tag + b" " + fetch + b"\r\n")
             except BaseException:
                 self.broken = True
@@ -641,12 +431,7 @@ class ImapConnection:
         verb = "UID MOVE" if move else "UID COPY"
         untagged, _, tagged = self._run(f"{verb} {format_uid_set(uids)} ".encode() + quote(dest),
                                         f"{verb.lower()} to {dest!r}")
-        codes = [tagged.code] + [parse_response_code(ev.text)[0] for ev in untagged if ev.kind == "OK"]
-        for code in codes:
-            cu = copyuid(code)
-            if cu:
-                return CopyUids(zip(cu[1], cu[2]), uidvalidity=cu[0])
-        return CopyUids()
+        return read_copyuid(untagged, tagged)
 
     def uid_expunge(self, uids: Iterable[int]) -> None:
         """Remove exactly `uids` (already flagged \\Deleted). UID EXPUNGE with UIDPLUS; without it, the
@@ -670,12 +455,7 @@ class ImapConnection:
     def append(self, raw_name: str, data: bytes, flags: Iterable[str] = (),
                internaldate: str | None = None) -> tuple[int, int] | None:
         """APPEND; (uidvalidity, uid) from APPENDUID when the server offers UIDPLUS, else None."""
-        cmd = b"APPEND " + quote(raw_name)
-        flag_list = " ".join(f for f in flags if f.lower() != "\\recent")
-        cmd += f" ({flag_list})".encode()
-        if internaldate:
-            cmd += b' "' + internaldate.encode() + b'"'
-        cmd += b" {" + str(len(data)).encode() + b"}"
+        cmd = append_command(raw_name, len(data), flags, internaldate)
         _, _, tagged = self._run(cmd, f"appending to {raw_name!r}", literal=data)
         return appenduid(tagged.code)
 
@@ -695,11 +475,38 @@ class ImapConnection:
         return True
 
     def logout(self) -> None:
-        self._watchdog.stop()
+        """LOGOUT (its answer read for at most a couple of seconds), then close. Never raises."""
+        self._watchdog.end()
+        if not self.broken and self._ahead is None:
+            with contextlib.suppress(Exception):
+                self.wire.set_timeout(min(2.0, float(self.account.timeout or 2.0)))
+                tag = new_tag()
+                self.wire.send(tag + b" LOGOUT\r\n")
+                while True:  # the BYE, then the tagged OK (or the server just closes)
+                    line = self.wire.readline()
+                    if not line or line.startswith(tag + b" "):
+                        break
+        self.broken = True
         with contextlib.suppress(Exception):
-            self.client.logout()
+            self.wire.shutdown()
+        self.wire.close()
+
+    def shutdown(self) -> None:
+        """Cut the connection at once, from any thread: a command in progress fails with ConnectError."""
         with contextlib.suppress(Exception):
-            self.client.shutdown()
+            self.wire.shutdown()
+
+    def has_unread(self) -> bool:
+        """Whether the server sent something nobody asked for (a BYE, say) or closed: a connection
+        kept between syncs is only reused when it has not."""
+        try:
+            return self.wire.has_unread()
+        except (OSError, ValueError):
+            return True
+
+    def set_timeout(self, seconds: float) -> None:
+        with contextlib.suppress(OSError):
+            self.wire.set_timeout(seconds)
 
     def __enter__(self) -> "ImapConnection":
         return self
@@ -747,234 +554,18 @@ class ImapConnection:
         return "UID FLAGS INTERNALDATE RFC822.SIZE BODY.PEEK[]" + (" MODSEQ" if self.condstore else "")
 
 
-def _check_credentials(account: AccountConfig, password: str | None) -> None:
-    """A user name or password with a control character (CR LF would end the LOGIN command and
-    start another) is refused before anything is sent."""
-    for what, value in (("username", account.username), ("password", password or "")):
-        bad = next((c for c in value if ord(c) < 32 or ord(c) == 127), None)
-        if bad is not None:
-            raise CredentialError(f"account '{account.name}': the {what} contains the control character "
-                                  f"{bad!r}; it is not sent",
-                                  hint=f"check the {what} source (a trailing newline from cmd: or a file?)")
-
-
-def _login(account: AccountConfig, client, password: str) -> None:
-    """LOGIN takes ASCII only (RFC 3501 quoted strings); a user name or password with other
-    characters goes as AUTHENTICATE PLAIN, which carries UTF-8 (RFC 4616)."""
-    if (account.username + password).isascii():
-        client.login(account.username, password)
-        return
-    caps = {c.decode().upper() if isinstance(c, bytes) else c.upper() for c in client.capabilities()}
-    if "AUTH=PLAIN" not in caps:
-        raise AuthError(f"account '{account.name}': the user name or password has non-ASCII characters and "
-                        f"{account.host}:{account.port} does not offer AUTHENTICATE PLAIN, the one way to send them",
-                        hint="use an ASCII password, or ask the provider for an app password")
-    client.plain_login(account.username, password)
-
-
-_LINE_CAP = MAX_LINE + 1  # readline() reads at most this much: a longer line is refused, not held
-
-
-class _Watchdog:
-    """The overall deadline of the command in progress on a connection (DEADLINE_TIMEOUTS,
-    DEADLINE_RATE). A read timeout alone never fires while bytes keep coming; one thread for the
-    whole process (_Watcher) shuts the socket down when a command outlives its allowance, which ends
-    any read in progress. It looks only at commands in progress, and sleeps while there are none."""
-
-    def __init__(self, conn: "ImapConnection") -> None:
-        self.conn = conn
-        account = conn.account
-        self.timeout = float(account.timeout or 60)
-        deadline = getattr(account, "command_deadline", None)
-        self.base = float(deadline) if deadline else DEADLINE_TIMEOUTS * self.timeout
-        self.rate = getattr(account, "deadline_rate", None) or DEADLINE_RATE
-        self.credit = 0  # bytes of answer asked for, received by the command in progress
-        self.expired = False
-        self._since: float | None = None
-
-    def allowance(self) -> float:
-        return self.base + self.credit / self.rate
-
-    def begin(self) -> None:
-        self.credit = 0
-        self._since = time.monotonic()
-        _WATCHER.add(self)
-
-    def end(self) -> None:
-        self._since = None
-        _WATCHER.discard(self)
-
-    def stop(self) -> None:
-        self.end()
-
-    def check(self, now: float) -> bool:
-        """Called by the watcher: True (and the socket shut down) when the command ran out of time."""
-        since = self._since
-        if since is None or now - since <= self.allowance():
-            return False
-        self.expired = True
-        with contextlib.suppress(Exception):
-            self.conn.client._imap.sock.shutdown(socket.SHUT_RDWR)
-        return True
-
-
-class _Watcher:
-    """The one thread that checks every command in progress, TICK apart."""
-
-    TICK = 0.25
-
-    def __init__(self) -> None:
-        self._active: set[_Watchdog] = set()
-        self._lock = threading.Lock()
-        self._wake = threading.Condition(self._lock)
-        self._thread: threading.Thread | None = None
-
-    def add(self, dog: _Watchdog) -> None:
-        with self._lock:
-            self._active.add(dog)
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="imap-deadlines", daemon=True)
-                self._thread.start()
-            self._wake.notify()
-
-    def discard(self, dog: _Watchdog) -> None:
-        with self._lock:
-            self._active.discard(dog)
-
-    def _run(self) -> None:
-        while True:
-            with self._lock:
-                while not self._active:
-                    self._wake.wait()
-                dogs = list(self._active)
-            now = time.monotonic()
-            for dog in dogs:
-                tick = min(self.TICK, dog.timeout / 4, dog.base / 4)
-                if dog.check(now):
-                    self.discard(dog)
-            time.sleep(tick if dogs else self.TICK)
-
-
-_WATCHER = _Watcher()
-
-
-def _authenticate_oauth2(account: AccountConfig, client, tokens) -> str:
-    """SASL OAUTHBEARER (XOAUTH2 when the server does not offer it) with a fresh access token; when
-    the server refuses it, one retry with a refreshed token. Returns the mechanism used. The
-    token only travels inside the SASL exchange (imapclient's log redacts AUTHENTICATE and imaplib
-    logs only literal sizes)."""
-    import imaplib
-    import logging
-
-    from mailsync.imap import sasl
-
-    where = f"{account.host}:{account.port}"
-    if tokens is None:
-        raise AuthError(f"account '{account.name}': auth = \"oauth2\" but no token source was given",
-                        hint="this is a bug in the caller of connect()")
-    mech = sasl.choose_mechanism(client.capabilities())
-    if mech is None:
-        raise AuthError(f"account '{account.name}': {where} offers neither AUTH=OAUTHBEARER nor AUTH=XOAUTH2, "
-                        "so it cannot take an OAuth2 token",
-                        hint='check host and port, or use auth = "password" with this server')
-    token = tokens.access_token()
-    for attempt in (1, 2):
-        conversation = sasl.Conversation(mech, account.username, token, host=account.host, port=account.port)
-        try:
-            client._imap.authenticate(mech, conversation)
-            logging.getLogger("mailsync.imap").debug("account %s: authenticated with %s", account.name, mech)
-            return mech
-        except imaplib.IMAP4.abort:
-            raise
-        except imaplib.IMAP4.error as exc:
-            said = _text(exc)
-            if conversation.challenge is not None:
-                said += f" ({conversation.challenge.describe()})"
-            if attempt == 2:
-                raise AuthError(
-                    f"account '{account.name}': {where} refused the OAuth2 access token of {account.username!r} "
-                    f"({mech}) even after a refresh: {said}",
-                    hint=f"check that username is the address you signed in with, and that the token's scopes "
-                         f"include the provider's IMAP scope; then run mailsync auth login {account.name}") from None
-            token = tokens.access_token(rejected=token)  # refresh once, then retry
-    raise AssertionError("unreachable")
-
-
 def connect(account: AccountConfig, password: str | None, *, timeout: float | None = None,
             tokens=None) -> ImapConnection:
-    """Open a connection per the account's TLS policy and log in. Raises mailsync.errors only.
+    """Open a connection per the account's TLS policy and log in (mailsync.imap.opening's steps, rules
+    O1-O6). Raises mailsync.errors only.
 
     With ``account.auth == "oauth2"``, ``tokens`` (a mailsync.imap.sasl.TokenSource) gives the
     access token and ``password`` is not used."""
-    from imapclient import IMAPClient
-
-    if account.auth != "oauth2":
-        _check_credentials(account, password)
-    timeout = timeout or account.timeout
-    with _mapped_errors(account, "connecting"):
-        if account.tls == "implicit":
-            client = IMAPClient(account.host, port=account.port, ssl=True, ssl_context=tls_context(account),
-                                timeout=timeout)
-        else:
-            client = IMAPClient(account.host, port=account.port, ssl=False, timeout=timeout)
-            if account.tls == "starttls":
-                try:
-                    client.starttls(tls_context(account))
-                except Exception:
-                    with contextlib.suppress(Exception):
-                        client.shutdown()
-                    raise
+    wire = open_wire(account, timeout or account.timeout)
     try:
-        with _mapped_errors(account, "logging in"):
-            if account.auth == "oauth2":
-                _authenticate_oauth2(account, client, tokens)
-            else:
-                _login(account, client, password)
-        _widen_receive_buffer(client._imap.sock)
-        return ImapConnection(account, client)
+        opened = log_in(wire, account, password, tokens)
+        widen_receive_buffer(wire.sock)
+        return ImapConnection(account, wire, opened.capabilities)
     except BaseException:
-        with contextlib.suppress(Exception):
-            client.shutdown()
+        wire.close()
         raise
-
-
-# The socket's receive buffer on a link with a short round trip. Linux grows a TCP receive buffer
-# as the reader keeps up (autotuning), from 128 KB, and a first sync's reader does not always keep
-# up: it hashes, parses and waits on its other threads now and then, the buffer fills, and the
-# server stops and waits for the window to open. Measured on loopback (20,000 messages, 434 MB):
-# the server was window-limited 61-68% of its busy time; with an 8 MB buffer 30-39%, and the sync
-# used 0.15 s less CPU. A fixed size turns autotuning off for the socket, so it is only set where
-# autotuning could never need more: a round trip under RTT_LOCAL_US holds at most 1.25 MB at
-# 10 Gbit/s. Elsewhere (a WAN link) the kernel's autotuning is left alone, and so is a buffer that
-# is already as large, or that the system's limit (net.core.rmem_max) would make smaller.
-RTT_LOCAL_US = 1000
-RECEIVE_BUFFER = 4 << 20  # asked for; Linux doubles it (bookkeeping), so 8 MB in effect
-_TCP_INFO_RTT = struct.Struct("=I")  # struct tcp_info: tcpi_rtt (microseconds) at byte 68
-_TCP_INFO_RTT_AT = 68
-
-
-def receive_buffer_request(rtt_us: int, current: int, rmem_max: int) -> int | None:
-    """The SO_RCVBUF to ask for, or None to leave the socket's buffer (and autotuning) alone.
-    ``current``: SO_RCVBUF as getsockopt reports it (doubled); ``rmem_max``: the system's limit."""
-    if not 0 < rtt_us < RTT_LOCAL_US:
-        return None
-    want = min(RECEIVE_BUFFER, rmem_max)
-    return want if 2 * want > current else None
-
-
-def _widen_receive_buffer(sock) -> None:
-    """receive_buffer_request on a connected socket; Linux only, best effort (a failure changes nothing)."""
-    if not hasattr(socket, "TCP_INFO"):
-        return
-    try:
-        info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 104)
-        if len(info) < _TCP_INFO_RTT_AT + 4:
-            return
-        (rtt,) = _TCP_INFO_RTT.unpack_from(info, _TCP_INFO_RTT_AT)
-        with open("/proc/sys/net/core/rmem_max", "rb") as f:
-            rmem_max = int(f.read())
-        size = receive_buffer_request(rtt, sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF), rmem_max)
-        if size is not None:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)
-    except (OSError, ValueError):
-        return

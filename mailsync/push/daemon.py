@@ -47,8 +47,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import select
-import socket
 import threading
 import time
 from collections import deque
@@ -122,8 +120,7 @@ def _now_utc() -> datetime:
 
 def _quick_logout(conn) -> None:
     """LOGOUT, giving up after 2 s (a kept connection may have died quietly)."""
-    with contextlib.suppress(Exception):
-        conn.client.socket().settimeout(2.0)
+    conn.set_timeout(2.0)
     conn.logout()
 
 
@@ -167,14 +164,7 @@ class SyncConnection:
     def _usable(self, conn) -> bool:
         if conn.broken or time.monotonic() - self._idle_since > self.idle_max:
             return False
-        try:
-            sock = conn.client.socket()
-            if getattr(sock, "pending", lambda: 0)():
-                return False
-            readable, _, _ = select.select([sock], [], [], 0)
-            return not readable  # a kept connection gets nothing unasked but a BYE (or EOF)
-        except (OSError, ValueError):
-            return False
+        return not conn.has_unread()  # a kept connection gets nothing unasked but a BYE (or EOF)
 
     def release(self, conn, clean: bool) -> None:
         self.active = None
@@ -209,15 +199,13 @@ class SyncConnection:
         with self._lock:
             conn, self._idle = self._idle, None
         if conn is not None:
-            with contextlib.suppress(Exception):
-                conn.client.shutdown()
+            conn.shutdown()
 
     def cut(self) -> None:
         """Make a sync blocked on the socket fail at once (shutdown, or a silent dead path)."""
         conn = self.active
         if conn is not None:
-            with contextlib.suppress(Exception):
-                conn.client.socket().shutdown(socket.SHUT_RDWR)
+            conn.shutdown()
 
 
 # -- one account --------------------------------------------------------------------------------

@@ -105,6 +105,6 @@ def setup(fmt: str = "text", level: int = logging.INFO, stream=None) -> logging.
         root.removeHandler(h)
     root.addHandler(handler)
     root.setLevel(level)
-    for noisy in ("imapclient", "asyncio", "alembic"):  # imapclient logs protocol lines (DEBUG) and logouts (INFO)
+    for noisy in ("asyncio", "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING if level >= logging.INFO else logging.INFO)
     return handler

@@ -49,6 +49,7 @@ from enum import Enum
 
 from mailsync.errors import ProtocolError
 from mailsync.imap import utf7
+from mailsync.imap.commands import RemoteFolder, selectable
 from mailsync.imap.payloads import parse_list, parse_status
 from mailsync.imap.responses import Continuation, Event, FetchItem, Tagged, Untagged, quote
 from mailsync.sync.plan import folder_selected
@@ -157,26 +158,11 @@ def choose_mode(capabilities: Iterable[str], *, refused: Iterable[str] = ()) -> 
     return Mode.POLL
 
 
-@dataclass(frozen=True)
-class ListedFolder:
-    raw_name: str
-    flags: tuple[str, ...] = ()
-
-    @property
-    def selectable(self) -> bool:
-        low = {f.lower() for f in self.flags}
-        return "\\noselect" not in low and "\\nonexistent" not in low
-
-    @property
-    def name(self) -> str:
-        return utf7.decode(self.raw_name)
-
-
-def watched_folders(listing: Sequence[ListedFolder], watch: bool | Sequence[str] | None,
+def watched_folders(listing: Sequence[RemoteFolder], watch: bool | Sequence[str] | None,
                     include: Sequence[str], exclude: Sequence[str]) -> list[str]:
     """The raw names IDLE watches: the config's `watch` list (decoded names), or by default INBOX
     and the folder marked \\Sent; only folders that exist, are selectable and that the account syncs."""
-    by_name: dict[str, ListedFolder] = {}
+    by_name: dict[str, RemoteFolder] = {}
     for f in listing:
         if f.selectable:
             by_name[f.name.upper() if f.name.upper() == "INBOX" else f.name] = f
@@ -198,7 +184,7 @@ def watched_folders(listing: Sequence[ListedFolder], watch: bool | Sequence[str]
     return out
 
 
-def plan_sessions(mode: Mode, capabilities: Iterable[str], listing: Sequence[ListedFolder], *,
+def plan_sessions(mode: Mode, capabilities: Iterable[str], listing: Sequence[RemoteFolder], *,
                   watch: bool | Sequence[str] | None, budget: int, include: Sequence[str] = ("*",),
                   exclude: Sequence[str] = ()) -> list[SessionPlan]:
     """The push connections of an account in `mode`, within `budget` connections (the account's
@@ -423,7 +409,7 @@ class PushSession:
 
     def _finish_poll(self, now: float) -> list[Action]:
         wanted = {raw for raw, flags in self._listing.items()
-                  if self.plan.wanted(raw) and ListedFolder(raw, flags).selectable}
+                  if self.plan.wanted(raw) and selectable(flags)}
         current = {raw: c for raw, c in self._counters.items() if raw in wanted}
         for raw in wanted - set(current):  # listed, but no counters (refused STATUS): still a folder
             current[raw] = ()
@@ -468,7 +454,7 @@ class PushSession:
         self.answer_by = None
         if what == "POLL-LIST":
             names = [raw for raw, flags in self._listing.items()
-                     if self.plan.wanted(raw) and ListedFolder(raw, flags).selectable]
+                     if self.plan.wanted(raw) and selectable(flags)]
             if names:
                 items = status_items(self.plan.condstore)
                 sends = [self._send("POLL-STATUS", b"STATUS " + _astring(raw) + f" ({items})".encode(), now)

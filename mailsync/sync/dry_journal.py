@@ -248,6 +248,6 @@ def after_folder_ops(raw: str, ops: list[tuple], delimiter: str | None) -> str |
 
 def made_folder(raw: str, delimiter: str | None):
     """A folder the journal's CREATE makes, as the LIST after it would show it (empty, no flags)."""
-    from mailsync.imap.connection import RemoteFolder
+    from mailsync.imap.commands import RemoteFolder
 
     return RemoteFolder(raw_name=raw, name=utf7.decode(raw), delimiter=delimiter, flags=(), status=None)

@@ -1,12 +1,13 @@
 """A connection to a server on a short round trip (the test Dovecot, on loopback) gets the large
-receive buffer, as far as the system's limit allows; see mailsync.imap.connection."""
+receive buffer, as far as the system's limit allows; see mailsync.imap.transport."""
 
 from __future__ import annotations
 
 import socket
 from pathlib import Path
 
-from mailsync.imap.connection import RECEIVE_BUFFER, connect
+from mailsync.imap.connection import connect
+from mailsync.imap.transport import RECEIVE_BUFFER
 from twoway_support import account_for
 
 
@@ -14,7 +15,7 @@ def test_a_loopback_connection_gets_the_large_receive_buffer(imap_user):
     rmem_max = int(Path("/proc/sys/net/core/rmem_max").read_text())
     conn = connect(account_for(imap_user), imap_user.password)
     try:
-        got = conn.client._imap.sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+        got = conn.wire.sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
         want = min(RECEIVE_BUFFER, rmem_max)
         if 2 * want > 131072:  # Linux reports the doubled size
             assert got == 2 * want

@@ -78,31 +78,3 @@ def test_logs_never_carry_a_registered_secret():
     logs.event(log, "oops", detail="login with hunter2-Secret failed")
     log.warning("plain message hunter2-Secret")
     assert "hunter2-Secret" not in out.getvalue() and out.getvalue().count("***") == 2
-
-
-def test_login_command_quotes_or_sends_literals():
-    """LOGIN (for servers without AUTH=PLAIN): quoted strings, or synchronizing literals for what a
-    quoted string cannot carry; the transcript never shows the arguments."""
-    import asyncio
-
-    from mailsync.push.client import PushClient
-
-    async def run(user: str, password: str):
-        client = PushClient.__new__(PushClient)
-        client.account = AccountConfig(name="a", host="h", username=user)
-        seen = {}
-
-        async def command(line, what, *, answers=None, sasl=None, secret=False):
-            seen.update(line=line, answers=answers, secret=secret)
-            return [], None
-
-        client.command = command
-        await client._login_command(password)
-        return seen
-
-    plain = asyncio.run(run("me@example.org", 'pa"ss\\word'))
-    assert plain == {"line": b'LOGIN "me@example.org" "pa\\"ss\\\\word"', "answers": [], "secret": True}
-    utf8 = asyncio.run(run("me@example.org", "pässwörd"))
-    assert utf8["line"] == b'LOGIN "me@example.org" {10}' and utf8["answers"] == ["pässwörd".encode()]
-    both = asyncio.run(run("jürgen", "pässwörd"))
-    assert both["line"] == b"LOGIN {7}" and both["answers"] == ["jürgen".encode() + b" {10}", "pässwörd".encode()]

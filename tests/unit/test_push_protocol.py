@@ -9,7 +9,8 @@ import pytest
 
 from mailsync.imap.responses import ResponseParser
 from mailsync.push.backoff import CREDENTIALS, NETWORK, Backoff, BackoffPolicy
-from mailsync.push.protocol import (Fail, ListedFolder, Mode, PushSession, Ready, Refused, Send, SessionPlan, Timing,
+from mailsync.imap.commands import RemoteFolder
+from mailsync.push.protocol import (Fail, Mode, PushSession, Ready, Refused, Send, SessionPlan, Timing,
                                     Wake, choose_mode, plan_sessions, watched_folders)
 
 T = Timing(idle_refresh=1500.0, keepalive=300.0, response_timeout=30.0, poll_interval=60.0)
@@ -42,9 +43,9 @@ def answer(session, actions, now, status=b"OK"):
 
 # -- planning -------------------------------------------------------------------------------------
 
-LISTING = [ListedFolder("INBOX", ("\\HasNoChildren",)), ListedFolder("Sent", ("\\Sent",)),
-           ListedFolder("Archive", ()), ListedFolder("Junk", ("\\Junk",)), ListedFolder("Parent", ("\\Noselect",)),
-           ListedFolder("Entw&APw-rfe", ())]
+LISTING = [RemoteFolder("INBOX", ("\\HasNoChildren",)), RemoteFolder("Sent", ("\\Sent",)),
+           RemoteFolder("Archive", ()), RemoteFolder("Junk", ("\\Junk",)), RemoteFolder("Parent", ("\\Noselect",)),
+           RemoteFolder("Entw&APw-rfe", ())]
 
 
 @pytest.mark.parametrize("caps, refused, mode", [

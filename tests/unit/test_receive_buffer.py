@@ -1,6 +1,6 @@
 """receive_buffer_request: when a connection's receive buffer is set, and to what."""
 
-from mailsync.imap.connection import RECEIVE_BUFFER, RTT_LOCAL_US, receive_buffer_request
+from mailsync.imap.transport import RECEIVE_BUFFER, RTT_LOCAL_US, receive_buffer_request
 
 MB = 1 << 20
 
