@@ -410,7 +410,7 @@ class _DryRun(JournalWalk):
 
     def _deletions(self, folder: _Folder, fp: FolderPlan, expunged: list[int], local: dict[int, _Placement],
                    live: int, contradiction: str | None) -> None:
-        """engine._hold_deletions (rules G1-G2); the tombstones they leave, for rule N2."""
+        """store_tasks.hold_deletions (rules G1-G2); the tombstones they leave, for rule N2."""
         why = P.held_reason(len(expunged), live, contradiction, self.allow_mass_delete)
         if why is not None and contradiction is None:  # G2: decided once every folder was read
             self.mass.append((fp, folder.id, expunged, live))
@@ -489,7 +489,7 @@ class _DryRun(JournalWalk):
         fresh = replace(folder, checkpoint=P.FolderCheckpoint(info.uidvalidity, None, None, None), pending=True)
         self._folder(conn, fresh, fp, rematched=matches)
 
-    # -- step 2, end: rules G2 and N2 (engine._settle_mass, _link_deferred) --------------------------
+    # -- step 2, end: rules G2 and N2 (store_tasks.settle_mass, link_deferred) --------------------------
 
     def _settle_mass(self) -> None:
         arrived = {sha for _fp, _uid, sha, _item in self.links}
@@ -543,7 +543,7 @@ def _status(conn, folder, server_name: str):
 
 
 def _newest(c, placement_id: int, since) -> bool:
-    """engine._newest_local_change: was the pending flag change made after the server was last read?"""
-    from mailsync.sync.engine import _newest_local_change
+    """store_tasks.newest_local_change: was the pending flag change made after the server was last read?"""
+    from mailsync.sync.store_tasks import newest_local_change
 
-    return _newest_local_change(c, placement_id, since)
+    return newest_local_change(c, placement_id, since)

@@ -49,7 +49,7 @@ class JournalPush:
             attempts=o.attempts + 1 if state == "sent" else o.attempts))
         uow.commit()
         if state == "done":
-            self.result.add(pushed=1)
+            self.ledger.add(pushed=1)
 
     def _push_ops(self, conn: ImapConnection, db: StoreWorker) -> None:
         # In the order they were made: each names folders as they were called at that moment.
@@ -63,14 +63,14 @@ class JournalPush:
                 if conn.broken:
                     raise
                 undone = db.call(self._refused, entry, exc)
-                self.result.notes.append(f"local change #{entry.id} ({entry.kind}) failed: {exc}"
+                self.ledger.note(f"local change #{entry.id} ({entry.kind}) failed: {exc}"
                                          + (f"; {undone}" if undone else ""))
 
     def _refused(self, uow: UnitOfWork, entry: journal.Entry, exc: MailsyncError) -> str:
         """The server refused a local change: the store goes back to what the server has (rules L1-L3
         in mailsync.sync.undo), in the transaction that marks the change failed."""
         undone, orphans = undo_refused(uow.connection, self.account_id, entry, exc)
-        self._orphans.update(orphans)
+        self.ledger.orphan(orphans)
         self._mark(uow, entry.id, "failed", str(exc) + (f" ({undone})" if undone else ""))
         return undone
 
@@ -139,7 +139,7 @@ class JournalPush:
                                                   pl.tombstone_run.is_(None)).values(tombstone_run=self.run_id))
         repo.update_folder(c, folder_id, uidvalidity=uidvalidity, uidnext=None, highestmodseq=None, messages=None,
                            fetched_uid=0, status="ok", status_reason=None)
-        self._audit(uow, "folder_recreated", "gone from the server while a local message waited to go into it: "
+        self.ledger.audit(uow, "folder_recreated", "gone from the server while a local message waited to go into it: "
                     "created again to hold it", folder=utf7.decode(raw_name))
         uow.commit()
 
