@@ -20,7 +20,7 @@ from mailsync.sync import plan as rules
 from mailsync.sync.message import message_id, sha256_hex
 
 if TYPE_CHECKING:
-    from mailsync.imap.connection import ImapConnection
+    from mailsync.sync.session import ImapSession
 
 BATCH_BYTES = 16 * 1024 * 1024  # a batch is committed at batch_size messages or this many bytes
 
@@ -28,7 +28,7 @@ BATCH_BYTES = 16 * 1024 * 1024  # a batch is committed at batch_size messages or
 class Downloads:
     """The download half of a sync (see the module's docstring)."""
 
-    def _download(self, conn: ImapConnection, db: StoreWorker, folder_id: int, name: str, uids: list[int] | None,
+    def _download(self, conn: ImapSession, db: StoreWorker, folder_id: int, name: str, uids: list[int] | None,
                   ahead: str | None = None, info=None) -> None:
         """Read messages off the socket here; the store worker commits them in batches.
         ``uids`` None: every message of the folder as SELECT described it (``info``; rule D4);
@@ -57,7 +57,7 @@ class Downloads:
         if batch:
             db.submit(self._commit_batch, folder_id, name, batch, nbytes)
 
-    def _download_packed(self, conn: ImapConnection, db: StoreWorker, folder_id: int, name: str, ahead: str | None = None,
+    def _download_packed(self, conn: ImapSession, db: StoreWorker, folder_id: int, name: str, ahead: str | None = None,
                          info=None) -> None:
         """Rule D4 into a store with pack files, without copying a message (download_packed.py)."""
         from mailsync.sync.download_packed import PackedDownload

@@ -63,7 +63,7 @@ from mailsync.sync.ledger import AccountResult, RunLedger, SyncObserver  # noqa:
 from mailsync.sync.store_tasks import Delta, StoreSide, SyncFolder
 
 if TYPE_CHECKING:
-    from mailsync.imap.connection import ImapConnection
+    from mailsync.sync.session import ImapSession
 
 log = logging.getLogger("mailsync.sync")
 
@@ -84,7 +84,7 @@ class AccountSync(Downloads, JournalPush, guards.ServerChecks):
     """
 
     def __init__(self, store: Store, account: AccountConfig, *, observer: SyncObserver | None = None,
-                 connect: Callable[[AccountConfig], object] = open_connection,
+                 connect: Callable[[AccountConfig], ImapSession] = open_connection,
                  should_stop: Callable[[], bool] | None = None,
                  release: Callable[[object, bool], None] | None = None,
                  allow_mass_delete: bool = False) -> None:
@@ -211,7 +211,7 @@ class AccountSync(Downloads, JournalPush, guards.ServerChecks):
 
     # -- server -> store: folders -------------------------------------------------------------
 
-    def _pull(self, conn: ImapConnection, db: StoreWorker) -> None:
+    def _pull(self, conn: ImapSession, db: StoreWorker) -> None:
         acc = self.account
         remote = [f for f in conn.list_folders()
                   if f.selectable and rules.folder_selected(f.name, acc.folders, acc.exclude)]
@@ -264,7 +264,7 @@ class AccountSync(Downloads, JournalPush, guards.ServerChecks):
         if folder_errors:
             raise ProtocolError("; ".join(folder_errors))
 
-    def _identify_renames(self, conn: ImapConnection, db: StoreWorker, remote) -> dict[str, int]:
+    def _identify_renames(self, conn: ImapSession, db: StoreWorker, remote) -> dict[str, int]:
         """Rule F4: {new raw name: id of the known folder it is, renamed}. MAILBOXIDs settle a pair
         at no cost; a pair that only shares UIDVALIDITY is checked by reading a sample of the known
         folder's UIDs in the new folder (one EXAMINE and one FETCH per candidate pair)."""
@@ -305,7 +305,7 @@ class AccountSync(Downloads, JournalPush, guards.ServerChecks):
 
     # -- server -> store: one folder ----------------------------------------------------------
 
-    def _sync_folder(self, conn: ImapConnection, db: StoreWorker, folder: SyncFolder, ahead: str | None = None) -> None:
+    def _sync_folder(self, conn: ImapSession, db: StoreWorker, folder: SyncFolder, ahead: str | None = None) -> None:
         """``ahead``: the next folder to sync, when it is a first-sync download too (rule D4): its
         commands are sent while this folder's messages are read."""
         cp = folder.checkpoint
@@ -381,7 +381,7 @@ class AccountSync(Downloads, JournalPush, guards.ServerChecks):
         else:
             db.submit(store_tasks.complete_folder, self.side, folder.id, folder.name, info, small=True)
 
-    def _push_flags(self, conn: ImapConnection, db: StoreWorker, folder: SyncFolder, pushes) -> None:
+    def _push_flags(self, conn: ImapSession, db: StoreWorker, folder: SyncFolder, pushes) -> None:
         """Rule T3: one STORE per change under UNCHANGEDSINCE; record what the server answered."""
         groups: dict[tuple, list[int]] = {}
         for uid, add, remove, modseq, result in pushes:
@@ -402,7 +402,7 @@ class AccountSync(Downloads, JournalPush, guards.ServerChecks):
 
     # -- UIDVALIDITY ----------------------------------------------------------------------------
 
-    def _rematch(self, conn: ImapConnection, db: StoreWorker, folder: SyncFolder, info) -> bool:
+    def _rematch(self, conn: ImapSession, db: StoreWorker, folder: SyncFolder, info) -> bool:
         """Rule V1: find the folder's known messages again by (Message-ID, size), download nothing.
         True when the folder was re-approved (its placements have their new UIDs)."""
         uids = conn.uid_search("ALL") if info.exists else []
@@ -411,7 +411,7 @@ class AccountSync(Downloads, JournalPush, guards.ServerChecks):
 
     # -- messages -----------------------------------------------------------------------------
 
-    def _push_carried(self, conn: ImapConnection, db: StoreWorker) -> None:
+    def _push_carried(self, conn: ImapSession, db: StoreWorker) -> None:
         """Rule N3's second half: merge each carried flag change with the flags the server gave the
         moved message (T1/T2) and push the result (T3), in this run, like any folder's pushes."""
         for folder_id, server in self._carried.items():

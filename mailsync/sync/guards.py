@@ -23,7 +23,7 @@ from mailsync.sync import store_tasks
 from mailsync.sync.message import message_id
 
 if TYPE_CHECKING:
-    from mailsync.imap.connection import ImapConnection
+    from mailsync.sync.session import ImapSession
 
 log = logging.getLogger("mailsync.sync")
 
@@ -31,7 +31,7 @@ log = logging.getLogger("mailsync.sync")
 class ServerChecks:
     """Steps of engine.AccountSync (see there for the order they run in)."""
 
-    def _appended_uid(self, conn: ImapConnection, db, folder: str, answer: tuple[int, int] | None, raw: bytes,
+    def _appended_uid(self, conn: ImapSession, db, folder: str, answer: tuple[int, int] | None, raw: bytes,
                       mid: str | None) -> int | None:
         """The UID of the message just appended, from APPENDUID when it can be believed (RFC 4315):
         never one of a UIDVALIDITY other than the folder's, and a UID the store already holds only when
@@ -41,7 +41,7 @@ class ServerChecks:
             return answer[1]
         return self._find_new_copy(conn, db, folder, mid)
 
-    def _copied_uid(self, conn: ImapConnection, db, folder: str, answer, src_uid: int,
+    def _copied_uid(self, conn: ImapSession, db, folder: str, answer, src_uid: int,
                     key: tuple[str | None, int] | None) -> int | None:
         """The UID in ``folder`` of the message just moved (MOVE, or COPY then EXPUNGE) from
         ``src_uid``, from the COPYUID ``answer`` (connection.CopyUids) under the rules APPENDUID
@@ -53,7 +53,7 @@ class ServerChecks:
             return uid
         return self._find_new_copy(conn, db, folder, mid)
 
-    def _believe_uid(self, conn: ImapConnection, db, folder: str, code: str, validity: int | None, uid: int,
+    def _believe_uid(self, conn: ImapSession, db, folder: str, code: str, validity: int | None, uid: int,
                      key: tuple[str | None, int] | None) -> bool:
         """May the UID a server named in ``code`` (APPENDUID, COPYUID) for our new copy in ``folder``
         be attached to it? Not when its UIDVALIDITY is another than the folder's (RFC 4315); a UID
@@ -70,14 +70,14 @@ class ServerChecks:
                                  f"message: not used")
         return False
 
-    def _holds(self, conn: ImapConnection, folder: str, uid: int, key: tuple[str | None, int]) -> bool:
+    def _holds(self, conn: ImapSession, folder: str, uid: int, key: tuple[str | None, int]) -> bool:
         """Does the server's `folder` hold the message ``key`` (Message-ID, size) at ``uid``?"""
         conn.select(folder)
         item = conn.fetch_headers([uid]).get(uid)
         return (item is not None and item.size == key[1]
                 and message_id(item.header_fields or b"") == key[0])
 
-    def _status(self, conn: ImapConnection, folder) -> tuple[dict | None, str | None]:
+    def _status(self, conn: ImapSession, folder) -> tuple[dict | None, str | None]:
         """STATUS of a listed folder (counters, MAILBOXID); (None, None) when the server refuses it
         (deleted since the LIST?): the folder stays in the plan (dropping it would tombstone its
         messages) and its SELECT decides."""
@@ -88,7 +88,7 @@ class ServerChecks:
                 raise
             return None, None
 
-    def _listing(self, conn: ImapConnection, folder, info, read: Callable[[], object]):
+    def _listing(self, conn: ImapSession, folder, info, read: Callable[[], object]):
         """Rule G1: ``read()`` a listing of the whole folder; read it again when it contradicts the
         SELECT, and when it still does, remember why (_reconcile then holds the folder's deletions)."""
         listing = read()

@@ -27,7 +27,7 @@ from mailsync.sync.message import message_id
 from mailsync.sync.undo import undo_refused
 
 if TYPE_CHECKING:
-    from mailsync.imap.connection import ImapConnection
+    from mailsync.sync.session import ImapSession
 
 
 class JournalPush:
@@ -51,7 +51,7 @@ class JournalPush:
         if state == "done":
             self.ledger.add(pushed=1)
 
-    def _push_ops(self, conn: ImapConnection, db: StoreWorker) -> None:
+    def _push_ops(self, conn: ImapSession, db: StoreWorker) -> None:
         # In the order they were made: each names folders as they were called at that moment.
         push = {journal.Mkdir: self._push_mkdir, journal.Rmdir: self._push_rmdir, journal.Rename: self._push_rename,
                 journal.Append: self._push_append, journal.Move: self._push_move, journal.Delete: self._push_delete}
@@ -74,19 +74,19 @@ class JournalPush:
         self._mark(uow, entry.id, "failed", str(exc) + (f" ({undone})" if undone else ""))
         return undone
 
-    def _push_mkdir(self, conn: ImapConnection, db: StoreWorker, entry: journal.Entry, op: journal.Mkdir) -> None:
+    def _push_mkdir(self, conn: ImapSession, db: StoreWorker, entry: journal.Entry, op: journal.Mkdir) -> None:
         db.call(self._mark, entry.id, "sent")
         crash.point("mkdir sent")
         conn.create(op.folder_name)
         db.call(self._mark, entry.id, "done")
 
-    def _push_rmdir(self, conn: ImapConnection, db: StoreWorker, entry: journal.Entry, op: journal.Rmdir) -> None:
+    def _push_rmdir(self, conn: ImapSession, db: StoreWorker, entry: journal.Entry, op: journal.Rmdir) -> None:
         db.call(self._mark, entry.id, "sent")
         crash.point("rmdir sent")
         conn.delete(op.folder_name)
         db.call(self._mark, entry.id, "done")
 
-    def _push_rename(self, conn: ImapConnection, db: StoreWorker, entry: journal.Entry, op: journal.Rename) -> None:
+    def _push_rename(self, conn: ImapSession, db: StoreWorker, entry: journal.Entry, op: journal.Rename) -> None:
         names = {f.raw_name for f in conn.list_folders(with_status=False)}
         if op.old not in names and op.new in names:  # it happened before a crash
             db.call(self._mark, entry.id, "done")
@@ -96,7 +96,7 @@ class JournalPush:
         conn.rename(op.old, op.new)
         db.call(self._mark, entry.id, "done")
 
-    def _push_append(self, conn: ImapConnection, db: StoreWorker, entry: journal.Entry, op: journal.Append) -> None:
+    def _push_append(self, conn: ImapSession, db: StoreWorker, entry: journal.Entry, op: journal.Append) -> None:
         op_id, placement_id = entry.id, entry.placement_id
         info = db.call(self._placement_body, placement_id)
         if info is None:  # the local message was deleted again before it reached the server
@@ -143,7 +143,7 @@ class JournalPush:
                     "created again to hold it", folder=utf7.decode(raw_name))
         uow.commit()
 
-    def _push_move(self, conn: ImapConnection, db: StoreWorker, entry: journal.Entry, op: journal.Move) -> None:
+    def _push_move(self, conn: ImapSession, db: StoreWorker, entry: journal.Entry, op: journal.Move) -> None:
         op_id, placement_id = entry.id, entry.placement_id
         src, src_uid, dest = op.src_folder, op.src_uid, op.dest_folder
         key = db.call(self._placement_key, placement_id)
@@ -176,7 +176,7 @@ class JournalPush:
         uid = self._copied_uid(conn, db, dest, mapping, src_uid, key)
         db.call(self._settle_placement, op_id, placement_id, uid, True)
 
-    def _push_delete(self, conn: ImapConnection, db: StoreWorker, entry: journal.Entry, op: journal.Delete) -> None:
+    def _push_delete(self, conn: ImapSession, db: StoreWorker, entry: journal.Entry, op: journal.Delete) -> None:
         conn.select(op.folder_name)
         present = self._guard(conn, op.folder_name, op.uid, op.expected, "delete")
         db.call(self._mark, entry.id, "sent")
@@ -186,7 +186,7 @@ class JournalPush:
             conn.uid_expunge([op.uid])
         db.call(self._mark, entry.id, "done")
 
-    def _guard(self, conn: ImapConnection, folder: str, uid: int, expected: tuple[str | None, int] | None, what: str) -> bool:
+    def _guard(self, conn: ImapSession, folder: str, uid: int, expected: tuple[str | None, int] | None, what: str) -> bool:
         """The last line of defence before a destructive command: is ``uid`` (in the selected
         ``folder``) still on the server, and does it hold the message the store names (Message-ID and
         size)? False when it is gone; MappingMismatch, with nothing sent, when it holds another."""
@@ -203,7 +203,7 @@ class JournalPush:
                     hint="run `mailsync verify --server --repair` to re-read the folder, then make the change again")
         return True
 
-    def _find_new_copy(self, conn: ImapConnection, db, folder: str, mid: str | None) -> int | None:
+    def _find_new_copy(self, conn: ImapSession, db, folder: str, mid: str | None) -> int | None:
         """The UID in `folder` of a message with Message-ID `mid` that the store does not know yet."""
         if not mid:
             return None
