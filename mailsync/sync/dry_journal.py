@@ -20,7 +20,7 @@ from mailsync.errors import MappingMismatch, ProtocolError
 from mailsync.imap import utf7
 from mailsync.store import repositories as repo
 from mailsync.store import tables
-from mailsync.sync import plan as P
+from mailsync.sync import plan as rules
 from mailsync.sync.dry_plan import OpPlan
 from mailsync.sync.message import message_id
 
@@ -133,8 +133,8 @@ class JournalWalk:
         row = self.c.execute(select(pl.flags, pl.base_flags).where(pl.id == pid)).one_or_none()
         if row is None or row.flags == row.base_flags or item is None:
             return
-        mp = P.plan_messages({0: P.LocalMessage(row.flags, row.base_flags, None)},
-                             {0: P.ServerMessage(tuple(item.flags or ()), None)}, vanished=[], full=False,
+        mp = rules.plan_messages({0: rules.LocalMessage(row.flags, row.base_flags, None)},
+                             {0: rules.ServerMessage(tuple(item.flags or ()), None)}, vanished=[], full=False,
                              policy=self.account.conflict)
         for _uid, add, remove, _modseq in mp.pushes:
             self.moved_pushes.append((dest, tuple(add), tuple(remove)))

@@ -39,7 +39,7 @@ from mailsync.imap import utf7
 from mailsync.store import repositories as repo
 from mailsync.store import tables
 from mailsync.store.db import Store
-from mailsync.sync import plan as P
+from mailsync.sync import plan as rules
 from mailsync.sync.dry_journal import JournalWalk, after_folder_ops, apply_folder_ops, made_folder
 from mailsync.sync.dry_plan import AccountPlan, FolderPlan
 from mailsync.sync.message import message_id
@@ -66,7 +66,7 @@ class _Folder:
     name: str
     status: str
     reason: str | None
-    checkpoint: P.FolderCheckpoint
+    checkpoint: rules.FolderCheckpoint
     pending: bool
     placements: bool
     server_name: str  # the name to EXAMINE now (the journal may rename it first)
@@ -183,7 +183,7 @@ class _DryRun(JournalWalk):
         delimiter = next((f.delimiter for f in listed if f.delimiter), None)
         made = apply_folder_ops({f.raw_name for f in listed}, self.folder_ops, delimiter) - set(server_name)
         remote += [made_folder(raw, delimiter) for raw in sorted(made)]
-        remote = [f for f in remote if f.selectable and P.folder_selected(f.name, acc.folders, acc.exclude)]
+        remote = [f for f in remote if f.selectable and rules.folder_selected(f.name, acc.folders, acc.exclude)]
         if not conn.has("LIST-STATUS"):  # as the sync: STATUS of each folder, or of those it does not know
             known = {f.raw_name for f in self._folder_rows()}
             remote = [f if f.raw_name in made or (not conn.condstore and f.raw_name in known)
@@ -204,7 +204,7 @@ class _DryRun(JournalWalk):
                 self.plan.folders += 1
                 continue
             if (folder.server_name not in self.touched and folder.raw_name not in self.touched
-                    and P.folder_unchanged(folder.checkpoint, status.get(folder.raw_name),
+                    and rules.folder_unchanged(folder.checkpoint, status.get(folder.raw_name),
                                            folder.pending or folder.status == "held")):
                 fp.action = "unchanged"
                 self.plan.folders += 1
@@ -248,19 +248,19 @@ class _DryRun(JournalWalk):
         if conn.has("OBJECTID") and any(f.mailboxid for f in vanished):
             for raw in ids:
                 ids[raw] = ids[raw] or conn.select(server_name[raw], readonly=True).mailboxid
-        certain, to_check = P.rename_candidates(
-            [P.FolderIdentity(f.raw_name, (f.status or {}).get("UIDVALIDITY"), ids[f.raw_name]) for f in fresh],
-            [P.FolderIdentity(f.id, f.uidvalidity, f.mailboxid, f.id in with_messages) for f in vanished])
+        certain, to_check = rules.rename_candidates(
+            [rules.FolderIdentity(f.raw_name, (f.status or {}).get("UIDVALIDITY"), ids[f.raw_name]) for f in fresh],
+            [rules.FolderIdentity(f.id, f.uidvalidity, f.mailboxid, f.id in with_messages) for f in vanished])
         checked: dict[tuple, bool] = {}
         for new_raw, folder_id in to_check:
-            sample = repo.placement_keys(self.c, folder_id, P.sample_uids(list(repo.uid_flags(self.c, folder_id))))
+            sample = repo.placement_keys(self.c, folder_id, rules.sample_uids(list(repo.uid_flags(self.c, folder_id))))
             found = {}
             if sample:
                 conn.select(server_name[new_raw], readonly=True)
                 found = {uid: (message_id(it.header_fields or b""), it.size)
                          for uid, it in conn.fetch_headers(sample).items()}
-            checked[(new_raw, folder_id)] = P.sample_agrees(sample, found)
-        renames = P.decide_renames(certain, checked)
+            checked[(new_raw, folder_id)] = rules.sample_agrees(sample, found)
+        renames = rules.decide_renames(certain, checked)
         for new_raw, folder_id in to_check:
             if checked[(new_raw, folder_id)] and renames.get(new_raw) != folder_id:
                 self.plan.notes.append(f"folder {utf7.decode(new_raw)!r}: more than one known folder could be it "
@@ -272,9 +272,9 @@ class _DryRun(JournalWalk):
         """engine._apply_folder_plan without its writes: the folders the pull would then sync."""
         rows = {f.raw_name: f for f in self._folder_rows(gone=True)}
         live = {n: f for n, f in rows.items() if f.status != "gone"}
-        views = [P.FolderView(f.raw_name, f.name, f.delimiter, f.special_use) for f in remote]
-        local = {n: P.FolderView(f.raw_name, f.name, f.delimiter, f.special_use) for n, f in live.items()}
-        fplan = P.plan_folders(views, local)
+        views = [rules.FolderView(f.raw_name, f.name, f.delimiter, f.special_use) for f in remote]
+        local = {n: rules.FolderView(f.raw_name, f.name, f.delimiter, f.special_use) for n, f in live.items()}
+        fplan = rules.plan_folders(views, local)
         by_id = {f.id: f for n, f in live.items() if n in fplan.drop}
         renamed = {v.raw_name: by_id.pop(renames[v.raw_name]) for v in fplan.create
                    if renames.get(v.raw_name) in by_id}
@@ -290,7 +290,7 @@ class _DryRun(JournalWalk):
                 messages = None if old is None else old.messages
                 placements = old is not None and (messages is not None or repo.has_placements(self.c, old.id))
                 out[v.raw_name] = _Folder(None if old is None else old.id, v.raw_name, v.name, "ok", None,
-                                          P.FolderCheckpoint(None, None, None, messages), False, placements,
+                                          rules.FolderCheckpoint(None, None, None, messages), False, placements,
                                           server_name.get(v.raw_name, v.raw_name))
         for raw in fplan.drop:
             row = by_id.get(live[raw].id)
@@ -305,7 +305,7 @@ class _DryRun(JournalWalk):
             placements = row.messages is not None or repo.has_placements(self.c, row.id)
             uidnext, modseq = (None, None) if raw in self.reread else (row.uidnext, row.highestmodseq)  # L1-L2
             out[raw] = _Folder(row.id, raw, utf7.decode(raw) if raw in renamed else row.name, row.status,
-                               row.status_reason, P.FolderCheckpoint(row.uidvalidity, uidnext, modseq, row.messages),
+                               row.status_reason, rules.FolderCheckpoint(row.uidvalidity, uidnext, modseq, row.messages),
                                row.id in pending, placements, server_name.get(raw, raw), raw in made)
             if raw in self.recreated:  # rule L5: the old folder's messages are tombstoned (found again if moved)
                 self.tombs += [(p.sha, False, p.flags, p.base_flags) for p in self._placements(row.id).values()]
@@ -320,18 +320,18 @@ class _DryRun(JournalWalk):
         info = conn.select(folder.server_name, readonly=True, qresync=qres)
         gone = self.gone.get(folder.server_name, set())
         exists = info.exists - len(gone)  # as the SELECT after the journal's pushes would say
-        if rematched is None and P.decide_uidvalidity(cp.uidvalidity, info.uidvalidity,
+        if rematched is None and rules.decide_uidvalidity(cp.uidvalidity, info.uidvalidity,
                                                       cp.messages or 0).action == "aside":
             self._rematch(conn, folder, fp, info)
             return
-        mode, reason = P.delta_mode(qresync=conn.qresync and qres is not None, condstore=conn.condstore,
+        mode, reason = rules.delta_mode(qresync=conn.qresync and qres is not None, condstore=conn.condstore,
                                     stored_modseq=cp.highestmodseq if cp.uidvalidity == info.uidvalidity else None,
                                     current_modseq=info.highestmodseq, nomodseq=info.nomodseq)
         fp.mode, fp.reason = mode, fp.reason or reason
-        if P.download_whole(mode, bodies_before_run=self.bodies_before_run, has_placements=folder.placements):
+        if rules.download_whole(mode, bodies_before_run=self.bodies_before_run, has_placements=folder.placements):
             fp.mode = "whole"
             if exists:
-                within = P.WholeFolder(info.exists, info.uidnext)
+                within = rules.WholeFolder(info.exists, info.uidnext)
                 uids = [u for u in conn.uid_search("ALL") if u not in gone]
                 for uid, it in sorted(conn.fetch_headers(uids).items()):
                     if within.take(it.seq, uid):
@@ -376,10 +376,10 @@ class _DryRun(JournalWalk):
             local = {u: p for u, p in local_all.items() if u in wanted or p.id in pending_ids}
         policy = self.account.conflict
         last = self._last_synced(folder.id)
-        view = {uid: P.LocalMessage(p.flags, p.base_flags, p.modseq, bool(
+        view = {uid: rules.LocalMessage(p.flags, p.base_flags, p.modseq, bool(
                     policy == "newest" and p.base_flags is None and last is not None
                     and _newest(self.c, p.id, last))) for uid, p in local.items()}
-        mp = P.plan_messages(view, {uid: P.ServerMessage(it.flags or (), it.modseq) for uid, it in changed.items()},
+        mp = rules.plan_messages(view, {uid: rules.ServerMessage(it.flags or (), it.modseq) for uid, it in changed.items()},
                              vanished=vanished, full=full, policy=policy)
         self._deletions(folder, fp, mp.expunged, local, len(local) if full else len(local_all), contradiction)
         fp.flag_changes = mp.flag_changes
@@ -392,7 +392,7 @@ class _DryRun(JournalWalk):
         fp.pushes = [(uid, add, remove) for uid, add, remove, _m in mp.pushes]
         self.plan.pushed += len(mp.pushes)  # each answered without MODIFIED, as when nothing changes meanwhile
         if mp.new:
-            self._new_messages(folder, fp, mp.new, P.only_asked(conn.fetch_headers(mp.new), mp.new))
+            self._new_messages(folder, fp, mp.new, rules.only_asked(conn.fetch_headers(mp.new), mp.new))
         self.plan.folders += 1
 
     def _listing(self, conn, info, exists: int, gone: set[int], read):
@@ -403,7 +403,7 @@ class _DryRun(JournalWalk):
             listing = {u: v for u, v in listing.items() if u not in gone} if isinstance(listing, dict) else \
                 [u for u in listing if u not in gone]
             now = getattr(conn, "exists", None)
-            why = P.listing_contradiction(listing, exists, info.uidnext, None if now is None else now - len(gone))
+            why = rules.listing_contradiction(listing, exists, info.uidnext, None if now is None else now - len(gone))
             if not why:
                 break
         return listing, why
@@ -411,7 +411,7 @@ class _DryRun(JournalWalk):
     def _deletions(self, folder: _Folder, fp: FolderPlan, expunged: list[int], local: dict[int, _Placement],
                    live: int, contradiction: str | None) -> None:
         """store_tasks.hold_deletions (rules G1-G2); the tombstones they leave, for rule N2."""
-        why = P.held_reason(len(expunged), live, contradiction, self.allow_mass_delete)
+        why = rules.held_reason(len(expunged), live, contradiction, self.allow_mass_delete)
         if why is not None and contradiction is None:  # G2: decided once every folder was read
             self.mass.append((fp, folder.id, expunged, live))
             return
@@ -478,7 +478,7 @@ class _DryRun(JournalWalk):
             if cands and len(cands) == 1:
                 matches[cands[0]] = _Placement(pid, cands[0], flags, base, None, sha)
         old = folder.checkpoint.uidvalidity
-        if not P.uidvalidity_rematch_accepted(len(rows), len(matches)):
+        if not rules.uidvalidity_rematch_accepted(len(rows), len(matches)):
             why = (f"UIDVALIDITY changed from {old} to {info.uidvalidity} and only {len(matches)} of "
                    f"{len(rows)} known messages were found again; set aside, nothing was deleted")
             fp.action, fp.reason = "aside", why
@@ -486,7 +486,7 @@ class _DryRun(JournalWalk):
             return
         fp.reason = (f"UIDVALIDITY changed from {old} to {info.uidvalidity}: {len(matches)} of {len(rows)} known "
                      f"messages found again by Message-ID and size")
-        fresh = replace(folder, checkpoint=P.FolderCheckpoint(info.uidvalidity, None, None, None), pending=True)
+        fresh = replace(folder, checkpoint=rules.FolderCheckpoint(info.uidvalidity, None, None, None), pending=True)
         self._folder(conn, fresh, fp, rematched=matches)
 
     # -- step 2, end: rules G2 and N2 (store_tasks.settle_mass, link_deferred) --------------------------
@@ -497,7 +497,7 @@ class _DryRun(JournalWalk):
             rows = self._placements(folder_id)
             moved = [u for u in uids if u in rows and rows[u].sha in arrived]
             rest = sorted(set(uids) & set(rows) - set(moved))
-            why = P.held_reason(len(rest), live, None, self.allow_mass_delete)
+            why = rules.held_reason(len(rest), live, None, self.allow_mass_delete)
             gone = moved if why else moved + rest
             fp.expunged = sorted(gone)
             self.plan.expunged += len(gone)
@@ -524,8 +524,8 @@ class _DryRun(JournalWalk):
             if counted:
                 self.plan.expunged -= 1
             if flags != base:
-                mp = P.plan_messages({uid: P.LocalMessage(flags, base, item.modseq)},
-                                     {uid: P.ServerMessage(tuple(item.flags or ()), item.modseq)}, vanished=[],
+                mp = rules.plan_messages({uid: rules.LocalMessage(flags, base, item.modseq)},
+                                     {uid: rules.ServerMessage(tuple(item.flags or ()), item.modseq)}, vanished=[],
                                      full=False, policy=self.account.conflict)
                 fp.pushes += [(u, tuple(add), tuple(remove)) for u, add, remove, _m in mp.pushes]
                 self.plan.pushed += len(mp.pushes)

@@ -31,7 +31,7 @@ from pathlib import Path
 from random import Random
 from typing import Any
 
-from mailsync.testing import corpus as C
+from mailsync.testing import corpus
 from mailsync.testing.corpus import CorpusMessage, _flags, _Gen, _Person, _text_part
 
 __all__ = ["CRM_KINDS", "TRUTH_FILE", "generate_crm_corpus", "load_into_store", "read_crm_truth",
@@ -144,7 +144,7 @@ class _CrmGen(_Gen):
     def crm_cases(self) -> None:
         rng = self.rng("crm-cases")
         own, me, P = self.own_domain, self.me, self.people
-        INBOX, SENT = C.INBOX, C.SENT
+        INBOX, SENT = corpus.INBOX, corpus.SENT
 
         def who(display: str, first: str, last: str, addr: str, client: str = "outlook") -> _Person:
             return _Person(display, first, last, addr, "en", 0, client)
@@ -152,7 +152,7 @@ class _CrmGen(_Gen):
         def text(lines: str) -> tuple:
             return _text_part(lines, "plain", "utf-8")
 
-        base = C._T2025 + 20 * 86400
+        base = corpus._T2025 + 20 * 86400
         customers = who("Mailsync Customers", "Mailsync", "Customers", f"customers@{own}", "thunderbird")
         news_ts = self.workhours(rng, base, me)
         news = self.compose(rng, sender=me, to=(customers,), subject="Mailsync news: the spring release",
@@ -206,7 +206,7 @@ class _CrmGen(_Gen):
         noreply = who("Initech Tickets", "", "", "noreply@tickets.initech.example")
         tn = t + 7200
         raw = self.compose(rng, sender=noreply, to=(me,), subject=f"Re: {ticket_subject}", ts=tn,
-                           part=text("Do not reply to this message.\n"), mid=f"<{C._hex(rng, 8)}@tickets.initech.example>",
+                           part=text("Do not reply to this message.\n"), mid=f"<{corpus._hex(rng, 8)}@tickets.initech.example>",
                            in_reply_to=ticket_mid, references=(ticket_mid,), arrival=tn + 2)
         self.add_crm(INBOX, raw, _flags("\\Seen"), tn + 2, "crm:noreply_reply")
 
@@ -220,7 +220,7 @@ class _CrmGen(_Gen):
                            in_reply_to=lunch_mid, references=(lunch_mid,), arrival=t + 903)
         self.add_crm(INBOX, raw, _flags("\\Seen"), t + 903, "crm:internal")
 
-        variant = C._person_with(carlos, addr="Carlos.Nunez84+work@googlemail.com")
+        variant = corpus._person_with(carlos, addr="Carlos.Nunez84+work@googlemail.com")
         t = self.workhours(rng, base + 30 * 86400, carlos)
         raw = self.compose(rng, sender=variant, to=(me,), subject="My new work address", ts=t,
                            part=self.body(rng, variant, "Hola Alex,\n\nplease use this address from now on.\n"),
@@ -272,7 +272,7 @@ class _CrmGen(_Gen):
 def _truth(items: Sequence[tuple[CorpusMessage, dict]], own_address: str) -> dict:
     own_domain = own_address.rpartition("@")[2]
     own = {_canon(own_address)} | {_canon(sem["sender"].addr) for m, sem in items
-                                   if sem["folder"] == C.SENT and sem["sender"] is not None}
+                                   if sem["folder"] == corpus.SENT and sem["sender"] is not None}
     work = {a.rpartition("@")[2] for a in own} - FREE_MAIL
     unsub_addrs, sub_addrs = {f"unsubscribe@{own_domain}"}, {f"subscribe@{own_domain}"}
 
@@ -286,8 +286,8 @@ def _truth(items: Sequence[tuple[CorpusMessage, dict]], own_address: str) -> dic
     for e in msgs.values():
         sem = e["sem"]
         e["ts"] = int(sem["date"] if sem["date"] is not None else e["idate"])
-        e["draft"] = "\\Draft" in e["flags"] or e["folders"] <= {C.DRAFTS}
-        e["sent"] = C.SENT in e["folders"] or (sem["sender"] is not None and _canon(sem["sender"].addr) in own)
+        e["draft"] = "\\Draft" in e["flags"] or e["folders"] <= {corpus.DRAFTS}
+        e["sent"] = corpus.SENT in e["folders"] or (sem["sender"] is not None and _canon(sem["sender"].addr) in own)
         names = {n.lower() for n, _ in sem["extra"]}
         values = {n.lower(): v.lower() for n, v in sem["extra"]}
         e["auto_reply"] = values.get("auto-submitted") == "auto-replied" or "x-autoreply" in names
@@ -477,17 +477,17 @@ def _truth(items: Sequence[tuple[CorpusMessage, dict]], own_address: str) -> dic
             "activities": activities}
 
 
-def generate_crm_corpus(seed: int = 1, *, own_address: str = C.OWN_ADDRESS) -> tuple[list[CorpusMessage], dict]:
+def generate_crm_corpus(seed: int = 1, *, own_address: str = corpus.OWN_ADDRESS) -> tuple[list[CorpusMessage], dict]:
     """(messages, truth): generate_corpus(seed) plus the CRM cases, and what they must yield."""
-    gen = _CrmGen(int(seed), own_address, C.SIZES["small"])
+    gen = _CrmGen(int(seed), own_address, corpus.SIZES["small"])
     items = gen.run_crm()
     return [m for m, _ in items], _truth(items, own_address)
 
 
-def write_crm_corpus(out_dir: Path, seed: int = 1, *, own_address: str = C.OWN_ADDRESS) -> tuple[list[CorpusMessage], dict]:
+def write_crm_corpus(out_dir: Path, seed: int = 1, *, own_address: str = corpus.OWN_ADDRESS) -> tuple[list[CorpusMessage], dict]:
     """Write the messages (NNNN.eml + manifest.json, as write_corpus) and crm-truth.json."""
     messages, truth = generate_crm_corpus(seed, own_address=own_address)
-    C.write_corpus(messages, out_dir, meta={"generator": "generate_crm_corpus", "seed": seed,
+    corpus.write_corpus(messages, out_dir, meta={"generator": "generate_crm_corpus", "seed": seed,
                                             "own_address": own_address})
     (Path(out_dir) / TRUTH_FILE).write_text(json.dumps(truth, indent=1, ensure_ascii=False, sort_keys=True) + "\n",
                                             encoding="utf-8")
@@ -501,7 +501,7 @@ def read_crm_truth(out_dir: Path) -> dict:
 # ------------------------------------------------------------------------------ a store, directly
 
 
-SPECIAL_USE = {C.SENT: "\\Sent", "Drafts": "\\Drafts", "Trash": "\\Trash", "Junk": "\\Junk", C.ARCHIVE: "\\Archive"}
+SPECIAL_USE = {corpus.SENT: "\\Sent", "Drafts": "\\Drafts", "Trash": "\\Trash", "Junk": "\\Junk", corpus.ARCHIVE: "\\Archive"}
 
 
 def load_into_store(store, account: str, messages: Iterable[CorpusMessage], *, host: str = "localhost",
