@@ -25,9 +25,9 @@ from mailsync.imap.failures import mapped_errors
 from mailsync.imap.opening import new_tag
 from mailsync.imap.payloads import (appenduid, modified, parse_esearch, parse_search, parse_status_reply, set_size,
                                     vanished_ranges)
-from mailsync.imap.responses import (MAX_LINE, Continuation, FetchItem, ResponseParser, Tagged, Untagged,
+from mailsync.imap.responses import (Continuation, FetchItem, ResponseParser, Tagged, Untagged,
                                      body_fetch_head, body_fetch_item, format_uid_set, quote, usual_body_fetch)
-from mailsync.imap.transport import LINE_CAP, LineTooLong, Wire, log_in, open_wire, widen_receive_buffer
+from mailsync.imap.transport import Wire, next_line, log_in, open_wire, widen_receive_buffer
 
 MAX_KEPT = 64 << 20  # bytes of untagged responses one command may keep
 _USEFUL = frozenset(("LIST", "STATUS", "SEARCH", "ESEARCH", "VANISHED", "CAPABILITY", "ENABLED", "FLAGS"))
@@ -90,7 +90,7 @@ class ImapConnection:
         wire = self.wire
         tag = sent or new_tag()
         parser = ResponseParser()
-        readline, read = wire.readline, wire.read
+        read = wire.read
         watchdog = self._watchdog
         watchdog.begin()
         with mapped_errors(self.account, doing):
@@ -103,14 +103,7 @@ class ImapConnection:
                 while True:
                     n = parser.wants()
                     if n is None:
-                        try:
-                            line = readline(LINE_CAP)
-                        except LineTooLong:
-                            raise ProtocolError(f"account '{self.account.name}': the server sent a line longer "
-                                                f"than {MAX_LINE} bytes while {doing}; refused") from None
-                        if not line:
-                            raise ConnectError(f"account '{self.account.name}': the server closed the "
-                                               f"connection while {doing}")
+                        line = next_line(wire, self.account.name, doing)
                         if into is not None and parser.at_boundary:
                             usual = usual_body_fetch(line)
                             head = (usual[0], None, usual[6]) if usual is not None else body_fetch_head(line)
@@ -202,13 +195,7 @@ class ImapConnection:
                                f"literal while {doing}")
         self.bytes_fetched += n
         self._watchdog.credit += n
-        try:
-            end = file.readline(LINE_CAP)
-        except LineTooLong:
-            raise ProtocolError(f"account '{self.account.name}': the server sent a line longer than {MAX_LINE} "
-                                f"bytes while {doing}; refused") from None
-        if not end:
-            raise ConnectError(f"account '{self.account.name}': the server closed the connection while {doing}")
+        end = next_line(file, self.account.name, doing)
         if end == b")\r\n":
             if usual is not None:
                 _seq, uid, flags, internaldate, size, modseq, _n = usual

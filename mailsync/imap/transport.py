@@ -203,18 +203,22 @@ def log_in(wire: Wire, account: AccountConfig, password: str | None, tokens=None
                 value = tokens.access_token(rejected=step.rejected) if step.rejected else tokens.access_token()
 
 
+def next_line(wire: Wire, account: str, doing: str) -> bytes:
+    """The next line of an answer; ProtocolError for one longer than MAX_LINE, ConnectError at EOF."""
+    try:
+        line = wire.readline(LINE_CAP)
+    except LineTooLong:
+        raise ProtocolError(f"account '{account}': the server sent a line longer than {MAX_LINE} bytes "
+                            f"while {doing}; refused") from None
+    if not line:
+        raise ConnectError(f"account '{account}': the server closed the connection while {doing}")
+    return line
+
+
 def _feed(wire: Wire, parser: ResponseParser, account: AccountConfig, doing: str) -> list:
     n = parser.wants()
     if n is None:
-        try:
-            line = wire.readline()
-        except LineTooLong:
-            raise ProtocolError(f"account '{account.name}': the server sent a line longer than {MAX_LINE} bytes "
-                                f"while {doing}; refused") from None
-        if not line:
-            raise ConnectError(f"account '{account.name}': {account.host}:{account.port} closed the connection "
-                               f"while {doing}")
-        return parser.feed_line(line)
+        return parser.feed_line(next_line(wire, account.name, doing))
     data = wire.read(n)
     if len(data) < n:
         raise ConnectError(f"account '{account.name}': the connection dropped inside a literal while {doing}")
