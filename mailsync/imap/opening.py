@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import base64
 import itertools
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 
 from mailsync.config.model import AccountConfig
@@ -73,6 +73,18 @@ class Opened:
 Step = Send | Receive | StartTls | Token
 Opening = Generator[Step, object, Opened]
 RECEIVE = Receive()
+
+
+def drive(steps: Opening, do: Callable[[Step], object]) -> Opened:
+    """Run ``steps`` to the end with a blocking ``do(step)`` that carries each step out and returns
+    what the step asks for (the response, the token; None otherwise)."""
+    value = None
+    while True:
+        try:
+            step = steps.send(value)
+        except StopIteration as done:
+            return done.value
+        value = do(step)
 
 
 def check_credentials(account: AccountConfig, password: str | None) -> None:

@@ -19,7 +19,7 @@ import struct
 from mailsync.config.model import AccountConfig
 from mailsync.errors import AuthError, ConnectError, ProtocolError
 from mailsync.imap.failures import mapped_errors
-from mailsync.imap.opening import Opened, Receive, Send, StartTls, Token, open_session
+from mailsync.imap.opening import Opened, Receive, Send, StartTls, Token, drive, open_session
 from mailsync.imap.responses import MAX_LINE, ResponseParser
 
 RECV_SIZE = 256 * 1024
@@ -177,30 +177,25 @@ def log_in(wire: Wire, account: AccountConfig, password: str | None, tokens=None
     if oauth2 and tokens is None:
         raise AuthError(f"account '{account.name}': auth = \"oauth2\" but no token source was given",
                         hint="this is a bug in the caller of connect()")
-    steps = open_session(account, password, oauth2=oauth2)
     parser = ResponseParser()
     events: collections.deque = collections.deque()
-    value = None
-    doing = "logging in"
-    with mapped_errors(account, doing):
-        while True:
-            try:
-                step = steps.send(value)
-            except StopIteration as done:
-                return done.value
-            value = None
-            if isinstance(step, Receive):
-                while not events:
-                    events.extend(_feed(wire, parser, account, doing))
-                value = events.popleft()
-            elif isinstance(step, Send):
-                wire.send(step.data)
-            elif isinstance(step, StartTls):
-                doing = "starting TLS"
+
+    def do(step):
+        if isinstance(step, Receive):
+            while not events:
+                events.extend(_feed(wire, parser, account, "logging in"))
+            return events.popleft()
+        if isinstance(step, Send):
+            wire.send(step.data)
+        elif isinstance(step, StartTls):
+            with mapped_errors(account, "starting TLS"):
                 wire.start_tls(tls_context(account), account.host)
-                doing = "logging in"
-            elif isinstance(step, Token):
-                value = tokens.access_token(rejected=step.rejected) if step.rejected else tokens.access_token()
+        elif isinstance(step, Token):
+            return tokens.access_token(rejected=step.rejected) if step.rejected else tokens.access_token()
+        return None
+
+    with mapped_errors(account, "logging in"):
+        return drive(open_session(account, password, oauth2=oauth2), do)
 
 
 def next_line(wire: Wire, account: str, doing: str) -> bytes:

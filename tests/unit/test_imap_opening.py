@@ -9,7 +9,7 @@ import pytest
 
 from mailsync.config.model import AccountConfig
 from mailsync.errors import AuthError, ConnectError, CredentialError, ProtocolError
-from mailsync.imap.opening import Opened, Receive, Send, StartTls, Token, open_session
+from mailsync.imap.opening import Opened, Receive, Send, StartTls, Token, drive, open_session
 from mailsync.imap.responses import ResponseParser
 
 GREETING = b"* OK [CAPABILITY IMAP4rev1 SASL-IR LOGIN-REFERRALS AUTH=PLAIN] ready\r\n"
@@ -37,30 +37,27 @@ class Server:
         self.tag = b""
 
     def run(self, steps) -> Opened:
-        value = None
-        while True:
-            try:
-                step = steps.send(value)
-            except StopIteration as done:
-                return done.value
-            value = None
-            if isinstance(step, Receive):
-                while not self.events:
-                    self.events.extend(self.parser.feed_line(self.queue.pop(0)))
-                value = self.events.pop(0)
-            elif isinstance(step, Send):
-                self.sent.append(step.data)
-                self.whats.append(step.what)
-                line = step.data.rstrip(b"\r\n")
-                if line[:2] == b"MS" and b" " in line:
-                    self.tag, line = line.split(b" ", 1)
-                for out in self.answer(line):
-                    self.queue.append(out.replace(b"TAG", self.tag) + b"\r\n")
-            elif isinstance(step, StartTls):
-                self.tls_started += 1
-            elif isinstance(step, Token):
-                self.token_asks.append(step.rejected)
-                value = self.tokens.pop(0)
+        return drive(steps, self.do)
+
+    def do(self, step):
+        if isinstance(step, Receive):
+            while not self.events:
+                self.events.extend(self.parser.feed_line(self.queue.pop(0)))
+            return self.events.pop(0)
+        if isinstance(step, Send):
+            self.sent.append(step.data)
+            self.whats.append(step.what)
+            line = step.data.rstrip(b"\r\n")
+            if line[:2] == b"MS" and b" " in line:
+                self.tag, line = line.split(b" ", 1)
+            for out in self.answer(line):
+                self.queue.append(out.replace(b"TAG", self.tag) + b"\r\n")
+        elif isinstance(step, StartTls):
+            self.tls_started += 1
+        elif isinstance(step, Token):
+            self.token_asks.append(step.rejected)
+            return self.tokens.pop(0)
+        return None
 
 
 def ok_login(line: bytes) -> list[bytes]:
