@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from mailsync.auth import oauth2
+from mailsync.auth import oauth2, oauth2_providers
 from mailsync.config.loader import config_from_mapping
 from mailsync.errors import ConfigError, CredentialError
 
@@ -26,7 +26,7 @@ def test_google_defaults(monkeypatch):
     s = oauth2.settings_for(_account(provider="google", client_secret="env:GCS"))
     assert s.scopes == ("https://mail.google.com/",) and s.client_secret == "the-secret"
     assert "the-secret" not in repr(s)
-    assert oauth2.GoogleProvider(s).token_uri == "https://oauth2.googleapis.com/token"
+    assert oauth2_providers.GoogleProvider(s).token_uri == "https://oauth2.googleapis.com/token"
 
 
 def test_google_needs_a_client_secret():
@@ -39,7 +39,7 @@ def test_microsoft_defaults_and_authorities():
     s = oauth2.settings_for(_account(provider="microsoft"))
     assert s.scopes == ("https://outlook.office.com/IMAP.AccessAsUser.All", "offline_access")
     assert s.authority == "https://login.microsoftonline.com/common"
-    assert oauth2.MicrosoftProvider(s)._scopes() == ["https://outlook.office.com/IMAP.AccessAsUser.All"]  # msal adds the rest
+    assert oauth2_providers.MicrosoftProvider(s)._scopes() == ["https://outlook.office.com/IMAP.AccessAsUser.All"]  # msal adds the rest
     assert oauth2.settings_for(_account(provider="microsoft", tenant="contoso.onmicrosoft.com")).authority == \
         "https://login.microsoftonline.com/contoso.onmicrosoft.com"
     assert oauth2.settings_for(_account(provider="microsoft", tenant="https://login.microsoftonline.us/t1/")).authority \
