@@ -63,6 +63,7 @@ from mailsync.push.backoff import CREDENTIALS, NETWORK, Backoff, BackoffPolicy
 from mailsync.push.client import PushClient, credentials_for
 from mailsync.push.clock import Clock, SystemClock
 from mailsync.push.health import HEARTBEAT, AccountHealth, HealthStore
+from mailsync.push.kept_connection import SyncConnection, quick_logout
 from mailsync.push.listener import Ended, run_session
 from mailsync.push.metrics import Metrics
 from mailsync.push.protocol import Fail, Mode, PushSession, Ready, Refused, Timing, Wake, choose_mode, plan_sessions
@@ -113,99 +114,6 @@ def _is_credential_error(exc: BaseException) -> bool:
 
 def _now_utc() -> datetime:
     return datetime.now(timezone.utc)
-
-
-# -- the sync's connection, kept between syncs (runs on sync threads) ----------------------------
-
-
-def _quick_logout(conn) -> None:
-    """LOGOUT, giving up after 2 s (a kept connection may have died quietly)."""
-    conn.set_timeout(2.0)
-    conn.logout()
-
-
-class SyncConnection:
-    """The `connect`/`release` pair handed to AccountSync: a healthy connection is kept open after a
-    clean sync and handed to the next one (saving TCP, TLS and login: about 20 ms of a 45 ms sync
-    on loopback), unless it was idle for `idle_max`, has unread bytes (a BYE, say), or the server
-    cannot UNSELECT. Also remembers the connection in use, so shutdown can cut it."""
-
-    def __init__(self, keep: bool, idle_max: float) -> None:
-        self.keep = keep
-        self.idle_max = idle_max
-        self._lock = threading.Lock()
-        self._idle = None  # the kept connection
-        self._idle_since = 0.0
-        self.active = None  # the connection a running sync uses
-        self.connect_error: BaseException | None = None  # what the last connect raised
-
-    @property
-    def holding(self) -> bool:
-        return self._idle is not None
-
-    def connect(self, account: AccountConfig):
-        from mailsync.auth.login import open_connection
-
-        with self._lock:
-            conn, self._idle = self._idle, None
-        if conn is not None and not self._usable(conn):
-            conn.logout()
-            conn = None
-        self.connect_error = None
-        if conn is None:
-            try:
-                conn = open_connection(account)
-            except BaseException as exc:
-                self.connect_error = exc
-                raise
-        self.active = conn
-        return conn
-
-    def _usable(self, conn) -> bool:
-        if conn.broken or time.monotonic() - self._idle_since > self.idle_max:
-            return False
-        return not conn.has_unread()  # a kept connection gets nothing unasked but a BYE (or EOF)
-
-    def release(self, conn, clean: bool) -> None:
-        self.active = None
-        if self.keep and clean and not conn.broken:
-            try:
-                kept = conn.unselect()
-            except MailsyncError:
-                kept = False
-            if kept:
-                with self._lock:
-                    self._idle, self._idle_since = conn, time.monotonic()
-                return
-        conn.logout()
-
-    def close(self) -> None:
-        with self._lock:
-            conn, self._idle = self._idle, None
-        if conn is not None:
-            _quick_logout(conn)
-
-    def take_stale(self):
-        """The kept connection if it was idle longer than idle_max (the caller logs it out), else None."""
-        with self._lock:
-            if self._idle is not None and time.monotonic() - self._idle_since > self.idle_max:
-                conn, self._idle = self._idle, None
-                return conn
-        return None
-
-    def discard(self) -> None:
-        """Drop the kept connection without a LOGOUT (it may hang): the push connection on the same
-        path just died, so this one is suspect too."""
-        with self._lock:
-            conn, self._idle = self._idle, None
-        if conn is not None:
-            conn.shutdown()
-
-    def cut(self) -> None:
-        """Make a sync blocked on the socket fail at once (shutdown, or a silent dead path)."""
-        conn = self.active
-        if conn is not None:
-            conn.shutdown()
 
 
 # -- one account --------------------------------------------------------------------------------
@@ -670,7 +578,7 @@ class WatchDaemon:
             for w in self.watchers.values():
                 stale = w.sweep()
                 if stale is not None:
-                    loop.run_in_executor(None, _quick_logout, stale)
+                    loop.run_in_executor(None, quick_logout, stale)
             dirty = [w.health for w in self.watchers.values() if w.health.dirty]
             beat = self.clock.now() >= next_beat
             try:
