@@ -1,9 +1,9 @@
 """Downloads: new messages read off the socket and committed by the store worker in batches.
 
 Owns: the download loops (a list of UIDs, _download; a whole folder straight into pack batches,
-_download_packed, rule D4) and the store tasks that commit what they read (rules C1, C3), as
-Downloads, a mixin of engine.AccountSync whose state it shares (the account, the result, the store
-worker, the pack writer). Must not: decide what to download (plan.py and engine._sync_folder do), or
+_download_packed with download_packed.PackedDownload, rule D4), as Downloads, a mixin of
+engine.AccountSync whose account, run ledger, store worker and pack writer it uses; what they read
+is committed by store_tasks.commit_batch and commit_written on the store worker (rules C1, C3). Must not: decide what to download (plan.py and engine._sync_folder do), or
 touch flags and tombstones of messages already stored.
 """
 
@@ -15,7 +15,7 @@ from mailsync.errors import ProtocolError
 from mailsync.store import repositories as repo
 from mailsync.store.uow import UnitOfWork
 from mailsync.store.worker import PackWriter, StoreWorker
-from mailsync.sync import crash, store_tasks
+from mailsync.sync import store_tasks
 from mailsync.sync import plan as rules
 from mailsync.sync.message import message_id, sha256_hex
 
@@ -51,11 +51,11 @@ class Downloads:
                           store_tasks.placement_row(self.ledger, folder_id, item, digest)))
             nbytes += len(body)
             if len(batch) >= limit or nbytes >= BATCH_BYTES:
-                db.submit(self._commit_batch, folder_id, name, batch, nbytes)
+                db.submit(store_tasks.commit_batch, self.side, folder_id, name, batch, nbytes)
                 batch, nbytes = [], 0
                 self._check_stop()  # after the batch was handed over: it is committed on the way out
         if batch:
-            db.submit(self._commit_batch, folder_id, name, batch, nbytes)
+            db.submit(store_tasks.commit_batch, self.side, folder_id, name, batch, nbytes)
 
     def _download_packed(self, conn: ImapSession, db: StoreWorker, folder_id: int, name: str, ahead: str | None = None,
                          info=None) -> None:
@@ -77,25 +77,6 @@ class Downloads:
             raise
         run.finish()
 
-    def _commit_written(self, uow: UnitOfWork, folder_id: int, name: str, writes: list[tuple],
-                        nbytes: int) -> None:
-        """On the store worker: once the pack writer has written these batches of _download_packed
-        (durable, or the write's error raised here), insert their rows and move the folder's
-        download mark, in one transaction (rules C1, C3). Rule D4 downloads only into a folder
-        without placements, so no unsettled local append can be waiting for these UIDs
-        (store_tasks.adopt_unsettled has nothing to do)."""
-        rows: list[tuple] = []
-        placed: list[tuple] = []
-        for written, bodies, places in writes:
-            pack, start = written.result()
-            rows += [(sha, size, mid, pack, start + off) for sha, size, mid, off in bodies]
-            placed += places
-        crash.point("packs written")
-        s = uow.connection
-        repo.add_packed_bodies(s, rows)
-        repo.add_placement_rows(s, placed)
-        self._batch_done(uow, folder_id, name, max(r[1] for r in placed), len(placed), nbytes, report=False)
-
     def _asked_for(self, item, name: str, wanted: set[int] | None = None) -> bool:
         """Is this FETCH item one of the messages being downloaded (in ``wanted``, when given)? Not an
         unsolicited FETCH (a flag change). ProtocolError for a message without its INTERNALDATE."""
@@ -105,26 +86,6 @@ class Downloads:
             raise ProtocolError(f"account '{self.account.name}': FETCH of UID {item.uid} in {name!r} "
                                 f"came without its INTERNALDATE")
         return True
-
-    def _commit_batch(self, uow: UnitOfWork, folder_id: int, name: str, batch: list, nbytes: int) -> None:
-        """On the store worker: one batch's bodies (to a pack first, where the store has packs), its
-        placements and the folder's download mark, in one transaction (rule C1)."""
-        s = uow.connection
-        repo.store_bodies(s, [b for b, _ in batch])
-        rows = [r for _, r in batch]
-        repo.add_placements(s, store_tasks.adopt_unsettled(s, folder_id, rows))
-        self._batch_done(uow, folder_id, name, max(r["uid"] for r in rows), len(batch), nbytes)
-
-    def _batch_done(self, uow: UnitOfWork, folder_id: int, name: str, top_uid: int, count: int,
-                    nbytes: int, report: bool = True) -> None:
-        """The end of a batch's transaction: the folder's download mark moves to ``top_uid``, commit.
-        ``report``: tell the observer (False when it was told as the bodies were written)."""
-        repo.advance_fetched_uid(uow.connection, folder_id, top_uid)
-        uow.commit()
-        crash.point("batch committed")
-        self.ledger.add(new_messages=count)
-        if report:
-            self.observer.messages_stored(self.account.name, name, count, nbytes)
 
 
 def bulk_checkpoints_task(uow: UnitOfWork, on: bool) -> None:

@@ -3,7 +3,7 @@
 Owns: the loop's state for one folder: the pack batch being filled (each literal is read straight
 into it by the connection, through ``into``), the rows of its messages, the batches handed to the
 pack writer and not yet committed, and when the store worker commits them (rule C3, through
-Downloads._commit_written). Must not: decide what to download (engine._sync_folder and plan.py
+store_tasks.commit_written). Must not: decide what to download (engine._sync_folder and plan.py
 do), read the socket itself, or touch the store except through the StoreWorker.
 """
 
@@ -99,7 +99,7 @@ class PackedDownload:
         self.bodies, self.places, self.nbytes = [], [], 0
         if self.writes and (last or sync._stopping() or rules.commit_due(
                 self.unsaved, self.unsaved_bytes, time.monotonic() - self.since, self.limit)):
-            self.db.submit(sync._commit_written, self.folder_id, self.name, self.writes, self.unsaved_bytes)
+            self.db.submit(store_tasks.commit_written, sync.side, self.folder_id, self.name, self.writes, self.unsaved_bytes)
             self.writes, self.unsaved, self.unsaved_bytes, self.since = [], 0, 0, time.monotonic()
 
     def finish(self) -> None:
@@ -110,4 +110,4 @@ class PackedDownload:
         self.packs.recycle(self.batch)  # what it holds was not handed over: read again next time
         if self.writes:  # what was handed over is committed on the way out, when the worker can
             with contextlib.suppress(Exception):
-                self.db.submit(self.sync._commit_written, self.folder_id, self.name, self.writes, self.unsaved_bytes)
+                self.db.submit(store_tasks.commit_written, self.sync.side, self.folder_id, self.name, self.writes, self.unsaved_bytes)

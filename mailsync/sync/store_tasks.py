@@ -393,6 +393,51 @@ def live_count(db, folder_id: int) -> int:
                      .where(pl.folder_id == folder_id, *repo.LIVE)) or 0
 
 
+# -- downloads (download.py, download_packed.py) ---------------------------------------------------
+
+
+def commit_written(uow: UnitOfWork, side: StoreSide, folder_id: int, name: str, writes: list[tuple],
+                    nbytes: int) -> None:
+    """On the store worker: once the pack writer has written these batches of _download_packed
+    (durable, or the write's error raised here), insert their rows and move the folder's
+    download mark, in one transaction (rules C1, C3). Rule D4 downloads only into a folder
+    without placements, so no unsettled local append can be waiting for these UIDs
+    (store_tasks.adopt_unsettled has nothing to do)."""
+    rows: list[tuple] = []
+    placed: list[tuple] = []
+    for written, bodies, places in writes:
+        pack, start = written.result()
+        rows += [(sha, size, mid, pack, start + off) for sha, size, mid, off in bodies]
+        placed += places
+    crash.point("packs written")
+    s = uow.connection
+    repo.add_packed_bodies(s, rows)
+    repo.add_placement_rows(s, placed)
+    batch_done(uow, side, folder_id, name, max(r[1] for r in placed), len(placed), nbytes, report=False)
+
+
+def commit_batch(uow: UnitOfWork, side: StoreSide, folder_id: int, name: str, batch: list, nbytes: int) -> None:
+    """On the store worker: one batch's bodies (to a pack first, where the store has packs), its
+    placements and the folder's download mark, in one transaction (rule C1)."""
+    s = uow.connection
+    repo.store_bodies(s, [b for b, _ in batch])
+    rows = [r for _, r in batch]
+    repo.add_placements(s, adopt_unsettled(s, folder_id, rows))
+    batch_done(uow, side, folder_id, name, max(r["uid"] for r in rows), len(batch), nbytes)
+
+
+def batch_done(uow: UnitOfWork, side: StoreSide, folder_id: int, name: str, top_uid: int, count: int,
+                nbytes: int, report: bool = True) -> None:
+    """The end of a batch's transaction: the folder's download mark moves to ``top_uid``, commit.
+    ``report``: tell the observer (False when it was told as the bodies were written)."""
+    repo.advance_fetched_uid(uow.connection, folder_id, top_uid)
+    uow.commit()
+    crash.point("batch committed")
+    side.ledger.add(new_messages=count)
+    if report:
+        side.observer.messages_stored(side.account.name, name, count, nbytes)
+
+
 # -- rules M4, G1, G2 ---------------------------------------------------------------------------------
 
 
