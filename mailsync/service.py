@@ -25,6 +25,7 @@ __all__ = ["SyncOutcome", "crm_step", "run_sync"]
 class SyncOutcome:
     results: list = field(default_factory=list)  # mailsync.sync.engine.AccountResult, one per account
     failed: list[str] = field(default_factory=list)  # accounts not synced cleanly; "crm" when the CRM step failed
+    channels: list = field(default_factory=list)  # mailsync.channel.run.ChannelResult, one per channel run
     hook_failures: list[str] = field(default_factory=list)  # what ``after_account`` reported
 
 
@@ -67,6 +68,8 @@ def run_sync(config: Config | None, store: Store, observer=None, *, accounts: Se
                 outcome.failed.append(result.account)
             elif after_account is not None:  # e.g. hooks: a failing one is reported, never fails the sync
                 outcome.hook_failures += after_account(result)
+        if config is not None and config.channels:
+            _run_channels(config, store, observer, selected, outcome, quiet, report, sync_options)
     stop = sync_options.get("should_stop")
     if config is None or config.crm_settings is None or (stop is not None and stop()):
         return outcome
@@ -80,6 +83,42 @@ def run_sync(config: Config | None, store: Store, observer=None, *, accounts: Se
                 raise
             on_crm_error(exc)
     return outcome
+
+
+def _run_channels(config: Config, store: Store, observer, selected: Sequence[AccountConfig], outcome: SyncOutcome,
+                  quiet: bool, report: Callable[[str], None], sync_options: dict) -> None:
+    """Each channel whose two accounts this run synced cleanly: its copies queued in the store
+    (mailsync.channel.run), then the destination synced again, which APPENDs them. A channel whose
+    accounts were not both synced now waits for a run that syncs them."""
+    from mailsync.channel.run import run_channel
+    from mailsync.sync.engine import sync_account
+
+    names = {a.name for a in selected}
+    for channel in config.channels:
+        if not {channel.source, channel.dest} <= names:
+            continue
+        name = f"channel {channel.name}"
+        if channel.source in outcome.failed or channel.dest in outcome.failed:
+            report(f"mailsync: {name}: skipped, as {channel.source} or {channel.dest} did not sync cleanly")
+            outcome.failed.append(name)
+            continue
+        try:
+            ran = run_channel(store, channel)
+        except MailsyncError as exc:
+            report(f"mailsync: {exc}")
+            outcome.failed.append(name)
+            continue
+        outcome.channels.append(ran)
+        if not ran.copies and not ran.folders:
+            if not quiet and ran.paired:
+                report(f"mailsync: {name}: {ran.summary()}")
+            continue
+        pushed = sync_account(store, config.account(channel.dest), observer=observer, **sync_options)
+        if not quiet or not pushed.ok:
+            report(f"mailsync: {name}: {ran.summary()}; {channel.dest}: "
+                   + (f"{pushed.pushed} change(s) sent" if pushed.ok else f"FAILED: {pushed.error}"))
+        if not pushed.ok:
+            outcome.failed.append(name)
 
 
 def _sync_with_mirror(store: Store, account: AccountConfig, observer, quiet: bool, report: Callable[[str], None],

@@ -418,6 +418,8 @@ def _stdout_gone() -> None:
 
 from mailsync.cli.crm_cmds import crm as _crm_group  # noqa: E402
 cli.add_command(_crm_group)
+from mailsync.cli.channel_cmds import channel as _channel_group  # noqa: E402  `mailsync channel status`
+cli.add_command(_channel_group)
 from mailsync.cli.change_cmds import COMMANDS as _CHANGE_COMMANDS  # noqa: E402
 
 for _command in _CHANGE_COMMANDS:

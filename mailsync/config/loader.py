@@ -36,7 +36,7 @@ __all__ = [
     "parse_secret_ref",
 ]
 
-TOP_LEVEL_KEYS = ("store", "account", "crm", "hooks", "defaults")
+TOP_LEVEL_KEYS = ("store", "account", "crm", "hooks", "defaults", "channel")
 HOOK_KEYS = ("post_sync", "on_new_mail")  # shell commands run after a sync that changed something
 STORE_KEYS = ("url",)
 # Keys of the account's typed sub-settings (AccountConfig.push, .oauth, .crm, .hooks).
@@ -525,8 +525,10 @@ def config_from_mapping(doc: Mapping[str, Any], *, path: Path, mode: int | None 
         table.check_unknown()
         hooks = _hooks(table)
 
+    from mailsync.config.channels import channels_from
+
     return Config(path=path, store=store, accounts=tuple(accounts), crm=crm, crm_settings=crm_settings,
-                  hooks=hooks)
+                  hooks=hooks, channels=channels_from(ctx, doc.get("channel", MISSING), accounts))
 
 
 def _toml_error(file: Path, exc: tomllib.TOMLDecodeError) -> ConfigError:

@@ -156,6 +156,20 @@ class StoreConfig:
 
 
 @dataclass(frozen=True)
+class ChannelConfig:
+    """A ``[[channel]]``: the folders of ``source`` that ``dest`` gets copies of (mailsync.channel)."""
+
+    name: str
+    source: str  # account name ("from")
+    dest: str  # account name ("to")
+    folders: tuple[str, ...] = ("*",)  # patterns of the source's folder names
+    exclude: tuple[str, ...] = ()
+    folder_map: Mapping[str, str] = field(default_factory=dict, hash=False)  # source name -> dest name
+    mode: str = "copy"
+    delete: str = "none"
+
+
+@dataclass(frozen=True)
 class Config:
     path: Path | None
     store: StoreConfig
@@ -168,6 +182,7 @@ class Config:
     # The [hooks] table: post_sync / on_new_mail shell commands for every account (an account's own
     # keys of the same names take their place for it).
     hooks: Mapping[str, str] = field(default_factory=dict, hash=False)
+    channels: tuple[ChannelConfig, ...] = field(default_factory=tuple)
 
     def account(self, name: str) -> AccountConfig:
         for acc in self.accounts:

@@ -26,7 +26,7 @@ from mailsync.errors import StoreError
 from mailsync.store.packs import PackStore, pack_folder_for
 
 # The newest migration in migrations/versions; tests check it matches Alembic's head.
-HEAD_REVISION = "0008_mirror"
+HEAD_REVISION = "0009_channels"
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 
 

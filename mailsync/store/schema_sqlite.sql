@@ -22,6 +22,17 @@ CREATE TABLE bodies (
 
 CREATE INDEX ix_bodies_message_id ON bodies (message_id);
 
+CREATE TABLE channel_pairs (
+	id INTEGER NOT NULL, 
+	channel VARCHAR(200) NOT NULL, 
+	src_placement_id INTEGER NOT NULL, 
+	dest_placement_id INTEGER, 
+	sha256 VARCHAR(64) NOT NULL, 
+	created_at DATETIME NOT NULL, 
+	PRIMARY KEY (id), 
+	CONSTRAINT uq_channel_pairs_channel_src UNIQUE (channel, src_placement_id)
+);
+
 CREATE TABLE crm_activities (
 	id VARCHAR(32) NOT NULL, 
 	contact_address VARCHAR(320) NOT NULL, 

@@ -20,6 +20,7 @@ Layout:
   audit_events conflicts, fallbacks and UIDVALIDITY decisions
   watch_state the watch daemon's health per account (connected, push mode, last event and sync, lag)
   mirror_folders / mirror_files  an account's live Maildir mirror as last written and agreed
+  channel_pairs a message of a channel's source account and its copy in the destination account
 The CRM layer's tables (crm_*) are declared on this MetaData too, in mailsync.crm.models, which is
 imported only where they are needed.
 """
@@ -233,4 +234,21 @@ mirror_files = Table(
     Column("flags", Text, nullable=False, default=""),  # last written or agreed: sorted, space-separated
     Column("state", String(10), nullable=False, default="ok"),  # ok | append
     UniqueConstraint("account_id", "unique_name", name="uq_mirror_files_account_unique"),
+)
+
+# A channel (mailsync.channel) between two accounts: each message of the source it has given a copy
+# in the destination, once. The pair is committed with the copy's placement and its journal entry
+# (an APPEND, or none when the destination held the message already), so a rerun, after a crash or
+# not, never copies a message twice.
+channel_pairs = Table(
+    "channel_pairs", metadata,
+    _pk(),
+    Column("channel", String(200), nullable=False),
+    # No keys: the source message may be expunged later (a copy channel keeps its copy, and the
+    # pair says it was made); a destination placement may go the same way.
+    Column("src_placement_id", Integer, nullable=False),
+    Column("dest_placement_id", Integer),
+    Column("sha256", String(64), nullable=False),  # of the message: a reused placement id is not ours
+    _when("created_at", nullable=False, default=utcnow),
+    UniqueConstraint("channel", "src_placement_id", name="uq_channel_pairs_channel_src"),
 )

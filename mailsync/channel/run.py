@@ -1,0 +1,110 @@
+"""Running a copy channel: the plan (plan.py) carried out in the store, the copies left to the
+destination account's journal.
+
+Owns: reading both accounts' messages, and writing, per batch and in one transaction each, the
+destination folders to create, the copies (a placement waiting for its APPEND and the journal entry
+that sends it, the body shared in the store: never downloaded or stored twice) and the pairs (rule
+C1). The destination's next sync pushes the journal: APPEND, settled by APPENDUID (or found again
+by Message-ID after a crash), so a kill -9 anywhere and a rerun leave exactly one copy. Must not:
+speak IMAP (the sync does), or decide (plan.py does).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from mailsync.channel.plan import DestMessages, Folder, SourceMessage, plan_copy
+from mailsync.config.model import ChannelConfig
+from mailsync.errors import MailsyncError
+from mailsync.imap import utf7
+from mailsync.store import channel_repo as repo_ch
+from mailsync.store import repositories as repo
+from mailsync.store.db import Store
+from mailsync.store.uow import UnitOfWork
+from mailsync.sync import journal
+
+BATCH = 500  # copies per transaction
+
+
+class ChannelError(MailsyncError):
+    """A channel that cannot run (an account never synced, say)."""
+
+
+@dataclass
+class ChannelResult:
+    channel: str
+    copies: int = 0  # queued for the destination's journal in this run
+    paired: int = 0  # found in the destination already (rule C2), or sharing a copy (C3)
+    folders: list[str] = field(default_factory=list)  # destination folders queued for creation
+    folder_map: dict[str, str] = field(default_factory=dict)
+
+    def summary(self) -> str:
+        parts = [f"{self.copies} to copy" if self.copies else "", f"{self.paired} already there" if self.paired else "",
+                 f"{len(self.folders)} folder(s) to create" if self.folders else ""]
+        return ", ".join(p for p in parts if p) or "nothing to copy"
+
+
+def _folders(rows) -> list[Folder]:
+    return [Folder(r.name, r.delimiter, r.special_use) for r in rows]
+
+
+def run_channel(store: Store, channel: ChannelConfig) -> ChannelResult:
+    """Plan the channel and queue what it copies. The caller then syncs the destination account."""
+    result = ChannelResult(channel.name)
+    with UnitOfWork(store) as uow:
+        c = uow.connection
+        ids = {}
+        for role, name in (("from", channel.source), ("to", channel.dest)):
+            ids[role] = repo_ch.account_by_name(c, name)
+            if ids[role] is None:
+                raise ChannelError(f"channel '{channel.name}': account '{name}' ({role}) has never been synced",
+                                   hint=f"run mailsync sync {name} first")
+        source_rows, dest_rows = repo.folders_of(c, ids["from"]), repo.folders_of(c, ids["to"])
+        messages = [SourceMessage(pid, folder, sha, mid, size, flags or "", idate)
+                    for pid, folder, sha, mid, size, flags, idate in repo_ch.unpaired_messages(c, channel.name,
+                                                                                              ids["from"])]
+        holdings: dict[str, DestMessages] = {}
+        for folder, pid, sha, mid, size in repo_ch.held_messages(c, ids["to"]):
+            held = holdings.setdefault(folder, DestMessages())
+            held.by_sha.setdefault(sha, pid)
+            if mid:
+                held.by_key.setdefault((mid, size), pid)
+        plan = plan_copy(messages, _folders(source_rows), _folders(dest_rows), holdings, include=channel.folders,
+                         exclude=channel.exclude, explicit=channel.folder_map)
+        result.folder_map = plan.folder_map
+        folder_ids = {r.name: r.id for r in dest_rows}
+        raws = {r.name: r.raw_name for r in dest_rows}
+        delimiter = next((r.delimiter for r in dest_rows if r.delimiter), None)
+        for name in plan.mkdirs:  # rule C4: before the copies that go into them
+            raw = utf7.encode(name)
+            kind, args = journal.encode(journal.Mkdir(raw))
+            folder_ids[name] = repo_ch.add_folder_to_create(c, ids["to"], name, raw, delimiter, kind, args)
+            raws[name] = raw
+            result.folders.append(name)
+        repo_ch.add_pairs(c, channel.name, plan.pairs)
+        result.paired += len(plan.pairs)
+        uow.commit()
+        copied: dict[tuple[str, str], int] = {}
+        for i in range(0, len(plan.copies), BATCH):
+            pairs = []
+            for copy in plan.copies[i:i + BATCH]:
+                m = copy.src
+                kind, args = journal.encode(journal.Append(raws[copy.folder]))
+                pid = repo_ch.add_copy(c, ids["to"], folder_ids[copy.folder], m.sha256, m.flags, m.internaldate,
+                                       m.size, kind, args)
+                copied[(copy.folder, m.sha256)] = pid
+                pairs.append((m.placement_id, pid, m.sha256))
+            repo_ch.add_pairs(c, channel.name, pairs)
+            uow.commit()  # each batch whole: its copies, their journal entries and their pairs (C1)
+            result.copies += len(pairs)
+        same = [(src, copied[(folder, sha)], sha) for src, folder, sha in plan.same]
+        repo_ch.add_pairs(c, channel.name, same)  # rule C3
+        result.paired += len(same)
+        uow.commit()
+    return result
+
+
+def channel_status(store: Store, channel: ChannelConfig) -> dict:
+    with UnitOfWork(store) as uow:
+        counts = repo_ch.channel_counts(uow.connection, channel.name)
+    return {"channel": channel.name, "from": channel.source, "to": channel.dest, "mode": channel.mode, **counts}

@@ -1,0 +1,88 @@
+"""The SQL of channels (mailsync.channel): the messages a channel reads on each side, and what it
+writes for a copy (the destination's placement waiting for its APPEND, the journal entry, the pair).
+
+Owns: those statements. Must not: decide what to copy (mailsync.channel.plan does), open or commit
+transactions (the caller's unit of work does), or speak IMAP.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from sqlalchemy import func, insert, select
+
+from mailsync.store import tables
+from mailsync.store.repositories import Db
+from mailsync.store.tables import utcnow
+
+_A, _F, _P, _B, _O = (tables.accounts.c, tables.folders.c, tables.placements.c, tables.bodies.c,
+                      tables.pending_ops.c)
+_CP = tables.channel_pairs.c
+
+
+def account_by_name(db: Db, name: str) -> int | None:
+    return db.scalar(select(_A.id).where(_A.name == name))
+
+
+def unpaired_messages(db: Db, channel: str, account_id: int) -> Iterator:
+    """The account's live messages on the server (a UID, no tombstone) that ``channel`` has not
+    paired yet: (placement id, folder name, sha256, Message-ID, size, flags, internaldate)."""
+    paired = select(_CP.src_placement_id).where(_CP.channel == channel)
+    return db.execute(
+        select(_P.id, _F.name, _P.body_sha256, _B.message_id, _P.size, _P.flags, _P.internaldate)
+        .join(tables.folders, _F.id == _P.folder_id).join(tables.bodies, _B.sha256 == _P.body_sha256)
+        .where(_F.account_id == account_id, _F.status != "gone", _P.uid.isnot(None), _P.tombstone_run.is_(None),
+               _P.id.not_in(paired))
+        .order_by(_F.name, _P.uid))
+
+
+def held_messages(db: Db, account_id: int) -> Iterator:
+    """Every live message of the account, copies still waiting for their APPEND included:
+    (folder name, placement id, sha256, Message-ID, size)."""
+    return db.execute(
+        select(_F.name, _P.id, _P.body_sha256, _B.message_id, _P.size)
+        .join(tables.folders, _F.id == _P.folder_id).join(tables.bodies, _B.sha256 == _P.body_sha256)
+        .where(_F.account_id == account_id, _F.status != "gone", _P.tombstone_run.is_(None)))
+
+
+def add_folder_to_create(db: Db, account_id: int, name: str, raw_name: str, delimiter: str | None,
+                         kind: str, args: str) -> int:
+    """A destination folder the channel needs, with its journal entry (mkdir): its id."""
+    folder_id = db.execute(insert(tables.folders).values(account_id=account_id, name=name, raw_name=raw_name,
+                                                         delimiter=delimiter, fetched_uid=0, status="ok")
+                           ).inserted_primary_key[0]
+    db.execute(insert(tables.pending_ops).values(account_id=account_id, kind=kind, folder_id=folder_id, args=args,
+                                                 state="pending", attempts=0, created_at=utcnow()))
+    return folder_id
+
+
+def add_copy(db: Db, account_id: int, folder_id: int, sha256: str, flags: str, internaldate: str | None, size: int,
+             kind: str, args: str) -> int:
+    """The destination's placement of a copy, waiting for its APPEND (no UID yet), and the journal
+    entry that sends it: the placement's id."""
+    pid = db.execute(insert(tables.placements).values(folder_id=folder_id, uid=None, body_sha256=sha256, flags=flags,
+                                                      base_flags=None, modseq=None, internaldate=internaldate,
+                                                      size=size)).inserted_primary_key[0]
+    db.execute(insert(tables.pending_ops).values(account_id=account_id, kind=kind, folder_id=folder_id,
+                                                 placement_id=pid, args=args, state="pending", attempts=0,
+                                                 created_at=utcnow()))
+    return pid
+
+
+def add_pairs(db: Db, channel: str, pairs: list[tuple[int, int | None, str]]) -> None:
+    """(source placement id, destination placement id, sha256) of ``channel``."""
+    if pairs:
+        db.execute(insert(tables.channel_pairs), [{"channel": channel, "src_placement_id": s,
+                                                   "dest_placement_id": d, "sha256": sha, "created_at": utcnow()}
+                                                  for s, d, sha in pairs])
+
+
+def channel_counts(db: Db, channel: str) -> dict[str, int]:
+    """pairs; copies still waiting for the server (pending, sent) and copies the server refused (failed)."""
+    pairs = db.scalar(select(func.count()).select_from(tables.channel_pairs).where(_CP.channel == channel)) or 0
+    states = dict(db.execute(
+        select(_O.state, func.count()).select_from(tables.channel_pairs)
+        .join(tables.pending_ops, _O.placement_id == _CP.dest_placement_id)
+        .where(_CP.channel == channel, _O.kind == "append").group_by(_O.state)).all())
+    return {"pairs": pairs, "waiting": states.get("pending", 0) + states.get("sent", 0),
+            "failed": states.get("failed", 0)}

@@ -1,0 +1,107 @@
+"""A copy channel between two Dovecot users, through the CLI: after `mailsync sync`, a second client
+sees in B exactly A's messages (folder by folder, flags, size, SHA-256 of the body, INTERNALDATE); a
+message B held already is paired, not appended; a rerun appends nothing; kill -9 at crash points
+of the copy, then a run to the end, leaves exactly one copy of each."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import subprocess
+import sys
+
+from helpers import REPO, account_entry, client_for, password_var, run_cli, server_snapshot, write_config
+from mailsync.testing.corpus import generate_bulk, load_into
+
+
+def _config(tmp_path, store_url, a, b, extra: str = ""):
+    cfg = write_config(tmp_path / "c.toml", store_url, [account_entry(a, "a"), account_entry(b, "b")])
+    cfg.write_text(cfg.read_text() + '\n[[channel]]\nname = "a-to-b"\nfrom = "a"\nto = "b"\n' + extra)
+    env = {password_var("a"): a.password, password_var("b"): b.password}
+    return cfg, env
+
+
+def _contents(snapshot: dict) -> dict[str, list]:
+    """Folder -> sorted (flags, size, sha256) of its messages: what two servers can agree on (UIDs differ)."""
+    return {folder: sorted((tuple(fl), size, sha) for fl, size, sha in f["messages"].values())
+            for folder, f in snapshot.items() if f["messages"]}
+
+
+def _dates(user, folder: str) -> list[tuple[str, str]]:
+    c = client_for(user)
+    try:
+        c.select_folder(folder, readonly=True)
+        uids = c.search("ALL")
+        data = c.fetch(uids, ["INTERNALDATE", "BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)]"])
+        return sorted((d[b"BODY[HEADER.FIELDS (MESSAGE-ID)]"].decode().strip(), d[b"INTERNALDATE"].isoformat())
+                      for d in data.values())
+    finally:
+        c.logout()
+
+
+def test_a_copy_channel_gives_b_exactly_as_messages_once(tmp_path, dovecot, store_url):
+    a = dovecot.new_user("cha" + tmp_path.name[-8:], "pa")
+    b = dovecot.new_user("chb" + tmp_path.name[-8:], "pb")
+    load_into(dovecot, a.name, generate_bulk(120, folders=3, seed=7))
+    before = server_snapshot(a)
+    # another client put one of A's messages in B's INBOX already (rule C2: paired, not appended)
+    c = client_for(a)
+    c.select_folder("Bulk00", readonly=True)
+    uid = c.search("ALL")[0]
+    raw = c.fetch([uid], ["BODY.PEEK[]"])[uid][b"BODY[]"]
+    c.logout()
+    c = client_for(b)
+    c.create_folder("Bulk00")
+    c.append("Bulk00", raw)
+    c.logout()
+
+    cfg, env = _config(tmp_path, store_url, a, b)
+    run_cli("sync", config=cfg, env=env, check=True)
+    after_a, after_b = server_snapshot(a), server_snapshot(b)
+    assert _contents(after_a) == _contents(before)  # the source is not changed
+    want = _contents(before)
+    want_b = _contents(after_b)
+    dup = want_b["Bulk00"]  # B's own copy of the one message has no flags where A's may have some
+    assert len(dup) == len(want["Bulk00"]) and {s for *_, s in dup} == {s for *_, s in want["Bulk00"]}
+    assert {k: v for k, v in want_b.items() if k != "Bulk00"} == {k: v for k, v in want.items() if k != "Bulk00"}
+    assert _dates(b, "Bulk01") == _dates(a, "Bulk01")  # INTERNALDATE kept
+
+    status = json.loads(run_cli("channel", "status", "--json", config=cfg, env=env, check=True).stdout)
+    assert status == [{"channel": "a-to-b", "from": "a", "to": "b", "mode": "copy", "pairs": 120, "waiting": 0,
+                       "failed": 0}]
+
+    uids_b = {f: sorted(x["messages"]) for f, x in after_b.items()}
+    run_cli("sync", config=cfg, env=env, check=True)  # a rerun appends nothing
+    assert {f: sorted(x["messages"]) for f, x in server_snapshot(b).items()} == uids_b
+
+    # a new message in A reaches B in the next sync, and only it
+    c = client_for(a)
+    c.append("Bulk02", b"Message-ID: <late@example.org>\r\nSubject: late\r\n\r\nlate\r\n", flags=[b"\\Flagged"])
+    c.logout()
+    run_cli("sync", config=cfg, env=env, check=True)
+    now_b = server_snapshot(b)
+    assert len(now_b["Bulk02"]["messages"]) == len(after_b["Bulk02"]["messages"]) + 1
+    assert _contents(now_b)["Bulk02"] == _contents(server_snapshot(a))["Bulk02"]
+
+
+def test_kill_9_during_a_copy_then_a_rerun_leaves_one_copy_each(tmp_path, dovecot, store_url):
+    a = dovecot.new_user("cka" + tmp_path.name[-8:], "pa")
+    b = dovecot.new_user("ckb" + tmp_path.name[-8:], "pb")
+    load_into(dovecot, a.name, generate_bulk(40, folders=2, seed=9))
+    cfg, env = _config(tmp_path, store_url, a, b)
+    full_env = dict(os.environ, **env, PYTHONPATH=str(REPO))
+    rng = random.Random(20261207)
+    reached = []
+    for _ in range(14):
+        point = rng.randint(1, 60)
+        proc = subprocess.run([sys.executable, "-m", "mailsync", "--config", str(cfg), "sync", "--quiet"],
+                              env=dict(full_env, MAILSYNC_CRASH_AFTER=str(point)), capture_output=True, text=True,
+                              timeout=300)
+        reached += [line for line in proc.stderr.splitlines() if "crash point" in line]
+    assert any("append" in line for line in reached), reached  # some kills landed inside the copy's APPENDs
+    run_cli("sync", config=cfg, env=env, check=True)
+    want, got = _contents(server_snapshot(a)), _contents(server_snapshot(b))
+    assert got == want  # every message once: none missing, none twice
+    status = json.loads(run_cli("channel", "status", "--json", config=cfg, env=env, check=True).stdout)
+    assert status[0]["pairs"] == 40 and status[0]["waiting"] == 0 and status[0]["failed"] == 0
