@@ -5,11 +5,14 @@ of the copy, then a run to the end, leaves exactly one copy of each."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import random
 import subprocess
 import sys
+
+import pytest
 
 from helpers import REPO, account_entry, client_for, password_var, run_cli, server_snapshot, write_config
 from mailsync.testing.corpus import generate_bulk, load_into
@@ -105,3 +108,31 @@ def test_kill_9_during_a_copy_then_a_rerun_leaves_one_copy_each(tmp_path, doveco
     assert got == want  # every message once: none missing, none twice
     status = json.loads(run_cli("channel", "status", "--json", config=cfg, env=env, check=True).stdout)
     assert status[0]["pairs"] == 40 and status[0]["waiting"] == 0 and status[0]["failed"] == 0
+
+
+def _msg(n: int) -> bytes:
+    return (f"Message-ID: <x{n}-{random.random()}@example.org>\r\nFrom: a@example.org\r\nSubject: {n}\r\n\r\n"
+            f"body {n}\r\n").encode()
+
+
+@pytest.mark.parametrize("kind", ["cyrus", "courier"])
+def test_a_copy_from_dovecot_to_another_server_maps_delimiter_namespace_and_special_use(kind, request, tmp_path,
+                                                                                      dovecot, store_url):
+    from helpers import mailbox
+
+    server = request.getfixturevalue(kind)
+    a = dovecot.new_user("chx" + tmp_path.name[-8:], "pa")
+    b = server.new_user("chy" + tmp_path.name[-6:].lower().replace("_", "-"), "pb")
+    raws = {"INBOX": _msg(1), "Projects/Alpha": _msg(2), "Sent": _msg(3)}
+    dovecot.load(a.name, [("INBOX", raws["INBOX"], "\\Seen"), ("Projects/Alpha", raws["Projects/Alpha"], ""),
+                          ("Sent", raws["Sent"], "\\Seen \\Answered")])
+    cfg, env = _config(tmp_path, store_url, a, b)
+    run_cli("sync", config=cfg, env=env, check=True)
+    got = server_snapshot(b)
+    for folder, raw in raws.items():
+        where = mailbox(b, folder)  # "INBOX.Projects.Alpha" on Courier, "Projects/Alpha" on Cyrus
+        shas = [sha for _fl, _size, sha in got[where]["messages"].values()]
+        assert shas == [hashlib.sha256(raw).hexdigest()], (folder, where, got.keys())
+    assert [fl for fl, _s, _h in got[mailbox(b, "Sent")]["messages"].values()] == [["\\Answered", "\\Seen"]]
+    run_cli("sync", config=cfg, env=env, check=True)  # nothing twice
+    assert {f: len(x["messages"]) for f, x in server_snapshot(b).items()} == {f: len(x["messages"]) for f, x in got.items()}
