@@ -85,18 +85,18 @@ def run_channel(store: Store, channel: ChannelConfig) -> ChannelResult:
         result.paired += len(plan.pairs)
         uow.commit()
         copied: dict[tuple[str, str], int] = {}
+        ids_to = ids["to"]
         for i in range(0, len(plan.copies), BATCH):
-            pairs = []
-            for copy in plan.copies[i:i + BATCH]:
-                m = copy.src
-                kind, args = journal.encode(journal.Append(raws[copy.folder]))
-                pid = repo_ch.add_copy(c, ids["to"], folder_ids[copy.folder], m.sha256, m.flags, m.internaldate,
-                                       m.size, kind, args)
-                copied[(copy.folder, m.sha256)] = pid
-                pairs.append((m.placement_id, pid, m.sha256))
-            repo_ch.add_pairs(c, channel.name, pairs)
+            batch = plan.copies[i:i + BATCH]
+            kind = journal.kind_of(journal.Append(""))
+            args = [journal.encode(journal.Append(raws[copy.folder]))[1] for copy in batch]
+            ids = repo_ch.add_copies(c, ids_to, [(folder_ids[copy.folder], copy.src.sha256, copy.src.flags,
+                                                  copy.src.internaldate, copy.src.size) for copy in batch], kind, args)
+            copied.update({(copy.folder, copy.src.sha256): pid for copy, pid in zip(batch, ids)})
+            repo_ch.add_pairs(c, channel.name, [(copy.src.placement_id, pid, copy.src.sha256)
+                                                for copy, pid in zip(batch, ids)])
             uow.commit()  # each batch whole: its copies, their journal entries and their pairs (C1)
-            result.copies += len(pairs)
+            result.copies += len(batch)
         same = [(src, copied[(folder, sha)], sha) for src, folder, sha in plan.same]
         repo_ch.add_pairs(c, channel.name, same)  # rule C3
         result.paired += len(same)

@@ -229,11 +229,12 @@ def read_copyuid(untagged: list[Untagged], tagged: Tagged) -> CopyUids:
     return CopyUids()
 
 
-def append_command(raw_name: str, size: int, flags, internaldate: str | None) -> bytes:
-    """APPEND's line up to its synchronizing literal of ``size`` bytes (\\Recent cannot be set)."""
+def append_command(raw_name: str, size: int, flags, internaldate: str | None, *, literal_plus: bool = False) -> bytes:
+    """APPEND's line up to its literal of ``size`` bytes (\\Recent cannot be set): synchronizing, or
+    with ``literal_plus`` not (``{n+}``, RFC 7888: the data follows at once, no "+" awaited)."""
     cmd = b"APPEND " + quote(raw_name)
     flag_list = " ".join(f for f in flags if f.lower() != "\\recent")
     cmd += f" ({flag_list})".encode()
     if internaldate:
         cmd += b' "' + internaldate.encode() + b'"'
-    return cmd + b" {" + str(size).encode() + b"}"
+    return cmd + b" {" + str(size).encode() + (b"+}" if literal_plus else b"}")

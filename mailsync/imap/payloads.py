@@ -277,6 +277,15 @@ def appenduid(code: str | None) -> tuple[int, int] | None:
     return int(args[0]), int(args[1])
 
 
+def appenduids(code: str | None) -> tuple[int, list[int]] | None:
+    """[APPENDUID uidvalidity uid-set] of a MULTIAPPEND (RFC 3502, RFC 4315) -> (uidvalidity, [uid...])
+    in the order the messages were appended."""
+    args = code_args(code, "APPENDUID")
+    if not args or len(args) != 2 or not args[0].isdigit():
+        return None
+    return int(args[0]), expand(parse_uid_set(args[1]))
+
+
 def copyuid(code: str | None) -> tuple[int, list[int], list[int]] | None:
     """[COPYUID uidvalidity src-set dst-set] -> (uidvalidity, [src...], [dst...]) in matching order."""
     args = code_args(code, "COPYUID")

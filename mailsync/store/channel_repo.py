@@ -56,17 +56,23 @@ def add_folder_to_create(db: Db, account_id: int, name: str, raw_name: str, deli
     return folder_id
 
 
-def add_copy(db: Db, account_id: int, folder_id: int, sha256: str, flags: str, internaldate: str | None, size: int,
-             kind: str, args: str) -> int:
-    """The destination's placement of a copy, waiting for its APPEND (no UID yet), and the journal
-    entry that sends it: the placement's id."""
-    pid = db.execute(insert(tables.placements).values(folder_id=folder_id, uid=None, body_sha256=sha256, flags=flags,
-                                                      base_flags=None, modseq=None, internaldate=internaldate,
-                                                      size=size)).inserted_primary_key[0]
-    db.execute(insert(tables.pending_ops).values(account_id=account_id, kind=kind, folder_id=folder_id,
-                                                 placement_id=pid, args=args, state="pending", attempts=0,
-                                                 created_at=utcnow()))
-    return pid
+def add_copies(db: Db, account_id: int, copies: list[tuple[int, str, str, str | None, int]], kind: str,
+               args: list[str]) -> list[int]:
+    """The destination's placements of copies, waiting for their APPENDs (no UID yet), and the journal
+    entries that send them: ``copies`` are (folder id, sha256, flags, internaldate, size), ``args``
+    each entry's arguments. Returns the placements' ids, in order."""
+    if not copies:
+        return []
+    ids = list(db.execute(insert(tables.placements).returning(_P.id, sort_by_parameter_order=True),
+                          [{"folder_id": f, "uid": None, "body_sha256": sha, "flags": flags, "base_flags": None,
+                            "modseq": None, "internaldate": idate, "size": size}
+                           for f, sha, flags, idate, size in copies]).scalars())
+    now = utcnow()
+    db.execute(insert(tables.pending_ops), [{"account_id": account_id, "kind": kind, "folder_id": f,
+                                             "placement_id": pid, "args": a, "state": "pending", "attempts": 0,
+                                             "created_at": now}
+                                            for (f, *_), pid, a in zip(copies, ids, args)])
+    return ids
 
 
 def add_pairs(db: Db, channel: str, pairs: list[tuple[int, int | None, str]]) -> None:

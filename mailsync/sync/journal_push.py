@@ -11,13 +11,15 @@ merges (plan.py; flag changes are pushed by each folder's pull, rules T1-T3).
 
 from __future__ import annotations
 
+import dataclasses
+
 from typing import TYPE_CHECKING
 
 
 from mailsync.errors import FolderMissing, MappingMismatch, ProtocolError
 from mailsync.imap import utf7
 from mailsync.store.worker import StoreWorker
-from mailsync.sync import crash, journal, journal_store
+from mailsync.sync import crash, journal, journal_store, store_tasks
 from mailsync.sync.message import message_id
 
 if TYPE_CHECKING:
@@ -31,16 +33,69 @@ class JournalPush:
         # In the order they were made: each names folders as they were called at that moment.
         push = {journal.Mkdir: self._push_mkdir, journal.Rmdir: self._push_rmdir, journal.Rename: self._push_rename,
                 journal.Append: self._push_append, journal.Move: self._push_move, journal.Delete: self._push_delete}
-        for entry in db.call(journal_store.load_ops, self.side):
+        for group in _groups(db.call(journal_store.load_ops, self.side), conn.has("LITERAL+")):
             self._check_stop()
-            try:
-                push[type(entry.op)](conn, db, entry, entry.op)
-            except (ProtocolError, MappingMismatch) as exc:  # the server refused this one; the others go on
-                if conn.broken:
-                    raise
-                undone = db.call(journal_store.refused, self.side, entry, exc)
-                self.ledger.note(f"local change #{entry.id} ({entry.kind}) failed: {exc}"
-                                         + (f"; {undone}" if undone else ""))
+            if len(group) > 1:  # APPENDs into one folder, pipelined; what they could not settle goes one by one
+                group = self._push_appends(conn, db, group)
+            for entry in group:
+                try:
+                    push[type(entry.op)](conn, db, entry, entry.op)
+                except (ProtocolError, MappingMismatch) as exc:  # the server refused this one; the others go on
+                    if conn.broken:
+                        raise
+                    undone = db.call(journal_store.refused, self.side, entry, exc)
+                    self.ledger.note(f"local change #{entry.id} ({entry.kind}) failed: {exc}"
+                                     + (f"; {undone}" if undone else ""))
+
+    def _push_appends(self, conn: ImapSession, db: StoreWorker, group: list[journal.Entry]) -> list[journal.Entry]:
+        """Pending APPENDs into one folder, in batches (APPEND_BATCH messages, APPEND_BATCH_BYTES):
+        each marked "sent" in one transaction and sent without a round trip per message
+        (send_appends); while the server stores one batch, the next one's bodies are read and sent;
+        each settled in one transaction. An APPENDUID is believed here only when it cannot be wrong
+        (the folder's UIDVALIDITY, a UID the store does not hold). Returns the entries left to the
+        one-by-one path (refused, or an answer to look into), which finds a copy already made by its
+        Message-ID."""
+        folder = group[0].op.folder_name
+        rest: list[journal.Entry] = []
+        validity, known = db.call(store_tasks.folder_uids, self.account_id, folder)
+
+        def read_bodies(entries):
+            return db.submit(journal_store.placement_bodies, self.side,
+                             [e.placement_id for e in entries[:APPEND_BATCH]], APPEND_BATCH_BYTES)
+
+        upcoming = read_bodies(group)
+        in_flight = None  # (entries, ticket) sent and not read yet
+        while group or in_flight:
+            sent = None
+            if group:
+                bodies = upcoming.result()
+                taken, group = group[:len(bodies)], group[len(bodies):]
+                if group:
+                    upcoming = read_bodies(group)
+                ready = [e for e in taken if bodies[e.placement_id] is not None]
+                rest += [e for e in taken if bodies[e.placement_id] is None]
+                if ready:
+                    db.call(journal_store.mark_sent, self.side, [e.id for e in ready])
+                    crash.point("appends sent")
+                    sent = (ready, conn.send_appends(folder, [(bodies[e.placement_id][0], bodies[e.placement_id][1],
+                                                               bodies[e.placement_id][3]) for e in ready]))
+            if in_flight is not None:
+                entries, ticket = in_flight
+                answers = conn.read_appends(ticket)
+                crash.point("appends answered")
+                named = {a[0] for a in answers if isinstance(a, tuple)}
+                if validity is None and len(named) == 1:
+                    validity = named.pop()  # a folder the store never read takes it (settle_placements)
+                settled = []
+                for entry, answer in zip(entries, answers):
+                    if isinstance(answer, tuple) and answer[0] == validity and answer[1] not in known:
+                        known.add(answer[1])
+                        settled.append((entry.id, entry.placement_id, answer[1]))
+                    else:
+                        rest.append(dataclasses.replace(entry, state="sent"))
+                db.submit(journal_store.settle_placements, self.side, settled, validity)
+            in_flight = sent
+        return rest
 
     def _push_mkdir(self, conn: ImapSession, db: StoreWorker, entry: journal.Entry, op: journal.Mkdir) -> None:
         db.call(journal_store.mark, self.side, entry.id, "sent")
@@ -164,3 +219,22 @@ class JournalPush:
         known = db.call(journal_store.known_uids, self.side, folder)
         fresh = [u for u in candidates if u not in known]
         return max(fresh) if fresh else None
+
+
+APPEND_BATCH = 200  # APPENDs sent together (one MULTIAPPEND where the server offers it)
+APPEND_BATCH_BYTES = 8 << 20
+
+
+def _groups(entries: list[journal.Entry], pipelined: bool) -> list[list[journal.Entry]]:
+    """The entries in order, runs of pending APPENDs into one folder grouped (without LITERAL+ every
+    entry alone)."""
+    out: list[list[journal.Entry]] = []
+    for entry in entries:
+        last = out[-1] if out else None
+        if (pipelined and last and entry.state == "pending" and isinstance(entry.op, journal.Append)
+                and last[0].state == "pending" and isinstance(last[0].op, journal.Append)
+                and last[0].op.folder_name == entry.op.folder_name):
+            last.append(entry)
+        else:
+            out.append([entry])
+    return out

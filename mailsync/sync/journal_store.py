@@ -9,7 +9,7 @@ rules L1-L4 for refused entries).
 
 from __future__ import annotations
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import bindparam, delete, select, update
 
 from mailsync.errors import MailsyncError
 from mailsync.imap import utf7
@@ -32,14 +32,24 @@ def load_ops(uow: UnitOfWork, side: StoreSide) -> list[journal.Entry]:
             for op_id, kind, state, args, pid, fid in ops]
 
 
-def mark(uow: UnitOfWork, side: StoreSide, op_id: int, state: str, error: str | None = None) -> None:
+def mark(uow: UnitOfWork, side: StoreSide, op_id: int, state: str, error: str | None = None, *,
+         commit: bool = True) -> None:
     o = tables.pending_ops.c
     uow.connection.execute(update(tables.pending_ops).where(o.id == op_id).values(
         state=state, error=error, updated_at=utcnow(),
         attempts=o.attempts + 1 if state == "sent" else o.attempts))
-    uow.commit()
+    if commit:
+        uow.commit()
     if state == "done":
         side.ledger.add(pushed=1)
+
+
+def mark_sent(uow: UnitOfWork, side: StoreSide, op_ids: list[int]) -> None:
+    """A batch of entries (APPENDs sent together) marked "sent" in one transaction."""
+    o = tables.pending_ops.c
+    uow.connection.execute(update(tables.pending_ops).where(o.id.in_(op_ids)).values(
+        state="sent", updated_at=utcnow(), attempts=o.attempts + 1))
+    uow.commit()
 
 
 def refused(uow: UnitOfWork, side: StoreSide, entry: journal.Entry, exc: MailsyncError) -> str:
@@ -75,6 +85,24 @@ def known_uids(uow: UnitOfWork, side: StoreSide, raw_name: str) -> set[int]:
     return set() if folder_id is None else set(repo.uid_flags(uow.connection, folder_id))
 
 
+def placement_bodies(uow: UnitOfWork, side: StoreSide, placement_ids: list[int], budget: int) -> dict:
+    """placement_body of the first placements, in order, until their bodies add up to ``budget``
+    bytes (at least one): placement id -> (raw, flags, Message-ID, IMAP date), or None."""
+    c, pl, b = uow.connection, tables.placements.c, tables.bodies.c
+    rows = {r.id: r for r in c.execute(
+        select(pl.id, pl.body_sha256, pl.flags, b.message_id, pl.size, pl.internaldate)
+        .join(tables.bodies, b.sha256 == pl.body_sha256).where(pl.id.in_([p for p in placement_ids if p])))}
+    out, total = {}, 0
+    for pid in placement_ids:
+        if out and total >= budget:
+            break
+        p = rows.get(pid)
+        out[pid] = None if p is None else (repo.read_body(c, p.body_sha256), p.flags.split(), p.message_id,
+                                           imap_date(p.internaldate))
+        total += p.size if p is not None else 0
+    return out
+
+
 def placement_body(uow: UnitOfWork, side: StoreSide, placement_id: int | None):
     p = placement_with_body(uow.connection, placement_id)
     if p is None:
@@ -89,7 +117,7 @@ def placement_key(uow: UnitOfWork, side: StoreSide, placement_id: int | None) ->
 
 
 def settle_placement(uow: UnitOfWork, side: StoreSide, op_id: int, placement_id: int, uid: int | None,
-                      moved: bool = False) -> None:
+                     moved: bool = False, *, commit: bool = True) -> None:
     """The change reached the server as ``uid``. An appended message has the flags it was sent
     with; a moved one has the flags the server gave it before, which the store last agreed as
     its base: a local flag change not pushed yet stays one, and the pull of the folder pushes it."""
@@ -101,7 +129,34 @@ def settle_placement(uow: UnitOfWork, side: StoreSide, op_id: int, placement_id:
                                                   pl.id != placement_id))
         values = {"uid": uid, "modseq": None} if moved else {"uid": uid, "base_flags": pl.flags}
         c.execute(update(tables.placements).where(pl.id == placement_id).values(**values))
-    mark(uow, side, op_id, "done")
+    mark(uow, side, op_id, "done", commit=commit)
+
+
+def settle_placements(uow: UnitOfWork, side: StoreSide, settled: list[tuple[int, int, int | None]],
+                      uidvalidity: int | None = None) -> None:
+    """settle_placement of each (entry, placement, UID) of a batch of new messages (APPENDs), in one
+    transaction and a few statements. ``uidvalidity``: the one their APPENDUIDs named; a folder the
+    store has never read (made by a local mkdir) takes it, so that its next pull compares UIDs with
+    these placements instead of adopting the folder afresh (rule F3 would drop them)."""
+    if not settled:
+        return
+    c, pl, o = uow.connection, tables.placements.c, tables.pending_ops.c
+    folders = dict(c.execute(select(pl.id, pl.folder_id).where(pl.id.in_([p for _, p, _ in settled]))).all())
+    rows = [{"p": p, "f": folders[p], "u": uid} for _, p, uid in settled if uid is not None and p in folders]
+    if rows:
+        # the pull may already have seen these UIDs and made placements for them: merged into ours
+        c.execute(delete(tables.placements).where(pl.folder_id == bindparam("f"), pl.uid == bindparam("u"),
+                                                  pl.id != bindparam("p")), rows)
+        c.execute(update(tables.placements).where(pl.id == bindparam("p")).values(uid=bindparam("u"),
+                                                                                 base_flags=pl.flags), rows)
+    c.execute(update(tables.pending_ops).where(o.id.in_([op for op, _, _ in settled])).values(
+        state="done", error=None, updated_at=utcnow()))
+    if uidvalidity is not None and folders:
+        fo = tables.folders.c
+        c.execute(update(tables.folders).where(fo.id.in_(set(folders.values())), fo.uidvalidity.is_(None))
+                  .values(uidvalidity=uidvalidity))
+    uow.commit()
+    side.ledger.add(pushed=len(settled))
 
 
 def drop_placement(uow: UnitOfWork, side: StoreSide, op_id: int, placement_id: int, why: str) -> None:

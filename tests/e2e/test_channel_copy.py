@@ -96,13 +96,20 @@ def test_kill_9_during_a_copy_then_a_rerun_leaves_one_copy_each(tmp_path, doveco
     full_env = dict(os.environ, **env, PYTHONPATH=str(REPO))
     rng = random.Random(20261207)
     reached = []
-    for _ in range(14):
-        point = rng.randint(1, 60)
+
+    def killed_run(**crash) -> None:
         proc = subprocess.run([sys.executable, "-m", "mailsync", "--config", str(cfg), "sync", "--quiet"],
-                              env=dict(full_env, MAILSYNC_CRASH_AFTER=str(point)), capture_output=True, text=True,
-                              timeout=300)
-        reached += [line for line in proc.stderr.splitlines() if "crash point" in line]
-    assert any("append" in line for line in reached), reached  # some kills landed inside the copy's APPENDs
+                              env=dict(full_env, **crash), capture_output=True, text=True, timeout=300)
+        reached.extend(line for line in proc.stderr.splitlines() if "crash point" in line)
+
+    # the copy's own steps: a folder's mkdir sent; a batch of APPENDs marked sent and not sent yet;
+    # one the server stored and the store did not settle yet; then kills at random steps of a run
+    for name in ("mkdir sent", "appends sent", "appends answered", "appends answered:2"):
+        killed_run(MAILSYNC_CRASH_AT=name)
+    for _ in range(6):
+        killed_run(MAILSYNC_CRASH_AFTER=str(rng.randint(1, 12)))
+    for name in ("mkdir sent", "appends sent", "appends answered"):
+        assert any(f"({name})" in line for line in reached), "\n".join(reached)
     run_cli("sync", config=cfg, env=env, check=True)
     want, got = _contents(server_snapshot(a)), _contents(server_snapshot(b))
     assert got == want  # every message once: none missing, none twice

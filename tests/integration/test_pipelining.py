@@ -102,3 +102,34 @@ def test_a_folder_sent_ahead_that_cannot_be_selected(three_folders):
         assert not conn.broken
     finally:
         conn.logout()
+
+
+@pytest.mark.parametrize("multiappend", [True, False])
+def test_appends_go_without_a_round_trip_each_and_answer_in_order(three_folders, multiappend):
+    """send_appends/read_appends against Dovecot: with MULTIAPPEND one command, else one APPEND each,
+    all literals non-synchronizing (LITERAL+); two tickets in flight are read in order; the UIDs the
+    APPENDUIDs give hold the messages sent, in order; a folder that is not there refuses every one."""
+    conn = connect(account_for(three_folders), three_folders.password)
+    try:
+        assert conn.has("LITERAL+") and conn.has("MULTIAPPEND")
+        if not multiappend:
+            conn.capabilities = conn.capabilities - {"MULTIAPPEND"}
+        msgs = [(_msg("new", i), ["\\Seen"] if i % 2 else [], "07-Dec-2026 10:00:0%d +0000" % i) for i in range(5)]
+        sent = conn.commands
+        first = conn.send_appends("A", msgs[:3])
+        second = conn.send_appends("A", msgs[3:])
+        assert conn.commands - sent == (2 if multiappend else 5)
+        answers = conn.read_appends(first) + conn.read_appends(second)
+        validity = conn.select("A", readonly=True).uidvalidity
+        assert [a[0] for a in answers] == [validity] * 5
+        uids = [a[1] for a in answers]
+        assert uids == sorted(uids) and len(set(uids)) == 5
+        got = {uid: (hashlib.sha256(bytes(it.body)).hexdigest(), it.flags) for uid, it in
+               ((it.uid, it) for it in conn.fetch_messages(uids))}
+        assert [got[u][0] for u in uids] == [hashlib.sha256(m[0]).hexdigest() for m in msgs]
+        assert ["\\Seen" in got[u][1] for u in uids] == [bool(i % 2) for i in range(5)]
+        refused = conn.read_appends(conn.send_appends("No such folder", msgs[:2]))
+        assert all(getattr(r, "status", None) == "NO" for r in refused) and len(refused) == 2
+        assert not conn.broken and conn.select("B").exists == 30  # and the connection goes on
+    finally:
+        conn.logout()
