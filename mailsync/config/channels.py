@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from mailsync.config.fields import MISSING, Context, Table, describe, show
+from mailsync.config.fields import Context, Table, array_of_tables, describe, show
 from mailsync.config.model import AccountConfig, ChannelConfig
 
 CHANNEL_KEYS = ("name", "from", "to", "folders", "exclude", "map", "mode", "delete")
@@ -19,14 +19,7 @@ PLANNED = ("mirror", "two-way")
 
 
 def channels_from(ctx: Context, raw: Any, accounts: Sequence[AccountConfig]) -> tuple[ChannelConfig, ...]:
-    if raw is MISSING:
-        return ()
-    if isinstance(raw, dict):
-        raise ctx.error("key 'channel'", "must be an array of tables, but [channel] was written as a single table",
-                        "write each channel header with double brackets: [[channel]]")
-    if not isinstance(raw, list):
-        raise ctx.error("key 'channel'", f"must be an array of tables, got {describe(raw)}",
-                        'write each channel as:\n  [[channel]]\n  name = "move"\n  from = "old"\n  to = "new"')
+    raw = array_of_tables(ctx, "channel", raw, 'name = "move"\n  from = "old"\n  to = "new"')
     names = {a.name for a in accounts}
     out: list[ChannelConfig] = []
     for i, item in enumerate(raw):

@@ -138,6 +138,20 @@ class Context:
         return self.mode is not None and os.name == "posix" and bool(self.mode & 0o077)
 
 
+def array_of_tables(ctx: "Context", key: str, raw: Any, example: str) -> list:
+    """``raw`` as the array of tables ``[[key]]`` must be: [] when missing, else a ConfigError naming
+    how it was written wrong (a single [key] table, or not a table at all)."""
+    if raw is MISSING:
+        return []
+    if isinstance(raw, dict):
+        raise ctx.error(f"key '{key}'", f"must be an array of tables, but [{key}] was written as a single table",
+                        f"write each {key} header with double brackets: [[{key}]]")
+    if not isinstance(raw, list):
+        raise ctx.error(f"key '{key}'", f"must be an array of tables, got {describe(raw)}",
+                        f"write each {key} as:\n  [[{key}]]\n  {example}")
+    return raw
+
+
 class Table:
     """One TOML table being validated: typed getters that raise ConfigError naming key and value."""
 

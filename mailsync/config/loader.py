@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from mailsync.config.fields import (MISSING, Context, Table, describe, is_loopback, one_of, parse_secret_ref,
-                                    show, suggest)
+from mailsync.config.fields import (MISSING, Context, Table, array_of_tables, describe, is_loopback, one_of,
+                                    parse_secret_ref, show, suggest)
 from mailsync.config.model import (AccountConfig, AccountCrmSettings, Config, HookSettings, OAuthSettings,
                                    MirrorSettings, PushSettings, SecretRef, StoreConfig)
 from mailsync.errors import ConfigError
@@ -482,15 +482,9 @@ def config_from_mapping(doc: Mapping[str, Any], *, path: Path, mode: int | None 
         table.check_unknown()
         defaults = _deadline(table, {})
 
-    raw_accounts = doc.get("account", MISSING)
+    raw_accounts = array_of_tables(ctx, "account", doc.get("account", MISSING), 'name = "work"\n  ...')
     accounts: list[AccountConfig] = []
-    if raw_accounts is not MISSING:
-        if isinstance(raw_accounts, dict):
-            raise ctx.error("key 'account'", "must be an array of tables, but [account] was written as a single table",
-                            "write each account header with double brackets: [[account]]")
-        if not isinstance(raw_accounts, list):
-            raise ctx.error("key 'account'", f"must be an array of tables, got {describe(raw_accounts)}",
-                            'write each account as:\n  [[account]]\n  name = "work"\n  ...')
+    if raw_accounts:
         seen: dict[str, int] = {}
         mirrors: dict[Path, str] = {}
         for i, item in enumerate(raw_accounts):
