@@ -38,7 +38,7 @@ import requests
 
 from mailsync.crm.records import company_id
 from mailsync.crm.settings import SinkSettings
-from mailsync.crm.sinks import CrmTransport, Outcome, Ref, RETRY_STATUSES
+from mailsync.crm.sinks import CrmTransport, Outcome, Ref, RETRY_STATUSES, _innermost, fields
 from mailsync.errors import CredentialError, TLSVerifyError
 
 log = logging.getLogger("mailsync.crm.salesforce")
@@ -51,11 +51,6 @@ LIMIT_WAIT = 3600.0  # REQUEST_LIMIT_EXCEEDED: the org's rolling 24-hour API lim
 def marker(activity_id: str) -> str:
     """The line a Task's Description ends with: how a retry finds the Task an earlier try made."""
     return f"[mailsync {activity_id}]"
-
-
-def fields(data: Mapping[str, Any] | None) -> dict[str, Any]:
-    """Mapped values, without the empty ones (they would blank what a person filled in)."""
-    return {k: v for k, v in (data or {}).items() if v is not None and v != ""}
 
 
 def task_fields(record: Mapping[str, Any], data: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -83,12 +78,6 @@ class _Session(requests.Session):
         if self.ca_file:
             settings["verify"] = self.ca_file
         return settings
-
-
-def _innermost(exc: BaseException) -> str:
-    while exc.args and isinstance(exc.args[0], BaseException):
-        exc = exc.args[0]
-    return str(exc)[:200]
 
 
 class SalesforceTransport(CrmTransport):

@@ -13,8 +13,9 @@ Owns: the wire format and the I/O of each sink type, and the mapping of every fa
   jsonl    one envelope per line appended to the file, flushed and fsynced before the rows count as
            delivered. A crash between the write and the outbox commit would repeat lines: on its first
            write the transport reads the file's tail and skips envelopes whose key is already there.
-  hubspot, salesforce  in their own modules (hubspot.py, salesforce.py), made here; what the two
-           share (the ids a delivery needs, an activity's contact delivered first) is CrmTransport.
+  hubspot, salesforce, bottlecrm  in their own modules (hubspot.py, salesforce.py, bottlecrm.py),
+           made here; what they share (the ids a delivery needs, an activity's contact delivered
+           first, the mapped values sent) is CrmTransport and fields().
 Envelope: ``{"idempotency_key", "op": "upsert"|"delete", "type", "id", "sink", "data"}`` (``data``:
 the record after the sink's field mapping; null for a delete).
 Must not: touch the store (the worker in outbox.py settles rows), or decide retries' timing beyond
@@ -196,6 +197,18 @@ class JsonlTransport:
 Ref = tuple[str, str | None]  # a CRM's id of a record, and of a contact's company
 
 
+def fields(data: Mapping[str, Any] | None) -> dict[str, Any]:
+    """A CRM sink's mapped values, without the empty ones (they would blank what a person filled in)."""
+    return {k: v for k, v in (data or {}).items() if v is not None and v != ""}
+
+
+def _innermost(exc: BaseException) -> str:
+    """The innermost error a requests exception wraps (a TLS failure's reason), shortened."""
+    while exc.args and isinstance(exc.args[0], BaseException):
+        exc = exc.args[0]
+    return str(exc)[:200]
+
+
 class CrmTransport:
     """What the CRM sinks' transports share. A subclass keeps ``sink``, and per delivery ``_learnt``
     (record id -> Ref learnt, or None: forget it) and ``_contacts`` (the records of contacts an
@@ -259,6 +272,11 @@ def make_transport(sink: SinkSettings, *, clock: Callable[[], float], sleep: Cal
 
         assert sink.secret is not None
         return HubSpotTransport(sink, resolve_secret(sink.secret), clock=clock, sleep=sleep)
+    if sink.type == "bottlecrm":
+        from mailsync.crm.bottlecrm import BottleCrmTransport
+
+        assert sink.secret is not None
+        return BottleCrmTransport(sink, resolve_secret(sink.secret), clock=clock)
     if sink.type == "salesforce":
         from mailsync.crm.salesforce import SalesforceTransport
 
