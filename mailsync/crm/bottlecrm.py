@@ -19,8 +19,9 @@ BottleCRM's answers to an Outcome, here at the boundary:
             in BottleCRM yet -- its own row waits for a retry -- is upserted first, whole); the
             contact's account shows it through the contact (BottleCRM's API logs an interaction on
             one record). Its body ends with a ``[mailsync ID]`` marker line: before one is logged,
-            the contact's interactions are read for it, so a retry after a lost answer updates the
-            one the first try made instead of logging a second
+            the contact's interactions are read for it (once per contact while deliveries succeed,
+            again after any that failed), so a retry after a lost answer updates the one the first
+            try made instead of logging a second
   deletion  a contact (``crm forget``) is deleted, and BottleCRM deletes the interactions logged on
             it; an activity's interaction is deleted; an account is left alone (people in BottleCRM
             may own it), only our link to it goes
@@ -37,16 +38,13 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import requests
 
-from mailsync.crm.domains import company_name
-from mailsync.crm.records import company_id
 from mailsync.crm.settings import SinkSettings
-from mailsync.crm.sinks import (USER_AGENT, CrmTransport, Outcome, Ref, RETRY_STATUSES, _innermost, _retry_after,
-                                fields)
+from mailsync.crm.sinks import USER_AGENT, CrmTransport, Outcome, Ref, RETRY_STATUSES, _retry_after, fields
 from mailsync.errors import CredentialError, TLSVerifyError
 
 log = logging.getLogger("mailsync.crm.bottlecrm")
@@ -110,6 +108,9 @@ def _detail(resp: requests.Response) -> str:
 
 
 class BottleCrmTransport(CrmTransport):
+    deleted_kinds = ("contacts", "interactions")  # an account stays in BottleCRM; only our link to it goes
+    account_name_field = "name"
+
     def __init__(self, sink: SinkSettings, token: str, *, clock: Callable[[], float]) -> None:
         self.sink = sink
         self.clock = clock
@@ -120,6 +121,9 @@ class BottleCrmTransport(CrmTransport):
                                      "Accept": "application/json"})
         self._learnt: dict[str, Ref | None] = {}
         self._contacts: dict[str, dict] = {}
+        # contact id -> {marker line: interaction id} of what it has logged, read once per contact
+        # while every delivery succeeds (each activity would otherwise read them all again)
+        self._logged: dict[str, dict[str, str]] = {}
 
     def close(self) -> None:
         self.session.close()
@@ -127,25 +131,23 @@ class BottleCrmTransport(CrmTransport):
     # -- what the worker asks ------------------------------------------------------------------
 
     def _deliver(self, env: dict, refs: dict) -> Outcome:
+        outcome = self._attempt(env, refs)
+        if not outcome.ok:
+            self._logged.clear()  # a change may have been made whose answer was lost: read them again
+        return outcome
+
+    def _attempt(self, env: dict, refs: dict) -> Outcome:
         try:
             getattr(self, f"_{env['op']}_{env['type']}")(env, refs)
         except _Refused as exc:
             return self._failed(exc)
-        except requests.exceptions.SSLError as exc:
-            raise TLSVerifyError(f"BottleCRM {self.sink.url}: the TLS connection failed: {_innermost(exc)}",
-                                 hint="check the url, or point ca_file at the CA that signs the server's "
-                                      "certificate; the records stay queued") from None
         except requests.RequestException as exc:
             self.session.close()  # a fresh connection next time
-            kind = "timed out" if isinstance(exc, requests.Timeout) else exc.__class__.__name__
-            return Outcome(False, error=f"BottleCRM {self.sink.url}: {kind}"[:500], refs=self._learnt)
+            return self._request_failed("BottleCRM", exc)
         except (CredentialError, TLSVerifyError):
             raise
         except Exception as exc:  # an answer that could not be read: this record retries, the rest go on
-            log.warning("bottlecrm sink %s: unexpected answer for %s %s: %s", self.sink.name, env["type"], env["id"],
-                        exc.__class__.__name__)
-            return Outcome(False, error=f"BottleCRM: unexpected answer: {exc.__class__.__name__}: {exc}"[:500],
-                           refs=self._learnt)
+            return self._unexpected("BottleCRM", env, exc)
         return Outcome(True, status=200, refs=self._learnt)
 
     def _failed(self, exc: _Refused) -> Outcome:
@@ -193,8 +195,9 @@ class BottleCrmTransport(CrmTransport):
         """The account of a domain. Its name is given when it is made, and never changed after
         (people rename accounts; BottleCRM keeps one per name): a name another company's account
         holds gets the domain added, "Acme (acme.co.uk)"."""
+        values = dict(values)
         name = str(values.pop("name", None) or domain)
-        values = {**values, "website": website(domain)}
+        values["website"] = website(domain)
         create = {**values, "name": name}
 
         def find() -> str | None:
@@ -213,9 +216,8 @@ class BottleCrmTransport(CrmTransport):
 
         return self._write("accounts", values, known, find, create)
 
-    def _contact(self, record: Mapping[str, Any], data: Mapping[str, Any] | None, known: Ref | None,
-                 account: str | None) -> str:
-        values = contact_fields(record, data, new=False)
+    def _contact(self, record: Mapping[str, Any], mapped: dict, known: Ref | None, account: str | None) -> str:
+        values = contact_fields(record, mapped, new=False)
         if account:
             values["account"] = account
         address = values["email"]
@@ -224,64 +226,43 @@ class BottleCrmTransport(CrmTransport):
             found = self._call("GET", "contacts/", params={"email": address, "limit": 50})["results"]
             return next((str(c["id"]) for c in found if str(c.get("email") or "").lower() == address.lower()), None)
 
-        new = {**contact_fields(record, data, new=True), **values}
+        new = {**contact_fields(record, mapped, new=True), **values}
         return self._write("contacts", values, known, find, new)
 
-    def _upsert_company(self, env: dict, refs: dict) -> None:
-        oid = self._account(env["record"]["domain"], fields(env["data"]), refs.get(env["id"]))
-        self._learnt[env["id"]] = (oid, None)
-
-    def _upsert_contact(self, env: dict, refs: dict) -> None:
-        rec = env["record"]
-        account = None
-        if rec.get("company_domain"):
-            key = company_id(rec["company_domain"])
-            # made here when the contact comes first: named as its company record will be
-            account = self._account(rec["company_domain"], {"name": company_name(rec["company_domain"])},
-                                    refs.get(key))
-            self._learnt[key] = (account, None)
-        oid = self._contact(rec, env["data"], refs.get(env["id"]), account)
-        self._learnt[env["id"]] = (oid, account)
-
-    def _interactions(self, contact: str) -> Iterator[dict]:
-        offset = 0
-        while True:
-            page = self._call("GET", "interactions/", params={"contact": contact, "limit": PAGE, "offset": offset})
-            yield from page["interactions"]
-            offset += PAGE
-            if offset >= int(page.get("count", 0)):
-                return
+    def _markers(self, contact: str) -> dict[str, str]:
+        """{marker line: interaction id} of the interactions logged on a contact."""
+        if contact not in self._logged:
+            found: dict[str, str] = {}
+            offset = 0
+            while True:
+                page = self._call("GET", "interactions/", params={"contact": contact, "limit": PAGE, "offset": offset})
+                for i in page["interactions"]:
+                    found.setdefault(str(i.get("body") or "").rsplit("\n", 1)[-1], str(i["id"]))
+                offset += PAGE
+                if offset >= int(page.get("count", 0)):
+                    break
+            self._logged[contact] = found
+        return self._logged[contact]
 
     def _upsert_activity(self, env: dict, refs: dict) -> None:
         rec = env["record"]
         contact = self._contact_first(rec, refs)
         values = interaction_fields(rec, env["data"])
         tag = marker(env["id"])
-
-        def find() -> str | None:
-            return next((str(i["id"]) for i in self._interactions(contact[0])
-                         if str(i.get("body") or "").endswith(tag)), None)
-
         change = {k: v for k, v in values.items() if k != "kind"}  # the kind is fixed once logged
-        oid = self._write("interactions", change, refs.get(env["id"]), find, {**values, "contact": contact[0]})
+        oid = self._write("interactions", change, refs.get(env["id"]), lambda: self._markers(contact[0]).get(tag),
+                          {**values, "contact": contact[0]})
+        if contact[0] in self._logged:
+            self._logged[contact[0]][tag] = oid
         self._learnt[env["id"]] = (oid, None)
 
     # -- deletions ------------------------------------------------------------------------------
 
     def _delete(self, kind: str, env: dict, refs: dict) -> None:
+        self._logged.clear()
         known = refs.get(env["id"])
         if known is None:
             log.info("bottlecrm sink %s: no %s known for %s; nothing to delete", self.sink.name, kind[:-1], env["id"])
         else:
             self._call("DELETE", f"{kind}/{known[0]}/", missing_ok=True)  # a 404: already gone
         self._learnt[env["id"]] = None
-
-    def _delete_contact(self, env: dict, refs: dict) -> None:
-        self._delete("contacts", env, refs)
-
-    def _delete_activity(self, env: dict, refs: dict) -> None:
-        self._delete("interactions", env, refs)
-
-    def _delete_company(self, env: dict, refs: dict) -> None:
-        self._learnt[env["id"]] = None  # the account stays in BottleCRM; only our link to it goes
-
