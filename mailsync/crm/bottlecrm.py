@@ -38,11 +38,13 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import requests
 
+from mailsync.crm.records import iso, parse_iso
 from mailsync.crm.settings import SinkSettings
 from mailsync.crm.sinks import USER_AGENT, CrmTransport, Outcome, Ref, RETRY_STATUSES, _retry_after, fields
 from mailsync.errors import CredentialError, TLSVerifyError
@@ -53,6 +55,7 @@ __all__ = ["BottleCrmTransport", "contact_fields", "interaction_fields", "marker
 
 PAGE = 200  # interactions read a page at a time (BottleCRM's largest)
 UNKNOWN_NAME = "-"
+ISO_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)")
 
 
 def marker(activity_id: str) -> str:
@@ -75,8 +78,9 @@ def contact_fields(record: Mapping[str, Any], data: Mapping[str, Any] | None, *,
     return values
 
 
-def interaction_fields(record: Mapping[str, Any], data: Mapping[str, Any] | None) -> dict[str, Any]:
-    """An activity's interaction: kind email, its direction, the mapped fields, the marker line."""
+def interaction_fields(record: Mapping[str, Any], data: Mapping[str, Any] | None, now: float) -> dict[str, Any]:
+    """An activity's interaction: kind email, its direction, the mapped fields, the marker line. A
+    time after ``now`` (a message dated in the future) is logged as ``now``: BottleCRM refuses it."""
     values = fields(data)
     kind = str(record.get("kind", "email")).replace("_", " ")
     values["subject"] = str(values.get("subject") or f"Email ({kind})")[:200]
@@ -84,6 +88,9 @@ def interaction_fields(record: Mapping[str, Any], data: Mapping[str, Any] | None
     tag = marker(record["id"])
     values["body"] = (text[:10_000 - len(tag) - 2] + "\n\n" if text else "") + tag
     values.setdefault("occurred_at", record["timestamp"])
+    when = parse_iso(str(values["occurred_at"])) if ISO_TIME.fullmatch(str(values["occurred_at"])) else None
+    if when is not None and when > now:
+        values["occurred_at"] = iso(now)
     values["kind"] = "email"
     values["direction"] = "inbound" if record.get("direction") == "in" else "outbound"
     return values
@@ -247,7 +254,7 @@ class BottleCrmTransport(CrmTransport):
     def _upsert_activity(self, env: dict, refs: dict) -> None:
         rec = env["record"]
         contact = self._contact_first(rec, refs)
-        values = interaction_fields(rec, env["data"])
+        values = interaction_fields(rec, env["data"], self.clock())
         tag = marker(env["id"])
         change = {k: v for k, v in values.items() if k != "kind"}  # the kind is fixed once logged
         oid = self._write("interactions", change, refs.get(env["id"]), lambda: self._markers(contact[0]).get(tag),

@@ -15,6 +15,7 @@ from crm_support import crm_settings, stored_records
 from mailsync.crm.bottlecrm import marker
 from mailsync.crm.outbox import Worker, outbox_summary, retry_dead
 from mailsync.crm.pipeline import Pipeline
+from mailsync.crm.records import parse_iso
 from mailsync.store.db import open_store
 from mailsync.testing.crm_corpus import generate_crm_corpus, load_into_store
 
@@ -181,3 +182,29 @@ def test_a_field_the_crm_refuses_is_a_dead_letter_with_its_message(tmp_path, crm
     assert named and result.dead == len(named), result.summary()
     err = outbox_summary(store)["dead"][0]["last_error"]
     assert "BottleCRM HTTP 400 (not retried)" in err and "linkedin_url" in err and "valid URL" in err
+
+
+def test_a_message_dated_in_the_future_is_logged_at_the_time_it_is_sent(tmp_path, crm):
+    """BottleCRM refuses an interaction more than five minutes ahead; a spam date of 2038 is not a
+    reason to lose the activity."""
+    import json
+    import time
+
+    from mailsync.crm.outbox import envelope
+    from mailsync.crm.sinks import make_transport
+
+    sink = crm_settings(tmp_path, {"sink": [_sink(crm.url)]}).sink("bottle")
+    contact = {"id": "c_f", "address": "future@dated.example", "first_name": "Fay"}
+    act = {"id": "a_f", "kind": "email_received", "direction": "in", "timestamp": "2038-01-19T03:14:08Z",
+           "contact_id": "c_f", "contact_address": "future@dated.example", "subject": None, "body_preview": None}
+    row = {"op": "upsert", "record_type": "activity", "record_id": "a_f", "idempotency_key": "k",
+           "payload": json.dumps(act)}
+    transport = make_transport(sink, clock=time.time)
+    before = time.time()
+    outcome = transport.send([envelope(row, sink)], refs={}, contacts={"c_f": contact})
+    transport.close()
+    assert outcome.ok, outcome.error
+    (logged,) = crm.rows("interaction")
+    assert logged["body"] == marker("a_f") and logged["direction"] == "inbound"
+    assert before - 2 <= parse_iso(logged["occurred_at"].replace(" ", "T")[:19] + "Z") <= time.time() + 2
+    assert [r["email"] for r in crm.rows("contacts")] == ["future@dated.example"]

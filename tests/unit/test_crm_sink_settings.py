@@ -146,10 +146,15 @@ def test_bottlecrm_contact_and_interaction_fields():
     assert bottlecrm.contact_fields(rec, {"first_name": None, "email": "other@x.example"}, new=True) == {
         "email": "j.doe@acme.example", "first_name": "j.doe", "last_name": "-"}  # the address is the key
     act = {"id": "a_9", "kind": "auto_reply", "direction": "in", "timestamp": "2024-03-05T14:03:22Z"}
-    assert bottlecrm.interaction_fields(act, {"subject": None, "body": None, "occurred_at": "2024-03-05T14:03:22Z"}) == {
+    now = 1_800_000_000.0  # 2027-01-15T08:00:00Z
+    mapped = {"subject": None, "body": None, "occurred_at": "2024-03-05T14:03:22Z"}
+    assert bottlecrm.interaction_fields(act, mapped, now) == {
         "kind": "email", "direction": "inbound", "subject": "Email (auto reply)", "body": "[mailsync a_9]",
         "occurred_at": "2024-03-05T14:03:22Z"}
-    out = bottlecrm.interaction_fields({**act, "direction": "out"}, {"subject": "s" * 300, "body": "b" * 20_000})
+    future = bottlecrm.interaction_fields(act, {"occurred_at": "2038-01-19T03:14:08Z"}, now)  # BottleCRM refuses
+    assert future["occurred_at"] == "2027-01-15T08:00:00Z"
+    assert bottlecrm.interaction_fields(act, {"occurred_at": "15.01.2038"}, now)["occurred_at"] == "15.01.2038"
+    out = bottlecrm.interaction_fields({**act, "direction": "out"}, {"subject": "s" * 300, "body": "b" * 20_000}, now)
     assert out["direction"] == "outbound" and len(out["subject"]) == 200 and len(out["body"]) == 10_000
     assert out["body"].endswith("\n\n" + bottlecrm.marker("a_9")) and out["occurred_at"] == act["timestamp"]
     assert bottlecrm.website("acme.example") == "https://acme.example"
