@@ -7,7 +7,8 @@ Owns: starting and stopping the CRM (its schema made from its models by Django's
 MAILSYNC_BOTTLECRM_MIGRATIONS=1 runs them instead, to check that both schemas serve alike; an
 organization with one admin and a personal access token scoped to contacts, accounts and
 interactions, made with the CRM's own models by a script run in its interpreter), reading what it
-holds (its REST API, and its own database read-only), and ``LossyProxy``: an HTTP proxy in front of
+holds (its REST API, and its own database read-only), serving it over HTTPS too (gunicorn's own
+TLS, ``serve_https``), and ``LossyProxy``: an HTTP proxy in front of
 it that fails at random, the way networks and load balancers do.
 Must not: be imported by mailsync (the sink speaks HTTP); leave a process behind (``stop`` ends the
 process group).
@@ -128,6 +129,8 @@ class BottleCrmServer:
         self.port = 0
         self.orgs: list[CrmOrg] = []
         self.proc: subprocess.Popen | None = None
+        self.procs: list[subprocess.Popen] = []
+        self.probe_token = ""
         self.start_seconds = 0.0
 
     @property
@@ -154,27 +157,40 @@ class BottleCrmServer:
         self._run("-m", "django", "migrate", "--run-syncdb", "-v0")
         lines = [line.split() for line in self._run("bootstrap.py", str(ORGS)).splitlines() if line.strip()]
         self.orgs = [CrmOrg(self, org, token) for org, token in lines[-ORGS:]]
-        self.port = _free_port()
-        with open(self.root / "gunicorn.log", "ab") as log:
-            self.proc = subprocess.Popen(
-                [str(self.python), "-m", "gunicorn", "--bind", f"127.0.0.1:{self.port}", "--workers", "1",
-                 "--threads", "4", "--no-control-socket", "--timeout", "60", "crm.wsgi:application"],
-                cwd=self.root, env=self._env(), stdout=log, stderr=log, start_new_session=True)
-        deadline = time.monotonic() + 60
-        probe = {"Authorization": f"Bearer {self.orgs[0].token}"}
-        while True:
-            try:
-                if requests.get(f"{self.url}/api/contacts/", headers=probe, timeout=5).status_code == 200:
-                    break
-            except requests.RequestException:
-                pass
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                tail = (self.root / "gunicorn.log").read_text(errors="replace")[-3000:]
-                raise BottleCrmError(f"BottleCRM did not start on {self.url}:\n{tail}")
-            time.sleep(0.2)
+        self.probe_token = self.orgs[0].token
+        self.port, self.proc = self._serve()
         self.start_seconds = time.monotonic() - began
         return self
+
+    def _serve(self, *tls: str, verify: str | bool = True) -> tuple[int, subprocess.Popen]:
+        """gunicorn serving the CRM on a free port (HTTPS with ``--certfile``/``--keyfile`` in ``tls``),
+        once it answers."""
+        port = _free_port()
+        with open(self.root / "gunicorn.log", "ab") as log:
+            proc = subprocess.Popen(
+                [str(self.python), "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", "1",
+                 "--threads", "4", "--no-control-socket", "--timeout", "60", *tls, "crm.wsgi:application"],
+                cwd=self.root, env=self._env(), stdout=log, stderr=log, start_new_session=True)
+        self.procs.append(proc)
+        url = f"{'https' if tls else 'http'}://127.0.0.1:{port}/api/contacts/"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if requests.get(url, headers={"Authorization": f"Bearer {self.probe_token}"}, timeout=5,
+                                verify=verify).status_code == 200:
+                    return port, proc
+            except requests.RequestException:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                tail = (self.root / "gunicorn.log").read_text(errors="replace")[-3000:]
+                raise BottleCrmError(f"BottleCRM did not start on {url}:\n{tail}")
+            time.sleep(0.2)
+
+    def serve_https(self, cert_file: Path, key_file: Path) -> str:
+        """The same CRM (the same database) served over HTTPS too, with this certificate: its URL."""
+        port, _ = self._serve("--certfile", str(cert_file), "--keyfile", str(key_file), verify=str(cert_file))
+        return f"https://127.0.0.1:{port}"
 
     def new_org(self) -> CrmOrg:
         if not self.orgs:
@@ -182,13 +198,15 @@ class BottleCrmServer:
         return self.orgs.pop(0)
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
+        for proc in self.procs:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+                try:
+                    proc.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait()
+        self.procs = []
         self.proc = None
 
     def rows(self, sql: str, *args) -> list[dict]:

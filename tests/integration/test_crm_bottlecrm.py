@@ -3,8 +3,9 @@ tests/bottlecrm_server.py): every contact one BottleCRM contact linked to its co
 company one account, every activity one email interaction on its contact -- checked in the CRM's own
 database and through its API; through 503s and changes whose answer was lost; again with no ids
 known (found, never made twice); a CRM that is down (retries, dead letters, then delivered by
-`crm outbox --retry`'s path); `crm forget` deleting the contact and its interactions; a refused token
-and a field the CRM refuses."""
+`crm outbox --retry`'s path); `crm forget` deleting the contact and its interactions; a refused token,
+a field the CRM refuses, a message dated in the future; HTTPS with the sink's ca_file, and a
+certificate that does not verify."""
 
 from __future__ import annotations
 
@@ -208,3 +209,22 @@ def test_a_message_dated_in_the_future_is_logged_at_the_time_it_is_sent(tmp_path
     assert logged["body"] == marker("a_f") and logged["direction"] == "inbound"
     assert before - 2 <= parse_iso(logged["occurred_at"].replace(" ", "T")[:19] + "Z") <= time.time() + 2
     assert [r["email"] for r in crm.rows("contacts")] == ["future@dated.example"]
+
+
+def test_https_with_the_sinks_ca_file_and_a_certificate_that_does_not_verify(tmp_path, crm, store, monkeypatch):
+    from tls_support import make_certificate
+
+    cert, key = make_certificate(tmp_path / "tls")
+    url = crm.server.serve_https(cert, key)
+    for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "SSL_CERT_FILE"):
+        monkeypatch.delenv(name, raising=False)
+    untrusted = crm_settings(tmp_path, {"sink": [_sink(url)]})
+    Pipeline(store, untrusted).run()
+    result = Worker(store, untrusted).run(deadline=30)
+    assert result.dead == 0 and result.delivered == 0 and result.pending > 0, result.summary()
+    assert any("BottleCRM https://127.0.0.1" in e and "TLS connection failed" in e for e in result.errors)
+    assert crm.rows("contacts") == []
+    trusted = crm_settings(tmp_path, {"sink": [_sink(url, ca_file=str(cert))]})  # the same sink, told the CA
+    again = Worker(store, trusted).run(deadline=240)
+    assert again.dead == 0 and again.pending == 0 and again.delivered == result.pending, again.summary()
+    _check_crm_holds(crm, stored_records(store))
