@@ -30,6 +30,7 @@ from pathlib import Path
 
 import requests
 
+from mailsync.crm.bottlecrm import marker
 from webhook_server import LocalHttpServer
 
 SETTINGS = '''\
@@ -217,6 +218,46 @@ class BottleCrmServer:
             return [dict(r) for r in con.execute(sql, args)]
         finally:
             con.close()
+
+
+def holdings(crm) -> dict:
+    """What the CRM's own database holds for the organization: contacts by email, accounts by website,
+    interactions by their marker line."""
+    contacts = {r["email"]: r for r in crm.rows("contacts")}
+    accounts = {r["website"]: r for r in crm.rows("accounts")}
+    interactions = {r["body"].rsplit("\n", 1)[-1]: r for r in crm.rows("interaction")}
+    assert len(contacts) == len(crm.rows("contacts")), "a contact twice"
+    assert len(accounts) == len(crm.rows("accounts")), "an account twice"
+    assert len(interactions) == len(crm.rows("interaction")), "an interaction twice"
+    return {"contacts": contacts, "accounts": accounts, "interactions": interactions}
+
+
+def check_crm_holds(crm, records: dict, kept_accounts: frozenset = frozenset()) -> dict:
+    """The organization holds these mailsync records (stored_records' shape), each once, linked as the
+    bottlecrm sink links them (accounts in ``kept_accounts`` besides); what it holds, by key."""
+    held = holdings(crm)
+    contacts, accounts = held["contacts"], held["accounts"]
+    assert set(contacts) == {c["address"] for c in records["contacts"].values()}
+    assert set(accounts) == {f"https://{c['domain']}" for c in records["companies"].values()} | kept_accounts
+    for co in records["companies"].values():
+        name = co.get("name") or co["domain"]  # the domain added when another company holds the name
+        assert accounts[f"https://{co['domain']}"]["name"] in (name, f"{name} ({co['domain']})")
+    for c in records["contacts"].values():
+        row = contacts[c["address"]]
+        assert row["first_name"] == (c.get("first_name") or c["address"].split("@")[0])
+        assert row["last_name"] == (c.get("last_name") or "-")
+        want = accounts[f"https://{c['company_domain']}"]["id"] if c.get("company_domain") else None
+        assert row["account_id"] == want
+    interactions = held["interactions"]
+    assert set(interactions) == {marker(a["id"]) for a in records["activities"].values()}
+    for a in records["activities"].values():
+        row = interactions[marker(a["id"])]
+        assert row["kind"] == "email" and row["home"] == "contact"
+        assert row["direction"] == ("inbound" if a["direction"] == "in" else "outbound")
+        assert row["contact_id"] == contacts[a["contact_address"]]["id"]
+        assert row["occurred_at"].replace(" ", "T")[:19] == a["timestamp"][:19]
+        assert row["subject"] == (a.get("subject") or f"Email ({a['kind'].replace('_', ' ')})")
+    return held
 
 
 def hex_id(api_id: str) -> str:

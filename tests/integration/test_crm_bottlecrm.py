@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pytest
 
-from bottlecrm_server import LossyProxy, hex_id
+from bottlecrm_server import LossyProxy, check_crm_holds, hex_id
 from crm_support import crm_settings, stored_records
 from mailsync.crm.bottlecrm import marker
 from mailsync.crm.outbox import Worker, outbox_summary, retry_dead
@@ -49,44 +49,6 @@ def _sink(url: str, **kw) -> dict:
             "backoff": 0.02, "max_backoff": 0.2, "max_attempts": 30, **kw}
 
 
-def _holdings(crm) -> dict:
-    """What the CRM's own database holds for the organization: contacts by email, accounts by website,
-    interactions by their marker line."""
-    contacts = {r["email"]: r for r in crm.rows("contacts")}
-    accounts = {r["website"]: r for r in crm.rows("accounts")}
-    interactions = {r["body"].rsplit("\n", 1)[-1]: r for r in crm.rows("interaction")}
-    assert len(contacts) == len(crm.rows("contacts")), "a contact twice"
-    assert len(accounts) == len(crm.rows("accounts")), "an account twice"
-    assert len(interactions) == len(crm.rows("interaction")), "an interaction twice"
-    return {"contacts": contacts, "accounts": accounts, "interactions": interactions}
-
-
-def _check_crm_holds(crm, records: dict, kept_accounts: frozenset = frozenset()) -> dict:
-    held = _holdings(crm)
-    contacts, accounts = held["contacts"], held["accounts"]
-    assert set(contacts) == {c["address"] for c in records["contacts"].values()}
-    assert set(accounts) == {f"https://{c['domain']}" for c in records["companies"].values()} | kept_accounts
-    for co in records["companies"].values():
-        name = co.get("name") or co["domain"]  # the domain added when another company holds the name
-        assert accounts[f"https://{co['domain']}"]["name"] in (name, f"{name} ({co['domain']})")
-    for c in records["contacts"].values():
-        row = contacts[c["address"]]
-        assert row["first_name"] == (c.get("first_name") or c["address"].split("@")[0])
-        assert row["last_name"] == (c.get("last_name") or "-")
-        want = accounts[f"https://{c['company_domain']}"]["id"] if c.get("company_domain") else None
-        assert row["account_id"] == want
-    interactions = held["interactions"]
-    assert set(interactions) == {marker(a["id"]) for a in records["activities"].values()}
-    for a in records["activities"].values():
-        row = interactions[marker(a["id"])]
-        assert row["kind"] == "email" and row["home"] == "contact"
-        assert row["direction"] == ("inbound" if a["direction"] == "in" else "outbound")
-        assert row["contact_id"] == contacts[a["contact_address"]]["id"]
-        assert row["occurred_at"].replace(" ", "T")[:19] == a["timestamp"][:19]
-        assert row["subject"] == (a.get("subject") or f"Email ({a['kind'].replace('_', ' ')})")
-    return held
-
-
 def test_records_land_once_through_faults_and_reruns(tmp_path, crm, store):
     with LossyProxy(crm.url, seed=7, failure_rate=0.3, max_failures=40) as proxy:
         settings = crm_settings(tmp_path, {"sink": [_sink(proxy.url)]})
@@ -96,7 +58,7 @@ def test_records_land_once_through_faults_and_reruns(tmp_path, crm, store):
     assert proxy.failures["done-then-lost"] >= 5 and proxy.failures["503"] >= 5, proxy.failures
     records = stored_records(store)
     assert len(records["contacts"]) >= 10 and len(records["companies"]) >= 5 and len(records["activities"]) >= 20
-    held = _check_crm_holds(crm, records)
+    held = check_crm_holds(crm, records)
     # the CRM's API shows the same: a contact's interactions, an account's contacts
     some = next(c for c in records["contacts"].values() if c.get("company_domain"))
     row = held["contacts"][some["address"]]
@@ -111,7 +73,7 @@ def test_records_land_once_through_faults_and_reruns(tmp_path, crm, store):
     Pipeline(store, settings2).run()
     again = Worker(store, settings2).run(deadline=240)
     assert again.dead == 0 and again.delivered == sum(len(v) for v in records.values()), again.summary()
-    after = _check_crm_holds(crm, records)
+    after = check_crm_holds(crm, records)
     assert {k: {key: r["id"] for key, r in v.items()} for k, v in after.items()} == before
 
 
@@ -136,7 +98,7 @@ def test_a_crm_that_is_down_retries_then_dead_letters_then_delivers(tmp_path, cr
     back = crm_settings(tmp_path, {"sink": [_sink(crm.url)]})
     again = Worker(store, back).run(deadline=240)
     assert again.dead == 0 and again.pending == 0 and again.delivered == queued, again.summary()
-    _check_crm_holds(crm, stored_records(store))
+    check_crm_holds(crm, stored_records(store))
 
 
 def test_forget_deletes_the_contact_and_its_interactions(tmp_path, crm, store):
@@ -144,7 +106,7 @@ def test_forget_deletes_the_contact_and_its_interactions(tmp_path, crm, store):
     Pipeline(store, settings).run()
     assert Worker(store, settings).run(deadline=240).dead == 0
     records = stored_records(store)
-    held = _check_crm_holds(crm, records)
+    held = check_crm_holds(crm, records)
     victim = max(records["contacts"].values(), key=lambda c: c["sent_count"] + c["received_count"])
     row = held["contacts"][victim["address"]]
     assert [r for r in crm.rows("interaction") if r["contact_id"] == row["id"]]
@@ -157,7 +119,7 @@ def test_forget_deletes_the_contact_and_its_interactions(tmp_path, crm, store):
     after = stored_records(store)
     gone = {f"https://{c['domain']}" for c in records["companies"].values()} - {
         f"https://{c['domain']}" for c in after["companies"].values()}
-    _check_crm_holds(crm, after, frozenset(gone))  # accounts are left to the people who own them
+    check_crm_holds(crm, after, frozenset(gone))  # accounts are left to the people who own them
 
 
 def test_a_refused_token_stops_the_sink_and_keeps_the_records(tmp_path, crm, store, monkeypatch):
@@ -171,7 +133,7 @@ def test_a_refused_token_stops_the_sink_and_keeps_the_records(tmp_path, crm, sto
     monkeypatch.setenv("BOTTLECRM_TOKEN", crm.token)  # fixed: the next run delivers them all
     again = Worker(store, settings).run(deadline=240)
     assert again.dead == 0 and again.pending == 0 and again.delivered == result.pending
-    _check_crm_holds(crm, stored_records(store))
+    check_crm_holds(crm, stored_records(store))
 
 
 def test_a_field_the_crm_refuses_is_a_dead_letter_with_its_message(tmp_path, crm, store):
@@ -227,4 +189,4 @@ def test_https_with_the_sinks_ca_file_and_a_certificate_that_does_not_verify(tmp
     trusted = crm_settings(tmp_path, {"sink": [_sink(url, ca_file=str(cert))]})  # the same sink, told the CA
     again = Worker(store, trusted).run(deadline=240)
     assert again.dead == 0 and again.pending == 0 and again.delivered == result.pending, again.summary()
-    _check_crm_holds(crm, stored_records(store))
+    check_crm_holds(crm, stored_records(store))
