@@ -137,7 +137,10 @@ def test_a_refused_token_stops_the_sink_and_keeps_the_records(tmp_path, crm, sto
 
 
 def test_a_field_the_crm_refuses_is_a_dead_letter_with_its_message(tmp_path, crm, store):
-    sink = _sink(crm.url, records=["contact"], fields={"contact": {"linkedin_url": "display_name"}})
+    token_file = tmp_path / "token"  # the token from a command this time, as a secret manager hands it
+    token_file.write_text(crm.token)
+    sink = _sink(crm.url, token=f"cmd:cat {token_file}", records=["contact"],
+                 fields={"contact": {"linkedin_url": "display_name"}})
     settings = crm_settings(tmp_path, {"sink": [sink]})
     Pipeline(store, settings).run()
     result = Worker(store, settings).run(deadline=120)
@@ -145,6 +148,7 @@ def test_a_field_the_crm_refuses_is_a_dead_letter_with_its_message(tmp_path, crm
     assert named and result.dead == len(named), result.summary()
     err = outbox_summary(store)["dead"][0]["last_error"]
     assert "BottleCRM HTTP 400 (not retried)" in err and "linkedin_url" in err and "valid URL" in err
+    assert len(crm.rows("contacts")) == len(stored_records(store)["contacts"]) - len(named)  # the others landed
 
 
 def test_a_message_dated_in_the_future_is_logged_at_the_time_it_is_sent(tmp_path, crm):
