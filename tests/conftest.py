@@ -108,3 +108,37 @@ def dovecot_many() -> Iterator[DovecotServer]:
     server = start_dovecot(extra_conf=MANY_CONNECTIONS_CONF)
     yield server
     discard(server)
+
+
+# --------------------------------------------------------------------------- a real self-hosted CRM
+# BottleCRM (django-crm from PyPI) under gunicorn on 127.0.0.1, from the virtualenv scripts/test-crm
+# makes (tests/bottlecrm_server.py); one server for the session, one fresh organization per test.
+_crm_started: list[float] = []
+
+
+@pytest.fixture(scope="session")
+def bottlecrm_server() -> Iterator["BottleCrmServer"]:
+    from bottlecrm_server import BottleCrmServer, crm_home, crm_python
+
+    python = crm_python()
+    if python is None:
+        pytest.fail(f"the BottleCRM tests need the CRM installed in {crm_home()}: run scripts/test-crm "
+                    "(they are never skipped)", pytrace=False)
+    root = server_dir("mailsync-bottlecrm-")
+    server = BottleCrmServer(root, python).start()
+    _crm_started.append(server.start_seconds)
+    yield server
+    server.stop()
+    if not os.environ.get("MAILSYNC_KEEP_TEST_SERVERS"):
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def bottlecrm(bottlecrm_server):
+    """An organization of the session's BottleCRM that no other test has used (``.url``, ``.token``)."""
+    return bottlecrm_server.new_org()
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    for seconds in _crm_started:
+        terminalreporter.write_line(f"BottleCRM test server started in {seconds:.1f}s")

@@ -87,6 +87,11 @@ conflict = "server"                    # a flag changed both ways: "server", "lo
 # url = "https://mycompany.my.salesforce.com"
 # token = "cmd:sf org display --json | jq -r .result.accessToken"   # an OAuth access token
 # external_id_field = "Mailsync_Id__c" # optional: an External ID field on Contact, Account and Task
+# [[crm.sink]]                         # BottleCRM (self-hosted django-crm): contacts, accounts, emails
+# name = "bottlecrm"
+# type = "bottlecrm"
+# url = "https://crm.example.com"      # the server (its REST API is url/api/)
+# token = "env:BOTTLECRM_TOKEN"        # a personal access token (bcrm_pat_...) of an org admin
 
 # An OAuth2 account (Gmail, Microsoft 365): no password; mailsync gets a token from the provider.
 # [[account]]

@@ -124,11 +124,8 @@ class HubSpotTransport(CrmTransport):
             return Outcome(False, error=f"HubSpot {self.sink.url}: {kind}"[:500], refs=self._learnt)
         except CredentialError:
             raise
-        except Exception as exc:  # an answer the client could not read: this record retries, the rest go on
-            log.warning("hubspot sink %s: unexpected answer for %s %s: %s", self.sink.name, env["type"], env["id"],
-                        exc.__class__.__name__)
-            return Outcome(False, error=f"HubSpot: unexpected answer: {exc.__class__.__name__}: {exc}"[:500],
-                           refs=self._learnt)
+        except Exception as exc:  # an answer that could not be read: this record retries, the rest go on
+            return self._unexpected("HubSpot", env, exc)
         return Outcome(True, status=200, refs=self._learnt)
 
     def _failed(self, exc) -> Outcome:
@@ -283,6 +280,3 @@ class HubSpotTransport(CrmTransport):
             except NotFoundException:
                 pass
         self._learnt[env["id"]] = None
-
-    def _delete_company(self, env: dict, refs: dict) -> None:
-        self._learnt[env["id"]] = None  # the company stays in HubSpot; only our link to it goes

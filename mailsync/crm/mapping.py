@@ -10,7 +10,7 @@ company, activity) maps an output field name to one of
   { transform = T }                      the field of the same name, transformed in place
 T is one of: lower, upper, strip, title, string, epoch (ISO time -> seconds), date:FORMAT (an ISO
 time re-written with a strftime FORMAT, e.g. "date:%d.%m.%Y"). Fields not mentioned pass through,
-except to a CRM sink (hubspot, salesforce): it sends only mapped fields, its defaults
+except to a CRM sink (hubspot, salesforce, bottlecrm): it sends only mapped fields, its defaults
 (``CRM_DEFAULTS``) merged with the sink's table (``false`` there drops a default).
 Every name is checked against the record type's field list when the config loads, and every
 transform against the field's kind, so a typo fails at start-up and not at 3 a.m. in the sink.
@@ -29,7 +29,8 @@ from mailsync.crm.records import DATE_FIELDS, FIELDS, RECORD_TYPES
 __all__ = ["CRM_DEFAULTS", "MappingError", "Rule", "apply_mapping", "compile_mapping", "TRANSFORMS"]
 
 # What a CRM sink sends when its [crm.sink.fields.TYPE] tables say nothing: record field -> the CRM's
-# standard property (HubSpot: contact, company, email engagement; Salesforce: Contact, Account, Task).
+# standard property (HubSpot: contact, company, email engagement; Salesforce: Contact, Account, Task;
+# BottleCRM: contact, account, interaction).
 CRM_DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
     "hubspot": {
         "contact": {"firstname": "first_name", "lastname": "last_name"},  # email: always the address
@@ -41,6 +42,11 @@ CRM_DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
         "company": {"Name": "name", "Website": "domain"},
         "activity": {"Subject": "subject", "Description": "body_preview",
                      "ActivityDate": {"from": "timestamp", "transform": "date:%Y-%m-%d"}},
+    },
+    "bottlecrm": {  # contact, account, interaction (kind email)
+        "contact": {"first_name": "first_name", "last_name": "last_name"},  # email: always the address
+        "company": {"name": "name"},  # website: always https:// and the domain
+        "activity": {"occurred_at": "timestamp", "subject": "subject", "body": "body_preview"},
     },
 }
 TRANSFORMS = ("lower", "upper", "strip", "title", "string", "epoch", "date:FORMAT")

@@ -38,7 +38,7 @@ import requests
 
 from mailsync.crm.records import company_id
 from mailsync.crm.settings import SinkSettings
-from mailsync.crm.sinks import CrmTransport, Outcome, Ref, RETRY_STATUSES
+from mailsync.crm.sinks import CrmTransport, Outcome, Ref, RETRY_STATUSES, fields
 from mailsync.errors import CredentialError, TLSVerifyError
 
 log = logging.getLogger("mailsync.crm.salesforce")
@@ -51,11 +51,6 @@ LIMIT_WAIT = 3600.0  # REQUEST_LIMIT_EXCEEDED: the org's rolling 24-hour API lim
 def marker(activity_id: str) -> str:
     """The line a Task's Description ends with: how a retry finds the Task an earlier try made."""
     return f"[mailsync {activity_id}]"
-
-
-def fields(data: Mapping[str, Any] | None) -> dict[str, Any]:
-    """Mapped values, without the empty ones (they would blank what a person filled in)."""
-    return {k: v for k, v in (data or {}).items() if v is not None and v != ""}
 
 
 def task_fields(record: Mapping[str, Any], data: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -85,13 +80,10 @@ class _Session(requests.Session):
         return settings
 
 
-def _innermost(exc: BaseException) -> str:
-    while exc.args and isinstance(exc.args[0], BaseException):
-        exc = exc.args[0]
-    return str(exc)[:200]
-
-
 class SalesforceTransport(CrmTransport):
+    deleted_kinds = ("Contact", "Task")  # an Account stays in Salesforce; only our link to it goes
+    account_name_field = "Name"
+
     def __init__(self, sink: SinkSettings, token: Callable[[], str], *, clock: Callable[[], float]) -> None:
         from simple_salesforce import exceptions as sfe
 
@@ -131,20 +123,12 @@ class SalesforceTransport(CrmTransport):
                              "time); the records stay queued") from None
             except self.sfe.SalesforceError as exc:
                 return self._failed(exc)
-            except requests.exceptions.SSLError as exc:
-                raise TLSVerifyError(f"Salesforce {self.sink.url}: the TLS connection failed: {_innermost(exc)}",
-                                     hint="check the url, or point ca_file at the CA that signs the server's "
-                                          "certificate; the records stay queued") from None
             except requests.RequestException as exc:
-                kind = "timed out" if isinstance(exc, requests.Timeout) else exc.__class__.__name__
-                return Outcome(False, error=f"Salesforce {self.sink.url}: {kind}"[:500], refs=self._learnt)
+                return self._request_failed("Salesforce", exc)
             except (CredentialError, TLSVerifyError):
                 raise
             except Exception as exc:  # an answer that could not be read: this record retries, the rest go on
-                log.warning("salesforce sink %s: unexpected answer for %s %s: %s", self.sink.name, env["type"],
-                            env["id"], exc.__class__.__name__)
-                return Outcome(False, error=f"Salesforce: unexpected answer: {exc.__class__.__name__}: {exc}"[:500],
-                               refs=self._learnt)
+                return self._unexpected("Salesforce", env, exc)
         raise AssertionError("unreachable")
 
     def _failed(self, exc) -> Outcome:
@@ -215,20 +199,6 @@ class SalesforceTransport(CrmTransport):
                            lambda: self._query_id("SELECT Id FROM Contact WHERE Email = {} ORDER BY CreatedDate "
                                                   "LIMIT 1", address))
 
-    def _upsert_company(self, env: dict, refs: dict) -> None:
-        oid = self._account(env["record"]["domain"], fields(env["data"]), refs.get(env["id"]))
-        self._learnt[env["id"]] = (oid, None)
-
-    def _upsert_contact(self, env: dict, refs: dict) -> None:
-        rec = env["record"]
-        account = None
-        if rec.get("company_domain"):
-            key = company_id(rec["company_domain"])
-            account = self._account(rec["company_domain"], {}, refs.get(key))
-            self._learnt[key] = (account, None)
-        oid = self._contact(rec, fields(env["data"]), refs.get(env["id"]), account)
-        self._learnt[env["id"]] = (oid, account)
-
     def _upsert_activity(self, env: dict, refs: dict) -> None:
         rec = env["record"]
         contact = self._contact_first(rec, refs)
@@ -269,12 +239,3 @@ class SalesforceTransport(CrmTransport):
             except self.sfe.SalesforceResourceNotFound:
                 pass  # already gone
         self._learnt[env["id"]] = None
-
-    def _delete_contact(self, env: dict, refs: dict) -> None:
-        self._delete("Contact", env, refs)
-
-    def _delete_activity(self, env: dict, refs: dict) -> None:
-        self._delete("Task", env, refs)
-
-    def _delete_company(self, env: dict, refs: dict) -> None:
-        self._learnt[env["id"]] = None  # the Account stays in Salesforce; only our link to it goes

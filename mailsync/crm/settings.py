@@ -38,12 +38,14 @@ Must not: resolve secrets (mailsync.auth.secrets does, at delivery), open the st
     first_seen = { transform = "date:%Y-%m-%d" }
     score = false
 
-    [[crm.sink]]                      # records straight into a CRM (see hubspot.py, salesforce.py)
+    [[crm.sink]]                      # records straight into a CRM (hubspot.py, salesforce.py, bottlecrm.py)
     name = "hubspot"
-    type = "hubspot"                  # hubspot | salesforce
+    type = "hubspot"                  # hubspot | salesforce | bottlecrm
     token = "env:HUBSPOT_TOKEN"       # hubspot: a private app's access token; salesforce: an OAuth
-                                      # access token (cmd: can fetch a fresh one)
-    url = "https://api.hubapi.com"    # hubspot: the default; salesforce: the instance URL (required)
+                                      # access token (cmd: can fetch a fresh one); bottlecrm: a
+                                      # personal access token (bcrm_pat_...)
+    url = "https://api.hubapi.com"    # hubspot: the default; salesforce: the instance URL; bottlecrm:
+                                      # the server's URL (both required)
     api_version = "59.0"              # salesforce only
     external_id_field = "Mailsync_Id__c"  # salesforce only, optional: an External ID field on
                                       # Contact, Account and Task, upserted by mailsync's record ids
@@ -79,9 +81,11 @@ CRM_KEYS = ("enabled", "create_contacts", "max_recipients", "blocklist", "intern
 SINK_KEYS = ("name", "type", "records", "url", "secret", "headers", "path", "batch_size", "rate_limit",
              "max_attempts", "timeout", "backoff", "max_backoff", "ca_file", "fields", "token", "api_version",
              "external_id_field")
-SINK_TYPES = ("webhook", "jsonl", "hubspot", "salesforce")
-CRM_TYPES = ("hubspot", "salesforce")  # sinks that write objects into a CRM through its API
+SINK_TYPES = ("webhook", "jsonl", "hubspot", "salesforce", "bottlecrm")
+CRM_TYPES = ("hubspot", "salesforce", "bottlecrm")  # sinks that write objects into a CRM through its API
 HUBSPOT_URL = "https://api.hubapi.com"
+EXAMPLE_URL = {"hubspot": HUBSPOT_URL, "salesforce": "https://mycompany.my.salesforce.com",
+               "bottlecrm": "https://crm.example.com"}
 HUBSPOT_RATE = 4.0  # records a second: each takes 1-4 API calls, within 100 calls per 10 s
 _API_VERSION = re.compile(r"\d{2,3}\.0")
 _FIELD_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
@@ -251,7 +255,7 @@ def _sink(ctx: Context, index: int, data: Any, seen: set[str]) -> SinkSettings:
             if key in data:
                 raise t.error(key, 'is only used with type = "salesforce"', f"remove {key}")
     if kind not in CRM_TYPES and "token" in data:
-        raise t.error("token", 'is only used with type = "hubspot" or "salesforce"',
+        raise t.error("token", 'is only used with type = "hubspot", "salesforce" or "bottlecrm"',
                       "remove token (a webhook signs with secret)" if kind == "webhook" else "remove token")
     headers: dict[str, str] = {}
     if "headers" in data:
@@ -319,21 +323,22 @@ def _sink(ctx: Context, index: int, data: Any, seen: set[str]) -> SinkSettings:
 
 
 def _crm_sink(ctx: Context, t: Table, label: str, kind: str, data: dict):
-    """(url, token, api_version, external_id_field) of a hubspot or salesforce sink."""
+    """(url, token, api_version, external_id_field) of a hubspot, salesforce or bottlecrm sink."""
     for key in ("path", "headers", "secret"):
         if key in data:
             fix = 'put the API token in token = "env:..."' if key == "secret" else f"remove {key}"
             raise t.error(key, f'is not used with type = "{kind}"', fix)
+    url_example = EXAMPLE_URL[kind]
     if kind == "hubspot":
         url = t.string("url", example=f'"{HUBSPOT_URL}"') if "url" in data else HUBSPOT_URL
         example = "a private app's access token"
     else:
-        url = t.string("url", required=True, example='"https://mycompany.my.salesforce.com"')
-        example = "an OAuth access token (e.g. cmd:sf org display --json ...)"
+        url = t.string("url", required=True, example=f'"{url_example}"')
+        example = ("an OAuth access token (e.g. cmd:sf org display --json ...)" if kind == "salesforce" else
+                   "a personal access token, bcrm_pat_...")
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise t.error("url", f"must be an https:// URL, got {show(url)}",
-                      f'e.g. url = "{HUBSPOT_URL if kind == "hubspot" else "https://mycompany.my.salesforce.com"}"')
+        raise t.error("url", f"must be an https:// URL, got {show(url)}", f'e.g. url = "{url_example}"')
     if parts.scheme == "http" and not is_loopback(parts.hostname):
         raise t.error("url", f"{show(url)} would send contacts and the API token unencrypted over the network",
                       "use https:// (http:// is accepted for loopback test servers only)")

@@ -13,8 +13,9 @@ Owns: the wire format and the I/O of each sink type, and the mapping of every fa
   jsonl    one envelope per line appended to the file, flushed and fsynced before the rows count as
            delivered. A crash between the write and the outbox commit would repeat lines: on its first
            write the transport reads the file's tail and skips envelopes whose key is already there.
-  hubspot, salesforce  in their own modules (hubspot.py, salesforce.py), made here; what the two
-           share (the ids a delivery needs, an activity's contact delivered first) is CrmTransport.
+  hubspot, salesforce, bottlecrm  in their own modules (hubspot.py, salesforce.py, bottlecrm.py),
+           made here; what they share (the ids a delivery needs, an activity's contact delivered
+           first, the mapped values sent) is CrmTransport and fields().
 Envelope: ``{"idempotency_key", "op": "upsert"|"delete", "type", "id", "sink", "data"}`` (``data``:
 the record after the sink's field mapping; null for a delete).
 Must not: touch the store (the worker in outbox.py settles rows), or decide retries' timing beyond
@@ -27,6 +28,7 @@ import email.utils
 import hashlib
 import hmac
 import json
+import logging
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -36,6 +38,7 @@ from typing import Any
 
 import requests
 
+from mailsync.crm.domains import company_name
 from mailsync.crm.mapping import apply_mapping
 from mailsync.crm.records import company_id
 from mailsync.crm.settings import SinkSettings
@@ -196,6 +199,18 @@ class JsonlTransport:
 Ref = tuple[str, str | None]  # a CRM's id of a record, and of a contact's company
 
 
+def fields(data: Mapping[str, Any] | None) -> dict[str, Any]:
+    """A CRM sink's mapped values, without the empty ones (they would blank what a person filled in)."""
+    return {k: v for k, v in (data or {}).items() if v is not None and v != ""}
+
+
+def _innermost(exc: BaseException) -> str:
+    """The innermost error a requests exception wraps (a TLS failure's reason), shortened."""
+    while exc.args and isinstance(exc.args[0], BaseException):
+        exc = exc.args[0]
+    return str(exc)[:200]
+
+
 class CrmTransport:
     """What the CRM sinks' transports share. A subclass keeps ``sink``, and per delivery ``_learnt``
     (record id -> Ref learnt, or None: forget it) and ``_contacts`` (the records of contacts an
@@ -230,8 +245,65 @@ class CrmTransport:
     def _deliver(self, env: dict, refs: dict) -> Outcome:
         raise NotImplementedError
 
-    def _upsert_contact(self, env: dict, refs: dict) -> None:
+    def _unexpected(self, crm: str, env: dict, exc: Exception) -> Outcome:
+        """An answer that could not be read: this record retries, the rest go on."""
+        logging.getLogger(f"mailsync.crm.{self.sink.type}").warning(
+            "%s sink %s: unexpected answer for %s %s: %s", self.sink.type, self.sink.name, env["type"], env["id"],
+            exc.__class__.__name__)
+        return Outcome(False, error=f"{crm}: unexpected answer: {exc.__class__.__name__}: {exc}"[:500],
+                       refs=self._learnt)
+
+    def _request_failed(self, crm: str, exc: requests.RequestException) -> Outcome:
+        """A request that got no answer: retried; a TLS failure stops the sink (configuration, not weather)."""
+        if isinstance(exc, requests.exceptions.SSLError):
+            from mailsync.errors import TLSVerifyError
+
+            raise TLSVerifyError(f"{crm} {self.sink.url}: the TLS connection failed: {_innermost(exc)}",
+                                 hint="check the url, or point ca_file at the CA that signs the server's "
+                                      "certificate; the records stay queued") from None
+        kind = "timed out" if isinstance(exc, requests.Timeout) else exc.__class__.__name__
+        return Outcome(False, error=f"{crm} {self.sink.url}: {kind}"[:500], refs=self._learnt)
+
+    # deletions: (the CRM's kind of a contact's object, of an activity's) for _delete(kind, env, refs)
+    deleted_kinds: tuple[str, str] = ("", "")
+
+    def _delete(self, kind: str, env: dict, refs: dict) -> None:
         raise NotImplementedError
+
+    def _delete_contact(self, env: dict, refs: dict) -> None:
+        self._delete(self.deleted_kinds[0], env, refs)
+
+    def _delete_activity(self, env: dict, refs: dict) -> None:
+        self._delete(self.deleted_kinds[1], env, refs)
+
+    def _delete_company(self, env: dict, refs: dict) -> None:
+        self._learnt[env["id"]] = None  # the company stays in the CRM (people there may own it); only our link goes
+
+    # upserts (HubSpot has its own): _account(domain, values, known) and _contact(record, values,
+    # known, account) write an object and return its id; a company made when its contact comes
+    # first is named as its company record will be, in account_name_field
+    account_name_field = ""
+
+    def _account(self, domain: str, values: dict, known: Ref | None) -> str:
+        raise NotImplementedError
+
+    def _contact(self, record: Mapping[str, Any], values: dict, known: Ref | None, account: str | None) -> str:
+        raise NotImplementedError
+
+    def _upsert_company(self, env: dict, refs: dict) -> None:
+        oid = self._account(env["record"]["domain"], fields(env["data"]), refs.get(env["id"]))
+        self._learnt[env["id"]] = (oid, None)
+
+    def _upsert_contact(self, env: dict, refs: dict) -> None:
+        rec = env["record"]
+        account = None
+        domain = rec.get("company_domain")
+        if domain:
+            key = company_id(domain)
+            account = self._account(domain, {self.account_name_field: company_name(domain)}, refs.get(key))
+            self._learnt[key] = (account, None)
+        oid = self._contact(rec, fields(env["data"]), refs.get(env["id"]), account)
+        self._learnt[env["id"]] = (oid, account)
 
     def _contact_first(self, rec: Mapping[str, Any], refs: dict) -> Ref:
         """The CRM ids (contact, company) of an activity's contact, which is delivered whole first
@@ -259,6 +331,11 @@ def make_transport(sink: SinkSettings, *, clock: Callable[[], float], sleep: Cal
 
         assert sink.secret is not None
         return HubSpotTransport(sink, resolve_secret(sink.secret), clock=clock, sleep=sleep)
+    if sink.type == "bottlecrm":
+        from mailsync.crm.bottlecrm import BottleCrmTransport
+
+        assert sink.secret is not None
+        return BottleCrmTransport(sink, resolve_secret(sink.secret), clock=clock)
     if sink.type == "salesforce":
         from mailsync.crm.salesforce import SalesforceTransport
 

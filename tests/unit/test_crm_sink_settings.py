@@ -1,4 +1,4 @@
-"""The CRM sinks' settings (hubspot, salesforce) as the loader checks them, their default field mapping,
+"""The CRM sinks' settings (hubspot, salesforce, bottlecrm) as the loader checks them, their default field mapping,
 and the pure parts of their transports."""
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from mailsync.config.loader import config_from_mapping
+from mailsync.crm import bottlecrm
 from mailsync.crm.hubspot import email_properties, epoch_ms, properties
 from mailsync.crm.mapping import apply_mapping
 from mailsync.crm.outbox import envelope
@@ -55,6 +56,11 @@ def test_salesforce_settings_and_mapping_over_the_defaults(tmp_path):
 @pytest.mark.parametrize(("sink", "in_message", "in_hint"), [
     ({"type": "hubspot"}, "'token'", "env:HUBSPOT_TOKEN"),
     ({"type": "salesforce", "token": "env:T"}, "'url'", "salesforce.com"),
+    ({"type": "bottlecrm", "token": "env:T"}, "'url'", "https://crm.example.com"),
+    ({"type": "bottlecrm", "url": "https://crm.example.com"}, "personal access token", "env:BOTTLECRM_TOKEN"),
+    ({"type": "bottlecrm", "token": "env:T", "url": "http://crm.example.com"}, "unencrypted", "https://"),
+    ({"type": "bottlecrm", "token": "env:T", "url": "https://c.example", "external_id_field": "X__c"},
+     "external_id_field", "remove external_id_field"),
     ({"type": "hubspot", "token": "env:T", "url": "http://hubspot.example.com"}, "unencrypted", "https://"),
     ({"type": "hubspot", "token": "env:T", "secret": "env:S"}, "secret", "token"),
     ({"type": "hubspot", "token": "env:T", "batch_size": 10}, "batch_size", "remove batch_size"),
@@ -115,7 +121,40 @@ def test_the_sample_configs_crm_section_loads_when_uncommented(tmp_path):
 
     s = CrmSettings.from_config(load_config(path))
     assert [(x.name, x.type) for x in s.sinks] == [("hook", "webhook"), ("hubspot", "hubspot"),
-                                                   ("salesforce", "salesforce")]
+                                                   ("salesforce", "salesforce"), ("bottlecrm", "bottlecrm")]
     hubspot, salesforce = s.sink("hubspot"), s.sink("salesforce")
     assert hubspot.rate_limit == 4.0 and [r.target for r in hubspot.fields["contact"]][-1] == "jobtitle"
     assert salesforce.secret.kind == "cmd" and salesforce.external_id_field == "Mailsync_Id__c"
+
+
+def test_bottlecrm_settings_and_default_mapping(tmp_path):
+    sink = settings({"sink": [{"name": "b", "type": "bottlecrm", "token": "env:B", "url": "https://crm.example.com/",
+                               "fields": {"contact": {"title": "display_name", "last_name": False}}}]},
+                    tmp_path).sink("b")
+    assert (sink.url, sink.rate_limit, sink.crm, sink.secret.kind) == ("https://crm.example.com", None, True, "env")
+    contact = {"id": "c_1", "address": "jane@acme.example", "email": "Jane@Acme.example", "first_name": "Jane",
+               "last_name": "Doe", "display_name": "Jane Doe (Acme)", "score": 2.0}
+    row = {"op": "upsert", "record_type": "contact", "record_id": "c_1", "idempotency_key": "k",
+           "payload": json.dumps(contact)}
+    assert envelope(row, sink)["data"] == {"first_name": "Jane", "title": "Jane Doe (Acme)"}  # only mapped fields
+
+
+def test_bottlecrm_contact_and_interaction_fields():
+    rec = {"id": "c_1", "address": "j.doe@acme.example"}
+    assert bottlecrm.contact_fields(rec, {"first_name": None, "last_name": ""}, new=False) == {
+        "email": "j.doe@acme.example"}  # an update never blanks or invents a name
+    assert bottlecrm.contact_fields(rec, {"first_name": None, "email": "other@x.example"}, new=True) == {
+        "email": "j.doe@acme.example", "first_name": "j.doe", "last_name": "-"}  # the address is the key
+    act = {"id": "a_9", "kind": "auto_reply", "direction": "in", "timestamp": "2024-03-05T14:03:22Z"}
+    now = 1_800_000_000.0  # 2027-01-15T08:00:00Z
+    mapped = {"subject": None, "body": None, "occurred_at": "2024-03-05T14:03:22Z"}
+    assert bottlecrm.interaction_fields(act, mapped, now) == {
+        "kind": "email", "direction": "inbound", "subject": "Email (auto reply)", "body": "[mailsync a_9]",
+        "occurred_at": "2024-03-05T14:03:22Z"}
+    future = bottlecrm.interaction_fields(act, {"occurred_at": "2038-01-19T03:14:08Z"}, now)  # BottleCRM refuses
+    assert future["occurred_at"] == "2027-01-15T08:00:00Z"
+    assert bottlecrm.interaction_fields(act, {"occurred_at": "15.01.2038"}, now)["occurred_at"] == "15.01.2038"
+    out = bottlecrm.interaction_fields({**act, "direction": "out"}, {"subject": "s" * 300, "body": "b" * 20_000}, now)
+    assert out["direction"] == "outbound" and len(out["subject"]) == 200 and len(out["body"]) == 10_000
+    assert out["body"].endswith("\n\n" + bottlecrm.marker("a_9")) and out["occurred_at"] == act["timestamp"]
+    assert bottlecrm.website("acme.example") == "https://acme.example"

@@ -18,6 +18,9 @@ REPO = Path(__file__).resolve().parents[2]
 # Modules of this repository imported by their bare name: tests/ is on the tests' sys.path, and
 # scripts/ on the scripts'.
 LOCAL = {"mailsync"} | {p.stem for folder in ("tests", "scripts") for p in (REPO / folder).glob("*.py")}
+# Extras that are servers the tests run, each installed by a script into a virtualenv of its own and
+# spoken to over the network: never imported.
+SERVER_EXTRAS = {"test-crm": "scripts/test-crm"}
 
 
 def _normal(name: str) -> str:
@@ -121,6 +124,8 @@ def test_every_declared_dependency_is_imported():
     unused_main = sorted(main - in_package)
     assert not unused_main, f"declared in [project] dependencies, imported nowhere in mailsync/: {unused_main}"
     for extra, names in extras.items():
+        if extra in SERVER_EXTRAS:
+            continue
         unused = sorted(names - in_package - in_tests - pytest_plugins)
         assert not unused, f"declared in the {extra!r} extra, imported nowhere: {unused}"
 
@@ -141,3 +146,13 @@ def test_the_package_is_marked_typed():
     assert (REPO / "mailsync" / "py.typed").is_file()
     data = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
     assert "py.typed" in data["mailsync"]
+
+
+def test_a_server_extra_is_one_pinned_server_that_its_script_installs():
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    for extra, script in SERVER_EXTRAS.items():
+        (requirement,) = project["optional-dependencies"][extra]
+        assert re.fullmatch(r"[A-Za-z0-9_.-]+==[0-9][0-9A-Za-z.]*", requirement), requirement
+        assert f'["{extra}"]' in (REPO / script).read_text()  # the script reads the pin from there
+        used = _top_level_imports(_test_files()) | _top_level_imports(_package_files())
+        assert not {d for d in _distributions(used) if d == _name(requirement)}, f"{requirement} is imported"
