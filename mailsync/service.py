@@ -109,7 +109,7 @@ def _run_channels(config: Config, store: Store, observer, selected: Sequence[Acc
             outcome.failed.append(name)
             continue
         outcome.channels.append(ran)
-        if not ran.copies and not ran.folders:
+        if not ran.queued:
             if not quiet and ran.paired:
                 report(f"mailsync: {name}: {ran.summary()}")
             continue

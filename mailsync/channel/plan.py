@@ -13,12 +13,22 @@ Rules:
       else the same Message-ID and size; found, it is paired and nothing is appended.
   C3  Two source messages with one body that map to one folder make one copy (both are paired to it).
   C4  A destination folder that does not exist is created first (mkdir), by the mapped name.
+Mirror (mode = "mirror": the destination follows the source), for each pair whose copy is on the
+destination server (it has its UID):
+  C5  the source message gone (expunged, or its folder gone): with delete = "propagate" the copy is
+      deleted, and the pair with it; with delete = "none" the copy stays.
+  C6  the source message in another folder (a move there; rule N2 keeps its identity): the copy is
+      moved to that folder's mapped destination (a MOVE, never a delete and a new copy).
+  C7  else, flags that differ: the copy gets the source's flags (a change the destination's own
+      clients made to a mirrored copy is undone, as "mirror" means).
+A copy still waiting for its APPEND is left for the next run; a copy deleted on the destination is
+not made again (C1).
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from mailsync.sync.plan import folder_selected
@@ -130,3 +140,47 @@ def plan_copy(messages: Sequence[SourceMessage], source: Sequence[Folder], dest:
         made.add((target, m.sha256))
         plan.copies.append(Copy(m, target))
     return plan
+
+
+@dataclass(frozen=True)
+class PairState:
+    """A pair as the store has it now: the source message (None when it is gone) and its copy."""
+
+    pair_id: int
+    src_folder: str | None  # None: the source message is gone
+    src_flags: str
+    dest_folder: str | None  # None: the copy is gone from the destination
+    dest_uid: int | None  # None: the copy waits for its APPEND
+    dest_flags: str
+
+
+@dataclass(frozen=True)
+class MirrorAction:
+    kind: str  # "delete" | "move" | "flags"
+    folder: str  # the copy's destination folder (decoded)
+    uid: int
+    pair_id: int
+    to_folder: str | None = None  # move: where to
+    add: tuple[str, ...] = ()  # flags
+    remove: tuple[str, ...] = ()
+
+
+def plan_mirror(pairs: Sequence[PairState], target: Callable[[str], str], *, propagate: bool) -> list[MirrorAction]:
+    """Rules C5-C7; ``target(source folder)`` is the destination folder it maps to."""
+    out: list[MirrorAction] = []
+    for p in pairs:
+        if p.dest_folder is None or p.dest_uid is None:
+            continue
+        if p.src_folder is None:
+            if propagate:
+                out.append(MirrorAction("delete", p.dest_folder, p.dest_uid, p.pair_id))
+            continue
+        where = target(p.src_folder)
+        if where != p.dest_folder:
+            out.append(MirrorAction("move", p.dest_folder, p.dest_uid, p.pair_id, to_folder=where))
+            continue
+        have, want = set(p.dest_flags.split()), set(p.src_flags.split())
+        if have != want:
+            out.append(MirrorAction("flags", p.dest_folder, p.dest_uid, p.pair_id,
+                                    add=tuple(sorted(want - have)), remove=tuple(sorted(have - want))))
+    return out

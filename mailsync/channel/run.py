@@ -13,7 +13,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from mailsync.channel.plan import DestMessages, Folder, SourceMessage, plan_copy
+from mailsync.channel.plan import (DestMessages, Folder, PairState, SourceMessage, map_folder, plan_copy,
+                                   plan_mirror)
 from mailsync.config.model import ChannelConfig
 from mailsync.errors import MailsyncError
 from mailsync.imap import utf7
@@ -37,11 +38,18 @@ class ChannelResult:
     paired: int = 0  # found in the destination already (rule C2), or sharing a copy (C3)
     folders: list[str] = field(default_factory=list)  # destination folders queued for creation
     folder_map: dict[str, str] = field(default_factory=dict)
+    mirrored: dict[str, int] = field(default_factory=dict)  # mirror: "flags", "move", "delete" queued
+
+    @property
+    def queued(self) -> bool:
+        """Something for the destination's journal: its sync must run again to send it."""
+        return bool(self.copies or self.folders or self.mirrored)
 
     def summary(self) -> str:
         parts = [f"{self.copies} to copy" if self.copies else "", f"{self.paired} already there" if self.paired else "",
                  f"{len(self.folders)} folder(s) to create" if self.folders else ""]
-        return ", ".join(p for p in parts if p) or "nothing to copy"
+        parts += [f"{n} {kind}" for kind, n in sorted(self.mirrored.items())]
+        return ", ".join(p for p in parts if p) or "nothing to do"
 
 
 def _folders(rows) -> list[Folder]:
@@ -101,7 +109,41 @@ def run_channel(store: Store, channel: ChannelConfig) -> ChannelResult:
         repo_ch.add_pairs(c, channel.name, same)  # rule C3
         result.paired += len(same)
         uow.commit()
+        actions = []
+        if channel.mode == "mirror":
+            source, dest = _folders(source_rows), _folders(dest_rows)
+
+            def target(folder: str) -> str:
+                return plan.folder_map.get(folder) or map_folder(folder, source, dest, channel.folder_map)
+
+            states = [PairState(*row) for row in repo_ch.pair_states(c, channel.name)]
+            actions = plan_mirror(states, target, propagate=channel.delete == "propagate")
+    _mirror(store, channel, actions, {r.name for r in dest_rows} | set(plan.mkdirs), result)
     return result
+
+
+def _mirror(store: Store, channel: ChannelConfig, actions: list, dest_folders: set[str], result: ChannelResult) -> None:
+    """Rules C5-C7 carried out as local changes of the destination (its journal sends them): each in
+    its own transaction, so a crash between two leaves the rest for the next run (which plans them
+    again from the store)."""
+    from mailsync.changes import LocalChanges
+
+    changes = LocalChanges(store)
+    for a in actions:
+        if a.kind == "delete":
+            changes.delete(channel.dest, a.folder, a.uid)
+            with UnitOfWork(store) as uow:
+                repo_ch.drop_pairs(uow.connection, [a.pair_id])
+                uow.commit()
+        elif a.kind == "move":
+            if a.to_folder not in dest_folders:
+                changes.mkdir(channel.dest, a.to_folder)
+                dest_folders.add(a.to_folder)
+                result.folders.append(a.to_folder)
+            changes.move(channel.dest, a.folder, a.uid, a.to_folder)
+        else:
+            changes.flag(channel.dest, a.folder, a.uid, add=a.add, remove=a.remove)
+        result.mirrored[a.kind] = result.mirrored.get(a.kind, 0) + 1
 
 
 def channel_status(store: Store, channel: ChannelConfig) -> dict:

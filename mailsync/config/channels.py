@@ -14,8 +14,8 @@ from mailsync.config.fields import Context, Table, array_of_tables, describe, sh
 from mailsync.config.model import AccountConfig, ChannelConfig
 
 CHANNEL_KEYS = ("name", "from", "to", "folders", "exclude", "map", "mode", "delete")
-MODES = ("copy",)  # "mirror" and "two-way" are planned; refused with a clear message until then
-PLANNED = ("mirror", "two-way")
+MODES = ("copy", "mirror")  # "two-way" is planned; refused with a clear message until then
+PLANNED = ("two-way",)
 
 
 def channels_from(ctx: Context, raw: Any, accounts: Sequence[AccountConfig]) -> tuple[ChannelConfig, ...]:
@@ -43,14 +43,14 @@ def channels_from(ctx: Context, raw: Any, accounts: Sequence[AccountConfig]) -> 
                           "a channel joins two different accounts")
         mode = item.get("mode", "copy")
         if mode in PLANNED:
-            raise t.error("mode", f"{show(mode)} is not available yet: this version copies (mode = \"copy\")",
-                          'use mode = "copy"; mirror and two-way channels are planned')
+            raise t.error("mode", f"{show(mode)} is not available yet: this version copies or mirrors",
+                          'use mode = "copy" or "mirror"; two-way channels are planned')
         mode = t.choice("mode", MODES, default="copy")
-        delete = item.get("delete", "none")
-        if delete == "propagate":
-            raise t.error("delete", 'deletions are not passed on yet: a copy channel keeps its copies',
-                          'leave delete out (or delete = "none")')
-        delete = t.choice("delete", ("none",), default="none")
+        delete = t.choice("delete", ("none", "propagate"), default="propagate" if mode == "mirror" else "none")
+        if mode == "copy" and delete == "propagate":
+            raise t.error("delete", "a copy channel does not pass deletions on (each message is copied once, "
+                                    "and the copy is the destination's own)",
+                          'use mode = "mirror" for a destination that follows the source, deletions included')
         folders = t.string_list("folders", default=("*",), example='["*"]', allow_empty=False,
                                 empty_hint='leave folders out to copy every folder, or list patterns: ["INBOX", "Sent"]')
         exclude = t.string_list("exclude", default=(), example='["Trash", "Junk"]')

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import delete, func, insert, select
 
 from mailsync.store import tables
 from mailsync.store.repositories import Db
@@ -81,6 +81,33 @@ def add_pairs(db: Db, channel: str, pairs: list[tuple[int, int | None, str]]) ->
         db.execute(insert(tables.channel_pairs), [{"channel": channel, "src_placement_id": s,
                                                    "dest_placement_id": d, "sha256": sha, "created_at": utcnow()}
                                                   for s, d, sha in pairs])
+
+
+def pair_states(db: Db, channel: str) -> list[tuple]:
+    """Each pair of ``channel``: (pair id, source folder or None when the source message is gone, its
+    flags, destination folder or None when the copy is gone, the copy's UID, its flags)."""
+    src = tables.placements.alias("src")
+    dst = tables.placements.alias("dst")
+    sf = tables.folders.alias("sf")
+    df = tables.folders.alias("df")
+    rows = db.execute(
+        select(_CP.id, sf.c.name, sf.c.status, src.c.tombstone_run, src.c.flags,
+               df.c.name, df.c.status, dst.c.tombstone_run, dst.c.uid, dst.c.flags)
+        .select_from(tables.channel_pairs)
+        .outerjoin(src, src.c.id == _CP.src_placement_id).outerjoin(sf, sf.c.id == src.c.folder_id)
+        .outerjoin(dst, dst.c.id == _CP.dest_placement_id).outerjoin(df, df.c.id == dst.c.folder_id)
+        .where(_CP.channel == channel).order_by(_CP.id))
+    out = []
+    for pid, s_name, s_status, s_tomb, s_flags, d_name, d_status, d_tomb, d_uid, d_flags in rows:
+        s_live = s_name is not None and s_status != "gone" and s_tomb is None
+        d_live = d_name is not None and d_status != "gone" and d_tomb is None
+        out.append((pid, s_name if s_live else None, s_flags or "", d_name if d_live else None, d_uid, d_flags or ""))
+    return out
+
+
+def drop_pairs(db: Db, pair_ids: list[int]) -> None:
+    if pair_ids:
+        db.execute(delete(tables.channel_pairs).where(_CP.id.in_(pair_ids)))
 
 
 def channel_counts(db: Db, channel: str) -> dict[str, int]:

@@ -15,6 +15,11 @@ import sys
 import pytest
 
 from helpers import REPO, account_entry, client_for, password_var, run_cli, server_snapshot, write_config
+from sqlalchemy import select
+
+from mailsync.store import tables
+from mailsync.store.db import open_store
+from mailsync.store.uow import UnitOfWork
 from mailsync.testing.corpus import generate_bulk, load_into
 
 
@@ -143,3 +148,46 @@ def test_a_copy_from_dovecot_to_another_server_maps_delimiter_namespace_and_spec
     assert [fl for fl, _s, _h in got[mailbox(b, "Sent")]["messages"].values()] == [["\\Answered", "\\Seen"]]
     run_cli("sync", config=cfg, env=env, check=True)  # nothing twice
     assert {f: len(x["messages"]) for f, x in server_snapshot(b).items()} == {f: len(x["messages"]) for f, x in got.items()}
+
+
+def test_a_mirror_channel_follows_the_source_flags_moves_and_deletions(tmp_path, dovecot, store_url):
+    a = dovecot.new_user("cma" + tmp_path.name[-8:], "pa")
+    b = dovecot.new_user("cmb" + tmp_path.name[-8:], "pb")
+    raws = [_msg(i) for i in range(6)]
+    dovecot.load(a.name, [("INBOX", r, "") for r in raws[:4]] + [("Archive", r, "\\Seen") for r in raws[4:]])
+    cfg, env = _config(tmp_path, store_url, a, b, 'mode = "mirror"\n')
+    run_cli("sync", config=cfg, env=env, check=True)
+    assert _contents(server_snapshot(b)) == _contents(server_snapshot(a))
+
+    # the source changes: a flag, a move (INBOX -> Archive), a delete; B's own client flags a copy
+    c = client_for(a)
+    c.select_folder("INBOX")
+    uids = sorted(c.search("ALL"))
+    c.add_flags([uids[0]], [b"\\Flagged"])
+    c.move([uids[1]], "Archive")
+    c.delete_messages([uids[2]])
+    c.expunge()
+    c.logout()
+    c = client_for(b)
+    c.select_folder("Archive")
+    c.add_flags(c.search("ALL")[:1], [b"$Mine"])
+    c.logout()
+    moved_sha = hashlib.sha256(raws[1]).hexdigest()
+
+    run_cli("sync", config=cfg, env=env, check=True)
+    got, want = server_snapshot(b), server_snapshot(a)
+    assert _contents(got) == _contents(want)  # flags, the move and the delete followed; $Mine undone
+    # the moved copy was moved (one MOVE in B's journal), not deleted and copied again
+    assert [sha for _fl, _size, sha in got["Archive"]["messages"].values()].count(moved_sha) == 1
+    store = open_store(store_url)
+    try:
+        with UnitOfWork(store) as uow:
+            o = tables.pending_ops.c
+            kinds = sorted(k for k, in uow.connection.execute(
+                select(o.kind).join(tables.accounts, tables.accounts.c.id == o.account_id)
+                .where(tables.accounts.c.name == "b", o.state == "done", o.kind != "append")))
+    finally:
+        store.dispose()
+    assert kinds == ["delete", "flags", "flags", "move"], kinds  # \\Flagged on, $Mine off
+    run_cli("sync", config=cfg, env=env, check=True)  # and then nothing more happens
+    assert {f: set(x["messages"]) for f, x in server_snapshot(b).items()} == {f: set(x["messages"]) for f, x in got.items()}

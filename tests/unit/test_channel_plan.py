@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from mailsync.channel.plan import DestMessages, Folder, SourceMessage, map_folder, plan_copy
+from mailsync.channel.plan import DestMessages, Folder, PairState, SourceMessage, map_folder, plan_copy, plan_mirror
 from mailsync.config.loader import config_from_mapping
 from mailsync.errors import ConfigError
 
@@ -73,9 +73,9 @@ def test_a_channel_is_read_with_its_defaults():
 @pytest.mark.parametrize("channel, says", [
     ({"name": "x", "from": "old", "to": "nope"}, "names no account"),
     ({"name": "x", "from": "old", "to": "old"}, "a channel joins two different accounts"),
-    ({"name": "x", "from": "old", "to": "new", "mode": "mirror"}, "not available yet"),
+    ({"name": "x", "from": "old", "to": "new", "mode": "two-way"}, "not available yet"),
     ({"name": "x", "from": "old", "to": "new", "mode": "copie"}, 'did you mean mode = "copy"'),
-    ({"name": "x", "from": "old", "to": "new", "delete": "propagate"}, "not passed on yet"),
+    ({"name": "x", "from": "old", "to": "new", "delete": "propagate"}, 'use mode = "mirror"'),
     ({"name": "x", "from": "old", "to": "new", "map": {"A": 1}}, "table of folder names"),
     ({"name": "x", "from": "old", "to": "new", "folders": []}, "must not be an empty array"),
     ({"from": "old", "to": "new"}, "missing required key 'name'"),
@@ -90,3 +90,23 @@ def test_a_bad_channel_is_refused_naming_the_key_and_the_fix(channel, says):
 def test_two_channels_with_one_name_are_refused():
     with pytest.raises(ConfigError, match="another channel"):
         _load([{"name": "x", "from": "old", "to": "new"}, {"name": "x", "from": "new", "to": "old"}])
+
+
+def test_a_mirror_channel_defaults_to_passing_deletions_on():
+    (ch,) = _load([{"name": "m", "from": "old", "to": "new", "mode": "mirror"}]).channels
+    assert (ch.mode, ch.delete) == ("mirror", "propagate")
+
+
+def test_mirror_follows_the_source_deletion_move_flags():
+    target = {"INBOX": "INBOX", "Archive": "Old"}.get
+    pairs = [PairState(1, None, "", "INBOX", 11, "\\Seen"),  # C5: gone from the source
+             PairState(2, "Archive", "\\Seen", "INBOX", 12, "\\Seen"),  # C6: moved to Archive there
+             PairState(3, "INBOX", "\\Flagged \\Seen", "INBOX", 13, "\\Seen $Junk"),  # C7
+             PairState(4, "INBOX", "", "INBOX", None, ""),  # its APPEND still waits: next run
+             PairState(5, "INBOX", "\\Seen", None, None, ""),  # deleted on the destination: not made again
+             PairState(6, "INBOX", "\\Seen", "INBOX", 16, "\\Seen")]  # in step
+    acts = plan_mirror(pairs, target, propagate=True)
+    assert [(a.kind, a.pair_id, a.uid, a.to_folder, a.add, a.remove) for a in acts] == [
+        ("delete", 1, 11, None, (), ()), ("move", 2, 12, "Old", (), ()),
+        ("flags", 3, 13, None, ("\\Flagged",), ("$Junk",))]
+    assert [a.kind for a in plan_mirror(pairs, target, propagate=False)] == ["move", "flags"]  # delete = "none"
