@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from mailsync.channel.plan import (DestMessages, Folder, PairState, SourceMessage, map_folder, plan_copy,
-                                   plan_mirror)
+from mailsync.channel.plan import (ChannelPlan, DestMessages, Folder, MirrorAction, PairState, SourceMessage,
+                                   map_folder, plan_copy, plan_mirror)
 from mailsync.config.model import ChannelConfig
 from mailsync.errors import MailsyncError
 from mailsync.imap import utf7
@@ -56,50 +56,85 @@ def _folders(rows) -> list[Folder]:
     return [Folder(r.name, r.delimiter, r.special_use) for r in rows]
 
 
+@dataclass
+class _Reading:
+    """What a channel reads of the store: both accounts, the plan of its copies and mirror actions."""
+
+    source_id: int
+    dest_id: int
+    dest_rows: list
+    plan: ChannelPlan
+    actions: list[MirrorAction]
+
+
+def _read(c, channel: ChannelConfig) -> _Reading:
+    ids = {}
+    for role, name in (("from", channel.source), ("to", channel.dest)):
+        ids[role] = repo_ch.account_by_name(c, name)
+        if ids[role] is None:
+            raise ChannelError(f"channel '{channel.name}': account '{name}' ({role}) has never been synced",
+                               hint=f"run mailsync sync {name} first")
+    source_rows, dest_rows = repo.folders_of(c, ids["from"]), repo.folders_of(c, ids["to"])
+    source, dest = _folders(source_rows), _folders(dest_rows)
+    messages = [SourceMessage(pid, folder, sha, mid, size, flags or "", idate)
+                for pid, folder, sha, mid, size, flags, idate in repo_ch.unpaired_messages(c, channel.name, ids["from"])]
+    holdings: dict[str, DestMessages] = {}
+    for folder, pid, sha, mid, size in repo_ch.held_messages(c, ids["to"]):
+        held = holdings.setdefault(folder, DestMessages())
+        held.by_sha.setdefault(sha, pid)
+        if mid:
+            held.by_key.setdefault((mid, size), pid)
+    plan = plan_copy(messages, source, dest, holdings, include=channel.folders, exclude=channel.exclude,
+                     explicit=channel.folder_map)
+    actions: list[MirrorAction] = []
+    if channel.mode == "mirror":
+        def target(folder: str) -> str:
+            return plan.folder_map.get(folder) or map_folder(folder, source, dest, channel.folder_map)
+
+        states = [PairState(*row) for row in repo_ch.pair_states(c, channel.name)]
+        actions = plan_mirror(states, target, propagate=channel.delete == "propagate")
+    return _Reading(ids["from"], ids["to"], list(dest_rows), plan, actions)
+
+
+def preview_channel(store: Store, channel: ChannelConfig) -> ChannelResult:
+    """What run_channel would queue now, changing nothing (for `mailsync sync --dry-run`)."""
+    with UnitOfWork(store) as uow:
+        r = _read(uow.connection, channel)
+    result = ChannelResult(channel.name, copies=len(r.plan.copies), paired=len(r.plan.pairs) + len(r.plan.same),
+                           folders=list(r.plan.mkdirs), folder_map=r.plan.folder_map)
+    for a in r.actions:
+        result.mirrored[a.kind] = result.mirrored.get(a.kind, 0) + 1
+    return result
+
+
 def run_channel(store: Store, channel: ChannelConfig) -> ChannelResult:
     """Plan the channel and queue what it copies. The caller then syncs the destination account."""
     result = ChannelResult(channel.name)
     with UnitOfWork(store) as uow:
         c = uow.connection
-        ids = {}
-        for role, name in (("from", channel.source), ("to", channel.dest)):
-            ids[role] = repo_ch.account_by_name(c, name)
-            if ids[role] is None:
-                raise ChannelError(f"channel '{channel.name}': account '{name}' ({role}) has never been synced",
-                                   hint=f"run mailsync sync {name} first")
-        source_rows, dest_rows = repo.folders_of(c, ids["from"]), repo.folders_of(c, ids["to"])
-        messages = [SourceMessage(pid, folder, sha, mid, size, flags or "", idate)
-                    for pid, folder, sha, mid, size, flags, idate in repo_ch.unpaired_messages(c, channel.name,
-                                                                                              ids["from"])]
-        holdings: dict[str, DestMessages] = {}
-        for folder, pid, sha, mid, size in repo_ch.held_messages(c, ids["to"]):
-            held = holdings.setdefault(folder, DestMessages())
-            held.by_sha.setdefault(sha, pid)
-            if mid:
-                held.by_key.setdefault((mid, size), pid)
-        plan = plan_copy(messages, _folders(source_rows), _folders(dest_rows), holdings, include=channel.folders,
-                         exclude=channel.exclude, explicit=channel.folder_map)
+        r = _read(c, channel)
+        plan, dest_rows = r.plan, r.dest_rows
         result.folder_map = plan.folder_map
-        folder_ids = {r.name: r.id for r in dest_rows}
-        raws = {r.name: r.raw_name for r in dest_rows}
-        delimiter = next((r.delimiter for r in dest_rows if r.delimiter), None)
+        folder_ids = {row.name: row.id for row in dest_rows}
+        raws = {row.name: row.raw_name for row in dest_rows}
+        delimiter = next((row.delimiter for row in dest_rows if row.delimiter), None)
         for name in plan.mkdirs:  # rule C4: before the copies that go into them
             raw = utf7.encode(name)
             kind, args = journal.encode(journal.Mkdir(raw))
-            folder_ids[name] = repo_ch.add_folder_to_create(c, ids["to"], name, raw, delimiter, kind, args)
+            folder_ids[name] = repo_ch.add_folder_to_create(c, r.dest_id, name, raw, delimiter, kind, args)
             raws[name] = raw
             result.folders.append(name)
         repo_ch.add_pairs(c, channel.name, plan.pairs)
         result.paired += len(plan.pairs)
         uow.commit()
         copied: dict[tuple[str, str], int] = {}
-        ids_to = ids["to"]
         for i in range(0, len(plan.copies), BATCH):
             batch = plan.copies[i:i + BATCH]
             kind = journal.kind_of(journal.Append(""))
             args = [journal.encode(journal.Append(raws[copy.folder]))[1] for copy in batch]
-            ids = repo_ch.add_copies(c, ids_to, [(folder_ids[copy.folder], copy.src.sha256, copy.src.flags,
-                                                  copy.src.internaldate, copy.src.size) for copy in batch], kind, args)
+            ids = repo_ch.add_copies(c, r.dest_id, [(folder_ids[copy.folder], copy.src.sha256, copy.src.flags,
+                                                     copy.src.internaldate, copy.src.size) for copy in batch],
+                                     kind, args)
             copied.update({(copy.folder, copy.src.sha256): pid for copy, pid in zip(batch, ids)})
             repo_ch.add_pairs(c, channel.name, [(copy.src.placement_id, pid, copy.src.sha256)
                                                 for copy, pid in zip(batch, ids)])
@@ -109,16 +144,7 @@ def run_channel(store: Store, channel: ChannelConfig) -> ChannelResult:
         repo_ch.add_pairs(c, channel.name, same)  # rule C3
         result.paired += len(same)
         uow.commit()
-        actions = []
-        if channel.mode == "mirror":
-            source, dest = _folders(source_rows), _folders(dest_rows)
-
-            def target(folder: str) -> str:
-                return plan.folder_map.get(folder) or map_folder(folder, source, dest, channel.folder_map)
-
-            states = [PairState(*row) for row in repo_ch.pair_states(c, channel.name)]
-            actions = plan_mirror(states, target, propagate=channel.delete == "propagate")
-    _mirror(store, channel, actions, {r.name for r in dest_rows} | set(plan.mkdirs), result)
+    _mirror(store, channel, r.actions, {row.name for row in dest_rows} | set(plan.mkdirs), result)
     return result
 
 

@@ -30,13 +30,56 @@ def plan_accounts(config, accounts, *, allow_deletions: bool) -> list[AccountPla
             store.dispose()
 
 
-def as_json(plans: list[AccountPlan]) -> dict:
+def plan_channels(config, accounts) -> list[dict]:
+    """What each channel joining two of ``accounts`` would queue, from the store as it is now (before
+    the accounts' syncs, whose plans come first): copies, pairs with messages the destination holds,
+    folders to create, mirror actions; or why it cannot be planned."""
+    from mailsync.channel.run import preview_channel
+    from mailsync.errors import MailsyncError
+    from mailsync.store.db import open_store, store_exists
+
+    names = {a.name for a in accounts}
+    channels = [c for c in config.channels if {c.source, c.dest} <= names]
+    if not channels or not store_exists(config.store.url):
+        return [{"channel": c.name, "from": c.source, "to": c.dest, "mode": c.mode,
+                 "error": "no store yet: the accounts' first syncs come first"} for c in channels]
+    store = open_store(config.store.url, upgrade=False)
+    out = []
+    try:
+        for c in channels:
+            row = {"channel": c.name, "from": c.source, "to": c.dest, "mode": c.mode}
+            try:
+                r = preview_channel(store, c)
+            except MailsyncError as exc:
+                row["error"] = str(exc)
+            else:
+                row.update(copies=r.copies, paired=r.paired, folders_to_create=r.folders, mirror=r.mirrored,
+                           folder_map=r.folder_map)
+            out.append(row)
+    finally:
+        store.dispose()
+    return out
+
+
+def as_json(plans: list[AccountPlan], channels: list[dict] = ()) -> dict:
     failed = [p.account for p in plans if not p.ok]
-    return {"dry_run": True, "ok": not failed, "failed": failed, "accounts": [p.as_dict() for p in plans]}
+    return {"dry_run": True, "ok": not failed, "failed": failed, "accounts": [p.as_dict() for p in plans],
+            "channels": list(channels)}
 
 
-def render(plans: list[AccountPlan]) -> str:
-    return terminal_lines("\n".join(_account(p) for p in plans))
+def render(plans: list[AccountPlan], channels: list[dict] = ()) -> str:
+    return terminal_lines("\n".join([_account(p) for p in plans] + [_channel(c) for c in channels]))
+
+
+def _channel(c: dict) -> str:
+    head = f"channel {c['channel']} ({c['mode']} {c['from']} -> {c['to']}, from the store as it is before these syncs):"
+    if "error" in c:
+        return f"{head} cannot be planned: {c['error']}"
+    parts = [f"{c['copies']} to copy", f"{c['paired']} already there"]
+    if c["folders_to_create"]:
+        parts.append("folders to create: " + ", ".join(c["folders_to_create"]))
+    parts += [f"{n} {kind}" for kind, n in sorted(c["mirror"].items())]
+    return f"{head} " + "; ".join(parts)
 
 
 def _mb(n: int) -> str:

@@ -142,14 +142,15 @@ def sync(obj: _Ctx, accounts: tuple[str, ...], quiet: bool, allow_deletions: boo
 
 def _dry_run(config, selected, allow_deletions: bool, as_json: bool) -> None:
     """`sync --dry-run`: the plans on stdout; exit 0, or 1 when an account could not be planned."""
-    from mailsync.cli.dry_run_cmd import as_json as plans_json, plan_accounts, render
+    from mailsync.cli.dry_run_cmd import as_json as plans_json, plan_accounts, plan_channels, render
 
     plans = plan_accounts(config, selected, allow_deletions=allow_deletions)
+    channels = plan_channels(config, selected)
     _startup_over()
     if as_json:
-        click.echo(json.dumps(plans_json(plans), indent=2, sort_keys=True))
+        click.echo(json.dumps(plans_json(plans, channels), indent=2, sort_keys=True))
     else:
-        click.echo(render(plans))
+        click.echo(render(plans, channels))
     failed = [p.account for p in plans if not p.ok]
     if failed:
         say(f"{len(failed)} of {len(selected)} account(s) failed: {', '.join(failed)}", logging.ERROR,

@@ -87,6 +87,11 @@ def test_a_copy_channel_gives_b_exactly_as_messages_once(tmp_path, dovecot, stor
     c = client_for(a)
     c.append("Bulk02", b"Message-ID: <late@example.org>\r\nSubject: late\r\n\r\nlate\r\n", flags=[b"\\Flagged"])
     c.logout()
+    run_cli("sync", "--account", "a", config=cfg, env=env, check=True)  # a channel runs when both sync
+    dry = json.loads(run_cli("sync", "--dry-run", "--json", config=cfg, env=env, check=True).stdout)
+    (planned,) = dry["channels"]
+    assert (planned["copies"], planned["folders_to_create"], planned["folder_map"]) == (1, [], {"Bulk02": "Bulk02"})
+    assert {f: sorted(x["messages"]) for f, x in server_snapshot(b).items()} == uids_b  # the dry run changed nothing
     run_cli("sync", config=cfg, env=env, check=True)
     now_b = server_snapshot(b)
     assert len(now_b["Bulk02"]["messages"]) == len(after_b["Bulk02"]["messages"]) + 1
