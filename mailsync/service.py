@@ -39,7 +39,7 @@ def run_sync(config: Config | None, store: Store, observer=None, *, accounts: Se
              after_account: Callable[[object], list[str]] | None = None, quiet: bool = False,
              crm_after_failure: bool = True, crm_lock: AbstractContextManager | None = None,
              on_crm_error: Callable[[Exception], None] | None = None, report: Callable[[str], None] = _stderr,
-             **sync_options) -> SyncOutcome:
+             channels_push: bool = True, **sync_options) -> SyncOutcome:
     """Sync ``accounts`` (default: every account of ``config``) one after the other, then run the CRM
     step (:func:`crm_step`) when ``config`` has a [crm] table.
 
@@ -47,6 +47,9 @@ def run_sync(config: Config | None, store: Store, observer=None, *, accounts: Se
     manager (a progress display), it is entered around the syncs and left before the CRM step.
     ``after_account(result)`` runs after each clean sync (ok, nothing set aside) and returns what
     failed in it. ``sync_options`` go to each sync (connect, release, should_stop, allow_mass_delete).
+    Channels ([[channel]]) run after the accounts they join (see _run_channels); with
+    ``channels_push`` False (the watch daemon), a channel runs after its source's sync and only
+    queues its changes in the destination's journal, which wakes the destination's own sync.
     The CRM step is skipped once ``should_stop()`` says so, and, without ``crm_after_failure``, when
     no sync succeeded; it runs inside ``crm_lock``; ``on_crm_error`` is handed an unexpected
     exception of the CRM step instead of letting it propagate (a MailsyncError is reported through
@@ -69,7 +72,8 @@ def run_sync(config: Config | None, store: Store, observer=None, *, accounts: Se
             elif after_account is not None:  # e.g. hooks: a failing one is reported, never fails the sync
                 outcome.hook_failures += after_account(result)
         if config is not None and config.channels:
-            _run_channels(config, store, observer, selected, outcome, quiet, report, sync_options)
+            _run_channels(config, store, observer, selected, outcome, quiet, report, sync_options,
+                          push=channels_push)
     stop = sync_options.get("should_stop")
     if config is None or config.crm_settings is None or (stop is not None and stop()):
         return outcome
@@ -86,18 +90,30 @@ def run_sync(config: Config | None, store: Store, observer=None, *, accounts: Se
 
 
 def _run_channels(config: Config, store: Store, observer, selected: Sequence[AccountConfig], outcome: SyncOutcome,
-                  quiet: bool, report: Callable[[str], None], sync_options: dict) -> None:
+                  quiet: bool, report: Callable[[str], None], sync_options: dict, *, push: bool = True) -> None:
     """Each channel whose two accounts this run synced cleanly: its copies queued in the store
     (mailsync.channel.run), then the destination synced again, which APPENDs them. A channel whose
-    accounts were not both synced now waits for a run that syncs them."""
+    accounts were not both synced now waits for a run that syncs them. Without ``push`` (the watch
+    daemon, one account a run): each channel whose source this run synced cleanly, queued only;
+    the daemon sees the destination's new journal entries and syncs it."""
     from mailsync.channel.run import run_channel
     from mailsync.sync.engine import sync_account
 
     names = {a.name for a in selected}
     for channel in config.channels:
-        if not {channel.source, channel.dest} <= names:
+        if not ({channel.source, channel.dest} <= names if push else channel.source in names):
             continue
         name = f"channel {channel.name}"
+        if not push:
+            if channel.source not in outcome.failed:
+                try:
+                    ran = run_channel(store, channel)
+                    outcome.channels.append(ran)
+                except MailsyncError as exc:  # the destination never synced yet, say: the next run tries again
+                    import logging
+
+                    logging.getLogger("mailsync.channel").warning("%s", exc)
+            continue
         if channel.source in outcome.failed or channel.dest in outcome.failed:
             report(f"mailsync: {name}: skipped, as {channel.source} or {channel.dest} did not sync cleanly")
             outcome.failed.append(name)

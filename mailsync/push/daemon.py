@@ -412,7 +412,7 @@ class AccountWatcher:
         outcome = run_sync(self.daemon.config, self.daemon.store, accounts=[self.account], quiet=True,
                            crm_after_failure=False, crm_lock=self.daemon.after_sync_lock,
                            on_crm_error=after_sync_failed, connect=self.conn.connect, release=self.conn.release,
-                           should_stop=stop.is_set)
+                           should_stop=stop.is_set, channels_push=False)
         result = outcome.results[0]
         if result.ok and self.daemon.after_sync is not None and not stop.is_set() and not crashed:
             with self.daemon.after_sync_lock:

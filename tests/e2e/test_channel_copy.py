@@ -196,3 +196,31 @@ def test_a_mirror_channel_follows_the_source_flags_moves_and_deletions(tmp_path,
     assert kinds == ["delete", "flags", "flags", "move"], kinds  # \\Flagged on, $Mine off
     run_cli("sync", config=cfg, env=env, check=True)  # and then nothing more happens
     assert {f: set(x["messages"]) for f, x in server_snapshot(b).items()} == {f: set(x["messages"]) for f, x in got.items()}
+
+
+def test_under_watch_a_new_message_in_the_source_reaches_the_destination(tmp_path, dovecot):
+    """The daemon runs a channel after its source's sync; the copy waits in B's journal, which
+    wakes B's sync: a message APPENDed to A by another client lands in B without a `mailsync sync`."""
+    from watch_support import Daemon, wait_until
+
+    a = dovecot.new_user("cwa" + tmp_path.name[-8:], "pa")
+    b = dovecot.new_user("cwb" + tmp_path.name[-8:], "pb")
+    dovecot.load(a.name, [("INBOX", _msg(i), "") for i in range(3)])
+    cfg, env = _config(tmp_path, f"sqlite:///{tmp_path}/w.db", a, b)
+    daemon = Daemon(cfg, env, tmp_path)
+    try:
+        daemon.wait_for("synced", account="a")
+        daemon.wait_for("synced", account="b")
+        wait_until(lambda: len(server_snapshot(b).get("INBOX", {}).get("messages", {})) == 3, 30,
+                   "the first copies in B")
+        late = _msg(99)
+        c = client_for(a)
+        c.append("INBOX", late)
+        c.logout()
+        sha = hashlib.sha256(late).hexdigest()
+        wait_until(lambda: sha in [h for _f, _s, h in server_snapshot(b)["INBOX"]["messages"].values()], 30,
+                   "the new message copied to B")
+        assert _contents(server_snapshot(b)) == _contents(server_snapshot(a))
+    finally:
+        rc, _ = daemon.stop()
+    assert rc == 0
