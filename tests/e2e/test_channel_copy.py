@@ -80,8 +80,10 @@ def test_a_copy_channel_gives_b_exactly_as_messages_once(tmp_path, dovecot, stor
                        "failed": 0}]
 
     uids_b = {f: sorted(x["messages"]) for f, x in after_b.items()}
-    run_cli("sync", config=cfg, env=env, check=True)  # a rerun appends nothing
+    rerun = json.loads(run_cli("sync", "--json", config=cfg, env=env, check=True).stdout)  # appends nothing
     assert {f: sorted(x["messages"]) for f, x in server_snapshot(b).items()} == uids_b
+    # and costs one LIST-STATUS round trip per account (the channel reads only the store)
+    assert [(r["account"], r["commands"]) for r in rerun["accounts"]] == [("a", 1), ("b", 1)], rerun
 
     # a new message in A reaches B in the next sync, and only it
     c = client_for(a)
