@@ -20,22 +20,21 @@ from mailsync.config.model import AccountConfig
 from mailsync.errors import ConnectError, ProtocolError
 from mailsync.imap.commands import (CopyUids, RemoteFolder, SelectInfo, append_command, list_command, names_a_missing_folder, read_copyuid, read_listing,
                                     read_select, refusal, select_command, status_items)
+from mailsync.imap.appends import Appends
 from mailsync.imap.deadline import Watchdog
 from mailsync.imap.failures import mapped_errors
 from mailsync.imap.opening import new_tag
-from mailsync.imap.payloads import (appenduid, appenduids, modified, parse_esearch, parse_search, parse_status_reply, set_size,
-                                    vanished_ranges)
+from mailsync.imap.payloads import (appenduid, modified, parse_esearch, parse_search, parse_status_reply, set_size, vanished_ranges)
 from mailsync.imap.responses import (Continuation, FetchItem, ResponseParser, Tagged, Untagged,
                                      body_fetch_head, body_fetch_item, format_uid_set, quote, usual_body_fetch)
 from mailsync.imap.transport import Wire, next_line, log_in, open_wire, widen_receive_buffer
 
 MAX_KEPT = 64 << 20  # bytes of untagged responses one command may keep
-APPEND_CHUNK = 1 << 20  # append_many sends its commands in writes of about this many bytes
 _USEFUL = frozenset(("LIST", "STATUS", "SEARCH", "ESEARCH", "VANISHED", "CAPABILITY", "ENABLED", "FLAGS"))
 _COUNTS = frozenset(("EXISTS", "EXPUNGE", "VANISHED"))  # untagged responses that move the message count
 
 
-class ImapConnection:
+class ImapConnection(Appends):
     """A logged-in connection. Use `connect()`; close with `logout()` or as a context manager.
 
     Every command goes through `_events` (our parser on the Wire's buffer). `commands` counts the
@@ -446,72 +445,6 @@ class ImapConnection:
         cmd = append_command(raw_name, len(data), flags, internaldate)
         _, _, tagged = self._run(cmd, f"appending to {raw_name!r}", literal=data)
         return appenduid(tagged.code)
-
-    def append_many(self, raw_name: str, messages: list[tuple[bytes, Iterable[str], str | None]]
-                    ) -> list[tuple[int, int] | None | Tagged]:
-        """APPEND of several messages to one folder without a round trip each: send_appends, then
-        read_appends."""
-        return self.read_appends(self.send_appends(raw_name, messages))
-
-    def send_appends(self, raw_name: str, messages: list[tuple[bytes, Iterable[str], str | None]]) -> tuple:
-        """Send the APPENDs of ``messages`` (data, flags, IMAP date) to one folder, every literal
-        non-synchronizing (needs LITERAL+, RFC 7888). With MULTIAPPEND (RFC 3502) one command carries
-        them all, one transaction on the server; else one APPEND each (RFC 3501 5.5). Their answers
-        are read by read_appends(ticket); more commands may be sent before, read_appends of each
-        ticket in the order they were sent."""
-        if not self.has("LITERAL+"):
-            raise ProtocolError(f"account '{self.account.name}': send_appends needs LITERAL+, which the server "
-                                f"does not offer")
-        if self._ahead is not None:
-            self._drop_ahead()
-        multi = self.has("MULTIAPPEND")
-        tags: list[bytes] = []
-        with mapped_errors(self.account, f"appending to {raw_name!r}"):
-            try:
-                pending: list[bytes] = []
-                size = 0
-                for i, (data, flags, when) in enumerate(messages):
-                    line = append_command(raw_name, len(data), flags, when, literal_plus=True)
-                    if not multi or i == 0:
-                        tags.append(new_tag())
-                        pending.append(tags[-1] + b" " + line)
-                    else:  # the next message of the same APPEND: its flags, date and literal
-                        pending.append(b" " + line[line.index(b" (", len(b"APPEND ")) + 1:])
-                    pending += [b"\r\n", data]
-                    if not multi:
-                        pending.append(b"\r\n")
-                    size += len(data)
-                    if size >= APPEND_CHUNK:
-                        self.wire.send(b"".join(pending))
-                        pending, size = [], 0
-                if multi:
-                    pending.append(b"\r\n")
-                self.wire.send(b"".join(pending))
-            except BaseException:
-                self.broken = True
-                raise
-        self.commands += len(tags)
-        return raw_name, multi, tags, len(messages)
-
-    def read_appends(self, ticket: tuple) -> list[tuple[int, int] | None | Tagged]:
-        """The answers to send_appends' commands. Per message, in order: (uidvalidity, uid) from
-        APPENDUID, None for an OK without it, or the Tagged NO/BAD that refused it (a MULTIAPPEND is
-        refused whole)."""
-        raw_name, multi, tags, count = ticket
-        answers = []
-        for tag in tags:
-            for ev in self._events(b"", f"appending to {raw_name!r}", sent=tag):
-                if isinstance(ev, Tagged):
-                    answers.append(ev)
-        if not multi:
-            return [appenduid(t.code) if t.status == "OK" else t for t in answers]
-        (tagged,) = answers
-        if tagged.status != "OK":
-            return [tagged] * count
-        uids = appenduids(tagged.code)
-        if uids is None or len(uids[1]) != count:
-            return [None] * count  # no usable APPENDUID: each copy is looked for by Message-ID
-        return [(uids[0], uid) for uid in uids[1]]
 
     def noop(self) -> None:
         self._run(b"NOOP", "NOOP")
