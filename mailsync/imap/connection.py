@@ -18,16 +18,18 @@ from collections.abc import Callable, Iterable, Iterator
 
 from mailsync.config.model import AccountConfig
 from mailsync.errors import ConnectError, ProtocolError
-from mailsync.imap.commands import (CopyUids, RemoteFolder, SelectInfo, append_command, list_command, names_a_missing_folder, read_copyuid, read_listing,
-                                    read_select, refusal, select_command, status_items)
 from mailsync.imap.appends import Appends
+from mailsync.imap.commands import (CopyUids, RemoteFolder, SelectInfo, append_command, list_command,
+                                    names_a_missing_folder, read_copyuid, read_listing, read_select, refusal,
+                                    select_command, status_items)
 from mailsync.imap.deadline import Watchdog
 from mailsync.imap.failures import mapped_errors
 from mailsync.imap.opening import new_tag
-from mailsync.imap.payloads import (appenduid, modified, parse_esearch, parse_search, parse_status_reply, set_size, vanished_ranges)
-from mailsync.imap.responses import (Continuation, FetchItem, ResponseParser, Tagged, Untagged,
-                                     body_fetch_head, body_fetch_item, format_uid_set, quote, usual_body_fetch)
-from mailsync.imap.transport import Wire, next_line, log_in, open_wire, widen_receive_buffer
+from mailsync.imap.payloads import (appenduid, modified, parse_esearch, parse_search, parse_status_reply, set_size,
+                                    vanished_ranges)
+from mailsync.imap.responses import (Continuation, FetchItem, ResponseParser, Tagged, Untagged, body_fetch_head,
+                                     body_fetch_item, format_uid_set, quote, usual_body_fetch)
+from mailsync.imap.transport import Wire, log_in, next_line, open_wire, widen_receive_buffer
 
 MAX_KEPT = 64 << 20  # bytes of untagged responses one command may keep
 _USEFUL = frozenset(("LIST", "STATUS", "SEARCH", "ESEARCH", "VANISHED", "CAPABILITY", "ENABLED", "FLAGS"))
