@@ -152,6 +152,8 @@ def _mirror(store: Store, channel: ChannelConfig, actions: list, dest_folders: s
     """Rules C5-C7 carried out as local changes of the destination (its journal sends them): each in
     its own transaction, so a crash between two leaves the rest for the next run (which plans them
     again from the store)."""
+    if not actions:
+        return
     from mailsync.changes import LocalChanges
 
     changes = LocalChanges(store)
