@@ -102,6 +102,10 @@ class MemorySession:
     def qresync(self) -> bool:
         return False
 
+    @property
+    def append_limit(self) -> int | None:
+        return None
+
     def has(self, capability: str) -> bool:
         return capability.upper() in self.capabilities
 

@@ -22,6 +22,15 @@ APPEND_CHUNK = 1 << 20  # send_appends writes its commands in pieces of about th
 
 
 class Appends:
+    @property
+    def append_limit(self) -> int | None:
+        """The largest message the server takes (APPENDLIMIT=n, RFC 7889), None when it names none."""
+        for cap in self.capabilities:
+            if cap.startswith("APPENDLIMIT="):
+                value = cap.partition("=")[2]
+                return int(value) if value.isdigit() else None
+        return None
+
     def append_many(self, raw_name: str, messages: list[tuple[bytes, Iterable[str], str | None]]
                     ) -> list[tuple[int, int] | None | Tagged]:
         """APPEND of several messages to one folder without a round trip each: send_appends, then

@@ -135,6 +135,11 @@ class JournalPush:
             if uid is not None:
                 db.call(journal_store.settle_placement, self.side, op_id, placement_id, uid)
                 return
+        limit = conn.append_limit
+        if limit is not None and len(raw) > limit:  # RFC 7889: the server would refuse it; nothing is sent
+            raise ProtocolError(f"account '{self.account.name}': a message of {len(raw):,} bytes is larger than "
+                                f"{folder!r} takes (APPENDLIMIT {limit:,} bytes): not sent",
+                                hint="the server refuses messages this large; keep it elsewhere")
         db.call(journal_store.mark, self.side, op_id, "sent")
         crash.point("append sent")
         try:

@@ -521,3 +521,21 @@ def test_a_connection_cut_mid_fetch_loses_and_duplicates_nothing(variant, server
     with UnitOfWork(store) as uow:  # each body once, each placement once
         assert uow.connection.scalar(select(func.count()).select_from(tables.bodies)) == len(truth(server))
         assert uow.connection.scalar(select(func.count()).select_from(tables.placements)) == len(truth(server))
+
+
+# -- item: a message over the server's APPENDLIMIT (RFC 7889) is not sent ------------------------
+
+def test_a_message_over_the_appendlimit_is_not_sent_and_the_others_are(store):
+    with HostileServer(capabilities=("UIDPLUS", "APPENDLIMIT=1000")) as srv:
+        srv.add_folder("INBOX")
+        fill(srv, 2)
+        assert sync(store, srv).ok
+        big, small = msg(60, size=2000), msg(61)
+        LocalChanges(store).append("acc", "INBOX", big)
+        LocalChanges(store).append("acc", "INBOX", small)
+        r = sync(store, srv)
+        assert not any(c.upper().startswith("APPEND") and "{%d}" % len(big) in c for c in srv.log), srv.log
+        assert any("APPENDLIMIT 1,000 bytes" in n for n in r.notes), r.notes
+        assert hashlib.sha256(small).hexdigest() in {sha for _f, sha in truth(srv).values()}
+        assert hashlib.sha256(big).hexdigest() not in {sha for _f, sha in stored(store).values()}  # dropped, said
+        assert stored(store) == truth(srv)
