@@ -4,8 +4,9 @@ Owns: one Dovecot instance per ``DovecotServer``, entirely under its ``root`` fo
 state_dir, log, TLS certificate, users, mail), listening on 127.0.0.1 only; which config syntax to
 write, chosen by ``dovecot --version`` (the templates are in mailsync.testing.dovecot_conf, the single
 source of truth; ``fixtures/dovecot/dovecot.conf.in`` and ``dovecot24.conf.in`` are generated copies,
-rewritten by ``scripts/dovecot template --write``); fast corpus loading by writing Maildir files
-directly; and the ``python -m mailsync.testing.dovecot`` CLI behind ``scripts/dovecot``.
+rewritten by ``scripts/dovecot template --write``). Fast corpus loading by writing Maildir files
+directly is dovecot_mail.py's (a mixin); the ``python -m mailsync.testing.dovecot`` CLI behind
+``scripts/dovecot`` is dovecot_cli.py's.
 The binaries are the local ones, or those named by $MAILSYNC_DOVECOT and $MAILSYNC_DOVEADM
 (scripts/dovecot-chroot makes such wrappers for Debian 13's Dovecot 2.4 in a chroot).
 Must not: touch the system's Dovecot (/etc/dovecot, /run/dovecot, its ports or its mail), import any
@@ -30,11 +31,8 @@ Facts this module relies on (Dovecot 2.3.19, checked on this machine):
 
 from __future__ import annotations
 
-import argparse
-import base64
 import contextlib
 import imaplib
-import json
 import os
 import re
 import shutil
@@ -47,12 +45,13 @@ import sys
 import tempfile
 import time
 import zlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from mailsync.testing.dovecot_conf import (CONF_TEMPLATE, CONF_TEMPLATE_24, NONROOT_CONF, NONROOT_CONF_24,
                                            oauth2_conf_24)
+from mailsync.testing.dovecot_mail import MaildirWriter, encode_mutf7, maildir_folder_name  # noqa: F401
 
 __all__ = [
     "CONF_TEMPLATE",
@@ -76,8 +75,8 @@ SPECIAL_FOLDERS = {"Sent": "\\Sent", "Drafts": "\\Drafts", "Trash": "\\Trash", "
 
 _PLACEHOLDER = re.compile(r"@([A-Z_]+)@")
 _USER_NAME = re.compile(r"^[A-Za-z0-9_+=-][A-Za-z0-9._@+=-]{0,63}$")
-_SYSTEM_FLAGS = {"\\answered": "R", "\\deleted": "T", "\\draft": "D", "\\flagged": "F", "\\seen": "S"}
-_ATOM_SPECIALS = set('(){ %*"\\]') | {chr(c) for c in range(0, 32)} | {chr(127)}
+
+
 _PROBE_USER = "mailsync-probe"
 _PROBE_PASSWORD = "probe"
 _DEFAULT_CAPS_CACHE: dict[tuple[str, str], tuple[str, ...]] = {}
@@ -101,44 +100,6 @@ class ImapUser:
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def encode_mutf7(name: str) -> str:
-    """Encode one mailbox name in IMAP modified UTF-7 (RFC 3501 5.1.3)."""
-    out: list[str] = []
-    pending: list[str] = []
-
-    def flush() -> None:
-        if pending:
-            data = "".join(pending).encode("utf-16-be")
-            out.append("&" + base64.b64encode(data).decode("ascii").rstrip("=").replace("/", ",") + "-")
-            pending.clear()
-
-    for ch in name:
-        if 0x20 <= ord(ch) <= 0x7E:
-            flush()
-            out.append("&-" if ch == "&" else ch)
-        else:
-            pending.append(ch)
-    flush()
-    return "".join(out)
-
-
-def maildir_folder_name(folder: str) -> str:
-    """The Maildir++ directory name of a folder given as a Unicode path with "/" between levels.
-
-    "INBOX" (any case) or "" is the maildir root and gives ""; "Archive/2024" gives ".Archive.2024";
-    "Entwürfe" gives ".Entw&APw-rfe". A "." inside a level cannot be stored in Maildir++ and raises.
-    """
-    if folder.upper() in ("", "INBOX"):
-        return ""
-    parts = folder.split("/")
-    for part in parts:
-        if not part or "." in part or part in ("~",) or any(ord(c) < 0x20 for c in part):
-            raise ValueError(
-                f"folder {folder!r}: each level must be non-empty, without '.' or control characters "
-                "(Maildir++ uses '.' between levels; use '/' to make a subfolder)")
-    return "." + ".".join(encode_mutf7(p) for p in parts)
 
 
 def _free_ports(count: int) -> list[int]:
@@ -241,29 +202,10 @@ def _tail(path: Path, lines: int = 40) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
-def _parse_flags(flags: str) -> tuple[str, list[str]]:
-    """IMAP flags ("\\Seen \\Flagged $label") -> (maildir info letters, keywords)."""
-    letters: set[str] = set()
-    keywords: list[str] = []
-    for flag in flags.split():
-        if flag.startswith("\\"):
-            letter = _SYSTEM_FLAGS.get(flag.lower())
-            if letter is None:
-                raise ValueError(f"flag {flag!r} cannot be stored (system flags: \\Seen \\Answered "
-                                 "\\Flagged \\Deleted \\Draft; \\Recent is the server's to set)")
-            letters.add(letter)
-        else:
-            if any(c in _ATOM_SPECIALS for c in flag) or not flag.isascii():
-                raise ValueError(f"keyword {flag!r} is not an IMAP atom")
-            if flag not in keywords:
-                keywords.append(flag)
-    return "".join(sorted(letters)), keywords
-
-
 # --------------------------------------------------------------------------- the server
 
 
-class DovecotServer:
+class DovecotServer(MaildirWriter):
     """One throwaway Dovecot instance under ``root`` (see the module docstring).
 
     Typical use::
@@ -798,162 +740,6 @@ class DovecotServer:
         """A client TLS context that trusts exactly this server's certificate."""
         return ssl.create_default_context(cafile=str(self.ca_file))
 
-    # ----------------------------------------------------------------- mail
-
-    def maildir(self, user: str) -> Path:
-        """The user's Maildir root (= INBOX); subfolders are ``.Name`` folders inside it."""
-        return self.home_dir / user / "Maildir"
-
-    def folder_dir(self, user: str, folder: str) -> Path:
-        """The Maildir folder of ``folder`` (a Unicode name with "/" between levels)."""
-        name = maildir_folder_name(folder)
-        return self.maildir(user) / name if name else self.maildir(user)
-
-    def write_message(self, user: str, folder: str, raw: bytes, flags: str = "",
-                      internaldate: float | None = None) -> Path:
-        """Write one message straight into the user's Maildir and return its path.
-
-        ``folder`` is a decoded name with "/" between levels ("INBOX", "Archive/2024", "Entwürfe");
-        the folder is created on disk if missing. ``flags`` is a space-separated IMAP flag list:
-        system flags map to Maildir info letters (\\Seen S, \\Answered R, \\Flagged F, \\Deleted T,
-        \\Draft D); keywords are recorded in the folder's ``dovecot-keywords`` file (at most 26 per
-        folder) and map to letters a-z. ``internaldate`` (epoch seconds) becomes the file's mtime,
-        which Dovecot reports as INTERNALDATE; default now. Dovecot sees the message after
-        ``force_resync(user)`` (or its own next sync of that folder); UIDs follow write order.
-        """
-        return self._write(user, folder, raw, flags, internaldate, {})
-
-    def load(self, user: str, messages: Iterable[bytes | Sequence[object] | Mapping[str, object]], *,
-             resync: bool = True) -> list[Path]:
-        """Write many messages, then ``force_resync`` once. Returns the paths in order.
-
-        Each item is raw ``bytes`` (goes to INBOX), a tuple ``(folder, raw[, flags[, internaldate]])``
-        in write_message's order, or a mapping with those keys.
-        """
-        keyword_cache: dict[Path, list[str]] = {}
-        paths = []
-        for item in messages:
-            if isinstance(item, (bytes, bytearray, memoryview)):
-                args: tuple = ("INBOX", bytes(item), "", None)
-            elif isinstance(item, Mapping):
-                args = (item.get("folder", "INBOX"), item["raw"], item.get("flags", ""),
-                        item.get("internaldate"))
-            else:
-                if not 2 <= len(item) <= 4:
-                    raise ValueError(f"load: a tuple item is (folder, raw[, flags[, internaldate]]), got {item!r}")
-                args = (*tuple(item), "", None)[:4] if len(item) == 2 else (*tuple(item), None)[:4]
-            paths.append(self._write(user, args[0], args[1], args[2] or "", args[3], keyword_cache))
-        if resync:
-            self.force_resync(user)
-        return paths
-
-    def _next_name(self) -> str:
-        now = time.time_ns() // 1000
-        self._clock = max(now, self._clock + 1)
-        self._seq += 1
-        secs, usecs = divmod(self._clock, 1_000_000)
-        return f"{secs}.M{usecs}P{os.getpid()}Q{self._seq}.mailsync"
-
-    def _ensure_maildir_dir(self, path: Path) -> None:
-        if path in self._ready_dirs:
-            return
-        maildir_root = path if path.name == "Maildir" else path.parent
-        home = maildir_root.parent
-        for folder in (home, maildir_root, path):
-            if not folder.exists():
-                folder.mkdir(mode=0o700, exist_ok=True)
-                self._chown(folder)
-        for sub in ("cur", "new", "tmp"):
-            d = path / sub
-            if not d.exists():
-                d.mkdir(mode=0o700, exist_ok=True)
-                self._chown(d)
-        if path != maildir_root and not (path / "maildirfolder").exists():
-            (path / "maildirfolder").touch()
-            self._chown(path / "maildirfolder")
-        self._ready_dirs.add(path)
-
-    def _keyword_letters(self, folder_dir: Path, keywords: list[str], cache: dict[Path, list[str]]) -> str:
-        if not keywords:
-            return ""
-        kw_file = folder_dir / "dovecot-keywords"
-        known = cache.get(folder_dir)
-        if known is None:
-            known = []
-            if kw_file.exists():
-                for line in kw_file.read_text(errors="replace").splitlines():
-                    idx, _, name = line.partition(" ")
-                    if idx.isdigit() and name:
-                        while len(known) <= int(idx):
-                            known.append("")
-                        known[int(idx)] = name
-            cache[folder_dir] = known
-        lowered = [k.lower() for k in known]
-        letters = []
-        changed = False
-        for kw in keywords:
-            if kw.lower() in lowered:
-                idx = lowered.index(kw.lower())
-            else:
-                if len(known) >= 26:
-                    raise ValueError(f"{folder_dir}: Maildir keeps at most 26 keywords per folder")
-                known.append(kw)
-                lowered.append(kw.lower())
-                idx = len(known) - 1
-                changed = True
-            letters.append(chr(ord("a") + idx))
-        if changed:
-            tmp = folder_dir / "tmp" / f"dovecot-keywords.{os.getpid()}"
-            tmp.write_text("".join(f"{i} {k}\n" for i, k in enumerate(known) if k))
-            self._chown(tmp)
-            os.replace(tmp, kw_file)
-        return "".join(sorted(letters))
-
-    def _write(self, user: str, folder: str, raw: bytes, flags: str, internaldate: float | None,
-               keyword_cache: dict[Path, list[str]]) -> Path:
-        # Hot path (load() of tens of thousands of messages): plain strings and os calls only.
-        if not isinstance(raw, (bytes, bytearray)):
-            raise TypeError(f"raw message must be bytes, not {type(raw).__name__}")
-        key = (user, folder)
-        folder_dir = self._folder_cache.get(key)
-        if folder_dir is None:
-            path = self.folder_dir(user, folder)
-            self._ensure_maildir_dir(path)
-            folder_dir = self._folder_cache[key] = str(path)
-        parsed = self._flag_cache.get(flags)
-        if parsed is None:
-            parsed = self._flag_cache[flags] = _parse_flags(flags)
-        letters, keywords = parsed
-        if keywords:
-            letters = "".join(sorted(letters + self._keyword_letters(Path(folder_dir), keywords, keyword_cache)))
-        size = len(raw)
-        vsize = size + raw.count(b"\n") - raw.count(b"\r\n")  # with every bare LF as CRLF
-        base = f"{self._next_name()},S={size},W={vsize}"
-        tmp_path = f"{folder_dir}/tmp/{base}"
-        final = f"{folder_dir}/cur/{base}:2,{letters}"
-        try:
-            fd = os.open(tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileNotFoundError:
-            # The folder was deleted behind our back (e.g. by a test over IMAP): make it again.
-            self._folder_cache.pop(key, None)
-            self._ready_dirs.discard(Path(folder_dir))
-            self._ensure_maildir_dir(Path(folder_dir))
-            fd = os.open(tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            written = os.write(fd, raw)
-            if written < size:
-                view = memoryview(raw)[written:]
-                while view:
-                    view = view[os.write(fd, view):]
-            if self.is_root:
-                os.fchown(fd, self.mail_uid, self.mail_gid)
-            if internaldate is not None:
-                os.utime(fd, (internaldate, internaldate))
-        finally:
-            os.close(fd)
-        os.rename(tmp_path, final)
-        return Path(final)
-
 
 def _which(name: str) -> str | None:
     found = shutil.which(name)
@@ -1025,154 +811,7 @@ def _docker_works() -> bool:
         return False
 
 
-# --------------------------------------------------------------------------- CLI
-
-
-def _default_state_dir() -> Path:
-    runtime = os.environ.get("XDG_RUNTIME_DIR")
-    if runtime:
-        return Path(runtime) / "mailsync-dovecot"
-    return Path(tempfile.gettempdir()) / f"mailsync-dovecot-{os.getuid()}"
-
-
-def _attach(state: dict) -> DovecotServer:
-    """A DovecotServer object for an instance recorded in a CLI state file."""
-    server = DovecotServer(Path(state["root"]), docker=bool(state.get("docker")))
-    server.imap_port = int(state["imap_port"])
-    server.imaps_port = int(state["imaps_port"])
-    if state.get("base_dir"):
-        server.base_dir = Path(state["base_dir"])
-        server._base_dir_is_temp = bool(state.get("base_dir_is_temp"))
-    return server
-
-
-def _print_info(state: dict, as_json: bool, running: bool = True) -> None:
-    if as_json:
-        print(json.dumps(dict(state, running=running), indent=2))
-        return
-    print(f"dovecot {'running' if running else 'NOT running'}"
-          + (f" (pid {state['pid']})" if state.get("pid") and running else "")
-          + (" in docker" if state.get("docker") else ""))
-    print(f"  host      {state['host']}")
-    print(f"  imap      {state['imap_port']}  (plain + STARTTLS)")
-    print(f"  imaps     {state['imaps_port']}  (implicit TLS)")
-    print(f"  ca_file   {state['ca_file']}")
-    for user, password in state.get("users", {}).items():
-        print(f"  user      {user}  password {password}")
-    print(f"  conf      {state['conf_path']}")
-    print(f"  log       {state['log_path']}")
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="scripts/dovecot",
-        description="Start, inspect or stop a throwaway Dovecot IMAP server on 127.0.0.1 for mailsync.")
-    parser.add_argument("command", choices=["start", "stop", "status", "template"])
-    parser.add_argument("--dir", type=Path, default=None,
-                        help=f"state folder (default {_default_state_dir()})")
-    parser.add_argument("--user", default="demo", help="user to create on start (default demo)")
-    parser.add_argument("--password", default="demo", help="password of --user (default demo)")
-    parser.add_argument("--docker", action="store_true",
-                        help="run Dovecot in a container (automatic when there is no local dovecot)")
-    parser.add_argument("--json", action="store_true", help="print the state as JSON")
-    parser.add_argument("--write", action="store_true",
-                        help="template: rewrite fixtures/dovecot/dovecot.conf.in and dovecot24.conf.in")
-    parser.add_argument("--version", choices=["2.3", "2.4"], default="2.3",
-                        help="template: which Dovecot's syntax to print (default 2.3)")
-    args = parser.parse_args(argv)
-
-    if args.command == "template":
-        templates = {"dovecot.conf.in": CONF_TEMPLATE, "dovecot24.conf.in": CONF_TEMPLATE_24}
-        if args.write:
-            repo = _repo_root()
-            if repo is None:
-                print("no source checkout found (fixtures/dovecot)", file=sys.stderr)
-                return 1
-            for name, text in templates.items():
-                target = repo / "fixtures" / "dovecot" / name
-                target.write_text(text)
-                print(f"wrote {target}")
-        else:
-            sys.stdout.write(CONF_TEMPLATE_24 if args.version == "2.4" else CONF_TEMPLATE)
-        return 0
-
-    state_dir: Path = (args.dir or _default_state_dir()).absolute()
-    state_file = state_dir / "state.json"
-    state = json.loads(state_file.read_text()) if state_file.exists() else None
-
-    if args.command == "status":
-        if state is None:
-            print(f"dovecot not running (no state in {state_dir})")
-            return 1
-        running = _attach(state).running
-        _print_info(state, args.json, running)
-        return 0 if running else 1
-
-    if args.command == "stop":
-        if state is None:
-            print(f"dovecot not running (no state in {state_dir})")
-            return 0
-        server = _attach(state)
-        server.stop(graceful=True)
-        shutil.rmtree(Path(state["root"]), ignore_errors=True)
-        shutil.rmtree(state_dir, ignore_errors=True)
-        print(f"dovecot stopped; removed {state['root']}")
-        return 0
-
-    # start
-    if state is not None:
-        server = _attach(state)
-        if server.running:
-            if args.user not in state.get("users", {}):
-                server.add_user(args.user, args.password)
-                state.setdefault("users", {})[args.user] = args.password
-                state_file.write_text(json.dumps(state, indent=2))
-            _print_info(state, args.json)
-            return 0
-        shutil.rmtree(Path(state["root"]), ignore_errors=True)
-    docker = args.docker
-    if not docker and not local_dovecot_available():
-        if _docker_works():
-            docker = True
-        else:
-            print("error: no local dovecot binary (apt-get install dovecot-core dovecot-imapd) "
-                  "and docker is not usable", file=sys.stderr)
-            return 1
-    state_dir.mkdir(parents=True, exist_ok=True)
-    root = state_dir / "server"
-    uid, gid = ((8, 8) if os.geteuid() == 0 else (os.geteuid(), os.getegid()))
-    if os.geteuid() == 0 and not docker:
-        uid, gid = _lookup_ids("mail")
-    if not docker and _traversal_problem(state_dir, uid, gid) is not None:
-        # e.g. $XDG_RUNTIME_DIR is 0700: keep the state there, the server where the mail user reaches.
-        root = Path(tempfile.mkdtemp(prefix="mailsync-dovecot-"))
-    server = DovecotServer(root, docker=docker)
-    try:
-        server.start()
-        server.add_user(args.user, args.password)
-    except (DovecotError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        server.stop()
-        return 1
-    state = {
-        "root": str(server.root),
-        "host": server.host,
-        "imap_port": server.imap_port,
-        "imaps_port": server.imaps_port,
-        "ca_file": str(server.ca_file),
-        "conf_path": str(server.conf_path),
-        "log_path": str(server.log_path),
-        "base_dir": str(server.base_dir),
-        "base_dir_is_temp": server._base_dir_is_temp,
-        "pid": server.pid,
-        "docker": docker,
-        "users": {args.user: args.password},
-        "capabilities": list(server.capabilities),
-    }
-    state_file.write_text(json.dumps(state, indent=2))
-    _print_info(state, args.json)
-    return 0
-
-
 if __name__ == "__main__":
+    from mailsync.testing.dovecot_cli import main
+
     sys.exit(main())
