@@ -156,7 +156,7 @@ def test_shell_completion_as_the_readme_shows_it():
     source = run_cli(env={"_MAILSYNC_COMPLETE": "bash_source"})
     assert source.returncode == 0 and "_mailsync_completion()" in source.stdout and "complete " in source.stdout
     words = run_cli(env={"_MAILSYNC_COMPLETE": "bash_complete", "COMP_WORDS": "mailsync ch", "COMP_CWORD": "1"})
-    assert words.stdout.split() == ["plain,check"]
+    assert words.stdout.split() == ["plain,channel", "plain,check"]
     options = run_cli(env={"_MAILSYNC_COMPLETE": "bash_complete", "COMP_WORDS": "mailsync sync --",
                            "COMP_CWORD": "2"})
     assert "plain,--json" in options.stdout.split() and "plain,--account" in options.stdout.split()
