@@ -59,7 +59,12 @@ class LiveMirror(ClientScan):
         disk = self._disk(sorted({r.path for r in folder_rows} | {f.path for f in folders}))
         where = {f.unique: f for f in disk}
         stray = {f.unique: f for f in disk if f.unique not in known and maildir.file_key(f.unique) is not None}
-        plan = L.plan_write(folders, folder_rows, messages, file_rows, stray)
+        full = {}
+        for path in {r.path for r in folder_rows}:
+            table = self._keywords(path).keywords()
+            if len(table) >= len(maildir.KEYWORD_LETTERS):
+                full[path] = frozenset(table.values())
+        plan = L.plan_write(folders, folder_rows, messages, file_rows, stray, full)
         if not plan:
             return self.result
         for a in plan.make_folders:
