@@ -2,8 +2,8 @@
 
 Owns: the scan before an account's sync (live_plan.plan_scan carried out): flag letters changed,
 files deleted, files moved to another mirrored folder, new files (claimed, then appended), folders
-a client made (mkdir), each recorded through LocalChanges (the journal the sync pushes), and the
-mass-delete guard's record (mirror_folders.held), which `mailsync status` shows. Must not: write
+a client made (mkdir) or removed (rmdir), each recorded through LocalChanges (the journal the sync
+pushes), and the mass-delete guard's record (mirror_folders.held), which `mailsync status` shows. Must not: write
 message files other than a new file's own rewrite to the bytes the server will hold, speak IMAP,
 or decide (live_plan.py does).
 
@@ -64,8 +64,8 @@ class ClientScan(MirrorState):
             self._settle_claim(changes, account_id, row, by_unique.get(row.unique), folder_rows, names)
         with UnitOfWork(self.store) as uow:
             folder_rows, file_rows = self._state(uow.connection, account_id)
-        file_rows = self._present(folder_rows, file_rows)
-        plan = L.plan_scan(folder_rows, file_rows, disk, allow_mass_delete=allow_mass_delete)
+        plan = L.plan_scan(folder_rows, file_rows, disk, allow_mass_delete=allow_mass_delete,
+                           present=self._present(folder_rows))
         self.result.notes += plan.notes
         for change in plan.changes:
             try:
@@ -132,20 +132,15 @@ class ClientScan(MirrorState):
             made = True
         return made
 
-    def _present(self, folder_rows, file_rows) -> list[L.FileRow]:
-        """The rows of the Maildir folders that are there. A folder whose directory is gone is not
-        read as its messages deleted (a disk not mounted, a path mistyped, a folder moved away):
-        when none is there, the scan stops; otherwise the missing ones are named in the notes."""
+    def _present(self, folder_rows) -> set[str]:
+        """The paths of the mirrored folders whose directories are there. When none is (a disk not
+        mounted, a path mistyped), the scan stops: nothing is read as deleted."""
         there = {r.path for r in folder_rows if (self._dir(r.path) / "cur").is_dir()}
         if folder_rows and not there:
             raise MirrorError(f"account '{self.account.name}': none of the Maildir folders mailsync wrote under "
                               f"{self.root} is there any more: nothing was sent to the server",
                               hint="mount the disk or fix the maildir path in the config, then sync again")
-        for r in folder_rows:
-            if r.path not in there:
-                self.result.notes.append(f"{self._dir(r.path)} is gone: its messages are not deleted on the server "
-                                         f"(to delete the folder there too, use mailsync rmdir)")
-        return [r for r in file_rows if r.folder in there]
+        return there
 
     def _placement(self, c, row: L.FileRow):
         pl, fo = tables.placements.c, tables.folders.c
@@ -162,6 +157,9 @@ class ClientScan(MirrorState):
         if isinstance(change, L.ClientAppend):
             self._append(changes, account_id, change.found, change.folder_id, names)
             return
+        if isinstance(change, L.ClientRmdir):
+            self._rmdir(changes, account_id, change, names)
+            return
         row = change.row
         with UnitOfWork(self.store) as uow:
             p = self._placement(uow.connection, row)
@@ -176,27 +174,43 @@ class ClientScan(MirrorState):
             return
         if p is None:  # the message is gone from the store: the write removes the row
             return
+        if p.uid is None:
+            return  # its last change has not reached the server yet: the next scan sees this one
         if isinstance(change, L.ClientMove):
+            # flags changed with the move are recorded first, at the source UID: the MOVE carries the
+            # flags the server had, and the pull of the destination pushes the rest, in the same sync
+            self._record_flags(changes, p, change.found.flags - row.flags, row.flags - change.found.flags)
             if p.folder_id != change.dest_folder_id:
-                if p.uid is None:
-                    return  # its last change has not reached the server yet
                 changes.move(acc, p.name, p.uid, names[change.dest_folder_id])
                 crash.point("mirror move recorded")
                 self.result.recorded += 1
-            # the flags stay as agreed: a flag change made with the move is pushed once the move has its UID
-            self._rows(update(tables.mirror_files).where(mm.id == row.id).values(
-                folder=change.found.folder, name=change.found.name))
-            return
-        if p.uid is None:
-            return
+        else:
+            self._record_flags(changes, p, change.add, change.remove)
+        self._rows(update(tables.mirror_files).where(mm.id == row.id).values(
+            folder=change.found.folder, flags=_flags_text(change.found.flags), name=change.found.name))
+
+    def _record_flags(self, changes, p, add: frozenset[str], remove: frozenset[str]) -> None:
         current = set(p.flags.split())
-        add, remove = sorted(change.add - current), sorted(change.remove & current)
+        add, remove = sorted(add - current), sorted(remove & current)
         if add or remove:
-            changes.flag(acc, p.name, p.uid, add=add, remove=remove)
+            changes.flag(self.account.name, p.name, p.uid, add=add, remove=remove)
             crash.point("mirror flags recorded")
             self.result.recorded += 1
-        self._rows(update(tables.mirror_files).where(mm.id == row.id).values(
-            flags=_flags_text(change.found.flags), name=change.found.name))
+
+    def _rmdir(self, changes, account_id: int, change: L.ClientRmdir, names) -> None:
+        """A folder whose directory a client removed: removed on the server (LocalChanges.rmdir,
+        which forgets its messages in the store), then its mirror rows dropped. A rerun after a
+        crash between the two finds the folder gone from the store and only drops the rows."""
+        name = names.get(change.row.folder_id)
+        if name is not None:
+            changes.rmdir(self.account.name, name)
+            crash.point("mirror rmdir recorded")
+            self.result.recorded += 1
+            self.result.notes.append(f"{self._dir(change.row.path)} was removed: folder {name!r} is removed on "
+                                     f"the server, with the {change.messages} message(s) it still held")
+        mf, mm = tables.mirror_folders.c, tables.mirror_files.c
+        self._rows(delete(tables.mirror_files).where(mm.account_id == account_id, mm.folder == change.row.path),
+                   delete(tables.mirror_folders).where(mf.id == change.row.id))
 
     def _append(self, changes, account_id: int, found: L.DiskFile, folder_id: int, names,
                 claim_id: int | None = None) -> None:
