@@ -64,7 +64,17 @@ class LiveMirror(ClientScan):
             table = self._keywords(path).keywords()
             if len(table) >= len(maildir.KEYWORD_LETTERS):
                 full[path] = frozenset(table.values())
-        plan = L.plan_write(folders, folder_rows, messages, file_rows, stray, full)
+        foreign, self._base = {}, {}
+        if self.adopting:
+            from mailsync.mirror import adopt
+
+            theirs = [f for f in disk if f.unique not in known and maildir.file_key(f.unique) is None]
+            foreign = adopt.by_content(self.adopting, theirs, self._dir)
+            for path in {f.folder for f in theirs}:
+                self._base.update(adopt.base_flags(self._dir(path), [f.unique for f in theirs if f.folder == path]))
+        plan = L.plan_write(folders, folder_rows, messages, file_rows, stray, full, foreign)
+        if foreign:
+            self._leave_unmatched(account_id, foreign, plan)
         if not plan:
             return self.result
         for a in plan.make_folders:
@@ -78,6 +88,24 @@ class LiveMirror(ClientScan):
         for a in plan.remove_folders:
             self._remove_folder(a)
         return self.result
+
+    def _leave_unmatched(self, account_id: int, foreign, plan: L.WritePlan) -> None:
+        """Files of an adopted Maildir that hold no message of the server (expunged there since the
+        other program's last run, or never sent): left in place, recorded so that no scan appends
+        or deletes them."""
+        taken = {a.found.unique for a in plan.files if isinstance(a, L.AdoptFile)}
+        left = [f for files in foreign.values() for f in files if f.unique not in taken]
+        if not left:
+            return
+        with UnitOfWork(self.store) as uow:
+            uow.connection.execute(insert(tables.mirror_files), [dict(
+                account_id=account_id, placement_id=None, sha256=self.adopting.get((self._dir(f.folder), f.unique), ""),
+                folder=f.folder, name=f.name, unique_name=f.unique, flags=_flags_text(f.flags), state="orphan")
+                for f in left])
+            uow.commit()
+        self.result.notes.append(f"{len(left)} file(s) of the adopted Maildir hold no message the server has "
+                                 f"(expunged there since the other program's last run?): left in place, neither "
+                                 f"sent nor removed")
 
     def _open(self, path: str) -> MaildirFolder:
         return MaildirFolder(self._dir(path), maildirplusplus_child=self.layout == "maildir++" and bool(path))
@@ -172,10 +200,14 @@ class LiveMirror(ClientScan):
                 if isinstance(a, L.AdoptFile):
                     m = a.message
                     name, flags = a.found.name, a.found.flags
+                    # another program's file: the flags it last agreed with the server are the base (a
+                    # difference from the file's is a client change, which the next scan sends)
+                    base = self._base.get(a.found.unique)
                     self._rows(insert(tables.mirror_files).values(
                         account_id=account_id, placement_id=m.placement_id, sha256=m.sha256, folder=a.found.folder,
-                        name=name, unique_name=m.unique, flags=_flags_text(flags), state="ok"))
-                    if a.found.folder != a.folder or flags != L._mirrored(m.flags):
+                        name=name, unique_name=a.found.unique, flags=_flags_text(flags if base is None else base),
+                        state="ok"))
+                    if a.found.folder != a.folder or (base is None and flags != L._mirrored(m.flags)):
                         with UnitOfWork(self.store) as uow:
                             rows = self._state(uow.connection, account_id)[1]
                         row = next(r for r in rows if r.unique == m.unique)
@@ -242,18 +274,26 @@ def sync_with_mirror(store, account, run_sync, *, allow_mass_delete: bool = Fals
     be read or written fails the account, never the others; held deletions set it aside."""
     if mirror_of(account) is None:
         return run_sync(), None
-    mirror = LiveMirror(store, account)
-    problem = None
-    try:
-        mirror.scan(allow_mass_delete=allow_mass_delete)
-    except MailsyncError as exc:
-        problem = exc
-    result = run_sync()
-    if problem is None:
+    adopted: list[str] = []
+    while True:
+        mirror = LiveMirror(store, account)
+        problem = None
         try:
-            mirror.write()
+            mirror.scan(allow_mass_delete=allow_mass_delete)
         except MailsyncError as exc:
             problem = exc
+        result = run_sync()
+        if problem is None:
+            try:
+                mirror.write()
+            except MailsyncError as exc:
+                problem = exc
+        if not mirror.adopting or problem is not None or not result.ok:
+            break
+        # a Maildir just adopted: once more, so that flags changed in it since the other program's
+        # last run reach the server, and the server's reach its file names, in this same sync
+        adopted = mirror.result.notes
+    mirror.result.notes[:0] = adopted
     if problem is not None:
         result.fail(f"account '{account.name}': Maildir mirror: {problem}")
     for why in mirror.result.held:

@@ -120,8 +120,8 @@ class WriteFile:
 
 @dataclass(frozen=True)
 class AdoptFile:
-    """A file an interrupted write left without its state row: it becomes the message's file
-    (renamed for its flags when they changed since)."""
+    """A file an interrupted write left without its state row, or another program's file holding
+    the message (an adopted Maildir): it becomes the message's file."""
 
     message: StoreMessage
     found: DiskFile
@@ -162,12 +162,16 @@ class WritePlan:
 
 def plan_write(folders: Iterable[StoreFolder], folder_rows: Iterable[FolderRow], messages: Iterable[StoreMessage],
                file_rows: Iterable[FileRow], stray: Mapping[str, DiskFile],
-               full: Mapping[str, frozenset[str]] | None = None) -> WritePlan:
+               full: Mapping[str, frozenset[str]] | None = None,
+               foreign: Mapping[tuple[str, str], list[DiskFile]] | None = None) -> WritePlan:
     """What to do so that the Maildir holds the store's state. ``stray``: mailsync-named files on disk
     without a state row, by unique part. ``full``: per folder path whose ``dovecot-keywords`` has
     all 26 letters taken, the keywords it holds (any other keyword cannot be in a file name there,
-    so a message carrying one is not renamed for it, sync after sync)."""
+    so a message carrying one is not renamed for it, sync after sync). ``foreign``: when adopting a
+    Maildir another program wrote, its files by (folder path, SHA-256): a message without a file
+    takes one of those (AdoptFile) rather than a new one."""
     full = full or {}
+    foreign = {k: list(v) for k, v in (foreign or {}).items()}
     plan = WritePlan()
     folders = {f.folder_id: f for f in folders}
     rows_by_folder = {r.folder_id: r for r in folder_rows}
@@ -206,6 +210,8 @@ def plan_write(folders: Iterable[StoreFolder], folder_rows: Iterable[FolderRow],
             plan.files.append(RenameFile(gone[m.sha256].pop(0), m, path))
         elif m.unique in stray:
             plan.files.append(AdoptFile(m, stray[m.unique], path))
+        elif foreign.get((path, m.sha256)):
+            plan.files.append(AdoptFile(m, foreign[(path, m.sha256)].pop(0), path))
         else:
             plan.files.append(WriteFile(m, path))
     adopted = {a.found.unique for a in plan.files if isinstance(a, AdoptFile)}

@@ -47,13 +47,18 @@ class ClientScan(MirrorState):
         with UnitOfWork(self.store) as uow:
             c = uow.connection
             account_id = self._account_id(c)
-            if account_id is None:
+            if account_id is None:  # its first sync
+                if self.root.is_dir():
+                    self._seed()
                 return self.result
             folder_rows, file_rows = self._state(c, account_id)
             self._check_root(bool(folder_rows))
             names = {f.folder_id: f.name for f in self._store_folders(c, account_id)}
             disk = self._disk(r.path for r in folder_rows)
             uow.commit()
+        if not folder_rows and self.root.is_dir():  # never written: a Maildir another program wrote?
+            self._seed()
+            return self.result
         if self._new_folders(changes, account_id, {r.path for r in folder_rows}, names):
             with UnitOfWork(self.store) as uow:
                 folder_rows = self._state(uow.connection, account_id)[0]
@@ -74,6 +79,36 @@ class ClientScan(MirrorState):
                 self.result.notes.append(f"{self.root}: a client change was not recorded: {exc}")
         self._record_held(account_id, plan.held)
         return self.result
+
+    def _seed(self) -> None:
+        """Adopting a Maildir another program wrote (mailsync.mirror.adopt): its folders named in
+        modified UTF-7 (mbsync's way) renamed to the UTF-8 paths mailsync uses, and every message
+        file's bytes put into the store, so that the sync links the server's messages to them
+        instead of downloading them and the write takes the files over. Nothing is recorded."""
+        from mailsync.imap import utf7
+        from mailsync.mirror import adopt
+
+        paths = ([""] if (self.root / "cur").is_dir() else []) + self._client_folders()
+        for i, path in enumerate(paths):
+            try:
+                parts = maildir.path_folder(path, self.layout)
+                utf8 = maildir.folder_path([utf7.decode(p) for p in parts], self.layout)
+            except ValueError:
+                continue
+            if utf8 != path and not self._dir(utf8).exists():
+                try:
+                    os.rename(self._dir(path), self._dir(utf8))
+                except OSError as exc:
+                    raise _fail("rename the Maildir folder", self._dir(path), exc) from exc
+                self.result.notes.append(f"{self._dir(path)} renamed to {self._dir(utf8)} (folder names in UTF-8)")
+                paths[i] = utf8
+        files = adopt.message_files([self._dir(p) for p in paths])
+        if not files:
+            return
+        self.adopting, nbytes = adopt.seed_bodies(self.store, files)
+        self.result.notes.append(f"adopting the Maildir {self.root}: {len(files)} message file(s) ({nbytes >> 20} MiB) "
+                                 f"taken into the store, matched to the server's messages by Message-ID and size, "
+                                 f"not downloaded again")
 
     def _client_folders(self) -> list[str]:
         """The Maildir folders (directories with a cur/) under the root, as paths relative to it."""

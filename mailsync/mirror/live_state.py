@@ -73,6 +73,7 @@ class MirrorState:
         self.account = account
         self.root, self.layout = mirror_of(account)
         self.result = MirrorResult()
+        self.adopting: dict = {}  # adopting a Maildir another program wrote: (folder dir, unique) -> SHA-256
 
     # -- reading -----------------------------------------------------------------------------
 

@@ -152,3 +152,30 @@ def test_a_folder_whose_directory_went_is_removed_after_its_moves_and_held_when_
     # the root (INBOX) is never removed; a folder there is no rmdir
     plan = L.plan_scan(FOLDER_ROWS, rows[2:], [], present={".Archive"})
     assert not plan.changes and "never removed" in plan.notes[0]
+
+
+def test_an_adopted_maildirs_files_are_taken_by_content_not_written_again():
+    theirs = L.DiskFile("", "cur/1700000000.R1.host,U=7:2,S", "1700000000.R1.host,U=7", frozenset({"\\Seen"}))
+    plan = L.plan_write([INBOX], [], [msg(1, flags={"\\Seen"}), msg(2)], [], {}, foreign={("", SHA[1]): [theirs]})
+    assert [(type(a).__name__, getattr(a, "found", None)) for a in plan.files] == [
+        ("AdoptFile", theirs), ("WriteFile", None)]
+    # the same content in another folder is not this folder's file
+    plan = L.plan_write([ARCH], [], [msg(1, folder=2)], [], {}, foreign={("", SHA[1]): [theirs]})
+    assert kinds(plan) == ["WriteFile"]
+
+
+def test_mbsyncstate_gives_the_flags_last_agreed_by_near_uid():
+    from mailsync.mirror.adopt import near_uid, parse_mbsyncstate
+
+    text = "FarUidValidity 1\nNearUidValidity 2\nMaxPulledUid 3\n\n1 1 S\n2 5 FRS\n3 0 \n4 6\n"
+    assert parse_mbsyncstate(text) == {1: {"\\Seen"}, 5: {"\\Flagged", "\\Answered", "\\Seen"}, 6: set()}
+    assert near_uid("1700000000.R1.host,U=12") == 12 and near_uid("1700000000.R1.host") is None
+    assert near_uid("1700000000_0.123.host,U=4,FMD5=abc") == 4  # OfflineIMAP
+
+
+def test_an_mbsync_file_is_put_back_in_the_servers_form():
+    from mailsync.mirror.adopt import server_form
+
+    assert server_form(b"From: a\nX-TUID: EOXrpOzE5f+c\n\nbody\nX-TUID: stays\n") == \
+        b"From: a\r\n\r\nbody\r\nX-TUID: stays\r\n"
+    assert server_form(b"From: a\r\n\r\nbody\r\n") == b"From: a\r\n\r\nbody\r\n"
