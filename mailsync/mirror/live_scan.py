@@ -93,7 +93,7 @@ class ClientScan(MirrorState):
             try:
                 parts = maildir.path_folder(path, self.layout)
                 utf8 = maildir.folder_path([utf7.decode(p) for p in parts], self.layout)
-            except ValueError:
+            except (ValueError, MailsyncError):  # not modified UTF-7: taken as it is
                 continue
             if utf8 != path and not self._dir(utf8).exists():
                 try:
