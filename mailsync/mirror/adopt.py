@@ -27,7 +27,7 @@ from mailsync.sync.message import message_id
 
 _NEAR_UID = re.compile(r",U=(\d+)")
 _BATCH_BYTES = 32 << 20
-_LONE_LF = re.compile(rb"(?<!\r)\n")
+LONE_LF = re.compile(rb"(?<!\r)\n")  # a line end without its CR (IMAP wants CRLF)
 _TUID = re.compile(rb"^X-TUID: [^\n]*\n", re.MULTILINE)
 
 
@@ -106,7 +106,7 @@ def server_form(raw: bytes) -> bytes:
     head, sep, body = raw.partition(b"\n\n") if b"\r\n\r\n" not in raw[:1 << 16] else (raw, b"", b"")
     if sep:
         head = _TUID.sub(b"", head + b"\n")[:-1]
-    return _LONE_LF.sub(b"\r\n", head + sep + body)
+    return LONE_LF.sub(b"\r\n", head + sep + body)
 
 
 def message_files(folder_dirs: list[Path]) -> list[Path]:

@@ -17,12 +17,11 @@ a flag change or move the store already has, which records nothing.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 from pathlib import Path
 
-from sqlalchemy import delete, insert, update
+from sqlalchemy import delete, func, insert, select, update
 
 from mailsync.errors import MailsyncError, StoreError
 from mailsync.mirror import live_plan as L
@@ -44,16 +43,21 @@ class LiveMirror(ClientScan):
     """``LiveMirror(store, account).scan()`` before the account's sync (live_scan.py), ``.write()``
     after it."""
 
-    def write(self) -> MirrorResult:
-        """Put the store's state of the account into the Maildir."""
+    def write(self, *, store_changed: bool = True) -> MirrorResult:
+        """Put the store's state of the account into the Maildir. Without ``store_changed`` (the
+        sync changed nothing) after a quiet scan, the Maildir is in step already when the store's
+        folders and live placements are those the state rows mirror (a write a crash cut short
+        leaves fewer rows): the placements are not read."""
         with UnitOfWork(self.store) as uow:
             c = uow.connection
             account_id = self._account_id(c)
             if account_id is None:
                 return self.result
+            folders = self._store_folders(c, account_id)
+            if not store_changed and self.quiet and self._in_step(c, account_id, folders):
+                return self.result
             folder_rows, file_rows = self._state(c, account_id)
             self._check_root(bool(folder_rows))
-            folders = self._store_folders(c, account_id)
             messages = self._messages(c, [f.folder_id for f in folders])
         known = {r.unique for r in file_rows}
         disk = self._disk(sorted({r.path for r in folder_rows} | {f.path for f in folders}))
@@ -77,17 +81,43 @@ class LiveMirror(ClientScan):
             self._leave_unmatched(account_id, foreign, plan)
         if not plan:
             return self.result
+        made = [insert(tables.mirror_folders).values(account_id=account_id, folder_id=a.folder.folder_id,
+                                                     path=a.folder.path) for a in plan.make_folders]
         for a in plan.make_folders:
             self._open(a.folder.path)
-            self._rows(insert(tables.mirror_folders).values(account_id=account_id, folder_id=a.folder.folder_id,
-                                                           path=a.folder.path))
             self.result.folders += 1
+        if not self.adopting:
+            self._rows(*made)
         for a in plan.rename_folders:
             self._rename_folder(account_id, a)
         self._write_files(account_id, plan.files, where)
+        if self.adopting:  # only now: a run stopped before this adopts again (the scan reads no client change)
+            crash.point("mirror adopted")
+            self._rows(*made)
         for a in plan.remove_folders:
             self._remove_folder(a)
         return self.result
+
+    def _in_step(self, c, account_id: int, folders: list[L.StoreFolder]) -> bool:
+        """Do the state rows mirror the store exactly (the same folders at the same paths, and each
+        live placement by one row of its folder, body and flags)? Counted by the database, without
+        reading the rows: any difference (a write cut short, a message with flags no file name
+        holds) is a full write."""
+        mf, mm, pl = tables.mirror_folders.c, tables.mirror_files.c, tables.placements.c
+        rows = {(r.folder_id, r.path) for r in c.execute(select(mf.folder_id, mf.path).where(mf.account_id == account_id))}
+        if rows != {(f.folder_id, f.path) for f in folders}:
+            return False
+        live = c.scalar(select(func.count()).select_from(tables.placements).where(
+            pl.folder_id.in_([f.folder_id for f in folders]), pl.tombstone_run.is_(None)))
+        mirrored = c.scalar(select(func.count()).select_from(tables.mirror_files).where(
+            mm.account_id == account_id, mm.state == "ok"))
+        matching = c.scalar(
+            select(func.count()).select_from(tables.mirror_files)
+            .join(tables.placements, pl.id == mm.placement_id)
+            .join(tables.mirror_folders, (mf.account_id == mm.account_id) & (mf.path == mm.folder))
+            .where(mm.account_id == account_id, mm.state == "ok", pl.tombstone_run.is_(None),
+                   pl.folder_id == mf.folder_id, pl.body_sha256 == mm.sha256, pl.flags == mm.flags))
+        return live == mirrored == matching
 
     def _leave_unmatched(self, account_id: int, foreign, plan: L.WritePlan) -> None:
         """Files of an adopted Maildir that hold no message of the server (expunged there since the
@@ -172,15 +202,8 @@ class LiveMirror(ClientScan):
 
         new_rows: dict[str, list[dict]] = {}
         with UnitOfWork(self.store) as reader:
-            for a in actions:
-                if not isinstance(a, L.WriteFile):
-                    continue
+            for a, raw in self._bodies(reader.connection, [a for a in actions if isinstance(a, L.WriteFile)]):
                 m = a.message
-                try:
-                    raw = self._body(reader.connection, m)
-                except StoreError as exc:
-                    self.result.notes.append(exc.message)
-                    continue
                 target = folder(a.folder)
                 final = target.deliver(raw, m.sha256, m.placement_id, sorted(m.flags), m.when)
                 flags = maildir.info_to_flags(maildir.split_name(final.name)[1], target.keywords.keywords())
@@ -259,12 +282,25 @@ class LiveMirror(ClientScan):
         except OSError as exc:
             raise _fail("remove", path, exc) from exc
 
-    def _body(self, c, m: L.StoreMessage) -> bytes:
-        raw = repo.read_body(c, m.sha256)
-        if hashlib.sha256(raw).hexdigest() != m.sha256:
-            raise StoreError(f"message {m.sha256[:12]} is damaged in the store: not written to the Maildir",
-                             hint="run mailsync verify --repair, then mailsync sync")
-        return raw
+    _CHUNK_BYTES = 32 << 20  # bodies read from the store at once, at most (one message may be larger)
+
+    def _bodies(self, c, writes: list[L.WriteFile]):
+        """(action, the message's bytes, SHA-256 checked) for each write, read a chunk at a time; a
+        body that cannot be had is a note."""
+        i = 0
+        while i < len(writes):
+            chunk, size = [], 0
+            while i < len(writes) and (not chunk or size + writes[i].message.size <= self._CHUNK_BYTES):
+                chunk.append(writes[i])
+                size += writes[i].message.size
+                i += 1
+            bodies = repo.read_bodies(c, sorted({a.message.sha256 for a in chunk}))
+            for a in chunk:
+                raw = bodies[a.message.sha256]
+                if isinstance(raw, StoreError):
+                    self.result.notes.append(f"{raw.message}: not written to the Maildir")
+                    continue
+                yield a, raw
 
 
 def sync_with_mirror(store, account, run_sync, *, allow_mass_delete: bool = False):
@@ -284,8 +320,10 @@ def sync_with_mirror(store, account, run_sync, *, allow_mass_delete: bool = Fals
             problem = exc
         result = run_sync()
         if problem is None:
+            changed = (not result.ok or result.set_aside or result.new_messages or result.flag_changes
+                       or result.expunged or result.moves or result.pushed or result.conflicts)
             try:
-                mirror.write()
+                mirror.write(store_changed=bool(changed))
             except MailsyncError as exc:
                 problem = exc
         if not mirror.adopting or problem is not None or not result.ok:

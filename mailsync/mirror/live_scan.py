@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import re
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -26,14 +25,13 @@ from sqlalchemy import delete, insert, select, update
 from mailsync.errors import MailsyncError
 from mailsync.mirror import live_plan as L
 from mailsync.mirror import maildir
+from mailsync.mirror.adopt import LONE_LF
 from mailsync.mirror.live_state import MirrorError, MirrorResult, MirrorState, _fail, _flags_text
 from mailsync.mirror.writer import _fsync_dir, _write_new
 from mailsync.store import repositories as repo
 from mailsync.store import tables
 from mailsync.store.uow import UnitOfWork
 from mailsync.sync import crash
-
-_LONE_LF = re.compile(rb"(?<!\r)\n")
 
 
 class ClientScan(MirrorState):
@@ -59,16 +57,19 @@ class ClientScan(MirrorState):
         if not folder_rows and self.root.is_dir():  # never written: a Maildir another program wrote?
             self._seed()
             return self.result
-        if self._new_folders(changes, account_id, {r.path for r in folder_rows}, names):
+        made = self._new_folders(changes, account_id, {r.path for r in folder_rows}, names)
+        if made:
             with UnitOfWork(self.store) as uow:
                 folder_rows = self._state(uow.connection, account_id)[0]
                 names = {f.folder_id: f.name for f in self._store_folders(uow.connection, account_id)}
             disk = self._disk(r.path for r in folder_rows)
         by_unique = {f.unique: f for f in disk}
-        for row in [r for r in file_rows if r.state == "append"]:  # claims an earlier run left
+        claims = [r for r in file_rows if r.state == "append"]  # claims an earlier run left
+        for row in claims:
             self._settle_claim(changes, account_id, row, by_unique.get(row.unique), folder_rows, names)
-        with UnitOfWork(self.store) as uow:
-            folder_rows, file_rows = self._state(uow.connection, account_id)
+        if made or claims:
+            with UnitOfWork(self.store) as uow:
+                folder_rows, file_rows = self._state(uow.connection, account_id)
         plan = L.plan_scan(folder_rows, file_rows, disk, allow_mass_delete=allow_mass_delete,
                            present=self._present(folder_rows))
         self.result.notes += plan.notes
@@ -78,6 +79,10 @@ class ClientScan(MirrorState):
             except MailsyncError as exc:  # one file that cannot be taken does not stop the others
                 self.result.notes.append(f"{self.root}: a client change was not recorded: {exc}")
         self._record_held(account_id, plan.held)
+        known = {r.unique for r in file_rows}
+        # nothing found and nothing recorded: after a sync that changed nothing either, the write
+        # has nothing to do (LiveMirror.write checks the counts before it takes this)
+        self.quiet = not (made or claims or plan.changes or plan.held or any(f.unique not in known for f in disk))
         return self.result
 
     def _seed(self) -> None:
@@ -264,7 +269,7 @@ class ClientScan(MirrorState):
         # as the server will hold it, with a Message-ID (to find it after a crash), and the file is
         # rewritten to match, so that the mirror and the server hold the same bytes and a rerun
         # finds the claim by its SHA-256
-        fixed = _LONE_LF.sub(b"\r\n", ensure_message_id(raw))
+        fixed = LONE_LF.sub(b"\r\n", ensure_message_id(raw))
         if fixed != raw:
             tmp = self._dir(found.folder) / "tmp" / (found.unique + ".mailsync")
             try:
@@ -318,6 +323,11 @@ class ClientScan(MirrorState):
 
     def _record_held(self, account_id: int, held: list[L.Held]) -> None:
         mf = tables.mirror_folders.c
+        if not held:
+            with UnitOfWork(self.store) as uow:  # a read: no write transaction for a scan that holds nothing
+                if uow.connection.scalar(select(mf.id).where(mf.account_id == account_id, mf.held.isnot(None))
+                                         .limit(1)) is None:
+                    return
         stmts = [update(tables.mirror_folders).where(mf.account_id == account_id).values(held=None, held_reason=None)]
         for h in held:
             stmts.append(update(tables.mirror_folders).where(mf.account_id == account_id, mf.folder_id == h.folder_id)

@@ -74,6 +74,7 @@ class MirrorState:
         self.root, self.layout = mirror_of(account)
         self.result = MirrorResult()
         self.adopting: dict = {}  # adopting a Maildir another program wrote: (folder dir, unique) -> SHA-256
+        self.quiet = False  # the scan found no client change, no file it does not know, nothing held
 
     # -- reading -----------------------------------------------------------------------------
 
@@ -92,20 +93,20 @@ class MirrorState:
         mf, mm = tables.mirror_folders.c, tables.mirror_files.c
         folders = [L.FolderRow(r.id, r.folder_id, r.path) for r in c.execute(
             select(mf.id, mf.folder_id, mf.path).where(mf.account_id == account_id))]
-        files = [L.FileRow(r.id, r.placement_id, r.sha256, r.folder, r.name, r.unique_name,
-                           frozenset(r.flags.split()), r.state)
-                 for r in c.execute(select(mm.id, mm.placement_id, mm.sha256, mm.folder, mm.name, mm.unique_name,
-                                           mm.flags, mm.state).where(mm.account_id == account_id))]
+        files = [L.FileRow(i, pid, sha, folder, name, unique, frozenset(flags.split()), state)
+                 for i, pid, sha, folder, name, unique, flags, state in c.execute(
+                     select(mm.id, mm.placement_id, mm.sha256, mm.folder, mm.name, mm.unique_name, mm.flags, mm.state)
+                     .where(mm.account_id == account_id)).all()]
         return folders, files
 
     def _messages(self, c, folder_ids: list[int]) -> list[L.StoreMessage]:
         pl = tables.placements.c
         out = []
         for i in range(0, len(folder_ids), 500):
-            for r in c.execute(select(pl.id, pl.folder_id, pl.body_sha256, pl.flags, pl.internaldate, pl.size, pl.uid)
-                               .where(pl.folder_id.in_(folder_ids[i:i + 500]), pl.tombstone_run.is_(None))):
-                out.append(L.StoreMessage(r.id, r.folder_id, r.body_sha256, frozenset(r.flags.split()),
-                                          _epoch(r.internaldate), r.size, r.uid))
+            for pid, fid, sha, flags, idate, size, uid in c.execute(
+                    select(pl.id, pl.folder_id, pl.body_sha256, pl.flags, pl.internaldate, pl.size, pl.uid)
+                    .where(pl.folder_id.in_(folder_ids[i:i + 500]), pl.tombstone_run.is_(None))).all():
+                out.append(L.StoreMessage(pid, fid, sha, frozenset(flags.split()), _epoch(idate), size, uid))
         return out
 
     def _dir(self, path: str) -> Path:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import email
 import os
+import re
 import shutil
 import sqlite3
 import subprocess
@@ -45,6 +46,16 @@ def files_of(root: Path) -> dict[str, tuple[int, int]]:
             st = p.stat()
             out[p.name.split(":")[0]] = (st.st_ino, st.st_mtime_ns)
     return out
+
+
+def flag_one(root: Path) -> str:
+    """Flag a message of INBOX as a client does (its file renamed into cur/ with an F); its Message-ID."""
+    f = next(p for p in sorted((root / "new").iterdir()) + sorted((root / "cur").iterdir())
+             if "F" not in p.name.partition(":2,")[2])
+    unique, _, info = f.name.partition(":2,")
+    flagged = root / "cur" / f"{unique}:2,{''.join(sorted(info + 'F'))}"
+    os.rename(f, flagged)
+    return email.message_from_bytes(flagged.read_bytes())["Message-ID"]
 
 
 @needs_mbsync
@@ -104,3 +115,46 @@ def test_a_maildir_written_by_mbsync_is_adopted_without_downloading_again(tmp_pa
     (answered_file,) = [p for p in (root / "cur").iterdir()
                         if email.message_from_bytes(p.read_bytes())["Message-ID"] == answered_mid]
     assert "R" in answered_file.name.split(":2,")[1]
+
+
+@needs_mbsync
+def test_kill_9_at_every_point_of_an_adoption_converges(tmp_path, dovecot):
+    """MAILSYNC_CRASH_AFTER=N kills the adopting sync at its Nth crash point; the rerun must leave
+    every file of mbsync's Maildir in place and none beside it, nothing appended to the server, and
+    the flag changed in the Maildir on the server, for every N until a run gets through."""
+    corpus = read_corpus(REPO / "fixtures" / "corpus")
+    messages = [m for m in corpus if m.folder == "INBOX"][:4] + [m for m in corpus if m.folder != "INBOX"][:4]
+    points = set()
+    for n in range(1, 60):
+        where = tmp_path / str(n)
+        where.mkdir()
+        user = dovecot.new_user(f"adopt{n}-{os.getpid()}-{tmp_path.name[-8:]}".replace("_", "")[:40], f"pw-{n}")
+        load_into(user.server, user.name, messages)
+        user.server.force_resync(user.name)
+        root = where / "Mail"
+        root.mkdir()
+        run_mbsync(user, root, where)
+        mid = flag_one(root)
+        before = files_of(root)
+        cfg = write_config(where / "c.toml", f"sqlite:///{where}/s.db", [account_entry(user, "acc", maildir=str(root))])
+        env = {password_var("acc"): user.password}
+        crashed = run_cli("sync", "--quiet", config=cfg, env=dict(env, MAILSYNC_CRASH_AFTER=str(n)))
+        if crashed.returncode == 0:
+            break
+        assert crashed.returncode == 99, crashed.stderr
+        points.add(re.search(r"crash point \d+ \((.*)\) reached", crashed.stderr).group(1))
+        proc = run_cli("sync", config=cfg, env=env)
+        assert proc.returncode == 0, proc.stderr
+        assert files_of(root).keys() == before.keys(), n
+        server = server_view(user)
+        assert sum(sum(v.values()) for v in server.values()) == len(messages), n
+        c = client_for(user)
+        try:
+            c.select_folder("INBOX", readonly=True)
+            (uid,) = c.search(["HEADER", "Message-ID", mid])
+            assert b"\\Flagged" in c.fetch([uid], ["FLAGS"])[uid][b"FLAGS"], n
+        finally:
+            c.logout()
+    else:
+        pytest.fail("the sync never got through")
+    assert "mirror adopted" in points, points
