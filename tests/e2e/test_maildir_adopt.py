@@ -48,6 +48,16 @@ def files_of(root: Path) -> dict[str, tuple[int, int]]:
     return out
 
 
+def mbsync_maildir(user, where: Path, messages) -> Path:
+    """``messages`` on the server, and mbsync's Maildir of them at ``where``/Mail."""
+    load_into(user.server, user.name, messages)
+    user.server.force_resync(user.name)
+    root = where / "Mail"
+    root.mkdir()
+    run_mbsync(user, root, where)
+    return root
+
+
 def flag_one(root: Path) -> str:
     """Flag a message of INBOX as a client does (its file renamed into cur/ with an F); its Message-ID."""
     f = next(p for p in sorted((root / "new").iterdir()) + sorted((root / "cur").iterdir())
@@ -62,17 +72,11 @@ def flag_one(root: Path) -> str:
 def test_a_maildir_written_by_mbsync_is_adopted_without_downloading_again(tmp_path, imap_user):
     corpus = read_corpus(REPO / "fixtures" / "corpus")
     messages = [m for m in corpus if m.folder == "INBOX"][:12] + [m for m in corpus if m.folder != "INBOX"][:12]
-    load_into(imap_user.server, imap_user.name, messages)
-    imap_user.server.force_resync(imap_user.name)
-    root = tmp_path / "Mail"
-    root.mkdir()
-    run_mbsync(imap_user, root, tmp_path)
+    root = mbsync_maildir(imap_user, tmp_path, messages)
     before = files_of(root)
     assert before and all(",U=" in u for u in before)
     # after mbsync's last run: a flag changed in the Maildir (by a client) and one on the server
-    unseen = sorted((root / "new").iterdir())[0]
-    flagged_mid = email.message_from_bytes(unseen.read_bytes())["Message-ID"]
-    os.rename(unseen, root / "cur" / (unseen.name.split(":")[0] + ":2,F"))  # flagged in the Maildir
+    flagged_mid = flag_one(root)
     c = client_for(imap_user)
     try:
         c.select_folder("INBOX")
@@ -129,11 +133,7 @@ def test_kill_9_at_every_point_of_an_adoption_converges(tmp_path, dovecot):
         where = tmp_path / str(n)
         where.mkdir()
         user = dovecot.new_user(f"adopt{n}-{os.getpid()}-{tmp_path.name[-8:]}".replace("_", "")[:40], f"pw-{n}")
-        load_into(user.server, user.name, messages)
-        user.server.force_resync(user.name)
-        root = where / "Mail"
-        root.mkdir()
-        run_mbsync(user, root, where)
+        root = mbsync_maildir(user, where, messages)
         mid = flag_one(root)
         before = files_of(root)
         cfg = write_config(where / "c.toml", f"sqlite:///{where}/s.db", [account_entry(user, "acc", maildir=str(root))])
