@@ -67,10 +67,10 @@ def base_flags(folder_dir: Path, uniques) -> dict[str, frozenset[str]]:
     return out
 
 
-def seed_bodies(store, paths: list[Path]) -> tuple[dict[tuple[Path, str], str], int]:
+def seed_bodies(store, paths: list[Path]) -> tuple[dict[tuple[Path, str], tuple[str, str | None]], int]:
     """Every message file at ``paths`` into the store's bodies (skipped when stored already), in
     batches, as the server holds it: with CRLF line ends (the file itself is left as it is). Returns ({(path's parent folder dir, unique part): SHA-256}, bytes read)."""
-    hashes: dict[tuple[Path, str], str] = {}
+    hashes: dict[tuple[Path, str], tuple[str, str | None]] = {}
     batch: list[repo.NewBody] = []
     size = total = 0
 
@@ -90,8 +90,9 @@ def seed_bodies(store, paths: list[Path]) -> tuple[dict[tuple[Path, str], str], 
             continue  # gone meanwhile (a client): it is not adopted
         raw = server_form(raw)
         sha = hashlib.sha256(raw).hexdigest()
-        hashes[(p.parent.parent, maildir.split_name(p.name)[0])] = sha
-        batch.append(repo.NewBody(sha, len(raw), message_id(raw), raw))
+        mid = message_id(raw)
+        hashes[(p.parent.parent, maildir.split_name(p.name)[0])] = (sha, mid)
+        batch.append(repo.NewBody(sha, len(raw), mid, raw))
         size += len(raw)
         total += len(raw)
         if size >= _BATCH_BYTES:
@@ -123,11 +124,30 @@ def message_files(folder_dirs: list[Path]) -> list[Path]:
     return out
 
 
-def by_content(hashes: dict[tuple[Path, str], str], disk, folder_dir) -> dict[tuple[str, str], list]:
+def by_content(hashes, disk, folder_dir) -> dict[tuple[str, str], list]:
     """(folder path, SHA-256) -> the DiskFiles holding that message there (live_plan's input)."""
     out: dict[tuple[str, str], list] = defaultdict(list)
     for f in disk:
-        sha = hashes.get((folder_dir(f.folder), f.unique))
-        if sha is not None:
-            out[(f.folder, sha)].append(f)
+        known = hashes.get((folder_dir(f.folder), f.unique))
+        if known is not None:
+            out[(f.folder, known[0])].append(f)
     return out
+
+
+def superseded(left, writes, hashes, folder_dir, message_ids: dict[str, str | None]) -> list:
+    """The files of ``left`` (another program's files that no message matched by content) whose
+    message mailsync writes anew in the same folder: the one file and the one message there with
+    that Message-ID. Such a file holds the message as the other program changed it (OfflineIMAP
+    re-serialises MIME parts); the server's bytes replace it. ``message_ids``: SHA-256 -> Message-ID
+    of the messages written."""
+    files: dict[tuple[str, str], list] = defaultdict(list)
+    for f in left:
+        mid = hashes.get((folder_dir(f.folder), f.unique), (None, None))[1]
+        if mid:
+            files[(f.folder, mid)].append(f)
+    written: dict[tuple[str, str], int] = defaultdict(int)
+    for w in writes:
+        mid = message_ids.get(w.message.sha256)
+        if mid:
+            written[(w.folder, mid)] += 1
+    return [fs[0] for key, fs in files.items() if len(fs) == 1 and written.get(key) == 1]

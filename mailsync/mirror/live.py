@@ -68,7 +68,7 @@ class LiveMirror(ClientScan):
             table = self._keywords(path).keywords()
             if len(table) >= len(maildir.KEYWORD_LETTERS):
                 full[path] = frozenset(table.values())
-        foreign, self._base = {}, {}
+        foreign, self._base, self._replaced = {}, {}, []
         if self.adopting:
             from mailsync.mirror import adopt
 
@@ -91,9 +91,17 @@ class LiveMirror(ClientScan):
         for a in plan.rename_folders:
             self._rename_folder(account_id, a)
         self._write_files(account_id, plan.files, where)
+        if self._replaced:
+            for f in self._replaced:
+                self._unlink(self._dir(f.folder) / f.name)
+            self.result.notes.append(f"{len(self._replaced)} file(s) of the adopted Maildir held their message as the "
+                                     f"other program changed it (not the server's bytes): replaced by the server's copy")
         if self.adopting:  # only now: a run stopped before this adopts again (the scan reads no client change)
             crash.point("mirror adopted")
             self._rows(*made)
+            with UnitOfWork(self.store) as uow:  # the bodies of files that matched no message go
+                repo.delete_orphan_bodies(uow.connection, sorted({sha for sha, _mid in self.adopting.values()}))
+                uow.commit()
         for a in plan.remove_folders:
             self._remove_folder(a)
         return self.result
@@ -120,16 +128,32 @@ class LiveMirror(ClientScan):
         return live == mirrored == matching
 
     def _leave_unmatched(self, account_id: int, foreign, plan: L.WritePlan) -> None:
-        """Files of an adopted Maildir that hold no message of the server (expunged there since the
-        other program's last run, or never sent): left in place, recorded so that no scan appends
-        or deletes them."""
+        """Files of an adopted Maildir that hold no message of the server by content: one whose
+        message is written anew in its folder (the same Message-ID) is replaced by it (removed once
+        the new file is in place, self._replaced); the others (expunged on the server since the
+        other program's last run, or never sent) are left in place, recorded so that no scan
+        appends or deletes them."""
+        from mailsync.mirror import adopt
+
         taken = {a.found.unique for a in plan.files if isinstance(a, L.AdoptFile)}
         left = [f for files in foreign.values() for f in files if f.unique not in taken]
         if not left:
             return
+        writes = [a for a in plan.files if isinstance(a, L.WriteFile)]
+        b = tables.bodies.c
+        with UnitOfWork(self.store) as uow:
+            shas = sorted({w.message.sha256 for w in writes})
+            mids = {sha: mid for i in range(0, len(shas), 500) for sha, mid in uow.connection.execute(
+                select(b.sha256, b.message_id).where(b.sha256.in_(shas[i:i + 500])))}
+        self._replaced = adopt.superseded(left, writes, self.adopting, self._dir, mids)
+        replaced = {f.unique for f in self._replaced}
+        left = [f for f in left if f.unique not in replaced]
+        if not left:
+            return
         with UnitOfWork(self.store) as uow:
             uow.connection.execute(insert(tables.mirror_files), [dict(
-                account_id=account_id, placement_id=None, sha256=self.adopting.get((self._dir(f.folder), f.unique), ""),
+                account_id=account_id, placement_id=None,
+                sha256=self.adopting.get((self._dir(f.folder), f.unique), ("",))[0],
                 folder=f.folder, name=f.name, unique_name=f.unique, flags=_flags_text(f.flags), state="orphan")
                 for f in left])
             uow.commit()
@@ -233,7 +257,7 @@ class LiveMirror(ClientScan):
                     if a.found.folder != a.folder or (base is None and flags != L._mirrored(m.flags)):
                         with UnitOfWork(self.store) as uow:
                             rows = self._state(uow.connection, account_id)[1]
-                        row = next(r for r in rows if r.unique == m.unique)
+                        row = next(r for r in rows if r.unique == a.found.unique)
                         self._rename(folder, L.RenameFile(row, m, a.folder), a.found)
                 elif isinstance(a, L.RenameFile):
                     found = where.get(a.row.unique)

@@ -73,7 +73,7 @@ class MirrorState:
         self.account = account
         self.root, self.layout = mirror_of(account)
         self.result = MirrorResult()
-        self.adopting: dict = {}  # adopting a Maildir another program wrote: (folder dir, unique) -> SHA-256
+        self.adopting: dict = {}  # adopting another program's Maildir: (folder dir, unique) -> (SHA-256, Message-ID)
         self.quiet = False  # the scan found no client change, no file it does not know, nothing held
 
     # -- reading -----------------------------------------------------------------------------

@@ -158,3 +158,62 @@ def test_kill_9_at_every_point_of_an_adoption_converges(tmp_path, dovecot):
     else:
         pytest.fail("the sync never got through")
     assert "mirror adopted" in points, points
+
+
+needs_offlineimap = pytest.mark.skipif(shutil.which("offlineimap") is None,
+                                       reason="offlineimap is not installed (scripts/test installs offlineimap3)")
+
+
+@needs_offlineimap
+def test_a_maildir_written_by_offlineimap_is_adopted_without_downloading_again(tmp_path, imap_user):
+    """OfflineIMAP (Debian's offlineimap3) with sep = / writes the fs layout (INBOX, Archive/2024),
+    folder names in modified UTF-7. It keeps no flags mailsync reads: the server's flags win."""
+    corpus = read_corpus(REPO / "fixtures" / "corpus")
+    messages = [m for m in corpus if m.folder == "INBOX"][:8] + [m for m in corpus if m.folder != "INBOX"][:12]
+    load_into(imap_user.server, imap_user.name, messages)
+    imap_user.server.force_resync(imap_user.name)
+    root = tmp_path / "Mail"
+    root.mkdir()
+    rc = tmp_path / "offlineimaprc"
+    rc.write_text(f"[general]\naccounts = acc\nmetadata = {tmp_path}/meta\n\n[Account acc]\nlocalrepository = near\n"
+                  f"remoterepository = far\n\n[Repository near]\ntype = Maildir\nlocalfolders = {root}\nsep = /\n\n"
+                  f"[Repository far]\ntype = IMAP\nremotehost = {imap_user.host}\nremoteport = {imap_user.imap_port}\n"
+                  f"remoteuser = {imap_user.name}\nremotepass = {imap_user.password}\nssl = no\nstarttls = no\n")
+    proc = subprocess.run(["offlineimap", "-c", str(rc), "-u", "quiet", "-o"], capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    before = files_of(root)
+    assert len(before) == len(messages) and all(",U=" in u for u in before), sorted(before)
+    c = client_for(imap_user)
+    try:
+        c.select_folder("INBOX")
+        answered = c.search("ALL")[0]
+        answered_mid = c.fetch([answered], ["ENVELOPE"])[answered][b"ENVELOPE"].message_id.decode()
+        c.add_flags([answered], [b"\\Answered"])  # after OfflineIMAP's run
+    finally:
+        c.logout()
+    cfg = write_config(tmp_path / "c.toml", f"sqlite:///{tmp_path}/s.db",
+                       [account_entry(imap_user, "acc", maildir=str(root), maildir_layout="fs")])
+    env = {password_var("acc"): imap_user.password}
+    proc = run_cli("sync", config=cfg, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert "adopting the Maildir" in proc.stderr and "0.0 MB" in proc.stderr.splitlines()[0], proc.stderr
+    with sqlite3.connect(tmp_path / "s.db") as db:
+        assert db.execute("SELECT count(*) FROM bodies").fetchone()[0] == len(messages)
+    # a file OfflineIMAP changed (it re-serialises MIME parts: a blank line after a closing
+    # boundary) is not the server's message by content: it is replaced by the server's copy, once
+    after = files_of(root)
+    replaced = set(before) - set(after)
+    assert len(replaced) <= 2 and all(after[u][0] == before[u][0] for u in set(before) & set(after))
+    if replaced:
+        assert f"{len(replaced)} file(s) of the adopted Maildir held their message as the other program changed" \
+            in proc.stderr, proc.stderr
+    assert len(after) == len(messages)
+    flags = lambda c: sorted(sorted(f) for (_s, f, _t), n in c.items() for _ in range(n))  # noqa: E731
+    for folder, held in server_view(imap_user).items():
+        assert flags(read_maildir(_maildir_dir(root, folder, "fs"))) == flags(held), folder
+    (answered_file,) = [p for p in (root / "INBOX" / "cur").iterdir()
+                        if email.message_from_bytes(p.read_bytes())["Message-ID"] == answered_mid]
+    assert "R" in answered_file.name.split(":2,")[1]
+    again = run_cli("sync", config=cfg, env=env)
+    assert again.returncode == 0 and "renamed" not in again.stderr and "recorded" not in again.stderr, again.stderr
