@@ -69,7 +69,8 @@ def base_flags(folder_dir: Path, uniques) -> dict[str, frozenset[str]]:
 
 def seed_bodies(store, paths: list[Path]) -> tuple[dict[tuple[Path, str], tuple[str, str | None]], int]:
     """Every message file at ``paths`` into the store's bodies (skipped when stored already), in
-    batches, as the server holds it: with CRLF line ends (the file itself is left as it is). Returns ({(path's parent folder dir, unique part): SHA-256}, bytes read)."""
+    batches, as the server holds it (server_form; the file itself is left as it is). Returns
+    ({(the file's folder directory, unique part): (SHA-256, Message-ID)}, bytes read)."""
     hashes: dict[tuple[Path, str], tuple[str, str | None]] = {}
     batch: list[repo.NewBody] = []
     size = total = 0

@@ -94,8 +94,9 @@ class LiveMirror(ClientScan):
         if self._replaced:
             for f in self._replaced:
                 self._unlink(self._dir(f.folder) / f.name)
-            self.result.notes.append(f"{len(self._replaced)} file(s) of the adopted Maildir held their message as the "
-                                     f"other program changed it (not the server's bytes): replaced by the server's copy")
+            self.result.notes.append(f"{len(self._replaced)} file(s) of the adopted Maildir held their message as "
+                                     f"the other program changed it (not the server's bytes): replaced by the "
+                                     f"server's copy")
         if self.adopting:  # only now: a run stopped before this adopts again (the scan reads no client change)
             crash.point("mirror adopted")
             self._rows(*made)
@@ -112,7 +113,8 @@ class LiveMirror(ClientScan):
         reading the rows: any difference (a write cut short, a message with flags no file name
         holds) is a full write."""
         mf, mm, pl = tables.mirror_folders.c, tables.mirror_files.c, tables.placements.c
-        rows = {(r.folder_id, r.path) for r in c.execute(select(mf.folder_id, mf.path).where(mf.account_id == account_id))}
+        rows = {(r.folder_id, r.path)
+                for r in c.execute(select(mf.folder_id, mf.path).where(mf.account_id == account_id))}
         if rows != {(f.folder_id, f.path) for f in folders}:
             return False
         live = c.scalar(select(func.count()).select_from(tables.placements).where(

@@ -3,9 +3,10 @@
 Owns: the scan before an account's sync (live_plan.plan_scan carried out): flag letters changed,
 files deleted, files moved to another mirrored folder, new files (claimed, then appended), folders
 a client made (mkdir) or removed (rmdir), each recorded through LocalChanges (the journal the sync
-pushes), and the mass-delete guard's record (mirror_folders.held), which `mailsync status` shows. Must not: write
-message files other than a new file's own rewrite to the bytes the server will hold, speak IMAP,
-or decide (live_plan.py does).
+pushes), and the mass-delete guard's record (mirror_folders.held), which `mailsync status` shows;
+before the first sync into a Maildir another program wrote, its bodies taken into the store
+(mailsync.mirror.adopt). Must not: write message files other than a new file's own rewrite to the
+bytes the server will hold, speak IMAP, or decide (live_plan.py does).
 
 Crash safety: a client's new file is claimed (a row in state "append") before its append is
 recorded, and a claim is settled by the message's SHA-256 before anything is appended again; a
