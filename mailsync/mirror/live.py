@@ -44,23 +44,24 @@ class LiveMirror(ClientScan):
     after it."""
 
     def write(self, *, store_changed: bool = True) -> MirrorResult:
-        """Put the store's state of the account into the Maildir. Without ``store_changed`` (the
-        sync changed nothing) after a quiet scan, the Maildir is in step already when the store's
-        folders and live placements are those the state rows mirror (a write a crash cut short
-        leaves fewer rows): the placements are not read."""
+        """Put the store's state of the account into the Maildir. The folders whose live
+        placements the state rows mirror exactly (_in_step) are left out: their placements and
+        rows are not read, nor their directories listed; after a quiet scan and a sync that
+        changed nothing (not ``store_changed``) with every folder in step, nothing is done."""
         with UnitOfWork(self.store) as uow:
             c = uow.connection
             account_id = self._account_id(c)
             if account_id is None:
                 return self.result
             folders = self._store_folders(c, account_id)
-            if not store_changed and self.quiet and self._in_step(c, account_id, folders):
+            settled, same_folders = (set(), False) if self.adopting else self._in_step(c, account_id, folders)
+            if not store_changed and self.quiet and same_folders and settled == {f.path for f in folders}:
                 return self.result
-            folder_rows, file_rows = self._state(c, account_id)
+            folder_rows, file_rows = self._state(c, account_id, leave_out=settled)
             self._check_root(bool(folder_rows))
-            messages = self._messages(c, [f.folder_id for f in folders])
+            messages = self._messages(c, [f.folder_id for f in folders if f.path not in settled])
         known = {r.unique for r in file_rows}
-        disk = self._disk(sorted({r.path for r in folder_rows} | {f.path for f in folders}))
+        disk = self._disk(sorted(({r.path for r in folder_rows} | {f.path for f in folders}) - settled))
         where = {f.unique: f for f in disk}
         stray = {f.unique: f for f in disk if f.unique not in known and maildir.file_key(f.unique) is not None}
         full = {}
@@ -107,27 +108,29 @@ class LiveMirror(ClientScan):
             self._remove_folder(a)
         return self.result
 
-    def _in_step(self, c, account_id: int, folders: list[L.StoreFolder]) -> bool:
-        """Do the state rows mirror the store exactly (the same folders at the same paths, and each
-        live placement by one row of its folder, body and flags)? Counted by the database, without
-        reading the rows: any difference (a write cut short, a message with flags no file name
-        holds) is a full write."""
+    def _in_step(self, c, account_id: int, folders: list[L.StoreFolder]) -> tuple[set[str], bool]:
+        """(the paths of the folders the state rows mirror exactly: a folder row at the folder's
+        path, and each live placement by one row of that folder with its body and flags; whether
+        the folder rows are those of the store's folders, no more). Counted by the database,
+        without reading the rows; any difference (a write a crash cut short, a message with flags
+        no file name holds) leaves the folder to the write."""
         mf, mm, pl = tables.mirror_folders.c, tables.mirror_files.c, tables.placements.c
-        rows = {(r.folder_id, r.path)
-                for r in c.execute(select(mf.folder_id, mf.path).where(mf.account_id == account_id))}
-        if rows != {(f.folder_id, f.path) for f in folders}:
-            return False
-        live = c.scalar(select(func.count()).select_from(tables.placements).where(
-            pl.folder_id.in_([f.folder_id for f in folders]), pl.tombstone_run.is_(None)))
-        mirrored = c.scalar(select(func.count()).select_from(tables.mirror_files).where(
-            mm.account_id == account_id, mm.state == "ok"))
-        matching = c.scalar(
-            select(func.count()).select_from(tables.mirror_files)
+        rows = {(r.folder_id, r.path) for r in c.execute(select(mf.folder_id, mf.path)
+                                                        .where(mf.account_id == account_id))}
+        live = dict(c.execute(select(pl.folder_id, func.count()).where(
+            pl.folder_id.in_([f.folder_id for f in folders]), pl.tombstone_run.is_(None)).group_by(pl.folder_id)).all())
+        mirrored = dict(c.execute(select(mm.folder, func.count()).where(
+            mm.account_id == account_id, mm.state == "ok").group_by(mm.folder)).all())
+        matching = dict(c.execute(
+            select(mf.folder_id, func.count()).select_from(tables.mirror_files)
             .join(tables.placements, pl.id == mm.placement_id)
             .join(tables.mirror_folders, (mf.account_id == mm.account_id) & (mf.path == mm.folder))
             .where(mm.account_id == account_id, mm.state == "ok", pl.tombstone_run.is_(None),
-                   pl.folder_id == mf.folder_id, pl.body_sha256 == mm.sha256, pl.flags == mm.flags))
-        return live == mirrored == matching
+                   pl.folder_id == mf.folder_id, pl.body_sha256 == mm.sha256, pl.flags == mm.flags)
+            .group_by(mf.folder_id)).all())
+        settled = {f.path for f in folders if (f.folder_id, f.path) in rows
+                   and live.get(f.folder_id, 0) == mirrored.get(f.path, 0) == matching.get(f.folder_id, 0)}
+        return settled, rows == {(f.folder_id, f.path) for f in folders}
 
     def _leave_unmatched(self, account_id: int, foreign, plan: L.WritePlan) -> None:
         """Files of an adopted Maildir that hold no message of the server by content: one whose

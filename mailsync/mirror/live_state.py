@@ -89,14 +89,15 @@ class MirrorState:
             out.append(L.StoreFolder(f.id, f.name, maildir.folder_path(parts, self.layout)))
         return out
 
-    def _state(self, c, account_id: int) -> tuple[list[L.FolderRow], list[L.FileRow]]:
+    def _state(self, c, account_id: int, leave_out=()) -> tuple[list[L.FolderRow], list[L.FileRow]]:
+        """The folder rows, and the file rows but those of the folders at ``leave_out`` paths."""
         mf, mm = tables.mirror_folders.c, tables.mirror_files.c
         folders = [L.FolderRow(r.id, r.folder_id, r.path) for r in c.execute(
             select(mf.id, mf.folder_id, mf.path).where(mf.account_id == account_id))]
         files = [L.FileRow(i, pid, sha, folder, name, unique, frozenset(flags.split()), state)
                  for i, pid, sha, folder, name, unique, flags, state in c.execute(
                      select(mm.id, mm.placement_id, mm.sha256, mm.folder, mm.name, mm.unique_name, mm.flags, mm.state)
-                     .where(mm.account_id == account_id)).all()]
+                     .where(mm.account_id == account_id, mm.folder.not_in(sorted(leave_out)))).all()]
         return folders, files
 
     def _messages(self, c, folder_ids: list[int]) -> list[L.StoreMessage]:
