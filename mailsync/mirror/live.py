@@ -17,12 +17,11 @@ a flag change or move the store already has, which records nothing.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 from pathlib import Path
 
-from sqlalchemy import delete, insert, update
+from sqlalchemy import delete, func, insert, select, update
 
 from mailsync.errors import MailsyncError, StoreError
 from mailsync.mirror import live_plan as L
@@ -44,35 +43,128 @@ class LiveMirror(ClientScan):
     """``LiveMirror(store, account).scan()`` before the account's sync (live_scan.py), ``.write()``
     after it."""
 
-    def write(self) -> MirrorResult:
-        """Put the store's state of the account into the Maildir."""
+    def write(self, *, store_changed: bool = True) -> MirrorResult:
+        """Put the store's state of the account into the Maildir. The folders whose live
+        placements the state rows mirror exactly (_in_step) are left out: their placements and
+        rows are not read, nor their directories listed; after a quiet scan and a sync that
+        changed nothing (not ``store_changed``) with every folder in step, nothing is done."""
         with UnitOfWork(self.store) as uow:
             c = uow.connection
             account_id = self._account_id(c)
             if account_id is None:
                 return self.result
-            folder_rows, file_rows = self._state(c, account_id)
-            self._check_root(bool(folder_rows))
             folders = self._store_folders(c, account_id)
-            messages = self._messages(c, [f.folder_id for f in folders])
+            settled, same_folders = (set(), False) if self.adopting else self._in_step(c, account_id, folders)
+            if not store_changed and self.quiet and same_folders and settled == {f.path for f in folders}:
+                return self.result
+            folder_rows, file_rows = self._state(c, account_id, leave_out=settled)
+            self._check_root(bool(folder_rows))
+            messages = self._messages(c, [f.folder_id for f in folders if f.path not in settled])
         known = {r.unique for r in file_rows}
-        disk = self._disk(sorted({r.path for r in folder_rows} | {f.path for f in folders}))
+        disk = self._disk(sorted(({r.path for r in folder_rows} | {f.path for f in folders}) - settled))
         where = {f.unique: f for f in disk}
         stray = {f.unique: f for f in disk if f.unique not in known and maildir.file_key(f.unique) is not None}
-        plan = L.plan_write(folders, folder_rows, messages, file_rows, stray)
+        full = {}
+        for path in {r.path for r in folder_rows}:
+            table = self._keywords(path).keywords()
+            if len(table) >= len(maildir.KEYWORD_LETTERS):
+                full[path] = frozenset(table.values())
+        foreign, self._base, self._replaced = {}, {}, []
+        if self.adopting:
+            from mailsync.mirror import adopt
+
+            theirs = [f for f in disk if f.unique not in known and maildir.file_key(f.unique) is None]
+            foreign = adopt.by_content(self.adopting, theirs, self._dir)
+            for path in {f.folder for f in theirs}:
+                self._base.update(adopt.base_flags(self._dir(path), [f.unique for f in theirs if f.folder == path]))
+        plan = L.plan_write(folders, folder_rows, messages, file_rows, stray, full, foreign)
+        if foreign:
+            self._leave_unmatched(account_id, foreign, plan)
         if not plan:
             return self.result
+        made = [insert(tables.mirror_folders).values(account_id=account_id, folder_id=a.folder.folder_id,
+                                                     path=a.folder.path) for a in plan.make_folders]
         for a in plan.make_folders:
             self._open(a.folder.path)
-            self._rows(insert(tables.mirror_folders).values(account_id=account_id, folder_id=a.folder.folder_id,
-                                                           path=a.folder.path))
             self.result.folders += 1
+        if not self.adopting:
+            self._rows(*made)
         for a in plan.rename_folders:
             self._rename_folder(account_id, a)
         self._write_files(account_id, plan.files, where)
+        if self._replaced:
+            for f in self._replaced:
+                self._unlink(self._dir(f.folder) / f.name)
+            self.result.notes.append(f"{len(self._replaced)} file(s) of the adopted Maildir held their message as "
+                                     f"the other program changed it (not the server's bytes): replaced by the "
+                                     f"server's copy")
+        if self.adopting:  # only now: a run stopped before this adopts again (the scan reads no client change)
+            crash.point("mirror adopted")
+            self._rows(*made)
+            with UnitOfWork(self.store) as uow:  # the bodies of files that matched no message go
+                repo.delete_orphan_bodies(uow.connection, sorted({sha for sha, _mid in self.adopting.values()}))
+                uow.commit()
         for a in plan.remove_folders:
             self._remove_folder(a)
         return self.result
+
+    def _in_step(self, c, account_id: int, folders: list[L.StoreFolder]) -> tuple[set[str], bool]:
+        """(the paths of the folders the state rows mirror exactly: a folder row at the folder's
+        path, and each live placement by one row of that folder with its body and flags; whether
+        the folder rows are those of the store's folders, no more). Counted by the database,
+        without reading the rows; any difference (a write a crash cut short, a message with flags
+        no file name holds) leaves the folder to the write."""
+        mf, mm, pl = tables.mirror_folders.c, tables.mirror_files.c, tables.placements.c
+        rows = {(r.folder_id, r.path) for r in c.execute(select(mf.folder_id, mf.path)
+                                                        .where(mf.account_id == account_id))}
+        live = dict(c.execute(select(pl.folder_id, func.count()).where(
+            pl.folder_id.in_([f.folder_id for f in folders]), pl.tombstone_run.is_(None)).group_by(pl.folder_id)).all())
+        mirrored = dict(c.execute(select(mm.folder, func.count()).where(
+            mm.account_id == account_id, mm.state == "ok").group_by(mm.folder)).all())
+        matching = dict(c.execute(
+            select(mf.folder_id, func.count()).select_from(tables.mirror_files)
+            .join(tables.placements, pl.id == mm.placement_id)
+            .join(tables.mirror_folders, (mf.account_id == mm.account_id) & (mf.path == mm.folder))
+            .where(mm.account_id == account_id, mm.state == "ok", pl.tombstone_run.is_(None),
+                   pl.folder_id == mf.folder_id, pl.body_sha256 == mm.sha256, pl.flags == mm.flags)
+            .group_by(mf.folder_id)).all())
+        settled = {f.path for f in folders if (f.folder_id, f.path) in rows
+                   and live.get(f.folder_id, 0) == mirrored.get(f.path, 0) == matching.get(f.folder_id, 0)}
+        return settled, rows == {(f.folder_id, f.path) for f in folders}
+
+    def _leave_unmatched(self, account_id: int, foreign, plan: L.WritePlan) -> None:
+        """Files of an adopted Maildir that hold no message of the server by content: one whose
+        message is written anew in its folder (the same Message-ID) is replaced by it (removed once
+        the new file is in place, self._replaced); the others (expunged on the server since the
+        other program's last run, or never sent) are left in place, recorded so that no scan
+        appends or deletes them."""
+        from mailsync.mirror import adopt
+
+        taken = {a.found.unique for a in plan.files if isinstance(a, L.AdoptFile)}
+        left = [f for files in foreign.values() for f in files if f.unique not in taken]
+        if not left:
+            return
+        writes = [a for a in plan.files if isinstance(a, L.WriteFile)]
+        b = tables.bodies.c
+        with UnitOfWork(self.store) as uow:
+            shas = sorted({w.message.sha256 for w in writes})
+            mids = {sha: mid for i in range(0, len(shas), 500) for sha, mid in uow.connection.execute(
+                select(b.sha256, b.message_id).where(b.sha256.in_(shas[i:i + 500])))}
+        self._replaced = adopt.superseded(left, writes, self.adopting, self._dir, mids)
+        replaced = {f.unique for f in self._replaced}
+        left = [f for f in left if f.unique not in replaced]
+        if not left:
+            return
+        with UnitOfWork(self.store) as uow:
+            uow.connection.execute(insert(tables.mirror_files), [dict(
+                account_id=account_id, placement_id=None,
+                sha256=self.adopting.get((self._dir(f.folder), f.unique), ("",))[0],
+                folder=f.folder, name=f.name, unique_name=f.unique, flags=_flags_text(f.flags), state="orphan")
+                for f in left])
+            uow.commit()
+        self.result.notes.append(f"{len(left)} file(s) of the adopted Maildir hold no message the server has "
+                                 f"(expunged there since the other program's last run?): left in place, neither "
+                                 f"sent nor removed")
 
     def _open(self, path: str) -> MaildirFolder:
         return MaildirFolder(self._dir(path), maildirplusplus_child=self.layout == "maildir++" and bool(path))
@@ -139,15 +231,8 @@ class LiveMirror(ClientScan):
 
         new_rows: dict[str, list[dict]] = {}
         with UnitOfWork(self.store) as reader:
-            for a in actions:
-                if not isinstance(a, L.WriteFile):
-                    continue
+            for a, raw in self._bodies(reader.connection, [a for a in actions if isinstance(a, L.WriteFile)]):
                 m = a.message
-                try:
-                    raw = self._body(reader.connection, m)
-                except StoreError as exc:
-                    self.result.notes.append(exc.message)
-                    continue
                 target = folder(a.folder)
                 final = target.deliver(raw, m.sha256, m.placement_id, sorted(m.flags), m.when)
                 flags = maildir.info_to_flags(maildir.split_name(final.name)[1], target.keywords.keywords())
@@ -167,13 +252,17 @@ class LiveMirror(ClientScan):
                 if isinstance(a, L.AdoptFile):
                     m = a.message
                     name, flags = a.found.name, a.found.flags
+                    # another program's file: the flags it last agreed with the server are the base (a
+                    # difference from the file's is a client change, which the next scan sends)
+                    base = self._base.get(a.found.unique)
                     self._rows(insert(tables.mirror_files).values(
                         account_id=account_id, placement_id=m.placement_id, sha256=m.sha256, folder=a.found.folder,
-                        name=name, unique_name=m.unique, flags=_flags_text(flags), state="ok"))
-                    if a.found.folder != a.folder or flags != L._mirrored(m.flags):
+                        name=name, unique_name=a.found.unique, flags=_flags_text(flags if base is None else base),
+                        state="ok"))
+                    if a.found.folder != a.folder or (base is None and flags != L._mirrored(m.flags)):
                         with UnitOfWork(self.store) as uow:
                             rows = self._state(uow.connection, account_id)[1]
-                        row = next(r for r in rows if r.unique == m.unique)
+                        row = next(r for r in rows if r.unique == a.found.unique)
                         self._rename(folder, L.RenameFile(row, m, a.folder), a.found)
                 elif isinstance(a, L.RenameFile):
                     found = where.get(a.row.unique)
@@ -222,12 +311,25 @@ class LiveMirror(ClientScan):
         except OSError as exc:
             raise _fail("remove", path, exc) from exc
 
-    def _body(self, c, m: L.StoreMessage) -> bytes:
-        raw = repo.read_body(c, m.sha256)
-        if hashlib.sha256(raw).hexdigest() != m.sha256:
-            raise StoreError(f"message {m.sha256[:12]} is damaged in the store: not written to the Maildir",
-                             hint="run mailsync verify --repair, then mailsync sync")
-        return raw
+    _CHUNK_BYTES = 32 << 20  # bodies read from the store at once, at most (one message may be larger)
+
+    def _bodies(self, c, writes: list[L.WriteFile]):
+        """(action, the message's bytes, SHA-256 checked) for each write, read a chunk at a time; a
+        body that cannot be had is a note."""
+        i = 0
+        while i < len(writes):
+            chunk, size = [], 0
+            while i < len(writes) and (not chunk or size + writes[i].message.size <= self._CHUNK_BYTES):
+                chunk.append(writes[i])
+                size += writes[i].message.size
+                i += 1
+            bodies = repo.read_bodies(c, sorted({a.message.sha256 for a in chunk}))
+            for a in chunk:
+                raw = bodies[a.message.sha256]
+                if isinstance(raw, StoreError):
+                    self.result.notes.append(f"{raw.message}: not written to the Maildir")
+                    continue
+                yield a, raw
 
 
 def sync_with_mirror(store, account, run_sync, *, allow_mass_delete: bool = False):
@@ -237,18 +339,28 @@ def sync_with_mirror(store, account, run_sync, *, allow_mass_delete: bool = Fals
     be read or written fails the account, never the others; held deletions set it aside."""
     if mirror_of(account) is None:
         return run_sync(), None
-    mirror = LiveMirror(store, account)
-    problem = None
-    try:
-        mirror.scan(allow_mass_delete=allow_mass_delete)
-    except MailsyncError as exc:
-        problem = exc
-    result = run_sync()
-    if problem is None:
+    adopted: list[str] = []
+    while True:
+        mirror = LiveMirror(store, account)
+        problem = None
         try:
-            mirror.write()
+            mirror.scan(allow_mass_delete=allow_mass_delete)
         except MailsyncError as exc:
             problem = exc
+        result = run_sync()
+        if problem is None:
+            changed = (not result.ok or result.set_aside or result.new_messages or result.flag_changes
+                       or result.expunged or result.moves or result.pushed or result.conflicts)
+            try:
+                mirror.write(store_changed=bool(changed))
+            except MailsyncError as exc:
+                problem = exc
+        if not mirror.adopting or problem is not None or not result.ok:
+            break
+        # a Maildir just adopted: once more, so that flags changed in it since the other program's
+        # last run reach the server, and the server's reach its file names, in this same sync
+        adopted = mirror.result.notes
+    mirror.result.notes[:0] = adopted
     if problem is not None:
         result.fail(f"account '{account.name}': Maildir mirror: {problem}")
     for why in mirror.result.held:

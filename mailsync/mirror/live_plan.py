@@ -4,7 +4,8 @@ Owns: ``plan_write`` (store -> Maildir: which folders to make, rename and remove
 write, adopt, rename for a flag change or a move, and remove, from the store's live placements and
 the mirror's state rows) and ``plan_scan`` (Maildir -> store: which client changes a scan of the
 Maildir found, from the state rows and the files on disk: flag letters changed, files deleted,
-files moved to another folder, new files; and which deletions the mass-delete guard holds).
+files moved to another folder, new files, folders removed; and which deletions the mass-delete
+guard holds).
 
 Must not: touch the file system, the store or the clock (mailsync.mirror.live does the I/O and
 records client changes through mailsync.changes.LocalChanges).
@@ -23,7 +24,7 @@ the account's sync (pushes them, pulls the server's) -> write (the store's state
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from mailsync.mirror import maildir
@@ -119,8 +120,8 @@ class WriteFile:
 
 @dataclass(frozen=True)
 class AdoptFile:
-    """A file an interrupted write left without its state row: it becomes the message's file
-    (renamed for its flags when they changed since)."""
+    """A file an interrupted write left without its state row, or another program's file holding
+    the message (an adopted Maildir): it becomes the message's file."""
 
     message: StoreMessage
     found: DiskFile
@@ -160,9 +161,17 @@ class WritePlan:
 
 
 def plan_write(folders: Iterable[StoreFolder], folder_rows: Iterable[FolderRow], messages: Iterable[StoreMessage],
-               file_rows: Iterable[FileRow], stray: Mapping[str, DiskFile]) -> WritePlan:
+               file_rows: Iterable[FileRow], stray: Mapping[str, DiskFile],
+               full: Mapping[str, frozenset[str]] | None = None,
+               foreign: Mapping[tuple[str, str], list[DiskFile]] | None = None) -> WritePlan:
     """What to do so that the Maildir holds the store's state. ``stray``: mailsync-named files on disk
-    without a state row, by unique part."""
+    without a state row, by unique part. ``full``: per folder path whose ``dovecot-keywords`` has
+    all 26 letters taken, the keywords it holds (any other keyword cannot be in a file name there,
+    so a message carrying one is not renamed for it, sync after sync). ``foreign``: when adopting a
+    Maildir another program wrote, its files by (folder path, SHA-256): a message without a file
+    takes one of those (AdoptFile) rather than a new one."""
+    full = full or {}
+    foreign = {k: list(v) for k, v in (foreign or {}).items()}
     plan = WritePlan()
     folders = {f.folder_id: f for f in folders}
     rows_by_folder = {r.folder_id: r for r in folder_rows}
@@ -191,7 +200,7 @@ def plan_write(folders: Iterable[StoreFolder], folder_rows: Iterable[FolderRow],
             continue
         covered.add(m.placement_id)
         path = folders[m.folder_id].path
-        if row.folder != path or row.flags != _mirrored(m.flags):
+        if row.folder != path or row.flags != _mirrored(m.flags, full.get(path)):
             plan.files.append(RenameFile(row, m, path))
     for pid, m in sorted(messages.items()):
         if pid in covered:
@@ -201,6 +210,8 @@ def plan_write(folders: Iterable[StoreFolder], folder_rows: Iterable[FolderRow],
             plan.files.append(RenameFile(gone[m.sha256].pop(0), m, path))
         elif m.unique in stray:
             plan.files.append(AdoptFile(m, stray[m.unique], path))
+        elif foreign.get((path, m.sha256)):
+            plan.files.append(AdoptFile(m, foreign[(path, m.sha256)].pop(0), path))
         else:
             plan.files.append(WriteFile(m, path))
     adopted = {a.found.unique for a in plan.files if isinstance(a, AdoptFile)}
@@ -210,9 +221,11 @@ def plan_write(folders: Iterable[StoreFolder], folder_rows: Iterable[FolderRow],
     return plan
 
 
-def _mirrored(flags: Iterable[str]) -> frozenset[str]:
-    """The flags a Maildir file can hold (\\Recent is the session's, never a file's)."""
-    return frozenset(f for f in flags if f.lower() not in maildir.IGNORED_FLAGS)
+def _mirrored(flags: Iterable[str], keywords: frozenset[str] | None = None) -> frozenset[str]:
+    """The flags a Maildir file can hold (\\Recent is the session's, never a file's); with
+    ``keywords`` (a folder whose 26 keyword letters are taken), only those keywords."""
+    return frozenset(f for f in flags if f.lower() not in maildir.IGNORED_FLAGS
+                     and (keywords is None or not maildir.is_keyword(f) or f in keywords))
 
 
 # --- Maildir -> store ---------------------------------------------------------------------------
@@ -244,17 +257,32 @@ class ClientAppend:
 
 
 @dataclass(frozen=True)
+class ClientRmdir:
+    """A mirrored folder whose directory a client removed: removed on the server (with its
+    ``messages``)."""
+
+    row: FolderRow
+    messages: int
+
+
+@dataclass(frozen=True)
 class Held:
-    """Deletions in one folder held by the mass-delete guard."""
+    """Deletions in one folder held by the mass-delete guard (``folder``: the whole folder's
+    directory vanished)."""
 
     folder_id: int
     path: str
     deleted: int
     mirrored: int
+    folder: bool = False
 
     @property
     def reason(self) -> str:
         where = self.path or "the root (INBOX)"
+        if self.folder:
+            return (f"Maildir folder {where!r} vanished with its {self.mirrored} messages (a wrong path, an "
+                    f"unmounted disk or a client's bug would look the same): the folder is not removed on the "
+                    f"server")
         return (f"{self.deleted} of the {self.mirrored} messages of Maildir folder {where!r} vanished at once "
                 f"(a wrong path, an unmounted disk or a client's bug would look the same): their deletion "
                 f"is held, not sent to the server")
@@ -262,18 +290,24 @@ class Held:
 
 @dataclass
 class ScanPlan:
-    changes: list[ClientFlags | ClientMove | ClientDelete | ClientAppend] = field(default_factory=list)
+    changes: list[ClientFlags | ClientMove | ClientDelete | ClientAppend | ClientRmdir] = field(default_factory=list)
     held: list[Held] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
 
 def plan_scan(folder_rows: Iterable[FolderRow], file_rows: Iterable[FileRow], disk: Iterable[DiskFile], *,
-              allow_mass_delete: bool = False) -> ScanPlan:
+              allow_mass_delete: bool = False, present: Collection[str] | None = None) -> ScanPlan:
     """The client's changes since the state rows were written: each row's file looked up by its
     unique part; a file without a row is new (an append) unless mailsync named it (an interrupted
-    write: plan_write adopts or removes it)."""
+    write: plan_write adopts or removes it). ``present``: the paths of the mirrored folders whose
+    directories are there (default: all); one that is not was removed by a client (an rmdir, held
+    like a mass delete when it took more than MASS_DELETE_MIN messages with it). The root (INBOX)
+    is never removed."""
     plan = ScanPlan()
-    by_path = {r.path: r.folder_id for r in folder_rows}
+    folder_rows = list(folder_rows)
+    gone = [] if present is None else [r for r in folder_rows if r.path not in present]
+    gone_paths = {r.path for r in gone}
+    by_path = {r.path: r.folder_id for r in folder_rows if r.path not in gone_paths}
     found: dict[str, list[DiskFile]] = defaultdict(list)
     for f in disk:
         found[f.unique].append(f)
@@ -287,7 +321,8 @@ def plan_scan(folder_rows: Iterable[FolderRow], file_rows: Iterable[FileRow], di
         mirrored[row.folder] += 1
         copies = found.get(row.unique)
         if not copies:
-            deletes[row.folder].append(ClientDelete(row))
+            if row.folder not in gone_paths:  # those go with their folder
+                deletes[row.folder].append(ClientDelete(row))
             continue
         here = next((c for c in copies if c.folder == row.folder), copies[0])
         if len(copies) > 1:
@@ -318,4 +353,14 @@ def plan_scan(folder_rows: Iterable[FolderRow], file_rows: Iterable[FileRow], di
             plan.held.append(Held(by_path.get(path, -1), path, len(dels), mirrored[path]))
             continue
         plan.changes += dels
+    # folders last (their messages moved out first), children first (an fs rmdir of A takes A/B along)
+    for r in sorted(gone, key=lambda r: -len(r.path)):
+        left = mirrored[r.path] - sum(1 for row in rows if row.folder == r.path and row.state == "ok"
+                                      and found.get(row.unique))
+        if not r.path:
+            plan.notes.append("the Maildir's root folder (INBOX) is gone: INBOX is never removed on the server")
+        elif left > MASS_DELETE_MIN and not allow_mass_delete:
+            plan.held.append(Held(r.folder_id, r.path, left, left, folder=True))
+        else:
+            plan.changes.append(ClientRmdir(r, left))
     return plan

@@ -73,6 +73,8 @@ class MirrorState:
         self.account = account
         self.root, self.layout = mirror_of(account)
         self.result = MirrorResult()
+        self.adopting: dict = {}  # adopting another program's Maildir: (folder dir, unique) -> (SHA-256, Message-ID)
+        self.quiet = False  # the scan found no client change, no file it does not know, nothing held
 
     # -- reading -----------------------------------------------------------------------------
 
@@ -87,24 +89,25 @@ class MirrorState:
             out.append(L.StoreFolder(f.id, f.name, maildir.folder_path(parts, self.layout)))
         return out
 
-    def _state(self, c, account_id: int) -> tuple[list[L.FolderRow], list[L.FileRow]]:
+    def _state(self, c, account_id: int, leave_out=()) -> tuple[list[L.FolderRow], list[L.FileRow]]:
+        """The folder rows, and the file rows but those of the folders at ``leave_out`` paths."""
         mf, mm = tables.mirror_folders.c, tables.mirror_files.c
         folders = [L.FolderRow(r.id, r.folder_id, r.path) for r in c.execute(
             select(mf.id, mf.folder_id, mf.path).where(mf.account_id == account_id))]
-        files = [L.FileRow(r.id, r.placement_id, r.sha256, r.folder, r.name, r.unique_name,
-                           frozenset(r.flags.split()), r.state)
-                 for r in c.execute(select(mm.id, mm.placement_id, mm.sha256, mm.folder, mm.name, mm.unique_name,
-                                           mm.flags, mm.state).where(mm.account_id == account_id))]
+        files = [L.FileRow(i, pid, sha, folder, name, unique, frozenset(flags.split()), state)
+                 for i, pid, sha, folder, name, unique, flags, state in c.execute(
+                     select(mm.id, mm.placement_id, mm.sha256, mm.folder, mm.name, mm.unique_name, mm.flags, mm.state)
+                     .where(mm.account_id == account_id, mm.folder.not_in(sorted(leave_out)))).all()]
         return folders, files
 
     def _messages(self, c, folder_ids: list[int]) -> list[L.StoreMessage]:
         pl = tables.placements.c
         out = []
         for i in range(0, len(folder_ids), 500):
-            for r in c.execute(select(pl.id, pl.folder_id, pl.body_sha256, pl.flags, pl.internaldate, pl.size, pl.uid)
-                               .where(pl.folder_id.in_(folder_ids[i:i + 500]), pl.tombstone_run.is_(None))):
-                out.append(L.StoreMessage(r.id, r.folder_id, r.body_sha256, frozenset(r.flags.split()),
-                                          _epoch(r.internaldate), r.size, r.uid))
+            for pid, fid, sha, flags, idate, size, uid in c.execute(
+                    select(pl.id, pl.folder_id, pl.body_sha256, pl.flags, pl.internaldate, pl.size, pl.uid)
+                    .where(pl.folder_id.in_(folder_ids[i:i + 500]), pl.tombstone_run.is_(None))).all():
+                out.append(L.StoreMessage(pid, fid, sha, frozenset(flags.split()), _epoch(idate), size, uid))
         return out
 
     def _dir(self, path: str) -> Path:

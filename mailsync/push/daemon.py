@@ -26,7 +26,9 @@ Local changes: a 200 ms poll of ``SELECT max(id) FROM pending_ops`` (the primary
 page read) on the daemon's store thread. Chosen over a signal from the CLI (a pid file and SIGUSR1,
 a socket, PostgreSQL LISTEN) because it needs no rendezvous, sees changes made by any writer
 (`mailsync flag`, the Python API, another machine sharing a PostgreSQL store), cannot be lost when
-the daemon restarts, and costs about 5 tiny queries a second whatever the number of accounts.
+the daemon restarts, and costs about 5 tiny queries a second whatever the number of accounts. An
+account's live Maildir mirror is watched with inotify (mailsync.mirror.watch), its directories'
+mtimes compared as the net every MAILDIR_NET seconds (five times a second where inotify is missing).
 
 Faults. A session that fails (EOF, reset, BYE, no answer to DONE/NOOP within response_timeout,
 garbage) closes every push connection of the account; it reconnects after a jittered exponential
@@ -144,6 +146,8 @@ class AccountWatcher:
         self._retry: asyncio.Task | None = None
         self.syncing = False
         self.maildir_seen: tuple | None = None  # the Maildir mirror's signature when its last sync began
+        self.maildir_inotify = False  # inotify watches the mirror (mailsync.mirror.watch): the poll is the net
+        self.maildir_net_at = 0.0  # with inotify: clock time of the next signature comparison
         self.last_sync_clock: float | None = None  # monotonic time of the last successful sync
         self.attempts: deque[float] = deque(maxlen=200)  # clock times of connection attempts (tests)
         self.retry_at: float | None = None  # while waiting to reconnect: when
@@ -423,6 +427,9 @@ class AccountWatcher:
         return result
 
 
+MAILDIR_NET = 5.0  # seconds between two looks at a Maildir mirror's directories when inotify watches it
+
+
 # -- the daemon ---------------------------------------------------------------------------------
 
 
@@ -493,6 +500,8 @@ class WatchDaemon:
             syncs = [asyncio.create_task(w.sync_loop(), name=f"sync-{w.name}") for w in self.watchers.values()]
             helpers = [asyncio.create_task(self._local_changes(last_op), name="local-changes"),
                        asyncio.create_task(self._health_loop(), name="health")]
+            helpers += [asyncio.create_task(self._maildir_inotify(w), name=f"maildir-{w.name}")
+                        for w in self.watchers.values() if w.account.mirror.maildir is not None]
             tasks = supervisors + syncs + helpers
             self.started.set()
             if not self.stopping:
@@ -556,11 +565,27 @@ class WatchDaemon:
                 logs.event(log, "store_error", logging.WARNING, doing="looking for local changes",
                            error=f"{exc.__class__.__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
 
+    async def _maildir_inotify(self, w: AccountWatcher) -> None:
+        """A client's change in the account's Maildir mirror wakes its sync at once (inotify); where
+        inotify cannot be used, _maildir_changes polls."""
+        from mailsync.mirror.live import mirror_of
+        from mailsync.mirror.watch import watch_maildir
+
+        root, layout = mirror_of(w.account)
+        w.maildir_inotify = True
+        w.maildir_inotify = await watch_maildir(root, layout, lambda: w.wake("Maildir changed by a client", "local"),
+                                                lambda: self.stopping)
+
     async def _maildir_changes(self) -> None:
-        """Wake the accounts whose Maildir mirror a client changed since their last sync began."""
+        """Wake the accounts whose Maildir mirror a client changed since their last sync began:
+        the net under inotify (every MAILDIR_NET seconds), the only way without it."""
         for w in self.watchers.values():
             if w.account.mirror.maildir is None or w.syncing or w.maildir_seen is None:
                 continue
+            if w.maildir_inotify:
+                if self.clock.now() < w.maildir_net_at:
+                    continue
+                w.maildir_net_at = self.clock.now() + MAILDIR_NET
             from mailsync.mirror.live import maildir_signature
 
             now = await asyncio.get_running_loop().run_in_executor(None, maildir_signature, w.account)

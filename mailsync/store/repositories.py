@@ -14,6 +14,8 @@ the ORM's per-object bookkeeping is too slow for 20,000-message folders.
 
 from __future__ import annotations
 
+import hashlib
+
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -231,6 +233,30 @@ def read_body(db: Db, sha256: str) -> bytes:
     if row.pack is None:
         return bytes(db.scalar(select(_B.data).where(_B.sha256 == sha256)))
     return _packs(db).read(row.pack, row.pack_offset, row.size, sha256)
+
+
+def read_bodies(db: Db, shas: Sequence[str]) -> dict[str, bytes | StoreError]:
+    """sha256 -> the raw message (its SHA-256 checked), or the StoreError that says why it cannot be
+    had, for each of ``shas``; one query per 500 (read_body costs one per message). The caller
+    bounds how many bytes one call holds."""
+    out: dict[str, bytes | StoreError] = {}
+    for i in range(0, len(shas), 500):
+        for sha, size, pack, offset, data in db.execute(
+                select(_B.sha256, _B.size, _B.pack, _B.pack_offset, _B.data).where(_B.sha256.in_(shas[i:i + 500]))):
+            try:
+                if pack is not None:
+                    out[sha] = _packs(db).read(pack, offset, size, sha)
+                elif hashlib.sha256(data).hexdigest() != sha:
+                    raise StoreError(f"message {sha[:12]} is damaged in the store (its SHA-256 does not match)",
+                                     hint="run mailsync verify --repair, then mailsync sync")
+                else:
+                    out[sha] = bytes(data)
+            except StoreError as exc:
+                out[sha] = exc
+    for sha in shas:
+        out.setdefault(sha, StoreError(f"message body {sha[:12]} is not in the store",
+                                       hint="run mailsync verify --repair, then mailsync sync"))
+    return out
 
 
 def read_heads(db: Db, shas: Sequence[str], limit: int) -> list[tuple[str, bytes, int]]:

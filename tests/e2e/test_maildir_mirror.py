@@ -254,12 +254,11 @@ def test_a_missing_maildir_or_folder_deletes_nothing(tmp_path, imap_user, corpus
     assert proc.returncode == 1 and "none of the Maildir folders" in proc.stderr
     assert server_view(imap_user) == before
     root.rmdir()
-    os.rename(away, root)
-    archive = _maildir_dir(root, "Archive", "maildir++")
-    os.rename(archive, tmp_path / "archive-moved-away")  # one folder gone: its messages stay on the server
-    proc = _sync(cfg, env)
-    assert "is gone: its messages are not deleted" in proc.stderr
+    os.rename(away, root)  # back: nothing was lost meanwhile
+    _sync(cfg, env)
     assert server_view(imap_user) == before
+    # one folder's directory gone while others are there reads as a client's rmdir: see
+    # test_a_folder_removed_in_the_maildir_is_removed_on_the_server (held when it took many messages)
 
 
 @needs_notmuch
@@ -521,3 +520,71 @@ def test_a_folder_made_in_the_maildir_is_made_on_the_server_with_its_messages(tm
     _sync(cfg, env)  # nothing twice
     assert _on_server(imap_user, "Projects/2025", "in-a-new-folder@example.org") == [frozenset({"\\Flagged"})]
     assert_mirrored(imap_user, root, layout)
+
+
+def test_a_folder_removed_in_the_maildir_is_removed_on_the_server(tmp_path, imap_user, corpus):
+    """A client moves one message out of Archive, then removes the folder: the move reaches the
+    server, then the folder is removed there. A folder that vanished with more than 50 messages is
+    held (status says why) until --allow-deletions."""
+    for i in range(55):
+        imap_user.server.write_message(imap_user.name, "Old", b"From: b@example.org\r\nMessage-ID: <old-%d@example.org>"
+                                       b"\r\n\r\nbody %d\r\n" % (i, i), "\\Seen", 1600000000 + i)
+    cfg, env, root = _setup(tmp_path, imap_user, f"sqlite:///{tmp_path}/s.db", some(corpus, 3, 0))
+    imap_user.server.write_message(imap_user.name, "Archive", b"From: b@example.org\r\nMessage-ID: <keep@example.org>"
+                                   b"\r\n\r\nkeep\r\n", "\\Seen", 1600000000)
+    imap_user.server.write_message(imap_user.name, "Archive", b"From: b@example.org\r\nMessage-ID: <drop@example.org>"
+                                   b"\r\n\r\ndrop\r\n", "\\Seen", 1600000000)
+    imap_user.server.force_resync(imap_user.name)
+    _sync(cfg, env)
+    archive = root / ".Archive"
+    keep = next(p for p in (archive / "cur").iterdir() if b"keep@" in p.read_bytes())
+    os.rename(keep, root / "cur" / keep.name)
+    shutil.rmtree(archive)
+    proc = _sync(cfg, env)
+    assert "Archive" not in server_view(imap_user)
+    assert _on_server(imap_user, "INBOX", "keep@example.org") == [frozenset({"\\Seen"})]
+    assert "folder 'Archive' is removed on the server, with the 1 message(s)" in proc.stderr
+    assert_mirrored(imap_user, root)
+    # a folder that vanished with many messages is held
+    shutil.rmtree(root / ".Old")
+    proc = _sync(cfg, env, ok=False)
+    assert proc.returncode == 1 and "Maildir folder '.Old' vanished with its 55 messages" in proc.stderr
+    assert len(_all_on_server(imap_user, "Old")) == 55
+    assert "Maildir deletions HELD: Maildir folder '.Old' vanished" in run_cli("status", config=cfg, env=env).stdout
+    _sync(cfg, env, "--allow-deletions")
+    assert "Old" not in server_view(imap_user)
+    assert "HELD" not in run_cli("status", config=cfg, env=env).stdout
+    assert_mirrored(imap_user, root)
+    _sync(cfg, env)  # nothing left to do
+    assert_mirrored(imap_user, root)
+
+
+def test_a_move_with_a_flag_change_reaches_the_server_in_one_sync(tmp_path, imap_user, corpus):
+    cfg, env, root = _setup(tmp_path, imap_user, f"sqlite:///{tmp_path}/s.db", some(corpus, 3, 3))
+    _sync(cfg, env)
+    src = sorted((root / "new").iterdir())[0] if any((root / "new").iterdir()) else sorted((root / "cur").iterdir())[0]
+    mid = mailbox.MaildirMessage(src.read_bytes())["Message-ID"].strip("<>")
+    os.rename(src, root / ".Archive" / "cur" / (src.name.split(":")[0] + ":2,FRS"))  # moved, flagged, answered, seen
+    _sync(cfg, env)
+    assert _on_server(imap_user, "INBOX", mid) == []
+    assert _on_server(imap_user, "Archive", mid) == [frozenset({"\\Seen", "\\Flagged", "\\Answered"})]
+    assert_mirrored(imap_user, root)
+
+
+def test_more_keywords_than_letters_do_not_rename_files_every_sync(tmp_path, imap_user):
+    imap_user.server.write_message(imap_user.name, "INBOX", b"From: b@example.org\r\nMessage-ID: <kw@example.org>"
+                                   b"\r\n\r\nkw\r\n", "\\Seen", 1600000000)
+    cfg, env, root = _setup(tmp_path, imap_user, f"sqlite:///{tmp_path}/s.db", [])
+    c = client_for(imap_user)
+    try:
+        c.select_folder("INBOX")
+        c.add_flags(c.search("ALL"), [f"$kw{i:02d}".encode() for i in range(30)])
+    finally:
+        c.logout()
+    _sync(cfg, env)
+    (name,) = [p.name for p in (root / "cur").iterdir()]
+    assert len(name.split(":2,")[1]) == 1 + 26  # S and the 26 keyword letters
+    for _ in range(2):
+        proc = _sync(cfg, env)
+        assert "renamed" not in proc.stderr, proc.stderr
+        assert [p.name for p in (root / "cur").iterdir()] == [name]

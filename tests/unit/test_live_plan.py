@@ -124,3 +124,58 @@ def test_mass_delete_guard_holds_more_than_half_and_more_than_fifty():
     assert len(L.plan_scan(FOLDER_ROWS, rows, [disk(r) for r in rows[:60]]).changes) == 60
     few = rows[:60]
     assert len(L.plan_scan(FOLDER_ROWS, few, [disk(r) for r in few[:10]]).changes) == 50
+
+
+def test_keywords_past_the_26_letters_do_not_rename_the_file_every_write():
+    kws = {f"$k{i}" for i in range(26)}
+    m = msg(1, flags={"\\Seen", "$k0", "$extra"})
+    r = L.FileRow(1, 1, m.sha256, "", "cur/" + m.unique + ":2,Sa", m.unique, frozenset({"\\Seen", "$k0"}))
+    assert not L.plan_write([INBOX], FOLDER_ROWS[:1], [m], [r], {}, {"": frozenset(kws)})
+    # with a letter free, the keyword gets one: the file is renamed
+    assert kinds(L.plan_write([INBOX], FOLDER_ROWS[:1], [m], [r], {}, {})) == ["RenameFile"]
+    # a keyword that has a letter still counts in a full folder
+    m2 = msg(1, flags={"\\Seen", "$k0", "$k5", "$extra"})
+    assert kinds(L.plan_write([INBOX], FOLDER_ROWS[:1], [m2], [r], {}, {"": frozenset(kws)})) == ["RenameFile"]
+
+
+def test_a_folder_whose_directory_went_is_removed_after_its_moves_and_held_when_it_took_many():
+    rows = [row(1, 1, ".Archive"), row(2, 2, ".Archive"), row(3, 3, "")]
+    moved_out = disk(rows[0], folder="")  # moved into INBOX before the folder went
+    plan = L.plan_scan(FOLDER_ROWS, rows, [moved_out, disk(rows[2])], present={""})
+    assert [type(c).__name__ for c in plan.changes] == ["ClientMove", "ClientRmdir"]
+    assert plan.changes[1].row.path == ".Archive" and plan.changes[1].messages == 1
+    many = [row(i, i, ".Archive") for i in range(1, 60)]
+    plan = L.plan_scan(FOLDER_ROWS, many, [], present={""})
+    assert not plan.changes and plan.held[0].folder and "vanished with its 59 messages" in plan.held[0].reason
+    plan = L.plan_scan(FOLDER_ROWS, many, [], present={""}, allow_mass_delete=True)
+    assert [type(c).__name__ for c in plan.changes] == ["ClientRmdir"]
+    # the root (INBOX) is never removed; a folder there is no rmdir
+    plan = L.plan_scan(FOLDER_ROWS, rows[2:], [], present={".Archive"})
+    assert not plan.changes and "never removed" in plan.notes[0]
+
+
+def test_an_adopted_maildirs_files_are_taken_by_content_not_written_again():
+    theirs = L.DiskFile("", "cur/1700000000.R1.host,U=7:2,S", "1700000000.R1.host,U=7", frozenset({"\\Seen"}))
+    plan = L.plan_write([INBOX], [], [msg(1, flags={"\\Seen"}), msg(2)], [], {}, foreign={("", SHA[1]): [theirs]})
+    assert [(type(a).__name__, getattr(a, "found", None)) for a in plan.files] == [
+        ("AdoptFile", theirs), ("WriteFile", None)]
+    # the same content in another folder is not this folder's file
+    plan = L.plan_write([ARCH], [], [msg(1, folder=2)], [], {}, foreign={("", SHA[1]): [theirs]})
+    assert kinds(plan) == ["WriteFile"]
+
+
+def test_mbsyncstate_gives_the_flags_last_agreed_by_near_uid():
+    from mailsync.mirror.adopt import near_uid, parse_mbsyncstate
+
+    text = "FarUidValidity 1\nNearUidValidity 2\nMaxPulledUid 3\n\n1 1 S\n2 5 FRS\n3 0 \n4 6\n"
+    assert parse_mbsyncstate(text) == {1: {"\\Seen"}, 5: {"\\Flagged", "\\Answered", "\\Seen"}, 6: set()}
+    assert near_uid("1700000000.R1.host,U=12") == 12 and near_uid("1700000000.R1.host") is None
+    assert near_uid("1700000000_0.123.host,U=4,FMD5=abc") == 4  # OfflineIMAP
+
+
+def test_an_mbsync_file_is_put_back_in_the_servers_form():
+    from mailsync.mirror.adopt import server_form
+
+    assert server_form(b"From: a\nX-TUID: EOXrpOzE5f+c\n\nbody\nX-TUID: stays\n") == \
+        b"From: a\r\n\r\nbody\r\nX-TUID: stays\r\n"
+    assert server_form(b"From: a\r\n\r\nbody\r\n") == b"From: a\r\n\r\nbody\r\n"
