@@ -20,7 +20,8 @@ from sqlalchemy import select
 
 from helpers import REPO, client_for
 from mailsync.push.backoff import BackoffPolicy
-from mailsync.push.daemon import WatchDaemon, WatchSettings
+from mailsync.push.daemon import WatchDaemon
+from mailsync.push.settings import WatchSettings
 from mailsync.store.models import Account, Body, Folder, Placement
 from mailsync.store.uow import UnitOfWork
 

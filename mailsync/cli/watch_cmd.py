@@ -50,7 +50,8 @@ def watch(obj, accounts: tuple[str, ...], metrics_port: int | None, metrics_addr
     from mailsync.cli.main import _select_accounts
     from mailsync.cli.output import fail
     from mailsync.push import logs
-    from mailsync.push.daemon import WatchDaemon, WatchSettings, watched
+    from mailsync.push.daemon import WatchDaemon
+    from mailsync.push.settings import WatchSettings, watched
 
     log_format = log_format or getattr(obj, "log_format", "text")
     try:

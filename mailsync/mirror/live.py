@@ -24,7 +24,7 @@ from pathlib import Path
 from sqlalchemy import delete, func, insert, select, update
 
 from mailsync.errors import MailsyncError, StoreError
-from mailsync.mirror import live_plan as L
+from mailsync.mirror import live_plan
 from mailsync.mirror import maildir
 from mailsync.mirror.live_scan import ClientScan
 from mailsync.mirror.live_state import MirrorError, MirrorResult, _fail, _flags_text, mirror_of
@@ -77,7 +77,7 @@ class LiveMirror(ClientScan):
             foreign = adopt.by_content(self.adopting, theirs, self._dir)
             for path in {f.folder for f in theirs}:
                 self._base.update(adopt.base_flags(self._dir(path), [f.unique for f in theirs if f.folder == path]))
-        plan = L.plan_write(folders, folder_rows, messages, file_rows, stray, full, foreign)
+        plan = live_plan.plan_write(folders, folder_rows, messages, file_rows, stray, full, foreign)
         if foreign:
             self._leave_unmatched(account_id, foreign, plan)
         if not plan:
@@ -108,7 +108,7 @@ class LiveMirror(ClientScan):
             self._remove_folder(a)
         return self.result
 
-    def _in_step(self, c, account_id: int, folders: list[L.StoreFolder]) -> tuple[set[str], bool]:
+    def _in_step(self, c, account_id: int, folders: list[live_plan.StoreFolder]) -> tuple[set[str], bool]:
         """(the paths of the folders the state rows mirror exactly: a folder row at the folder's
         path, and each live placement by one row of that folder with its body and flags; whether
         the folder rows are those of the store's folders, no more). Counted by the database,
@@ -132,7 +132,7 @@ class LiveMirror(ClientScan):
                    and live.get(f.folder_id, 0) == mirrored.get(f.path, 0) == matching.get(f.folder_id, 0)}
         return settled, rows == {(f.folder_id, f.path) for f in folders}
 
-    def _leave_unmatched(self, account_id: int, foreign, plan: L.WritePlan) -> None:
+    def _leave_unmatched(self, account_id: int, foreign, plan: live_plan.WritePlan) -> None:
         """Files of an adopted Maildir that hold no message of the server by content: one whose
         message is written anew in its folder (the same Message-ID) is replaced by it (removed once
         the new file is in place, self._replaced); the others (expunged on the server since the
@@ -140,11 +140,11 @@ class LiveMirror(ClientScan):
         appends or deletes them."""
         from mailsync.mirror import adopt
 
-        taken = {a.found.unique for a in plan.files if isinstance(a, L.AdoptFile)}
+        taken = {a.found.unique for a in plan.files if isinstance(a, live_plan.AdoptFile)}
         left = [f for files in foreign.values() for f in files if f.unique not in taken]
         if not left:
             return
-        writes = [a for a in plan.files if isinstance(a, L.WriteFile)]
+        writes = [a for a in plan.files if isinstance(a, live_plan.WriteFile)]
         b = tables.bodies.c
         with UnitOfWork(self.store) as uow:
             shas = sorted({w.message.sha256 for w in writes})
@@ -169,7 +169,7 @@ class LiveMirror(ClientScan):
     def _open(self, path: str) -> MaildirFolder:
         return MaildirFolder(self._dir(path), maildirplusplus_child=self.layout == "maildir++" and bool(path))
 
-    def _rename_folder(self, account_id: int, a: L.RenameFolder) -> None:
+    def _rename_folder(self, account_id: int, a: live_plan.RenameFolder) -> None:
         src, dst = self._dir(a.row.path), self._dir(a.new_path)
         try:
             if src.exists() and not dst.exists() and a.row.path:
@@ -185,7 +185,7 @@ class LiveMirror(ClientScan):
                    .values(folder=a.new_path))
         self.result.folders += 1
 
-    def _remove_folder(self, a: L.RemoveFolder) -> None:
+    def _remove_folder(self, a: live_plan.RemoveFolder) -> None:
         """The folder went from the store: its directory goes when nothing but Maildir's own files
         is left in it (a client's file there is never deleted unseen)."""
         base = self._dir(a.row.path)
@@ -220,7 +220,7 @@ class LiveMirror(ClientScan):
         return (f"{maildir.subdir_for(flags)}/{maildir.file_name(unique, info)}",
                 frozenset(maildir.info_to_flags(info, target.keywords.keywords())))
 
-    def _write_files(self, account_id: int, actions, where: dict[str, L.DiskFile]) -> None:
+    def _write_files(self, account_id: int, actions, where: dict[str, live_plan.DiskFile]) -> None:
         mm = tables.mirror_files.c
         opened: dict[str, MaildirFolder] = {}
 
@@ -231,7 +231,7 @@ class LiveMirror(ClientScan):
 
         new_rows: dict[str, list[dict]] = {}
         with UnitOfWork(self.store) as reader:
-            for a, raw in self._bodies(reader.connection, [a for a in actions if isinstance(a, L.WriteFile)]):
+            for a, raw in self._bodies(reader.connection, [a for a in actions if isinstance(a, live_plan.WriteFile)]):
                 m = a.message
                 target = folder(a.folder)
                 final = target.deliver(raw, m.sha256, m.placement_id, sorted(m.flags), m.when)
@@ -249,7 +249,7 @@ class LiveMirror(ClientScan):
                 uow.commit()
         for a in actions:
             try:
-                if isinstance(a, L.AdoptFile):
+                if isinstance(a, live_plan.AdoptFile):
                     m = a.message
                     name, flags = a.found.name, a.found.flags
                     # another program's file: the flags it last agreed with the server are the base (a
@@ -259,23 +259,23 @@ class LiveMirror(ClientScan):
                         account_id=account_id, placement_id=m.placement_id, sha256=m.sha256, folder=a.found.folder,
                         name=name, unique_name=a.found.unique, flags=_flags_text(flags if base is None else base),
                         state="ok"))
-                    if a.found.folder != a.folder or (base is None and flags != L._mirrored(m.flags)):
+                    if a.found.folder != a.folder or (base is None and flags != live_plan._mirrored(m.flags)):
                         with UnitOfWork(self.store) as uow:
                             rows = self._state(uow.connection, account_id)[1]
                         row = next(r for r in rows if r.unique == a.found.unique)
-                        self._rename(folder, L.RenameFile(row, m, a.folder), a.found)
-                elif isinstance(a, L.RenameFile):
+                        self._rename(folder, live_plan.RenameFile(row, m, a.folder), a.found)
+                elif isinstance(a, live_plan.RenameFile):
                     found = where.get(a.row.unique)
                     if found is None:  # the client moved or deleted it meanwhile: the next scan sees to it
                         continue
                     self._rename(folder, a, found)
-                elif isinstance(a, L.RemoveFile):
+                elif isinstance(a, live_plan.RemoveFile):
                     found = where.get(a.row.unique)
                     if found is not None:
                         self._unlink(self._dir(found.folder) / found.name)
                     self._rows(delete(tables.mirror_files).where(mm.id == a.row.id))
                     self.result.removed += 1
-                elif isinstance(a, L.RemoveStray):
+                elif isinstance(a, live_plan.RemoveStray):
                     self._unlink(self._dir(a.found.folder) / a.found.name)
                     self.result.removed += 1
             except MirrorError as exc:
@@ -283,7 +283,7 @@ class LiveMirror(ClientScan):
         for target in opened.values():
             target.close()
 
-    def _rename(self, folder, a: L.RenameFile, found: L.DiskFile) -> None:
+    def _rename(self, folder, a: live_plan.RenameFile, found: live_plan.DiskFile) -> None:
         m = a.message
         target = folder(a.folder)
         name, flags = self._name(target, a.row.unique, m.flags)
@@ -313,7 +313,7 @@ class LiveMirror(ClientScan):
 
     _CHUNK_BYTES = 32 << 20  # bodies read from the store at once, at most (one message may be larger)
 
-    def _bodies(self, c, writes: list[L.WriteFile]):
+    def _bodies(self, c, writes: list[live_plan.WriteFile]):
         """(action, the message's bytes, SHA-256 checked) for each write, read a chunk at a time; a
         body that cannot be had is a note."""
         i = 0

@@ -24,7 +24,7 @@ from pathlib import Path
 from sqlalchemy import delete, insert, select, update
 
 from mailsync.errors import MailsyncError
-from mailsync.mirror import live_plan as L
+from mailsync.mirror import live_plan
 from mailsync.mirror import maildir
 from mailsync.mirror.adopt import LONE_LF
 from mailsync.mirror.live_state import MirrorError, MirrorResult, MirrorState, _fail, _flags_text
@@ -84,7 +84,7 @@ class ClientScan(MirrorState):
         if made or claims:
             with UnitOfWork(self.store) as uow:
                 folder_rows, file_rows = self._state(uow.connection, account_id)
-        plan = L.plan_scan(folder_rows, file_rows, disk, allow_mass_delete=allow_mass_delete,
+        plan = live_plan.plan_scan(folder_rows, file_rows, disk, allow_mass_delete=allow_mass_delete,
                            present=self._present(folder_rows))
         self.result.notes += plan.notes
         for change in plan.changes:
@@ -196,7 +196,7 @@ class ClientScan(MirrorState):
                               hint="mount the disk or fix the maildir path in the config, then sync again")
         return there
 
-    def _placement(self, c, row: L.FileRow):
+    def _placement(self, c, row: live_plan.FileRow):
         pl, fo = tables.placements.c, tables.folders.c
         if row.placement_id is None:
             return None
@@ -208,16 +208,16 @@ class ClientScan(MirrorState):
     def _record(self, changes, account_id: int, change, folder_rows, names) -> None:
         mm = tables.mirror_files.c
         acc = self.account.name
-        if isinstance(change, L.ClientAppend):
+        if isinstance(change, live_plan.ClientAppend):
             self._append(changes, account_id, change.found, change.folder_id, names)
             return
-        if isinstance(change, L.ClientRmdir):
+        if isinstance(change, live_plan.ClientRmdir):
             self._rmdir(changes, account_id, change, names)
             return
         row = change.row
         with UnitOfWork(self.store) as uow:
             p = self._placement(uow.connection, row)
-        if isinstance(change, L.ClientDelete):
+        if isinstance(change, live_plan.ClientDelete):
             if p is not None and p.uid is None:
                 return  # not on the server yet: deleted once it is (next scan)
             if p is not None:
@@ -230,7 +230,7 @@ class ClientScan(MirrorState):
             return
         if p.uid is None:
             return  # its last change has not reached the server yet: the next scan sees this one
-        if isinstance(change, L.ClientMove):
+        if isinstance(change, live_plan.ClientMove):
             # flags changed with the move are recorded first, at the source UID: the MOVE carries the
             # flags the server had, and the pull of the destination pushes the rest, in the same sync
             self._record_flags(changes, p, change.found.flags - row.flags, row.flags - change.found.flags)
@@ -251,7 +251,7 @@ class ClientScan(MirrorState):
             crash.point("mirror flags recorded")
             self.result.recorded += 1
 
-    def _rmdir(self, changes, account_id: int, change: L.ClientRmdir, names) -> None:
+    def _rmdir(self, changes, account_id: int, change: live_plan.ClientRmdir, names) -> None:
         """A folder whose directory a client removed: removed on the server (LocalChanges.rmdir,
         which forgets its messages in the store), then its mirror rows dropped. A rerun after a
         crash between the two finds the folder gone from the store and only drops the rows."""
@@ -266,7 +266,7 @@ class ClientScan(MirrorState):
         self._rows(delete(tables.mirror_files).where(mm.account_id == account_id, mm.folder == change.row.path),
                    delete(tables.mirror_folders).where(mf.id == change.row.id))
 
-    def _append(self, changes, account_id: int, found: L.DiskFile, folder_id: int, names,
+    def _append(self, changes, account_id: int, found: live_plan.DiskFile, folder_id: int, names,
                 claim_id: int | None = None) -> None:
         """A client's new file: claimed (its row, state "append"), then recorded as an append."""
         from mailsync.changes import ensure_message_id, read_message_file
@@ -315,7 +315,7 @@ class ClientScan(MirrorState):
             uow.commit()
         self.result.recorded += 1
 
-    def _settle_claim(self, changes, account_id: int, row: L.FileRow, found: L.DiskFile | None,
+    def _settle_claim(self, changes, account_id: int, row: live_plan.FileRow, found: live_plan.DiskFile | None,
                       folder_rows, names) -> None:
         """A claim left by a run that stopped: the append was recorded (a placement of that message
         in that folder that no row mirrors) or not (append it now), or the file is gone (drop it)."""
@@ -335,7 +335,7 @@ class ClientScan(MirrorState):
         if pid is None and found is not None and folder_id is not None and found.folder == row.folder:
             self._append(changes, account_id, found, folder_id, names, claim_id=row.id)
 
-    def _record_held(self, account_id: int, held: list[L.Held]) -> None:
+    def _record_held(self, account_id: int, held: list[live_plan.Held]) -> None:
         mf = tables.mirror_folders.c
         if not held:
             with UnitOfWork(self.store) as uow:  # a read: no write transaction for a scan that holds nothing

@@ -16,7 +16,7 @@ from pathlib import Path
 from sqlalchemy import select
 
 from mailsync.errors import MailsyncError
-from mailsync.mirror import live_plan as L
+from mailsync.mirror import live_plan
 from mailsync.mirror import maildir
 from mailsync.store import repositories as repo
 from mailsync.store import tables
@@ -82,32 +82,32 @@ class MirrorState:
         a = tables.accounts.c
         return c.scalar(select(a.id).where(a.name == self.account.name))
 
-    def _store_folders(self, c, account_id: int) -> list[L.StoreFolder]:
+    def _store_folders(self, c, account_id: int) -> list[live_plan.StoreFolder]:
         out = []
         for f in repo.folders_of(c, account_id):
             parts = maildir.folder_parts(f.name, f.delimiter)
-            out.append(L.StoreFolder(f.id, f.name, maildir.folder_path(parts, self.layout)))
+            out.append(live_plan.StoreFolder(f.id, f.name, maildir.folder_path(parts, self.layout)))
         return out
 
-    def _state(self, c, account_id: int, leave_out=()) -> tuple[list[L.FolderRow], list[L.FileRow]]:
+    def _state(self, c, account_id: int, leave_out=()) -> tuple[list[live_plan.FolderRow], list[live_plan.FileRow]]:
         """The folder rows, and the file rows but those of the folders at ``leave_out`` paths."""
         mf, mm = tables.mirror_folders.c, tables.mirror_files.c
-        folders = [L.FolderRow(r.id, r.folder_id, r.path) for r in c.execute(
+        folders = [live_plan.FolderRow(r.id, r.folder_id, r.path) for r in c.execute(
             select(mf.id, mf.folder_id, mf.path).where(mf.account_id == account_id))]
-        files = [L.FileRow(i, pid, sha, folder, name, unique, frozenset(flags.split()), state)
+        files = [live_plan.FileRow(i, pid, sha, folder, name, unique, frozenset(flags.split()), state)
                  for i, pid, sha, folder, name, unique, flags, state in c.execute(
                      select(mm.id, mm.placement_id, mm.sha256, mm.folder, mm.name, mm.unique_name, mm.flags, mm.state)
                      .where(mm.account_id == account_id, mm.folder.not_in(sorted(leave_out)))).all()]
         return folders, files
 
-    def _messages(self, c, folder_ids: list[int]) -> list[L.StoreMessage]:
+    def _messages(self, c, folder_ids: list[int]) -> list[live_plan.StoreMessage]:
         pl = tables.placements.c
         out = []
         for i in range(0, len(folder_ids), 500):
             for pid, fid, sha, flags, idate, size, uid in c.execute(
                     select(pl.id, pl.folder_id, pl.body_sha256, pl.flags, pl.internaldate, pl.size, pl.uid)
                     .where(pl.folder_id.in_(folder_ids[i:i + 500]), pl.tombstone_run.is_(None))).all():
-                out.append(L.StoreMessage(pid, fid, sha, frozenset(flags.split()), _epoch(idate), size, uid))
+                out.append(live_plan.StoreMessage(pid, fid, sha, frozenset(flags.split()), _epoch(idate), size, uid))
         return out
 
     def _dir(self, path: str) -> Path:
@@ -120,7 +120,7 @@ class MirrorState:
         except OSError as exc:
             raise _fail("read", f, exc) from exc
 
-    def _disk(self, paths) -> list[L.DiskFile]:
+    def _disk(self, paths) -> list[live_plan.DiskFile]:
         """The message files of the Maildir folders at ``paths`` (those that exist)."""
         out = []
         for path in paths:
@@ -136,7 +136,7 @@ class MirrorState:
                                 continue
                             unique, info = maildir.split_name(entry.name)
                             flags = frozenset(maildir.info_to_flags(info, letters)) if sub == "cur" else frozenset()
-                            out.append(L.DiskFile(path, f"{sub}/{entry.name}", unique, flags))
+                            out.append(live_plan.DiskFile(path, f"{sub}/{entry.name}", unique, flags))
                 except FileNotFoundError:
                     continue
                 except OSError as exc:

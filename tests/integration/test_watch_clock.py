@@ -17,7 +17,8 @@ from mailsync.config.model import AccountConfig, SecretRef
 from mailsync.push.backoff import BackoffPolicy
 from mailsync.push.client import Credentials, PushClient
 from mailsync.push.clock import ManualClock
-from mailsync.push.daemon import WatchDaemon, WatchSettings
+from mailsync.push.daemon import WatchDaemon
+from mailsync.push.settings import WatchSettings
 from mailsync.push.listener import run_session
 from mailsync.push.protocol import Mode, PushSession, Ready, SessionPlan, Timing, Wake
 from mailsync.store.db import open_store
