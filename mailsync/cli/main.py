@@ -19,7 +19,6 @@ from pathlib import Path
 import click
 
 from mailsync.errors import ConfigError, MailsyncError
-from mailsync.cli.auth_cmds import auth as _auth_group
 from mailsync.cli.output import LOG_FORMAT, fail, say
 
 
@@ -49,7 +48,38 @@ def _startup_over() -> None:
     gc.enable()
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _LazyGroup(click.Group):
+    """A group some of whose commands live in other modules (``lazy``: name -> "module:attribute"),
+    imported when one of them is run, or when the group lists its commands (help): a sync loads none
+    of them."""
+
+    def __init__(self, *args, lazy: dict[str, str] | None = None, **kw) -> None:
+        super().__init__(*args, **kw)
+        self.lazy = dict(lazy or {})
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self.lazy})
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        where = self.lazy.pop(name, None)
+        if where is not None:
+            from importlib import import_module
+
+            module, attribute = where.split(":")
+            self.add_command(getattr(import_module(module), attribute), name)
+        return super().get_command(ctx, name)
+
+
+_CHANGES = "mailsync.cli.change_cmds"  # `mailsync flag|move|delete|append|mkdir|rmdir|rename` queue a change
+
+
+@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]}, lazy={
+    "auth": "mailsync.cli.auth_cmds:auth", "crm": "mailsync.cli.crm_cmds:crm",
+    "channel": "mailsync.cli.channel_cmds:channel",  # `mailsync channel status`
+    **{name: f"{_CHANGES}:{name}" for name in ("flag", "move", "delete", "append", "mkdir", "rmdir", "rename")},
+    "watch": "mailsync.cli.watch_cmd:watch",  # mailsync.push
+    "install-service": "mailsync.cli.service_cmd:install_service",  # the systemd unit
+    "show": "mailsync.cli.mail_cmds:show"})
 @click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
               envvar="MAILSYNC_CONFIG", help="Config file (default: $MAILSYNC_CONFIG, else the XDG config path).")
 @click.option("-v", "--verbose", count=True, help="More log output on stderr (-vv for debug).")
@@ -71,9 +101,6 @@ def cli(ctx: click.Context, config_path: Path | None, verbose: int, log_format: 
                             format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     ctx.obj = _Ctx(config_path)
     ctx.obj.log_format = log_format
-
-
-cli.add_command(_auth_group)
 
 
 @cli.command()
@@ -425,7 +452,8 @@ def _verify_server(store, accounts, repair: bool, as_json: bool) -> None:
     sys.exit(1 if failed else 0)
 
 
-@cli.group()
+@cli.group(cls=_LazyGroup, lazy={"maildir": "mailsync.cli.mail_cmds:export_maildir",
+                                 "mbox": "mailsync.cli.mail_cmds:export_mbox"})
 def export() -> None:
     """Export what the store holds."""
 
@@ -464,24 +492,6 @@ def _stdout_gone() -> None:
     """Point stdout at /dev/null, so that what is still buffered for a closed pipe goes nowhere
     instead of raising again at the final flush."""
     os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-
-
-from mailsync.cli.crm_cmds import crm as _crm_group  # noqa: E402
-cli.add_command(_crm_group)
-from mailsync.cli.channel_cmds import channel as _channel_group  # noqa: E402  `mailsync channel status`
-cli.add_command(_channel_group)
-from mailsync.cli.change_cmds import COMMANDS as _CHANGE_COMMANDS  # noqa: E402
-
-for _command in _CHANGE_COMMANDS:
-    cli.add_command(_command)
-
-cli.add_command(__import__("mailsync.cli.watch_cmd", fromlist=["watch"]).watch)  # `mailsync watch` (mailsync.push)
-cli.add_command(__import__("mailsync.cli.service_cmd", fromlist=["x"]).install_service)  # the systemd unit
-from mailsync.cli import mail_cmds as _mail_cmds  # noqa: E402  `mailsync show`, `export maildir|mbox`
-
-cli.add_command(_mail_cmds.show)
-for _command in _mail_cmds.EXPORT_COMMANDS:
-    export.add_command(_command)
 
 
 def main() -> None:
