@@ -237,10 +237,10 @@ def store_bodies(db: Db, bodies: Sequence[NewBody]) -> None:
 def _existing_bodies(db: Db, keys: Sequence[str], *, share_lock: bool = False) -> set[str]:
     have: set[str] = set()
     for i in range(0, len(keys), 500):
-        stmt = select(_B.sha256).where(_B.sha256.in_(keys[i:i + 500]))
-        if share_lock:
-            stmt = stmt.with_for_update(read=True)  # FOR SHARE until the transaction ends
-        have.update(db.scalars(stmt))
+        stmt = (built_once(lambda: select(_B.sha256).where(_B.sha256.in_(bindparam("_keys", expanding=True)))
+                           .with_for_update(read=True)) if share_lock else  # FOR SHARE until the transaction ends
+                built_once(lambda: select(_B.sha256).where(_B.sha256.in_(bindparam("_keys", expanding=True)))))
+        have.update(db.scalars(stmt, {"_keys": list(keys[i:i + 500])}))
     return have
 
 
@@ -298,12 +298,14 @@ def live_placements_for(db: Db, folder_id: int, uids: Iterable[int], ids: Iterab
     out: dict[int, Row] = {}
     uids, ids = sorted(set(uids)), sorted(set(ids))
     for i in range(0, len(uids), 500):
-        for p in db.execute(select(tables.placements).where(_P.folder_id == folder_id, *LIVE,
-                                                            _P.uid.in_(uids[i:i + 500]))):
+        for p in db.execute(built_once(lambda: select(tables.placements).where(
+                _P.folder_id == bindparam("_folder"), *LIVE, _P.uid.in_(bindparam("_uids", expanding=True)))),
+                {"_folder": folder_id, "_uids": uids[i:i + 500]}):
             out[p.uid] = p
     for i in range(0, len(ids), 500):
-        for p in db.execute(select(tables.placements).where(_P.folder_id == folder_id, *LIVE,
-                                                            _P.id.in_(ids[i:i + 500]))):
+        for p in db.execute(built_once(lambda: select(tables.placements).where(
+                _P.folder_id == bindparam("_folder"), *LIVE, _P.id.in_(bindparam("_ids", expanding=True)))),
+                {"_folder": folder_id, "_ids": ids[i:i + 500]}):
             out[p.uid] = p
     return out
 
@@ -380,8 +382,8 @@ def bodies_by_message_id(db: Db, keys: Iterable[tuple[str, int]]) -> dict[tuple[
     for i in range(0, len(keys), 500):
         chunk = set(keys[i:i + 500])
         ids = {k[0] for k in chunk}
-        for mid, size, sha in db.execute(select(_B.message_id, _B.size, _B.sha256).where(
-                _B.message_id.in_(ids))):
+        for mid, size, sha in db.execute(built_once(lambda: select(_B.message_id, _B.size, _B.sha256).where(
+                _B.message_id.in_(bindparam("_ids", expanding=True)))), {"_ids": sorted(ids)}):
             if (mid, size) in chunk:
                 found.setdefault((mid, size), set()).add(sha)
     return {k: next(iter(v)) for k, v in found.items() if len(v) == 1}
