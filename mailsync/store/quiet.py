@@ -74,8 +74,8 @@ def read_state(db: sqlite3.Connection, name: str, host: str, username: str) -> Q
     if any(r[1] != "ok" for r in rows):
         return None
     mine = {r[0] for r in rows}
-    # tombstones are few and indexed (as repositories.expire_tombstones finds them)
-    if any(fid in mine for (fid,) in db.execute("SELECT folder_id FROM placements WHERE tombstone_run IS NOT NULL")):
+    # tombstones are few, found by their index (repositories.TOMBSTONES: "IS NOT NULL" would read every row)
+    if any(fid in mine for (fid,) in db.execute("SELECT folder_id FROM placements WHERE tombstone_run > 0")):
         return None
     return QuietState(account_id, tuple(StoredFolder(*r[2:]) for r in rows))
 

@@ -326,6 +326,10 @@ def pending_flag_placements(db: Db, account_id: int) -> dict[int, set[int]]:
 # --- placements -------------------------------------------------------------------------------
 
 LIVE = (_P.uid.isnot(None), _P.tombstone_run.is_(None))  # on the server, as far as we know
+# Every tombstone, found by the tombstone index. Run ids are positive, so this is "tombstone_run IS NOT
+# NULL", which SQLite answers by reading every row of the table instead (3.4 ms at 20,000 messages,
+# against 0.01 ms).
+TOMBSTONES = _P.tombstone_run > 0
 
 
 def uid_flags(db: Db, folder_id: int) -> dict[int, str]:
