@@ -179,11 +179,12 @@ def _quiet_sync(config, selected, early, observer):
     """The sync of the one selected account when nothing changed on either side (mailsync.sync.quick),
     else None: then the engine runs, on the same connection (or with what logging in raised, or what
     the listing raised, as its own connect would have). Only for what the check covers: one account
-    without hooks, no [crm], a SQLite store that exists."""
+    without hooks, no [crm], no channels, a SQLite store that exists."""
     from mailsync.cli.hooks import hooks_for
     from mailsync.config.sqlite_url import plain_sqlite_path
 
-    if len(selected) != 1 or config.crm_settings is not None or hooks_for(config, selected[0].name):
+    if (len(selected) != 1 or config.crm_settings is not None or config.channels
+            or hooks_for(config, selected[0].name)):
         return None
     db = plain_sqlite_path(config.store.url)
     if db is None or not os.path.isfile(db) or os.path.getsize(db) == 0:
