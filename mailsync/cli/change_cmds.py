@@ -122,6 +122,3 @@ def rmdir(ctx, account: str, name: str) -> None:
 def rename(ctx, account: str, old: str, new: str) -> None:
     """Rename folder OLD to NEW."""
     _queued(ctx, lambda c: c.rename(account, old, new))
-
-
-COMMANDS = [flag, move, delete, append, mkdir, rmdir, rename]

@@ -157,6 +157,3 @@ def export_mbox(obj, target: Path, account: str | None, folder: str | None) -> N
     finally:
         store.dispose()
     progress.finish(result, target)
-
-
-EXPORT_COMMANDS = (export_maildir, export_mbox)

@@ -19,7 +19,6 @@ from pathlib import Path
 import click
 
 from mailsync.errors import ConfigError, MailsyncError
-from mailsync.cli.auth_cmds import auth as _auth_group
 from mailsync.cli.output import LOG_FORMAT, fail, say
 
 
@@ -49,7 +48,38 @@ def _startup_over() -> None:
     gc.enable()
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _LazyGroup(click.Group):
+    """A group some of whose commands live in other modules (``lazy``: name -> "module:attribute"),
+    imported when one of them is run, or when the group lists its commands (help): a sync loads none
+    of them."""
+
+    def __init__(self, *args, lazy: dict[str, str] | None = None, **kw) -> None:
+        super().__init__(*args, **kw)
+        self.lazy = dict(lazy or {})
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self.lazy})
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        where = self.lazy.pop(name, None)
+        if where is not None:
+            from importlib import import_module
+
+            module, attribute = where.split(":")
+            self.add_command(getattr(import_module(module), attribute), name)
+        return super().get_command(ctx, name)
+
+
+_CHANGES = "mailsync.cli.change_cmds"  # `mailsync flag|move|delete|append|mkdir|rmdir|rename` queue a change
+
+
+@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]}, lazy={
+    "auth": "mailsync.cli.auth_cmds:auth", "crm": "mailsync.cli.crm_cmds:crm",
+    "channel": "mailsync.cli.channel_cmds:channel",  # `mailsync channel status`
+    **{name: f"{_CHANGES}:{name}" for name in ("flag", "move", "delete", "append", "mkdir", "rmdir", "rename")},
+    "watch": "mailsync.cli.watch_cmd:watch",  # mailsync.push
+    "install-service": "mailsync.cli.service_cmd:install_service",  # the systemd unit
+    "show": "mailsync.cli.mail_cmds:show"})
 @click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
               envvar="MAILSYNC_CONFIG", help="Config file (default: $MAILSYNC_CONFIG, else the XDG config path).")
 @click.option("-v", "--verbose", count=True, help="More log output on stderr (-vv for debug).")
@@ -71,9 +101,6 @@ def cli(ctx: click.Context, config_path: Path | None, verbose: int, log_format: 
                             format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     ctx.obj = _Ctx(config_path)
     ctx.obj.log_format = log_format
-
-
-cli.add_command(_auth_group)
 
 
 @cli.command()
@@ -112,32 +139,68 @@ def sync(obj: _Ctx, accounts: tuple[str, ...], quiet: bool, allow_deletions: boo
         selected = _select_accounts(config, accounts)
         if dry_run:
             _dry_run(config, selected, allow_deletions, as_json)
-        first = _log_in_early(selected[0]) if selected else None
+        early = _EarlyLogin(selected[0]) if selected else None
+        from mailsync.cli.progress import NewMailFolders, make_observer
+
+        observer = NewMailFolders(make_observer(quiet or as_json, log_format=LOG_FORMAT[0]))
+        done = _quiet_sync(config, selected, early, observer)
+        if done is not None:  # nothing changed: neither the store's machinery nor the engine was needed
+            _sync_over([done], [], [], as_json, len(selected))
+            return
         store = obj.store(config)
     except MailsyncError as exc:
         fail(exc)
     from mailsync.cli.hooks import SyncChange, run_hooks
-    from mailsync.cli.progress import NewMailFolders, make_observer
     from mailsync.service import run_sync
-
-    observer = NewMailFolders(make_observer(quiet or as_json, log_format=LOG_FORMAT[0]))
 
     def hooks(result) -> list[str]:  # between accounts: a failing hook is logged, never fails the sync
         return run_hooks(config, SyncChange.from_result(result, observer.folders(result.account)))
 
     # each account, then the CRM step when [crm] is configured (extract what changed, then deliver)
-    outcome = run_sync(config, store, observer, accounts=selected, after_account=hooks, quiet=quiet, connect=first,
-                       allow_mass_delete=allow_deletions)
-    failed = outcome.failed
+    outcome = run_sync(config, store, observer, accounts=selected, after_account=hooks, quiet=quiet,
+                       connect=early.connect if early else None, allow_mass_delete=allow_deletions)
     store.dispose()
+    _sync_over(outcome.results, outcome.failed, outcome.hook_failures, as_json, len(selected))
+
+
+def _sync_over(results, failed: list[str], hook_failures: list[str], as_json: bool, selected: int) -> None:
+    """The end of `mailsync sync`: the JSON summary, the failed accounts named, exit 1 if any."""
     if as_json:
         from mailsync.cli.progress import summary_json
 
-        click.echo(json.dumps(summary_json(outcome.results, failed, outcome.hook_failures), indent=2, sort_keys=True))
+        click.echo(json.dumps(summary_json(results, failed, hook_failures), indent=2, sort_keys=True))
     if failed:
-        say(f"{len(failed)} of {len(selected)} account(s) failed: {', '.join(failed)}", logging.ERROR,
+        say(f"{len(failed)} of {selected} account(s) failed: {', '.join(failed)}", logging.ERROR,
              event="sync_failed", failed=", ".join(failed))
         sys.exit(1)
+
+
+def _quiet_sync(config, selected, early, observer):
+    """The sync of the one selected account when nothing changed on either side (mailsync.sync.quick),
+    else None: then the engine runs, on the same connection (or with what logging in raised, or what
+    the listing raised, as its own connect would have). Only for what the check covers: one account
+    without hooks, no [crm], no channels, a SQLite store that exists."""
+    from mailsync.cli.hooks import hooks_for
+    from mailsync.config.sqlite_url import plain_sqlite_path
+
+    if (len(selected) != 1 or config.crm_settings is not None or config.channels
+            or hooks_for(config, selected[0].name)):
+        return None
+    db = plain_sqlite_path(config.store.url)
+    if db is None or not os.path.isfile(db) or os.path.getsize(db) == 0:
+        return None
+    from mailsync.sync.quick import quiet_sync
+
+    try:
+        result = quiet_sync(Path(db), selected[0], early.connection)
+    except MailsyncError as exc:
+        early.failed(exc)
+        return None
+    if result is not None:
+        with observer:  # what the engine tells the display of a run
+            observer.account_started(result.account)
+            observer.account_done(result)
+    return result
 
 
 def _dry_run(config, selected, allow_deletions: bool, as_json: bool) -> None:
@@ -159,36 +222,51 @@ def _dry_run(config, selected, allow_deletions: bool, as_json: bool) -> None:
     sys.exit(0)
 
 
-def _log_in_early(account):
+class _EarlyLogin:
     """Log in to the first account on a thread while the store's modules load and the store opens:
     the thread mostly waits on the server, which costs those imports nothing (about 0.02 s of a
-    sync's start-up). Returns a connect hook for every account's sync: its first call for that
-    account hands over this connection, or raises what logging in raised, as connecting then would
-    have; any other call (another account, a reconnect) connects anew."""
-    import threading
-    from concurrent.futures import Future
+    sync's start-up). ``connect`` is the connect hook for every account's sync: its first call for
+    that account hands over this connection, or raises what logging in raised, as connecting then
+    would have; any other call (another account, a reconnect) connects anew."""
 
-    from mailsync.auth.login import open_connection
+    def __init__(self, account) -> None:
+        import threading
+        from concurrent.futures import Future
 
-    early: Future = Future()
+        self.account = account
+        self._early: Future = Future()
+        self._taken = False
+        threading.Thread(target=self._log_in, name="mailsync-login", daemon=True).start()
 
-    def log_in() -> None:
+    def _log_in(self) -> None:
+        from mailsync.auth.login import open_connection
+
         try:
-            early.set_result(open_connection(account))
+            self._early.set_result(open_connection(self.account))
         except BaseException as exc:  # handed to the sync, which reports it
-            early.set_exception(exc)
+            self._early.set_exception(exc)
 
-    threading.Thread(target=log_in, name="mailsync-login", daemon=True).start()
-    taken = False
+    def connection(self):
+        """The early connection, once logged in; None when logging in failed (the sync reports it)."""
+        try:
+            return self._early.result()
+        except BaseException:
+            return None
 
-    def connect(acc):
-        nonlocal taken
-        if taken or acc is not account:
+    def failed(self, exc: BaseException) -> None:
+        """The early connection broke (``exc``): the sync's connect raises it, as its own would have."""
+        from concurrent.futures import Future
+
+        self._early = Future()
+        self._early.set_exception(exc)
+
+    def connect(self, acc):
+        from mailsync.auth.login import open_connection
+
+        if self._taken or acc is not self.account:
             return open_connection(acc)
-        taken = True
-        return early.result()
-
-    return connect
+        self._taken = True
+        return self._early.result()
 
 
 def _select_accounts(config, names: tuple[str, ...]):
@@ -376,7 +454,8 @@ def _verify_server(store, accounts, repair: bool, as_json: bool) -> None:
     sys.exit(1 if failed else 0)
 
 
-@cli.group()
+@cli.group(cls=_LazyGroup, lazy={"maildir": "mailsync.cli.mail_cmds:export_maildir",
+                                 "mbox": "mailsync.cli.mail_cmds:export_mbox"})
 def export() -> None:
     """Export what the store holds."""
 
@@ -415,24 +494,6 @@ def _stdout_gone() -> None:
     """Point stdout at /dev/null, so that what is still buffered for a closed pipe goes nowhere
     instead of raising again at the final flush."""
     os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-
-
-from mailsync.cli.crm_cmds import crm as _crm_group  # noqa: E402
-cli.add_command(_crm_group)
-from mailsync.cli.channel_cmds import channel as _channel_group  # noqa: E402  `mailsync channel status`
-cli.add_command(_channel_group)
-from mailsync.cli.change_cmds import COMMANDS as _CHANGE_COMMANDS  # noqa: E402
-
-for _command in _CHANGE_COMMANDS:
-    cli.add_command(_command)
-
-cli.add_command(__import__("mailsync.cli.watch_cmd", fromlist=["watch"]).watch)  # `mailsync watch` (mailsync.push)
-cli.add_command(__import__("mailsync.cli.service_cmd", fromlist=["x"]).install_service)  # the systemd unit
-from mailsync.cli import mail_cmds as _mail_cmds  # noqa: E402  `mailsync show`, `export maildir|mbox`
-
-cli.add_command(_mail_cmds.show)
-for _command in _mail_cmds.EXPORT_COMMANDS:
-    export.add_command(_command)
 
 
 def main() -> None:

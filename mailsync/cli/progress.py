@@ -8,7 +8,7 @@ from __future__ import annotations
 import sys
 
 from mailsync.cli.safe import terminal_lines, terminal_text
-from mailsync.sync.engine import AccountResult, SyncObserver
+from mailsync.sync.result import AccountResult, SyncObserver
 
 
 class RichProgress(SyncObserver):

@@ -12,7 +12,6 @@ with a ``hint`` that says how to fix it.
 
 from __future__ import annotations
 
-import difflib
 import ipaddress
 import math
 import os
@@ -106,6 +105,8 @@ def suggest(word: str, choices: Iterable[str]) -> str | None:
     lowered = {c.lower(): c for c in choices}
     if word.lower() in lowered:
         return lowered[word.lower()]
+    import difflib  # only when a config is wrong
+
     found = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
     if not found:
         found = difflib.get_close_matches(word.lower(), list(lowered), n=1, cutoff=0.6)

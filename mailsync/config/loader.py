@@ -24,6 +24,7 @@ from mailsync.config.fields import (MISSING, Context, Table, array_of_tables, de
                                     parse_secret_ref, show, suggest)
 from mailsync.config.model import (AccountConfig, AccountCrmSettings, Config, HookSettings, OAuthSettings,
                                    MirrorSettings, PushSettings, SecretRef, StoreConfig)
+from mailsync.config.sqlite_url import plain_sqlite_url, resolved_plain_sqlite
 from mailsync.errors import ConfigError
 
 __all__ = [
@@ -135,6 +136,9 @@ def _default_db_path() -> Path:
 def default_store_url() -> str:
     """``sqlite:///`` + ``$XDG_DATA_HOME/mailsync/mailsync.db``
     (``~/.local/share/mailsync/mailsync.db`` when XDG_DATA_HOME is unset)."""
+    plain = plain_sqlite_url(str(_default_db_path()))
+    if plain is not None:
+        return plain
     from sqlalchemy.engine import URL
 
     # URL.create quotes characters such as '?' or '#' that would otherwise end the path.
@@ -190,6 +194,9 @@ def _store(ctx: Context, data: Any) -> StoreConfig:
         return StoreConfig(url=default_store_url())
     if not isinstance(raw, str):
         raise table.type_error("url", raw, "a string (an SQLAlchemy database URL)", f'"{default_store_url()}"')
+    plain = resolved_plain_sqlite(raw, ctx.base_dir)
+    if plain is not None:  # the common case, without loading SQLAlchemy
+        return StoreConfig(url=plain)
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError
 

@@ -24,9 +24,8 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from mailsync.errors import StoreError
 from mailsync.store.packs import PackStore, pack_folder_for
+from mailsync.store.revision import HEAD_REVISION
 
-# The newest migration in migrations/versions; tests check it matches Alembic's head.
-HEAD_REVISION = "0009_channels"
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 
 

@@ -15,8 +15,7 @@ the ORM's per-object bookkeeping is too slow for 20,000-message folders.
 from __future__ import annotations
 
 import hashlib
-
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Union
@@ -35,6 +34,21 @@ if TYPE_CHECKING:
 Db = Union[Connection, "Session"]  # what the Core functions below take: the unit of work's either
 _A, _F, _B, _P, _R = (tables.accounts.c, tables.folders.c, tables.bodies.c, tables.placements.c,
                       tables.sync_runs.c)
+
+
+_BUILT: dict[object, Any] = {}
+
+
+def built_once(build: Callable[[], Any]) -> Any:
+    """The statement ``build()`` returns, built on the first call from that place in the code (the
+    lambda's code object is the key) and reused after: its values are bindparam()s given at
+    execution, and an UPDATE's or INSERT's columns may come from the parameters too; ``build`` must
+    not depend on the call's arguments (tables and columns only). Building a statement and its cache key cost about 0.15 ms each
+    time, and a delta sync ran some twenty of the same statements."""
+    stmt = _BUILT.get(build.__code__)
+    if stmt is None:
+        stmt = _BUILT[build.__code__] = build()
+    return stmt
 
 
 def _connection(db: Db) -> Connection:
@@ -56,7 +70,8 @@ def text_to_flags(text: str) -> tuple[str, ...]:
 def account_id(db: Db, name: str, host: str, username: str) -> int:
     """The id of the account named ``name``, its row made now if there is none; its host and
     username updated when the config changed them."""
-    row = db.execute(select(_A.id, _A.host, _A.username).where(_A.name == name)).one_or_none()
+    row = db.execute(built_once(lambda: select(_A.id, _A.host, _A.username).where(_A.name == bindparam("_name"))),
+                     {"_name": name}).one_or_none()
     if row is None:
         return db.execute(insert(tables.accounts).values(name=name, host=host, username=username)
                           ).inserted_primary_key[0]
@@ -82,15 +97,17 @@ def find_account(session: Session, name: str) -> Account | None:
 def folders_of(db: Db, account_id: int, *, gone: bool = False) -> Sequence[Row]:
     """The account's folder rows (every column of tables.folders), by name; ``gone``: with the
     folders gone from the server."""
-    stmt = select(tables.folders).where(_F.account_id == account_id)
-    if not gone:
-        stmt = stmt.where(_F.status != "gone")
-    return db.execute(stmt.order_by(_F.name)).all()
+    stmt = (built_once(lambda: select(tables.folders).where(_F.account_id == bindparam("_account"))
+                       .order_by(_F.name)) if gone else
+            built_once(lambda: select(tables.folders).where(_F.account_id == bindparam("_account"),
+                                                            _F.status != "gone").order_by(_F.name)))
+    return db.execute(stmt, {"_account": account_id}).all()
 
 
 def get_folder(db: Db, folder_id: int) -> Row:
     """The folder's row (every column of tables.folders); NoResultFound when there is none."""
-    return db.execute(select(tables.folders).where(_F.id == folder_id)).one()
+    return db.execute(built_once(lambda: select(tables.folders).where(_F.id == bindparam("_id"))),
+                      {"_id": folder_id}).one()
 
 
 def add_folder(db: Db, account_id: int, raw_name: str, name: str, delimiter: str | None,
@@ -102,7 +119,9 @@ def add_folder(db: Db, account_id: int, raw_name: str, name: str, delimiter: str
 
 
 def update_folder(db: Db, folder_id: int, **values: Any) -> None:
-    db.execute(update(tables.folders).where(_F.id == folder_id).values(**values))
+    if values:  # SET: the parameters' columns
+        db.execute(built_once(lambda: update(tables.folders).where(_F.id == bindparam("_id"))),
+                   {"_id": folder_id, **values})
 
 
 def reread_folder(db: Db, folder_id: int) -> None:
@@ -117,8 +136,9 @@ def reread_folder(db: Db, folder_id: int) -> None:
 
 def advance_fetched_uid(db: Db, folder_id: int, top_uid: int) -> None:
     """Move the folder's download mark up to ``top_uid``; never down (rule C1)."""
-    db.execute(update(tables.folders).where(_F.id == folder_id, _F.fetched_uid < top_uid)
-               .values(fetched_uid=top_uid))
+    db.execute(built_once(lambda: update(tables.folders).where(
+        _F.id == bindparam("_id"), _F.fetched_uid < bindparam("_top")).values(fetched_uid=bindparam("_top"))),
+        {"_id": folder_id, "_top": top_uid})
 
 
 def adopt_uidvalidity(db: Db, folder_id: int, uidvalidity: int) -> None:
@@ -218,10 +238,10 @@ def store_bodies(db: Db, bodies: Sequence[NewBody]) -> None:
 def _existing_bodies(db: Db, keys: Sequence[str], *, share_lock: bool = False) -> set[str]:
     have: set[str] = set()
     for i in range(0, len(keys), 500):
-        stmt = select(_B.sha256).where(_B.sha256.in_(keys[i:i + 500]))
-        if share_lock:
-            stmt = stmt.with_for_update(read=True)  # FOR SHARE until the transaction ends
-        have.update(db.scalars(stmt))
+        stmt = (built_once(lambda: select(_B.sha256).where(_B.sha256.in_(bindparam("_keys", expanding=True)))
+                           .with_for_update(read=True)) if share_lock else  # FOR SHARE until the transaction ends
+                built_once(lambda: select(_B.sha256).where(_B.sha256.in_(bindparam("_keys", expanding=True)))))
+        have.update(db.scalars(stmt, {"_keys": list(keys[i:i + 500])}))
     return have
 
 
@@ -303,12 +323,14 @@ def live_placements_for(db: Db, folder_id: int, uids: Iterable[int], ids: Iterab
     out: dict[int, Row] = {}
     uids, ids = sorted(set(uids)), sorted(set(ids))
     for i in range(0, len(uids), 500):
-        for p in db.execute(select(tables.placements).where(_P.folder_id == folder_id, *LIVE,
-                                                            _P.uid.in_(uids[i:i + 500]))):
+        for p in db.execute(built_once(lambda: select(tables.placements).where(
+                _P.folder_id == bindparam("_folder"), *LIVE, _P.uid.in_(bindparam("_uids", expanding=True)))),
+                {"_folder": folder_id, "_uids": uids[i:i + 500]}):
             out[p.uid] = p
     for i in range(0, len(ids), 500):
-        for p in db.execute(select(tables.placements).where(_P.folder_id == folder_id, *LIVE,
-                                                            _P.id.in_(ids[i:i + 500]))):
+        for p in db.execute(built_once(lambda: select(tables.placements).where(
+                _P.folder_id == bindparam("_folder"), *LIVE, _P.id.in_(bindparam("_ids", expanding=True)))),
+                {"_folder": folder_id, "_ids": ids[i:i + 500]}):
             out[p.uid] = p
     return out
 
@@ -316,9 +338,10 @@ def live_placements_for(db: Db, folder_id: int, uids: Iterable[int], ids: Iterab
 def pending_flag_placements(db: Db, account_id: int) -> dict[int, set[int]]:
     """folder id -> ids of its placements with a flag change waiting to be pushed (from the journal)."""
     ops = tables.pending_ops.c
-    rows = db.execute(select(_P.folder_id, _P.id).join(
+    rows = db.execute(built_once(lambda: select(_P.folder_id, _P.id).join(
         tables.pending_ops, ops.placement_id == _P.id).where(
-        ops.account_id == account_id, ops.kind == "flags", ops.state.in_(("pending", "sent")))).all()
+        ops.account_id == bindparam("_account"), ops.kind == "flags", ops.state.in_(("pending", "sent")))),
+        {"_account": account_id}).all()
     out: dict[int, set[int]] = {}
     for folder_id, pid in rows:
         out.setdefault(folder_id, set()).add(pid)
@@ -328,6 +351,10 @@ def pending_flag_placements(db: Db, account_id: int) -> dict[int, set[int]]:
 # --- placements -------------------------------------------------------------------------------
 
 LIVE = (_P.uid.isnot(None), _P.tombstone_run.is_(None))  # on the server, as far as we know
+# Every tombstone, found by the tombstone index. Run ids are positive, so this is "tombstone_run IS NOT
+# NULL", which SQLite answers by reading every row of the table instead (3.4 ms at 20,000 messages,
+# against 0.01 ms).
+TOMBSTONES = _P.tombstone_run > 0
 
 
 def uid_flags(db: Db, folder_id: int) -> dict[int, str]:
@@ -384,20 +411,21 @@ def bodies_by_message_id(db: Db, keys: Iterable[tuple[str, int]]) -> dict[tuple[
     for i in range(0, len(keys), 500):
         chunk = set(keys[i:i + 500])
         ids = {k[0] for k in chunk}
-        for mid, size, sha in db.execute(select(_B.message_id, _B.size, _B.sha256).where(
-                _B.message_id.in_(ids))):
+        for mid, size, sha in db.execute(built_once(lambda: select(_B.message_id, _B.size, _B.sha256).where(
+                _B.message_id.in_(bindparam("_ids", expanding=True)))), {"_ids": sorted(ids)}):
             if (mid, size) in chunk:
                 found.setdefault((mid, size), set()).add(sha)
     return {k: next(iter(v)) for k, v in found.items() if len(v) == 1}
 
 
 def has_bodies(db: Db) -> bool:
-    return db.execute(select(_B.sha256).limit(1)).first() is not None
+    return db.execute(built_once(lambda: select(_B.sha256).limit(1))).first() is not None
 
 
 def has_placements(db: Db, folder_id: int) -> bool:
     """Does the folder hold any placement (live, tombstone or waiting for its UID)?"""
-    return db.execute(select(_P.id).where(_P.folder_id == folder_id).limit(1)).first() is not None
+    return db.execute(built_once(lambda: select(_P.id).where(_P.folder_id == bindparam("_folder")).limit(1)),
+                      {"_folder": folder_id}).first() is not None
 
 
 PLACEMENT_COLUMNS = ("folder_id", "uid", "body_sha256", "flags", "base_flags", "modseq", "internaldate", "size")
@@ -464,8 +492,8 @@ def export_rows(db: Db, account: str | None = None, folder: str | None = None,
 
 def start_run(db: Db, account_id: int) -> int:
     """A new sync run of the account, running from now; its id."""
-    return db.execute(insert(tables.sync_runs).values(account_id=account_id, started_at=utcnow(),
-                                                      status="running")).inserted_primary_key[0]
+    return db.execute(built_once(lambda: insert(tables.sync_runs)),  # the columns: the parameters'
+                      {"account_id": account_id, "started_at": utcnow(), "status": "running"}).inserted_primary_key[0]
 
 
 def last_run(session: Session, account_id: int, *, status: str | None = None) -> SyncRun | None:
@@ -487,8 +515,8 @@ def finish_run(db: Db, run_id: int, *, status: str, error: str | None = None, wh
                **counts: Any) -> None:
     """The run ended with ``status`` (ok | failed) and ``error``; ``counts``: its other columns
     (folders, new_messages, ...)."""
-    db.execute(update(tables.sync_runs).where(_R.id == run_id).values(
-        status=status, error=error, finished_at=when or utcnow(), **counts))
+    db.execute(built_once(lambda: update(tables.sync_runs).where(_R.id == bindparam("_id"))),  # SET: the parameters'
+               {"_id": run_id, "status": status, "error": error, "finished_at": when or utcnow(), **counts})
 
 
 # --- what a sync run writes besides messages ---------------------------------------------------
@@ -556,10 +584,11 @@ def expire_tombstones(db: Db, account_id: int, run_id: int) -> list[str]:
     """Delete the account's tombstones of runs before ``run_id`` (rule N2); their bodies' sha256s."""
     # Tombstones are few (each lives one run): found by their index, then this account's kept.
     # (Filtering by folder in SQL made SQLite scan every placement of the account instead.)
-    mine = set(db.scalars(select(_F.id).where(_F.account_id == account_id)))
-    expired = [(pid, sha) for pid, fid, sha in db.execute(
-        select(_P.id, _P.folder_id, _P.body_sha256).where(_P.tombstone_run.isnot(None), _P.tombstone_run < run_id))
-        if fid in mine]
+    expired = db.execute(built_once(lambda: select(_P.id, _P.folder_id, _P.body_sha256).where(
+        _P.tombstone_run.isnot(None), _P.tombstone_run < bindparam("_run"))), {"_run": run_id}).all()
+    if expired:
+        mine = set(db.scalars(select(_F.id).where(_F.account_id == account_id)))
+        expired = [(pid, sha) for pid, fid, sha in expired if fid in mine]
     ids = [pid for pid, _ in expired]
     for i in range(0, len(ids), 500):
         db.execute(delete(tables.placements).where(_P.id.in_(ids[i:i + 500])))
@@ -568,7 +597,9 @@ def expire_tombstones(db: Db, account_id: int, run_id: int) -> list[str]:
 
 def drop_empty_gone_folders(db: Db, account_id: int) -> None:
     """Folders gone from the server whose tombstones have expired leave the store."""
-    for folder_id in db.scalars(select(_F.id).where(_F.account_id == account_id, _F.status == "gone")).all():
+    for folder_id in db.scalars(built_once(lambda: select(_F.id).where(_F.account_id == bindparam("_account"),
+                                                                        _F.status == "gone")),
+                                {"_account": account_id}).all():
         if not has_placements(db, folder_id):
             delete_folder(db, folder_id)
 

@@ -26,8 +26,10 @@ def load_ops(uow: UnitOfWork, side: StoreSide) -> list[journal.Entry]:
     """The entries to push, oldest first. Flag changes are not among them: each folder's pull
     merges and pushes them (rules T1-T3)."""
     o = tables.pending_ops.c
-    ops = uow.connection.execute(select(o.id, o.kind, o.state, o.args, o.placement_id, o.folder_id).where(
-        o.account_id == side.account_id, o.state.in_(("pending", "sent")), o.kind != "flags").order_by(o.id))
+    ops = uow.connection.execute(repo.built_once(lambda: select(
+        o.id, o.kind, o.state, o.args, o.placement_id, o.folder_id).where(
+        o.account_id == bindparam("_account"), o.state.in_(("pending", "sent")), o.kind != "flags").order_by(o.id)),
+        {"_account": side.account_id})
     return [journal.Entry(op_id, state, pid, fid, journal.decode(kind, args, op_id=op_id))
             for op_id, kind, state, args, pid, fid in ops]
 

@@ -22,7 +22,7 @@ server will never have, and must not lose anything either:
 
 from __future__ import annotations
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import bindparam, delete, select, update
 
 from mailsync.errors import FolderMissing, MappingMismatch, MailsyncError
 from mailsync.imap import utf7
@@ -99,9 +99,8 @@ def settle_orphaned_flag_changes(db: Db, account_id: int) -> int:
     """Rule L4 at the end of a run: flag changes whose placement is gone, or is still a tombstone
     after every folder was read (expunged, not moved), fail with the reason. Returns how many."""
     o, pl = tables.pending_ops.c, tables.placements.c
-    dead = select(pl.id).where(pl.tombstone_run.isnot(None))
-    return db.execute(update(tables.pending_ops).where(
-        o.account_id == account_id, o.kind == "flags", o.state.in_(("pending", "sent")),
-        o.placement_id.is_(None) | o.placement_id.in_(dead)).values(
-        state="failed", updated_at=utcnow(),
-        error=L4_ERROR)).rowcount or 0
+    return db.execute(repo.built_once(lambda: update(tables.pending_ops).where(
+        o.account_id == bindparam("_account"), o.kind == "flags", o.state.in_(("pending", "sent")),
+        o.placement_id.is_(None) | o.placement_id.in_(select(pl.id).where(pl.tombstone_run.isnot(None)))).values(
+        state="failed", updated_at=bindparam("_now"), error=L4_ERROR)),
+        {"_account": account_id, "_now": utcnow()}).rowcount or 0

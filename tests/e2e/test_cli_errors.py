@@ -24,19 +24,21 @@ def test_wrong_password_exits_1_and_names_account_and_host(tmp_path, imap_user):
 
 
 def test_the_login_made_during_start_up_is_handed_over_once(imap_user):
-    """`mailsync sync` logs in to its first account while the store opens (cli.main._log_in_early):
+    """`mailsync sync` logs in to its first account while the store opens (cli.main._EarlyLogin):
     that account's sync gets that connection; a reconnect, or another account, gets a new one."""
-    from mailsync.cli.main import _log_in_early
+    from mailsync.cli.main import _EarlyLogin
     from twoway_support import account_for
 
     account = account_for(imap_user)
     other = account_for(imap_user, name="other")
-    connect = _log_in_early(account)
+    early = _EarlyLogin(account)
+    assert early.connection() is early.connection()  # a look at it (the no-change check) does not take it
+    connect = early.connect
     others = connect(other)  # another account's sync never gets the early connection
     first = connect(account)
     second = connect(account)
     try:
-        assert len({id(others), id(first), id(second)}) == 3
+        assert len({id(others), id(first), id(second)}) == 3 and first is early.connection()
         for conn in (others, first, second):
             conn.noop()
     finally:

@@ -22,7 +22,7 @@ def _msg(i: int) -> bytes:
 def _sync_imports(cfg, env) -> set[str]:
     proc = run_cli("sync", "--quiet", config=cfg, env=dict(env, PYTHONPROFILEIMPORTTIME="1"), check=True)
     modules = set(_IMPORT.findall(proc.stderr))
-    assert "mailsync.sync.engine" in modules and "sqlalchemy" in modules  # the import log was read
+    assert "mailsync.cli.main" in modules  # the import log was read
     return modules
 
 
@@ -33,6 +33,10 @@ def test_first_and_no_change_sync_do_not_import_the_orm(tmp_path, imap_user, sto
 
     for run in ("first", "no change"):
         modules = _sync_imports(cfg, env)
+        # a first sync runs the engine; a sync with nothing to do into a SQLite store ends at the
+        # folder listing, without SQLAlchemy (mailsync.sync.quick, tests/e2e/test_cli_quiet_sync.py)
+        quiet = run == "no change" and store_url.startswith("sqlite")
+        assert ("mailsync.sync.engine" in modules) is not quiet and ("sqlalchemy" in modules) is not quiet
         orm = sorted(m for m in modules if m.startswith(("sqlalchemy.orm", "mailsync.store.models", "mailsync.crm")))
         if run == "first" and store_url.startswith("postgresql"):
             # a new PostgreSQL store is created from the models (the CRM layer's tables are declared
@@ -61,6 +65,7 @@ def test_a_sync_that_pushes_and_merges_changes_does_not_import_the_orm(tmp_path,
     c.logout()
 
     modules = _sync_imports(cfg, env)
+    assert "mailsync.sync.engine" in modules
     assert sorted(m for m in modules if m.startswith(("sqlalchemy.orm", "mailsync.store.models"))) == []
     server = server_snapshot(imap_user)
     flags, _size, _sha = server["INBOX"]["messages"][2]
