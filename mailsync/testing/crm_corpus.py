@@ -31,8 +31,10 @@ from pathlib import Path
 from random import Random
 from typing import Any
 
-from mailsync.testing import corpus
-from mailsync.testing.corpus import CorpusMessage, _flags, _Gen, _Person, _text_part
+from mailsync.testing import corpus, corpus_base, corpus_people
+from mailsync.testing.corpus import _Gen
+from mailsync.testing.corpus_base import CorpusMessage, _flags, _text_part
+from mailsync.testing.corpus_people import _Person
 
 __all__ = ["CRM_KINDS", "TRUTH_FILE", "generate_crm_corpus", "load_into_store", "read_crm_truth",
            "write_crm_corpus"]
@@ -152,7 +154,7 @@ class _CrmGen(_Gen):
         def text(lines: str) -> tuple:
             return _text_part(lines, "plain", "utf-8")
 
-        base = corpus._T2025 + 20 * 86400
+        base = corpus_base._T2025 + 20 * 86400
         customers = who("Mailsync Customers", "Mailsync", "Customers", f"customers@{own}", "thunderbird")
         news_ts = self.workhours(rng, base, me)
         news = self.compose(rng, sender=me, to=(customers,), subject="Mailsync news: the spring release",
@@ -206,7 +208,7 @@ class _CrmGen(_Gen):
         noreply = who("Initech Tickets", "", "", "noreply@tickets.initech.example")
         tn = t + 7200
         raw = self.compose(rng, sender=noreply, to=(me,), subject=f"Re: {ticket_subject}", ts=tn,
-                           part=text("Do not reply to this message.\n"), mid=f"<{corpus._hex(rng, 8)}@tickets.initech.example>",
+                           part=text("Do not reply to this message.\n"), mid=f"<{corpus_base._hex(rng, 8)}@tickets.initech.example>",
                            in_reply_to=ticket_mid, references=(ticket_mid,), arrival=tn + 2)
         self.add_crm(INBOX, raw, _flags("\\Seen"), tn + 2, "crm:noreply_reply")
 
@@ -220,7 +222,7 @@ class _CrmGen(_Gen):
                            in_reply_to=lunch_mid, references=(lunch_mid,), arrival=t + 903)
         self.add_crm(INBOX, raw, _flags("\\Seen"), t + 903, "crm:internal")
 
-        variant = corpus._person_with(carlos, addr="Carlos.Nunez84+work@googlemail.com")
+        variant = corpus_people._person_with(carlos, addr="Carlos.Nunez84+work@googlemail.com")
         t = self.workhours(rng, base + 30 * 86400, carlos)
         raw = self.compose(rng, sender=variant, to=(me,), subject="My new work address", ts=t,
                            part=self.body(rng, variant, "Hola Alex,\n\nplease use this address from now on.\n"),
