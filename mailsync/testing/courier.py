@@ -38,7 +38,7 @@ import shlex
 import subprocess
 from pathlib import Path
 
-from mailsync.testing.dovecot import ImapUser
+from mailsync.testing.server_support import ImapUser
 from mailsync.testing.imapserver import SPECIAL_FOLDERS, ImapServerError, NamespacedServer, _quote, packages_dir
 
 __all__ = ["CAPABILITY", "CourierServer"]

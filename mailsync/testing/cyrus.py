@@ -30,7 +30,8 @@ import os
 import subprocess
 from pathlib import Path
 
-from mailsync.testing.dovecot import ImapUser, encode_mutf7
+from mailsync.testing.dovecot_mail import encode_mutf7
+from mailsync.testing.server_support import ImapUser
 from mailsync.testing.imapserver import (SPECIAL_FOLDERS, ImapServerError, NamespacedServer, _quote,
                                          packages_dir)
 

@@ -37,21 +37,22 @@ import os
 import re
 import shutil
 import signal
-import socket
 import ssl
-import stat
 import subprocess
 import sys
 import tempfile
 import time
 import zlib
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
-from mailsync.testing.dovecot_conf import (CONF_TEMPLATE, CONF_TEMPLATE_24, NONROOT_CONF, NONROOT_CONF_24,
-                                           oauth2_conf_24)
+from mailsync.testing.dovecot_conf import CONF_TEMPLATE, CONF_TEMPLATE_24, NONROOT_CONF, NONROOT_CONF_24, oauth2_conf_24
 from mailsync.testing.dovecot_mail import MaildirWriter, encode_mutf7, maildir_folder_name  # noqa: F401
+# the harness's shared names, which the other harness modules and the tests import from here too
+from mailsync.testing.server_support import (HOST, DovecotError, ImapUser, _binary, _children, _current_group,
+                                             _current_user, _docker_works, _free_ports, _lookup_ids, _pid_alive,
+                                             _port_open, _repo_root, _tail, _traversal_problem, _which,
+                                             dovecot_version, local_dovecot_available)  # noqa: F401
 
 __all__ = [
     "CONF_TEMPLATE",
@@ -62,7 +63,6 @@ __all__ = [
     "maildir_folder_name",
 ]
 
-HOST = "127.0.0.1"
 
 #: Capabilities the engine relies on; a default server must offer all of them.
 REQUIRED_CAPABILITIES = (
@@ -80,129 +80,6 @@ _USER_NAME = re.compile(r"^[A-Za-z0-9_+=-][A-Za-z0-9._@+=-]{0,63}$")
 _PROBE_USER = "mailsync-probe"
 _PROBE_PASSWORD = "probe"
 _DEFAULT_CAPS_CACHE: dict[tuple[str, str], tuple[str, ...]] = {}
-
-
-class DovecotError(RuntimeError):
-    """Dovecot could not be started, stopped or driven; the message carries the tail of its log."""
-
-
-@dataclass(frozen=True)
-class ImapUser:
-    """A user on a throwaway server, with everything a client needs to log in."""
-
-    name: str
-    password: str
-    host: str
-    imap_port: int
-    imaps_port: int
-    ca_file: Path
-    server: DovecotServer
-
-
-# --------------------------------------------------------------------------- helpers
-
-
-def _free_ports(count: int) -> list[int]:
-    socks = []
-    try:
-        for _ in range(count):
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.bind((HOST, 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
-
-
-def _port_open(host: str, port: int, timeout: float = 0.5) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return True
-    except OSError:
-        return False
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie still answers kill(0); treat it as gone.
-    with contextlib.suppress(OSError):
-        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as fh:
-            if fh.read().rsplit(")", 1)[-1].split()[0] == "Z":
-                return False
-    return True
-
-
-def _children(pid: int) -> list[tuple[int, str]]:
-    """(pid, short name) of the live child processes of ``pid`` (Linux /proc)."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", encoding="utf-8", errors="replace") as fh:
-                data = fh.read()
-        except OSError:
-            continue
-        head, _, rest = data.rpartition(")")
-        fields = rest.split()
-        if len(fields) > 1 and fields[1] == str(pid) and fields[0] != "Z":
-            # Dovecot titles its children "dovecot-INSTANCE/NAME"; comm keeps the part after "/".
-            name = head.partition("(")[2]
-            found.append((int(entry), name.rsplit("/", 1)[-1]))
-    return found
-
-
-def _traversal_problem(path: Path, uid: int, gid: int) -> Path | None:
-    """The first folder from / down to ``path`` that user uid:gid cannot enter, or None."""
-    if uid == 0:
-        return None
-    for folder in [*reversed(path.parents), path]:
-        try:
-            st = folder.stat()
-        except FileNotFoundError:
-            return None
-        if st.st_uid == uid:
-            ok = st.st_mode & stat.S_IXUSR
-        elif st.st_gid == gid:
-            ok = st.st_mode & stat.S_IXGRP
-        else:
-            ok = st.st_mode & stat.S_IXOTH
-        if not ok:
-            return folder
-    return None
-
-
-def _repo_root() -> Path | None:
-    """The source checkout this module lives in (the folder holding fixtures/dovecot), if any."""
-    here = Path(__file__).resolve()
-    for parent in here.parents:
-        if (parent / "fixtures" / "dovecot").is_dir() and (parent / "mailsync").is_dir():
-            return parent
-    return None
-
-
-def _lookup_ids(user: str) -> tuple[int, int]:
-    import pwd
-
-    entry = pwd.getpwnam(user)
-    return entry.pw_uid, entry.pw_gid
-
-
-def _tail(path: Path, lines: int = 40) -> str:
-    try:
-        text = path.read_text(errors="replace")
-    except OSError:
-        return f"(no log at {path})"
-    return "\n".join(text.splitlines()[-lines:])
-
-
-# --------------------------------------------------------------------------- the server
 
 
 class DovecotServer(MaildirWriter):
@@ -739,76 +616,6 @@ class DovecotServer(MaildirWriter):
     def ssl_context(self) -> ssl.SSLContext:
         """A client TLS context that trusts exactly this server's certificate."""
         return ssl.create_default_context(cafile=str(self.ca_file))
-
-
-def _which(name: str) -> str | None:
-    found = shutil.which(name)
-    if found:
-        return found
-    for folder in ("/usr/sbin", "/usr/local/sbin", "/sbin"):
-        candidate = Path(folder) / name
-        if candidate.exists() and os.access(candidate, os.X_OK):
-            return str(candidate)
-    return None
-
-
-def _current_user() -> str:
-    import pwd
-
-    return pwd.getpwuid(os.geteuid()).pw_name
-
-
-def _current_group() -> str:
-    import grp
-
-    return grp.getgrgid(os.getegid()).gr_name
-
-
-def _binary(name: str) -> str | None:
-    """The dovecot or doveadm to run: $MAILSYNC_DOVECOT / $MAILSYNC_DOVEADM when set (e.g. the
-    wrappers scripts/dovecot-chroot writes, which run another release's Dovecot in a chroot), else
-    the one on PATH or in /usr/sbin."""
-    explicit = os.environ.get(f"MAILSYNC_{name.upper()}")
-    if explicit:
-        return explicit if os.access(explicit, os.X_OK) else None
-    return _which(name)
-
-
-_VERSIONS: dict[str, tuple[int, int]] = {}
-
-
-def dovecot_version() -> tuple[int, int]:
-    """(major, minor) from ``dovecot --version`` ("2.3.19.1 (9b53102964)", "2.4.1-4 (7d8c0e5759)"),
-    which decides the config syntax. Raises DovecotError when it cannot be run or read."""
-    binary = _binary("dovecot")
-    if binary is None:
-        raise DovecotError("no local dovecot binary (apt-get install dovecot-core dovecot-imapd, "
-                           "or set MAILSYNC_DOVECOT)")
-    if binary not in _VERSIONS:
-        try:
-            out = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=30).stdout
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            raise DovecotError(f"`{binary} --version` failed: {exc}") from exc
-        m = re.match(r"\s*(\d+)\.(\d+)", out)
-        if m is None:
-            raise DovecotError(f"`{binary} --version` printed {out.strip()!r}, not a version")
-        _VERSIONS[binary] = (int(m.group(1)), int(m.group(2)))
-    return _VERSIONS[binary]
-
-
-def local_dovecot_available() -> bool:
-    """True when the dovecot and doveadm binaries exist on this machine (or are named by
-    $MAILSYNC_DOVECOT and $MAILSYNC_DOVEADM)."""
-    return _binary("dovecot") is not None and _binary("doveadm") is not None
-
-
-def _docker_works() -> bool:
-    if shutil.which("docker") is None:
-        return False
-    try:
-        return subprocess.run(["docker", "info"], capture_output=True, timeout=20).returncode == 0
-    except (OSError, subprocess.TimeoutExpired):
-        return False
 
 
 if __name__ == "__main__":

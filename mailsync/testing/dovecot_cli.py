@@ -17,8 +17,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 
-from mailsync.testing.dovecot import (CONF_TEMPLATE, CONF_TEMPLATE_24, DovecotError, DovecotServer, _docker_works,
-                                      _lookup_ids, _repo_root, _traversal_problem, local_dovecot_available)
+from mailsync.testing.dovecot import CONF_TEMPLATE, CONF_TEMPLATE_24, DovecotServer
+from mailsync.testing.server_support import (DovecotError, _docker_works, _lookup_ids, _repo_root, _traversal_problem,
+                                             local_dovecot_available)
 
 # --------------------------------------------------------------------------- CLI
 

@@ -28,7 +28,8 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
-from mailsync.testing.dovecot import ImapUser, _free_ports, _lookup_ids, _port_open, _tail, encode_mutf7
+from mailsync.testing.dovecot_mail import encode_mutf7
+from mailsync.testing.server_support import ImapUser, _free_ports, _lookup_ids, _port_open, _tail
 
 __all__ = ["ImapServerError", "NamespacedServer", "SyslogCatcher", "packages_dir"]
 
