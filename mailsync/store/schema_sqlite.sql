@@ -324,5 +324,7 @@ CREATE TABLE pending_ops (
 
 CREATE INDEX ix_pending_ops_account_id ON pending_ops (account_id);
 
+CREATE INDEX ix_pending_ops_placement_id ON pending_ops (placement_id);
+
 CREATE INDEX ix_pending_ops_state ON pending_ops (state);
 

@@ -139,7 +139,8 @@ pending_ops = Table(
     Column("account_id", Integer, ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False, index=True),
     Column("kind", String(20), nullable=False),  # flags | move | delete | append | mkdir | rmdir | rename
     Column("folder_id", Integer, ForeignKey("folders.id", ondelete="SET NULL")),
-    Column("placement_id", Integer, ForeignKey("placements.id", ondelete="SET NULL")),
+    # indexed: deleting a placement (expiring tombstones) looks here for the entries to null
+    Column("placement_id", Integer, ForeignKey("placements.id", ondelete="SET NULL"), index=True),
     Column("args", Text, nullable=False, default="{}"),  # JSON
     Column("state", String(10), nullable=False, default="pending", index=True),
     Column("attempts", Integer, nullable=False, default=0),
