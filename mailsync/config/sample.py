@@ -103,6 +103,15 @@ conflict = "server"                    # a flag changed both ways: "server", "lo
 # client_id = "env:GOOGLE_CLIENT_ID"   # same source forms as a password
 # client_secret = "env:GOOGLE_CLIENT_SECRET"
 # max_connections = 15
+
+# A channel: one account's folders copied into another's (through the store, nothing downloaded
+# twice), after every `mailsync sync` of both and under `mailsync watch`.
+# [[channel]]
+# name = "to-new-provider"
+# from = "work"
+# to = "personal"
+# folders = ["*"]
+# mode = "copy"                        # "copy" (once) or "mirror" (follows flags, moves, deletions)
 """
 
 
