@@ -93,6 +93,15 @@ conflict = "server"                    # a flag changed both ways: "server", "lo
 # url = "https://crm.example.com"      # the server (its REST API is url/api/)
 # token = "env:BOTTLECRM_TOKEN"        # a personal access token (bcrm_pat_...) of an org admin
 
+# A channel: one account's folders copied into another's (through the store, nothing downloaded
+# twice), after every `mailsync sync` of both and under `mailsync watch`.
+# [[channel]]
+# name = "to-new-provider"
+# from = "work"
+# to = "personal"
+# folders = ["*"]
+# mode = "copy"                        # "copy" (once) or "mirror" (follows flags, moves, deletions)
+
 # An OAuth2 account (Gmail, Microsoft 365): no password; mailsync gets a token from the provider.
 # [[account]]
 # name = "personal"
@@ -103,15 +112,6 @@ conflict = "server"                    # a flag changed both ways: "server", "lo
 # client_id = "env:GOOGLE_CLIENT_ID"   # same source forms as a password
 # client_secret = "env:GOOGLE_CLIENT_SECRET"
 # max_connections = 15
-
-# A channel: one account's folders copied into another's (through the store, nothing downloaded
-# twice), after every `mailsync sync` of both and under `mailsync watch`.
-# [[channel]]
-# name = "to-new-provider"
-# from = "work"
-# to = "personal"
-# folders = ["*"]
-# mode = "copy"                        # "copy" (once) or "mirror" (follows flags, moves, deletions)
 """
 
 

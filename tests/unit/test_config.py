@@ -550,6 +550,14 @@ def test_sample_oauth2_example_loads_when_uncommented(tmp_path):
     assert personal.client_secret.kind == "env"
 
 
+def test_sample_channel_example_loads_when_uncommented(tmp_path):
+    head, _, rest = SAMPLE_CONFIG.partition("# A channel:")
+    settings = "\n".join(line[2:] for line in rest.splitlines() if re.match(r"# (\[\[|\w+ = )", line))
+    cfg = load_text(tmp_path, head + "\n" + settings)  # the channel, and the OAuth2 account it copies into
+    (ch,) = cfg.channels
+    assert (ch.name, ch.source, ch.dest, ch.mode) == ("to-new-provider", "work", "personal", "copy")
+
+
 def test_sample_mentions_every_core_key():
     for key in ACCOUNT_KEYS[:18]:
         assert re.search(rf"^#? ?{key} = ", SAMPLE_CONFIG, re.M), key
