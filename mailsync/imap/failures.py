@@ -19,14 +19,16 @@ from mailsync.errors import ConnectError, MailsyncError, TLSVerifyError
 
 def mapped(account: AccountConfig, exc: BaseException, doing: str) -> BaseException:
     """The mailsync error for ``exc`` (mailsync errors and cancellations pass through as they are)."""
-    asyncio = sys.modules.get("asyncio")  # loaded by the push shell; the sync shell does without
+    # asyncio is loaded by the push shell; the sync shell does without it, and another thread may be
+    # importing it at this moment (the module is in sys.modules before its names are)
+    cancelled = getattr(sys.modules.get("asyncio"), "CancelledError", None)
     where = f"{account.host}:{account.port}"
     name = account.name
     if isinstance(exc, (MailsyncError, KeyboardInterrupt, SystemExit)) or (
-            asyncio is not None and isinstance(exc, asyncio.CancelledError)):
+            cancelled is not None and isinstance(exc, cancelled)):
         return exc
     if isinstance(exc, ssl.SSLCertVerificationError):
-        return TLSVerifyError(f"account '{name}': the TLS certificate of {where} did not verify: {exc.verify_message}",
+        return TLSVerifyError(f"account '{name}': the TLS certificate of {where} did not verify: {getattr(exc, 'verify_message', None) or exc}",
                               hint="if the server uses a private CA, set ca_file to its certificate; never disable "
                                    "verification")
     if isinstance(exc, ssl.SSLError):
