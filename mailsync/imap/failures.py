@@ -28,7 +28,8 @@ def mapped(account: AccountConfig, exc: BaseException, doing: str) -> BaseExcept
             cancelled is not None and isinstance(exc, cancelled)):
         return exc
     if isinstance(exc, ssl.SSLCertVerificationError):
-        return TLSVerifyError(f"account '{name}': the TLS certificate of {where} did not verify: {getattr(exc, 'verify_message', None) or exc}",
+        why = getattr(exc, "verify_message", None) or exc
+        return TLSVerifyError(f"account '{name}': the TLS certificate of {where} did not verify: {why}",
                               hint="if the server uses a private CA, set ca_file to its certificate; never disable "
                                    "verification")
     if isinstance(exc, ssl.SSLError):
