@@ -31,12 +31,6 @@ class Appends:
                 return int(value) if value.isdigit() else None
         return None
 
-    def append_many(self, raw_name: str, messages: list[tuple[bytes, Iterable[str], str | None]]
-                    ) -> list[tuple[int, int] | None | Tagged]:
-        """APPEND of several messages to one folder without a round trip each: send_appends, then
-        read_appends."""
-        return self.read_appends(self.send_appends(raw_name, messages))
-
     def send_appends(self, raw_name: str, messages: list[tuple[bytes, Iterable[str], str | None]]) -> tuple:
         """Send the APPENDs of ``messages`` (data, flags, IMAP date) to one folder, every literal
         non-synchronizing (needs LITERAL+, RFC 7888). With MULTIAPPEND (RFC 3502) one command carries
