@@ -186,7 +186,9 @@ class JournalPush:
             conn.uid_expunge([src_uid])
         crash.point("move answered")
         uid = self._copied_uid(conn, db, dest, mapping, src_uid, key)
-        db.call(journal_store.settle_placement, self.side, op_id, placement_id, uid, True)
+        named = bool(mapping) and uid is not None and mapping.get(src_uid) == uid  # the COPYUID was believed
+        validity = getattr(mapping, "uidvalidity", None) if named else None
+        db.call(journal_store.settle_placement, self.side, op_id, placement_id, uid, True, validity)
 
     def _push_delete(self, conn: ImapSession, db: StoreWorker, entry: journal.Entry, op: journal.Delete) -> None:
         conn.select(op.folder_name)

@@ -119,10 +119,12 @@ def placement_key(uow: UnitOfWork, side: StoreSide, placement_id: int | None) ->
 
 
 def settle_placement(uow: UnitOfWork, side: StoreSide, op_id: int, placement_id: int, uid: int | None,
-                     moved: bool = False, *, commit: bool = True) -> None:
+                     moved: bool = False, uidvalidity: int | None = None, *, commit: bool = True) -> None:
     """The change reached the server as ``uid``. An appended message has the flags it was sent
     with; a moved one has the flags the server gave it before, which the store last agreed as
-    its base: a local flag change not pushed yet stays one, and the pull of the folder pushes it."""
+    its base: a local flag change not pushed yet stays one, and the pull of the folder pushes it.
+    ``uidvalidity``: the one the server's APPENDUID or COPYUID named, which a folder the store has
+    never read (made by a local mkdir) takes, as in settle_placements."""
     c, pl = uow.connection, tables.placements.c
     p = c.execute(select(pl.folder_id).where(pl.id == placement_id)).one_or_none()
     if p is not None and uid is not None:
@@ -131,6 +133,10 @@ def settle_placement(uow: UnitOfWork, side: StoreSide, op_id: int, placement_id:
                                                   pl.id != placement_id))
         values = {"uid": uid, "modseq": None} if moved else {"uid": uid, "base_flags": pl.flags}
         c.execute(update(tables.placements).where(pl.id == placement_id).values(**values))
+        if uidvalidity is not None:
+            fo = tables.folders.c
+            c.execute(update(tables.folders).where(fo.id == p.folder_id, fo.uidvalidity.is_(None))
+                      .values(uidvalidity=uidvalidity))
     mark(uow, side, op_id, "done", commit=commit)
 
 
