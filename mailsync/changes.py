@@ -10,7 +10,9 @@ engine settles pending operations) or decide merges (plan.py does).
     changes.move("work", "INBOX", 42, "Archive")
     changes.append("work", "Sent", raw_bytes, flags=["\\Seen"])
 
-Every method returns the id of the pending operation. Errors are ConfigError-free MailsyncErrors
+Every method returns the id of the pending operation. Given a unit of work (``LocalChanges(store,
+uow=uow)``), the changes join its transaction and the caller commits them together (a channel
+queues thousands at a time); without one, each change is its own transaction. Errors are ConfigError-free MailsyncErrors
 naming the account, folder and UID that were not found, and what to do instead.
 """
 
@@ -19,6 +21,8 @@ from __future__ import annotations
 import re
 import secrets
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from sqlalchemy import select
 
@@ -113,8 +117,17 @@ def ensure_message_id(raw: bytes) -> bytes:
 
 
 class LocalChanges:
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, *, uow: UnitOfWork | None = None) -> None:
         self.store = store
+        self._shared = uow  # the caller's transaction, committed by the caller
+
+    @contextmanager
+    def _work(self) -> Iterator[UnitOfWork]:
+        if self._shared is not None:
+            yield self._shared
+        else:
+            with UnitOfWork(self.store) as uow:
+                yield uow
 
     # -- lookups ----------------------------------------------------------------------------------
 
@@ -148,7 +161,8 @@ class LocalChanges:
                        state=state, attempts=0, created_at=utcnow())
         uow.session.add(op)
         uow.session.flush()
-        uow.commit()
+        if self._shared is None:
+            uow.commit()
         return op.id
 
     # -- changes ----------------------------------------------------------------------------------
@@ -156,7 +170,7 @@ class LocalChanges:
     def flag(self, account: str, folder: str, uid: int, *, add=(), remove=()) -> int:
         add = [normalise_flag(f) for f in add]
         remove = [normalise_flag(f) for f in remove]
-        with UnitOfWork(self.store) as uow:
+        with self._work() as uow:
             acc = self._account(uow, account)
             f = self._folder(uow, acc, folder)
             p = self._placement(uow, acc, f, uid)
@@ -174,7 +188,7 @@ class LocalChanges:
             return self._op(uow, acc, change, folder=f, placement=p, state="done")
 
     def move(self, account: str, folder: str, uid: int, dest: str) -> int:
-        with UnitOfWork(self.store) as uow:
+        with self._work() as uow:
             acc = self._account(uow, account)
             src = self._folder(uow, acc, folder)
             dst = self._folder(uow, acc, dest)
@@ -185,7 +199,7 @@ class LocalChanges:
             return self._op(uow, acc, journal.Move(src.raw_name, uid, dst.raw_name), folder=dst, placement=p)
 
     def delete(self, account: str, folder: str, uid: int) -> int:
-        with UnitOfWork(self.store) as uow:
+        with self._work() as uow:
             acc = self._account(uow, account)
             f = self._folder(uow, acc, folder)
             p = self._placement(uow, acc, f, uid)
@@ -208,7 +222,7 @@ class LocalChanges:
             raise ChangeError("refusing to append an empty message")
         check_message(raw[:1 << 16])
         raw = ensure_message_id(raw)
-        with UnitOfWork(self.store) as uow:
+        with self._work() as uow:
             acc = self._account(uow, account)
             f = self._folder(uow, acc, folder)
             digest = sha256_hex(raw)
@@ -223,7 +237,7 @@ class LocalChanges:
             return self._op(uow, acc, journal.Append(f.raw_name), folder=f, placement=p)
 
     def mkdir(self, account: str, name: str) -> int:
-        with UnitOfWork(self.store) as uow:
+        with self._work() as uow:
             acc = self._account(uow, account)
             existing = uow.session.scalars(select(Folder).where(Folder.account_id == acc.id, Folder.name == name)
                                            ).one_or_none()
@@ -239,7 +253,7 @@ class LocalChanges:
             return self._op(uow, acc, journal.Mkdir(raw), folder=existing)
 
     def rmdir(self, account: str, name: str) -> int:
-        with UnitOfWork(self.store) as uow:
+        with self._work() as uow:
             acc = self._account(uow, account)
             f = self._folder(uow, acc, name)
             if f.name.upper() == "INBOX":
@@ -252,7 +266,7 @@ class LocalChanges:
             return self._op(uow, acc, journal.Rmdir(raw))
 
     def rename(self, account: str, old: str, new: str) -> int:
-        with UnitOfWork(self.store) as uow:
+        with self._work() as uow:
             acc = self._account(uow, account)
             f = self._folder(uow, acc, old)
             if uow.session.scalars(select(Folder).where(Folder.account_id == acc.id, Folder.name == new)).first():
