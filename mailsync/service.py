@@ -101,11 +101,13 @@ def _run_channels(config: Config, store: Store, observer, selected: Sequence[Acc
 
     names = {a.name for a in selected}
     for channel in config.channels:
-        if not ({channel.source, channel.dest} <= names if push else channel.source in names):
+        # a two-way channel runs after either of its accounts' sync (changes come from both sides)
+        either = channel.mode == "two-way" and bool({channel.source, channel.dest} & names)
+        if not ({channel.source, channel.dest} <= names if push else channel.source in names or either):
             continue
         name = f"channel {channel.name}"
         if not push:
-            if channel.source not in outcome.failed:
+            if not {channel.source, channel.dest} & set(outcome.failed):
                 try:
                     ran = run_channel(store, channel)
                     outcome.channels.append(ran)
@@ -125,16 +127,19 @@ def _run_channels(config: Config, store: Store, observer, selected: Sequence[Acc
             outcome.failed.append(name)
             continue
         outcome.channels.append(ran)
-        if not ran.queued:
+        sides = [side for side, queued in ((channel.dest, ran.queued), (channel.source, ran.queued_source)) if queued]
+        if not sides:
             if not quiet and ran.paired:
                 report(f"mailsync: {name}: {ran.summary()}")
             continue
-        pushed = sync_account(store, config.account(channel.dest), observer=observer, **sync_options)
-        if not quiet or not pushed.ok:
-            report(f"mailsync: {name}: {ran.summary()}; {channel.dest}: "
-                   + (f"{pushed.pushed} change(s) sent" if pushed.ok else f"FAILED: {pushed.error}"))
-        if not pushed.ok:
-            outcome.failed.append(name)
+        sent = []
+        for side in sides:
+            pushed = sync_account(store, config.account(side), observer=observer, **sync_options)
+            sent.append(f"{side}: " + (f"{pushed.pushed} change(s) sent" if pushed.ok else f"FAILED: {pushed.error}"))
+            if not pushed.ok and name not in outcome.failed:
+                outcome.failed.append(name)
+        if not quiet or name in outcome.failed:
+            report(f"mailsync: {name}: {ran.summary()}; " + "; ".join(sent))
 
 
 def _sync_with_mirror(store: Store, account: AccountConfig, observer, quiet: bool, report: Callable[[str], None],

@@ -34,21 +34,40 @@ class ChannelError(MailsyncError):
 @dataclass
 class ChannelResult:
     channel: str
+    source: str = ""
+    dest: str = ""
     copies: int = 0  # queued for the destination's journal in this run
     paired: int = 0  # found in the destination already (rule C2), or sharing a copy (C3)
     folders: list[str] = field(default_factory=list)  # destination folders queued for creation
     folder_map: dict[str, str] = field(default_factory=dict)
     mirrored: dict[str, int] = field(default_factory=dict)  # mirror: "flags", "move", "delete" queued
+    # two-way: what goes the other way, into the source's journal
+    copies_back: int = 0
+    folders_back: list[str] = field(default_factory=list)
+    mirrored_back: dict[str, int] = field(default_factory=dict)
+    renamed: list[str] = field(default_factory=list)  # "account: old -> new" (rule G2)
 
     @property
     def queued(self) -> bool:
         """Something for the destination's journal: its sync must run again to send it."""
-        return bool(self.copies or self.folders or self.mirrored)
+        return bool(self.copies or self.folders or self.mirrored or any(r.startswith(f"{self.dest}:")
+                                                                        for r in self.renamed))
+
+    @property
+    def queued_source(self) -> bool:
+        """Something for the source's journal (a two-way channel)."""
+        return bool(self.copies_back or self.folders_back or self.mirrored_back
+                    or any(r.startswith(f"{self.source}:") for r in self.renamed))
 
     def summary(self) -> str:
-        parts = [f"{self.copies} to copy" if self.copies else "", f"{self.paired} already there" if self.paired else "",
-                 f"{len(self.folders)} folder(s) to create" if self.folders else ""]
+        parts = [f"{self.copies} to copy" if self.copies else "",
+                 f"{self.copies_back} to copy back" if self.copies_back else "",
+                 f"{self.paired} already there" if self.paired else "",
+                 f"{len(self.folders) + len(self.folders_back)} folder(s) to create"
+                 if self.folders or self.folders_back else "",
+                 f"{len(self.renamed)} folder(s) to rename" if self.renamed else ""]
         parts += [f"{n} {kind}" for kind, n in sorted(self.mirrored.items())]
+        parts += [f"{n} {kind} back" for kind, n in sorted(self.mirrored_back.items())]
         return ", ".join(p for p in parts if p) or "nothing to do"
 
 
@@ -67,13 +86,19 @@ class _Reading:
     actions: list[MirrorAction]
 
 
-def _read(c, channel: ChannelConfig) -> _Reading:
+def _account_ids(c, channel: ChannelConfig) -> dict[str, int]:
     ids = {}
     for role, name in (("from", channel.source), ("to", channel.dest)):
-        ids[role] = repo_ch.account_by_name(c, name)
-        if ids[role] is None:
+        found = repo_ch.account_by_name(c, name)
+        if found is None:
             raise ChannelError(f"channel '{channel.name}': account '{name}' ({role}) has never been synced",
                                hint=f"run mailsync sync {name} first")
+        ids[role] = found
+    return ids
+
+
+def _read(c, channel: ChannelConfig) -> _Reading:
+    ids = _account_ids(c, channel)
     source_rows, dest_rows = repo.folders_of(c, ids["from"]), repo.folders_of(c, ids["to"])
     source, dest = _folders(source_rows), _folders(dest_rows)
     messages = [SourceMessage(pid, folder, sha, mid, size, flags or "", idate)
@@ -96,20 +121,50 @@ def _read(c, channel: ChannelConfig) -> _Reading:
     return _Reading(ids["from"], ids["to"], list(dest_rows), plan, actions)
 
 
+def _new_result(channel: ChannelConfig) -> ChannelResult:
+    return ChannelResult(channel.name, source=channel.source, dest=channel.dest)
+
+
+def _two_way(store: Store, channel: ChannelConfig, *, apply: bool) -> ChannelResult:
+    from mailsync.channel import run_two_way as tw
+
+    result = _new_result(channel)
+    with UnitOfWork(store) as uow:
+        ids = _account_ids(uow.connection, channel)
+    tw.run_folders(store, channel, ids["from"], ids["to"], result, apply=apply)
+    if apply:
+        tw.run_relinks(store, channel, ids["from"], ids["to"])
+    tw.run_copies(store, channel, ids["from"], ids["to"], result, apply=apply)
+    tw.run_pairs(store, channel, ids["from"], ids["to"], result, apply=apply)
+    return result
+
+
 def preview_channel(store: Store, channel: ChannelConfig) -> ChannelResult:
     """What run_channel would queue now, changing nothing (for `mailsync sync --dry-run`)."""
+    if channel.mode == "two-way":
+        return _two_way(store, channel, apply=False)
     with UnitOfWork(store) as uow:
         r = _read(uow.connection, channel)
-    result = ChannelResult(channel.name, copies=len(r.plan.copies), paired=len(r.plan.pairs) + len(r.plan.same),
-                           folders=list(r.plan.mkdirs), folder_map=r.plan.folder_map)
+    result = _new_result(channel)
+    result.copies, result.paired = len(r.plan.copies), len(r.plan.pairs) + len(r.plan.same)
+    result.folders, result.folder_map = list(r.plan.mkdirs), r.plan.folder_map
     for a in r.actions:
         result.mirrored[a.kind] = result.mirrored.get(a.kind, 0) + 1
     return result
 
 
 def run_channel(store: Store, channel: ChannelConfig) -> ChannelResult:
-    """Plan the channel and queue what it copies. The caller then syncs the destination account."""
-    result = ChannelResult(channel.name)
+    """Plan the channel and queue what it copies. The caller then syncs the destination account (and,
+    for a two-way channel with ``queued_source``, the source)."""
+    if channel.mode == "two-way":
+        return _two_way(store, channel, apply=True)
+    result = _new_result(channel)
+    if channel.mode == "mirror":  # folders created and renamed first (rules G1-G3)
+        from mailsync.channel import run_two_way as tw
+
+        with UnitOfWork(store) as uow:
+            ids = _account_ids(uow.connection, channel)
+        tw.run_folders(store, channel, ids["from"], ids["to"], result)
     with UnitOfWork(store) as uow:
         c = uow.connection
         r = _read(c, channel)
@@ -149,29 +204,31 @@ def run_channel(store: Store, channel: ChannelConfig) -> ChannelResult:
 
 
 def _mirror(store: Store, channel: ChannelConfig, actions: list, dest_folders: set[str], result: ChannelResult) -> None:
-    """Rules C5-C7 carried out as local changes of the destination (its journal sends them): each in
-    its own transaction, so a crash between two leaves the rest for the next run (which plans them
-    again from the store)."""
+    """Rules C5-C7 carried out as local changes of the destination (its journal sends them), a batch
+    per transaction: a crash between two leaves the rest for the next run (which plans them again
+    from the store)."""
     if not actions:
         return
     from mailsync.changes import LocalChanges
 
-    changes = LocalChanges(store)
-    for a in actions:
-        if a.kind == "delete":
-            changes.delete(channel.dest, a.folder, a.uid)
-            with UnitOfWork(store) as uow:
+    with UnitOfWork(store) as uow:
+        changes = LocalChanges(store, uow=uow)
+        for i, a in enumerate(actions, 1):
+            if a.kind == "delete":
+                changes.delete(channel.dest, a.folder, a.uid)
                 repo_ch.drop_pairs(uow.connection, [a.pair_id])
+            elif a.kind == "move":
+                if a.to_folder not in dest_folders:
+                    changes.mkdir(channel.dest, a.to_folder)
+                    dest_folders.add(a.to_folder)
+                    result.folders.append(a.to_folder)
+                changes.move(channel.dest, a.folder, a.uid, a.to_folder)
+            else:
+                changes.flag(channel.dest, a.folder, a.uid, add=a.add, remove=a.remove)
+            result.mirrored[a.kind] = result.mirrored.get(a.kind, 0) + 1
+            if i % BATCH == 0:
                 uow.commit()
-        elif a.kind == "move":
-            if a.to_folder not in dest_folders:
-                changes.mkdir(channel.dest, a.to_folder)
-                dest_folders.add(a.to_folder)
-                result.folders.append(a.to_folder)
-            changes.move(channel.dest, a.folder, a.uid, a.to_folder)
-        else:
-            changes.flag(channel.dest, a.folder, a.uid, add=a.add, remove=a.remove)
-        result.mirrored[a.kind] = result.mirrored.get(a.kind, 0) + 1
+        uow.commit()
 
 
 def channel_status(store: Store, channel: ChannelConfig) -> dict:

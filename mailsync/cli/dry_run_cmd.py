@@ -55,6 +55,9 @@ def plan_channels(config, accounts) -> list[dict]:
             else:
                 row.update(copies=r.copies, paired=r.paired, folders_to_create=r.folders, mirror=r.mirrored,
                            folder_map=r.folder_map)
+                if c.mode == "two-way":  # what goes the other way, into the source
+                    row.update(copies_back=r.copies_back, folders_to_create_back=r.folders_back,
+                               mirror_back=r.mirrored_back, folders_to_rename=r.renamed)
             out.append(row)
     finally:
         store.dispose()
@@ -79,6 +82,13 @@ def _channel(c: dict) -> str:
     if c["folders_to_create"]:
         parts.append("folders to create: " + ", ".join(c["folders_to_create"]))
     parts += [f"{n} {kind}" for kind, n in sorted(c["mirror"].items())]
+    if c["mode"] == "two-way":
+        parts.append(f"{c['copies_back']} to copy back")
+        if c["folders_to_create_back"]:
+            parts.append("folders to create back: " + ", ".join(c["folders_to_create_back"]))
+        if c["folders_to_rename"]:
+            parts.append("folders to rename: " + ", ".join(c["folders_to_rename"]))
+        parts += [f"{n} {kind} back" for kind, n in sorted(c["mirror_back"].items())]
     return f"{head} " + "; ".join(parts)
 
 

@@ -14,8 +14,7 @@ from mailsync.config.fields import Context, Table, array_of_tables, describe, sh
 from mailsync.config.model import AccountConfig, ChannelConfig
 
 CHANNEL_KEYS = ("name", "from", "to", "folders", "exclude", "map", "mode", "delete")
-MODES = ("copy", "mirror")  # "two-way" is planned; refused with a clear message until then
-PLANNED = ("two-way",)
+MODES = ("copy", "mirror", "two-way")
 
 
 def channels_from(ctx: Context, raw: Any, accounts: Sequence[AccountConfig]) -> tuple[ChannelConfig, ...]:
@@ -41,12 +40,8 @@ def channels_from(ctx: Context, raw: Any, accounts: Sequence[AccountConfig]) -> 
         if source == dest:
             raise t.error("to", f"is the account the channel copies from ({show(source)})",
                           "a channel joins two different accounts")
-        mode = item.get("mode", "copy")
-        if mode in PLANNED:
-            raise t.error("mode", f"{show(mode)} is not available yet: this version copies or mirrors",
-                          'use mode = "copy" or "mirror"; two-way channels are planned')
         mode = t.choice("mode", MODES, default="copy")
-        delete = t.choice("delete", ("none", "propagate"), default="propagate" if mode == "mirror" else "none")
+        delete = t.choice("delete", ("none", "propagate"), default="none" if mode == "copy" else "propagate")
         if mode == "copy" and delete == "propagate":
             raise t.error("delete", "a copy channel does not pass deletions on (each message is copied once, "
                                     "and the copy is the destination's own)",

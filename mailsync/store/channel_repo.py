@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from sqlalchemy import delete, func, insert, select
+from sqlalchemy import bindparam, delete, func, insert, select, update
 
 from mailsync.store import tables
 from mailsync.store.repositories import Db
@@ -24,16 +24,23 @@ def account_by_name(db: Db, name: str) -> int | None:
     return db.scalar(select(_A.id).where(_A.name == name))
 
 
-def unpaired_messages(db: Db, channel: str, account_id: int) -> Iterator:
+def unpaired_messages(db: Db, channel: str, account_id: int, *, side: str = "src") -> Iterator:
     """The account's live messages on the server (a UID, no tombstone) that ``channel`` has not
-    paired yet: (placement id, folder name, sha256, Message-ID, size, flags, internaldate)."""
-    paired = select(_CP.src_placement_id).where(_CP.channel == channel)
+    paired yet on ``side`` ("src": the channel's source; "dest": a two-way channel's destination):
+    (placement id, folder name, sha256, Message-ID, size, flags, internaldate)."""
+    column = _CP.src_placement_id if side == "src" else _CP.dest_placement_id
+    paired = select(column).where(_CP.channel == channel, column.isnot(None))
     return db.execute(
         select(_P.id, _F.name, _P.body_sha256, _B.message_id, _P.size, _P.flags, _P.internaldate)
         .join(tables.folders, _F.id == _P.folder_id).join(tables.bodies, _B.sha256 == _P.body_sha256)
         .where(_F.account_id == account_id, _F.status != "gone", _P.uid.isnot(None), _P.tombstone_run.is_(None),
                _P.id.not_in(paired))
         .order_by(_F.name, _P.uid))
+
+
+def paired_ids(db: Db, channel: str, side: str) -> set[int]:
+    column = _CP.src_placement_id if side == "src" else _CP.dest_placement_id
+    return set(db.scalars(select(column).where(_CP.channel == channel, column.isnot(None))))
 
 
 def held_messages(db: Db, account_id: int) -> Iterator:
@@ -75,12 +82,92 @@ def add_copies(db: Db, account_id: int, copies: list[tuple[int, str, str, str | 
     return ids
 
 
-def add_pairs(db: Db, channel: str, pairs: list[tuple[int, int | None, str]]) -> None:
-    """(source placement id, destination placement id, sha256) of ``channel``."""
+def add_pairs(db: Db, channel: str, pairs: list[tuple]) -> None:
+    """(source placement id, destination placement id, sha256) of ``channel``; a two-way channel's
+    add (agreed flags or None, source folder id, destination folder id[, the copy's own sha256 when it
+    is another body, found by Message-ID and size])."""
     if pairs:
-        db.execute(insert(tables.channel_pairs), [{"channel": channel, "src_placement_id": s,
-                                                   "dest_placement_id": d, "sha256": sha, "created_at": utcnow()}
-                                                  for s, d, sha in pairs])
+        now = utcnow()
+        db.execute(insert(tables.channel_pairs), [
+            {"channel": channel, "src_placement_id": p[0], "dest_placement_id": p[1], "sha256": p[2],
+             "created_at": now, "agreed_flags": p[3] if len(p) > 3 else None,
+             "dest_sha256": p[6] if len(p) > 6 and p[6] != p[2] else None,
+             "src_folder_id": p[4] if len(p) > 3 else None, "dest_folder_id": p[5] if len(p) > 3 else None}
+            for p in pairs])
+
+
+def two_way_states(db: Db, channel: str) -> list[tuple]:
+    """Each pair of ``channel`` for mailsync.channel.two_way: (pair id, (A folder id, folder name, UID,
+    flags), the same of B, agreed flags, agreed A folder id, agreed B folder id, A's sha256, B's
+    sha256); a side that is gone
+    (deleted, tombstoned, or its folder gone) has folder id and name None."""
+    src = tables.placements.alias("src")
+    dst = tables.placements.alias("dst")
+    sf = tables.folders.alias("sf")
+    df = tables.folders.alias("df")
+    rows = db.execute(
+        select(_CP.id, sf.c.id, sf.c.name, sf.c.status, src.c.tombstone_run, src.c.uid, src.c.flags, src.c.body_sha256,
+               df.c.id, df.c.name, df.c.status, dst.c.tombstone_run, dst.c.uid, dst.c.flags, dst.c.body_sha256,
+               _CP.sha256, _CP.dest_sha256, _CP.agreed_flags, _CP.src_folder_id, _CP.dest_folder_id)
+        .select_from(tables.channel_pairs)
+        .outerjoin(src, src.c.id == _CP.src_placement_id).outerjoin(sf, sf.c.id == src.c.folder_id)
+        .outerjoin(dst, dst.c.id == _CP.dest_placement_id).outerjoin(df, df.c.id == dst.c.folder_id)
+        .where(_CP.channel == channel).order_by(_CP.id))
+    out = []
+    for (pid, s_id, s_name, s_status, s_tomb, s_uid, s_flags, s_sha, d_id, d_name, d_status, d_tomb, d_uid, d_flags,
+         d_sha, sha, dest_sha, agreed, agreed_s, agreed_d) in rows:
+        # a placement id reused by another message (its own deleted) is not this pair's side
+        s_live = s_name is not None and s_status != "gone" and s_tomb is None and s_sha == sha
+        d_live = d_name is not None and d_status != "gone" and d_tomb is None and d_sha == (dest_sha or sha)
+        out.append((pid, (s_id, s_name, s_uid, s_flags or "") if s_live else (None, None, None, ""),
+                    (d_id, d_name, d_uid, d_flags or "") if d_live else (None, None, None, ""),
+                    agreed, agreed_s, agreed_d, sha, dest_sha or sha))
+    return out
+
+
+def relink(db: Db, moves: list[tuple[int, str, int]]) -> None:
+    """(pair id, "a" | "b", placement id): the pair's side is that placement now."""
+    for pair_id, side, placement_id in moves:
+        column = "src_placement_id" if side == "a" else "dest_placement_id"
+        db.execute(update(tables.channel_pairs).where(_CP.id == pair_id).values({column: placement_id}))
+
+
+def folder_ids(db: Db, account_id: int) -> dict[int, int]:
+    """Placement id -> folder id, of the account's live placements."""
+    return dict(db.execute(select(_P.id, _P.folder_id).join(tables.folders, _F.id == _P.folder_id)
+                           .where(_F.account_id == account_id, _F.status != "gone",
+                                  _P.tombstone_run.is_(None))).all())
+
+
+def agree(db: Db, agreements: list[tuple[int, str, int, int]]) -> None:
+    """(pair id, agreed flags, source folder id, destination folder id) of two-way pairs."""
+    if agreements:
+        db.execute(update(tables.channel_pairs).where(_CP.id == bindparam("pid")).values(
+            agreed_flags=bindparam("flags"), src_folder_id=bindparam("sf"), dest_folder_id=bindparam("df")),
+            [{"pid": p, "flags": f, "sf": s, "df": d} for p, f, s, d in agreements])
+
+
+def folder_rows(db: Db, channel: str) -> list[tuple[int, int, int, str, str]]:
+    """channel_folders of ``channel``: (row id, source folder id, destination folder id, agreed names)."""
+    _CF = tables.channel_folders.c
+    return [tuple(r) for r in db.execute(select(_CF.id, _CF.src_folder_id, _CF.dest_folder_id, _CF.src_name,
+                                                _CF.dest_name).where(_CF.channel == channel).order_by(_CF.id))]
+
+
+def link_folders(db: Db, channel: str, links: list[tuple[int, int, str, str]]) -> None:
+    """(source folder id, destination folder id, source name, destination name) of ``channel``."""
+    if links:
+        db.execute(insert(tables.channel_folders), [
+            {"channel": channel, "src_folder_id": s, "dest_folder_id": d, "src_name": sn, "dest_name": dn}
+            for s, d, sn, dn in links])
+
+
+def agree_folder_names(db: Db, names: list[tuple[int, str, str]]) -> None:
+    """(row id, source name, destination name) now agreed."""
+    _CF = tables.channel_folders.c
+    for row_id, src_name, dest_name in names:
+        db.execute(update(tables.channel_folders).where(_CF.id == row_id).values(src_name=src_name,
+                                                                               dest_name=dest_name))
 
 
 def pair_states(db: Db, channel: str) -> list[tuple]:

@@ -22,6 +22,17 @@ CREATE TABLE bodies (
 
 CREATE INDEX ix_bodies_message_id ON bodies (message_id);
 
+CREATE TABLE channel_folders (
+	id INTEGER NOT NULL, 
+	channel VARCHAR(200) NOT NULL, 
+	src_folder_id INTEGER NOT NULL, 
+	dest_folder_id INTEGER NOT NULL, 
+	src_name TEXT NOT NULL, 
+	dest_name TEXT NOT NULL, 
+	PRIMARY KEY (id), 
+	CONSTRAINT uq_channel_folders_channel_src UNIQUE (channel, src_folder_id)
+);
+
 CREATE TABLE channel_pairs (
 	id INTEGER NOT NULL, 
 	channel VARCHAR(200) NOT NULL, 
@@ -29,6 +40,10 @@ CREATE TABLE channel_pairs (
 	dest_placement_id INTEGER, 
 	sha256 VARCHAR(64) NOT NULL, 
 	created_at DATETIME NOT NULL, 
+	agreed_flags TEXT, 
+	dest_sha256 VARCHAR(64), 
+	src_folder_id INTEGER, 
+	dest_folder_id INTEGER, 
 	PRIMARY KEY (id), 
 	CONSTRAINT uq_channel_pairs_channel_src UNIQUE (channel, src_placement_id)
 );

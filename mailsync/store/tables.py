@@ -21,6 +21,7 @@ Layout:
   watch_state the watch daemon's health per account (connected, push mode, last event and sync, lag)
   mirror_folders / mirror_files  an account's live Maildir mirror as last written and agreed
   channel_pairs a message of a channel's source account and its copy in the destination account
+  channel_folders a folder of a mirror or two-way channel's source and its destination folder
 The CRM layer's tables (crm_*) are declared on this MetaData too, in mailsync.crm.models, which is
 imported only where they are needed.
 """
@@ -251,5 +252,24 @@ channel_pairs = Table(
     Column("dest_placement_id", Integer),
     Column("sha256", String(64), nullable=False),  # of the message: a reused placement id is not ours
     _when("created_at", nullable=False, default=utcnow),
+    # two-way channels: the last agreed state of the pair (mailsync.channel.two_way), what each
+    # side's change is told by; NULL until a two-way run agrees on one
+    Column("agreed_flags", Text),
+    Column("dest_sha256", String(64)),  # when the copy was found by Message-ID and size: its own body
+    Column("src_folder_id", Integer),
+    Column("dest_folder_id", Integer),
     UniqueConstraint("channel", "src_placement_id", name="uq_channel_pairs_channel_src"),
+)
+
+channel_folders = Table(
+    "channel_folders", metadata,
+    _pk(),
+    Column("channel", String(200), nullable=False),
+    # a source folder and its destination folder in a mirror or two-way channel, with the names
+    # they had when last agreed: a rename on one side is told by them (no keys: either may go)
+    Column("src_folder_id", Integer, nullable=False),
+    Column("dest_folder_id", Integer, nullable=False),
+    Column("src_name", Text, nullable=False),
+    Column("dest_name", Text, nullable=False),
+    UniqueConstraint("channel", "src_folder_id", name="uq_channel_folders_channel_src"),
 )

@@ -73,7 +73,6 @@ def test_a_channel_is_read_with_its_defaults():
 @pytest.mark.parametrize("channel, says", [
     ({"name": "x", "from": "old", "to": "nope"}, "names no account"),
     ({"name": "x", "from": "old", "to": "old"}, "a channel joins two different accounts"),
-    ({"name": "x", "from": "old", "to": "new", "mode": "two-way"}, "not available yet"),
     ({"name": "x", "from": "old", "to": "new", "mode": "copie"}, 'did you mean mode = "copy"'),
     ({"name": "x", "from": "old", "to": "new", "delete": "propagate"}, 'use mode = "mirror"'),
     ({"name": "x", "from": "old", "to": "new", "map": {"A": 1}}, "table of folder names"),
@@ -92,9 +91,10 @@ def test_two_channels_with_one_name_are_refused():
         _load([{"name": "x", "from": "old", "to": "new"}, {"name": "x", "from": "new", "to": "old"}])
 
 
-def test_a_mirror_channel_defaults_to_passing_deletions_on():
-    (ch,) = _load([{"name": "m", "from": "old", "to": "new", "mode": "mirror"}]).channels
-    assert (ch.mode, ch.delete) == ("mirror", "propagate")
+@pytest.mark.parametrize("mode", ["mirror", "two-way"])
+def test_mirror_and_two_way_channels_default_to_passing_deletions_on(mode):
+    (ch,) = _load([{"name": "m", "from": "old", "to": "new", "mode": mode}]).channels
+    assert (ch.mode, ch.delete) == (mode, "propagate")
 
 
 def test_mirror_follows_the_source_deletion_move_flags():

@@ -1,0 +1,123 @@
+"""A two-way channel between two Dovecot users, through the CLI: changes made on both sides between
+syncs (flags, moves, deletions, new mail, a folder rename) reach the other side; both converge,
+nothing ping-pongs, and a second sync does nothing (one LIST-STATUS round trip per account)."""
+
+from __future__ import annotations
+
+import json
+
+from helpers import account_entry, client_for, password_var, run_cli, server_snapshot, write_config
+
+
+def _config(tmp_path, store_url, a, b, extra: str = ""):
+    cfg = write_config(tmp_path / "c.toml", store_url, [account_entry(a, "a"), account_entry(b, "b")])
+    cfg.write_text(cfg.read_text() + '\n[[channel]]\nname = "both"\nfrom = "a"\nto = "b"\nmode = "two-way"\n'
+                   + extra)
+    return cfg, {password_var("a"): a.password, password_var("b"): b.password}
+
+
+def _msg(tag: str) -> bytes:
+    return (f"Message-ID: <{tag}@two.example>\r\nFrom: x@example.org\r\nSubject: {tag}\r\n"
+            f"Date: Mon, 07 Dec 2026 10:00:00 +0000\r\n\r\nbody of {tag}\r\n").encode()
+
+
+def _by_id(snapshot: dict, raws: dict[str, bytes]) -> dict[str, tuple[str, tuple]]:
+    """Message tag -> (folder, flags), for the messages of ``raws`` (keyed by their SHA-256)."""
+    import hashlib
+
+    tag_of = {hashlib.sha256(r).hexdigest(): t for t, r in raws.items()}
+    out: dict[str, tuple[str, tuple]] = {}
+    for folder, f in snapshot.items():
+        for flags, _size, sha in f["messages"].values():
+            tag = tag_of.get(sha, sha)
+            assert tag not in out, f"{tag} twice: in {out[tag][0]} and {folder}"  # no duplicate anywhere
+            out[tag] = (folder, tuple(flags))
+    return out
+
+
+def _uid_of(c, folder: str, tag: str) -> int:
+    c.select_folder(folder)
+    (uid,) = c.search(["HEADER", "Message-ID", f"<{tag}@two.example>"])
+    return uid
+
+
+def test_two_way_changes_on_both_sides_converge_and_nothing_ping_pongs(tmp_path, dovecot, store_url):
+    a = dovecot.new_user("twa" + tmp_path.name[-8:], "pa")
+    b = dovecot.new_user("twb" + tmp_path.name[-8:], "pb")
+    raws = {f"m{i}": _msg(f"m{i}") for i in range(10)}
+    raws["b-own"] = _msg("b-own")
+    raws["shared"] = _msg("shared")
+    dovecot.load(a.name, [("INBOX", raws[f"m{i}"], "") for i in range(6)]
+                 + [("Work", raws[f"m{i}"], "\\Seen") for i in range(6, 10)] + [("INBOX", raws["shared"], "")])
+    # B holds a message of its own, and one A holds too (paired, not copied: rule C2), flagged
+    dovecot.load(b.name, [("INBOX", raws["b-own"], "\\Answered"), ("INBOX", raws["shared"], "\\Flagged")])
+    cfg, env = _config(tmp_path, store_url, a, b)
+
+    run_cli("sync", config=cfg, env=env, check=True)
+    got_a, got_b = _by_id(server_snapshot(a), raws), _by_id(server_snapshot(b), raws)
+    assert got_a == got_b
+    assert got_a["b-own"] == ("INBOX", ("\\Answered",))  # copied back to A
+    assert got_a["shared"] == ("INBOX", ("\\Flagged",))  # paired, flags: the union (T4)
+    assert set(got_a) == set(raws)
+
+    # between two syncs, each side's own client changes things
+    c = client_for(a)
+    c.add_flags([_uid_of(c, "INBOX", "m0")], [b"\\Flagged"])
+    c.move([_uid_of(c, "INBOX", "m1")], "Work")
+    c.delete_messages([_uid_of(c, "INBOX", "m2")])
+    c.expunge()
+    c.remove_flags([_uid_of(c, "Work", "m6")], [b"\\Seen"])
+    c.append("Work", raws.setdefault("a-new", _msg("a-new")), flags=[b"$Label1"])
+    c.logout()
+    c = client_for(b)
+    c.add_flags([_uid_of(c, "INBOX", "m3")], [b"\\Seen"])
+    c.add_flags([_uid_of(c, "INBOX", "m0")], [b"\\Answered"])  # and A flagged the same message
+    c.move([_uid_of(c, "INBOX", "m5")], "Work")
+    c.delete_messages([_uid_of(c, "INBOX", "m4")])
+    c.expunge()
+    c.append("INBOX", raws.setdefault("b-new", _msg("b-new")), flags=[b"\\Seen"])
+    c.rename_folder("Work", "Projects")
+    c.logout()
+
+    run_cli("sync", config=cfg, env=env, check=True)
+    snap_a, snap_b = server_snapshot(a), server_snapshot(b)
+    got_a, got_b = _by_id(snap_a, raws), _by_id(snap_b, raws)
+    assert got_a == got_b, (got_a, got_b)
+    assert "Work" not in snap_a and "Projects" in snap_a  # B's rename reached A
+    assert got_a["m0"] == ("INBOX", ("\\Answered", "\\Flagged"))  # one flag from each side
+    assert got_a["m1"][0] == "Projects"  # A's move, into the folder B renamed
+    assert got_a["m5"][0] == "Projects" and got_a["m7"][0] == "Projects"  # B's move, and its rename
+    assert "m2" not in got_a and "m4" not in got_a  # deletions both ways
+    assert got_a["m3"] == ("INBOX", ("\\Seen",)) and got_a["m6"] == ("Projects", ())
+    assert got_a["a-new"] == ("Projects", ("$Label1",)) and got_a["b-new"] == ("INBOX", ("\\Seen",))
+    assert set(got_a) == set(raws) - {"m2", "m4"}
+
+    # nothing ping-pongs: the channel plans nothing more, a second sync changes nothing anywhere
+    # (not even a UID) and queues no change; the one after it is one round trip per account
+    dry = json.loads(run_cli("sync", "--dry-run", "--json", config=cfg, env=env, check=True).stdout)
+    (planned,) = dry["channels"]
+    assert (planned["copies"], planned["copies_back"], planned["folders_to_create"], planned["folders_to_rename"],
+            planned["mirror"], planned["mirror_back"]) == (0, 0, [], [], {}, {}), planned
+    ops_before = _journal_size(store_url)
+    run_cli("sync", config=cfg, env=env, check=True)
+    assert _journal_size(store_url) == ops_before
+    for user, snap in ((a, snap_a), (b, snap_b)):
+        assert {f: x["messages"] for f, x in server_snapshot(user).items()} == {
+            f: x["messages"] for f, x in snap.items()}
+    third = json.loads(run_cli("sync", "--json", config=cfg, env=env, check=True).stdout)
+    assert [(r["account"], r["commands"]) for r in third["accounts"]] == [("a", 1), ("b", 1)], third
+
+
+def _journal_size(store_url: str) -> int:
+    from sqlalchemy import func, select
+
+    from mailsync.store import tables
+    from mailsync.store.db import open_store
+    from mailsync.store.uow import UnitOfWork
+
+    store = open_store(store_url)
+    try:
+        with UnitOfWork(store) as uow:
+            return uow.connection.scalar(select(func.count()).select_from(tables.pending_ops))
+    finally:
+        store.dispose()
