@@ -100,7 +100,8 @@ conflict = "server"                    # a flag changed both ways: "server", "lo
 # from = "work"
 # to = "personal"
 # folders = ["*"]
-# mode = "copy"                        # "copy" (once) or "mirror" (follows flags, moves, deletions)
+# mode = "copy"                        # "copy" (once), "mirror" (follows flags, moves, deletions)
+#                                      # or "two-way" (changes on either side reach the other)
 
 # An OAuth2 account (Gmail, Microsoft 365): no password; mailsync gets a token from the provider.
 # [[account]]
