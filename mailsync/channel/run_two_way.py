@@ -26,7 +26,7 @@ from mailsync.store import channel_repo as repo_ch
 from mailsync.store import repositories as repo
 from mailsync.store.db import Store
 from mailsync.store.uow import UnitOfWork
-from mailsync.sync import journal
+from mailsync.sync import crash, journal
 from mailsync.sync.plan import folder_selected
 
 BATCH = 1000  # copies, or pair actions, per transaction
@@ -108,6 +108,7 @@ def run_folders(store: Store, channel: ChannelConfig, a_id: int, b_id: int, resu
                                                if a in a_ids and b in b_ids])
         repo_ch.agree_folder_names(c, plan.agreed_names)
         uow.commit()
+        crash.point("channel folders queued")
 
 
 def _messages(rows) -> list[SourceMessage]:
@@ -184,6 +185,7 @@ def _queue_copies(c, uow: UnitOfWork, channel: str, account_id: int, copies: lis
             else (pid, m.placement_id, m.sha256, m.flags, folders[f].id, origin.get(m.placement_id))
             for (m, f), pid in zip(batch, ids)])
         uow.commit()
+        crash.point("channel copies queued")
 
 
 def run_relinks(store: Store, channel: ChannelConfig, a_id: int, b_id: int) -> None:
@@ -245,6 +247,8 @@ def run_pairs(store: Store, channel: ChannelConfig, a_id: int, b_id: int, result
             done += 1
             if done % BATCH == 0:
                 uow.commit()
+        uow.commit()
+        crash.point("channel actions queued")  # the agreed state not written yet: the next run merges again
         repo_ch.drop_pairs(c, plan.drops)
         repo_ch.agree(c, [(g.pair_id, g.flags, g.a_folder, g.b_folder) for g in plan.agreements])
         uow.commit()

@@ -5,8 +5,12 @@ nothing ping-pongs, and a second sync does nothing (one LIST-STATUS round trip p
 from __future__ import annotations
 
 import json
+import os
+import random
+import subprocess
+import sys
 
-from helpers import account_entry, client_for, password_var, run_cli, server_snapshot, write_config
+from helpers import REPO, account_entry, client_for, password_var, run_cli, server_snapshot, write_config
 
 
 def _config(tmp_path, store_url, a, b, extra: str = ""):
@@ -41,26 +45,9 @@ def _uid_of(c, folder: str, tag: str) -> int:
     return uid
 
 
-def test_two_way_changes_on_both_sides_converge_and_nothing_ping_pongs(tmp_path, dovecot, store_url):
-    a = dovecot.new_user("twa" + tmp_path.name[-8:], "pa")
-    b = dovecot.new_user("twb" + tmp_path.name[-8:], "pb")
-    raws = {f"m{i}": _msg(f"m{i}") for i in range(10)}
-    raws["b-own"] = _msg("b-own")
-    raws["shared"] = _msg("shared")
-    dovecot.load(a.name, [("INBOX", raws[f"m{i}"], "") for i in range(6)]
-                 + [("Work", raws[f"m{i}"], "\\Seen") for i in range(6, 10)] + [("INBOX", raws["shared"], "")])
-    # B holds a message of its own, and one A holds too (paired, not copied: rule C2), flagged
-    dovecot.load(b.name, [("INBOX", raws["b-own"], "\\Answered"), ("INBOX", raws["shared"], "\\Flagged")])
-    cfg, env = _config(tmp_path, store_url, a, b)
-
-    run_cli("sync", config=cfg, env=env, check=True)
-    got_a, got_b = _by_id(server_snapshot(a), raws), _by_id(server_snapshot(b), raws)
-    assert got_a == got_b
-    assert got_a["b-own"] == ("INBOX", ("\\Answered",))  # copied back to A
-    assert got_a["shared"] == ("INBOX", ("\\Flagged",))  # paired, flags: the union (T4)
-    assert set(got_a) == set(raws)
-
-    # between two syncs, each side's own client changes things
+def _change_both_sides(a, b, raws: dict[str, bytes]) -> None:
+    """Between two syncs, each side's own client changes things (what the converged state must show
+    is asserted in the test below)."""
     c = client_for(a)
     c.add_flags([_uid_of(c, "INBOX", "m0")], [b"\\Flagged"])
     c.move([_uid_of(c, "INBOX", "m1")], "Work")
@@ -79,11 +66,23 @@ def test_two_way_changes_on_both_sides_converge_and_nothing_ping_pongs(tmp_path,
     c.rename_folder("Work", "Projects")
     c.logout()
 
-    run_cli("sync", config=cfg, env=env, check=True)
-    snap_a, snap_b = server_snapshot(a), server_snapshot(b)
-    got_a, got_b = _by_id(snap_a, raws), _by_id(snap_b, raws)
+
+def _start(dovecot, tmp_path, store_url, prefix: str):
+    a = dovecot.new_user(prefix + "a" + tmp_path.name[-8:], "pa")
+    b = dovecot.new_user(prefix + "b" + tmp_path.name[-8:], "pb")
+    raws = {f"m{i}": _msg(f"m{i}") for i in range(10)}
+    raws["b-own"] = _msg("b-own")
+    raws["shared"] = _msg("shared")
+    dovecot.load(a.name, [("INBOX", raws[f"m{i}"], "") for i in range(6)]
+                 + [("Work", raws[f"m{i}"], "\\Seen") for i in range(6, 10)] + [("INBOX", raws["shared"], "")])
+    # B holds a message of its own, and one A holds too (paired, not copied: rule C2), flagged
+    dovecot.load(b.name, [("INBOX", raws["b-own"], "\\Answered"), ("INBOX", raws["shared"], "\\Flagged")])
+    cfg, env = _config(tmp_path, store_url, a, b)
+    return a, b, raws, cfg, env
+
+
+def _assert_converged(got_a: dict, got_b: dict, raws: dict) -> None:
     assert got_a == got_b, (got_a, got_b)
-    assert "Work" not in snap_a and "Projects" in snap_a  # B's rename reached A
     assert got_a["m0"] == ("INBOX", ("\\Answered", "\\Flagged"))  # one flag from each side
     assert got_a["m1"][0] == "Projects"  # A's move, into the folder B renamed
     assert got_a["m5"][0] == "Projects" and got_a["m7"][0] == "Projects"  # B's move, and its rename
@@ -92,6 +91,23 @@ def test_two_way_changes_on_both_sides_converge_and_nothing_ping_pongs(tmp_path,
     assert got_a["a-new"] == ("Projects", ("$Label1",)) and got_a["b-new"] == ("INBOX", ("\\Seen",))
     assert set(got_a) == set(raws) - {"m2", "m4"}
 
+
+def test_two_way_changes_on_both_sides_converge_and_nothing_ping_pongs(tmp_path, dovecot, store_url):
+    a, b, raws, cfg, env = _start(dovecot, tmp_path, store_url, "tw")
+    run_cli("sync", config=cfg, env=env, check=True)
+    got_a, got_b = _by_id(server_snapshot(a), raws), _by_id(server_snapshot(b), raws)
+    assert got_a == got_b
+    assert got_a["b-own"] == ("INBOX", ("\\Answered",))  # copied back to A
+    assert got_a["shared"] == ("INBOX", ("\\Flagged",))  # paired, flags: the union (T4)
+    assert set(got_a) == set(raws)
+
+    _change_both_sides(a, b, raws)
+
+    run_cli("sync", config=cfg, env=env, check=True)
+    snap_a, snap_b = server_snapshot(a), server_snapshot(b)
+    got_a, got_b = _by_id(snap_a, raws), _by_id(snap_b, raws)
+    assert "Work" not in snap_a and "Projects" in snap_a  # B's rename reached A
+    _assert_converged(got_a, got_b, raws)
     # nothing ping-pongs: the channel plans nothing more, a second sync changes nothing anywhere
     # (not even a UID) and queues no change; the one after it is one round trip per account
     dry = json.loads(run_cli("sync", "--dry-run", "--json", config=cfg, env=env, check=True).stdout)
@@ -121,3 +137,32 @@ def _journal_size(store_url: str) -> int:
             return uow.connection.scalar(select(func.count()).select_from(tables.pending_ops))
     finally:
         store.dispose()
+
+
+def test_kill_9_during_two_way_runs_then_a_run_to_the_end_converges_with_nothing_twice(tmp_path, dovecot,
+                                                                                     store_url):
+    a, b, raws, cfg, env = _start(dovecot, tmp_path, store_url, "tk")
+    full_env = dict(os.environ, **env, PYTHONPATH=str(REPO))
+    rng = random.Random(20261208)
+    reached: list[str] = []
+
+    def killed_run(**crash) -> None:
+        proc = subprocess.run([sys.executable, "-m", "mailsync", "--config", str(cfg), "sync", "--quiet"],
+                              env=dict(full_env, **crash), capture_output=True, text=True, timeout=300)
+        reached.extend(line for line in proc.stderr.splitlines() if "crash point" in line)
+
+    # the first run: folders, copies both ways (killed after each step of its own, and in the APPENDs)
+    for name in ("channel folders queued", "channel copies queued", "appends sent", "appends answered"):
+        killed_run(MAILSYNC_CRASH_AT=name)
+    run_cli("sync", config=cfg, env=env, check=True)
+    _change_both_sides(a, b, raws)
+    # the run after changes on both sides: the actions queued and their agreement not written yet, a
+    # MOVE sent and not settled, then kills at random steps
+    for name in ("channel actions queued", "move sent", "move answered", "channel actions queued"):
+        killed_run(MAILSYNC_CRASH_AT=name)
+    for _ in range(4):
+        killed_run(MAILSYNC_CRASH_AFTER=str(rng.randint(1, 10)))
+    for name in ("channel folders queued", "channel copies queued", "channel actions queued", "move sent"):
+        assert any(f"({name})" in line for line in reached), "\n".join(reached)
+    run_cli("sync", config=cfg, env=env, check=True)
+    _assert_converged(_by_id(server_snapshot(a), raws), _by_id(server_snapshot(b), raws), raws)
