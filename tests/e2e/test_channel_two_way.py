@@ -10,7 +10,9 @@ import random
 import subprocess
 import sys
 
-from helpers import REPO, account_entry, client_for, password_var, run_cli, server_snapshot, write_config
+import pytest
+
+from helpers import REPO, account_entry, client_for, mailbox, password_var, run_cli, server_snapshot, write_config
 
 
 def _config(tmp_path, store_url, a, b, extra: str = ""):
@@ -166,3 +168,52 @@ def test_kill_9_during_two_way_runs_then_a_run_to_the_end_converges_with_nothing
         assert any(f"({name})" in line for line in reached), "\n".join(reached)
     run_cli("sync", config=cfg, env=env, check=True)
     _assert_converged(_by_id(server_snapshot(a), raws), _by_id(server_snapshot(b), raws), raws)
+
+
+@pytest.mark.parametrize("kind", ["cyrus", "courier"])
+def test_two_way_between_dovecot_and_another_server_maps_folders_both_ways(kind, request, tmp_path, dovecot,
+                                                                           store_url):
+    """Another delimiter (Courier: "INBOX." before every folder), special-use names, Cyrus's one
+    UIDVALIDITY per second: a message of B's Sent reaches A's Sent, A's folders reach B by the map,
+    and changes on each side reach the other through it."""
+    server = request.getfixturevalue(kind)
+    a = dovecot.new_user("twx" + tmp_path.name[-8:], "pa")
+    b = server.new_user("twy" + tmp_path.name[-6:].lower().replace("_", "-"), "pb")
+    raws = {t: _msg(t) for t in ("inbox", "alpha", "sent-a", "sent-b")}
+    dovecot.load(a.name, [("INBOX", raws["inbox"], ""), ("Projects/Alpha", raws["alpha"], "\\Seen"),
+                          ("Sent", raws["sent-a"], "\\Seen")])
+    server.load(b.name, [("Sent", raws["sent-b"], "\\Seen \\Answered")])
+    cfg, env = _config(tmp_path, store_url, a, b)
+    run_cli("sync", config=cfg, env=env, check=True)
+
+    def both() -> tuple[dict, dict]:
+        got_b = {tag: (_a_name(b, folder), flags) for tag, (folder, flags) in
+                 _by_id(server_snapshot(b), raws).items()}
+        return _by_id(server_snapshot(a), raws), got_b
+
+    got_a, got_b = both()
+    assert got_a == got_b
+    assert got_a["sent-b"] == ("Sent", ("\\Answered", "\\Seen")) and got_a["alpha"][0] == "Projects/Alpha"
+
+    c = client_for(a)
+    c.move([_uid_of(c, "INBOX", "inbox")], "Projects/Alpha")
+    c.logout()
+    c = client_for(b)
+    c.add_flags([_uid_of(c, mailbox(b, "Projects/Alpha"), "alpha")], [b"\\Flagged"])
+    c.append(mailbox(b, "INBOX"), raws.setdefault("b-new", _msg("b-new")))
+    c.logout()
+    run_cli("sync", config=cfg, env=env, check=True)
+    got_a, got_b = both()
+    assert got_a == got_b
+    assert got_a["inbox"][0] == "Projects/Alpha" and got_a["alpha"] == ("Projects/Alpha", ("\\Flagged", "\\Seen"))
+    assert got_a["b-new"] == ("INBOX", ())
+
+
+def _a_name(user, folder: str) -> str:
+    """B's folder name as the test writes it ("/" between levels, no namespace prefix)."""
+    if folder == "INBOX":
+        return folder
+    for name in ("Sent", "Projects/Alpha", "Projects"):
+        if mailbox(user, name) == folder:
+            return name
+    return folder
