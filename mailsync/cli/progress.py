@@ -45,6 +45,9 @@ class RichProgress(SyncObserver):
             self.mb[(account, folder)] = mb = self.mb.get((account, folder), 0.0) + nbytes / 1e6
             self.progress.update(task, advance=count, mb=mb)
 
+    def messages_sent(self, account: str, label: str, count: int, nbytes: int) -> None:
+        self.messages_stored(account, label, count, nbytes)
+
     def folder_done(self, account: str, folder: str) -> None:
         task = self.tasks.pop((account, folder), None)
         if task is not None:
@@ -117,6 +120,9 @@ class NewMailFolders(SyncObserver):
         if count:
             self._folders.setdefault(account, set()).add(folder)
         self.shown.messages_stored(account, folder, count, nbytes)
+
+    def messages_sent(self, account: str, label: str, count: int, nbytes: int) -> None:
+        self.shown.messages_sent(account, label, count, nbytes)  # not new mail: no hook for it
 
     def folder_done(self, account: str, folder: str) -> None:
         self.shown.folder_done(account, folder)

@@ -36,7 +36,12 @@ class JournalPush:
         for group in _groups(db.call(journal_store.load_ops, self.side), conn.has("LITERAL+")):
             self._check_stop()
             if len(group) > 1:  # APPENDs into one folder, pipelined; what they could not settle goes one by one
-                group = self._push_appends(conn, db, group)
+                label = f"{utf7.decode(group[0].op.folder_name)} (sending)"
+                self.observer.folder_started(self.account.name, label, len(group))
+                try:
+                    group = self._push_appends(conn, db, group, label)
+                finally:
+                    self.observer.folder_done(self.account.name, label)
             for entry in group:
                 try:
                     push[type(entry.op)](conn, db, entry, entry.op)
@@ -47,7 +52,8 @@ class JournalPush:
                     self.ledger.note(f"local change #{entry.id} ({entry.kind}) failed: {exc}"
                                      + (f"; {undone}" if undone else ""))
 
-    def _push_appends(self, conn: ImapSession, db: StoreWorker, group: list[journal.Entry]) -> list[journal.Entry]:
+    def _push_appends(self, conn: ImapSession, db: StoreWorker, group: list[journal.Entry],
+                      label: str) -> list[journal.Entry]:
         """Pending APPENDs into one folder, in batches (APPEND_BATCH messages, APPEND_BATCH_BYTES):
         each marked "sent" in one transaction and sent without a round trip per message
         (send_appends); while the server stores one batch, the next one's bodies are read and sent;
@@ -78,10 +84,12 @@ class JournalPush:
                     db.call(journal_store.mark_sent, self.side, [e.id for e in ready])
                     crash.point("appends sent")
                     sent = (ready, conn.send_appends(folder, [(bodies[e.placement_id][0], bodies[e.placement_id][1],
-                                                               bodies[e.placement_id][3]) for e in ready]))
+                                                               bodies[e.placement_id][3]) for e in ready]),
+                            sum(len(bodies[e.placement_id][0]) for e in ready))
             if in_flight is not None:
-                entries, ticket = in_flight
+                entries, ticket, nbytes = in_flight
                 answers = conn.read_appends(ticket)
+                self.observer.messages_sent(self.account.name, label, len(entries), nbytes)
                 crash.point("appends answered")
                 named = {a[0] for a in answers if isinstance(a, tuple)}
                 if validity is None and len(named) == 1:
