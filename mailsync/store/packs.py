@@ -60,6 +60,10 @@ def pack_folder_for(database: str) -> Path:
     return Path(database).expanduser().resolve().with_name(Path(database).name + "-bodies")
 
 
+SPAN_BYTES = 8 << 20  # read_many: the most one pread reads
+SPAN_GAP = 64 << 10  # ... and the most bytes between two records it reads through
+
+
 class PackStore:
     def __init__(self, root: Path, *, limit: int = PACK_LIMIT, direct: bool = True) -> None:
         self.root = Path(root)
@@ -309,6 +313,10 @@ class PackStore:
                 raw = os.pread(self._fd(pack), HEADER.size + want, offset - HEADER.size)
         except OSError as exc:
             raise StoreError(f"cannot read {self.path(pack)} at {offset}: {exc.strerror}") from exc
+        return self._checked(memoryview(raw), pack, offset, size, sha256, want, hashed=limit is None)
+
+    def _checked(self, raw: memoryview, pack: int, offset: int, size: int, sha256: str, want: int, *,
+                 hashed: bool) -> bytes:
         where = f"{self.path(pack)} at offset {offset}"
         if len(raw) < HEADER.size + want:
             raise StoreError(f"the body pack {where} is cut short (expected {size} bytes of message "
@@ -320,12 +328,58 @@ class PackStore:
                              f"(found {digest.hex()[:12]}, {length} bytes)",
                              hint="the pack or the database was changed outside mailsync; restore both "
                                   "from the same backup")
-        data = raw[HEADER.size:]
-        if limit is None and hashlib.sha256(data).hexdigest() != sha256:
+        data = bytes(raw[HEADER.size:HEADER.size + want])
+        if hashed and hashlib.sha256(data).hexdigest() != sha256:
             raise StoreError(f"message {sha256[:12]} in {where} is corrupt (its SHA-256 does not match)",
                              hint="run mailsync verify --repair, then mailsync sync, to download the damaged "
                                   "messages again")
         return data
+
+    def read_many(self, wants: Sequence[tuple[int, int, int, str]]) -> list[bytes | StoreError]:
+        """read() of each (pack, offset, size, sha256), in order, each checked as read() checks it;
+        records that lie close together in a pack (as a download wrote them) are read with one pread
+        per run of up to SPAN_BYTES, not one per message. A record that cannot be read is its
+        StoreError, and the others are still read."""
+        out: list[bytes | StoreError] = [StoreError("not read")] * len(wants)
+        order = sorted(range(len(wants)), key=lambda i: (wants[i][0], wants[i][1]))
+        run: list[int] = []
+
+        def flush() -> None:
+            if not run:
+                return
+            pack = wants[run[0]][0]
+            start = wants[run[0]][1] - HEADER.size
+            end = max(wants[i][1] + wants[i][2] for i in run)
+            try:
+                with self._fd_lock:
+                    span = memoryview(os.pread(self._fd(pack), end - start, start))
+            except (OSError, StoreError):  # read one by one: each gets its own error
+                for i in run:
+                    try:
+                        out[i] = self.read(*wants[i])
+                    except StoreError as exc:
+                        out[i] = exc
+            else:
+                for i in run:
+                    _pack, offset, size, sha = wants[i]
+                    at = offset - HEADER.size - start
+                    try:
+                        out[i] = self._checked(span[at:at + HEADER.size + size], pack, offset, size, sha, size,
+                                               hashed=True)
+                    except StoreError as exc:
+                        out[i] = exc
+            run.clear()
+
+        for i in order:
+            pack, offset, size, _sha = wants[i]
+            if run:
+                first, last = wants[run[0]], wants[run[-1]]
+                gap = offset - HEADER.size - (last[1] + last[2])
+                if pack != first[0] or gap < 0 or gap > SPAN_GAP or offset + size - first[1] > SPAN_BYTES:
+                    flush()
+            run.append(i)
+        flush()
+        return out
 
     def records(self, pack: int) -> Iterator[tuple[int, int, str]]:
         """Scan a pack: (offset of the message, length, sha256 hex) of each whole record."""

@@ -260,12 +260,13 @@ def read_bodies(db: Db, shas: Sequence[str]) -> dict[str, bytes | StoreError]:
     had, for each of ``shas``; one query per 500 (read_body costs one per message). The caller
     bounds how many bytes one call holds."""
     out: dict[str, bytes | StoreError] = {}
+    in_packs: list[tuple[int, int, int, str]] = []
     for i in range(0, len(shas), 500):
         for sha, size, pack, offset, data in db.execute(
                 select(_B.sha256, _B.size, _B.pack, _B.pack_offset, _B.data).where(_B.sha256.in_(shas[i:i + 500]))):
             try:
                 if pack is not None:
-                    out[sha] = _packs(db).read(pack, offset, size, sha)
+                    in_packs.append((pack, offset, size, sha))
                 elif hashlib.sha256(data).hexdigest() != sha:
                     raise StoreError(f"message {sha[:12]} is damaged in the store (its SHA-256 does not match)",
                                      hint="run mailsync verify --repair, then mailsync sync")
@@ -273,6 +274,9 @@ def read_bodies(db: Db, shas: Sequence[str]) -> dict[str, bytes | StoreError]:
                     out[sha] = bytes(data)
             except StoreError as exc:
                 out[sha] = exc
+    if in_packs:  # read together: neighbours in a pack in one pread
+        for want, got in zip(in_packs, _packs(db).read_many(in_packs)):
+            out[want[3]] = got
     for sha in shas:
         out.setdefault(sha, StoreError(f"message body {sha[:12]} is not in the store",
                                        hint="run mailsync verify --repair, then mailsync sync"))

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from sqlalchemy import bindparam, delete, select, update
 
-from mailsync.errors import MailsyncError
+from mailsync.errors import MailsyncError, StoreError
 from mailsync.imap import utf7
 from mailsync.store import repositories as repo
 from mailsync.store import tables
@@ -94,14 +94,23 @@ def placement_bodies(uow: UnitOfWork, side: StoreSide, placement_ids: list[int],
     rows = {r.id: r for r in c.execute(
         select(pl.id, pl.body_sha256, pl.flags, b.message_id, pl.size, pl.internaldate)
         .join(tables.bodies, b.sha256 == pl.body_sha256).where(pl.id.in_([p for p in placement_ids if p])))}
-    out, total = {}, 0
+    taken, total = [], 0
     for pid in placement_ids:
-        if out and total >= budget:
+        if taken and total >= budget:
             break
+        taken.append(pid)
+        total += rows[pid].size if pid in rows else 0
+    raws = repo.read_bodies(c, list({rows[pid].body_sha256 for pid in taken if pid in rows}))
+    out = {}
+    for pid in taken:
         p = rows.get(pid)
-        out[pid] = None if p is None else (repo.read_body(c, p.body_sha256), p.flags.split(), p.message_id,
-                                           imap_date(p.internaldate))
-        total += p.size if p is not None else 0
+        if p is None:
+            out[pid] = None
+            continue
+        raw = raws[p.body_sha256]
+        if isinstance(raw, StoreError):
+            raise raw
+        out[pid] = (raw, p.flags.split(), p.message_id, imap_date(p.internaldate))
     return out
 
 

@@ -36,6 +36,29 @@ def packs(request, tmp_path) -> PackStore:
     p.close()
 
 
+def test_read_many_reads_neighbours_together_each_checked_and_in_the_order_asked(packs, monkeypatch):
+    batches = [_items(300, size=2000, tag="x"), _items(5, tag="y"), _items(300, size=2000, tag="z")]
+    placed = []
+    for batch in batches:
+        for (sha, raw), (pack, offset) in zip(batch, packs.append(batch)):
+            placed.append((pack, offset, len(raw), sha, raw))
+    calls = []
+    real = os.pread
+    monkeypatch.setattr(os, "pread", lambda fd, n, off: calls.append(n) or real(fd, n, off))
+    wants = [w[:4] for w in reversed(placed)]  # asked out of order: answered in the order asked
+    got = packs.read_many(wants)
+    assert got == [w[4] for w in reversed(placed)]
+    assert len(calls) < len(placed) / 50  # runs of neighbours, not one pread per record
+    # a record whose bytes were changed is its own error; its neighbours are still read
+    pack, offset, size, sha, raw = placed[10]
+    with open(packs.path(pack), "r+b") as f:
+        f.seek(offset + 5)
+        f.write(b"X")
+    got = packs.read_many([w[:4] for w in placed[8:13]])
+    assert isinstance(got[2], StoreError) and "corrupt" in str(got[2])
+    assert [g for i, g in enumerate(got) if i != 2] == [w[4] for i, w in enumerate(placed[8:13]) if i != 2]
+
+
 def test_records_round_trip_and_scan(packs):
     # small batches (buffered even in direct mode) between large ones (direct in direct mode)
     batches = [_items(7, tag="a"), _items(400, size=3000, tag="big1"), _items(1, tag="b"),
