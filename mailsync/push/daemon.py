@@ -377,10 +377,17 @@ class AccountWatcher:
 
             self.maildir_seen = maildir_signature(self.account)
         # sync, then (after a successful one, unless stopping) the CRM step, one account at a time
-        outcome = run_sync(self.daemon.config, self.daemon.store, accounts=[self.account], quiet=True,
-                           crm_after_failure=False, crm_lock=self.daemon.after_sync_lock,
-                           on_crm_error=after_sync_failed, connect=self.conn.connect, release=self.conn.release,
-                           should_stop=stop.is_set, channels_push=False)
+        try:
+            outcome = run_sync(self.daemon.config, self.daemon.store, accounts=[self.account], quiet=True,
+                               crm_after_failure=False, crm_lock=self.daemon.after_sync_lock,
+                               on_crm_error=after_sync_failed, connect=self.conn.connect,
+                               release=self.conn.release, should_stop=stop.is_set, channels_push=False)
+        except Exception as exc:  # a bug around the sync must not end this account's sync loop: a failed
+            # sync, retried with its backoff like any other
+            from mailsync.sync.result import AccountResult
+
+            log.exception("account %s: unexpected error around its sync", self.name)
+            return AccountResult(self.name, ok=False, error=f"internal error: {type(exc).__name__}: {exc}"[:500])
         result = outcome.results[0]
         if result.ok and self.daemon.after_sync is not None and not stop.is_set() and not crashed:
             with self.daemon.after_sync_lock:

@@ -351,3 +351,33 @@ def test_starttls_and_plaintext_accounts(dovecot, store):
     finally:
         for o in others:
             o.close()
+
+
+def test_an_unexpected_error_around_a_sync_does_not_end_the_accounts_syncs(dovecot, store, monkeypatch):
+    """A bug around the sync (here the first call of run_sync raises) is a failed sync, retried with
+    the backoff: the account is still synced afterwards, not silently dropped."""
+    import mailsync.service as service
+
+    user = _user(dovecot)
+    real, calls = service.run_sync, []
+
+    def flaky(*args, **kw):
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("a bug around the sync")
+        return real(*args, **kw)
+
+    monkeypatch.setattr(service, "run_sync", flaky)
+    with RunningDaemon(store, [account_for(user, "acc")], settings=replace(FAST, sync_retry=FAST.backoff)) as d:
+        d.wait_connected()
+        w = d.watcher("acc")
+        wait_until(lambda: len(calls) >= 2 and w.sync_count >= 2 and w.health.failing is None, 5,
+                   "the retry after the failed sync")
+        assert "internal error: RuntimeError: a bug around the sync" in (w.health.last_error or ""), w.health.last_error
+        other = OtherClient(user)
+        try:
+            raw, mid = message(1, "afterbug")
+            other.append("INBOX", raw)
+            wait_until(lambda: stored_flags(store, "acc", mid) is not None, 5, "a sync after the failed one")
+        finally:
+            other.close()
