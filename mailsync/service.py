@@ -115,6 +115,10 @@ def _run_channels(config: Config, store: Store, observer, selected: Sequence[Acc
                     import logging
 
                     logging.getLogger("mailsync.channel").warning("%s", exc)
+                except Exception:  # a bug here must not stop the account's syncs: logged, and the next run tries again
+                    import logging
+
+                    logging.getLogger("mailsync.channel").exception("channel %s failed", channel.name)
             continue
         if channel.source in outcome.failed or channel.dest in outcome.failed:
             report(f"mailsync: {name}: skipped, as {channel.source} or {channel.dest} did not sync cleanly")

@@ -11,6 +11,7 @@ speak IMAP (the sync does), or decide (plan.py does).
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 
 from mailsync.channel.plan import (ChannelPlan, DestMessages, Folder, MirrorAction, PairState, SourceMessage,
@@ -153,9 +154,31 @@ def preview_channel(store: Store, channel: ChannelConfig) -> ChannelResult:
     return result
 
 
+_running: dict[str, threading.Lock] = {}
+_running_lock = threading.Lock()
+
+
 def run_channel(store: Store, channel: ChannelConfig) -> ChannelResult:
     """Plan the channel and queue what it copies. The caller then syncs the destination account (and,
-    for a two-way channel with ``queued_source``, the source)."""
+    for a two-way channel with ``queued_source``, the source).
+
+    One run of a channel at a time in a process (the watch daemon runs a two-way channel after the
+    sync of either account, on two threads); another process running it at the same moment is
+    stopped by the store's unique pair per source message, and told so: its next run plans again."""
+    with _running_lock:
+        lock = _running.setdefault(channel.name, threading.Lock())
+    from sqlalchemy.exc import IntegrityError
+
+    with lock:
+        try:
+            return _run_channel(store, channel)
+        except IntegrityError as exc:
+            raise ChannelError(f"channel '{channel.name}': another process ran this channel at the same time "
+                               f"and paired the same message first ({type(exc.orig).__name__})",
+                               hint="nothing was lost or copied twice; the next run plans again from the store") from exc
+
+
+def _run_channel(store: Store, channel: ChannelConfig) -> ChannelResult:
     if channel.mode == "two-way":
         return _two_way(store, channel, apply=True)
     result = _new_result(channel)

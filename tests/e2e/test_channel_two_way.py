@@ -217,3 +217,34 @@ def _a_name(user, folder: str) -> str:
         if mailbox(user, name) == folder:
             return name
     return folder
+
+
+def test_under_watch_a_change_on_either_side_reaches_the_other(tmp_path, dovecot):
+    """The daemon runs a two-way channel after either account's sync: a message B's client adds and
+    a flag A's client sets reach the other side without a `mailsync sync`."""
+    from watch_support import Daemon, wait_until
+
+    a = dovecot.new_user("tya" + tmp_path.name[-8:], "pa")
+    b = dovecot.new_user("tyb" + tmp_path.name[-8:], "pb")
+    raws = {f"w{i}": _msg(f"w{i}") for i in range(3)}
+    dovecot.load(a.name, [("INBOX", raws[f"w{i}"], "") for i in range(3)])
+    cfg, env = _config(tmp_path, f"sqlite:///{tmp_path}/w.db", a, b)
+    daemon = Daemon(cfg, env, tmp_path)
+    try:
+        daemon.wait_for("synced", account="a")
+        daemon.wait_for("synced", account="b")
+        wait_until(lambda: len(_by_id(server_snapshot(b), raws)) == 3, 30, "the first copies in B")
+        c = client_for(b)
+        c.append("INBOX", raws.setdefault("from-b", _msg("from-b")))
+        c.logout()
+        c = client_for(a)
+        c.add_flags([_uid_of(c, "INBOX", "w1")], [b"\\Flagged"])
+        c.logout()
+        wait_until(lambda: "from-b" in _by_id(server_snapshot(a), raws), 30, "B's new message copied to A")
+        wait_until(lambda: _by_id(server_snapshot(b), raws)["w1"] == ("INBOX", ("\\Flagged",)), 30,
+                   "A's flag on B's copy")
+        wait_until(lambda: _by_id(server_snapshot(a), raws) == _by_id(server_snapshot(b), raws), 30,
+                   "both sides the same")
+    finally:
+        rc, _ = daemon.stop()
+    assert rc == 0
