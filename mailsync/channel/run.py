@@ -47,6 +47,8 @@ class ChannelResult:
     folders_back: list[str] = field(default_factory=list)
     mirrored_back: dict[str, int] = field(default_factory=dict)
     renamed: list[str] = field(default_factory=list)  # "account: old -> new" (rule G2)
+    # changes left out because a sync changed their message after the plan was read (planned again)
+    skipped: list[str] = field(default_factory=list)
 
     @property
     def queued(self) -> bool:
@@ -69,6 +71,8 @@ class ChannelResult:
                  f"{len(self.renamed)} folder(s) to rename" if self.renamed else ""]
         parts += [f"{n} {kind}" for kind, n in sorted(self.mirrored.items())]
         parts += [f"{n} {kind} back" for kind, n in sorted(self.mirrored_back.items())]
+        if self.skipped:
+            parts.append(f"{len(self.skipped)} left for the next run (changed meanwhile: {self.skipped[0]})")
         return ", ".join(p for p in parts if p) or "nothing to do"
 
 
@@ -232,22 +236,26 @@ def _mirror(store: Store, channel: ChannelConfig, actions: list, dest_folders: s
     from the store)."""
     if not actions:
         return
-    from mailsync.changes import LocalChanges
+    from mailsync.changes import ChangeError, LocalChanges
 
     with UnitOfWork(store) as uow:
         changes = LocalChanges(store, uow=uow)
         for i, a in enumerate(actions, 1):
-            if a.kind == "delete":
-                changes.delete(channel.dest, a.folder, a.uid)
-                repo_ch.drop_pairs(uow.connection, [a.pair_id])
-            elif a.kind == "move":
-                if a.to_folder not in dest_folders:
-                    changes.mkdir(channel.dest, a.to_folder)
-                    dest_folders.add(a.to_folder)
-                    result.folders.append(a.to_folder)
-                changes.move(channel.dest, a.folder, a.uid, a.to_folder)
-            else:
-                changes.flag(channel.dest, a.folder, a.uid, add=a.add, remove=a.remove)
+            try:
+                if a.kind == "delete":
+                    changes.delete(channel.dest, a.folder, a.uid)
+                    repo_ch.drop_pairs(uow.connection, [a.pair_id])
+                elif a.kind == "move":
+                    if a.to_folder not in dest_folders:
+                        changes.mkdir(channel.dest, a.to_folder)
+                        dest_folders.add(a.to_folder)
+                        result.folders.append(a.to_folder)
+                    changes.move(channel.dest, a.folder, a.uid, a.to_folder)
+                else:
+                    changes.flag(channel.dest, a.folder, a.uid, add=a.add, remove=a.remove)
+            except ChangeError as exc:  # a sync changed the copy since the plan was read: planned again next run
+                result.skipped.append(str(exc))
+                continue
             result.mirrored[a.kind] = result.mirrored.get(a.kind, 0) + 1
             if i % BATCH == 0:
                 uow.commit()

@@ -74,7 +74,7 @@ def _selected(channel: ChannelConfig) -> Callable[[str], bool]:
 
 def run_folders(store: Store, channel: ChannelConfig, a_id: int, b_id: int, result, *, apply: bool = True) -> None:
     """Step 1 (G1-G3), for mirror and two-way channels."""
-    from mailsync.changes import LocalChanges
+    from mailsync.changes import ChangeError, LocalChanges
 
     two_way = channel.mode == "two-way"
     with UnitOfWork(store) as uow:
@@ -92,13 +92,21 @@ def run_folders(store: Store, channel: ChannelConfig, a_id: int, b_id: int, resu
             return
         changes = LocalChanges(store, uow=uow)
         for side, name in plan.mkdirs:
-            changes.mkdir(account[side], name)
+            try:
+                changes.mkdir(account[side], name)
+            except ChangeError as exc:  # made by a sync since the plan was read: linked below all the same
+                result.skipped.append(str(exc))
+                continue
             (result.folders if side == "b" else result.folders_back).append(name)
         names = {"a": {r.name for r in s.a_rows}, "b": {r.name for r in s.b_rows}}
         for side, old, new, _row in sorted(plan.renames, key=lambda r: len(r[1])):
             # a parent's rename took its children along (RFC 3501 6.3.5): theirs is done already
             if old in names[side] and new not in names[side]:
-                changes.rename(account[side], old, new)
+                try:
+                    changes.rename(account[side], old, new)
+                except ChangeError as exc:
+                    result.skipped.append(str(exc))
+                    continue
                 result.renamed.append(f"{account[side]}: {old} -> {new}")
             names[side] = {r.name for r in repo.folders_of(c, s.a_id if side == "a" else s.b_id)
                            if r.status != "gone"}
@@ -216,7 +224,7 @@ def run_relinks(store: Store, channel: ChannelConfig, a_id: int, b_id: int) -> N
 
 def run_pairs(store: Store, channel: ChannelConfig, a_id: int, b_id: int, result, *, apply: bool = True) -> None:
     """Step 3 (T1-T6)."""
-    from mailsync.changes import LocalChanges
+    from mailsync.changes import ChangeError, LocalChanges
 
     with UnitOfWork(store) as uow:
         c = uow.connection
@@ -232,23 +240,31 @@ def run_pairs(store: Store, channel: ChannelConfig, a_id: int, b_id: int, result
         changes = LocalChanges(store, uow=uow)
         account = {"a": channel.source, "b": channel.dest}
         folders = {"a": {r.name for r in s.a_rows}, "b": {r.name for r in s.b_rows}}
-        done = 0
+        done, skipped = 0, set()
         for a in plan.actions:
-            if a.kind == "flags":
-                changes.flag(account[a.side], a.folder, a.uid, add=a.add, remove=a.remove)
-            elif a.kind == "move":
-                assert a.to_folder is not None
-                if a.to_folder not in folders[a.side]:
-                    changes.mkdir(account[a.side], a.to_folder)
-                    folders[a.side].add(a.to_folder)
-                changes.move(account[a.side], a.folder, a.uid, a.to_folder)
-            else:
-                changes.delete(account[a.side], a.folder, a.uid)
+            if a.pair_id in skipped:
+                continue
+            try:
+                if a.kind == "flags":
+                    changes.flag(account[a.side], a.folder, a.uid, add=a.add, remove=a.remove)
+                elif a.kind == "move":
+                    assert a.to_folder is not None
+                    if a.to_folder not in folders[a.side]:
+                        changes.mkdir(account[a.side], a.to_folder)
+                        folders[a.side].add(a.to_folder)
+                    changes.move(account[a.side], a.folder, a.uid, a.to_folder)
+                else:
+                    changes.delete(account[a.side], a.folder, a.uid)
+            except ChangeError as exc:  # a sync changed the message since the plan was read: planned again next run
+                skipped.add(a.pair_id)
+                result.skipped.append(str(exc))
+                continue
             done += 1
             if done % BATCH == 0:
                 uow.commit()
         uow.commit()
         crash.point("channel actions queued")  # the agreed state not written yet: the next run merges again
-        repo_ch.drop_pairs(c, plan.drops)
-        repo_ch.agree(c, [(g.pair_id, g.flags, g.a_folder, g.b_folder) for g in plan.agreements])
+        repo_ch.drop_pairs(c, [p for p in plan.drops if p not in skipped])
+        repo_ch.agree(c, [(g.pair_id, g.flags, g.a_folder, g.b_folder) for g in plan.agreements
+                          if g.pair_id not in skipped])
         uow.commit()
