@@ -29,7 +29,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 from mailsync.testing.dovecot_mail import encode_mutf7
-from mailsync.testing.server_support import ImapUser, _free_ports, _lookup_ids, _port_open, _tail
+from mailsync.testing.server_support import ImapUser, _free_ports, _lookup_ids, _port_open, _session_members, _tail
 
 __all__ = ["ImapServerError", "NamespacedServer", "SyslogCatcher", "packages_dir"]
 
@@ -110,29 +110,6 @@ class SyslogCatcher:
         if self._sock is not None:
             self._sock.close()
         self._sock = self._thread = None
-
-
-def _tree_members(sid: int, marker: bytes) -> list[int]:
-    """Live processes in session ``sid``, or whose environment holds ``marker`` (a daemon the tree
-    started that left the session, like Courier's gam_server). Linux /proc."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", encoding="utf-8", errors="replace") as fh:
-                fields = fh.read().rpartition(")")[2].split()
-            if len(fields) < 4 or fields[0] == "Z":
-                continue
-            if fields[3] == str(sid):
-                found.append(int(entry))
-                continue
-            with open(f"/proc/{entry}/environ", "rb") as fh:
-                if marker in fh.read().split(b"\0"):
-                    found.append(int(entry))
-        except OSError:
-            continue
-    return found
 
 
 class NamespacedServer:
@@ -307,13 +284,13 @@ class NamespacedServer:
         proc, self._proc = self._proc, None
         if proc is not None:
             sid, marker = proc.pid, f"MAILSYNC_TEST_INSTANCE={self.instance}".encode()
-            for pid in _tree_members(sid, marker):
+            for pid in _session_members(sid, marker):
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGTERM)
             deadline = time.monotonic() + self.term_grace
-            while time.monotonic() < deadline and _tree_members(sid, marker):
+            while time.monotonic() < deadline and _session_members(sid, marker):
                 time.sleep(0.02)
-            for pid in _tree_members(sid, marker):
+            for pid in _session_members(sid, marker):
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
             with contextlib.suppress(subprocess.TimeoutExpired):

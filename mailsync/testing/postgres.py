@@ -3,7 +3,8 @@
 Owns: one PostgreSQL cluster per ``PostgresServer``, entirely under its ``root`` folder (data dir, unix
 socket, log), listening on 127.0.0.1 on a free port with trust authentication, fsync off; databases
 made in it; and the ``python -m mailsync.testing.postgres`` CLI.
-Must not: touch any other cluster or the system's PostgreSQL service, import any other mailsync module,
+Must not: touch any other cluster or the system's PostgreSQL service, import any other mailsync module
+(but mailsync.testing.server_support, which is standard library only),
 or import a third-party library at module level (psycopg is imported only by ``create_database``), nor
 be imported by the engine itself.
 
@@ -25,6 +26,8 @@ import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+
+from mailsync.testing.server_support import _pid_alive
 
 __all__ = ["PostgresError", "PostgresServer"]
 
@@ -106,13 +109,7 @@ class PostgresServer:
             pid = int(pid_file.read_text().splitlines()[0])
         except (OSError, ValueError, IndexError):
             return False
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        return True
+        return _pid_alive(pid)
 
     def start(self) -> None:
         """initdb (first time only) and start; return once it accepts connections."""

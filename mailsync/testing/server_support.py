@@ -14,6 +14,7 @@ import shutil
 import socket
 import stat
 import subprocess
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -80,9 +81,9 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def _children(pid: int) -> list[tuple[int, str]]:
-    """(pid, short name) of the live child processes of ``pid`` (Linux /proc)."""
-    found = []
+def _processes() -> Iterator[tuple[int, str, list[str]]]:
+    """(pid, name, the /proc stat fields after the name: state, ppid, pgrp, session, ...) of every
+    process that is not a zombie (Linux /proc)."""
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -93,10 +94,30 @@ def _children(pid: int) -> list[tuple[int, str]]:
             continue
         head, _, rest = data.rpartition(")")
         fields = rest.split()
-        if len(fields) > 1 and fields[1] == str(pid) and fields[0] != "Z":
-            # Dovecot titles its children "dovecot-INSTANCE/NAME"; comm keeps the part after "/".
-            name = head.partition("(")[2]
-            found.append((int(entry), name.rsplit("/", 1)[-1]))
+        if len(fields) > 3 and fields[0] != "Z":
+            yield int(entry), head.partition("(")[2], fields
+
+
+def _children(pid: int) -> list[tuple[int, str]]:
+    """(pid, short name) of the live child processes of ``pid``."""
+    # Dovecot titles its children "dovecot-INSTANCE/NAME"; comm keeps the part after "/".
+    return [(child, name.rsplit("/", 1)[-1]) for child, name, fields in _processes() if fields[1] == str(pid)]
+
+
+def _session_members(sid: int, marker: bytes) -> list[int]:
+    """Live processes in session ``sid``, or whose environment holds ``marker`` (a daemon the tree
+    started that left the session, like Courier's gam_server)."""
+    found = []
+    for pid, _name, fields in _processes():
+        if fields[3] == str(sid):
+            found.append(pid)
+            continue
+        try:
+            with open(f"/proc/{pid}/environ", "rb") as fh:
+                if marker in fh.read().split(b"\0"):
+                    found.append(pid)
+        except OSError:
+            continue
     return found
 
 

@@ -19,7 +19,8 @@ import pytest
 from helpers import client_for, mailbox, server_snapshot
 from mailsync.testing.courier import CourierServer
 from mailsync.testing.cyrus import CyrusServer
-from mailsync.testing.imapserver import ImapServerError, _tree_members
+from mailsync.testing.imapserver import ImapServerError
+from mailsync.testing.server_support import _session_members
 
 
 @pytest.fixture(params=["cyrus", "courier"])
@@ -133,9 +134,9 @@ def test_a_private_server_stops_without_leftovers_and_starts_again(kind):
         user = server.new_user("alice", "pw")
         server.load("alice", [("Keep", b"Subject: kept\r\n\r\nacross a restart\r\n")])
         sid, marker = server._proc.pid, f"MAILSYNC_TEST_INSTANCE={server.instance}".encode()
-        assert _tree_members(sid, marker)
+        assert _session_members(sid, marker)
         server.stop()
-        assert _tree_members(sid, marker) == []
+        assert _session_members(sid, marker) == []
         with pytest.raises(OSError):
             socket.create_connection((server.host, server.imap_port), timeout=1).close()
         server.start()
