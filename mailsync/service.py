@@ -109,8 +109,12 @@ def _run_channels(config: Config, store: Store, observer, selected: Sequence[Acc
         if not push:
             if not {channel.source, channel.dest} & set(outcome.failed):
                 try:
-                    ran = run_channel(store, channel)
+                    ran = run_channel(store, channel, allow_mass_delete=bool(sync_options.get("allow_mass_delete")))
                     outcome.channels.append(ran)
+                    if ran.held:
+                        import logging
+
+                        logging.getLogger("mailsync.channel").warning("channel %s: %s", channel.name, ran.summary())
                 except MailsyncError as exc:  # the destination never synced yet, say: the next run tries again
                     import logging
 
@@ -125,12 +129,15 @@ def _run_channels(config: Config, store: Store, observer, selected: Sequence[Acc
             outcome.failed.append(name)
             continue
         try:
-            ran = run_channel(store, channel)
+            ran = run_channel(store, channel, allow_mass_delete=bool(sync_options.get("allow_mass_delete")))
         except MailsyncError as exc:
             report(f"mailsync: {exc}")
             outcome.failed.append(name)
             continue
         outcome.channels.append(ran)
+        if ran.held:  # told whatever --quiet says, and the run fails until they are let through or undone
+            report(f"mailsync: {name}: {ran.summary()}")
+            outcome.failed.append(name)
         sides = [side for side, queued in ((channel.dest, ran.queued), (channel.source, ran.queued_source)) if queued]
         if not sides:
             if not quiet and ran.paired:
@@ -142,7 +149,7 @@ def _run_channels(config: Config, store: Store, observer, selected: Sequence[Acc
             sent.append(f"{side}: " + (f"{pushed.pushed} change(s) sent" if pushed.ok else f"FAILED: {pushed.error}"))
             if not pushed.ok and name not in outcome.failed:
                 outcome.failed.append(name)
-        if not quiet or name in outcome.failed:
+        if not quiet or (name in outcome.failed and not ran.held):
             report(f"mailsync: {name}: {ran.summary()}; " + "; ".join(sent))
 
 

@@ -12,10 +12,12 @@ speak IMAP (the sync does), or decide (plan.py does).
 from __future__ import annotations
 
 import threading
+from collections import Counter
 from dataclasses import dataclass, field
 
 from mailsync.channel.plan import (ChannelPlan, DestMessages, Folder, MirrorAction, PairState, SourceMessage,
                                    map_folder, plan_copy, plan_mirror)
+from mailsync.channel.two_way import held_deletions
 from mailsync.config.model import ChannelConfig
 from mailsync.errors import MailsyncError
 from mailsync.imap import utf7
@@ -49,6 +51,7 @@ class ChannelResult:
     renamed: list[str] = field(default_factory=list)  # "account: old -> new" (rule G2)
     # changes left out because a sync changed their message after the plan was read (planned again)
     skipped: list[str] = field(default_factory=list)
+    held: list[str] = field(default_factory=list)  # deletions held by the mass-delete guard (rule T7)
 
     @property
     def queued(self) -> bool:
@@ -71,6 +74,7 @@ class ChannelResult:
                  f"{len(self.renamed)} folder(s) to rename" if self.renamed else ""]
         parts += [f"{n} {kind}" for kind, n in sorted(self.mirrored.items())]
         parts += [f"{n} {kind} back" for kind, n in sorted(self.mirrored_back.items())]
+        parts += [f"HELD: {why} (mailsync sync --allow-deletions lets them through)" for why in self.held]
         if self.skipped:
             parts.append(f"{len(self.skipped)} left for the next run (changed meanwhile: {self.skipped[0]})")
         return ", ".join(p for p in parts if p) or "nothing to do"
@@ -89,6 +93,7 @@ class _Reading:
     dest_rows: list
     plan: ChannelPlan
     actions: list[MirrorAction]
+    held: list[str] = field(default_factory=list)
 
 
 def _account_ids(c, channel: ChannelConfig) -> dict[str, int]:
@@ -102,8 +107,9 @@ def _account_ids(c, channel: ChannelConfig) -> dict[str, int]:
     return ids
 
 
-def _read(c, channel: ChannelConfig) -> _Reading:
+def _read(c, channel: ChannelConfig, allow_mass_delete: bool = False) -> _Reading:
     ids = _account_ids(c, channel)
+    notes: list[str] = []
     source_rows, dest_rows = repo.folders_of(c, ids["from"]), repo.folders_of(c, ids["to"])
     source, dest = _folders(source_rows), _folders(dest_rows)
     messages = [SourceMessage(pid, folder, sha, mid, size, flags or "", idate)
@@ -123,14 +129,20 @@ def _read(c, channel: ChannelConfig) -> _Reading:
 
         states = [PairState(*row) for row in repo_ch.pair_states(c, channel.name)]
         actions = plan_mirror(states, target, propagate=channel.delete == "propagate")
-    return _Reading(ids["from"], ids["to"], list(dest_rows), plan, actions)
+        held = held_deletions([(a.folder, a.pair_id) for a in actions if a.kind == "delete"],
+                              Counter(p.dest_folder for p in states if p.dest_folder is not None))
+        if held and not allow_mass_delete:  # rule T7 holds for a mirror too
+            actions = [a for a in actions if not (a.kind == "delete" and a.folder in held)]
+            notes = [f"{n} deletion(s) in {channel.dest}'s folder {folder!r} (of the {there} message(s) the channel "
+                     f"pairs there) are held: more than half of it at once" for folder, (n, there) in held.items()]
+    return _Reading(ids["from"], ids["to"], list(dest_rows), plan, actions, notes)
 
 
 def _new_result(channel: ChannelConfig) -> ChannelResult:
     return ChannelResult(channel.name, source=channel.source, dest=channel.dest)
 
 
-def _two_way(store: Store, channel: ChannelConfig, *, apply: bool) -> ChannelResult:
+def _two_way(store: Store, channel: ChannelConfig, *, apply: bool, allow_mass_delete: bool = False) -> ChannelResult:
     from mailsync.channel import run_two_way as tw
 
     result = _new_result(channel)
@@ -140,21 +152,22 @@ def _two_way(store: Store, channel: ChannelConfig, *, apply: bool) -> ChannelRes
     if apply:
         tw.run_relinks(store, channel, ids["from"], ids["to"])
     tw.run_copies(store, channel, ids["from"], ids["to"], result, apply=apply)
-    tw.run_pairs(store, channel, ids["from"], ids["to"], result, apply=apply)
+    tw.run_pairs(store, channel, ids["from"], ids["to"], result, apply=apply, allow_mass_delete=allow_mass_delete)
     return result
 
 
-def preview_channel(store: Store, channel: ChannelConfig) -> ChannelResult:
+def preview_channel(store: Store, channel: ChannelConfig, *, allow_mass_delete: bool = False) -> ChannelResult:
     """What run_channel would queue now, changing nothing (for `mailsync sync --dry-run`)."""
     if channel.mode == "two-way":
-        return _two_way(store, channel, apply=False)
+        return _two_way(store, channel, apply=False, allow_mass_delete=allow_mass_delete)
     with UnitOfWork(store) as uow:
-        r = _read(uow.connection, channel)
+        r = _read(uow.connection, channel, allow_mass_delete)
     result = _new_result(channel)
     result.copies, result.paired = len(r.plan.copies), len(r.plan.pairs) + len(r.plan.same)
     result.folders, result.folder_map = list(r.plan.mkdirs), r.plan.folder_map
     for a in r.actions:
         result.mirrored[a.kind] = result.mirrored.get(a.kind, 0) + 1
+    result.held += r.held
     return result
 
 
@@ -162,7 +175,7 @@ _running: dict[str, threading.Lock] = {}
 _running_lock = threading.Lock()
 
 
-def run_channel(store: Store, channel: ChannelConfig) -> ChannelResult:
+def run_channel(store: Store, channel: ChannelConfig, *, allow_mass_delete: bool = False) -> ChannelResult:
     """Plan the channel and queue what it copies. The caller then syncs the destination account (and,
     for a two-way channel with ``queued_source``, the source).
 
@@ -175,16 +188,16 @@ def run_channel(store: Store, channel: ChannelConfig) -> ChannelResult:
 
     with lock:
         try:
-            return _run_channel(store, channel)
+            return _run_channel(store, channel, allow_mass_delete)
         except IntegrityError as exc:
             raise ChannelError(f"channel '{channel.name}': another process ran this channel at the same time "
                                f"and paired the same message first ({type(exc.orig).__name__})",
                                hint="nothing was lost or copied twice; the next run plans again from the store") from exc
 
 
-def _run_channel(store: Store, channel: ChannelConfig) -> ChannelResult:
+def _run_channel(store: Store, channel: ChannelConfig, allow_mass_delete: bool) -> ChannelResult:
     if channel.mode == "two-way":
-        return _two_way(store, channel, apply=True)
+        return _two_way(store, channel, apply=True, allow_mass_delete=allow_mass_delete)
     result = _new_result(channel)
     if channel.mode == "mirror":  # folders created and renamed first (rules G1-G3)
         from mailsync.channel import run_two_way as tw
@@ -194,7 +207,8 @@ def _run_channel(store: Store, channel: ChannelConfig) -> ChannelResult:
         tw.run_folders(store, channel, ids["from"], ids["to"], result)
     with UnitOfWork(store) as uow:
         c = uow.connection
-        r = _read(c, channel)
+        r = _read(c, channel, allow_mass_delete)
+        result.held += r.held
         plan, dest_rows = r.plan, r.dest_rows
         result.folder_map = plan.folder_map
         folder_ids = {row.name: row.id for row in dest_rows}

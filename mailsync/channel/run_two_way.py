@@ -222,7 +222,8 @@ def run_relinks(store: Store, channel: ChannelConfig, a_id: int, b_id: int) -> N
             uow.commit()
 
 
-def run_pairs(store: Store, channel: ChannelConfig, a_id: int, b_id: int, result, *, apply: bool = True) -> None:
+def run_pairs(store: Store, channel: ChannelConfig, a_id: int, b_id: int, result, *, apply: bool = True,
+              allow_mass_delete: bool = False) -> None:
     """Step 3 (T1-T6)."""
     from mailsync.changes import ChangeError, LocalChanges
 
@@ -231,14 +232,18 @@ def run_pairs(store: Store, channel: ChannelConfig, a_id: int, b_id: int, result
         s = read_sides(c, channel, a_id, b_id)
         states = [PairNow(pid, Side(*a), Side(*b), agreed, sa, sb)
                   for pid, a, b, agreed, sa, sb, *_shas in repo_ch.two_way_states(c, channel.name)]
-        plan = plan_pairs(states, s.a_to_b, s.b_to_a, propagate=channel.delete == "propagate")
+        plan = plan_pairs(states, s.a_to_b, s.b_to_a, propagate=channel.delete == "propagate",
+                          allow_mass_delete=allow_mass_delete)
+        account = {"a": channel.source, "b": channel.dest}
+        result.held += [f"{n} deletion(s) in {account[side]}'s folder {folder!r} (of the {there} message(s) the "
+                        f"channel pairs there) are held: more than half of it at once"
+                        for side, folder, n, there in plan.held]
         for a in plan.actions:
             counts = result.mirrored if a.side == "b" else result.mirrored_back
             counts[a.kind] = counts.get(a.kind, 0) + 1
         if not apply or not (plan.actions or plan.agreements or plan.drops):
             return
         changes = LocalChanges(store, uow=uow)
-        account = {"a": channel.source, "b": channel.dest}
         folders = {"a": {r.name for r in s.a_rows}, "b": {r.name for r in s.b_rows}}
         done, skipped = 0, set()
         for a in plan.actions:

@@ -24,6 +24,10 @@ agreed folder of each side, by folder id, so a folder rename is not a move):
       moved: if they agree, nothing to do; if not, A wins (B follows A).
   T6  With nothing waiting, the pair's agreed state becomes what both sides now hold (written in
       the same transaction as the actions that bring them there, never before them).
+  T7  A guard no peer has: deletions T3 would pass on into one folder of a side, more than
+      MASS_DELETE of them and more than half the pairs whose survivor is in that folder (a folder
+      gone by mistake, a server that lost a mailbox), are held: the pairs stay as they are, the run
+      says so, and `mailsync sync --allow-deletions` lets them through.
   \\Recent is never merged (a session flag, RFC 3501).
 
   T0  Before all of these, a side that is gone whose message (its SHA-256) is held, unpaired, in a
@@ -43,10 +47,12 @@ Rules for the folders (channel_folders: an A folder, its B folder, the names the
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 SESSION_FLAGS = frozenset({"\\Recent"})
+MASS_DELETE = 50  # rule T7
 
 
 @dataclass(frozen=True)
@@ -94,6 +100,7 @@ class PairPlan:
     actions: list[SideAction] = field(default_factory=list)
     agreements: list[Agreement] = field(default_factory=list)
     drops: list[int] = field(default_factory=list)  # pair ids
+    held: list[tuple[str, str, int, int]] = field(default_factory=list)  # T7: (side, folder, deletions, pairs there)
 
 
 def _flags(text: str | None) -> set[str]:
@@ -126,8 +133,36 @@ def _flag_action(side: str, s: Side, want: set[str], pair_id: int) -> SideAction
 
 
 def plan_pairs(pairs: Sequence[PairNow], a_to_b: Callable[[str], str], b_to_a: Callable[[str], str], *,
-               propagate: bool) -> PairPlan:
-    """Rules T1-T6. ``a_to_b(A folder)`` is its B counterpart's name, ``b_to_a`` the other way."""
+               propagate: bool, allow_mass_delete: bool = False) -> PairPlan:
+    """Rules T1-T7. ``a_to_b(A folder)`` is its B counterpart's name, ``b_to_a`` the other way."""
+    plan = _plan_pairs(pairs, a_to_b, b_to_a, propagate=propagate)
+    if allow_mass_delete:
+        return plan
+    population: Counter = Counter()
+    for p in pairs:
+        population.update((side, s.folder) for side, s in (("a", p.a), ("b", p.b)) if s.folder is not None)
+    too_many = held_deletions([((a.side, a.folder), a.pair_id) for a in plan.actions if a.kind == "delete"],
+                              population)
+    held = {a.pair_id for a in plan.actions if a.kind == "delete" and (a.side, a.folder) in too_many}
+    plan.held += [(side, folder, n, there) for (side, folder), (n, there) in sorted(too_many.items())]
+    if held:
+        plan.actions = [a for a in plan.actions if a.pair_id not in held]
+        plan.drops = [d for d in plan.drops if d not in held]
+    return plan
+
+
+def held_deletions(deletions: Sequence[tuple[object, int]], population: Mapping[object, int]
+                   ) -> dict[object, tuple[int, int]]:
+    """Rule T7: of ``deletions`` (folder key, pair id), the folders that would lose more than
+    MASS_DELETE messages and more than half of the ``population`` (pairs with a message there):
+    folder key -> (deletions, population)."""
+    count = Counter(key for key, _pair in deletions)
+    return {key: (n, population.get(key, 0)) for key, n in count.items()
+            if n > MASS_DELETE and n * 2 > population.get(key, 0)}
+
+
+def _plan_pairs(pairs: Sequence[PairNow], a_to_b: Callable[[str], str], b_to_a: Callable[[str], str], *,
+                propagate: bool) -> PairPlan:
     plan = PairPlan()
     for p in pairs:
         a_gone, b_gone = p.a.folder_id is None, p.b.folder_id is None

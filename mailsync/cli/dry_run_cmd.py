@@ -30,7 +30,7 @@ def plan_accounts(config, accounts, *, allow_deletions: bool) -> list[AccountPla
             store.dispose()
 
 
-def plan_channels(config, accounts) -> list[dict]:
+def plan_channels(config, accounts, *, allow_deletions: bool = False) -> list[dict]:
     """What each channel joining two of ``accounts`` would queue, from the store as it is now (before
     the accounts' syncs, whose plans come first): copies, pairs with messages the destination holds,
     folders to create, mirror actions; or why it cannot be planned."""
@@ -49,12 +49,12 @@ def plan_channels(config, accounts) -> list[dict]:
         for c in channels:
             row = {"channel": c.name, "from": c.source, "to": c.dest, "mode": c.mode}
             try:
-                r = preview_channel(store, c)
+                r = preview_channel(store, c, allow_mass_delete=allow_deletions)
             except MailsyncError as exc:
                 row["error"] = str(exc)
             else:
                 row.update(copies=r.copies, paired=r.paired, folders_to_create=r.folders, mirror=r.mirrored,
-                           folder_map=r.folder_map)
+                           folder_map=r.folder_map, held=r.held)
                 if c.mode == "two-way":  # what goes the other way, into the source
                     row.update(copies_back=r.copies_back, folders_to_create_back=r.folders_back,
                                mirror_back=r.mirrored_back, folders_to_rename=r.renamed)
@@ -82,6 +82,7 @@ def _channel(c: dict) -> str:
     if c["folders_to_create"]:
         parts.append("folders to create: " + ", ".join(c["folders_to_create"]))
     parts += [f"{n} {kind}" for kind, n in sorted(c["mirror"].items())]
+    parts += [f"HELD: {why}" for why in c["held"]]
     if c["mode"] == "two-way":
         parts.append(f"{c['copies_back']} to copy back")
         if c["folders_to_create_back"]:

@@ -123,8 +123,9 @@ def init(obj: _Ctx, force: bool) -> None:
 @cli.command()
 @click.option("--account", "accounts", multiple=True, help="Sync only this account (repeatable).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress display; only errors on stderr.")
-@click.option("--allow-deletions", is_flag=True,
-              help="Apply deletions held because most of a folder vanished from the server at once.")
+@click.option("--allow-deletions", "--allow-mass-delete", "allow_deletions", is_flag=True,
+              help="Apply deletions held because most of a folder vanished at once (from the server, the "
+                   "Maildir mirror, or one side of a channel).")
 @click.option("--json", "as_json", is_flag=True,
               help="The per-account summary as one JSON document on stdout (no progress display).")
 @click.option("--dry-run", is_flag=True,
@@ -208,7 +209,7 @@ def _dry_run(config, selected, allow_deletions: bool, as_json: bool) -> None:
     from mailsync.cli.dry_run_cmd import as_json as plans_json, plan_accounts, plan_channels, render
 
     plans = plan_accounts(config, selected, allow_deletions=allow_deletions)
-    channels = plan_channels(config, selected)
+    channels = plan_channels(config, selected, allow_deletions=allow_deletions)
     _startup_over()
     if as_json:
         click.echo(json.dumps(plans_json(plans, channels), indent=2, sort_keys=True))

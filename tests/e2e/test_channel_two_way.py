@@ -209,6 +209,11 @@ def test_two_way_between_dovecot_and_another_server_maps_folders_both_ways(kind,
     assert got_a["b-new"] == ("INBOX", ())
 
 
+def held_reason(stderr: str) -> list[str]:
+    """The HELD reasons a run printed (as the dry run lists them)."""
+    return [part.split("HELD: ", 1)[1].split(" (mailsync sync", 1)[0] for part in stderr.split("; ") if "HELD: " in part]
+
+
 def _a_name(user, folder: str) -> str:
     """B's folder name as the test writes it ("/" between levels, no namespace prefix)."""
     if folder == "INBOX":
@@ -248,3 +253,29 @@ def test_under_watch_a_change_on_either_side_reaches_the_other(tmp_path, dovecot
     finally:
         rc, _ = daemon.stop()
     assert rc == 0
+
+
+@pytest.mark.parametrize("mode", ["two-way", "mirror"])
+def test_a_folder_lost_on_one_side_does_not_empty_the_other_without_allow_mass_delete(mode, tmp_path, dovecot,
+                                                                                      store_url):
+    a = dovecot.new_user("tga" + tmp_path.name[-8:], "pa")
+    b = dovecot.new_user("tgb" + tmp_path.name[-8:], "pb")
+    raws = {f"g{i}": _msg(f"g{i}") for i in range(60)}
+    dovecot.load(a.name, [("Big", raw, "") for raw in raws.values()])
+    cfg, env = _config(tmp_path, store_url, a, b)
+    cfg.write_text(cfg.read_text().replace('mode = "two-way"', f'mode = "{mode}"'))
+    run_cli("sync", config=cfg, env=env, check=True)
+    assert len(_by_id(server_snapshot(b), raws)) == 60
+    c = client_for(a)
+    c.delete_folder("Big")  # gone from A: a mistake as often as not
+    c.logout()
+    held = run_cli("sync", config=cfg, env=env)
+    assert held.returncode == 1
+    assert "HELD: 60 deletion(s) in b's folder 'Big'" in held.stderr and "--allow-deletions" in held.stderr
+    assert len(_by_id(server_snapshot(b), raws)) == 60  # nothing deleted
+    dry = json.loads(run_cli("sync", "--dry-run", "--json", config=cfg, env=env, check=True).stdout)
+    assert dry["channels"][0]["held"] == held_reason(held.stderr), dry["channels"]
+    run_cli("sync", "--allow-mass-delete", config=cfg, env=env, check=True)
+    assert _by_id(server_snapshot(b), raws) == {}
+    if mode == "two-way":
+        assert "Big" not in server_snapshot(a)  # the folder is not created on A again (rule G3)

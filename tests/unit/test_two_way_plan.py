@@ -155,3 +155,21 @@ def test_a_folder_gone_on_one_side_is_not_created_again():
     plan = plan_folders([], [FolderNow(12, "Old")], rows, str, {"Old": "Archive"}.__getitem__, lambda f: True,
                         two_way=True)
     assert (plan.mkdirs, plan.links, plan.renames) == ([], [], [])
+
+
+def test_a_mass_of_deletions_into_one_folder_is_held_unless_allowed():
+    big = [PairNow(i, GONE, _side(20, "Old", 100 + i), "", 10, 20) for i in range(60)]  # A's Archive vanished
+    few = [PairNow(100 + i, GONE, _side(21, "INBOX", 200 + i), "", 11, 21) for i in range(3)]
+    kept = [PairNow(200 + i, _side(11, "INBOX", 300 + i), _side(21, "INBOX", 400 + i), "", 11, 21) for i in range(2)]
+    plan = _plan(big + few + kept)
+    assert plan.held == [("b", "Old", 60, 60)]
+    assert sorted(x.uid for x in plan.actions) == [200, 201, 202]  # the few still go
+    assert set(plan.drops) == {100, 101, 102}
+    allowed = plan_pairs(big + few + kept, A_TO_B.__getitem__, B_TO_A.__getitem__, propagate=True,
+                         allow_mass_delete=True)
+    assert (len(allowed.actions), allowed.held) == (63, [])
+    # half a folder or less, or 50 messages or fewer, is an ordinary day
+    half = [PairNow(i, GONE if i < 60 else _side(10, "Archive", i), _side(20, "Old", 100 + i), "", 10, 20)
+            for i in range(120)]
+    assert _plan(half).held == [] and len(_plan(half).actions) == 60
+    assert _plan(big[:50]).held == []
