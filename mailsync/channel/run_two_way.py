@@ -139,9 +139,11 @@ def run_copies(store: Store, channel: ChannelConfig, a_id: int, b_id: int, resul
         c = uow.connection
         s = read_sides(c, channel, a_id, b_id)
         selected = _selected(channel)
-        folder_a, folder_b = repo_ch.folder_ids(c, a_id), repo_ch.folder_ids(c, b_id)
         new_a = _messages(repo_ch.unpaired_messages(c, channel.name, a_id, side="src"))
         new_b = _messages(repo_ch.unpaired_messages(c, channel.name, b_id, side="dest"))
+        if not new_a and not new_b:
+            return  # nothing new on either side: the rest of this step reads nothing
+        folder_a, folder_b = repo_ch.folder_ids(c, a_id), repo_ch.folder_ids(c, b_id)
         held_a, sha_a = _holdings(repo_ch.held_messages(c, a_id), repo_ch.paired_ids(c, channel.name, "src"))
         held_b, sha_b = _holdings(repo_ch.held_messages(c, b_id), repo_ch.paired_ids(c, channel.name, "dest"))
         ab = plan_side_copies(new_a, s.a_to_b, selected, held_b, {r.name for r in s.b_rows})
@@ -201,7 +203,7 @@ def run_relinks(store: Store, channel: ChannelConfig, a_id: int, b_id: int) -> N
     with UnitOfWork(store) as uow:
         c = uow.connection
         gone = []
-        for pid, a, b, _agreed, _sa, _sb, sha_a, sha_b in repo_ch.two_way_states(c, channel.name):
+        for pid, a, b, _agreed, _sa, _sb, sha_a, sha_b in repo_ch.two_way_states(c, channel.name, only_gone=True):
             if a[0] is None:
                 gone.append((pid, "a", sha_a))
             if b[0] is None:

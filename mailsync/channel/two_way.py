@@ -165,6 +165,9 @@ def _plan_pairs(pairs: Sequence[PairNow], a_to_b: Callable[[str], str], b_to_a: 
                 propagate: bool) -> PairPlan:
     plan = PairPlan()
     for p in pairs:
+        if (p.agreed_flags is not None and p.a.flags == p.b.flags == p.agreed_flags and p.a.uid is not None
+                and p.b.uid is not None and p.a.folder_id == p.agreed_a and p.b.folder_id == p.agreed_b):
+            continue  # in step, as the store writes flags (sorted): the common case, decided at no cost
         a_gone, b_gone = p.a.folder_id is None, p.b.folder_id is None
         if a_gone and b_gone:
             plan.drops.append(p.pair_id)  # T2

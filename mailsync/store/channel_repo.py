@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from sqlalchemy import bindparam, delete, func, insert, select, update
+from sqlalchemy import bindparam, delete, func, insert, or_, select, update
 
 from mailsync.store import tables
 from mailsync.store.repositories import Db
@@ -96,11 +96,12 @@ def add_pairs(db: Db, channel: str, pairs: list[tuple]) -> None:
             for p in pairs])
 
 
-def two_way_states(db: Db, channel: str) -> list[tuple]:
+def two_way_states(db: Db, channel: str, *, only_gone: bool = False) -> list[tuple]:
     """Each pair of ``channel`` for mailsync.channel.two_way: (pair id, (A folder id, folder name, UID,
     flags), the same of B, agreed flags, agreed A folder id, agreed B folder id, A's sha256, B's
     sha256); a side that is gone
-    (deleted, tombstoned, or its folder gone) has folder id and name None."""
+    (deleted, tombstoned, or its folder gone) has folder id and name None. ``only_gone``: only the
+    pairs with such a side."""
     src = tables.placements.alias("src")
     dst = tables.placements.alias("dst")
     sf = tables.folders.alias("sf")
@@ -112,7 +113,11 @@ def two_way_states(db: Db, channel: str) -> list[tuple]:
         .select_from(tables.channel_pairs)
         .outerjoin(src, src.c.id == _CP.src_placement_id).outerjoin(sf, sf.c.id == src.c.folder_id)
         .outerjoin(dst, dst.c.id == _CP.dest_placement_id).outerjoin(df, df.c.id == dst.c.folder_id)
-        .where(_CP.channel == channel).order_by(_CP.id))
+        .where(_CP.channel == channel, *([or_(
+            src.c.id.is_(None), sf.c.status == "gone", src.c.tombstone_run.isnot(None), src.c.body_sha256 != _CP.sha256,
+            dst.c.id.is_(None), df.c.status == "gone", dst.c.tombstone_run.isnot(None),
+            dst.c.body_sha256 != func.coalesce(_CP.dest_sha256, _CP.sha256))] if only_gone else []))
+        .order_by(_CP.id))
     out = []
     for (pid, s_id, s_name, s_status, s_tomb, s_uid, s_flags, s_sha, d_id, d_name, d_status, d_tomb, d_uid, d_flags,
          d_sha, sha, dest_sha, agreed, agreed_s, agreed_d) in rows:

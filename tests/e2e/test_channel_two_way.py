@@ -279,3 +279,42 @@ def test_a_folder_lost_on_one_side_does_not_empty_the_other_without_allow_mass_d
     assert _by_id(server_snapshot(b), raws) == {}
     if mode == "two-way":
         assert "Big" not in server_snapshot(a)  # the folder is not created on A again (rule G3)
+
+
+def test_a_message_deleted_and_added_again_elsewhere_on_one_side_is_moved_on_the_other(tmp_path, dovecot,
+                                                                                      store_url):
+    """Rule T0: a message gone from A's store and back in another folder before the channel ran again
+    (deleted, then restored by a client; a folder rename the sync could not tell from a new folder)
+    is unpaired there: the pair follows it, and B gets a MOVE, not a deletion and a new copy."""
+    from sqlalchemy import select
+
+    from mailsync.store import tables
+    from mailsync.store.db import open_store
+    from mailsync.store.uow import UnitOfWork
+
+    a, b, raws, cfg, env = _start(dovecot, tmp_path, store_url, "tr")
+    run_cli("sync", config=cfg, env=env, check=True)
+    c = client_for(a)
+    uid = _uid_of(c, "INBOX", "m3")
+    raw = c.fetch([uid], ["BODY.PEEK[]"])[uid][b"BODY[]"]
+    c.delete_messages([uid])
+    c.expunge()
+    c.logout()
+    run_cli("sync", "--account", "a", config=cfg, env=env, check=True)  # A's store: m3 gone (the channel waits)
+    c = client_for(a)
+    c.append("Work", raw)  # and back, in another folder: to the sync, a new message there
+    c.logout()
+    run_cli("sync", "--account", "a", config=cfg, env=env, check=True)
+    run_cli("sync", config=cfg, env=env, check=True)
+    got_a, got_b = _by_id(server_snapshot(a), raws), _by_id(server_snapshot(b), raws)
+    assert got_a == got_b and got_b["m3"][0] == "Work"
+    store = open_store(store_url)
+    try:
+        with UnitOfWork(store) as uow:
+            o = tables.pending_ops.c
+            kinds = [k for k, in uow.connection.execute(
+                select(o.kind).join(tables.accounts, tables.accounts.c.id == o.account_id)
+                .where(tables.accounts.c.name == "b", o.id > 0).order_by(o.id))]
+    finally:
+        store.dispose()
+    assert kinds[-1] == "move" and "delete" not in kinds, kinds  # the copy in B was moved, not replaced
