@@ -115,7 +115,7 @@ def _read(c, channel: ChannelConfig, allow_mass_delete: bool = False) -> _Readin
     messages = [SourceMessage(pid, folder, sha, mid, size, flags or "", idate)
                 for pid, folder, sha, mid, size, flags, idate in repo_ch.unpaired_messages(c, channel.name, ids["from"])]
     holdings: dict[str, DestMessages] = {}
-    for folder, pid, sha, mid, size in repo_ch.held_messages(c, ids["to"]):
+    for folder, pid, sha, mid, size in repo_ch.held_messages(c, ids["to"]) if messages else ():  # none: nothing to look for
         held = holdings.setdefault(folder, DestMessages())
         held.by_sha.setdefault(sha, pid)
         if mid:
