@@ -16,7 +16,7 @@ from mailsync.errors import ConfigError, MailsyncError
 
 @click.group()
 def channel() -> None:
-    """Channels: one account's folders copied into another's ([[channel]] in the config)."""
+    """Channels: folders copied, mirrored or kept in step between two accounts ([[channel]] in the config)."""
 
 
 @channel.command("status")
@@ -39,7 +39,7 @@ def status(obj, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(rows, indent=2, sort_keys=True))
         return
-    click.echo(f"{'CHANNEL':20} {'FROM':12} {'TO':12} {'MODE':6} {'PAIRED':>8} {'WAITING':>8} {'FAILED':>7}")
+    click.echo(f"{'CHANNEL':20} {'FROM':12} {'TO':12} {'MODE':7} {'PAIRED':>8} {'WAITING':>8} {'FAILED':>7}")
     for r in rows:
-        click.echo(f"{r['channel']:20} {r['from']:12} {r['to']:12} {r['mode']:6} {r['pairs']:>8} {r['waiting']:>8} "
+        click.echo(f"{r['channel']:20} {r['from']:12} {r['to']:12} {r['mode']:7} {r['pairs']:>8} {r['waiting']:>8} "
                    f"{r['failed']:>7}")
