@@ -26,6 +26,11 @@ class FetchItem:
     body: bytes | None  # BODY[] / BODY[]<0> / BINARY[] / RFC822: the full message, the literal as read
     header_fields: bytes | None  # BODY[HEADER.FIELDS (...)] payload
     modseq: int | None  # MODSEQ (n), CONDSTORE
+    # Gmail's X-GM-EXT-1 items: the message's id (one per message, whatever its folders), its
+    # thread's id, and its labels as sent (atoms and strings; system labels start with a backslash)
+    gm_msgid: int | None = None
+    gm_thrid: int | None = None
+    gm_labels: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,5 +1,5 @@
 """FETCH responses: the items mailsync reads (UID, FLAGS, INTERNALDATE, RFC822.SIZE, BODY[], the
-header fields, MODSEQ) into a FetchItem, by the general token parser and by the fast paths of the
+header fields, MODSEQ, and Gmail's X-GM-MSGID, X-GM-THRID and X-GM-LABELS) into a FetchItem, by the general token parser and by the fast paths of the
 usual flat shape (a property test holds them to the same results).
 
 Owns: the FETCH grammar. Must not: do I/O; the parser (responses.py) hands each FETCH here.
@@ -20,8 +20,12 @@ from mailsync.imap.values import _DATE_TIME, _QUOTED_DATE_TIME
 
 # -- FETCH items -------------------------------------------------------------------------------
 # Which FetchItem field an item fills; the index is the field's position after `seq`.
-_F_UID, _F_FLAGS, _F_DATE, _F_SIZE, _F_BODY, _F_HEADERS, _F_MODSEQ, _F_SKIP = range(8)
-_FIELD_NAMES = ("UID", "FLAGS", "INTERNALDATE", "RFC822.SIZE", "BODY[]", "BODY[HEADER.FIELDS]", "MODSEQ")
+(_F_UID, _F_FLAGS, _F_DATE, _F_SIZE, _F_BODY, _F_HEADERS, _F_MODSEQ, _F_GM_MSGID, _F_GM_THRID, _F_GM_LABELS,
+ _F_SKIP) = range(11)
+_FIELD_NAMES = ("UID", "FLAGS", "INTERNALDATE", "RFC822.SIZE", "BODY[]", "BODY[HEADER.FIELDS]", "MODSEQ",
+                "X-GM-MSGID", "X-GM-THRID", "X-GM-LABELS")
+_NFIELDS = len(_FIELD_NAMES)
+_MAX_GM_ID = (1 << 64) - 1  # Gmail's ids are unsigned 64-bit numbers
 
 _ITEMS: dict[bytes, int] = {
     b"UID": _F_UID,
@@ -35,6 +39,9 @@ _ITEMS: dict[bytes, int] = {
     b"BODY.PEEK[]": _F_BODY,
     b"BINARY[]": _F_BODY,
     b"BINARY.PEEK[]": _F_BODY,
+    b"X-GM-MSGID": _F_GM_MSGID,
+    b"X-GM-THRID": _F_GM_THRID,
+    b"X-GM-LABELS": _F_GM_LABELS,
 }
 _SECTIONS: dict[bytes, int] = {}  # section item names seen, e.g. b"BODY[HEADER.FIELDS (MESSAGE-ID)]"
 _SECTIONS_MAX = 256  # item names are server-controlled: bound what we remember
@@ -82,7 +89,7 @@ def _parse_fetch(seq: int, text: bytes, lits: Sequence[bytes], pos: int) -> Fetc
 
     Checks are inlined (this runs for every message); the helpers run only to word an error.
     """
-    vals: list = [None] * 7  # uid, flags, internaldate, size, body, header_fields, modseq
+    vals: list = [None] * _NFIELDS  # uid, flags, internaldate, size, body, header_fields, modseq, gm_*
     classes, items = _CLASS, _ITEMS
     li = 0  # literals consumed so far
     toks: list[bytes] = []
@@ -156,6 +163,28 @@ def _parse_fetch(seq: int, text: bytes, lits: Sequence[bytes], pos: int) -> Fetc
                     raise ProtocolError(f"expected 'MODSEQ (number)', got {_q(b' '.join(toks[i - 2 : i + 2]))}")
                 value = _number(toks[i], 0, _MAX_NUMBER64, "MODSEQ")
                 i += 2
+            elif field == _F_GM_MSGID or field == _F_GM_THRID:
+                value = _number(tok, 1, _MAX_GM_ID, _FIELD_NAMES[field])
+            elif field == _F_GM_LABELS:
+                if tok != b"(":
+                    raise ProtocolError(f"expected '(' after X-GM-LABELS, got {_q(tok)}")
+                labels = []
+                tok = toks[i]
+                while tok != b")":
+                    cls = classes[tok[0]]
+                    if cls == _ATOM_T:
+                        labels.append(_flag(tok))
+                    elif cls == _QUOTED_T:
+                        labels.append(_label(_unquote(tok)))
+                    elif cls == _LIT_T:
+                        labels.append(_label(bytes(lits[li])))
+                        li += 1
+                    else:
+                        raise ProtocolError(f"expected a label in X-GM-LABELS, got {_q(tok)}")
+                    i += 1
+                    tok = toks[i]
+                i += 1
+                value = tuple(labels)
             else:
                 start = i - 1
                 i = _skip(toks, start, name)
@@ -204,7 +233,7 @@ def _fetch_simple(seq: int, text: bytes, pos: int, lits: Sequence[bytes]) -> Fet
     pairs = _PAIRS.findall(text, pos)
     if not pairs or not pairs[-1][5]:
         return None
-    vals: list = [None] * 7
+    vals: list = [None] * _NFIELDS
     items, flag_lists = _ITEMS, _FLAG_LISTS
     li = 0
     for name, num, lst, quoted, lit, end, _ in pairs:
@@ -244,6 +273,13 @@ def _fetch_simple(seq: int, text: bytes, pos: int, lits: Sequence[bytes]) -> Fet
             if not digits.isdigit() or len(digits) > 18:
                 return None
             value = int(digits)
+        elif field == _F_GM_MSGID or field == _F_GM_THRID:
+            if not num or len(num) > 20 or not 0 < (value := int(num)) <= _MAX_GM_ID:
+                return None
+        elif field == _F_GM_LABELS:
+            if not lst or not lst.isascii():  # quoted labels, literals: the general parser reads them
+                return None
+            value = tuple(lst[1:-1].decode("ascii").split())
         else:
             if lit:
                 li += 1
@@ -318,7 +354,8 @@ def body_fetch_item(seq: int, items: bytes, body) -> FetchItem | None:
     item = _fetch_simple(seq, items + b")", 0, ())
     if item is None or item.body is not None or item.header_fields is not None:
         return None
-    return FetchItem(seq, item.uid, item.flags, item.internaldate, item.size, body, None, item.modseq)
+    return FetchItem(seq, item.uid, item.flags, item.internaldate, item.size, body, None, item.modseq,
+                     item.gm_msgid, item.gm_thrid, item.gm_labels)
 
 
 def _flag_list(lst: bytes) -> tuple[str, ...] | None:
@@ -330,6 +367,15 @@ def _flag_list(lst: bytes) -> tuple[str, ...] | None:
     if len(_FLAG_LISTS) < _FLAG_LISTS_MAX:
         _FLAG_LISTS[lst] = value
     return value
+
+
+def _label(raw: bytes) -> str:
+    """A Gmail label sent as a string: UTF-8 (Gmail sends non-ASCII labels so, or in modified
+    UTF-7, which is ASCII and kept as sent)."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ProtocolError(f"label is not UTF-8: {_q(raw)}") from None
 
 
 def _flag(tok: bytes) -> str:

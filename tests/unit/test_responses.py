@@ -35,8 +35,9 @@ from mailsync.imap.responses import (
 # -- harness -----------------------------------------------------------------------------------
 
 
-def _item(seq, uid=None, flags=None, internaldate=None, size=None, body=None, header_fields=None, modseq=None):
-    return FetchItem(seq, uid, flags, internaldate, size, body, header_fields, modseq)
+def _item(seq, uid=None, flags=None, internaldate=None, size=None, body=None, header_fields=None, modseq=None,
+          gm_msgid=None, gm_thrid=None, gm_labels=None):
+    return FetchItem(seq, uid, flags, internaldate, size, body, header_fields, modseq, gm_msgid, gm_thrid, gm_labels)
 
 
 def _literal(data: bytes) -> bytes:
@@ -156,7 +157,7 @@ def test_fetch(data, expected):
 
 
 UNKNOWN_ITEMS = [
-    ("atom", b"X-GM-MSGID 1278455344230334865"),
+    ("atom", b"X-OTHER-MSGID 1278455344230334865"),
     ("quoted-escapes", b'PREVIEW "a \\"quoted\\" \\\\ thing"'),
     ("nil", b"PREVIEW NIL"),
     ("list", b"EMAILID (M6d99ac3275bb4e)"),
@@ -164,7 +165,7 @@ UNKNOWN_ITEMS = [
      b'ENVELOPE ("Wed, 17 Jul 1996 02:23:25 -0700 (PDT)" "IMAP4rev1 WG mtg summary" '
      b'(("Terry Gray" NIL "gray" "cac.washington.edu")) NIL NIL NIL "<B27397-0100000@cac.washington.edu>")'),
     ("deeply-nested", b"BODYSTRUCTURE " + b"(" * 60 + b"x" + b")" * 60),
-    ("literal-inside", b'X-GM-LABELS ("\\\\Inbox" {5}\r\nLabel Important)'),
+    ("literal-inside", b'X-OTHER-LABELS ("\\\\Inbox" {5}\r\nLabel Important)'),
     ("empty-list", b"X-THING ()"),
 ]
 
@@ -367,10 +368,40 @@ def test_quirk_utf8_keyword():
     _test("* 1 FETCH (FLAGS (\\Seen Wichtig-ä))\r\n".encode(), _item(1, flags=("\\Seen", "Wichtig-ä")))
 
 
-def test_quirk_gmail_extension_items():
-    _test(b'* 1 FETCH (X-GM-THRID 1278455344230334865 X-GM-MSGID 1278455344230334865 '
-          b'X-GM-LABELS (\\Inbox \\Sent Important "Muy Importante") UID 4 FLAGS (\\Seen))\r\n',
-          _item(1, uid=4, flags=("\\Seen",)))
+# Gmail's X-GM-EXT-1 items, as Google's documentation of the extension shows them
+GMAIL_CASES = [
+    ("all-three", b'* 1 FETCH (X-GM-THRID 1278455344230334865 X-GM-MSGID 1278455344230334865 '
+                  b'X-GM-LABELS (\\Inbox \\Sent Important "Muy Importante") UID 4 FLAGS (\\Seen))\r\n',
+     _item(1, uid=4, flags=("\\Seen",), gm_msgid=1278455344230334865, gm_thrid=1278455344230334865,
+           gm_labels=("\\Inbox", "\\Sent", "Important", "Muy Importante"))),
+    ("labels-atoms-only", b"* 2 FETCH (X-GM-LABELS (foo) UID 5)\r\n", _item(2, uid=5, gm_labels=("foo",))),
+    ("labels-empty", b"* 3 FETCH (X-GM-LABELS () UID 6)\r\n", _item(3, uid=6, gm_labels=())),
+    ("label-literal", b"* 3 FETCH (X-GM-LABELS ({9}\r\nTwo Words \\Inbox))\r\n",
+     _item(3, gm_labels=("Two Words", "\\Inbox"))),
+    ("label-utf8", "* 3 FETCH (X-GM-LABELS (\"Wichtig-ä\"))\r\n".encode(), _item(3, gm_labels=("Wichtig-ä",))),
+    ("msgid-64-bit", b"* 4 FETCH (X-GM-MSGID 18446744073709551615)\r\n", _item(4, gm_msgid=2**64 - 1)),
+    ("with-a-body", b"* 5 FETCH (X-GM-MSGID 7 X-GM-THRID 8 X-GM-LABELS (\\Inbox) UID 9 FLAGS () "
+                    b'INTERNALDATE "17-Jul-1996 02:44:25 -0700" RFC822.SIZE %d BODY[] {%d}\r\n%s)\r\n'
+                    % (len(BODY), len(BODY), BODY),
+     _item(5, uid=9, flags=(), internaldate="17-Jul-1996 02:44:25 -0700", size=len(BODY), body=BODY,
+           gm_msgid=7, gm_thrid=8, gm_labels=("\\Inbox",))),
+]
+
+
+@pytest.mark.parametrize("data,expected", [c[1:] for c in GMAIL_CASES], ids=[c[0] for c in GMAIL_CASES])
+def test_gmail_extension_items(data, expected):
+    _test(data, expected)
+
+
+@pytest.mark.parametrize("data,regex", [
+    (b"* 1 FETCH (X-GM-MSGID 18446744073709551616)\r\n", "X-GM-MSGID 18446744073709551616 out of range"),
+    (b"* 1 FETCH (X-GM-MSGID 0)\r\n", "X-GM-MSGID 0 out of range"),
+    (b"* 1 FETCH (X-GM-THRID abc)\r\n", "expected a number for X-GM-THRID"),
+    (b"* 1 FETCH (X-GM-LABELS foo)\r\n", "expected '\\(' after X-GM-LABELS"),
+    (b"* 1 FETCH (X-GM-LABELS ((nested)))\r\n", "expected a label in X-GM-LABELS"),
+])
+def test_gmail_extension_items_refused(data, regex):
+    _test_parse_error(data, regex)
 
 
 def test_quirk_unsolicited_fetch_without_uid():
@@ -730,8 +761,8 @@ def fetch_responses(draw):
             parts.append(b"MODSEQ (%d)" % modseq)
         else:
             parts.append(draw(st.sampled_from([
-                b"X-GM-MSGID 1278455344230334865",
-                b'X-GM-LABELS ("\\\\Inbox" Important)',
+                b"X-OTHER-MSGID 1278455344230334865",
+                b'X-OTHER-LABELS ("\\\\Inbox" Important)',
                 b'ENVELOPE ("date" "subj" (("A" NIL "a" "b.c")) NIL NIL NIL NIL NIL NIL "<id>")',
                 b"X-LIT " + _literal(b"some\r\nliteral)"),
                 b"BODYSTRUCTURE ((\"TEXT\" \"PLAIN\" NIL NIL NIL \"7BIT\" 1 1)(\"TEXT\" \"HTML\" NIL NIL NIL "
@@ -866,6 +897,10 @@ _FITTING = {
     b"RFC822": [b"\n"],
     b"BODY[HEADER.FIELDS (MESSAGE-ID)]": [b"\n", b'"M: x"'],
     b"MODSEQ": [b"(5)", b"( 5 )", b"(9223372036854775807)"],
+    b"X-GM-MSGID": [b"1278455344230334865", b"18446744073709551615", b"0001"],
+    b"X-GM-THRID": [b"1266894439832287888"],
+    b"X-GM-LABELS": [b"(\\Inbox \\Sent Important)", b"()", b'(\\Inbox "Muy Importante")', b"( a  b )",
+                     b"(\n)", b"(\xc3\xa4)"],
     b"X-FOO": [b"1", b'"q"', b"NIL", b"((a) b)", b"\n", b"(a [b] c)", b"abc", b"(\n x)"],
     b"BODY[]<5>": [b"\n", b'"partial"'],
 }
