@@ -125,6 +125,8 @@ def quoted(name: bytes) -> bytes:
 
 
 class HostileServer:
+    session_class: type  # Session, set below; a subclass of the server may answer with its own
+
     def __init__(self, *, capabilities: tuple[str, ...] = ("UIDPLUS",), delimiter: str = "/") -> None:
         self.capabilities = ("IMAP4rev1",) + tuple(capabilities)
         self.condstore = "CONDSTORE" in capabilities or "QRESYNC" in capabilities
@@ -240,7 +242,7 @@ class HostileServer:
             except OSError:
                 return
             self._conns.append(conn)
-            t = threading.Thread(target=Session(self, conn).serve, name="hostile-session", daemon=True)
+            t = threading.Thread(target=self.session_class(self, conn).serve, name="hostile-session", daemon=True)
             t.start()
             self._threads.append(t)
 
@@ -587,3 +589,6 @@ class Session:
 
     def _uid_move(self, tag, args, **kw):
         return self._uid_copy(tag, args, move=True, **kw)
+
+
+HostileServer.session_class = Session
