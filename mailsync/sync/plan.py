@@ -34,9 +34,12 @@ from dataclasses import dataclass, field
 
 
 def folder_selected(name: str, include: Sequence[str], exclude: Sequence[str]) -> bool:
-    """Rule F1 (name part)."""
+    """Rule F1 (name part). A pattern equal to the name matches it, whatever its glob characters say
+    (Gmail's "[Gmail]/All Mail" is otherwise the class [Gmail] followed by "/All Mail")."""
 
     def match(pattern: str) -> bool:
+        if pattern == name:
+            return True
         if pattern.upper() == "INBOX" or name.upper() == "INBOX":
             return name.upper() == pattern.upper() or fnmatch.fnmatchcase(name.upper(), pattern.upper())
         return fnmatch.fnmatchcase(name, pattern)

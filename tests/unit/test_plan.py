@@ -14,6 +14,9 @@ from mailsync.sync import plan as P
     ("Sent", ["INBOX"], [], False),
     ("Entwürfe", ["Entw*"], [], True),
     ("junk", ["*"], ["Junk"], True),  # other folders are case-sensitive
+    ("[Gmail]/All Mail", ["[Gmail]/All Mail"], [], True),  # a name with glob characters matches itself
+    ("[Gmail]/Spam", ["*"], ["[Gmail]/Spam"], False),
+    ("G/All Mail", ["[Gmail]/All Mail"], [], True),  # and is still a pattern for other names
 ])
 def test_f1_folder_selection(name, include, exclude, expected):
     assert P.folder_selected(name, include, exclude) is expected
