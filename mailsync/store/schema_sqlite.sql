@@ -226,6 +226,20 @@ CREATE TABLE folders (
 
 CREATE INDEX ix_folders_account_id ON folders (account_id);
 
+CREATE TABLE gmail_messages (
+	id INTEGER NOT NULL, 
+	account_id INTEGER NOT NULL, 
+	msgid VARCHAR(20) NOT NULL, 
+	thrid VARCHAR(20), 
+	body_sha256 VARCHAR(64) NOT NULL, 
+	labels TEXT NOT NULL, 
+	PRIMARY KEY (id), 
+	CONSTRAINT uq_gmail_messages_account_msgid UNIQUE (account_id, msgid), 
+	FOREIGN KEY(account_id) REFERENCES accounts (id) ON DELETE CASCADE
+);
+
+CREATE INDEX ix_gmail_messages_body ON gmail_messages (account_id, body_sha256);
+
 CREATE TABLE mirror_files (
 	id INTEGER NOT NULL, 
 	account_id INTEGER NOT NULL, 

@@ -22,6 +22,7 @@ Layout:
   mirror_folders / mirror_files  an account's live Maildir mirror as last written and agreed
   channel_pairs a message of a channel's source account and its copy in the destination account
   channel_folders a folder of a mirror or two-way channel's source and its destination folder
+  gmail_messages a Gmail message (X-GM-MSGID) of an account: its body, thread and labels
 The CRM layer's tables (crm_*) are declared on this MetaData too, in mailsync.crm.models, which is
 imported only where they are needed.
 """
@@ -272,4 +273,21 @@ channel_folders = Table(
     Column("src_name", Text, nullable=False),
     Column("dest_name", Text, nullable=False),
     UniqueConstraint("channel", "src_folder_id", name="uq_channel_folders_channel_src"),
+)
+
+# A Gmail message (X-GM-EXT-1) of an account, by its X-GM-MSGID: Gmail shows one message in the
+# folder of each of its labels and in [Gmail]/All Mail, and this row lets a sync place the other
+# copies on the body it holds instead of downloading them again. Written in the transaction of the
+# body's batch (or of the label change), so it never names a body that was not committed.
+gmail_messages = Table(
+    "gmail_messages", metadata,
+    _pk(),
+    Column("account_id", Integer, ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False),
+    Column("msgid", String(20), nullable=False),  # X-GM-MSGID, decimal (unsigned 64-bit)
+    Column("thrid", String(20)),  # X-GM-THRID
+    # No key: the body may be dropped when its last placement goes; a look-up joins bodies.
+    Column("body_sha256", String(64), nullable=False),
+    Column("labels", Text, nullable=False, default="[]"),  # X-GM-LABELS as a sorted JSON list of strings
+    UniqueConstraint("account_id", "msgid", name="uq_gmail_messages_account_msgid"),
+    Index("ix_gmail_messages_body", "account_id", "body_sha256"),
 )
