@@ -56,7 +56,8 @@ password = "env:WORK_IMAP_PASSWORD"    # or "cmd:COMMAND", "keyring:SERVICE/USER
 folders = ["*"]                        # folder patterns to sync ("*" is every folder)
 exclude = ["Junk", "Spam"]             # patterns to leave out
 conflict = "server"                    # a flag changed both ways: "server", "local" or "newest" wins
-# max_connections = 4                  # connections to this server at once (Gmail allows 15)
+# max_connections = 4                  # connections to this server at once (Gmail's 15 are for all
+                                       # of an account's clients together: keep 4 or 5 there)
 # batch_size = 5000                    # messages per committed batch (1 to 10000)
 # timeout = 60                         # seconds for connecting and for each read
 # command_deadline = 120               # seconds any one command may take (default: twice timeout),
@@ -112,7 +113,7 @@ conflict = "server"                    # a flag changed both ways: "server", "lo
 # provider = "google"                  # "google", "microsoft" or "generic"
 # client_id = "env:GOOGLE_CLIENT_ID"   # same source forms as a password
 # client_secret = "env:GOOGLE_CLIENT_SECRET"
-# max_connections = 15
+# max_connections = 5                  # of Gmail's 15, shared with your phone and other mail apps
 """
 
 

@@ -184,6 +184,13 @@ def watched_folders(listing: Sequence[RemoteFolder], watch: bool | Sequence[str]
     return out
 
 
+# Gmail allows 15 simultaneous IMAP connections per account, shared by every client (phones, other
+# mail apps); over that it refuses logins. Whatever max_connections says, push on a Gmail account
+# (X-GM-EXT-1) takes at most this many, so mailsync holds at most 5 with its sync connection and
+# leaves 10 to the others.
+GMAIL_PUSH_BUDGET = 4
+
+
 def plan_sessions(mode: Mode, capabilities: Iterable[str], listing: Sequence[RemoteFolder], *,
                   watch: bool | Sequence[str] | None, budget: int, include: Sequence[str] = ("*",),
                   exclude: Sequence[str] = ()) -> list[SessionPlan]:
@@ -194,6 +201,8 @@ def plan_sessions(mode: Mode, capabilities: Iterable[str], listing: Sequence[Rem
     IDLE watches at most `budget` folders, one connection each; the first of them also polls every
     other folder, so a folder not watched is seen within poll_interval."""
     caps = {c.upper() for c in capabilities}
+    if "X-GM-EXT-1" in caps:  # Gmail: 15 connections per account for every client together
+        budget = min(budget, GMAIL_PUSH_BUDGET)
     common = dict(condstore="CONDSTORE" in caps or "QRESYNC" in caps, list_status="LIST-STATUS" in caps,
                   include=tuple(include), exclude=tuple(exclude))
     if budget < 1:

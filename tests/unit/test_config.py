@@ -546,7 +546,7 @@ def test_sample_oauth2_example_loads_when_uncommented(tmp_path):
     uncommented = "\n".join(re.sub(r"^# ", "", line) for line in tail.splitlines()[1:])
     cfg = load_text(tmp_path, head + uncommented)
     personal = cfg.account("personal")
-    assert (personal.auth, personal.provider, personal.max_connections) == ("oauth2", "google", 15)
+    assert (personal.auth, personal.provider, personal.max_connections) == ("oauth2", "google", 5)
     assert personal.client_secret.kind == "env"
 
 

@@ -88,6 +88,19 @@ def test_plan_sessions_within_the_budget():
     assert p.mode is Mode.POLL and p.poll  # nothing to idle on: poll
 
 
+def test_plan_sessions_on_gmail_leave_room_for_other_clients():
+    """Gmail allows 15 connections per account for all clients together: however many
+    max_connections allows, push on an X-GM-EXT-1 server keeps under GMAIL_PUSH_BUDGET."""
+    from mailsync.push.protocol import GMAIL_PUSH_BUDGET
+
+    labels = [RemoteFolder(f"Label{i}", flags=("\\HasNoChildren",)) for i in range(20)]
+    caps = ("IDLE", "CONDSTORE", "X-GM-EXT-1")
+    watch = [f.name for f in labels]
+    plans = plan_sessions(Mode.IDLE, caps, labels, watch=watch, budget=14)  # max_connections = 15
+    assert plans and len(plans) == GMAIL_PUSH_BUDGET and GMAIL_PUSH_BUDGET + 1 <= 5
+    assert len(plan_sessions(Mode.IDLE, caps[:2], labels, watch=watch, budget=14)) == 14  # not Gmail: all of it
+
+
 def test_wanted_follows_the_account_patterns():
     plan = SessionPlan(Mode.POLL, include=("*",), exclude=("Junk", "Archive/*"), skip=frozenset({"INBOX"}))
     assert plan.wanted("Sent") and plan.wanted("Entw&APw-rfe")
