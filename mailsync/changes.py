@@ -187,6 +187,24 @@ class LocalChanges:
                 op.state, op.updated_at = "done", now
             return self._op(uow, acc, change, folder=f, placement=p, state="done")
 
+    def label(self, account: str, folder: str, uid: int, *, add=(), remove=()) -> int:
+        """Gmail labels added and removed (pushed with UID STORE +X-GM-LABELS / -X-GM-LABELS); the
+        store's labels of the message change at once, and the sync after the push confirms them."""
+        from mailsync.store import gmail_repo
+
+        add, remove = tuple(add), tuple(remove)
+        if not add and not remove:
+            raise ChangeError("no label to add or remove", hint="e.g. mailsync label gmail INBOX 42 +Work -Later")
+        with UnitOfWork(self.store) as uow:
+            acc = self._account(uow, account)
+            f = self._folder(uow, acc, folder)
+            p = self._placement(uow, acc, f, uid)
+            if not gmail_repo.change_labels(uow.session, acc.id, p.body_sha256, add, remove):
+                raise ChangeError(f"account {account!r}: the message at {folder!r} UID {uid} has no Gmail labels "
+                                  f"in the store", hint="labels exist on Gmail accounts (X-GM-EXT-1) only; "
+                                  "use mailsync flag for keywords on other servers")
+            return self._op(uow, acc, journal.LabelChange(f.raw_name, uid, add, remove), folder=f, placement=p)
+
     def move(self, account: str, folder: str, uid: int, dest: str) -> int:
         with self._work() as uow:
             acc = self._account(uow, account)

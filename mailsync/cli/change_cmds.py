@@ -1,4 +1,4 @@
-"""`mailsync flag|move|delete|append|mkdir|rmdir|rename`: queue a local change in the store.
+"""`mailsync flag|label|move|delete|append|mkdir|rmdir|rename`: queue a local change in the store.
 
 Owns: the arguments of those commands. Must not: push anything (the next `mailsync sync`, or the
 watch daemon, settles the change); mailsync.changes records it.
@@ -55,6 +55,27 @@ def flag(ctx, account: str, folder: str, uid: int, changes: tuple[str, ...]) -> 
         click.echo(f"mailsync: error: {exc}", err=True)
         sys.exit(exc.exit_code)
     _queued(ctx, lambda c: c.flag(account, folder, uid, add=add, remove=remove))
+
+
+@click.command(context_settings={"ignore_unknown_options": True})
+@click.argument("account")
+@click.argument("folder")
+@click.argument("uid", type=click.IntRange(min=1))
+@click.argument("changes", nargs=-1, required=True)
+@click.pass_context
+def label(ctx, account: str, folder: str, uid: int, changes: tuple[str, ...]) -> None:
+    """Gmail: add (+LABEL) or remove (-LABEL) labels: mailsync label personal INBOX 42 +Work -\\Important"""
+    from mailsync.changes import ChangeError
+
+    add, remove = [], []
+    for spec in changes:
+        if len(spec) < 2 or spec[0] not in "+-":
+            exc = ChangeError(f"label change {spec!r} must start with + (add) or - (remove)",
+                              hint="e.g. mailsync label personal INBOX 42 +Work -Later")
+            click.echo(f"mailsync: error: {exc}", err=True)
+            sys.exit(exc.exit_code)
+        (add if spec[0] == "+" else remove).append(spec[1:])
+    _queued(ctx, lambda c: c.label(account, folder, uid, add=add, remove=remove))
 
 
 @click.command()

@@ -70,13 +70,14 @@ class _LazyGroup(click.Group):
         return super().get_command(ctx, name)
 
 
-_CHANGES = "mailsync.cli.change_cmds"  # `mailsync flag|move|delete|append|mkdir|rmdir|rename` queue a change
+_CHANGES = "mailsync.cli.change_cmds"  # `mailsync flag|label|move|delete|append|mkdir|rmdir|rename` queue a change
 
 
 @click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]}, lazy={
     "auth": "mailsync.cli.auth_cmds:auth", "crm": "mailsync.cli.crm_cmds:crm",
     "channel": "mailsync.cli.channel_cmds:channel",  # `mailsync channel status`
-    **{name: f"{_CHANGES}:{name}" for name in ("flag", "move", "delete", "append", "mkdir", "rmdir", "rename")},
+    **{name: f"{_CHANGES}:{name}" for name in ("flag", "label", "move", "delete", "append", "mkdir", "rmdir",
+                                                   "rename")},
     "watch": "mailsync.cli.watch_cmd:watch",  # mailsync.push
     "install-service": "mailsync.cli.service_cmd:install_service",  # the systemd unit
     "show": "mailsync.cli.mail_cmds:show"})
@@ -482,9 +483,18 @@ def export_messages(obj: _Ctx, fmt: str, account: str | None, folder: str | None
 
     out = sys.stdout
     try:  # a reader that leaves early (`| head`) ends it quietly: see main()
+        from mailsync.store import gmail_repo
+
         with UnitOfWork(store) as uow:
+            gmail: dict[str, dict] = {}  # account -> its Gmail messages by body (gmail_repo.messages_of)
             for row in repo.export_rows(uow.session, account=account, folder=folder):
-                out.write(json.dumps(asdict(row), ensure_ascii=False, sort_keys=True))
+                obj_ = asdict(row)
+                if row.account not in gmail:
+                    gmail[row.account] = gmail_repo.messages_of_account(uow.session, row.account)
+                gm = gmail[row.account].get(row.sha256)
+                if gm is not None:  # a Gmail message: its id, thread and labels
+                    obj_["gmail"] = {"msgid": gm[0], "thrid": gm[1], "labels": gm[2]}
+                out.write(json.dumps(obj_, ensure_ascii=False, sort_keys=True))
                 out.write("\n")
         out.flush()
     finally:

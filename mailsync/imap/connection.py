@@ -14,6 +14,7 @@ mailsync.imap.payloads; library exceptions are mapped in mailsync.imap.failures.
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Callable, Iterable, Iterator
 
 from mailsync.config.model import AccountConfig
@@ -31,6 +32,8 @@ from mailsync.imap.responses import (Continuation, FetchItem, ResponseParser, Ta
                                      body_fetch_item, format_uid_set, quote, usual_body_fetch)
 from mailsync.imap.transport import Wire, log_in, next_line, open_wire, widen_receive_buffer
 
+_ATOM_LABEL = re.compile(r"\\?[A-Za-z0-9$_.-]+")  # sent as an atom (\\Inbox, Work); others quoted
+GM_ITEMS = "X-GM-MSGID X-GM-THRID X-GM-LABELS"  # Gmail's FETCH items (X-GM-EXT-1)
 MAX_KEPT = 64 << 20  # bytes of untagged responses one command may keep
 _USEFUL = frozenset(("LIST", "STATUS", "SEARCH", "ESEARCH", "VANISHED", "CAPABILITY", "ENABLED", "FLAGS"))
 _COUNTS = frozenset(("EXISTS", "EXPUNGE", "VANISHED"))  # untagged responses that move the message count
@@ -361,6 +364,8 @@ class ImapConnection(Appends):
     def uid_flags(self, uid_set: str = "1:*", *, changedsince: int | None = None) -> dict[int, FetchItem]:
         """UID -> FETCH item (UID FLAGS [MODSEQ]) of `uid_set` in the selected folder, streamed."""
         items = "UID FLAGS MODSEQ" if self.condstore else "UID FLAGS"
+        if self.gmail:  # a label change is a change too (Gmail moves MODSEQ for it)
+            items += " " + GM_ITEMS
         mod = f" (CHANGEDSINCE {changedsince})" if changedsince is not None else ""
         out: dict[int, FetchItem] = {}
         for item in self._bulk(f"UID FETCH {uid_set} ({items}){mod}", "listing UIDs and flags"):
@@ -370,6 +375,29 @@ class ImapConnection(Appends):
                 raise ProtocolError(f"account '{self.account.name}': FETCH of UID {item.uid} without FLAGS")
             out[item.uid] = item
         return out
+
+    @property
+    def gmail(self) -> bool:
+        """Gmail's extensions (X-GM-EXT-1): message ids, thread ids and labels."""
+        return "X-GM-EXT-1" in self.capabilities
+
+    def gm_listing(self, uid_set: str = "1:*") -> dict[int, FetchItem]:
+        """UID -> FETCH item of `uid_set` with what a placement needs but its body (UID FLAGS
+        INTERNALDATE RFC822.SIZE [MODSEQ]) and Gmail's id, thread and labels (X-GM-EXT-1): enough
+        to place a message whose X-GM-MSGID the store holds already, without downloading it."""
+        items = "UID FLAGS INTERNALDATE RFC822.SIZE " + GM_ITEMS + (" MODSEQ" if self.condstore else "")
+        return {it.uid: it for it in self._bulk(f"UID FETCH {uid_set} ({items})", "listing Gmail message ids")
+                if it.uid is not None}
+
+    def uid_store_labels(self, uids: Iterable[int], op: str, labels: Iterable[str]) -> dict[int, FetchItem]:
+        """UID STORE uids +X-GM-LABELS|-X-GM-LABELS (labels) on Gmail; the FETCHes it answered."""
+        uid_set = format_uid_set(uids)
+        names = " ".join(label if _ATOM_LABEL.fullmatch(label) else quote(label, utf8=True).decode("utf-8")
+                         for label in labels)
+        if not uid_set or not names:
+            return {}
+        _, fetches, _ = self._run(f"UID STORE {uid_set} {op} ({names})".encode(), "storing Gmail labels")
+        return {f.uid: f for f in fetches if f.uid is not None}
 
     def uid_search(self, criteria: str) -> list[int]:
         if self.has("ESEARCH"):
@@ -540,7 +568,8 @@ class ImapConnection(Appends):
         return self._bulk(f"UID FETCH 1:* ({self._message_items()})", "fetching messages", into, sent, then)
 
     def _message_items(self) -> str:
-        return "UID FLAGS INTERNALDATE RFC822.SIZE BODY.PEEK[]" + (" MODSEQ" if self.condstore else "")
+        return ("UID FLAGS INTERNALDATE RFC822.SIZE BODY.PEEK[]" + (" MODSEQ" if self.condstore else "")
+                + (" " + GM_ITEMS if self.gmail else ""))
 
 
 def connect(account: AccountConfig, password: str | None, *, timeout: float | None = None,

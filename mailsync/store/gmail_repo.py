@@ -104,3 +104,14 @@ def messages_of_account(db, name: str) -> dict[str, tuple[str, str | None, list[
     a = tables.accounts.c
     account_id = db.execute(select(a.id).where(a.name == name)).scalar_one_or_none()
     return {} if account_id is None else messages_of(db, account_id)
+
+
+def change_labels(db, account_id: int, sha256: str, add: Iterable[str], remove: Iterable[str]) -> bool:
+    """A local label change of the message(s) with that body; False when the store knows no Gmail
+    message with it."""
+    g = tables.gmail_messages.c
+    rows = db.execute(select(g.id, g.labels).where(g.account_id == account_id, g.body_sha256 == sha256)).all()
+    for row_id, text in rows:
+        labels = (set(labels_list(text)) | set(add)) - set(remove)
+        db.execute(update(tables.gmail_messages).where(g.id == row_id).values(labels=labels_text(labels)))
+    return bool(rows)

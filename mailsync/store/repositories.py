@@ -577,11 +577,12 @@ def rematch_placements(db: Db, folder_id: int, matches: dict[int, int], lost: Se
 
 def run_tombstones(db: Db, account_id: int, run_id: int, shas: Sequence[str]) -> list[Row]:
     """(id, body_sha256, flags, base_flags) of the account's placements tombstoned in this run whose
-    body is one of ``shas``: the candidates for a move (rule N2)."""
-    return db.execute(select(_P.id, _P.body_sha256, _P.flags, _P.base_flags)
-                      .join(tables.folders, _F.id == _P.folder_id)
-                      .where(_F.account_id == account_id, _P.tombstone_run == run_id,
-                             _P.body_sha256.in_(shas))).all()
+    body is one of ``shas``: the candidates for a move (rule N2). In parts: a first sync of Gmail
+    links tens of thousands of bodies, more than SQLite takes variables in one statement."""
+    shas = list(shas)
+    return [row for i in range(0, len(shas), 5000) for row in db.execute(
+        select(_P.id, _P.body_sha256, _P.flags, _P.base_flags).join(tables.folders, _F.id == _P.folder_id)
+        .where(_F.account_id == account_id, _P.tombstone_run == run_id, _P.body_sha256.in_(shas[i:i + 5000])))]
 
 
 def expire_tombstones(db: Db, account_id: int, run_id: int) -> list[str]:

@@ -36,6 +36,7 @@ class Downloads:
         wanted = set(uids) if uids is not None else None
         within = rules.WholeFolder(info.exists, info.uidnext) if info is not None else None
         batch: list = []
+        gm: list = []  # Gmail: (X-GM-MSGID, X-GM-THRID, SHA-256, labels) of the batch's bodies (gmail.py)
         nbytes = 0
         limit = self.account.batch_size
         for item in (conn.fetch_all_messages(ahead=ahead) if uids is None else conn.fetch_messages(uids)):
@@ -49,13 +50,15 @@ class Downloads:
             digest = sha256_hex(body)
             batch.append((repo.NewBody(digest, len(body), message_id(body), body),
                           store_tasks.placement_row(self.ledger, folder_id, item, digest)))
+            if item.gm_msgid is not None:
+                gm.append((item.gm_msgid, item.gm_thrid, digest, item.gm_labels))
             nbytes += len(body)
             if len(batch) >= limit or nbytes >= BATCH_BYTES:
-                db.submit(store_tasks.commit_batch, self.side, folder_id, name, batch, nbytes)
-                batch, nbytes = [], 0
+                db.submit(store_tasks.commit_batch, self.side, folder_id, name, batch, nbytes, gm)
+                batch, gm, nbytes = [], [], 0
                 self._check_stop()  # after the batch was handed over: it is committed on the way out
         if batch:
-            db.submit(store_tasks.commit_batch, self.side, folder_id, name, batch, nbytes)
+            db.submit(store_tasks.commit_batch, self.side, folder_id, name, batch, nbytes, gm)
 
     def _download_packed(self, conn: ImapSession, db: StoreWorker, folder_id: int, name: str, ahead: str | None = None,
                          info=None) -> None:

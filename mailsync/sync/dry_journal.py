@@ -144,10 +144,37 @@ class JournalWalk:
         op.what = f"delete UID {uid} in {utf7.decode(folder)!r}"
         key = (args.get("message_id"), args["size"]) if "size" in args else None
         if self._guard(conn, folder, uid, key, "delete") is not None:
-            op.sends = [f"UID STORE {uid} +FLAGS.SILENT (\\Deleted)", f"UID EXPUNGE {uid}"]
+            trash = self._gmail_trash(conn, folder)
+            if trash is not None:  # rule N6: deleted from Gmail's All Mail means moved into Trash
+                op.sends = [f"UID MOVE {uid} {trash}" if conn.has("MOVE") else f"UID COPY {uid} {trash}"]
+                op.why = "Gmail: a message deleted from All Mail is moved into Trash"
+                self.touched.add(trash)
+            else:
+                op.sends = [f"UID STORE {uid} +FLAGS.SILENT (\\Deleted)", f"UID EXPUNGE {uid}"]
             self._gone(folder, uid)
         else:
             op.why = "already gone from the server: nothing to send"
+
+    def _gmail_trash(self, conn, folder: str) -> str | None:
+        """Rule N6 (mailsync.sync.gmail): Gmail's Trash folder when ``folder`` is its All Mail."""
+        if not conn.has("X-GM-EXT-1"):
+            return None
+        listing = conn.list_folders(with_status=False)
+        if not any(f.raw_name == folder and f.special_use == "\\All" for f in listing):
+            return None
+        return next((f.raw_name for f in listing if f.special_use == "\\Trash"), None)
+
+    def _op_labels(self, conn, op: OpPlan, args: dict, pid) -> None:
+        folder, uid = args["folder_name"], args["uid"]
+        op.what = f"change the Gmail labels of UID {uid} in {utf7.decode(folder)!r}"
+        if not conn.has("X-GM-EXT-1"):
+            raise ProtocolError("the server does not offer Gmail's labels (X-GM-EXT-1): the label change "
+                                "would not be sent")
+        if self._guard(conn, folder, uid, self._key_of(pid), "label change") is None:
+            op.outcome, op.why = "failed", "the message left the folder on the server: nothing to send"
+            return
+        op.sends = [f"UID STORE {uid} {sign}X-GM-LABELS ({' '.join(args.get(key, ()))})"
+                    for sign, key in (("+", "add"), ("-", "remove")) if args.get(key)]
 
     def _gone(self, folder: str, uid: int) -> None:
         """The push takes ``uid`` away from ``folder`` on the server."""

@@ -24,7 +24,9 @@ Order of one account's sync:
      each message is read straight into its pack batch, _download_packed; the next such folder's
      SELECT and FETCH are sent while it is read, ImapConnection.bulk_ahead); in one store task:
      tombstone expunged placements, merge flags (T1/T2), commit; push
-     merged flags with UNCHANGEDSINCE (T3) and record the answer; recognise new messages already in
+     merged flags with UNCHANGEDSINCE (T3) and record the answer; on Gmail (X-GM-EXT-1) recognise
+     new messages by X-GM-MSGID (N5, gmail.py: a folder's first sync too, so a message shown in
+     many folders is downloaded once); recognise new messages already in
      the store by (Message-ID, size) (N1), download the rest in batches (each committed with its
      placements and the folder's download mark); then commit UIDNEXT/HIGHESTMODSEQ as read at SELECT
      (C1), after the links of step 5 when a folder has any;
@@ -55,6 +57,7 @@ from mailsync.store.db import Store
 from mailsync.store.uow import UnitOfWork
 from mailsync.store.worker import PackWriter, StoreWorker
 from mailsync.sync import crash, guards, store_tasks
+from mailsync.sync.gmail import GmailSync, is_gmail
 from mailsync.sync import plan as rules
 from mailsync.sync.message import message_id
 from mailsync.sync.download import Downloads, bulk_checkpoints_task
@@ -73,7 +76,7 @@ class SyncInterrupted(MailsyncError):
     the step in progress was committed, so the next sync resumes from there."""
 
 
-class AccountSync(Downloads, JournalPush, guards.ServerChecks):
+class AccountSync(Downloads, JournalPush, guards.ServerChecks, GmailSync):
     """One two-way delta sync of an account.
 
     For the watch daemon (mailsync.push), two optional hooks; without them nothing changes:
@@ -231,7 +234,8 @@ class AccountSync(Downloads, JournalPush, guards.ServerChecks):
         todo = [f for f in folders if f.status != "aside" and f.id not in unchanged]
         # each download of a whole folder (rule D4, when its SELECT says there is nothing to compare)
         # sends the next one's SELECT and FETCH ahead (bulk_ahead)
-        ahead = {a.id: b.raw_name for a, b in zip(todo, todo[1:])
+        # (not on Gmail: a folder's messages are listed by X-GM-MSGID before any is downloaded, rule N5)
+        ahead = {} if is_gmail(conn) else {a.id: b.raw_name for a, b in zip(todo, todo[1:])
                  if rules.download_whole("full", has_placements=b.placements, bodies_before_run=self._bodies_before_run)
                  and (status.get(b.raw_name) or {}).get("MESSAGES")}
         for folder in folders:
@@ -325,7 +329,14 @@ class AccountSync(Downloads, JournalPush, guards.ServerChecks):
             # nothing to compare: the worker adopts UIDVALIDITY while this thread reads on
             db.submit(store_tasks.adopt_whole, self.side, folder.id, folder.name, info, reason, small=True)
             self.observer.folder_started(self.account.name, folder.name, info.exists or 0)
-            if info.exists:
+            if info.exists and is_gmail(conn):  # each X-GM-MSGID's body once (rule N5)
+                rest, deferred = self._gmail_new(conn, db, folder, None)
+                if rest:
+                    self._download(conn, db, folder.id, folder.name, rest)
+                if deferred:
+                    self._deferred_complete.append((folder.id, folder.name, info))
+                    return
+            elif info.exists:
                 if self.store.packs is not None:
                     self._download_packed(conn, db, folder.id, folder.name, ahead, info)
                 else:
@@ -353,6 +364,8 @@ class AccountSync(Downloads, JournalPush, guards.ServerChecks):
                 listed = server_uids
             else:
                 vanished = []
+        if is_gmail(conn):  # the labels of what changed (a label change moves MODSEQ on Gmail)
+            self._gmail_labels(db, changed.values())
         delta: Delta = db.call(store_tasks.reconcile, self.side, folder.id, info, changed, vanished, full, reason,
                                 listed, self._contradicted.pop(folder.id, None))
         if delta.skipped:
@@ -364,16 +377,18 @@ class AccountSync(Downloads, JournalPush, guards.ServerChecks):
         deferred = False
         if delta.new:
             to_download = delta.new
-            if delta.have_bodies:
-                headers = rules.only_asked(conn.fetch_headers(delta.new), delta.new)
+            if is_gmail(conn):  # rule N5 first: by X-GM-MSGID, then N1 for the rest
+                to_download, deferred = self._gmail_new(conn, db, folder, delta.new)
+            if delta.have_bodies and to_download:
+                headers = rules.only_asked(conn.fetch_headers(to_download), to_download)
                 keys = {uid: (message_id(it.header_fields or b""), it.size) for uid, it in headers.items()}
                 known = db.call(lambda uow: repo.bodies_by_message_id(
                     uow.connection, [k for k in keys.values() if k[0] and k[1] is not None]))
                 linked = {uid for uid, k in keys.items() if k in known}
                 for uid in sorted(linked):
                     self._deferred_links.append((folder.id, uid, headers[uid], known[keys[uid]]))
-                deferred = bool(linked)
-                to_download = [u for u in delta.new if u not in linked]
+                deferred = deferred or bool(linked)
+                to_download = [u for u in to_download if u not in linked]
             if to_download:
                 self._download(conn, db, folder.id, folder.name, to_download)
         if deferred:

@@ -76,10 +76,21 @@ class Rename:
     new: str
 
 
-Operation = Union[FlagChange, Move, Delete, Append, Mkdir, Rmdir, Rename]
+@dataclass(frozen=True)
+class LabelChange:
+    """Gmail labels (X-GM-LABELS) added to and removed from the message at ``uid`` of
+    ``folder_name`` (the entry's placement); Gmail accounts only."""
+
+    folder_name: str
+    uid: int
+    add: tuple[str, ...] = ()
+    remove: tuple[str, ...] = ()
+
+
+Operation = Union[FlagChange, Move, Delete, Append, Mkdir, Rmdir, Rename, LabelChange]
 
 KINDS: dict[str, type] = {"flags": FlagChange, "move": Move, "delete": Delete, "append": Append,
-                          "mkdir": Mkdir, "rmdir": Rmdir, "rename": Rename}
+                          "mkdir": Mkdir, "rmdir": Rmdir, "rename": Rename, "labels": LabelChange}
 _KIND_OF = {cls: kind for kind, cls in KINDS.items()}
 
 

@@ -32,7 +32,8 @@ class JournalPush:
     def _push_ops(self, conn: ImapSession, db: StoreWorker) -> None:
         # In the order they were made: each names folders as they were called at that moment.
         push = {journal.Mkdir: self._push_mkdir, journal.Rmdir: self._push_rmdir, journal.Rename: self._push_rename,
-                journal.Append: self._push_append, journal.Move: self._push_move, journal.Delete: self._push_delete}
+                journal.Append: self._push_append, journal.Move: self._push_move, journal.Delete: self._push_delete,
+                journal.LabelChange: self._push_labels}
         for group in _groups(db.call(journal_store.load_ops, self.side), conn.has("LITERAL+")):
             self._check_stop()
             if len(group) > 1:  # APPENDs into one folder, pipelined; what they could not settle goes one by one
@@ -203,7 +204,10 @@ class JournalPush:
         present = self._guard(conn, op.folder_name, op.uid, op.expected, "delete")
         db.call(journal_store.mark, self.side, entry.id, "sent")
         crash.point("delete sent")
-        if present:
+        trash = self._gmail_trash(conn, db, op.folder_name) if present else None
+        if trash is not None:  # Gmail: deleted from All Mail means deleted: into Trash (rule N6)
+            conn.uid_copy([op.uid], trash, move=conn.has("MOVE"))
+        elif present:  # on Gmail, from a label's folder: that label goes, the message stays (rule N6)
             conn.uid_store([op.uid], "+FLAGS.SILENT", ["\\Deleted"])
             conn.uid_expunge([op.uid])
         db.call(journal_store.mark, self.side, entry.id, "done")

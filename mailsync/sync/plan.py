@@ -378,6 +378,12 @@ def merge_flags(server: Iterable[str], base: Iterable[str] | None, local: Iterab
 #      arrived in another is a move, in whichever order the two folders are synced.
 #  N3  A local flag change not yet pushed follows its message when another client moves it: it is
 #      merged with the flags of the moved copy (T1/T2) and pushed there in the same run (T3).
+#  N5  On Gmail (X-GM-EXT-1), before a folder's new UIDs are downloaded (its first sync too), their
+#      X-GM-MSGIDs are listed; a UID whose X-GM-MSGID names a body already stored is linked as in N1
+#      (N2 included), so a message shown in many label folders and All Mail is downloaded once.
+#  N6  On Gmail a local delete in a label's folder expunges there (Gmail takes the label away, the
+#      message stays in All Mail); a local delete in All Mail (\All) moves it into \Trash, which is
+#      how Gmail deletes a message (an expunge there would only archive it). mailsync.sync.gmail.
 
 
 def uidvalidity_rematch_accepted(known: int, found: int) -> bool:

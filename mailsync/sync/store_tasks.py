@@ -23,7 +23,7 @@ from mailsync.store import repositories as repo
 from mailsync.store import tables
 from mailsync.store.tables import utcnow
 from mailsync.store.uow import UnitOfWork
-from mailsync.sync import crash
+from mailsync.sync import crash, gmail
 from mailsync.sync import plan as rules
 from mailsync.sync.ledger import RunLedger, SyncObserver
 from mailsync.sync.message import message_id
@@ -421,11 +421,15 @@ def commit_written(uow: UnitOfWork, side: StoreSide, folder_id: int, name: str, 
     batch_done(uow, side, folder_id, name, max(r[1] for r in placed), len(placed), nbytes, report=False)
 
 
-def commit_batch(uow: UnitOfWork, side: StoreSide, folder_id: int, name: str, batch: list, nbytes: int) -> None:
+def commit_batch(uow: UnitOfWork, side: StoreSide, folder_id: int, name: str, batch: list, nbytes: int,
+                 gm: list = ()) -> None:
     """On the store worker: one batch's bodies (to a pack first, where the store has packs), its
-    placements and the folder's download mark, in one transaction (rule C1)."""
+    placements, the folder's download mark and, from Gmail, the bodies' X-GM-MSGIDs (``gm``, see
+    mailsync.sync.gmail), in one transaction (rule C1)."""
     s = uow.connection
     repo.store_bodies(s, [b for b, _ in batch])
+    if gm:
+        gmail.record_rows(uow, side, gm)
     rows = [r for _, r in batch]
     repo.add_placements(s, adopt_unsettled(s, folder_id, rows))
     batch_done(uow, side, folder_id, name, max(r["uid"] for r in rows), len(batch), nbytes)

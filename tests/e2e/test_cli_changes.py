@@ -54,6 +54,8 @@ def test_cli_change_errors_exit_2(tmp_path, imap_user):
         (["move", "acc", "INBOX", "1", "INBOX"], "cannot move a message to the folder it is in"),
         (["rmdir", "acc", "INBOX"], "INBOX cannot be deleted"),
         (["flag", "acc", "INBOX", "zero", "+\\Seen"], "is not a valid integer"),
+        (["label", "acc", "INBOX", "1", "+Work"], "has no Gmail labels in the store"),  # Dovecot is not Gmail
+        (["label", "acc", "INBOX", "1", "Work"], "must start with + (add) or - (remove)"),
     ]
     for args, message in cases:
         proc = run_cli(*args, config=cfg, env=env)

@@ -1,0 +1,161 @@
+r"""Gmail (capability X-GM-EXT-1): one message shown in many folders crosses the network once.
+
+Gmail keeps a message once, with labels, and shows it in the folder of each label and in
+[Gmail]/All Mail, each time under a UID of that folder. Rule N5: before the new UIDs of a folder
+are downloaded, one FETCH lists them with X-GM-MSGID (and X-GM-THRID, X-GM-LABELS, and what a
+placement needs but its body); those whose X-GM-MSGID the store holds a body for become placements
+of that body (linked in step 5 with rule N1's links, so a label moved is a move, rule N2); only the
+rest is downloaded, and each downloaded body's X-GM-MSGID is recorded in the transaction of its
+batch (store_tasks.commit_batch), so a crash never leaves an id naming a body not committed, and a
+rerun places what the interrupted run had downloaded instead of downloading it again. Labels follow
+every listing that carries them (a label change moves a message's MODSEQ on Gmail, so a CONDSTORE
+delta sees it).
+
+Rule N6, local deletes (mailsync delete, a mirror's deleted file) do what the user meant on Gmail,
+where an expunge removes a label, not a message: a delete in a label's folder (INBOX, Sent and the
+user's labels too) is sent as usual (\Deleted and UID EXPUNGE) and takes that label away, the
+message staying in All Mail and its other labels; a delete in [Gmail]/All Mail (special-use \All),
+which Gmail would only archive, moves the message into the \Trash folder, which is how Gmail deletes
+a message (from every label; Gmail empties its Trash after 30 days).
+
+Owns: those steps, as GmailSync, a mixin of engine.AccountSync (its store worker, run ledger and
+deferred links), and the store tasks they submit. Must not: parse IMAP (mailsync.imap does), write
+the store but through the StoreWorker, or decide anything for servers without X-GM-EXT-1.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from mailsync.imap.responses import format_uid_set
+from mailsync.store import gmail_repo
+from mailsync.store.uow import UnitOfWork
+from mailsync.sync import crash
+
+if TYPE_CHECKING:
+    from mailsync.store.worker import StoreWorker
+    from mailsync.sync.session import ImapSession
+    from mailsync.sync.store_tasks import StoreSide, SyncFolder
+
+CAPABILITY = "X-GM-EXT-1"
+
+
+def is_gmail(conn) -> bool:
+    return conn.has(CAPABILITY)
+
+
+def labels_of(items) -> dict[int, tuple[str, ...]]:
+    """X-GM-MSGID -> X-GM-LABELS of the FETCH items that carry both (pure)."""
+    return {it.gm_msgid: it.gm_labels for it in items if it.gm_msgid is not None and it.gm_labels is not None}
+
+
+def split_known(listing: dict, known: dict[int, str], wanted: list[int] | None) -> tuple[list[tuple[int, str]], list[int]]:
+    """Rule N5, pure: of the ``wanted`` UIDs (None: every UID listed), those whose X-GM-MSGID has a
+    stored body -> (UID, body SHA-256) to place, and the UIDs left to download, both in UID order.
+    A UID the listing left out is downloaded (the download's FETCH decides whether it is there)."""
+    uids = sorted(listing) if wanted is None else sorted(wanted)
+    place, fetch = [], []
+    for uid in uids:
+        item = listing.get(uid)
+        sha = known.get(item.gm_msgid) if item is not None and item.gm_msgid is not None else None
+        if sha is not None:
+            place.append((uid, sha))
+        else:
+            fetch.append(uid)
+    return place, fetch
+
+
+class GmailSync:
+    """The Gmail steps of a sync (see the module's docstring)."""
+
+    def _gmail_new(self, conn: ImapSession, db: StoreWorker, folder: SyncFolder,
+                   uids: list[int] | None) -> tuple[list[int], bool]:
+        """Rule N5 for the new ``uids`` of ``folder`` (None: all of it, rule D4). Returns the UIDs
+        left to download and whether placements were deferred to step 5."""
+        listing = conn.gm_listing("1:*" if uids is None else format_uid_set(uids))
+        if uids is not None:
+            wanted = set(uids)
+            listing = {uid: it for uid, it in listing.items() if uid in wanted}
+        ids = [it.gm_msgid for it in listing.values() if it.gm_msgid is not None]
+        known = db.call(known_task, self.side, ids) if ids else {}
+        place, fetch = split_known(listing, known, uids)
+        for uid, sha in place:
+            self._deferred_links.append((folder.id, uid, listing[uid], sha))
+        self._gmail_labels(db, [listing[uid] for uid, _ in place])
+        if place:
+            self.ledger.note(f"folder {folder.name!r}: {len(place)} Gmail message(s) already stored "
+                             f"(by X-GM-MSGID) placed without downloading them again")
+        return fetch, bool(place)
+
+    def _push_labels(self, conn: ImapSession, db: StoreWorker, entry, op) -> None:
+        """A local label change (journal.LabelChange): UID STORE +X-GM-LABELS / -X-GM-LABELS, guarded
+        like a delete; sending it twice (a crash before "done") changes nothing more."""
+        from mailsync.errors import ProtocolError
+        from mailsync.sync import journal_store
+
+        if not is_gmail(conn):
+            raise ProtocolError(f"account '{self.account.name}': the server does not offer Gmail's labels "
+                                f"(X-GM-EXT-1): the label change was not sent")
+        conn.select(op.folder_name)
+        key = db.call(journal_store.placement_key, self.side, entry.placement_id)
+        present = self._guard(conn, op.folder_name, op.uid, key, "label change")
+        if not present:
+            db.call(journal_store.mark, self.side, entry.id, "failed",
+                    "the message left the folder on the server before the label change reached it")
+            return
+        db.call(journal_store.mark, self.side, entry.id, "sent")
+        crash.point("labels sent")
+        for op_name, labels in (("+X-GM-LABELS", op.add), ("-X-GM-LABELS", op.remove)):
+            if labels:  # the pull that follows reads the labels back (the message's MODSEQ moved)
+                conn.uid_store_labels([op.uid], op_name, labels)
+        db.call(journal_store.mark, self.side, entry.id, "done")
+
+    def _gmail_trash(self, conn: ImapSession, db: StoreWorker, raw_name: str) -> str | None:
+        """Rule N6: the Trash folder to move a message deleted in ``raw_name`` into, when the server
+        is Gmail and ``raw_name`` is All Mail (\\All); None otherwise (delete as usual)."""
+        if not is_gmail(conn):
+            return None
+        is_all, trash = db.call(trash_task, self.side, raw_name)
+        if is_all and trash is None:  # Trash is not synced here (excluded): the server names it
+            trash = next((f.raw_name for f in conn.list_folders(with_status=False) if f.special_use == "\\Trash"), None)
+        return trash
+
+    def _gmail_labels(self, db: StoreWorker, items) -> None:
+        """The labels the server listed, for the messages the store knows (the others get theirs
+        with their download)."""
+        labels = labels_of(items)
+        if labels:
+            db.submit(labels_task, self.side, labels, small=True)
+
+
+# -- store tasks (run on the store worker) -------------------------------------------------------
+
+
+def known_task(uow: UnitOfWork, side: StoreSide, msgids: list[int]) -> dict[int, str]:
+    return gmail_repo.known_bodies(uow.connection, side.account_id, msgids)
+
+
+def trash_task(uow: UnitOfWork, side: StoreSide, raw_name: str) -> tuple[bool, str | None]:
+    """(Is ``raw_name`` the account's \\All folder, the raw name of its \\Trash folder as stored)."""
+    from sqlalchemy import select
+
+    from mailsync.store import tables
+
+    f = tables.folders.c
+    uses = dict(uow.connection.execute(select(f.raw_name, f.special_use).where(
+        f.account_id == side.account_id, f.special_use.in_(("\\All", "\\Trash")))).all())
+    if uses.get(raw_name) != "\\All":
+        return False, None
+    return True, next((name for name, use in uses.items() if use == "\\Trash"), None)
+
+
+def labels_task(uow: UnitOfWork, side: StoreSide, labels: dict[int, tuple[str, ...]]) -> None:
+    gmail_repo.set_labels(uow.connection, side.account_id, labels)
+    uow.commit()
+    crash.point("labels committed")
+
+
+def record_rows(uow: UnitOfWork, side: StoreSide, rows: list[tuple]) -> None:
+    """In a downloaded batch's transaction (store_tasks.commit_batch): the X-GM-MSGID of each
+    body, as (X-GM-MSGID, X-GM-THRID, SHA-256, labels)."""
+    gmail_repo.record(uow.connection, side.account_id, rows)
