@@ -115,3 +115,15 @@ def change_labels(db, account_id: int, sha256: str, add: Iterable[str], remove: 
         labels = (set(labels_list(text)) | set(add)) - set(remove)
         db.execute(update(tables.gmail_messages).where(g.id == row_id).values(labels=labels_text(labels)))
     return bool(rows)
+
+
+def live_elsewhere(db, account_id: int, folder_id: int, shas: Iterable[str]) -> set[str]:
+    """Of ``shas``, the bodies with a live placement (on the server, not a tombstone) in another
+    folder of the account than ``folder_id``."""
+    p, f = tables.placements.c, tables.folders.c
+    out: set[str] = set()
+    for part in _chunks(sorted(set(shas))):
+        out.update(db.execute(select(p.body_sha256).join(tables.folders, f.id == p.folder_id).where(
+            f.account_id == account_id, p.folder_id != folder_id, p.uid.isnot(None), p.tombstone_run.is_(None),
+            p.body_sha256.in_(part))).scalars())
+    return out

@@ -16,8 +16,8 @@ Order, as in engine.py:
   2. the pull, planned against the server as those pushes would leave it: a message they move or
      delete is no longer listed in its folder, a folder they create, delete or rename is listed so;
      folders (F1, F2, F4 renames), then each folder (D1 unchanged, F3/V1 UIDVALIDITY, D2-D4 mode,
-     G1 listing, M1-M4, T1-T3 merge and pushes, N1 recognised bodies), then G2 mass deletions and
-     N2 moves once every folder was read.
+     G1 listing, M1-M4, T1-T3 merge and pushes, N1 recognised bodies, N5 on Gmail), then G2 mass
+     deletions (N7 on Gmail) and N2 moves once every folder was read.
 
 What it cannot know: that the server refuses a command it would accept in principle, that another
 client changes the account between the dry run and the sync (a flag push then answered MODIFIED),
@@ -140,6 +140,8 @@ class _DryRun(JournalWalk):
         self.recreated: set[str] = set()  # folders an append creates again (rule L5)
         self.moved_pushes: list[tuple[str, tuple[str, ...], tuple[str, ...]]] = []  # (dest, +, -) of moved messages
         self.mass: list[tuple[FolderPlan, int, list[int], int]] = []  # (plan, folder id, UIDs, live): rule G2
+        self.gmail = False  # the server has X-GM-EXT-1 (rules N5, N7: mailsync.sync.gmail)
+        self.run_msgids: set[int] = set()  # Gmail: X-GM-MSGIDs downloaded earlier in this run (rule N5)
 
     # -- the store, read ---------------------------------------------------------------------------
 
@@ -157,6 +159,7 @@ class _DryRun(JournalWalk):
 
     def run(self) -> None:
         conn = self._connect(self.account)
+        self.gmail = conn.has("X-GM-EXT-1")
         try:
             self._journal(conn)
             self._pull(conn)
@@ -333,9 +336,10 @@ class _DryRun(JournalWalk):
             if exists:
                 within = rules.WholeFolder(info.exists, info.uidnext)
                 uids = [u for u in conn.uid_search("ALL") if u not in gone]
-                for uid, it in sorted(conn.fetch_headers(uids).items()):
-                    if within.take(it.seq, uid):
-                        self._download(fp, uid, it)
+                headers = conn.fetch_headers(uids)
+                taken = [uid for uid, it in sorted(headers.items()) if within.take(it.seq, uid)]
+                for uid in self._gmail_links(conn, fp, taken, headers):
+                    self._download(fp, uid, headers[uid])
             self.plan.folders += 1
             return
         contradiction = None
@@ -392,7 +396,8 @@ class _DryRun(JournalWalk):
         fp.pushes = [(uid, add, remove) for uid, add, remove, _m in mp.pushes]
         self.plan.pushed += len(mp.pushes)  # each answered without MODIFIED, as when nothing changes meanwhile
         if mp.new:
-            self._new_messages(folder, fp, mp.new, rules.only_asked(conn.fetch_headers(mp.new), mp.new))
+            headers = rules.only_asked(conn.fetch_headers(mp.new), mp.new)
+            self._new_messages(folder, fp, self._gmail_links(conn, fp, mp.new, headers), headers)
         self.plan.folders += 1
 
     def _listing(self, conn, info, exists: int, gone: set[int], read):
@@ -439,6 +444,29 @@ class _DryRun(JournalWalk):
                 self.links.append((fp, uid, known[keys[uid]], headers[uid]))
             else:
                 self._download(fp, uid, headers[uid])
+
+    def _gmail_links(self, conn, fp: FolderPlan, uids: list[int], headers: dict) -> list[int]:
+        """Rule N5 (engine, gmail.py): on Gmail, a new UID whose X-GM-MSGID the store holds a body for
+        (or will, from an earlier folder of this run) is linked; the rest are returned."""
+        if not self.gmail or not uids:
+            return uids
+        from mailsync.imap.responses import format_uid_set
+        from mailsync.store import gmail_repo
+
+        listing = conn.gm_listing(format_uid_set(uids))
+        ids = {uid: it.gm_msgid for uid, it in listing.items() if it.gm_msgid is not None}
+        known = {} if self.account_id is None else gmail_repo.known_bodies(self.c, self.account_id, ids.values())
+        rest = []
+        for uid in uids:
+            msgid = ids.get(uid)
+            if msgid is not None and (msgid in known or msgid in self.run_msgids) and uid in headers:
+                fp.linked.append(uid)
+                self.links.append((fp, uid, known.get(msgid, f"this run: {msgid}"), headers[uid]))
+            else:
+                if msgid is not None:
+                    self.run_msgids.add(msgid)
+                rest.append(uid)
+        return rest
 
     def _download(self, fp: FolderPlan, uid: int, it) -> None:
         size = it.size or 0
@@ -495,7 +523,12 @@ class _DryRun(JournalWalk):
         arrived = {sha for _fp, _uid, sha, _item in self.links}
         for fp, folder_id, uids, live in self.mass:
             rows = self._placements(folder_id)
-            moved = [u for u in uids if u in rows and rows[u].sha in arrived]
+            kept = set()
+            if self.gmail and self.account_id is not None:  # rule N7: still in All Mail
+                from mailsync.store import gmail_repo
+
+                kept = gmail_repo.live_elsewhere(self.c, self.account_id, folder_id, {p.sha for p in rows.values()})
+            moved = [u for u in uids if u in rows and (rows[u].sha in arrived or rows[u].sha in kept)]
             rest = sorted(set(uids) & set(rows) - set(moved))
             why = rules.held_reason(len(rest), live, None, self.allow_mass_delete)
             gone = moved if why else moved + rest

@@ -136,7 +136,7 @@ class AccountSync(Downloads, JournalPush, guards.ServerChecks, GmailSync):
                     self._push_ops(conn, db)
                     self._pull(conn, db)
                     links = list(self._deferred_links)
-                    db.call(store_tasks.settle_mass, self.side, links)
+                    db.call(store_tasks.settle_mass, self.side, links, is_gmail(conn))
                     self._carried = db.call(store_tasks.link_deferred, self.side, links)
                     self._push_carried(conn, db)
                     for folder_id, name, info in self._deferred_complete:

@@ -11,6 +11,11 @@ rerun places what the interrupted run had downloaded instead of downloading it a
 every listing that carries them (a label change moves a message's MODSEQ on Gmail, so a CONDSTORE
 delta sees it).
 
+Rule N7: on Gmail, archiving (taking \Inbox away) or removing a label from many messages at once
+empties much of a folder while every message stays in All Mail; the mass-deletion guard (rule G2)
+counts a message still in another folder of the account as kept, like a move, so such a delta is
+applied instead of held.
+
 Rule N6, local deletes (mailsync delete, a mirror's deleted file) do what the user meant on Gmail,
 where an expunge removes a label, not a message: a delete in a label's folder (INBOX, Sent and the
 user's labels too) is sent as usual (\Deleted and UID EXPUNGE) and takes that label away, the
@@ -153,6 +158,12 @@ def labels_task(uow: UnitOfWork, side: StoreSide, labels: dict[int, tuple[str, .
     gmail_repo.set_labels(uow.connection, side.account_id, labels)
     uow.commit()
     crash.point("labels committed")
+
+
+def kept_elsewhere(db, side: StoreSide, folder_id: int, shas: set[str]) -> set[str]:
+    """Rule N7 (for store_tasks.settle_mass): of ``shas``, the bodies the account still has live in
+    another folder than ``folder_id``."""
+    return gmail_repo.live_elsewhere(db, side.account_id, folder_id, shas)
 
 
 def record_rows(uow: UnitOfWork, side: StoreSide, rows: list[tuple]) -> None:

@@ -384,6 +384,8 @@ def merge_flags(server: Iterable[str], base: Iterable[str] | None, local: Iterab
 #  N6  On Gmail a local delete in a label's folder expunges there (Gmail takes the label away, the
 #      message stays in All Mail); a local delete in All Mail (\All) moves it into \Trash, which is
 #      how Gmail deletes a message (an expunge there would only archive it). mailsync.sync.gmail.
+#  N7  On Gmail, of a mass of expunges (G2), a message still in another folder of the account (All
+#      Mail) is kept, like a move: archiving many messages at once is not held as a mass deletion.
 
 
 def uidvalidity_rematch_accepted(known: int, found: int) -> bool:

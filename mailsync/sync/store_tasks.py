@@ -488,10 +488,11 @@ def _hold(uow: UnitOfWork, side: StoreSide, folder_id: int, name: str, why: str)
     side.ledger.set_aside(f"folder {name!r}: {why}")
 
 
-def settle_mass(uow: UnitOfWork, side: StoreSide, links: list) -> None:
+def settle_mass(uow: UnitOfWork, side: StoreSide, links: list, gmail_server: bool = False) -> None:
     """Rule G2, once every folder was read: of a folder's mass of expunges, those whose bodies
     arrived in another folder in this run (``links``, as link_deferred takes them) are moves (rule
-    N2) and are tombstoned; the rest are tombstoned too when they are no longer a mass, or allowed,
+    N2), and on Gmail those still in another folder (All Mail: a label taken away, rule N7) are
+    not losses either: they are tombstoned; the rest are tombstoned too when they are no longer a mass, or allowed,
     and held otherwise. Until this transaction nothing of them was changed, so a crash before it
     deletes nothing."""
     if not side.mass:
@@ -500,7 +501,8 @@ def settle_mass(uow: UnitOfWork, side: StoreSide, links: list) -> None:
     arrived = {sha for *_, sha in links}
     for folder_id, (name, uids, live) in side.mass.items():
         rows = repo.live_placements_for(s, folder_id, uids)
-        moved = [u for u, p in rows.items() if p.body_sha256 in arrived]
+        kept = gmail.kept_elsewhere(s, side, folder_id, {p.body_sha256 for p in rows.values()}) if gmail_server else set()
+        moved = [u for u, p in rows.items() if p.body_sha256 in arrived or p.body_sha256 in kept]
         rest = sorted(set(rows) - set(moved))
         why = rules.held_reason(len(rest), live, None, side.allow_mass_delete)
         gone = moved if why else moved + rest

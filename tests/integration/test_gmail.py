@@ -337,3 +337,54 @@ def test_the_dry_run_shows_gmail_deletes_and_label_changes_as_the_sync_sends_the
     assert sync(store, gmail).ok
     sent = gmail.log[log:]
     assert f'UID MOVE {ua} "{TRASH}"' in sent and f"UID STORE {ub} +X-GM-LABELS (Later)" in sent
+
+
+def test_archiving_most_of_inbox_at_once_is_applied_not_held(gmail, store):
+    """Rule N7: archiving (\\Inbox taken away) 8 of 10 messages empties most of INBOX, but every
+    message stays in All Mail: not a mass deletion to hold. With All Mail not synced, the same
+    delta is held as before (the guard still protects what the store would lose)."""
+    from hostile_support import folder_state
+
+    ids = [gmail.add_mail(body(i), labels=("\\Inbox",)) for i in range(10)]
+    assert sync(store, gmail).ok
+    for m in ids[:8]:
+        gmail.set_labels(m, set())
+    r = sync(store, gmail)
+    assert r.ok and not r.set_aside, (r.error, r.set_aside)
+    assert folder_state(store, "INBOX", "gm") == ("ok", None)
+    assert store_view(store, gmail) == server_view(gmail)
+    assert len(stored(store, ALL_MAIL, "gm")) == 10
+
+
+def test_a_mass_archive_is_held_when_all_mail_is_not_synced(gmail, store):
+    from hostile_support import folder_state
+
+    ids = [gmail.add_mail(body(i), labels=("\\Inbox",)) for i in range(10)]
+    assert sync(store, gmail, exclude=[ALL_MAIL]).ok
+    for m in ids[:8]:
+        gmail.set_labels(m, set())
+    r = sync(store, gmail, exclude=[ALL_MAIL])
+    assert r.set_aside and folder_state(store, "INBOX", "gm")[0] == "held"
+    assert len(stored(store, "INBOX", "gm")) == 10  # nothing deleted
+
+
+def test_the_dry_run_plans_a_gmail_sync_as_the_sync_does_it(gmail, store):
+    """The dry run asks rules N5 and N7 the same questions: a first sync's downloads (each
+    X-GM-MSGID once) and placements, then a mass archive applied, not held."""
+    from mailsync.sync.dry_run import dry_run
+
+    mail = shared_corpus(gmail, 12)
+    acc = account(gmail, name="gm")
+    plan = dry_run(store, acc)
+    r = sync(store, gmail)
+    assert plan.ok and r.ok, (plan.error, r.error)
+    assert plan.downloads == r.bodies_downloaded == len(mail)
+    assert plan.new_messages == r.new_messages == sum(len(v) for v in server_view(gmail).values())
+    inbox = [m for m, g in gmail.mail.items() if "\\Inbox" in g.labels]
+    for m in inbox:
+        gmail.set_labels(m, gmail.mail[m].labels - {"\\Inbox"})
+    plan = dry_run(store, acc)
+    r = sync(store, gmail)
+    assert plan.ok and r.ok, (plan.error, r.error)
+    assert not plan.set_aside and not r.set_aside
+    assert plan.expunged == r.expunged == len(inbox) and plan.downloads == r.bodies_downloaded == 0
