@@ -179,8 +179,15 @@ def export_mbox(session, target: Path, *, single_file: bool, account: str | None
                                      f"after the last message it recorded; they are written again")
         return box
 
+    from mailsync.store import gmail_repo
+
+    gmail: dict[str, dict] = {}  # account -> its Gmail messages by body: their labels go in X-Gmail-Labels
+
     def write(box, row, raw, n):
-        box.append(raw, row.sha256, n, row.flags, _when(row))
+        if row.account not in gmail:
+            gmail[row.account] = gmail_repo.messages_of_account(walk.db, row.account)
+        gm = gmail[row.account].get(row.sha256)
+        box.append(raw, row.sha256, n, row.flags, _when(row), None if gm is None else gm[2])
 
     return walk.run(repo.export_rows(walk.db, account=account, folder=folder), open_target, write,
                     lambda box: box.close())

@@ -5,7 +5,8 @@ line, and the status headers mutt, Dovecot and Python's mailbox read: ``Status:`
 ``X-Status:`` (A answered, F flagged, T draft, D deleted) and ``X-Keywords:`` (keywords, $Forwarded
 among them, space separated). A message's own Status, X-Status and X-Keywords fields are replaced by
 these (they would contradict the flags), and nothing else of the message changes: its line endings,
-its bytes, its last line with or without a newline.
+its bytes, its last line with or without a newline. A Gmail message's labels go in an
+``X-Gmail-Labels:`` field, comma separated, as Google Takeout's mbox files have them.
 
 Must not: touch the file system, the store or the clock (see writer.py).
 """
@@ -69,6 +70,17 @@ def status_headers(flags: Iterable[str], eol: bytes = b"\n") -> bytes:
     return out
 
 
+def gmail_labels_header(labels: Iterable[str], eol: bytes = b"\n") -> bytes:
+    """``X-Gmail-Labels: Inbox,Work`` (Google Takeout's field): system labels without their
+    backslash, a label holding a comma or a quote quoted."""
+    names = []
+    for name in sorted(label[1:] if label.startswith("\\") else label for label in labels):
+        if "," in name or '"' in name:
+            name = '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        names.append(name.replace("\r", " ").replace("\n", " "))
+    return b"X-Gmail-Labels: " + ",".join(names).encode("utf-8") + eol
+
+
 def flags_of_status(status: str, x_status: str, x_keywords: str) -> set[str]:
     """The flags that status_headers wrote (for tests and, later, reading an mbox back)."""
     flags = set()
@@ -120,29 +132,34 @@ def header_end(raw: bytes) -> int:
     return spans[-1][1] if spans else 0
 
 
-def with_status(raw: bytes, flags: Iterable[str]) -> bytes:
+def with_status(raw: bytes, flags: Iterable[str], labels: Iterable[str] | None = None) -> bytes:
     """The message with its Status, X-Status and X-Keywords fields replaced by the flags' own, placed
-    at the end of the header (where mutt writes them), in the message's line endings."""
+    at the end of the header (where mutt writes them), in the message's line endings; with
+    ``labels`` (a Gmail message's), its X-Gmail-Labels field too."""
     flags = list(flags)
     spans = _field_spans(raw)
+    replaced = STATUS_FIELDS + ((b"x-gmail-labels",) if labels is not None else ())
     keep = []
     pos = 0
     for start, end in spans:
         name = raw[start:end].partition(b":")[0].strip().lower()
-        if name in STATUS_FIELDS:
+        if name in replaced:
             keep.append(raw[pos:start])
             pos = end
     end = spans[-1][1] if spans else 0
     head = b"".join(keep) + raw[pos:end]
     if head and not head.endswith(b"\n"):  # a header that ends the message without a newline
         head += line_ending(raw)
-    return head + status_headers(flags, line_ending(raw)) + raw[end:]
+    eol = line_ending(raw)
+    extra = gmail_labels_header(labels, eol) if labels else b""
+    return head + status_headers(flags, eol) + extra + raw[end:]
 
 
-def entry(raw: bytes, flags: Iterable[str], when: datetime) -> bytes:
-    """One mbox entry: the From line, the message with its status fields, mboxrd-quoted, and the blank
-    line that ends it (after a newline of its own when the message's last line has none)."""
-    body = quote(with_status(raw, flags))
+def entry(raw: bytes, flags: Iterable[str], when: datetime, labels: Iterable[str] | None = None) -> bytes:
+    """One mbox entry: the From line, the message with its status fields (and Gmail labels, when
+    given), mboxrd-quoted, and the blank line that ends it (after a newline of its own when the
+    message's last line has none)."""
+    body = quote(with_status(raw, flags, labels))
     if not body.endswith(b"\n"):
         body += b"\n"
     return from_line(envelope_sender(raw), when) + body + b"\n"

@@ -233,8 +233,9 @@ class MboxFile:
         self._pending: list[str] = []
         self._unsynced = 0
 
-    def append(self, raw: bytes, sha256: str, n: int, flags: Iterable[str], when: datetime) -> None:
-        data = mbox.entry(raw, flags, when)
+    def append(self, raw: bytes, sha256: str, n: int, flags: Iterable[str], when: datetime,
+               labels: Iterable[str] | None = None) -> None:
+        data = mbox.entry(raw, flags, when, labels)
         try:
             self._f.write(data)
         except OSError as exc:

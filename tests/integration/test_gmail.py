@@ -388,3 +388,21 @@ def test_the_dry_run_plans_a_gmail_sync_as_the_sync_does_it(gmail, store):
     assert plan.ok and r.ok, (plan.error, r.error)
     assert not plan.set_aside and not r.set_aside
     assert plan.expunged == r.expunged == len(inbox) and plan.downloads == r.bodies_downloaded == 0
+
+
+def test_export_mbox_writes_gmail_labels_as_takeout_does(gmail, store, tmp_path):
+    import mailbox
+
+    from helpers import run_cli
+
+    shared_corpus(gmail, 5)
+    cfg = write_config(tmp_path / "c.toml", f"sqlite:///{tmp_path / 'store.db'}", [gmail_entry(gmail)])
+    assert sync(store, gmail).ok
+    run_cli("export", "mbox", str(tmp_path / "out"), config=cfg, check=True)
+    box = mailbox.mbox(str(next((tmp_path / "out").rglob("All Mail.mbox"))))
+    by_id = {g.body.split(b"\r\n")[0].split(b": ")[1].decode(): g for g in gmail.mail.values()}
+    assert len(box) == len(gmail.mail)
+    for msg in box:
+        g = by_id[msg["Message-ID"]]
+        want = ",".join(sorted(x.lstrip("\\") for x in g.labels)) if g.labels else None
+        assert msg.get("X-Gmail-Labels") == want

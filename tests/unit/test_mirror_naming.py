@@ -203,3 +203,20 @@ def test_status_headers_round_trip_through_pythons_mbox_reader(system, keywords)
 def test_entry_ends_with_a_blank_line_after_a_message_without_a_final_newline():
     when = datetime(2024, 1, 1, tzinfo=timezone.utc)
     assert mbox.entry(b"S: x\n\nFrom here", [], when).endswith(b"\n\n>From here\n\n")
+
+
+@pytest.mark.parametrize("labels,line", [
+    (["\\Inbox", "Work"], b"X-Gmail-Labels: Inbox,Work\n"),  # Google Takeout's form: no backslash
+    (["Muy Importante", "\\Important"], b"X-Gmail-Labels: Important,Muy Importante\n"),
+    (['a,b', 'say "hi"'], b'X-Gmail-Labels: "a,b","say \\"hi\\""\n'),
+    (["Wichtig-ä"], "X-Gmail-Labels: Wichtig-ä\n".encode()),
+])
+def test_gmail_labels_header(labels, line):
+    assert mbox.gmail_labels_header(labels) == line
+
+
+def test_gmail_labels_replace_the_messages_own_field_and_follow_the_status_fields():
+    raw = b"Subject: s\r\nX-Gmail-Labels: Old\r\n\r\nbody\r\n"
+    assert mbox.with_status(raw, ["\\Seen"], ["\\Inbox"]) == \
+        b"Subject: s\r\nStatus: RO\r\nX-Gmail-Labels: Inbox\r\n\r\nbody\r\n"
+    assert mbox.with_status(raw, [], None) == b"Subject: s\r\nX-Gmail-Labels: Old\r\nStatus: O\r\n\r\nbody\r\n"
