@@ -7,7 +7,7 @@ settings, where a real Gmail cannot be reached from a test:
   (but those in Trash and Spam) in ``[Gmail]/All Mail`` (special-use \\All). A message with three
   labels is listed, with a UID of each folder's own, in four folders.
 - FETCH gives X-GM-MSGID (the message's id, the same in every folder), X-GM-THRID (its thread's)
-  and X-GM-LABELS, e.g. ``* 1 FETCH (X-GM-THRID 1278455344230334865 X-GM-MSGID 1278455344230334865
+  and X-GM-LABELS, less the label of the selected folder itself, e.g. ``* 1 FETCH (X-GM-THRID 1278455344230334865 X-GM-MSGID 1278455344230334865
   X-GM-LABELS (\\Inbox \\Sent Important "Muy Importante") UID 4 FLAGS (\\Seen))``.
 - ``UID STORE n +X-GM-LABELS (foo)`` (and ``-X-GM-LABELS``, ``X-GM-LABELS``, ``.SILENT``) changes the
   labels, answered with the new X-GM-LABELS; the message enters or leaves the label folders.
@@ -69,8 +69,12 @@ class GMail:
 
 
 class GmailServer(HostileServer):
-    def __init__(self, *, labels: tuple[str, ...] = (), capabilities: tuple[str, ...] = CAPABILITIES) -> None:
+    def __init__(self, *, labels: tuple[str, ...] = (), capabilities: tuple[str, ...] = CAPABILITIES,
+                 label_modseq: bool = True) -> None:
         super().__init__(capabilities=capabilities)
+        # Does a label change move the message's MODSEQ in the folders still showing it? (CONDSTORE
+        # says a change of its data does; Google does not document it for labels: both are tested.)
+        self.label_modseq = label_modseq
         self.mail: dict[int, GMail] = {}
         self._ids = itertools.count(1278455344230334865, 7919)
         self.body_bytes = 0  # bytes of message bodies sent (BODY[] literals)
@@ -115,7 +119,7 @@ class GmailServer(HostileServer):
         with self.lock:
             g = self.mail[msgid]
             g.labels = set(labels)
-            self.refresh(g, touched=True)
+            self.refresh(g, touched=self.label_modseq)
 
     def set_mail_flags(self, msgid: int, flags) -> None:
         with self.lock:
@@ -175,6 +179,11 @@ class GmailSession(Session):
     def _name(self) -> str:
         return self.selected.raw_name.decode()
 
+    def shown_labels(self, g: GMail) -> set[str]:
+        """X-GM-LABELS as Gmail answers it: without the label of the selected folder (reported by
+        clients since 2012; the message is in that folder, so the label goes without saying)."""
+        return g.labels - {self.server.label_of(self._name())}
+
     def fetch_response(self, seq: int, m: Message, items: str) -> bytes:
         """Gmail puts its own items first: ``* 1 FETCH (X-GM-MSGID n X-GM-LABELS (...) UID 4 ...)``."""
         out = super().fetch_response(seq, m, items)
@@ -186,7 +195,7 @@ class GmailSession(Session):
         if "X-GM-MSGID" in up:
             gm += b"X-GM-MSGID %d " % g.msgid
         if "X-GM-LABELS" in up:
-            gm += b"X-GM-LABELS " + label_list(g.labels) + b" "
+            gm += b"X-GM-LABELS " + label_list(self.shown_labels(g)) + b" "
         if ("BODY.PEEK[]" in up or "BODY[]" in up) and "HEADER.FIELDS" not in up:
             self.server.body_bytes += len(m.body)
             self.server.bodies_sent += 1
@@ -226,7 +235,7 @@ class GmailSession(Session):
             self.server.refresh(g, touched=True)
             if not silent and m in self.selected.messages:
                 seq = self.selected.messages.index(m) + 1
-                what = (b"X-GM-LABELS " + label_list(g.labels)) if is_labels else \
+                what = (b"X-GM-LABELS " + label_list(self.shown_labels(g))) if is_labels else \
                     (b"FLAGS (" + " ".join(sorted(g.flags)).encode() + b")")
                 out.append(b"* %d FETCH (%s UID %d MODSEQ (%d))\r\n" % (seq, what, m.uid, m.modseq))
         code = (b"[MODIFIED " + ",".join(map(str, refused)).encode() + b"] ") if refused else b""

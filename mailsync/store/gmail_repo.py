@@ -127,3 +127,15 @@ def live_elsewhere(db, account_id: int, folder_id: int, shas: Iterable[str]) -> 
             f.account_id == account_id, p.folder_id != folder_id, p.uid.isnot(None), p.tombstone_run.is_(None),
             p.body_sha256.in_(part))).scalars())
     return out
+
+
+def drop_label(db, account_id: int, shas: Iterable[str], label: str) -> None:
+    """``label`` taken from the Gmail messages with these bodies."""
+    g = tables.gmail_messages.c
+    for part in _chunks(sorted(set(shas))):
+        for row_id, text in db.execute(select(g.id, g.labels).where(g.account_id == account_id,
+                                                                    g.body_sha256.in_(part))).all():
+            labels = labels_list(text)
+            if label in labels:
+                labels.remove(label)
+                db.execute(update(tables.gmail_messages).where(g.id == row_id).values(labels=labels_text(labels)))

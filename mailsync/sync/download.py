@@ -16,6 +16,7 @@ from mailsync.store import repositories as repo
 from mailsync.store.uow import UnitOfWork
 from mailsync.store.worker import PackWriter, StoreWorker
 from mailsync.sync import store_tasks
+from mailsync.sync.gmail import with_label
 from mailsync.sync import plan as rules
 from mailsync.sync.message import message_id, sha256_hex
 
@@ -50,8 +51,8 @@ class Downloads:
             digest = sha256_hex(body)
             batch.append((repo.NewBody(digest, len(body), message_id(body), body),
                           store_tasks.placement_row(self.ledger, folder_id, item, digest)))
-            if item.gm_msgid is not None:
-                gm.append((item.gm_msgid, item.gm_thrid, digest, item.gm_labels))
+            if item.gm_msgid is not None:  # Gmail leaves the folder's own label out (gmail.py)
+                gm.append((item.gm_msgid, item.gm_thrid, digest, with_label(item.gm_labels, self._gmail_label(folder_id))))
             nbytes += len(body)
             if len(batch) >= limit or nbytes >= BATCH_BYTES:
                 db.submit(store_tasks.commit_batch, self.side, folder_id, name, batch, nbytes, gm)

@@ -58,6 +58,7 @@ from mailsync.store.uow import UnitOfWork
 from mailsync.store.worker import PackWriter, StoreWorker
 from mailsync.sync import crash, guards, store_tasks
 from mailsync.sync.gmail import GmailSync, is_gmail
+from mailsync.sync.gmail import folder_label as gmail_folder_label
 from mailsync.sync import plan as rules
 from mailsync.sync.message import message_id
 from mailsync.sync.download import Downloads, bulk_checkpoints_task
@@ -109,6 +110,7 @@ class AccountSync(Downloads, JournalPush, guards.ServerChecks, GmailSync):
         self._writer: PackWriter | None = None  # writes first syncs' pack batches (_download_packed)
         self._contradicted: dict[int, str] = {}  # folder id -> why its listing was not believed (rule G1)
         self._carried: dict[int, dict[int, rules.ServerMessage]] = {}  # rule N3: folder id -> uid -> server's flags
+        self._gm_folders: dict[int, str | None] = {}  # Gmail: folder id -> its label (gmail.folder_label)
 
     # -- entry point --------------------------------------------------------------------------
 
@@ -136,7 +138,7 @@ class AccountSync(Downloads, JournalPush, guards.ServerChecks, GmailSync):
                     self._push_ops(conn, db)
                     self._pull(conn, db)
                     links = list(self._deferred_links)
-                    db.call(store_tasks.settle_mass, self.side, links, is_gmail(conn))
+                    db.call(store_tasks.settle_mass, self.side, links, self._gm_folders if is_gmail(conn) else None)
                     self._carried = db.call(store_tasks.link_deferred, self.side, links)
                     self._push_carried(conn, db)
                     for folder_id, name, info in self._deferred_complete:
@@ -227,6 +229,9 @@ class AccountSync(Downloads, JournalPush, guards.ServerChecks, GmailSync):
             remote = [f if f.raw_name in known else _with_status(f, *self._status(conn, f)) for f in remote]
         renames = self._identify_renames(conn, db, remote)
         folders = db.call(store_tasks.apply_folder_plan, self.side, remote, renames)
+        if is_gmail(conn):  # folder id -> the label Gmail leaves out of X-GM-LABELS there (gmail.py)
+            uses = {f.raw_name: f.special_use for f in remote}
+            self._gm_folders = {f.id: gmail_folder_label(f.raw_name, uses.get(f.raw_name)) for f in folders}
         status = {f.raw_name: f.status for f in remote}
         folder_errors = []
         unchanged = {f.id for f in folders if f.status != "aside"
@@ -365,12 +370,14 @@ class AccountSync(Downloads, JournalPush, guards.ServerChecks, GmailSync):
             else:
                 vanished = []
         if is_gmail(conn):  # the labels of what changed (a label change moves MODSEQ on Gmail)
-            self._gmail_labels(db, changed.values())
+            self._gmail_labels(db, changed.values(), folder.id)
         delta: Delta = db.call(store_tasks.reconcile, self.side, folder.id, info, changed, vanished, full, reason,
                                 listed, self._contradicted.pop(folder.id, None))
         if delta.skipped:
             self.ledger.note(f"folder {folder.name!r}: {delta.skipped}")
             return
+        if delta.expunged and is_gmail(conn):  # rule N8: gone from a label's folder, the label is gone
+            self._gmail_left(db, folder.id, delta.expunged)
         if delta.pushes:
             self._push_flags(conn, db, folder, delta.pushes)
         self.observer.folder_started(self.account.name, folder.name, len(delta.new))

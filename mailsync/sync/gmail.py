@@ -8,20 +8,27 @@ of that body (linked in step 5 with rule N1's links, so a label moved is a move,
 rest is downloaded, and each downloaded body's X-GM-MSGID is recorded in the transaction of its
 batch (store_tasks.commit_batch), so a crash never leaves an id naming a body not committed, and a
 rerun places what the interrupted run had downloaded instead of downloading it again. Labels follow
-every listing that carries them (a label change moves a message's MODSEQ on Gmail, so a CONDSTORE
-delta sees it).
+every listing that carries them (a CONDSTORE delta lists what changed), with the label of the
+folder read put back: Gmail's X-GM-LABELS leaves it out (folder_label, with_label).
 
 Rule N7: on Gmail, archiving (taking \Inbox away) or removing a label from many messages at once
 empties much of a folder while every message stays in All Mail; the mass-deletion guard (rule G2)
 counts a message still in another folder of the account as kept, like a move, so such a delta is
 applied instead of held.
 
-Rule N6, local deletes (mailsync delete, a mirror's deleted file) do what the user meant on Gmail,
+Rule N8: a message expunged from a label's folder has lost that label (Gmail shows a message in a
+label's folder exactly while it has the label), so the store drops it then, without waiting for a
+listing that carries the labels.
+
+Rule N6: local deletes (mailsync delete, a mirror's deleted file) do what the user meant on Gmail,
 where an expunge removes a label, not a message: a delete in a label's folder (INBOX, Sent and the
 user's labels too) is sent as usual (\Deleted and UID EXPUNGE) and takes that label away, the
 message staying in All Mail and its other labels; a delete in [Gmail]/All Mail (special-use \All),
 which Gmail would only archive, moves the message into the \Trash folder, which is how Gmail deletes
 a message (from every label; Gmail empties its Trash after 30 days).
+
+And a local label change (mailsync label, journal.LabelChange) is pushed with UID STORE
++X-GM-LABELS / -X-GM-LABELS, guarded as a delete; sent twice after a crash, it changes nothing more.
 
 Owns: those steps, as GmailSync, a mixin of engine.AccountSync (its store worker, run ledger and
 deferred links), and the store tasks they submit. Must not: parse IMAP (mailsync.imap does), write
@@ -49,9 +56,33 @@ def is_gmail(conn) -> bool:
     return conn.has(CAPABILITY)
 
 
-def labels_of(items) -> dict[int, tuple[str, ...]]:
-    """X-GM-MSGID -> X-GM-LABELS of the FETCH items that carry both (pure)."""
-    return {it.gm_msgid: it.gm_labels for it in items if it.gm_msgid is not None and it.gm_labels is not None}
+# special-use of a [Gmail] folder -> the system label that puts a message in it (Google's LIST transcript)
+_SYSTEM_LABELS = {"\\Sent": "\\Sent", "\\Drafts": "\\Draft", "\\Important": "\\Important",
+                  "\\Flagged": "\\Starred", "\\Trash": "\\Trash", "\\Junk": "\\Spam"}
+
+
+def folder_label(raw_name: str, special_use: str | None) -> str | None:
+    """The label a Gmail folder shows (pure): \\Inbox for INBOX, the system label of a special-use
+    folder, None for All Mail (\\All), else the folder's own name (as the server names it)."""
+    if raw_name.upper() == "INBOX":
+        return "\\Inbox"
+    if special_use == "\\All":
+        return None
+    return _SYSTEM_LABELS.get(special_use or "", raw_name)
+
+
+def with_label(labels: tuple[str, ...] | None, label: str | None) -> tuple[str, ...] | None:
+    """Gmail's X-GM-LABELS leaves out the label of the folder selected: it is put back (pure)."""
+    if labels is None or label is None or label in labels:
+        return labels
+    return labels + (label,)
+
+
+def labels_of(items, label: str | None = None) -> dict[int, tuple[str, ...]]:
+    """X-GM-MSGID -> X-GM-LABELS of the FETCH items that carry both, with the label of the folder
+    they were read in (``label``, see folder_label) (pure)."""
+    return {it.gm_msgid: with_label(it.gm_labels, label) for it in items
+            if it.gm_msgid is not None and it.gm_labels is not None}
 
 
 def split_known(listing: dict, known: dict[int, str], wanted: list[int] | None) -> tuple[list[tuple[int, str]], list[int]]:
@@ -86,7 +117,7 @@ class GmailSync:
         place, fetch = split_known(listing, known, uids)
         for uid, sha in place:
             self._deferred_links.append((folder.id, uid, listing[uid], sha))
-        self._gmail_labels(db, [listing[uid] for uid, _ in place])
+        self._gmail_labels(db, [listing[uid] for uid, _ in place], folder.id)
         if place:
             self.ledger.note(f"folder {folder.name!r}: {len(place)} Gmail message(s) already stored "
                              f"(by X-GM-MSGID) placed without downloading them again")
@@ -115,6 +146,13 @@ class GmailSync:
                 conn.uid_store_labels([op.uid], op_name, labels)
         db.call(journal_store.mark, self.side, entry.id, "done")
 
+    def _gmail_left(self, db: StoreWorker, folder_id: int, shas: set[str]) -> None:
+        """Rule N8: messages expunged from a label's folder lost that label (whether or not Gmail
+        moved their MODSEQ in the folders still showing them)."""
+        label = self._gmail_label(folder_id)
+        if label is not None:
+            db.submit(drop_label_task, self.side, sorted(shas), label, small=True)
+
     def _gmail_trash(self, conn: ImapSession, db: StoreWorker, raw_name: str) -> str | None:
         """Rule N6: the Trash folder to move a message deleted in ``raw_name`` into, when the server
         is Gmail and ``raw_name`` is All Mail (\\All); None otherwise (delete as usual)."""
@@ -125,10 +163,14 @@ class GmailSync:
             trash = next((f.raw_name for f in conn.list_folders(with_status=False) if f.special_use == "\\Trash"), None)
         return trash
 
-    def _gmail_labels(self, db: StoreWorker, items) -> None:
-        """The labels the server listed, for the messages the store knows (the others get theirs
-        with their download)."""
-        labels = labels_of(items)
+    def _gmail_label(self, folder_id: int) -> str | None:
+        """The label of a folder of this run (folder_label), from its LIST entry (``_gm_folders``)."""
+        return self._gm_folders.get(folder_id)
+
+    def _gmail_labels(self, db: StoreWorker, items, folder_id: int) -> None:
+        """The labels the server listed in a folder, for the messages the store knows (the others
+        get theirs with their download)."""
+        labels = labels_of(items, self._gmail_label(folder_id))
         if labels:
             db.submit(labels_task, self.side, labels, small=True)
 
@@ -152,6 +194,12 @@ def trash_task(uow: UnitOfWork, side: StoreSide, raw_name: str) -> tuple[bool, s
     if uses.get(raw_name) != "\\All":
         return False, None
     return True, next((name for name, use in uses.items() if use == "\\Trash"), None)
+
+
+def drop_label_task(uow: UnitOfWork, side: StoreSide, shas: list[str], label: str, commit: bool = True) -> None:
+    gmail_repo.drop_label(uow.connection, side.account_id, shas, label)
+    if commit:
+        uow.commit()
 
 
 def labels_task(uow: UnitOfWork, side: StoreSide, labels: dict[int, tuple[str, ...]]) -> None:

@@ -386,6 +386,7 @@ def merge_flags(server: Iterable[str], base: Iterable[str] | None, local: Iterab
 #      how Gmail deletes a message (an expunge there would only archive it). mailsync.sync.gmail.
 #  N7  On Gmail, of a mass of expunges (G2), a message still in another folder of the account (All
 #      Mail) is kept, like a move: archiving many messages at once is not held as a mass deletion.
+#  N8  On Gmail, a message expunged from a label's folder loses that label in the store.
 
 
 def uidvalidity_rematch_accepted(known: int, found: int) -> bool:

@@ -70,6 +70,7 @@ class Delta:
         default_factory=list)
     have_bodies: bool = False
     skipped: str | None = None
+    expunged: set[str] = field(default_factory=set)  # bodies of the placements expunged (Gmail: rule N8)
 
 
 def known_folder_names(uow: UnitOfWork, side: StoreSide) -> set[str]:
@@ -195,7 +196,8 @@ def reconcile(uow: UnitOfWork, side: StoreSide, folder_id: int, info, changed: d
     if settled:
         repo.settle_flag_ops(s, settled)
     delta = Delta(new=plan.new, pushes=[(uid, add, remove, modseq, tuple(plan.updates[uid][0].split()))
-                                         for uid, add, remove, modseq in plan.pushes])
+                                         for uid, add, remove, modseq in plan.pushes],
+                  expunged={local[uid].body_sha256 for uid in plan.expunged})
     if delta.new:
         delta.have_bodies = side.bodies_before_run
     uow.commit()
@@ -488,11 +490,11 @@ def _hold(uow: UnitOfWork, side: StoreSide, folder_id: int, name: str, why: str)
     side.ledger.set_aside(f"folder {name!r}: {why}")
 
 
-def settle_mass(uow: UnitOfWork, side: StoreSide, links: list, gmail_server: bool = False) -> None:
+def settle_mass(uow: UnitOfWork, side: StoreSide, links: list, gmail_labels: dict | None = None) -> None:
     """Rule G2, once every folder was read: of a folder's mass of expunges, those whose bodies
     arrived in another folder in this run (``links``, as link_deferred takes them) are moves (rule
-    N2), and on Gmail those still in another folder (All Mail: a label taken away, rule N7) are
-    not losses either: they are tombstoned; the rest are tombstoned too when they are no longer a mass, or allowed,
+    N2), and on Gmail (``gmail_labels``: folder id -> its label) those still in another folder (All
+    Mail: a label taken away, rules N7, N8) are not losses either: they are tombstoned; the rest are tombstoned too when they are no longer a mass, or allowed,
     and held otherwise. Until this transaction nothing of them was changed, so a crash before it
     deletes nothing."""
     if not side.mass:
@@ -501,13 +503,16 @@ def settle_mass(uow: UnitOfWork, side: StoreSide, links: list, gmail_server: boo
     arrived = {sha for *_, sha in links}
     for folder_id, (name, uids, live) in side.mass.items():
         rows = repo.live_placements_for(s, folder_id, uids)
-        kept = gmail.kept_elsewhere(s, side, folder_id, {p.body_sha256 for p in rows.values()}) if gmail_server else set()
+        kept = set() if gmail_labels is None else gmail.kept_elsewhere(s, side, folder_id,
+                                                                      {p.body_sha256 for p in rows.values()})
         moved = [u for u, p in rows.items() if p.body_sha256 in arrived or p.body_sha256 in kept]
         rest = sorted(set(rows) - set(moved))
         why = rules.held_reason(len(rest), live, None, side.allow_mass_delete)
         gone = moved if why else moved + rest
         if gone:
             side.ledger.add(expunged=repo.tombstone(s, folder_id, gone, side.run_id))
+            if gmail_labels is not None and gmail_labels.get(folder_id):  # rule N8
+                gmail.drop_label_task(uow, side, [rows[u].body_sha256 for u in gone], gmail_labels[folder_id], False)
         if why:
             _hold(uow, side, folder_id, name, why)
         else:

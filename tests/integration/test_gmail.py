@@ -406,3 +406,35 @@ def test_export_mbox_writes_gmail_labels_as_takeout_does(gmail, store, tmp_path)
         g = by_id[msg["Message-ID"]]
         want = ",".join(sorted(x.lstrip("\\") for x in g.labels)) if g.labels else None
         assert msg.get("X-Gmail-Labels") == want
+
+
+def test_labels_are_whole_without_all_mail_though_gmail_leaves_the_folders_own_out(gmail, store):
+    """Gmail's X-GM-LABELS leaves out the label of the folder selected: the sync adds it back
+    (\\Inbox for INBOX, the folder's name for a label's folder), so that the labels are whole
+    whichever folders are synced, All Mail or not, and in whatever order."""
+    mail = shared_corpus(gmail, 12)
+    assert sync(store, gmail, exclude=[ALL_MAIL]).ok
+    assert labels_in_store(store) == {m: sorted(g.labels) for m, g in gmail.mail.items() if g.labels}
+    m = next(iter(mail))
+    gmail.set_labels(m, gmail.mail[m].labels | {"Family"})
+    assert sync(store, gmail, exclude=[ALL_MAIL]).ok
+    assert labels_in_store(store)[m] == sorted(gmail.mail[m].labels)
+
+
+@pytest.mark.parametrize("label_modseq", [True, False])
+def test_a_label_taken_away_reaches_the_store_whether_or_not_gmail_moves_modseq(store, label_modseq):
+    """Rule N8: a message gone from a label's folder has lost that label, also when the label
+    change leaves the message's MODSEQ alone in All Mail (archiving included, rule N7's mass)."""
+    srv = GmailServer(labels=LABELS, label_modseq=label_modseq).start()
+    try:
+        ids = [srv.add_mail(body(i), labels=("\\Inbox", "Work")) for i in range(10)]
+        assert sync(store, srv).ok
+        srv.set_labels(ids[0], {"\\Inbox"})  # one label taken away
+        for m in ids[2:]:  # most of INBOX archived at once
+            srv.set_labels(m, {"Work"})
+        r = sync(store, srv)
+        assert r.ok and not r.set_aside, (r.error, r.set_aside)
+        assert labels_in_store(store) == {m: sorted(g.labels) for m, g in srv.mail.items()}
+        assert store_view(store, srv) == server_view(srv)
+    finally:
+        srv.stop()
