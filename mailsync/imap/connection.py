@@ -29,6 +29,7 @@ from mailsync.imap.payloads import (appenduid, modified, parse_esearch, parse_se
                                     vanished_ranges)
 from mailsync.imap.responses import (Continuation, FetchItem, ResponseParser, Tagged, Untagged, body_fetch_head,
                                      body_fetch_item, format_uid_set, quote, usual_body_fetch)
+from mailsync.imap.throttle import throttle_check, untagged_throttle
 from mailsync.imap.transport import Wire, log_in, next_line, open_wire, widen_receive_buffer
 
 MAX_KEPT = 64 << 20  # bytes of untagged responses one command may keep
@@ -150,6 +151,9 @@ class ImapConnection(Appends):
                                 self.untagged_dropped += 1  # text for people: not kept
                                 continue
                             if ev.kind == "BYE":
+                                throttled = untagged_throttle(self.account.name, "BYE", ev.text, doing)
+                                if throttled is not None:  # Microsoft 365 ends a throttled session so
+                                    raise throttled
                                 raise ConnectError(f"account '{self.account.name}': the server said BYE while "
                                                    f"{doing}: {ev.text[:200]}")
                             if ev.kind in _COUNTS:
@@ -270,6 +274,7 @@ class ImapConnection(Appends):
             return True
         if (tagged.code or "").upper().startswith("ALREADYEXISTS") or "exists" in tagged.text.lower():
             return False
+        throttle_check(self.account.name, tagged, f"creating {raw_name!r}")
         raise ProtocolError(f"account '{self.account.name}': CREATE {raw_name!r} failed: {tagged.text}")
 
     def delete(self, raw_name: str) -> bool:
@@ -282,6 +287,7 @@ class ImapConnection(Appends):
             return True
         if names_a_missing_folder(tagged):
             return False
+        throttle_check(self.account.name, tagged, f"deleting {raw_name!r}")
         raise ProtocolError(f"account '{self.account.name}': DELETE {raw_name!r} failed: {tagged.text}")
 
     def rename(self, old: str, new: str) -> None:
@@ -514,7 +520,7 @@ class ImapConnection(Appends):
                     self.bodies_fetched += 1
                 yield ev
             elif isinstance(ev, Tagged) and ev.status != "OK":
-                raise ProtocolError(f"account '{self.account.name}': {doing} failed: {ev.status} {ev.text}")
+                raise refusal(self.account.name, ev, doing)
 
     def fetch_messages(self, uids: Iterable[int]) -> Iterator[FetchItem]:
         """Full messages (UID FLAGS INTERNALDATE RFC822.SIZE BODY.PEEK[]) of `uids`, in server order."""
