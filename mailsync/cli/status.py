@@ -44,6 +44,7 @@ def collect_status(store, config) -> dict:
                         "error": last.error, "new_messages": last.new_messages, "flag_changes": last.flag_changes,
                         "expunged": last.expunged, "bytes_fetched": last.bytes_fetched, "notes": last.notes}
                 entry["last_success"] = _iso(ok.finished_at) if ok else None
+                entry["throttled"] = _throttle(row)
                 counts = repo.folder_counts(s, row.id)
                 for f in repo.folders_of(s, row.id):
                     entry["folders"].append({
@@ -58,6 +59,22 @@ def collect_status(store, config) -> dict:
     _add_watch_states(store, accounts)
     _add_maildirs(store, accounts, config)
     return {"accounts": accounts, "store": _store_usage(store, config)}
+
+
+def _throttle(row) -> dict | None:
+    """``throttled``: the server throttled the account and no sync contacts it before ``until`` (ISO
+    8601), ``seconds_left`` from now, ``reason`` (the server's words), ``in_a_row`` throttled runs;
+    None when it is not throttled (or the wait is over)."""
+    until = row.throttled_until
+    if until is None:
+        return None
+    if until.tzinfo is None:
+        until = until.replace(tzinfo=timezone.utc)
+    left = (until - datetime.now(timezone.utc)).total_seconds()
+    if left <= 0:
+        return None
+    return {"until": until.isoformat(), "seconds_left": round(left, 1), "reason": row.throttle_reason,
+            "in_a_row": row.throttle_count}
 
 
 def _add_maildirs(store, accounts: list[dict], config) -> None:
@@ -187,6 +204,10 @@ def render_status(report: dict) -> str:
         for e in (a.get("audit") or [])[:5]:
             where = f"{e['folder']}" + (f"/{e['uid']}" if e["uid"] else "") if e["folder"] else ""
             lines.append(f"  {e['at']} {e['kind']}{' ' + where if where else ''}: {e['detail']}")
+        if a.get("throttled"):
+            t = a["throttled"]
+            lines.append(f"  THROTTLED by the server: waiting until {t['until']} ({t['seconds_left']:.0f} s left; "
+                         f"{t['in_a_row']} throttled run(s) in a row); the next sync resumes then")
         if a.get("needs_login"):
             reason = a["auth"].get("reason")
             lines.append(f"  needs login: run mailsync auth login {a['name']}" + (f" ({reason})" if reason else ""))

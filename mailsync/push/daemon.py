@@ -340,8 +340,10 @@ class AccountWatcher:
                            retry="with the push connection (credentials)")
                 continue  # the supervisor retries the login slowly, and its catch-up syncs again
             delay = retry.next_delay()
+            if result.throttled_until is not None:  # the server named its wait (or a quota's reset): not sooner
+                delay = max(delay, result.throttled_until - time.time())
             logs.event(log, "sync_failed", logging.WARNING, account=self.name, error=result.error,
-                       retry_in=round(delay, 2))
+                       retry_in=round(delay, 2), throttled=result.throttled_until is not None)
             if self._retry is None or self._retry.done():
                 self._retry = asyncio.create_task(self._retry_after(delay))
 
@@ -380,7 +382,7 @@ class AccountWatcher:
         outcome = run_sync(self.daemon.config, self.daemon.store, accounts=[self.account], quiet=True,
                            crm_after_failure=False, crm_lock=self.daemon.after_sync_lock,
                            on_crm_error=after_sync_failed, connect=self.conn.connect, release=self.conn.release,
-                           should_stop=stop.is_set, channels_push=False)
+                           should_stop=stop.is_set, channels_push=False, wait_throttled=False)
         result = outcome.results[0]
         if result.ok and self.daemon.after_sync is not None and not stop.is_set() and not crashed:
             with self.daemon.after_sync_lock:

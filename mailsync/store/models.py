@@ -33,6 +33,9 @@ class Account(Base):
     host: Mapped[str]
     username: Mapped[str]
     created_at: Mapped[datetime]
+    throttled_until: Mapped[datetime | None]
+    throttle_reason: Mapped[str | None]
+    throttle_count: Mapped[int]
 
 
 class Folder(Base):

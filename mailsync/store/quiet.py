@@ -57,13 +57,13 @@ def connect(path: Path) -> sqlite3.Connection:
 def read_state(db: sqlite3.Connection, name: str, host: str, username: str) -> QuietState | None:
     """The account's folders, or None when a sync would have more to do than compare checkpoints:
     the schema is not at this code's revision, the account has no row yet (or its host or user
-    changed), a local change is queued, a tombstone waits to expire, or a folder is gone or set
+    changed, or the server throttled it last time), a local change is queued, a tombstone waits to expire, or a folder is gone or set
     aside (its status is not "ok")."""
     revision = db.execute("SELECT version_num FROM alembic_version").fetchone()
     if revision is None or revision[0] != HEAD_REVISION:
         return None
-    row = db.execute("SELECT id, host, username FROM accounts WHERE name = ?", (name,)).fetchone()
-    if row is None or (row[1], row[2]) != (host, username):
+    row = db.execute("SELECT id, host, username, throttled_until FROM accounts WHERE name = ?", (name,)).fetchone()
+    if row is None or (row[1], row[2]) != (host, username) or row[3] is not None:  # throttled: the engine decides
         return None
     account_id = row[0]
     if db.execute("SELECT 1 FROM pending_ops WHERE account_id = ? AND state IN ('pending', 'sent') LIMIT 1",

@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Union
 
 from sqlalchemy import Connection, Row, bindparam, delete, func, insert, select, update
@@ -489,6 +489,22 @@ def export_rows(db: Db, account: str | None = None, folder: str | None = None,
 
 
 # --- sync runs (audit log) --------------------------------------------------------------------
+
+def throttle_of(db: Db, account_id: int) -> tuple[datetime | None, str | None, int]:
+    """The account's throttle as the last throttled run left it: (no sync before this time, why,
+    throttled runs in a row); (None, None, 0) when it is not throttled."""
+    row = db.execute(select(_A.throttled_until, _A.throttle_reason, _A.throttle_count).where(_A.id == account_id)).one()
+    until = row.throttled_until
+    if until is not None and until.tzinfo is None:  # SQLite keeps no zone: every time the store writes is UTC
+        until = until.replace(tzinfo=timezone.utc)
+    return until, row.throttle_reason, row.throttle_count or 0
+
+
+def set_throttle(db: Db, account_id: int, until: datetime | None, reason: str | None, count: int) -> None:
+    """Record the account's throttle (``until`` None: lifted)."""
+    db.execute(update(tables.accounts).where(_A.id == account_id)
+               .values(throttled_until=until, throttle_reason=reason, throttle_count=count))
+
 
 def start_run(db: Db, account_id: int) -> int:
     """A new sync run of the account, running from now; its id."""

@@ -6,6 +6,9 @@ CREATE TABLE accounts (
 	host VARCHAR(255) NOT NULL, 
 	username VARCHAR(320) NOT NULL, 
 	created_at DATETIME NOT NULL, 
+	throttled_until DATETIME, 
+	throttle_reason TEXT, 
+	throttle_count INTEGER DEFAULT '0' NOT NULL, 
 	PRIMARY KEY (id), 
 	UNIQUE (name)
 );

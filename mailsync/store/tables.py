@@ -10,7 +10,7 @@ all of it before the first FETCH). mailsync.store.models maps its typed classes 
 Table objects for the code that wants objects (status, changes, the watch daemon, the CRM layer).
 
 Layout:
-  accounts    one row per configured account (by name)
+  accounts    one row per configured account (by name), with the server's throttle (wait until when, why)
   folders     one row per server folder: names, special-use, checkpoints (UIDVALIDITY, UIDNEXT,
               HIGHESTMODSEQ), the resumable download mark `fetched_uid`, and a status
   bodies      raw messages, stored once, content-addressed by SHA-256
@@ -69,6 +69,11 @@ accounts = Table(
     Column("host", String(255), nullable=False),
     Column("username", String(320), nullable=False),
     _when("created_at", nullable=False, default=utcnow),
+    # The server throttled the account (mailsync.imap.throttle): no sync contacts it before this time;
+    # why, and how many throttled runs in a row (the backoff grows with them). NULL / 0: not throttled.
+    _when("throttled_until"),
+    Column("throttle_reason", Text),
+    Column("throttle_count", Integer, nullable=False, default=0, server_default="0"),
 )
 
 folders = Table(

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from mailsync.errors import ProtocolError
+from mailsync.errors import ProtocolError, Throttled
 from mailsync.store import repositories as repo
 from mailsync.store.uow import UnitOfWork
 from mailsync.store.worker import PackWriter, StoreWorker
@@ -36,8 +36,17 @@ class Downloads:
         wanted = set(uids) if uids is not None else None
         within = rules.WholeFolder(info.exists, info.uidnext) if info is not None else None
         batch: list = []
-        nbytes = 0
         limit = self.account.batch_size
+        try:
+            self._read_batches(conn, db, folder_id, name, uids, ahead, wanted, within, batch, limit)
+        except Throttled:  # every message read so far is whole: committed, so the resumed sync skips them
+            if batch:
+                db.submit(store_tasks.commit_batch, self.side, folder_id, name, batch, sum(b[0].size for b in batch))
+            raise
+
+    def _read_batches(self, conn, db, folder_id, name, uids, ahead, wanted, within, batch: list, limit: int) -> None:
+        """_download's loop; ``batch`` holds what was read and not handed over yet."""
+        nbytes = 0
         for item in (conn.fetch_all_messages(ahead=ahead) if uids is None else conn.fetch_messages(uids)):
             if not self._asked_for(item, name, wanted) or (within is not None and not within.take(item.seq, item.uid)):
                 continue
@@ -51,11 +60,13 @@ class Downloads:
                           store_tasks.placement_row(self.ledger, folder_id, item, digest)))
             nbytes += len(body)
             if len(batch) >= limit or nbytes >= BATCH_BYTES:
-                db.submit(store_tasks.commit_batch, self.side, folder_id, name, batch, nbytes)
-                batch, nbytes = [], 0
+                db.submit(store_tasks.commit_batch, self.side, folder_id, name, list(batch), nbytes)
+                batch.clear()
+                nbytes = 0
                 self._check_stop()  # after the batch was handed over: it is committed on the way out
         if batch:
-            db.submit(store_tasks.commit_batch, self.side, folder_id, name, batch, nbytes)
+            db.submit(store_tasks.commit_batch, self.side, folder_id, name, list(batch), nbytes)
+            batch.clear()
 
     def _download_packed(self, conn: ImapSession, db: StoreWorker, folder_id: int, name: str, ahead: str | None = None,
                          info=None) -> None:
@@ -72,6 +83,9 @@ class Downloads:
             for item in conn.fetch_all_messages(into=run.into, ahead=ahead):
                 if run.take(item):
                     self._check_stop()  # after the batch was handed over: it is committed on the way out
+        except Throttled:  # every message read so far is whole: committed, so the resumed sync skips them
+            run.finish()
+            raise
         except BaseException:
             run.abandon()
             raise

@@ -44,17 +44,18 @@ import dataclasses
 import logging
 import time
 from collections.abc import Callable
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
 from mailsync.auth.login import open_connection
 from mailsync.config.model import AccountConfig
-from mailsync.errors import ConnectError, FolderMissing, MailsyncError, ProtocolError
+from mailsync.errors import ConnectError, FolderMissing, MailsyncError, ProtocolError, Throttled
 from mailsync.imap import utf7
 from mailsync.store import repositories as repo
 from mailsync.store.db import Store
 from mailsync.store.uow import UnitOfWork
 from mailsync.store.worker import PackWriter, StoreWorker
-from mailsync.sync import crash, guards, store_tasks
+from mailsync.sync import crash, guards, pacing, store_tasks
 from mailsync.sync import plan as rules
 from mailsync.sync.message import message_id
 from mailsync.sync.download import Downloads, bulk_checkpoints_task
@@ -106,6 +107,7 @@ class AccountSync(Downloads, JournalPush, guards.ServerChecks):
         self._writer: PackWriter | None = None  # writes first syncs' pack batches (_download_packed)
         self._contradicted: dict[int, str] = {}  # folder id -> why its listing was not believed (rule G1)
         self._carried: dict[int, dict[int, rules.ServerMessage]] = {}  # rule N3: folder id -> uid -> server's flags
+        self._throttles = 0  # throttled runs right before this one (mailsync.sync.pacing)
 
     # -- entry point --------------------------------------------------------------------------
 
@@ -115,6 +117,10 @@ class AccountSync(Downloads, JournalPush, guards.ServerChecks):
         self.observer.account_started(acc.name)
         with UnitOfWork(self.store) as uow:
             self.account_id = repo.account_id(uow.connection, acc.name, acc.host, acc.username)
+            until, why, self._throttles = repo.throttle_of(uow.connection, self.account_id)
+            if until is not None and until.timestamp() > time.time():  # asked to wait: the server is not contacted
+                uow.commit()
+                return self._still_throttled(until, why, t0)
             self.run_id = repo.start_run(uow.connection, self.account_id)
             uow.commit()
             # With no body in the store before this run, no new message can be one we already have:
@@ -152,6 +158,9 @@ class AccountSync(Downloads, JournalPush, guards.ServerChecks):
                             self._release(conn, clean)
                         else:
                             conn.logout()
+        except Throttled as exc:  # what was read is committed; the next sync resumes after the wait
+            self.result.fail(str(exc))
+            self.result.throttled_until = pacing.resume_at(exc, self._throttles, time.time())
         except MailsyncError as exc:
             self.result.fail(str(exc))
         except Exception as exc:  # a bug must not take other accounts down; it is reported as one
@@ -171,6 +180,16 @@ class AccountSync(Downloads, JournalPush, guards.ServerChecks):
             self.result.commands = conn.commands - self._conn_base[2]
         self.result.seconds = time.monotonic() - t0
         self._finish_run()
+        self.observer.account_done(self.result)
+        return self.result
+
+    def _still_throttled(self, until, why: str | None, t0: float) -> AccountResult:
+        """The run of an account the server asked to wait: nothing is sent to it before ``until``."""
+        self.result.fail(f"account '{self.account.name}': not contacted: the server throttled it and mailsync waits "
+                         f"until {until:%Y-%m-%d %H:%M:%S} UTC before the next try"
+                         + (f" ({why.splitlines()[0]})" if why else ""))
+        self.result.throttled_until = until.timestamp()
+        self.result.seconds = time.monotonic() - t0
         self.observer.account_done(self.result)
         return self.result
 
@@ -207,6 +226,11 @@ class AccountSync(Downloads, JournalPush, guards.ServerChecks):
                             bodies_downloaded=r.bodies_downloaded, moves=r.moves, pushed=r.pushed,
                             conflicts=r.conflicts,
                             notes="\n".join(r.notes + [f"SET ASIDE: {w}" for w in r.set_aside]) or None)
+            if r.throttled_until is not None:
+                repo.set_throttle(uow.connection, self.account_id,
+                                  datetime.fromtimestamp(r.throttled_until, timezone.utc), r.error, self._throttles + 1)
+            elif self._throttles:  # a run that was not throttled ends the series
+                repo.set_throttle(uow.connection, self.account_id, None, None, 0)
             uow.commit()
 
     # -- server -> store: folders -------------------------------------------------------------

@@ -1,0 +1,28 @@
+"""The server's throttle beside each account: until when no sync contacts it, why, and how many
+throttled runs came in a row (mailsync.imap.throttle, mailsync.sync.pacing).
+
+Revision ID: 0011_throttle_accounts
+Revises: 0010_op_placement_index
+"""
+from alembic import op
+import sqlalchemy as sa
+
+
+revision = "0011_throttle_accounts"
+down_revision = "0010_op_placement_index"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("accounts") as batch:
+        batch.add_column(sa.Column("throttled_until", sa.DateTime(timezone=True), nullable=True))
+        batch.add_column(sa.Column("throttle_reason", sa.Text(), nullable=True))
+        batch.add_column(sa.Column("throttle_count", sa.Integer(), nullable=False, server_default="0"))
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("accounts") as batch:
+        batch.drop_column("throttle_count")
+        batch.drop_column("throttle_reason")
+        batch.drop_column("throttled_until")
