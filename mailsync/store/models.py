@@ -56,6 +56,7 @@ class Folder(Base):
     status: Mapped[str]
     status_reason: Mapped[str | None]
     last_synced_at: Mapped[datetime | None]
+    left_out_age: Mapped[int | None]
 
 
 class Body(Base):

@@ -506,6 +506,11 @@ def set_throttle(db: Db, account_id: int, until: datetime | None, reason: str | 
                .values(throttled_until=until, throttle_reason=reason, throttle_count=count))
 
 
+def set_left_out_age(db: Db, folder_id: int, count: int | None) -> None:
+    """The folder's messages on the server that max_age left out at its last sync (None: no max_age)."""
+    db.execute(update(tables.folders).where(tables.folders.c.id == folder_id).values(left_out_age=count))
+
+
 def start_run(db: Db, account_id: int) -> int:
     """A new sync run of the account, running from now; its id."""
     return db.execute(built_once(lambda: insert(tables.sync_runs)),  # the columns: the parameters'

@@ -207,6 +207,7 @@ CREATE TABLE folders (
 	status VARCHAR(20) NOT NULL, 
 	status_reason TEXT, 
 	last_synced_at DATETIME, 
+	left_out_age INTEGER, 
 	PRIMARY KEY (id), 
 	CONSTRAINT uq_folders_account_raw UNIQUE (account_id, raw_name), 
 	FOREIGN KEY(account_id) REFERENCES accounts (id) ON DELETE CASCADE

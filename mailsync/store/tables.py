@@ -96,6 +96,7 @@ folders = Table(
     Column("status", String(20), nullable=False, default="ok"),  # ok | aside | gone
     Column("status_reason", Text),
     _when("last_synced_at"),
+    Column("left_out_age", Integer),  # messages on the server max_age left out at its last sync (None: no max_age)
     UniqueConstraint("account_id", "raw_name", name="uq_folders_account_raw"),
 )
 

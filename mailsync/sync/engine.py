@@ -60,6 +60,7 @@ from mailsync.sync import plan as rules
 from mailsync.sync.message import message_id
 from mailsync.sync.download import Downloads, bulk_checkpoints_task
 from mailsync.sync.journal_push import JournalPush
+from mailsync.sync.limits import Limits, record_left_out
 from mailsync.sync.ledger import AccountResult, RunLedger, SyncObserver  # noqa: F401 (AccountResult: the API)
 from mailsync.sync.store_tasks import Delta, StoreSide, SyncFolder
 
@@ -74,7 +75,7 @@ class SyncInterrupted(MailsyncError):
     the step in progress was committed, so the next sync resumes from there."""
 
 
-class AccountSync(Downloads, JournalPush, guards.ServerChecks):
+class AccountSync(Downloads, JournalPush, Limits, guards.ServerChecks):
     """One two-way delta sync of an account.
 
     For the watch daemon (mailsync.push), two optional hooks; without them nothing changes:
@@ -108,6 +109,7 @@ class AccountSync(Downloads, JournalPush, guards.ServerChecks):
         self._contradicted: dict[int, str] = {}  # folder id -> why its listing was not believed (rule G1)
         self._carried: dict[int, dict[int, rules.ServerMessage]] = {}  # rule N3: folder id -> uid -> server's flags
         self._throttles = 0  # throttled runs right before this one (mailsync.sync.pacing)
+        self._left_out: dict[int, int] = {}  # rule A3: folder id -> EXISTS at its SELECT, with max_age
 
     # -- entry point --------------------------------------------------------------------------
 
@@ -144,6 +146,8 @@ class AccountSync(Downloads, JournalPush, guards.ServerChecks):
                     self._push_carried(conn, db)
                     for folder_id, name, info in self._deferred_complete:
                         db.submit(store_tasks.complete_folder, self.side, folder_id, name, info, small=True)
+                    if self._left_out:  # rule A3, once every folder's messages are in
+                        db.submit(record_left_out, dict(self._left_out), small=True)
                     db.drain()
                     db.call(store_tasks.cleanup, self.side)
                     clean = True
@@ -255,8 +259,8 @@ class AccountSync(Downloads, JournalPush, guards.ServerChecks):
         todo = [f for f in folders if f.status != "aside" and f.id not in unchanged]
         # each download of a whole folder (rule D4, when its SELECT says there is nothing to compare)
         # sends the next one's SELECT and FETCH ahead (bulk_ahead)
-        ahead = {a.id: b.raw_name for a, b in zip(todo, todo[1:])
-                 if rules.download_whole("full", has_placements=b.placements, bodies_before_run=self._bodies_before_run)
+        ahead = {a.id: b.raw_name for a, b in zip(todo, todo[1:]) if acc.max_age is None  # rule A2: by SEARCH
+                 and rules.download_whole("full", has_placements=b.placements, bodies_before_run=self._bodies_before_run)
                  and (status.get(b.raw_name) or {}).get("MESSAGES")}
         for folder in folders:
             self._check_stop()
@@ -342,6 +346,8 @@ class AccountSync(Downloads, JournalPush, guards.ServerChecks):
             # old UIDVALIDITY, so the server sent none)
             cp = rules.FolderCheckpoint(info.uidvalidity, None, None, None)
             folder = dataclasses.replace(folder, status="ok", reason=None, checkpoint=cp, pending=True)
+        if self.account.max_age is not None:
+            self._left_out[folder.id] = info.exists
         mode, reason = rules.delta_mode(qresync=conn.qresync and qres is not None, condstore=conn.condstore,
                                     stored_modseq=cp.highestmodseq if cp.uidvalidity == info.uidvalidity else None,
                                     current_modseq=info.highestmodseq, nomodseq=info.nomodseq)
@@ -349,7 +355,11 @@ class AccountSync(Downloads, JournalPush, guards.ServerChecks):
             # nothing to compare: the worker adopts UIDVALIDITY while this thread reads on
             db.submit(store_tasks.adopt_whole, self.side, folder.id, folder.name, info, reason, small=True)
             self.observer.folder_started(self.account.name, folder.name, info.exists or 0)
-            if info.exists:
+            if info.exists and self.account.max_age is not None:  # rule A2
+                uids = self._young_enough(conn, None)
+                if uids:
+                    self._download(conn, db, folder.id, folder.name, uids)
+            elif info.exists:
                 if self.store.packs is not None:
                     self._download_packed(conn, db, folder.id, folder.name, ahead, info)
                 else:
@@ -386,10 +396,11 @@ class AccountSync(Downloads, JournalPush, guards.ServerChecks):
             self._push_flags(conn, db, folder, delta.pushes)
         self.observer.folder_started(self.account.name, folder.name, len(delta.new))
         deferred = False
-        if delta.new:
-            to_download = delta.new
+        new = self._young_enough(conn, delta.new) if delta.new else delta.new  # rule A1: before anything is read
+        if new:
+            to_download = new
             if delta.have_bodies:
-                headers = rules.only_asked(conn.fetch_headers(delta.new), delta.new)
+                headers = rules.only_asked(conn.fetch_headers(new), new)
                 keys = {uid: (message_id(it.header_fields or b""), it.size) for uid, it in headers.items()}
                 known = db.call(lambda uow: repo.bodies_by_message_id(
                     uow.connection, [k for k in keys.values() if k[0] and k[1] is not None]))
@@ -397,7 +408,7 @@ class AccountSync(Downloads, JournalPush, guards.ServerChecks):
                 for uid in sorted(linked):
                     self._deferred_links.append((folder.id, uid, headers[uid], known[keys[uid]]))
                 deferred = bool(linked)
-                to_download = [u for u in delta.new if u not in linked]
+                to_download = [u for u in new if u not in linked]
             if to_download:
                 self._download(conn, db, folder.id, folder.name, to_download)
         if deferred:
