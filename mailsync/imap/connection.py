@@ -14,6 +14,7 @@ mailsync.imap.payloads; library exceptions are mapped in mailsync.imap.failures.
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Callable, Iterable, Iterator
 
 from mailsync.config.model import AccountConfig
@@ -25,6 +26,7 @@ from mailsync.imap.commands import (CopyUids, RemoteFolder, SelectInfo, append_c
 from mailsync.imap.deadline import Watchdog
 from mailsync.imap.failures import mapped_errors
 from mailsync.imap.opening import new_tag
+from mailsync.imap.pace import RateLimit
 from mailsync.imap.payloads import (appenduid, modified, parse_esearch, parse_search, parse_status_reply, set_size,
                                     vanished_ranges)
 from mailsync.imap.responses import (Continuation, FetchItem, ResponseParser, Tagged, Untagged, body_fetch_head,
@@ -60,6 +62,10 @@ class ImapConnection(Appends):
         self.unlisted: list[str] = []  # why entries of the last LIST were set aside (list_folders)
         self.untagged_dropped = 0  # untagged responses not needed by any command, counted and dropped
         self._watchdog = Watchdog(account, wire.shutdown)
+        rate = getattr(account, "max_download_rate", None)
+        self._pace = RateLimit(rate) if rate else None  # mailsync.imap.pace: bodies read at most this fast
+        if rate:  # the deadline of a command grows with the time its answer must take at that rate
+            self._watchdog.rate = min(self._watchdog.rate, rate / 2)
         # Sent by bulk_ahead and not yet read: (folder, tag of its SELECT or None once read, tag of its FETCH)
         self._ahead: tuple[str, bytes | None, bytes] | None = None
 
@@ -126,6 +132,8 @@ class ImapConnection(Appends):
                                                f"a {n}-byte literal while {doing}")
                         self.bytes_fetched += n
                         watchdog.credit += n
+                        if self._pace is not None:
+                            self._paced(n)
                         events = parser.feed_literal(data)
                     for ev in events:
                         if isinstance(ev, Continuation):
@@ -172,6 +180,12 @@ class ImapConnection(Appends):
             finally:
                 watchdog.end()
 
+    def _paced(self, n: int) -> None:
+        """max_download_rate: pause after a literal of n bytes as the account's rate limit says."""
+        wait = self._pace.pause(n, time.monotonic())
+        if wait > 0:
+            time.sleep(wait)
+
     def _count(self, ev: Untagged) -> None:
         """Keep ``exists`` in step with an untagged EXISTS, EXPUNGE or VANISHED."""
         if ev.kind == "EXISTS":
@@ -201,6 +215,8 @@ class ImapConnection(Appends):
                                f"literal while {doing}")
         self.bytes_fetched += n
         self._watchdog.credit += n
+        if self._pace is not None:
+            self._paced(n)
         end = next_line(file, self.account.name, doing)
         if end == b")\r\n":
             if usual is not None:

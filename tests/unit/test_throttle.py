@@ -101,3 +101,22 @@ def test_a_daily_quota_waits_for_its_reset_or_an_hour_and_more():
     assert 3600 <= unnamed[0] <= 4500 and 7200 <= unnamed[1] <= 9000 and 86400 <= unnamed[2] <= 108000
     # a reset time already past: resume now, not in the past
     assert 1000.0 <= pacing.resume_at(_throttled(reset_at=10.0, daily=True), 0, 1000.0, rng) <= 1000.0
+
+
+def test_the_rate_limit_lets_a_burst_through_then_keeps_the_average():
+    from mailsync.imap.pace import RateLimit
+
+    pace = RateLimit(1000)
+    assert pace.pause(1000, 0.0) == 0.0  # one second's worth at once
+    assert pace.pause(500, 0.0) == 0.5  # then the rate: 500 more bytes take half a second
+    assert pace.pause(500, 0.5) == 0.5  # after that half second's pause: the next 500 bytes wait as long
+    assert pace.pause(500, 2.0) == 0.0  # a second later than that, 1,000 bytes had come back
+    assert pace.pause(100, 100.0) == 0.0  # a long pause refills at most one second's worth
+
+
+def test_since_criterion_names_the_day_max_age_ago():
+    from mailsync.sync.limits import since_criterion
+
+    now = datetime(2026, 12, 7, 19, 0, tzinfo=timezone.utc)
+    assert since_criterion(90 * 86400, now) == "SINCE 8-Sep-2026"
+    assert since_criterion(3600, datetime(2026, 1, 1, 0, 30, tzinfo=timezone.utc)) == "SINCE 31-Dec-2025"
