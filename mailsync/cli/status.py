@@ -51,7 +51,7 @@ def collect_status(store, config) -> dict:
                         "name": f.name, "raw_name": f.raw_name, "special_use": f.special_use,
                         "messages": counts.get(f.id, 0), "uidvalidity": f.uidvalidity, "uidnext": f.uidnext,
                         "highestmodseq": f.highestmodseq, "status": f.status, "status_reason": f.status_reason,
-                        "last_synced": _iso(f.last_synced_at), "left_out": {"max_age": f.left_out_age}})
+                        "last_synced": _iso(f.last_synced_at), "left_out": {"max_age": f.left_out_age, "max_size": f.left_out_size}})
                 entry["messages"] = sum(counts.values())
             accounts.append(entry)
     _add_local_changes(store, accounts)
@@ -222,8 +222,11 @@ def render_status(report: dict) -> str:
         for f in a["folders"]:
             su = f" {f['special_use']}" if f["special_use"] else ""
             state = "" if f["status"] == "ok" else f"  [{f['status'].upper()}: {f['status_reason']}]"
-            if (f.get("left_out") or {}).get("max_age"):
-                state += f"; {f['left_out']['max_age']} older message(s) left out by max_age"
+            left = f.get("left_out") or {}
+            if left.get("max_age"):
+                state += f"; {left['max_age']} older message(s) left out by max_age"
+            if left.get("max_size"):
+                state += f"; {left['max_size']} larger message(s) left out by max_size"
             lines.append(f"  {f['name']}{su}: {f['messages']} messages, uidvalidity {f['uidvalidity']}, "
                          f"uidnext {f['uidnext']}, highestmodseq {f['highestmodseq']}{state}")
     if not lines:

@@ -70,6 +70,15 @@ def parse_rate(value: Any) -> int:
         raise ValueError("a rate is bytes a second: a number, or a size per second such as \"500KB/s\"") from None
 
 
+def limits_key(max_age: int | None, max_size: int | None) -> str | None:
+    """The download limits as a folder's last sync recorded them (folders.limits): a folder
+    synced under other limits than the current ones is compared in full once (what a looser
+    limit now allows is downloaded). None without limits."""
+    parts = ([f"max_age={max_age}"] if max_age is not None else []) + (
+        [f"max_size={max_size}"] if max_size is not None else [])
+    return " ".join(parts) or None
+
+
 def limits(t) -> dict[str, Any]:
     """The limit keys of an account's config Table (mailsync.config.fields.Table), checked."""
     out: dict[str, Any] = {}

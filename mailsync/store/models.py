@@ -57,6 +57,8 @@ class Folder(Base):
     status_reason: Mapped[str | None]
     last_synced_at: Mapped[datetime | None]
     left_out_age: Mapped[int | None]
+    left_out_size: Mapped[int | None]
+    limits: Mapped[str | None]
 
 
 class Body(Base):

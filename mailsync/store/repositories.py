@@ -506,9 +506,17 @@ def set_throttle(db: Db, account_id: int, until: datetime | None, reason: str | 
                .values(throttled_until=until, throttle_reason=reason, throttle_count=count))
 
 
-def set_left_out_age(db: Db, folder_id: int, count: int | None) -> None:
-    """The folder's messages on the server that max_age left out at its last sync (None: no max_age)."""
-    db.execute(update(tables.folders).where(tables.folders.c.id == folder_id).values(left_out_age=count))
+def set_left_out(db: Db, folder_id: int, by_age: int | None, by_size: int | None, limits: str | None) -> None:
+    """The folder's messages on the server that max_age and max_size left out at its last sync
+    (None: no such limit), and those limits (mailsync.config.limits.limits_key)."""
+    db.execute(update(tables.folders).where(tables.folders.c.id == folder_id)
+               .values(left_out_age=by_age, left_out_size=by_size, limits=limits))
+
+
+def folder_limits(db: Db, account_id: int) -> dict[int, str]:
+    """Folder id -> the download limits its last sync ran under, for the folders that had any."""
+    fo = tables.folders.c
+    return dict(db.execute(select(fo.id, fo.limits).where(fo.account_id == account_id, fo.limits.isnot(None))).all())
 
 
 def start_run(db: Db, account_id: int) -> int:

@@ -208,6 +208,8 @@ CREATE TABLE folders (
 	status_reason TEXT, 
 	last_synced_at DATETIME, 
 	left_out_age INTEGER, 
+	left_out_size INTEGER, 
+	limits TEXT, 
 	PRIMARY KEY (id), 
 	CONSTRAINT uq_folders_account_raw UNIQUE (account_id, raw_name), 
 	FOREIGN KEY(account_id) REFERENCES accounts (id) ON DELETE CASCADE

@@ -97,6 +97,8 @@ folders = Table(
     Column("status_reason", Text),
     _when("last_synced_at"),
     Column("left_out_age", Integer),  # messages on the server max_age left out at its last sync (None: no max_age)
+    Column("left_out_size", Integer),  # ... and max_size (None: no max_size)
+    Column("limits", Text),  # the download limits of its last sync (mailsync.config.limits.limits_key); None: none
     UniqueConstraint("account_id", "raw_name", name="uq_folders_account_raw"),
 )
 

@@ -48,6 +48,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
 from mailsync.auth.login import open_connection
+from mailsync.config.limits import limits_key
 from mailsync.config.model import AccountConfig
 from mailsync.errors import ConnectError, FolderMissing, MailsyncError, ProtocolError, Throttled
 from mailsync.imap import utf7
@@ -109,7 +110,8 @@ class AccountSync(Downloads, JournalPush, Limits, guards.ServerChecks):
         self._contradicted: dict[int, str] = {}  # folder id -> why its listing was not believed (rule G1)
         self._carried: dict[int, dict[int, rules.ServerMessage]] = {}  # rule N3: folder id -> uid -> server's flags
         self._throttles = 0  # throttled runs right before this one (mailsync.sync.pacing)
-        self._left_out: dict[int, int] = {}  # rule A3: folder id -> EXISTS at its SELECT, with max_age
+        self._relimited: set[int] = set()  # folders last synced under other download limits (rule A3)
+        self._left_out: dict[int, tuple] = {}  # rule A3: folder id -> (EXISTS, UIDs LARGER than max_size), with limits
 
     # -- entry point --------------------------------------------------------------------------
 
@@ -254,12 +256,15 @@ class AccountSync(Downloads, JournalPush, Limits, guards.ServerChecks):
         folders = db.call(store_tasks.apply_folder_plan, self.side, remote, renames)
         status = {f.raw_name: f.status for f in remote}
         folder_errors = []
-        unchanged = {f.id for f in folders if f.status != "aside"
+        current = limits_key(acc.max_age, acc.max_size)
+        self._relimited = {fid for fid, key in db.call(lambda uow: repo.folder_limits(uow.connection, self.account_id)
+                                                       ).items() if key != current}
+        unchanged = {f.id for f in folders if f.status != "aside" and f.id not in self._relimited
                      and rules.folder_unchanged(f.checkpoint, status.get(f.raw_name), f.pending or f.status == "held")}
         todo = [f for f in folders if f.status != "aside" and f.id not in unchanged]
         # each download of a whole folder (rule D4, when its SELECT says there is nothing to compare)
         # sends the next one's SELECT and FETCH ahead (bulk_ahead)
-        ahead = {a.id: b.raw_name for a, b in zip(todo, todo[1:]) if acc.max_age is None  # rule A2: by SEARCH
+        ahead = {a.id: b.raw_name for a, b in zip(todo, todo[1:]) if acc.max_age is None and acc.max_size is None  # A2
                  and rules.download_whole("full", has_placements=b.placements, bodies_before_run=self._bodies_before_run)
                  and (status.get(b.raw_name) or {}).get("MESSAGES")}
         for folder in folders:
@@ -346,17 +351,19 @@ class AccountSync(Downloads, JournalPush, Limits, guards.ServerChecks):
             # old UIDVALIDITY, so the server sent none)
             cp = rules.FolderCheckpoint(info.uidvalidity, None, None, None)
             folder = dataclasses.replace(folder, status="ok", reason=None, checkpoint=cp, pending=True)
-        if self.account.max_age is not None:
-            self._left_out[folder.id] = info.exists
+        relimited = folder.id in self._relimited
+        self._count_left_out(conn, folder.id, info.exists, relimited)  # rule A3
         mode, reason = rules.delta_mode(qresync=conn.qresync and qres is not None, condstore=conn.condstore,
                                     stored_modseq=cp.highestmodseq if cp.uidvalidity == info.uidvalidity else None,
                                     current_modseq=info.highestmodseq, nomodseq=info.nomodseq)
+        if relimited and mode != "full":  # what a looser limit now allows is in no delta: compare in full once
+            mode, reason = "full", "the download limits changed since the last sync: full comparison"
         if rules.download_whole(mode, bodies_before_run=self._bodies_before_run, has_placements=folder.placements):
             # nothing to compare: the worker adopts UIDVALIDITY while this thread reads on
             db.submit(store_tasks.adopt_whole, self.side, folder.id, folder.name, info, reason, small=True)
             self.observer.folder_started(self.account.name, folder.name, info.exists or 0)
-            if info.exists and self.account.max_age is not None:  # rule A2
-                uids = self._young_enough(conn, None)
+            if info.exists and (self.account.max_age is not None or self.account.max_size is not None):  # rule A2
+                uids = self._within_limits(conn, None)
                 if uids:
                     self._download(conn, db, folder.id, folder.name, uids)
             elif info.exists:
@@ -396,7 +403,7 @@ class AccountSync(Downloads, JournalPush, Limits, guards.ServerChecks):
             self._push_flags(conn, db, folder, delta.pushes)
         self.observer.folder_started(self.account.name, folder.name, len(delta.new))
         deferred = False
-        new = self._young_enough(conn, delta.new) if delta.new else delta.new  # rule A1: before anything is read
+        new = self._within_limits(conn, delta.new) if delta.new else delta.new  # rule A1: before anything is read
         if new:
             to_download = new
             if delta.have_bodies:

@@ -102,3 +102,28 @@ def test_max_download_rate_holds_the_average_rate(tmp_path, imap_user):
         assert took >= (outcome.results[0].bytes_fetched - 200_000) / 200_000
     finally:
         store.dispose()
+
+
+def test_max_size_leaves_larger_messages_out_and_counts_them_apart_from_max_age(tmp_path, imap_user):
+    now = time.time()
+    imap_user.server.load(imap_user.name,
+                          [("INBOX", message(i, 200), "", now - DAY) for i in range(6)]  # small, young
+                          + [("INBOX", message(10 + i, 60_000), "", now - DAY) for i in range(3)]  # large, young
+                          + [("INBOX", message(20 + i, 200), "", now - 300 * DAY) for i in range(2)])  # small, old
+    cfg = _config(tmp_path, imap_user, max_size="50KB", max_age="90d")
+    store = open_store(cfg.store.url)
+    try:
+        outcome = run_sync(cfg, store, quiet=True)
+        assert outcome.failed == [], outcome.results[0].error
+        assert outcome.results[0].new_messages == 6 and outcome.results[0].bytes_fetched < 50_000
+        report = collect_status(store, cfg)
+        inbox = next(f for f in report["accounts"][0]["folders"] if f["name"] == "INBOX")
+        assert inbox["left_out"] == {"max_age": 2, "max_size": 3}
+        assert "3 larger message(s) left out by max_size" in render_status(report)
+        # lifting max_size brings the large ones; the old ones stay out
+        lifted = _config(tmp_path, imap_user, max_age="90d")
+        assert run_sync(lifted, store, quiet=True).results[0].new_messages == 3
+        inbox = next(f for f in collect_status(store, lifted)["accounts"][0]["folders"] if f["name"] == "INBOX")
+        assert inbox["messages"] == 9 and inbox["left_out"] == {"max_age": 2, "max_size": None}
+    finally:
+        store.dispose()

@@ -1,6 +1,6 @@
 """The server's throttle beside each account: until when no sync contacts it, why, and how many
 throttled runs came in a row (mailsync.imap.throttle, mailsync.sync.pacing); beside each folder, the
-messages its account's max_age left out (mailsync.sync.limits).
+messages its account's max_age and max_size left out (mailsync.sync.limits).
 
 Revision ID: 0011_throttle_limits
 Revises: 0010_op_placement_index
@@ -21,10 +21,14 @@ def upgrade() -> None:
         batch.add_column(sa.Column("throttle_reason", sa.Text(), nullable=True))
         batch.add_column(sa.Column("throttle_count", sa.Integer(), nullable=False, server_default="0"))
     op.add_column("folders", sa.Column("left_out_age", sa.Integer(), nullable=True))
+    op.add_column("folders", sa.Column("left_out_size", sa.Integer(), nullable=True))
+    op.add_column("folders", sa.Column("limits", sa.Text(), nullable=True))
 
 
 def downgrade() -> None:
     with op.batch_alter_table("folders") as batch:
+        batch.drop_column("limits")
+        batch.drop_column("left_out_size")
         batch.drop_column("left_out_age")
     with op.batch_alter_table("accounts") as batch:
         batch.drop_column("throttle_count")
