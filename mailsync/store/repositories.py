@@ -363,6 +363,12 @@ def uid_flags(db: Db, folder_id: int) -> dict[int, str]:
         select(_P.uid, _P.flags).where(_P.folder_id == folder_id, *LIVE)).all())
 
 
+def flag_states(db: Db, folder_id: int) -> dict[int, tuple[str, str | None, int | None]]:
+    """uid -> (flags, base_flags, modseq) of every live placement in the folder (rule D5)."""
+    return {uid: (flags, base, modseq) for uid, flags, base, modseq in db.execute(
+        select(_P.uid, _P.flags, _P.base_flags, _P.modseq).where(_P.folder_id == folder_id, *LIVE))}
+
+
 def placement_keys(db: Db, folder_id: int, uids: Sequence[int]) -> dict[int, tuple[str | None, int]]:
     """uid -> (Message-ID, size) of the folder's live placements with one of ``uids``: what a UID is
     checked against on the server before it is trusted (rule F4) or acted on (a delete or move)."""

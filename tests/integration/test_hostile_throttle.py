@@ -172,3 +172,24 @@ def test_too_many_connections_backs_off_and_is_not_a_login_failure(tmp_path, o36
         pacing.SHORT = old
     assert outcome.failed == [], outcome.results[0].error
     assert stored(store) == truth(o365)
+
+
+def test_an_o365_like_account_converges_on_every_delta_without_condstore(tmp_path, o365, store):
+    """No CONDSTORE, QRESYNC or NOTIFY: every delta compares UIDs and flags in full (rule D5 plans
+    only where they differ). Flags set and cleared by another client, an expunge, new mail and a local
+    flag change all end up on both sides."""
+    fill(o365, 30)
+    cfg = config(tmp_path, store, o365)
+    assert run_sync(cfg, store).failed == []
+    o365.set_flags("INBOX", 2, {"\\Seen", "\\Flagged"})
+    o365.set_flags("INBOX", 3, set())  # was \\Seen
+    o365.expunge("INBOX", {5, 6})
+    o365.add_message("INBOX", msg(31))
+    LocalChanges(store).flag("acc0", "INBOX", 10, add=["$Important"])
+    result = run_sync(cfg, store).results[0]
+    assert result.ok, result.error
+    assert (result.flag_changes, result.expunged, result.new_messages, result.pushed) == (2, 2, 1, 1)
+    assert "$Important" in o365.truth("INBOX")[10][0]
+    assert stored(store) == truth(o365)
+    again = run_sync(cfg, store).results[0]
+    assert (again.flag_changes, again.expunged, again.new_messages, again.pushed) == (0, 0, 0, 0)
