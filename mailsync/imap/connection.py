@@ -30,7 +30,8 @@ from mailsync.imap.pace import RateLimit
 from mailsync.imap.payloads import (appenduid, modified, parse_esearch, parse_search, parse_status_reply, set_size,
                                     vanished_ranges)
 from mailsync.imap.responses import (Continuation, FetchItem, ResponseParser, Tagged, Untagged, body_fetch_head,
-                                     body_fetch_item, format_uid_set, quote, usual_body_fetch)
+                                     body_fetch_item, flags_listing_item, format_uid_set, quote,
+                                     usual_body_fetch)
 from mailsync.imap.throttle import throttle_check, untagged_throttle
 from mailsync.imap.transport import Wire, log_in, next_line, open_wire, widen_receive_buffer
 
@@ -84,14 +85,15 @@ class ImapConnection(Appends):
 
     def _events(self, command: bytes, doing: str, literal: bytes | None = None,
                 into: Callable[[int], memoryview] | None = None, sent: bytes | None = None,
-                then: Callable[[], None] | None = None) -> Iterator:
+                then: Callable[[], None] | None = None, listing: bool = False) -> Iterator:
         """Send one command (with at most one synchronizing literal) and yield its responses until
         the tagged completion, which is yielded last. Raises on NO/BAD only if the caller asks.
         With ``into`` (see fetch_all_messages), a FETCH response of the usual one-message shape is
         read here, its literal straight into place (_body_fetch); every other response goes through
         ResponseParser. With ``sent``, the command went out already under that tag (bulk_ahead):
         only its answer is read. Before any other command, what bulk_ahead sent is read and
-        dropped (_drop_ahead). ``then()`` is called once the command has gone out."""
+        dropped (_drop_ahead). ``then()`` is called once the command has gone out. With ``listing``
+        (uid_flags), a line of the usual UID/FLAGS shape is read whole (flags_listing_item)."""
         if self.broken:
             raise ConnectError(f"account '{self.account.name}': the connection is out of step; reconnect")
         if sent is None and self._ahead is not None:
@@ -104,6 +106,7 @@ class ImapConnection(Appends):
         watchdog.begin()
         with mapped_errors(self.account, doing):
             try:
+                fast = flags_listing_item if listing else None
                 if sent is None:
                     self.commands += 1
                     wire.send(tag + b" " + command + b"\r\n")
@@ -113,6 +116,12 @@ class ImapConnection(Appends):
                     n = parser.wants()
                     if n is None:
                         line = next_line(wire, self.account.name, doing)
+                        if fast is not None and parser.at_boundary:  # a UID/FLAGS listing's lines (rule D5)
+                            item = fast(line)
+                            if item is not None:
+                                watchdog.credit += 64
+                                yield item
+                                continue
                         if into is not None and parser.at_boundary:
                             usual = usual_body_fetch(line)
                             head = (usual[0], None, usual[6]) if usual is not None else body_fetch_head(line)
@@ -385,7 +394,7 @@ class ImapConnection(Appends):
         items = "UID FLAGS MODSEQ" if self.condstore else "UID FLAGS"
         mod = f" (CHANGEDSINCE {changedsince})" if changedsince is not None else ""
         out: dict[int, FetchItem] = {}
-        for item in self._bulk(f"UID FETCH {uid_set} ({items}){mod}", "listing UIDs and flags"):
+        for item in self._bulk(f"UID FETCH {uid_set} ({items}){mod}", "listing UIDs and flags", listing=True):
             if item.uid is None:  # an unsolicited FETCH (another client's change): not an answer
                 continue
             if item.flags is None:
@@ -528,9 +537,10 @@ class ImapConnection(Appends):
     # -- bulk reader ----------------------------------------------------------------------------
 
     def _bulk(self, command: str, doing: str, into: Callable[[int], memoryview] | None = None,
-              sent: bytes | None = None, then: Callable[[], None] | None = None) -> Iterator[FetchItem]:
+              sent: bytes | None = None, then: Callable[[], None] | None = None,
+              listing: bool = False) -> Iterator[FetchItem]:
         """Send `command` and yield its FETCH items as they arrive, until its tagged answer."""
-        for ev in self._events(command.encode("ascii"), doing, into=into, sent=sent, then=then):
+        for ev in self._events(command.encode("ascii"), doing, into=into, sent=sent, then=then, listing=listing):
             if isinstance(ev, FetchItem):
                 if ev.body is not None:
                     self.bodies_fetched += 1
