@@ -65,6 +65,7 @@ def run_sync(config: Config | None, store: Store, observer=None, *, accounts: Se
     outcome = SyncOutcome()
     selected = list(config.accounts if accounts is None and config is not None else accounts or ())
     display = observer if isinstance(observer, AbstractContextManager) else nullcontext()
+
     def sync_one(account: AccountConfig):
         if account.mirror.maildir is None:
             return sync_account(store, account, observer=observer, **sync_options)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from mailsync.store.revision import HEAD_REVISION
 
-__all__ = ["QuietState", "StoredFolder", "connect", "read_state", "record_run"]
+__all__ = ["QuietState", "StoredFolder", "connect", "read_state", "record_run", "throttled"]
 
 # How SQLAlchemy's DateTime stores a value in SQLite (its default storage format; the zone is dropped:
 # every time the store writes is UTC, tables.utcnow)
@@ -80,6 +80,22 @@ def read_state(db: sqlite3.Connection, name: str, host: str, username: str,
     if any(fid in mine for (fid,) in db.execute("SELECT folder_id FROM placements WHERE tombstone_run > 0")):
         return None
     return QuietState(account_id, tuple(StoredFolder(*r[3:]) for r in rows))
+
+
+def throttled(path: Path, name: str) -> bool:
+    """Does the store say the account waits out a throttle (accounts.throttled_until set)? False
+    when it cannot tell (no such account, a store of an older revision, a busy or damaged file)."""
+    try:
+        db = connect(path)
+    except sqlite3.Error:
+        return False
+    try:
+        row = db.execute("SELECT throttled_until FROM accounts WHERE name = ?", (name,)).fetchone()
+    except sqlite3.Error:
+        return False
+    finally:
+        db.close()
+    return row is not None and row[0] is not None
 
 
 def record_run(db: sqlite3.Connection, account_id: int, started: datetime, finished: datetime, folders: int) -> None:
