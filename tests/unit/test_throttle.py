@@ -120,3 +120,12 @@ def test_since_criterion_names_the_day_max_age_ago():
     now = datetime(2026, 12, 7, 19, 0, tzinfo=timezone.utc)
     assert since_criterion(90 * 86400, now) == "SINCE 8-Sep-2026"
     assert since_criterion(3600, datetime(2026, 1, 1, 0, 30, tzinfo=timezone.utc)) == "SINCE 31-Dec-2025"
+
+
+def test_a_push_connection_ended_by_a_throttle_is_recognised_from_its_reason():
+    from mailsync.push.daemon import _throttle_in
+
+    ended = _throttle_in("o365", "the server said BYE: Request is throttled. Suggested Backoff Time: 2000 milliseconds")
+    assert isinstance(ended, Throttled) and ended.wait == 2.0
+    assert _throttle_in("o365", "the server said BYE: Autologout; idle for too long") is None
+    assert _throttle_in("o365", None) is None
