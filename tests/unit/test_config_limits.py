@@ -55,3 +55,21 @@ def test_bad_values_name_the_key_the_value_and_the_fix(tmp_path, key, value, wor
         _load(tmp_path, **{key: value})
     text = str(info.value)
     assert f"key '{key}'" in text and words in text and "fix:" in text
+
+
+def test_the_sample_config_shows_the_limits_and_they_load_uncommented(tmp_path):
+    import re
+
+    from mailsync.config.limits import LIMIT_KEYS
+    from mailsync.config.loader import load_config
+    from mailsync.config.sample import SAMPLE_CONFIG
+
+    text = SAMPLE_CONFIG
+    for key in LIMIT_KEYS:
+        assert re.search(rf"^# {key} = ", text, re.M), key
+        text = re.sub(rf"^# ({key} = )", r"\1", text, flags=re.M)
+    path = tmp_path / "c.toml"
+    path.write_text(text)
+    path.chmod(0o600)
+    acc = load_config(path).accounts[0]
+    assert (acc.max_age, acc.max_size, acc.max_download_rate) == (90 * 86400, 25_000_000, 500_000)
