@@ -10,6 +10,7 @@ from mailsync.cli.status import collect_status, render_status
 from mailsync.config.loader import config_from_mapping
 from mailsync.service import run_sync
 from mailsync.store.db import open_store
+from mailsync.sync.dry_run import dry_run
 
 DAY = 86400
 
@@ -113,6 +114,7 @@ def test_max_size_leaves_larger_messages_out_and_counts_them_apart_from_max_age(
     cfg = _config(tmp_path, imap_user, max_size="50KB", max_age="90d")
     store = open_store(cfg.store.url)
     try:
+        assert dry_run(None, cfg.accounts[0]).new_messages == 6  # what the sync will download, no more
         outcome = run_sync(cfg, store, quiet=True)
         assert outcome.failed == [], outcome.results[0].error
         assert outcome.results[0].new_messages == 6 and outcome.results[0].bytes_fetched < 50_000
@@ -120,8 +122,10 @@ def test_max_size_leaves_larger_messages_out_and_counts_them_apart_from_max_age(
         inbox = next(f for f in report["accounts"][0]["folders"] if f["name"] == "INBOX")
         assert inbox["left_out"] == {"max_age": 2, "max_size": 3}
         assert "3 larger message(s) left out by max_size" in render_status(report)
-        # lifting max_size brings the large ones; the old ones stay out
+        # lifting max_size brings the large ones; the old ones stay out (and the dry run says so first)
         lifted = _config(tmp_path, imap_user, max_age="90d")
+        plan = dry_run(store, lifted.accounts[0])
+        assert (plan.new_messages, plan.downloads) == (3, 3)
         assert run_sync(lifted, store, quiet=True).results[0].new_messages == 3
         inbox = next(f for f in collect_status(store, lifted)["accounts"][0]["folders"] if f["name"] == "INBOX")
         assert inbox["messages"] == 9 and inbox["left_out"] == {"max_age": 2, "max_size": None}
