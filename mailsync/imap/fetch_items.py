@@ -305,7 +305,9 @@ def flags_listing_item(line: bytes) -> FetchItem | None:
         return None
     seq_b, uid_b, lst = m.groups()
     seq, uid = int(seq_b), int(uid_b)
-    flags = _FLAG_LISTS.get(lst) or _flag_list(lst)
+    flags = _FLAG_LISTS.get(lst)
+    if flags is None:  # (not `or`: the empty list, most common of all, is falsy)
+        flags = _flag_list(lst)
     if not (0 < seq <= _MAX_NUMBER and 0 < uid <= _MAX_NUMBER) or flags is None:
         return None
     return FetchItem(seq, uid, flags, None, None, None, None, None)
