@@ -75,3 +75,23 @@ class NeedsLoginError(AuthError):
     """An OAuth2 account has no usable refresh token: never logged in, or the provider answered
     ``invalid_grant`` (revoked, expired, password changed). Only ``mailsync auth login ACCOUNT``
     fixes it; other accounts go on."""
+
+
+class Throttled(ConnectError):
+    """The server asks the client to slow down or come back later: Microsoft 365's "Request is
+    throttled. Suggested Backoff Time: N milliseconds" and "User is authenticated but not connected"
+    (too many connections), RFC 5530's [UNAVAILABLE], [OVERQUOTA] and [LIMIT], Gmail's [THROTTLED]
+    and its [ALERT]s about bandwidth and connections. Not the account's fault and not the data's: the
+    sync stops where it is, with everything read so far committed, and is resumed after the wait.
+
+    ``kind``: throttled | connections | quota | unavailable | limit. ``wait``: the seconds the
+    server suggested (None: it named none; the caller backs off). ``reset_at``: a daily quota's reset
+    time (Unix seconds) where the server named one. ``daily``: a quota that only a reset lifts."""
+
+    def __init__(self, message: str, *, hint: str | None = None, kind: str = "throttled",
+                 wait: float | None = None, reset_at: float | None = None, daily: bool = False) -> None:
+        super().__init__(message, hint=hint)
+        self.kind = kind
+        self.wait = wait
+        self.reset_at = reset_at
+        self.daily = daily

@@ -10,6 +10,7 @@ sync or CRM logic (mailsync.sync.engine, mailsync.crm.pipeline and mailsync.crm.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
@@ -39,7 +40,7 @@ def run_sync(config: Config | None, store: Store, observer=None, *, accounts: Se
              after_account: Callable[[object], list[str]] | None = None, quiet: bool = False,
              crm_after_failure: bool = True, crm_lock: AbstractContextManager | None = None,
              on_crm_error: Callable[[Exception], None] | None = None, report: Callable[[str], None] = _stderr,
-             channels_push: bool = True, **sync_options) -> SyncOutcome:
+             channels_push: bool = True, wait_throttled: bool = True, **sync_options) -> SyncOutcome:
     """Sync ``accounts`` (default: every account of ``config``) one after the other, then run the CRM
     step (:func:`crm_step`) when ``config`` has a [crm] table.
 
@@ -50,6 +51,10 @@ def run_sync(config: Config | None, store: Store, observer=None, *, accounts: Se
     Channels ([[channel]]) run after the accounts they join (see _run_channels); with
     ``channels_push`` False (the watch daemon), a channel runs after its source's sync and only
     queues its changes in the destination's journal, which wakes the destination's own sync.
+    An account the server throttles (mailsync.errors.Throttled) is synced again once its wait is
+    over, after the other accounts, so that it never holds them up (``wait_throttled``; the watch
+    daemon schedules the retry itself): when the wait is at most its ``throttle_max_wait``, up to
+    MAX_THROTTLED_RUNS times; the resumed sync skips what was committed.
     The CRM step is skipped once ``should_stop()`` says so, and, without ``crm_after_failure``, when
     no sync succeeded; it runs inside ``crm_lock``; ``on_crm_error`` is handed an unexpected
     exception of the CRM step instead of letting it propagate (a MailsyncError is reported through
@@ -60,17 +65,29 @@ def run_sync(config: Config | None, store: Store, observer=None, *, accounts: Se
     outcome = SyncOutcome()
     selected = list(config.accounts if accounts is None and config is not None else accounts or ())
     display = observer if isinstance(observer, AbstractContextManager) else nullcontext()
+
+    def sync_one(account: AccountConfig):
+        if account.mirror.maildir is None:
+            return sync_account(store, account, observer=observer, **sync_options)
+        return _sync_with_mirror(store, account, observer, quiet, report, sync_options)
+
+    def settle(result) -> None:
+        if not result.ok or result.set_aside:  # a folder set aside is not a clean sync either
+            outcome.failed.append(result.account)
+        elif after_account is not None:  # e.g. hooks: a failing one is reported, never fails the sync
+            outcome.hook_failures += after_account(result)
+
     with display:
+        throttled: list[tuple[int, AccountConfig]] = []  # waited for once the others are done
         for account in selected:
-            if account.mirror.maildir is None:
-                result = sync_account(store, account, observer=observer, **sync_options)
-            else:
-                result = _sync_with_mirror(store, account, observer, quiet, report, sync_options)
+            result = sync_one(account)
             outcome.results.append(result)
-            if not result.ok or result.set_aside:  # a folder set aside is not a clean sync either
-                outcome.failed.append(result.account)
-            elif after_account is not None:  # e.g. hooks: a failing one is reported, never fails the sync
-                outcome.hook_failures += after_account(result)
+            if wait_throttled and _may_wait(account, result):
+                throttled.append((len(outcome.results) - 1, account))
+            else:
+                settle(result)
+        for index in _resume_throttled(throttled, outcome, sync_one, quiet, report, sync_options.get("should_stop")):
+            settle(outcome.results[index])
         if config is not None and config.channels:
             _run_channels(config, store, observer, selected, outcome, quiet, report, sync_options,
                           push=channels_push)
@@ -87,6 +104,53 @@ def run_sync(config: Config | None, store: Store, observer=None, *, accounts: Se
                 raise
             on_crm_error(exc)
     return outcome
+
+
+MAX_THROTTLED_RUNS = 8  # syncs of one account in one run_sync, throttled ones included
+
+
+def _may_wait(account: AccountConfig, result) -> bool:
+    """Is ``result`` a throttled sync whose wait is short enough to wait for in this run?"""
+    until = getattr(result, "throttled_until", None)
+    return until is not None and until - time.time() <= account.throttle_max_wait
+
+
+def _resume_throttled(throttled: list[tuple[int, AccountConfig]], outcome: SyncOutcome, sync_one, quiet: bool,
+                      report: Callable[[str], None], should_stop) -> list[int]:
+    """Sync each throttled account again once its wait is over, the soonest first, until it is not
+    throttled or may not wait (again); its result replaces the throttled one. Returns the indexes
+    of the results it settled (all of ``throttled``)."""
+    runs = {index: 1 for index, _ in throttled}
+    waiting = list(throttled)
+    settled: list[int] = []
+    while waiting:
+        waiting.sort(key=lambda pair: outcome.results[pair[0]].throttled_until)
+        index, account = waiting.pop(0)
+        result = outcome.results[index]
+        delay = result.throttled_until - time.time()
+        if not quiet:
+            report(f"mailsync: {account.name}: throttled by the server; resuming in {max(delay, 0):.1f} s")
+        if not _sleep_until(result.throttled_until, should_stop):
+            settled.append(index)
+            continue
+        result = outcome.results[index] = sync_one(account)
+        runs[index] += 1
+        if runs[index] < MAX_THROTTLED_RUNS and _may_wait(account, result):
+            waiting.append((index, account))
+        else:
+            settled.append(index)
+    return settled
+
+
+def _sleep_until(when: float, should_stop) -> bool:
+    """Sleep until the Unix time ``when``; False when ``should_stop()`` said so first."""
+    while True:
+        left = when - time.time()
+        if should_stop is not None and should_stop():
+            return False
+        if left <= 0:
+            return True
+        time.sleep(min(left, 0.2))
 
 
 def _run_channels(config: Config, store: Store, observer, selected: Sequence[AccountConfig], outcome: SyncOutcome,

@@ -120,6 +120,9 @@ def _tokens(text: str) -> list[str]:
     return out
 
 
+_SERVED = re.compile(rb"\* \d+ FETCH \(UID (\d+) [^\r\n]*BODY\[\] \{")
+
+
 def quoted(name: bytes) -> bytes:
     return b'"' + name.replace(b"\\", b"\\\\").replace(b'"', b'\\"') + b'"'
 
@@ -142,6 +145,8 @@ class HostileServer:
         self._conns: list[socket.socket] = []
         self._stopped = False
         self.password: str | None = None  # when set, LOGIN and AUTHENTICATE PLAIN check it
+        self.connections = 0  # sessions accepted
+        self.bodies_served: list[tuple[bytes, int]] = []  # (folder, UID) of every whole message sent, in order
 
     # -- the model --------------------------------------------------------------------------
 
@@ -242,6 +247,7 @@ class HostileServer:
             except OSError:
                 return
             self._conns.append(conn)
+            self.connections += 1
             t = threading.Thread(target=self.session_class(self, conn).serve, name="hostile-session", daemon=True)
             t.start()
             self._threads.append(t)
@@ -258,6 +264,10 @@ class Session:
         self.enabled: set[str] = set()
 
     def send(self, data: bytes) -> None:
+        if b"BODY[] {" in data and self.selected is not None:
+            served = [(self.selected.raw_name, int(uid)) for uid in _SERVED.findall(data)]
+            with self.server.lock:
+                self.server.bodies_served.extend(served)
         self.conn.sendall(data)
 
     def serve(self) -> None:

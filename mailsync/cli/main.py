@@ -141,7 +141,7 @@ def sync(obj: _Ctx, accounts: tuple[str, ...], quiet: bool, allow_deletions: boo
         selected = _select_accounts(config, accounts)
         if dry_run:
             _dry_run(config, selected, allow_deletions, as_json)
-        early = _EarlyLogin(selected[0]) if selected else None
+        early = _EarlyLogin(selected[0]) if selected and not _throttled(config, selected[0]) else None
         from mailsync.cli.progress import NewMailFolders, make_observer
 
         observer = NewMailFolders(make_observer(quiet or as_json, log_format=LOG_FORMAT[0]))
@@ -160,7 +160,8 @@ def sync(obj: _Ctx, accounts: tuple[str, ...], quiet: bool, allow_deletions: boo
 
     # each account, then the CRM step when [crm] is configured (extract what changed, then deliver)
     outcome = run_sync(config, store, observer, accounts=selected, after_account=hooks, quiet=quiet,
-                       connect=early.connect if early else None, allow_mass_delete=allow_deletions)
+                       allow_mass_delete=allow_deletions,
+                       **({"connect": early.connect} if early else {}))
     store.dispose()
     _sync_over(outcome.results, outcome.failed, outcome.hook_failures, as_json, len(selected))
 
@@ -185,7 +186,7 @@ def _quiet_sync(config, selected, early, observer):
     from mailsync.cli.hooks import hooks_for
     from mailsync.config.sqlite_url import plain_sqlite_path
 
-    if (len(selected) != 1 or config.crm_settings is not None or config.channels
+    if (early is None or len(selected) != 1 or config.crm_settings is not None or config.channels
             or hooks_for(config, selected[0].name)):
         return None
     db = plain_sqlite_path(config.store.url)
@@ -203,6 +204,19 @@ def _quiet_sync(config, selected, early, observer):
             observer.account_started(result.account)
             observer.account_done(result)
     return result
+
+
+def _throttled(config, account) -> bool:
+    """Is ``account`` waiting out a throttle (mailsync.store.quiet.throttled)? Then no early login:
+    the engine does not contact the server before the wait is over."""
+    from mailsync.config.sqlite_url import plain_sqlite_path
+
+    db = plain_sqlite_path(config.store.url)
+    if db is None or not os.path.isfile(db):
+        return False
+    from mailsync.store.quiet import throttled
+
+    return throttled(Path(db), account.name)
 
 
 def _dry_run(config, selected, allow_deletions: bool, as_json: bool) -> None:

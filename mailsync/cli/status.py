@@ -44,13 +44,14 @@ def collect_status(store, config) -> dict:
                         "error": last.error, "new_messages": last.new_messages, "flag_changes": last.flag_changes,
                         "expunged": last.expunged, "bytes_fetched": last.bytes_fetched, "notes": last.notes}
                 entry["last_success"] = _iso(ok.finished_at) if ok else None
+                entry["throttled"] = _throttle(row)
                 counts = repo.folder_counts(s, row.id)
                 for f in repo.folders_of(s, row.id):
                     entry["folders"].append({
                         "name": f.name, "raw_name": f.raw_name, "special_use": f.special_use,
                         "messages": counts.get(f.id, 0), "uidvalidity": f.uidvalidity, "uidnext": f.uidnext,
                         "highestmodseq": f.highestmodseq, "status": f.status, "status_reason": f.status_reason,
-                        "last_synced": _iso(f.last_synced_at)})
+                        "last_synced": _iso(f.last_synced_at), "left_out": {"max_age": f.left_out_age, "max_size": f.left_out_size}})
                 entry["messages"] = sum(counts.values())
             accounts.append(entry)
     _add_local_changes(store, accounts)
@@ -58,6 +59,22 @@ def collect_status(store, config) -> dict:
     _add_watch_states(store, accounts)
     _add_maildirs(store, accounts, config)
     return {"accounts": accounts, "store": _store_usage(store, config)}
+
+
+def _throttle(row) -> dict | None:
+    """``throttled``: the server throttled the account and no sync contacts it before ``until`` (ISO
+    8601), ``seconds_left`` from now, ``reason`` (the server's words), ``in_a_row`` throttled runs;
+    None when it is not throttled (or the wait is over)."""
+    until = row.throttled_until
+    if until is None:
+        return None
+    if until.tzinfo is None:
+        until = until.replace(tzinfo=timezone.utc)
+    left = (until - datetime.now(timezone.utc)).total_seconds()
+    if left <= 0:
+        return None
+    return {"until": until.isoformat(), "seconds_left": round(left, 1), "reason": row.throttle_reason,
+            "in_a_row": row.throttle_count}
 
 
 def _add_maildirs(store, accounts: list[dict], config) -> None:
@@ -187,6 +204,10 @@ def render_status(report: dict) -> str:
         for e in (a.get("audit") or [])[:5]:
             where = f"{e['folder']}" + (f"/{e['uid']}" if e["uid"] else "") if e["folder"] else ""
             lines.append(f"  {e['at']} {e['kind']}{' ' + where if where else ''}: {e['detail']}")
+        if a.get("throttled"):
+            t = a["throttled"]
+            lines.append(f"  THROTTLED by the server: waiting until {t['until']} ({t['seconds_left']:.0f} s left; "
+                         f"{t['in_a_row']} throttled run(s) in a row); the next sync resumes then")
         if a.get("needs_login"):
             reason = a["auth"].get("reason")
             lines.append(f"  needs login: run mailsync auth login {a['name']}" + (f" ({reason})" if reason else ""))
@@ -201,6 +222,11 @@ def render_status(report: dict) -> str:
         for f in a["folders"]:
             su = f" {f['special_use']}" if f["special_use"] else ""
             state = "" if f["status"] == "ok" else f"  [{f['status'].upper()}: {f['status_reason']}]"
+            left = f.get("left_out") or {}
+            if left.get("max_age"):
+                state += f"; {left['max_age']} older message(s) left out by max_age"
+            if left.get("max_size"):
+                state += f"; {left['max_size']} larger message(s) left out by max_size"
             lines.append(f"  {f['name']}{su}: {f['messages']} messages, uidvalidity {f['uidvalidity']}, "
                          f"uidnext {f['uidnext']}, highestmodseq {f['highestmodseq']}{state}")
     if not lines:

@@ -25,6 +25,7 @@ from mailsync.config.fields import (MISSING, Context, Table, array_of_tables, de
 from mailsync.config.model import (AccountConfig, AccountCrmSettings, Config, HookSettings, OAuthSettings,
                                    MirrorSettings, PushSettings, SecretRef, StoreConfig)
 from mailsync.config.sqlite_url import plain_sqlite_url, resolved_plain_sqlite
+from mailsync.config.limits import LIMIT_KEYS, limits
 from mailsync.errors import ConfigError
 
 __all__ = [
@@ -76,7 +77,7 @@ ACCOUNT_KEYS = (
     "provider",
     "client_id",
     "client_secret",
-) + EXTRA_ACCOUNT_KEYS
+) + LIMIT_KEYS + EXTRA_ACCOUNT_KEYS
 # Keys that only mean something with auth = "oauth2".
 OAUTH2_ONLY_KEYS = (
     "provider",
@@ -377,6 +378,7 @@ def _account(ctx: Context, index: int, data: Any, seen: dict[str, int],
     batch_size = t.integer("batch_size", lo=1, hi=MAX_BATCH_SIZE, default=5000, example="2000")
     timeout = t.number("timeout", default=60.0, example="60")
     deadline = _deadline(t, defaults or {})
+    user_limits = limits(t)
 
     sub_settings = _sub_settings(t)
 
@@ -396,6 +398,7 @@ def _account(ctx: Context, index: int, data: Any, seen: dict[str, int],
         batch_size=batch_size,
         timeout=timeout,
         **deadline,
+        **user_limits,
         auth=auth,
         provider=provider,
         client_id=client_id,

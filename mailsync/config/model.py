@@ -125,6 +125,13 @@ class AccountConfig:
     # plus one second for each deadline_rate bytes of answer asked for and received (bodies, listings).
     command_deadline: float | None = None
     deadline_rate: int = 32 * 1024
+    # Limits the user sets (mailsync.config.limits): only mail newer than max_age seconds, bodies of at
+    # most max_size bytes (larger ones: headers only), at most max_download_rate bytes a second; a
+    # throttled server is waited for in place up to throttle_max_wait seconds. None: no limit.
+    max_age: int | None = None
+    max_size: int | None = None
+    max_download_rate: int | None = None
+    throttle_max_wait: float = 900.0
     auth: Literal["password", "oauth2"] = "password"
     provider: str | None = None
     client_id: SecretRef | None = None

@@ -62,6 +62,10 @@ conflict = "server"                    # a flag changed both ways: "server", "lo
 # timeout = 60                         # seconds for connecting and for each read
 # command_deadline = 120               # seconds any one command may take (default: twice timeout),
 # deadline_rate = 32768                # plus a second per this many bytes of answer received
+# max_age = "90d"                      # download only mail newer than this (h, d, w, m, y)
+# max_size = "25MB"                    # do not download messages larger than this
+# max_download_rate = "500KB/s"        # read message bodies at most this fast (metered links)
+# throttle_max_wait = 900              # seconds to wait in place when the server throttles
 
 # CRM records (contacts, companies, activities) derived from the synced mail, delivered to sinks.
 # Every sink has the outbox's retries, rate limit and dead letters; `mailsync crm preview --sink

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from mailsync.errors import FolderMissing, ProtocolError
+from mailsync.errors import FolderMissing, MailsyncError, ProtocolError
 from mailsync.imap import utf7
+from mailsync.imap.throttle import refused_by_throttle
 from mailsync.imap.payloads import (MAX_EXPANDED, ListEntry, copyuid, expand, parse_list, parse_objectid,
                                     parse_status_reply, set_size, vanished_ranges)
 from mailsync.imap.responses import FetchItem, Tagged, Untagged, parse_response_code, quote
@@ -98,9 +99,13 @@ def names_a_missing_folder(tagged: Tagged) -> bool:
                          or "no such mailbox" in text)
 
 
-def refusal(account: str, tagged: Tagged, doing: str) -> ProtocolError:
-    """The error for a command the server answered NO or BAD: FolderMissing when it names a folder
-    that is not there, else ProtocolError; both quote the server's answer."""
+def refusal(account: str, tagged: Tagged, doing: str) -> MailsyncError:
+    """The error for a command the server answered NO or BAD: Throttled when the server asks to slow
+    down or wait (mailsync.imap.throttle), FolderMissing when it names a folder that is not there,
+    else ProtocolError; all quote the server's answer."""
+    throttled = refused_by_throttle(account, tagged.status, tagged.code, tagged.text, doing)
+    if throttled is not None:
+        return throttled
     error = FolderMissing if names_a_missing_folder(tagged) else ProtocolError
     return error(f"account '{account}': {doing} failed: {tagged.status} "
                  f"{('[' + tagged.code + '] ') if tagged.code else ''}{tagged.text}")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import time
 from collections.abc import Callable, Iterable, Iterator
 
 from mailsync.config.model import AccountConfig
@@ -26,10 +27,13 @@ from mailsync.imap.commands import (CopyUids, RemoteFolder, SelectInfo, append_c
 from mailsync.imap.deadline import Watchdog
 from mailsync.imap.failures import mapped_errors
 from mailsync.imap.opening import new_tag
+from mailsync.imap.pace import RateLimit
 from mailsync.imap.payloads import (appenduid, modified, parse_esearch, parse_search, parse_status_reply, set_size,
                                     vanished_ranges)
 from mailsync.imap.responses import (Continuation, FetchItem, ResponseParser, Tagged, Untagged, body_fetch_head,
-                                     body_fetch_item, format_uid_set, quote, usual_body_fetch)
+                                     body_fetch_item, flags_listing_item, format_uid_set, quote,
+                                     usual_body_fetch)
+from mailsync.imap.throttle import throttle_check, untagged_throttle
 from mailsync.imap.transport import Wire, log_in, next_line, open_wire, widen_receive_buffer
 
 _ATOM_LABEL = re.compile(r"\\?[A-Za-z0-9$_.-]+")  # sent as an atom (\\Inbox, Work); others quoted
@@ -62,6 +66,10 @@ class ImapConnection(Appends):
         self.unlisted: list[str] = []  # why entries of the last LIST were set aside (list_folders)
         self.untagged_dropped = 0  # untagged responses not needed by any command, counted and dropped
         self._watchdog = Watchdog(account, wire.shutdown)
+        rate = getattr(account, "max_download_rate", None)
+        self._pace = RateLimit(rate) if rate else None  # mailsync.imap.pace: bodies read at most this fast
+        if rate:  # the deadline of a command grows with the time its answer must take at that rate
+            self._watchdog.rate = min(self._watchdog.rate, rate / 2)
         # Sent by bulk_ahead and not yet read: (folder, tag of its SELECT or None once read, tag of its FETCH)
         self._ahead: tuple[str, bytes | None, bytes] | None = None
 
@@ -80,14 +88,15 @@ class ImapConnection(Appends):
 
     def _events(self, command: bytes, doing: str, literal: bytes | None = None,
                 into: Callable[[int], memoryview] | None = None, sent: bytes | None = None,
-                then: Callable[[], None] | None = None) -> Iterator:
+                then: Callable[[], None] | None = None, listing: bool = False) -> Iterator:
         """Send one command (with at most one synchronizing literal) and yield its responses until
         the tagged completion, which is yielded last. Raises on NO/BAD only if the caller asks.
         With ``into`` (see fetch_all_messages), a FETCH response of the usual one-message shape is
         read here, its literal straight into place (_body_fetch); every other response goes through
         ResponseParser. With ``sent``, the command went out already under that tag (bulk_ahead):
         only its answer is read. Before any other command, what bulk_ahead sent is read and
-        dropped (_drop_ahead). ``then()`` is called once the command has gone out."""
+        dropped (_drop_ahead). ``then()`` is called once the command has gone out. With ``listing``
+        (uid_flags), a line of the usual UID/FLAGS shape is read whole (flags_listing_item)."""
         if self.broken:
             raise ConnectError(f"account '{self.account.name}': the connection is out of step; reconnect")
         if sent is None and self._ahead is not None:
@@ -100,6 +109,7 @@ class ImapConnection(Appends):
         watchdog.begin()
         with mapped_errors(self.account, doing):
             try:
+                fast = flags_listing_item if listing else None
                 if sent is None:
                     self.commands += 1
                     wire.send(tag + b" " + command + b"\r\n")
@@ -109,6 +119,12 @@ class ImapConnection(Appends):
                     n = parser.wants()
                     if n is None:
                         line = next_line(wire, self.account.name, doing)
+                        if fast is not None and parser.at_boundary:  # a UID/FLAGS listing's lines (rule D5)
+                            item = fast(line)
+                            if item is not None:
+                                watchdog.credit += 64
+                                yield item
+                                continue
                         if into is not None and parser.at_boundary:
                             usual = usual_body_fetch(line)
                             head = (usual[0], None, usual[6]) if usual is not None else body_fetch_head(line)
@@ -128,6 +144,8 @@ class ImapConnection(Appends):
                                                f"a {n}-byte literal while {doing}")
                         self.bytes_fetched += n
                         watchdog.credit += n
+                        if self._pace is not None:
+                            self._paced(n)
                         events = parser.feed_literal(data)
                     for ev in events:
                         if isinstance(ev, Continuation):
@@ -153,6 +171,9 @@ class ImapConnection(Appends):
                                 self.untagged_dropped += 1  # text for people: not kept
                                 continue
                             if ev.kind == "BYE":
+                                throttled = untagged_throttle(self.account.name, "BYE", ev.text, doing)
+                                if throttled is not None:  # Microsoft 365 ends a throttled session so
+                                    raise throttled
                                 raise ConnectError(f"account '{self.account.name}': the server said BYE while "
                                                    f"{doing}: {ev.text[:200]}")
                             if ev.kind in _COUNTS:
@@ -170,6 +191,12 @@ class ImapConnection(Appends):
                 raise
             finally:
                 watchdog.end()
+
+    def _paced(self, n: int) -> None:
+        """max_download_rate: pause after a literal of n bytes as the account's rate limit says."""
+        wait = self._pace.pause(n, time.monotonic())
+        if wait > 0:
+            time.sleep(wait)
 
     def _count(self, ev: Untagged) -> None:
         """Keep ``exists`` in step with an untagged EXISTS, EXPUNGE or VANISHED."""
@@ -200,6 +227,8 @@ class ImapConnection(Appends):
                                f"literal while {doing}")
         self.bytes_fetched += n
         self._watchdog.credit += n
+        if self._pace is not None:
+            self._paced(n)
         end = next_line(file, self.account.name, doing)
         if end == b")\r\n":
             if usual is not None:
@@ -273,6 +302,7 @@ class ImapConnection(Appends):
             return True
         if (tagged.code or "").upper().startswith("ALREADYEXISTS") or "exists" in tagged.text.lower():
             return False
+        throttle_check(self.account.name, tagged, f"creating {raw_name!r}")
         raise ProtocolError(f"account '{self.account.name}': CREATE {raw_name!r} failed: {tagged.text}")
 
     def delete(self, raw_name: str) -> bool:
@@ -285,6 +315,7 @@ class ImapConnection(Appends):
             return True
         if names_a_missing_folder(tagged):
             return False
+        throttle_check(self.account.name, tagged, f"deleting {raw_name!r}")
         raise ProtocolError(f"account '{self.account.name}': DELETE {raw_name!r} failed: {tagged.text}")
 
     def rename(self, old: str, new: str) -> None:
@@ -368,7 +399,7 @@ class ImapConnection(Appends):
             items += " " + GM_ITEMS
         mod = f" (CHANGEDSINCE {changedsince})" if changedsince is not None else ""
         out: dict[int, FetchItem] = {}
-        for item in self._bulk(f"UID FETCH {uid_set} ({items}){mod}", "listing UIDs and flags"):
+        for item in self._bulk(f"UID FETCH {uid_set} ({items}){mod}", "listing UIDs and flags", listing=True):
             if item.uid is None:  # an unsolicited FETCH (another client's change): not an answer
                 continue
             if item.flags is None:
@@ -534,15 +565,16 @@ class ImapConnection(Appends):
     # -- bulk reader ----------------------------------------------------------------------------
 
     def _bulk(self, command: str, doing: str, into: Callable[[int], memoryview] | None = None,
-              sent: bytes | None = None, then: Callable[[], None] | None = None) -> Iterator[FetchItem]:
+              sent: bytes | None = None, then: Callable[[], None] | None = None,
+              listing: bool = False) -> Iterator[FetchItem]:
         """Send `command` and yield its FETCH items as they arrive, until its tagged answer."""
-        for ev in self._events(command.encode("ascii"), doing, into=into, sent=sent, then=then):
+        for ev in self._events(command.encode("ascii"), doing, into=into, sent=sent, then=then, listing=listing):
             if isinstance(ev, FetchItem):
                 if ev.body is not None:
                     self.bodies_fetched += 1
                 yield ev
             elif isinstance(ev, Tagged) and ev.status != "OK":
-                raise ProtocolError(f"account '{self.account.name}': {doing} failed: {ev.status} {ev.text}")
+                raise refusal(self.account.name, ev, doing)
 
     def fetch_messages(self, uids: Iterable[int]) -> Iterator[FetchItem]:
         """Full messages (UID FLAGS INTERNALDATE RFC822.SIZE BODY.PEEK[]) of `uids`, in server order."""

@@ -328,6 +328,27 @@ def usual_body_fetch(line: bytes) -> tuple[int, int, tuple[str, ...], str, int, 
     return seq, uid, flags, date.decode("ascii"), int(size), None if modseq is None else int(modseq), n
 
 
+# A line of a UID/FLAGS listing (UID FETCH 1:* (UID FLAGS)), as servers without CONDSTORE are
+# compared in full on every sync (rule D5): one pattern for the whole response.
+_FLAGS_LINE = re.compile(rb'\* ([0-9]{1,10}) FETCH \(UID ([0-9]{1,10}) FLAGS (\([^\x00-\x1f\x7f()"{\[\]]*\))\)\r\n')
+
+
+def flags_listing_item(line: bytes) -> FetchItem | None:
+    """The FetchItem of ``* n FETCH (UID u FLAGS (...))`` read whole, as the general parser would
+    read it; None for anything else (then the parser decides)."""
+    m = _FLAGS_LINE.fullmatch(line)
+    if m is None:
+        return None
+    seq_b, uid_b, lst = m.groups()
+    seq, uid = int(seq_b), int(uid_b)
+    flags = _FLAG_LISTS.get(lst)
+    if flags is None:  # (not `or`: the empty list, most common of all, is falsy)
+        flags = _flag_list(lst)
+    if not (0 < seq <= _MAX_NUMBER and 0 < uid <= _MAX_NUMBER) or flags is None:
+        return None
+    return FetchItem(seq, uid, flags, None, None, None, None, None)
+
+
 def body_fetch_head(line: bytes) -> tuple[int, bytes, int] | None:
     """``(seq, items, n)`` when ``line`` is the first line of the usual one-message FETCH response
     (its items, then ``BODY[] {n}`` ending the line); None for anything else."""

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 
 from mailsync.config.model import AccountConfig
 from mailsync.errors import AuthError, ConnectError, CredentialError, ProtocolError
+from mailsync.imap.throttle import throttle_check, untagged_throttle
 from mailsync.imap import sasl
 from mailsync.imap.responses import Continuation, Event, Tagged, Untagged, parse_response_code, quote
 
@@ -105,6 +106,9 @@ def open_session(account: AccountConfig, password: str | None, *, oauth2: bool =
     where = f"{account.host}:{account.port}"
     greeting = yield RECEIVE
     if isinstance(greeting, Untagged) and greeting.kind == "BYE":
+        throttled = untagged_throttle(account.name, "BYE", greeting.text, "connecting")
+        if throttled is not None:  # too many connections, say: a wait, not a broken server
+            raise throttled
         raise ConnectError(f"account '{account.name}': {where} refused the connection: {greeting.text[:200]}")
     if not (isinstance(greeting, Untagged) and greeting.kind in ("OK", "PREAUTH")):
         raise ProtocolError(f"account '{account.name}': {where} sent no IMAP greeting",
@@ -135,6 +139,7 @@ def open_session(account: AccountConfig, password: str | None, *, oauth2: bool =
     else:
         tagged = yield from _password(account, caps, password or "")
         if tagged.status != "OK":
+            throttle_check(account.name, tagged, "logging in")  # Gmail: NO [ALERT] Too many simultaneous connections
             raise AuthError(f"account '{account.name}': {where} refused the login of {account.username!r}: "
                             f"{tagged.text[:200]}", hint="check username and the password source")
     after = _capability_code(tagged.code)
@@ -183,6 +188,9 @@ def command(account: AccountConfig, line: bytes, what: str, *, answers: list[byt
             yield Send(reply_line + b"\r\n", what + " (continued)")
             continue
         if isinstance(ev, Untagged) and ev.kind == "BYE":
+            throttled = untagged_throttle(account.name, "BYE", ev.text, what)
+            if throttled is not None:
+                raise throttled
             raise ConnectError(f"account '{account.name}': the server said BYE while {what}: {ev.text[:200]}")
         untagged.append(ev)
 
@@ -232,6 +240,7 @@ def _oauth2(account: AccountConfig, caps: frozenset[str]):
                                        conversation=conversation, secret=True)
         if tagged.status == "OK":
             return mech, tagged
+        throttle_check(account.name, tagged, "logging in")  # a throttle is not a bad token: no refresh
         if attempt == 2:
             said = tagged.text[:200]
             if conversation.challenge is not None:

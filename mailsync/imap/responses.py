@@ -48,7 +48,7 @@ from mailsync.errors import ProtocolError
 from mailsync.imap.events import (_MAX_NUMBER, MAX_LINE, MAX_LITERAL, Continuation, Event, FetchItem,  # noqa: F401
                                   Tagged, Untagged)
 from mailsync.imap.fetch_items import (_fetch_simple, _parse_fetch, body_fetch_head, body_fetch_item,  # noqa: F401
-                                       usual_body_fetch)
+                                       flags_listing_item, usual_body_fetch)
 from mailsync.imap.lexer import _FETCH_HEAD, _TAGGED_HEAD, _UNTAGGED_HEAD, _name, _q
 from mailsync.imap.untagged_checks import _check_untagged
 from mailsync.imap.values import (format_uid_set, parse_internaldate, parse_response_code,  # noqa: F401

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from mailsync.config.model import AccountConfig
 from mailsync.errors import AuthError, ConnectError, MailsyncError, ProtocolError
 from mailsync.imap.commands import RemoteFolder, list_command, read_listing, refusal
+from mailsync.imap.throttle import untagged_throttle
 from mailsync.imap.failures import mapped
 from mailsync.imap.opening import Receive, Send, StartTls, Token, new_tag, open_session
 from mailsync.imap.responses import Event, ResponseParser, Tagged, Untagged
@@ -178,6 +179,9 @@ class PushClient:
                                         f"while {what}")
                 return untagged, ev
             if isinstance(ev, Untagged) and ev.kind == "BYE":
+                throttled = untagged_throttle(self.account.name, "BYE", ev.text, what)
+                if throttled is not None:
+                    raise throttled
                 raise ConnectError(f"account '{self.account.name}': the server said BYE while {what}: {ev.text[:200]}")
             untagged.append(ev)
 

@@ -58,7 +58,7 @@ from datetime import datetime, timezone
 from functools import partial
 
 from mailsync.config.model import AccountConfig, Config
-from mailsync.errors import AuthError, CredentialError, MailsyncError, TokenError
+from mailsync.errors import AuthError, CredentialError, MailsyncError, Throttled, TokenError
 from mailsync.push import logs
 from mailsync.push.backoff import Backoff
 from mailsync.push.client import PushClient, credentials_for
@@ -70,12 +70,24 @@ from mailsync.push.metrics import Metrics
 from mailsync.push.protocol import Fail, Mode, PushSession, Ready, Refused, Wake, choose_mode, plan_sessions
 from mailsync.push.settings import WatchSettings, account_timing, watched
 from mailsync.store.db import Store
+from mailsync.sync import pacing
 
 log = logging.getLogger("mailsync.push")
 
 
 def _is_credential_error(exc: BaseException) -> bool:
     return isinstance(exc, AuthError) or (isinstance(exc, CredentialError) and not isinstance(exc, TokenError))
+
+
+def _throttle_in(account: str, reason: str | None) -> Throttled | None:
+    """The Throttled error a push connection's end stands for (a BYE or refusal whose words say
+    the server throttles, mailsync.imap.throttle), or None."""
+    if not reason:
+        return None
+    from mailsync.imap.throttle import untagged_throttle
+
+    words = reason.split("BYE: ", 1)[1] if "BYE: " in reason else reason
+    return untagged_throttle(account, "BYE", words, "watching for changes")
 
 
 def _now_utc() -> datetime:
@@ -167,7 +179,7 @@ class AccountWatcher:
         auth_backoff = Backoff(self.settings.auth_backoff)
         while not self.daemon.stopping:
             self._ready, self._sessions, self._connected_at = set(), 0, None
-            reason, credentials = None, False
+            reason, credentials, throttled = None, False, None
             try:
                 ended = await self._generation(refused)
                 if isinstance(ended.action, Refused) and ended.action.what != "EXAMINE":
@@ -179,6 +191,7 @@ class AccountWatcher:
                     continue
                 # a refused EXAMINE (the folder went away since LIST): plan again after a backoff delay
                 reason = ended.action.reason
+                throttled = _throttle_in(self.name, reason)
                 self.conn.discard()
                 if getattr(ended.action, "silent", False):  # a sync on this path would hang until its timeout
                     self.conn.cut()
@@ -187,6 +200,7 @@ class AccountWatcher:
                 raise
             except MailsyncError as exc:
                 reason, credentials = str(exc), _is_credential_error(exc)
+                throttled = exc if isinstance(exc, Throttled) else None
                 self.conn.discard()
             except Exception as exc:  # a bug: reported, and the account retried like a network fault
                 log.exception("account %s: internal error in the push supervisor", self.name)
@@ -208,6 +222,8 @@ class AccountWatcher:
                 if stable:
                     backoff.reset()
                 delay = backoff.next_delay()
+                if throttled is not None:  # too many connections, say: not sooner than the server asks
+                    delay = max(delay, pacing.resume_at(throttled, backoff.attempt - 1, time.time()) - time.time())
                 self.health.error(reason or "connection ended")
                 self.daemon.metrics.reconnects.labels(self.name).inc()
                 logs.event(log, "disconnected", logging.WARNING, account=self.name, reason=reason,
@@ -340,8 +356,10 @@ class AccountWatcher:
                            retry="with the push connection (credentials)")
                 continue  # the supervisor retries the login slowly, and its catch-up syncs again
             delay = retry.next_delay()
+            if result.throttled_until is not None:  # the server named its wait (or a quota's reset): not sooner
+                delay = max(delay, result.throttled_until - time.time())
             logs.event(log, "sync_failed", logging.WARNING, account=self.name, error=result.error,
-                       retry_in=round(delay, 2))
+                       retry_in=round(delay, 2), throttled=result.throttled_until is not None)
             if self._retry is None or self._retry.done():
                 self._retry = asyncio.create_task(self._retry_after(delay))
 
@@ -381,7 +399,8 @@ class AccountWatcher:
             outcome = run_sync(self.daemon.config, self.daemon.store, accounts=[self.account], quiet=True,
                                crm_after_failure=False, crm_lock=self.daemon.after_sync_lock,
                                on_crm_error=after_sync_failed, connect=self.conn.connect,
-                               release=self.conn.release, should_stop=stop.is_set, channels_push=False)
+                               release=self.conn.release, should_stop=stop.is_set, channels_push=False,
+                               wait_throttled=False)
         except Exception as exc:  # a bug around the sync must not end this account's sync loop: a failed
             # sync, retried with its backoff like any other
             from mailsync.sync.result import AccountResult

@@ -33,6 +33,9 @@ class Account(Base):
     host: Mapped[str]
     username: Mapped[str]
     created_at: Mapped[datetime]
+    throttled_until: Mapped[datetime | None]
+    throttle_reason: Mapped[str | None]
+    throttle_count: Mapped[int]
 
 
 class Folder(Base):
@@ -53,6 +56,9 @@ class Folder(Base):
     status: Mapped[str]
     status_reason: Mapped[str | None]
     last_synced_at: Mapped[datetime | None]
+    left_out_age: Mapped[int | None]
+    left_out_size: Mapped[int | None]
+    limits: Mapped[str | None]
 
 
 class Body(Base):

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from mailsync.store.revision import HEAD_REVISION
 
-__all__ = ["QuietState", "StoredFolder", "connect", "read_state", "record_run"]
+__all__ = ["QuietState", "StoredFolder", "connect", "read_state", "record_run", "throttled"]
 
 # How SQLAlchemy's DateTime stores a value in SQLite (its default storage format; the zone is dropped:
 # every time the store writes is UTC, tables.utcnow)
@@ -54,30 +54,48 @@ def connect(path: Path) -> sqlite3.Connection:
     return db
 
 
-def read_state(db: sqlite3.Connection, name: str, host: str, username: str) -> QuietState | None:
+def read_state(db: sqlite3.Connection, name: str, host: str, username: str,
+               limits: str | None = None) -> QuietState | None:
     """The account's folders, or None when a sync would have more to do than compare checkpoints:
     the schema is not at this code's revision, the account has no row yet (or its host or user
-    changed), a local change is queued, a tombstone waits to expire, or a folder is gone or set
+    changed, or the server throttled it last time), a folder was last synced under other download
+    limits than ``limits`` (mailsync.config.limits.limits_key), a local change is queued, a tombstone waits to expire, or a folder is gone or set
     aside (its status is not "ok")."""
     revision = db.execute("SELECT version_num FROM alembic_version").fetchone()
     if revision is None or revision[0] != HEAD_REVISION:
         return None
-    row = db.execute("SELECT id, host, username FROM accounts WHERE name = ?", (name,)).fetchone()
-    if row is None or (row[1], row[2]) != (host, username):
+    row = db.execute("SELECT id, host, username, throttled_until FROM accounts WHERE name = ?", (name,)).fetchone()
+    if row is None or (row[1], row[2]) != (host, username) or row[3] is not None:  # throttled: the engine decides
         return None
     account_id = row[0]
     if db.execute("SELECT 1 FROM pending_ops WHERE account_id = ? AND state IN ('pending', 'sent') LIMIT 1",
                   (account_id,)).fetchone():
         return None
-    rows = db.execute("SELECT id, status, raw_name, name, delimiter, special_use, mailboxid, uidvalidity, uidnext, "
-                      "highestmodseq, messages FROM folders WHERE account_id = ?", (account_id,)).fetchall()
-    if any(r[1] != "ok" for r in rows):
+    rows = db.execute("SELECT id, status, limits, raw_name, name, delimiter, special_use, mailboxid, uidvalidity, "
+                      "uidnext, highestmodseq, messages FROM folders WHERE account_id = ?", (account_id,)).fetchall()
+    if any(r[1] != "ok" or (r[2] is not None and r[2] != limits) for r in rows):
         return None
     mine = {r[0] for r in rows}
     # tombstones are few, found by their index (repositories.TOMBSTONES: "IS NOT NULL" would read every row)
     if any(fid in mine for (fid,) in db.execute("SELECT folder_id FROM placements WHERE tombstone_run > 0")):
         return None
-    return QuietState(account_id, tuple(StoredFolder(*r[2:]) for r in rows))
+    return QuietState(account_id, tuple(StoredFolder(*r[3:]) for r in rows))
+
+
+def throttled(path: Path, name: str) -> bool:
+    """Does the store say the account waits out a throttle (accounts.throttled_until set)? False
+    when it cannot tell (no such account, a store of an older revision, a busy or damaged file)."""
+    try:
+        db = connect(path)
+    except sqlite3.Error:
+        return False
+    try:
+        row = db.execute("SELECT throttled_until FROM accounts WHERE name = ?", (name,)).fetchone()
+    except sqlite3.Error:
+        return False
+    finally:
+        db.close()
+    return row is not None and row[0] is not None
 
 
 def record_run(db: sqlite3.Connection, account_id: int, started: datetime, finished: datetime, folders: int) -> None:

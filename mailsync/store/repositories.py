@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Union
 
 from sqlalchemy import Connection, Row, bindparam, delete, func, insert, select, update
@@ -367,6 +367,12 @@ def uid_flags(db: Db, folder_id: int) -> dict[int, str]:
         select(_P.uid, _P.flags).where(_P.folder_id == folder_id, *LIVE)).all())
 
 
+def flag_states(db: Db, folder_id: int) -> dict[int, tuple[str, str | None, int | None]]:
+    """uid -> (flags, base_flags, modseq) of every live placement in the folder (rule D5)."""
+    return {uid: (flags, base, modseq) for uid, flags, base, modseq in db.execute(
+        select(_P.uid, _P.flags, _P.base_flags, _P.modseq).where(_P.folder_id == folder_id, *LIVE))}
+
+
 def placement_keys(db: Db, folder_id: int, uids: Sequence[int]) -> dict[int, tuple[str | None, int]]:
     """uid -> (Message-ID, size) of the folder's live placements with one of ``uids``: what a UID is
     checked against on the server before it is trusted (rule F4) or acted on (a delete or move)."""
@@ -493,6 +499,35 @@ def export_rows(db: Db, account: str | None = None, folder: str | None = None,
 
 
 # --- sync runs (audit log) --------------------------------------------------------------------
+
+def throttle_of(db: Db, account_id: int) -> tuple[datetime | None, str | None, int]:
+    """The account's throttle as the last throttled run left it: (no sync before this time, why,
+    throttled runs in a row); (None, None, 0) when it is not throttled."""
+    row = db.execute(select(_A.throttled_until, _A.throttle_reason, _A.throttle_count).where(_A.id == account_id)).one()
+    until = row.throttled_until
+    if until is not None and until.tzinfo is None:  # SQLite keeps no zone: every time the store writes is UTC
+        until = until.replace(tzinfo=timezone.utc)
+    return until, row.throttle_reason, row.throttle_count or 0
+
+
+def set_throttle(db: Db, account_id: int, until: datetime | None, reason: str | None, count: int) -> None:
+    """Record the account's throttle (``until`` None: lifted)."""
+    db.execute(update(tables.accounts).where(_A.id == account_id)
+               .values(throttled_until=until, throttle_reason=reason, throttle_count=count))
+
+
+def set_left_out(db: Db, folder_id: int, by_age: int | None, by_size: int | None, limits: str | None) -> None:
+    """The folder's messages on the server that max_age and max_size left out at its last sync
+    (None: no such limit), and those limits (mailsync.config.limits.limits_key)."""
+    db.execute(update(tables.folders).where(tables.folders.c.id == folder_id)
+               .values(left_out_age=by_age, left_out_size=by_size, limits=limits))
+
+
+def folder_limits(db: Db, account_id: int) -> dict[int, str]:
+    """Folder id -> the download limits its last sync ran under, for the folders that had any."""
+    fo = tables.folders.c
+    return dict(db.execute(select(fo.id, fo.limits).where(fo.account_id == account_id, fo.limits.isnot(None))).all())
+
 
 def start_run(db: Db, account_id: int) -> int:
     """A new sync run of the account, running from now; its id."""

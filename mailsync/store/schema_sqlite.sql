@@ -6,6 +6,9 @@ CREATE TABLE accounts (
 	host VARCHAR(255) NOT NULL, 
 	username VARCHAR(320) NOT NULL, 
 	created_at DATETIME NOT NULL, 
+	throttled_until DATETIME, 
+	throttle_reason TEXT, 
+	throttle_count INTEGER DEFAULT '0' NOT NULL, 
 	PRIMARY KEY (id), 
 	UNIQUE (name)
 );
@@ -219,6 +222,9 @@ CREATE TABLE folders (
 	status VARCHAR(20) NOT NULL, 
 	status_reason TEXT, 
 	last_synced_at DATETIME, 
+	left_out_age INTEGER, 
+	left_out_size INTEGER, 
+	limits TEXT, 
 	PRIMARY KEY (id), 
 	CONSTRAINT uq_folders_account_raw UNIQUE (account_id, raw_name), 
 	FOREIGN KEY(account_id) REFERENCES accounts (id) ON DELETE CASCADE

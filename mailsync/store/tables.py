@@ -10,7 +10,7 @@ all of it before the first FETCH). mailsync.store.models maps its typed classes 
 Table objects for the code that wants objects (status, changes, the watch daemon, the CRM layer).
 
 Layout:
-  accounts    one row per configured account (by name)
+  accounts    one row per configured account (by name), with the server's throttle (wait until when, why)
   folders     one row per server folder: names, special-use, checkpoints (UIDVALIDITY, UIDNEXT,
               HIGHESTMODSEQ), the resumable download mark `fetched_uid`, and a status
   bodies      raw messages, stored once, content-addressed by SHA-256
@@ -71,6 +71,11 @@ accounts = Table(
     Column("host", String(255), nullable=False),
     Column("username", String(320), nullable=False),
     _when("created_at", nullable=False, default=utcnow),
+    # The server throttled the account (mailsync.imap.throttle): no sync contacts it before this time;
+    # why, and how many throttled runs in a row (the backoff grows with them). NULL / 0: not throttled.
+    _when("throttled_until"),
+    Column("throttle_reason", Text),
+    Column("throttle_count", Integer, nullable=False, default=0, server_default="0"),
 )
 
 folders = Table(
@@ -93,6 +98,9 @@ folders = Table(
     Column("status", String(20), nullable=False, default="ok"),  # ok | aside | gone
     Column("status_reason", Text),
     _when("last_synced_at"),
+    Column("left_out_age", Integer),  # messages on the server max_age left out at its last sync (None: no max_age)
+    Column("left_out_size", Integer),  # ... and max_size (None: no max_size)
+    Column("limits", Text),  # the download limits of its last sync (mailsync.config.limits.limits_key); None: none
     UniqueConstraint("account_id", "raw_name", name="uq_folders_account_raw"),
 )
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from mailsync.errors import ProtocolError
+from mailsync.errors import ProtocolError, Throttled
 from mailsync.store import repositories as repo
 from mailsync.store.uow import UnitOfWork
 from mailsync.store.worker import PackWriter, StoreWorker
@@ -38,8 +38,20 @@ class Downloads:
         within = rules.WholeFolder(info.exists, info.uidnext) if info is not None else None
         batch: list = []
         gm: list = []  # Gmail: (X-GM-MSGID, X-GM-THRID, SHA-256, labels) of the batch's bodies (gmail.py)
-        nbytes = 0
         limit = self.account.batch_size
+        try:
+            self._read_batches(conn, db, folder_id, name, uids, ahead, wanted, within, batch, gm, limit)
+        except Throttled:  # every message read so far is whole: committed, so the resumed sync skips them
+            if batch:
+                db.submit(store_tasks.commit_batch, self.side, folder_id, name, batch, sum(b[0].size for b in batch),
+                          gm)
+            raise
+
+    def _read_batches(self, conn, db, folder_id, name, uids, ahead, wanted, within, batch: list, gm: list,
+                      limit: int) -> None:
+        """_download's loop; ``batch`` (and ``gm``, its Gmail ids) holds what was read and not handed
+        over yet."""
+        nbytes = 0
         for item in (conn.fetch_all_messages(ahead=ahead) if uids is None else conn.fetch_messages(uids)):
             if not self._asked_for(item, name, wanted) or (within is not None and not within.take(item.seq, item.uid)):
                 continue
@@ -55,11 +67,15 @@ class Downloads:
                 gm.append((item.gm_msgid, item.gm_thrid, digest, with_label(item.gm_labels, self._gmail_label(folder_id))))
             nbytes += len(body)
             if len(batch) >= limit or nbytes >= BATCH_BYTES:
-                db.submit(store_tasks.commit_batch, self.side, folder_id, name, batch, nbytes, gm)
-                batch, gm, nbytes = [], [], 0
+                db.submit(store_tasks.commit_batch, self.side, folder_id, name, list(batch), nbytes, list(gm))
+                batch.clear()
+                gm.clear()
+                nbytes = 0
                 self._check_stop()  # after the batch was handed over: it is committed on the way out
         if batch:
-            db.submit(store_tasks.commit_batch, self.side, folder_id, name, batch, nbytes, gm)
+            db.submit(store_tasks.commit_batch, self.side, folder_id, name, list(batch), nbytes, list(gm))
+            batch.clear()
+            gm.clear()
 
     def _download_packed(self, conn: ImapSession, db: StoreWorker, folder_id: int, name: str, ahead: str | None = None,
                          info=None) -> None:
@@ -76,6 +92,9 @@ class Downloads:
             for item in conn.fetch_all_messages(into=run.into, ahead=ahead):
                 if run.take(item):
                     self._check_stop()  # after the batch was handed over: it is committed on the way out
+        except Throttled:  # every message read so far is whole: committed, so the resumed sync skips them
+            run.finish()
+            raise
         except BaseException:
             run.abandon()
             raise

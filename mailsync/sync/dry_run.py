@@ -207,6 +207,7 @@ class _DryRun(JournalWalk):
                 self.plan.folders += 1
                 continue
             if (folder.server_name not in self.touched and folder.raw_name not in self.touched
+                    and not self._relimited(folder.id)
                     and rules.folder_unchanged(folder.checkpoint, status.get(folder.raw_name),
                                            folder.pending or folder.status == "held")):
                 fp.action = "unchanged"
@@ -330,12 +331,14 @@ class _DryRun(JournalWalk):
         mode, reason = rules.delta_mode(qresync=conn.qresync and qres is not None, condstore=conn.condstore,
                                     stored_modseq=cp.highestmodseq if cp.uidvalidity == info.uidvalidity else None,
                                     current_modseq=info.highestmodseq, nomodseq=info.nomodseq)
+        if self._relimited(folder.id) and mode != "full":  # engine._sync_folder, rule A3
+            mode, reason = "full", "the download limits changed since the last sync: full comparison"
         fp.mode, fp.reason = mode, fp.reason or reason
         if rules.download_whole(mode, bodies_before_run=self.bodies_before_run, has_placements=folder.placements):
             fp.mode = "whole"
             if exists:
                 within = rules.WholeFolder(info.exists, info.uidnext)
-                uids = [u for u in conn.uid_search("ALL") if u not in gone]
+                uids = self._allowed(conn, [u for u in conn.uid_search("ALL") if u not in gone])  # rule A2
                 headers = conn.fetch_headers(uids)
                 taken = [uid for uid, it in sorted(headers.items()) if within.take(it.seq, uid)]
                 for uid in self._gmail_links(conn, fp, taken, headers):
@@ -395,10 +398,32 @@ class _DryRun(JournalWalk):
                                            and p.uid not in mp.settled)
         fp.pushes = [(uid, add, remove) for uid, add, remove, _m in mp.pushes]
         self.plan.pushed += len(mp.pushes)  # each answered without MODIFIED, as when nothing changes meanwhile
-        if mp.new:
-            headers = rules.only_asked(conn.fetch_headers(mp.new), mp.new)
-            self._new_messages(folder, fp, self._gmail_links(conn, fp, mp.new, headers), headers)
+        new = self._allowed(conn, mp.new) if mp.new else mp.new  # rule A1
+        if new:
+            headers = rules.only_asked(conn.fetch_headers(new), new)
+            self._new_messages(folder, fp, self._gmail_links(conn, fp, new, headers), headers)
         self.plan.folders += 1
+
+    def _allowed(self, conn, uids: list[int]) -> list[int]:
+        """Rule A1 (mailsync.sync.limits): of ``uids``, those max_age and max_size let the sync download."""
+        from datetime import datetime, timezone
+
+        from mailsync.sync.limits import limit_criteria
+
+        criteria = limit_criteria(self.account.max_age, self.account.max_size, datetime.now(timezone.utc))
+        if criteria is None:
+            return uids
+        allowed = set(conn.uid_search(criteria))
+        return [u for u in uids if u in allowed]
+
+    def _relimited(self, folder_id: int | None) -> bool:
+        """Was the folder last synced under other download limits (rule A3: compared in full once)?"""
+        if folder_id is None or self.c is None:
+            return False
+        from mailsync.config.limits import limits_key
+
+        stored = self.c.scalar(select(tables.folders.c.limits).where(tables.folders.c.id == folder_id))
+        return stored is not None and stored != limits_key(self.account.max_age, self.account.max_size)
 
     def _listing(self, conn, info, exists: int, gone: set[int], read):
         """engine._listing (rule G1) on the listing as the journal's pushes would leave it."""

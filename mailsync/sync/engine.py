@@ -46,23 +46,26 @@ import dataclasses
 import logging
 import time
 from collections.abc import Callable
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
 from mailsync.auth.login import open_connection
+from mailsync.config.limits import limits_key
 from mailsync.config.model import AccountConfig
-from mailsync.errors import ConnectError, FolderMissing, MailsyncError, ProtocolError
+from mailsync.errors import ConnectError, FolderMissing, MailsyncError, ProtocolError, Throttled
 from mailsync.imap import utf7
 from mailsync.store import repositories as repo
 from mailsync.store.db import Store
 from mailsync.store.uow import UnitOfWork
 from mailsync.store.worker import PackWriter, StoreWorker
-from mailsync.sync import crash, guards, store_tasks
+from mailsync.sync import crash, guards, pacing, store_tasks
 from mailsync.sync.gmail import GmailSync, is_gmail
 from mailsync.sync.gmail import folder_label as gmail_folder_label
 from mailsync.sync import plan as rules
 from mailsync.sync.message import message_id
 from mailsync.sync.download import Downloads, bulk_checkpoints_task
 from mailsync.sync.journal_push import JournalPush
+from mailsync.sync.limits import Limits, record_left_out
 from mailsync.sync.ledger import AccountResult, RunLedger, SyncObserver  # noqa: F401 (AccountResult: the API)
 from mailsync.sync.store_tasks import Delta, StoreSide, SyncFolder
 
@@ -77,7 +80,7 @@ class SyncInterrupted(MailsyncError):
     the step in progress was committed, so the next sync resumes from there."""
 
 
-class AccountSync(Downloads, JournalPush, guards.ServerChecks, GmailSync):
+class AccountSync(Downloads, JournalPush, Limits, guards.ServerChecks, GmailSync):
     """One two-way delta sync of an account.
 
     For the watch daemon (mailsync.push), two optional hooks; without them nothing changes:
@@ -111,6 +114,9 @@ class AccountSync(Downloads, JournalPush, guards.ServerChecks, GmailSync):
         self._contradicted: dict[int, str] = {}  # folder id -> why its listing was not believed (rule G1)
         self._carried: dict[int, dict[int, rules.ServerMessage]] = {}  # rule N3: folder id -> uid -> server's flags
         self._gm_folders: dict[int, str | None] = {}  # Gmail: folder id -> its label (gmail.folder_label)
+        self._throttles = 0  # throttled runs right before this one (mailsync.sync.pacing)
+        self._relimited: set[int] = set()  # folders last synced under other download limits (rule A3)
+        self._left_out: dict[int, tuple] = {}  # rule A3: folder id -> (EXISTS, UIDs LARGER than max_size), with limits
 
     # -- entry point --------------------------------------------------------------------------
 
@@ -120,6 +126,10 @@ class AccountSync(Downloads, JournalPush, guards.ServerChecks, GmailSync):
         self.observer.account_started(acc.name)
         with UnitOfWork(self.store) as uow:
             self.account_id = repo.account_id(uow.connection, acc.name, acc.host, acc.username)
+            until, why, self._throttles = repo.throttle_of(uow.connection, self.account_id)
+            if until is not None and until.timestamp() > time.time():  # asked to wait: the server is not contacted
+                uow.commit()
+                return self._still_throttled(until, why, t0)
             self.run_id = repo.start_run(uow.connection, self.account_id)
             uow.commit()
             # With no body in the store before this run, no new message can be one we already have:
@@ -143,6 +153,8 @@ class AccountSync(Downloads, JournalPush, guards.ServerChecks, GmailSync):
                     self._push_carried(conn, db)
                     for folder_id, name, info in self._deferred_complete:
                         db.submit(store_tasks.complete_folder, self.side, folder_id, name, info, small=True)
+                    if self._left_out:  # rule A3, once every folder's messages are in
+                        db.submit(record_left_out, dict(self._left_out), small=True)
                     db.drain()
                     db.call(store_tasks.cleanup, self.side)
                     clean = True
@@ -157,6 +169,9 @@ class AccountSync(Downloads, JournalPush, guards.ServerChecks, GmailSync):
                             self._release(conn, clean)
                         else:
                             conn.logout()
+        except Throttled as exc:  # what was read is committed; the next sync resumes after the wait
+            self.result.fail(str(exc))
+            self.result.throttled_until = pacing.resume_at(exc, self._throttles, time.time())
         except MailsyncError as exc:
             self.result.fail(str(exc))
         except Exception as exc:  # a bug must not take other accounts down; it is reported as one
@@ -176,6 +191,16 @@ class AccountSync(Downloads, JournalPush, guards.ServerChecks, GmailSync):
             self.result.commands = conn.commands - self._conn_base[2]
         self.result.seconds = time.monotonic() - t0
         self._finish_run()
+        self.observer.account_done(self.result)
+        return self.result
+
+    def _still_throttled(self, until, why: str | None, t0: float) -> AccountResult:
+        """The run of an account the server asked to wait: nothing is sent to it before ``until``."""
+        self.result.fail(f"account '{self.account.name}': not contacted: the server throttled it and mailsync waits "
+                         f"until {until:%Y-%m-%d %H:%M:%S} UTC before the next try"
+                         + (f" ({why.splitlines()[0]})" if why else ""))
+        self.result.throttled_until = until.timestamp()
+        self.result.seconds = time.monotonic() - t0
         self.observer.account_done(self.result)
         return self.result
 
@@ -212,6 +237,11 @@ class AccountSync(Downloads, JournalPush, guards.ServerChecks, GmailSync):
                             bodies_downloaded=r.bodies_downloaded, moves=r.moves, pushed=r.pushed,
                             conflicts=r.conflicts,
                             notes="\n".join(r.notes + [f"SET ASIDE: {w}" for w in r.set_aside]) or None)
+            if r.throttled_until is not None:
+                repo.set_throttle(uow.connection, self.account_id,
+                                  datetime.fromtimestamp(r.throttled_until, timezone.utc), r.error, self._throttles + 1)
+            elif self._throttles:  # a run that was not throttled ends the series
+                repo.set_throttle(uow.connection, self.account_id, None, None, 0)
             uow.commit()
 
     # -- server -> store: folders -------------------------------------------------------------
@@ -234,14 +264,19 @@ class AccountSync(Downloads, JournalPush, guards.ServerChecks, GmailSync):
             self._gm_folders = {f.id: gmail_folder_label(f.raw_name, uses.get(f.raw_name)) for f in folders}
         status = {f.raw_name: f.status for f in remote}
         folder_errors = []
-        unchanged = {f.id for f in folders if f.status != "aside"
+        current = limits_key(acc.max_age, acc.max_size)
+        self._relimited = {fid for fid, key in db.call(lambda uow: repo.folder_limits(uow.connection, self.account_id)
+                                                       ).items() if key != current}
+        unchanged = {f.id for f in folders if f.status != "aside" and f.id not in self._relimited
                      and rules.folder_unchanged(f.checkpoint, status.get(f.raw_name), f.pending or f.status == "held")}
         todo = [f for f in folders if f.status != "aside" and f.id not in unchanged]
         # each download of a whole folder (rule D4, when its SELECT says there is nothing to compare)
         # sends the next one's SELECT and FETCH ahead (bulk_ahead)
-        # (not on Gmail: a folder's messages are listed by X-GM-MSGID before any is downloaded, rule N5)
+        # (not on Gmail: a folder's messages are listed by X-GM-MSGID before any is downloaded, rule N5;
+        # not under max_age or max_size, rule A2: the UIDs to download come from a SEARCH)
         ahead = {} if is_gmail(conn) else {a.id: b.raw_name for a, b in zip(todo, todo[1:])
-                 if rules.download_whole("full", has_placements=b.placements, bodies_before_run=self._bodies_before_run)
+                 if acc.max_age is None and acc.max_size is None
+                 and rules.download_whole("full", has_placements=b.placements, bodies_before_run=self._bodies_before_run)
                  and (status.get(b.raw_name) or {}).get("MESSAGES")}
         for folder in folders:
             self._check_stop()
@@ -327,20 +362,30 @@ class AccountSync(Downloads, JournalPush, guards.ServerChecks, GmailSync):
             # old UIDVALIDITY, so the server sent none)
             cp = rules.FolderCheckpoint(info.uidvalidity, None, None, None)
             folder = dataclasses.replace(folder, status="ok", reason=None, checkpoint=cp, pending=True)
+        relimited = folder.id in self._relimited
+        self._count_left_out(conn, folder.id, info.exists, relimited)  # rule A3
         mode, reason = rules.delta_mode(qresync=conn.qresync and qres is not None, condstore=conn.condstore,
                                     stored_modseq=cp.highestmodseq if cp.uidvalidity == info.uidvalidity else None,
                                     current_modseq=info.highestmodseq, nomodseq=info.nomodseq)
+        if relimited and mode != "full":  # what a looser limit now allows is in no delta: compare in full once
+            mode, reason = "full", "the download limits changed since the last sync: full comparison"
         if rules.download_whole(mode, bodies_before_run=self._bodies_before_run, has_placements=folder.placements):
             # nothing to compare: the worker adopts UIDVALIDITY while this thread reads on
             db.submit(store_tasks.adopt_whole, self.side, folder.id, folder.name, info, reason, small=True)
             self.observer.folder_started(self.account.name, folder.name, info.exists or 0)
+            limited = self.account.max_age is not None or self.account.max_size is not None
             if info.exists and is_gmail(conn):  # each X-GM-MSGID's body once (rule N5)
-                rest, deferred = self._gmail_new(conn, db, folder, None)
+                allowed = self._within_limits(conn, None) if limited else None  # rule A2
+                rest, deferred = self._gmail_new(conn, db, folder, allowed) if allowed is None or allowed else ([], False)
                 if rest:
                     self._download(conn, db, folder.id, folder.name, rest)
                 if deferred:
                     self._deferred_complete.append((folder.id, folder.name, info))
                     return
+            elif info.exists and limited:  # rule A2
+                uids = self._within_limits(conn, None)
+                if uids:
+                    self._download(conn, db, folder.id, folder.name, uids)
             elif info.exists:
                 if self.store.packs is not None:
                     self._download_packed(conn, db, folder.id, folder.name, ahead, info)
@@ -382,10 +427,11 @@ class AccountSync(Downloads, JournalPush, guards.ServerChecks, GmailSync):
             self._push_flags(conn, db, folder, delta.pushes)
         self.observer.folder_started(self.account.name, folder.name, len(delta.new))
         deferred = False
-        if delta.new:
-            to_download = delta.new
+        new = self._within_limits(conn, delta.new) if delta.new else delta.new  # rule A1: before anything is read
+        if new:
+            to_download = new
             if is_gmail(conn):  # rule N5 first: by X-GM-MSGID, then N1 for the rest
-                to_download, deferred = self._gmail_new(conn, db, folder, delta.new)
+                to_download, deferred = self._gmail_new(conn, db, folder, new)
             if delta.have_bodies and to_download:
                 headers = rules.only_asked(conn.fetch_headers(to_download), to_download)
                 keys = {uid: (message_id(it.header_fields or b""), it.size) for uid, it in headers.items()}

@@ -266,6 +266,32 @@ def plan_messages(local: Mapping[int, LocalMessage], server: Mapping[int, Server
 #      the run began (a first sync), is downloaded whole with one UID FETCH 1:* that brings flags with
 #      the bodies: there is nothing to compare, and no body to recognise (rule N1), so the UID/FLAGS
 #      listing would only be read to learn that every UID is new.
+#  D5  A full comparison (a server without CONDSTORE, like Microsoft 365's) plans only the UIDs where
+#      the two sides differ: on one side only, flags or MODSEQ not as the store last agreed them, or a
+#      local change waiting (flags != base). The rest would plan to nothing (rule M3 with nothing
+#      new), so the store reads three columns of them, not whole placements (full_candidates).
+
+
+def full_candidates(local: Mapping[int, tuple[str, str | None, int | None]],
+                    server: Mapping[int, object]) -> tuple[list[int], list[int]]:
+    """Rule D5. ``local``: uid -> (flags, base_flags, modseq) of the folder's live placements;
+    ``server``: uid -> its FETCH item (``flags``, ``modseq``), every message of the folder. Returns
+    (the UIDs on the server to plan, the UIDs gone from it)."""
+    texts: dict[tuple, str] = {}  # flag lists repeat: each is put in order once
+    plan = []
+    for uid, item in server.items():
+        mine = local.get(uid)
+        if mine is None:
+            plan.append(uid)
+            continue
+        flags, base, modseq = mine
+        key = item.flags or ()
+        text = texts.get(key)
+        if text is None:
+            text = texts[key] = flags_text(key)
+        if flags != base or text != flags or item.modseq != modseq:
+            plan.append(uid)
+    return plan, [uid for uid in local if uid not in server]
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 
+from mailsync.config.limits import limits_key
 from mailsync.config.model import AccountConfig
 from mailsync.store import quiet
 from mailsync.sync import crash
@@ -47,7 +48,8 @@ def quiet_sync(db_path: Path, account: AccountConfig, connection: Callable[[], o
     except sqlite3.Error:
         return None
     try:
-        state = quiet.read_state(db, account.name, account.host, account.username)
+        state = quiet.read_state(db, account.name, account.host, account.username,
+                                 limits_key(account.max_age, account.max_size))
         if state is None:
             return None
         conn = connection()

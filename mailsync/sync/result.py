@@ -47,6 +47,9 @@ class AccountResult:
     # Folders this run could not sync in full, each with its reason (held deletions, a name that
     # cannot be used, UIDVALIDITY set aside): the rest synced, so ``ok`` stays; the CLI exits 1.
     set_aside: list[str] = field(default_factory=list)
+    # The server throttled the account (mailsync.errors.Throttled): the Unix time before which no
+    # sync contacts it again (mailsync.sync.pacing); None when it did not.
+    throttled_until: float | None = None
 
     def fail(self, message: str) -> None:
         if self.ok:

@@ -159,6 +159,12 @@ def reconcile(uow: UnitOfWork, side: StoreSide, folder_id: int, info, changed: d
         side.ledger.orphan(repo.drop_server_placements(s, folder_id))
         repo.adopt_uidvalidity(s, folder_id, info.uidvalidity)  # `folder` is not read for these after
     restore_tombstones(uow, side, folder, changed if listed is None else listed)  # rule M4
+    total = None
+    if full:  # only where the two sides differ (rule D5)
+        states = repo.flag_states(s, folder_id)
+        total = len(states)
+        plan_uids, vanished = rules.full_candidates(states, changed)
+        changed, full = {uid: changed[uid] for uid in plan_uids}, False
     if full:
         local = repo.live_placements(s, folder_id)
     else:  # only what changed, and what we changed: the cost follows change (rule D2)
@@ -173,8 +179,7 @@ def reconcile(uow: UnitOfWork, side: StoreSide, folder_id: int, info, changed: d
             for uid, p in local.items()}
     plan = rules.plan_messages(view, {uid: rules.ServerMessage(it.flags or (), it.modseq) for uid, it in changed.items()},
                            vanished=vanished, full=full, policy=policy)
-    plan.expunged = hold_deletions(uow, side, folder, plan.expunged, len(local) if full else None,
-                                         contradiction)  # rules G1-G2
+    plan.expunged = hold_deletions(uow, side, folder, plan.expunged, total, contradiction)  # rules G1-G2
     if plan.expunged:
         repo.tombstone(s, folder_id, plan.expunged, side.run_id)
         side.expunged.update(local[uid].id for uid in plan.expunged)

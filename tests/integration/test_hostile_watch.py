@@ -17,6 +17,7 @@ from hostile_support import CAPABILITIES, account, cut_after, fill, folder_state
 from mailsync.changes import LocalChanges
 from mailsync.push.backoff import BackoffPolicy
 from mailsync.store.db import open_store
+from throttle_support import MS_THROTTLED, throttled_after
 from twoway_support import account_for
 from watch_support import FAST, OtherClient, RunningDaemon, message, stored_flags, wait_until
 
@@ -55,6 +56,12 @@ def _cut_mid_fetch(srv, store):
         srv.add_message("INBOX", msg(i))
 
 
+def _throttled_mid_fetch(srv, store):  # Microsoft 365's answer: the daemon retries after the suggested wait
+    srv.script(BODY_FETCH, throttled_after(2, MS_THROTTLED % 500))
+    for i in range(11, 16):
+        srv.add_message("INBOX", msg(i))
+
+
 CASES = {
     "listing-gap": _listing_gap,
     "mass-deletion": _mass_deletion,
@@ -63,6 +70,7 @@ CASES = {
     "malformed": _malformed,
     "malformed-every-time": lambda srv, store: _malformed(srv, store, times=None),
     "cut-mid-fetch": _cut_mid_fetch,
+    "throttled-mid-fetch": _throttled_mid_fetch,
 }
 
 

@@ -8,7 +8,7 @@ import base64
 import pytest
 
 from mailsync.config.model import AccountConfig
-from mailsync.errors import AuthError, ConnectError, CredentialError, ProtocolError
+from mailsync.errors import AuthError, ConnectError, CredentialError, ProtocolError, Throttled
 from mailsync.imap.opening import Opened, Receive, Send, StartTls, Token, drive, open_session
 from mailsync.imap.responses import ResponseParser
 
@@ -136,7 +136,9 @@ def test_starttls_that_cannot_happen_is_refused(greeting, error, text):
 
 
 @pytest.mark.parametrize("greeting, error, text", [
-    (b"* BYE too many connections\r\n", ConnectError, "refused the connection: too many connections"),
+    (b"* BYE going down\r\n", ConnectError, "refused the connection: going down"),
+    # a connection limit is a wait, not a broken server (mailsync.imap.throttle)
+    (b"* BYE too many connections\r\n", Throttled, "refused: too many connections while connecting"),
     (b"+ go ahead\r\n", ProtocolError, "no IMAP greeting"),
 ])
 def test_a_greeting_that_is_not_ok_is_refused(greeting, error, text):
@@ -155,6 +157,15 @@ def test_a_refused_password_names_the_user_and_the_fix():
     with pytest.raises(AuthError, match="refused the login of 'me@example.org'") as info:
         server.run(open_session(account(), "wrong"))
     assert "wrong" not in str(info.value) and "password source" in info.value.hint
+
+
+def test_a_login_refused_for_too_many_connections_is_a_wait_not_a_bad_password():
+    """Gmail answers a login over its 15 connections with NO [ALERT] Too many simultaneous
+    connections: the credentials are fine, so no AuthError (which would mark them failing)."""
+    server = Server(GREETING, lambda line: [b"TAG NO [ALERT] Too many simultaneous connections. (Failure)"])
+    with pytest.raises(Throttled, match="too many connections while logging in") as info:
+        server.run(open_session(account(), "secret"))
+    assert not isinstance(info.value, AuthError) and info.value.kind == "connections"
 
 
 def _oauth_answer(accept: str):

@@ -306,3 +306,32 @@ def test_a_listing_agrees_with_the_count_heard_after_it():
     assert P.listing_contradiction(range(1, 43), 43, 46) is not None
     assert P.listing_contradiction(range(1, 43), 43, 46, exists_now=42) is None
     assert P.listing_contradiction(range(1, 41), 43, 46, exists_now=42) is not None
+
+
+# -- rule D5: a full comparison plans only where the sides differ ----------------------------------
+
+
+def test_full_candidates_are_the_uids_where_the_two_sides_differ():
+    from mailsync.imap.events import FetchItem
+
+    def item(uid, flags, modseq=None):
+        return FetchItem(uid, uid, flags, None, None, None, None, modseq)
+
+    local = {1: ("\\Seen", "\\Seen", None),  # agreed, unchanged on the server: not planned
+             2: ("\\Seen", "\\Seen", None),  # the server cleared \Seen
+             3: ("\\Flagged", "", None),  # a local change waiting
+             4: ("", None, None),  # never agreed (after a re-match)
+             5: ("", "", None),  # gone from the server
+             6: ("$Label \\Seen", "$Label \\Seen", 7)}  # same flags, another MODSEQ
+    server = {1: item(1, ("\\Seen",)), 2: item(2, ()), 3: item(3, ()), 4: item(4, ()),
+              6: item(6, ("\\Seen", "$Label"), 9), 8: item(8, ())}  # 8: new
+    plan, gone = P.full_candidates(local, server)
+    assert sorted(plan) == [2, 3, 4, 6, 8] and gone == [5]
+    # what is left out plans to nothing: the same plan as the whole comparison
+    view = {uid: P.LocalMessage(f, b, m, False) for uid, (f, b, m) in local.items()}
+    whole = P.plan_messages(view, {u: P.ServerMessage(it.flags, it.modseq) for u, it in server.items()})
+    part = P.plan_messages({u: v for u, v in view.items() if u in plan or u in gone},
+                               {u: P.ServerMessage(server[u].flags, server[u].modseq) for u in plan},
+                               vanished=gone, full=False)
+    assert (whole.expunged, whole.updates, whole.pushes, whole.new, whole.flag_changes) == (
+        part.expunged, part.updates, part.pushes, part.new, part.flag_changes)

@@ -1033,3 +1033,29 @@ def test_body_fetch_fast_path_agrees_with_general_parser(items):
     if fast is not None:
         assert [fast] == general
         assert fast.body is _USUAL_BODY
+
+
+@pytest.mark.parametrize("line", [
+    b"* 1 FETCH (UID 1 FLAGS ())\r\n",
+    b"* 17 FETCH (UID 4242 FLAGS (\\Seen \\Flagged $Forwarded))\r\n",
+    b"* 3 FETCH (UID 9 FLAGS (\\seen \\RECENT))\r\n",  # case of system flags normalised, \Recent kept
+])
+def test_flags_listing_lines_read_whole_as_the_parser_reads_them(line):
+    from mailsync.imap.responses import flags_listing_item
+
+    (parsed,) = ResponseParser().feed_line(line)
+    assert flags_listing_item(line) == parsed
+
+
+@pytest.mark.parametrize("line", [
+    b"* 1 FETCH (UID 1 FLAGS (\\Seen) MODSEQ (5))\r\n",  # other shapes go to the parser
+    b"* 1 FETCH (FLAGS (\\Seen) UID 1)\r\n",
+    b"* 1 FETCH (UID 1 FLAGS (\\Seen))\n",
+    b"* 0 FETCH (UID 1 FLAGS ())\r\n",
+    b"* 1 FETCH (UID 0 FLAGS ())\r\n",
+    b"* 1 FETCH (UID 1 FLAGS (\xc3\xa9))\r\n",
+])
+def test_flags_listing_lines_of_other_shapes_are_left_to_the_parser(line):
+    from mailsync.imap.responses import flags_listing_item
+
+    assert flags_listing_item(line) is None
