@@ -56,6 +56,8 @@ class LiveMirror(ClientScan):
             folders = self._store_folders(c, account_id)
             settled, same_folders = (set(), False) if self.adopting else self._in_step(c, account_id, folders)
             if not store_changed and self.quiet and same_folders and settled == {f.path for f in folders}:
+                self._vouch(c, account_id)
+                uow.commit()
                 return self.result
             folder_rows, file_rows = self._state(c, account_id, leave_out=settled)
             self._check_root(bool(folder_rows))
@@ -107,6 +109,15 @@ class LiveMirror(ClientScan):
         for a in plan.remove_folders:
             self._remove_folder(a)
         return self.result
+
+    def _vouch(self, c, account_id: int) -> None:
+        """The scan found no client change and the Maildir is in step with the store: its
+        fingerprint is recorded, for the no-change sync (mailsync.sync.quick) to trust while it holds."""
+        if self.snapshot is None or self.adopting:
+            return
+        ms = tables.mirror_snapshots.c
+        c.execute(delete(tables.mirror_snapshots).where(ms.account_id == account_id))
+        c.execute(insert(tables.mirror_snapshots).values(account_id=account_id, snapshot=self.snapshot))
 
     def _in_step(self, c, account_id: int, folders: list[live_plan.StoreFolder]) -> tuple[set[str], bool]:
         """(the paths of the folders the state rows mirror exactly: a folder row at the folder's

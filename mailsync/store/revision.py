@@ -5,4 +5,4 @@ head). Must not: import anything: the no-change check (mailsync.store.quiet) com
 revision with it without loading SQLAlchemy or Alembic.
 """
 
-HEAD_REVISION = "0010_op_placement_index"
+HEAD_REVISION = "0011_mirror_snapshot"
