@@ -112,8 +112,13 @@ def read_mirror(db: sqlite3.Connection, account_id: int) -> MirrorQuiet | None:
                                (account_id,)).fetchall())
     ids = [f[0] for f in folders]
     marks = ", ".join("?" * len(ids))
+    # every placement counted on the (folder_id, uid) index, less the tombstones (few, on theirs):
+    # "tombstone_run IS NULL" would read every row
     live = dict(db.execute(f"SELECT folder_id, count(*) FROM placements WHERE folder_id IN ({marks}) "
-                           "AND tombstone_run IS NULL GROUP BY folder_id", ids).fetchall()) if ids else {}
+                           "GROUP BY folder_id", ids).fetchall()) if ids else {}
+    for (fid,) in db.execute("SELECT folder_id FROM placements WHERE tombstone_run > 0"):
+        if fid in live:
+            live[fid] -= 1
     mirrored = dict(db.execute("SELECT folder, count(*) FROM mirror_files WHERE account_id = ? AND state = 'ok' "
                                "GROUP BY folder", (account_id,)).fetchall())
     matching = dict(db.execute(
