@@ -70,7 +70,8 @@ class ClientScan(MirrorState):
             ms = tables.mirror_snapshots.c
             recorded = c.scalar(select(ms.account_id).where(ms.account_id == account_id)) is not None
             # taken before the listing: a client's change from now on shows in it (snapshot.py)
-            self.snapshot = snapshot.take(self.root, self.layout, [r.path for r in folder_rows]) if folder_rows else None
+            if folder_rows:
+                self.snapshot = snapshot.take(self.root, self.layout, [r.path for r in folder_rows])
             disk = self._disk(r.path for r in folder_rows)
             uow.commit()
         if recorded:  # what this run records or writes is not what the fingerprint vouched for
