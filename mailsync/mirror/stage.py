@@ -30,29 +30,6 @@ PREFIX = ".mailsync-stage."
 log = logging.getLogger("mailsync.mirror")
 
 
-def _load_sync_file_range():
-    try:
-        import ctypes
-
-        fn = ctypes.CDLL(None, use_errno=True).sync_file_range
-        fn.argtypes = [ctypes.c_int, ctypes.c_longlong, ctypes.c_longlong, ctypes.c_uint]
-        return fn
-    except (OSError, AttributeError):  # not Linux
-        return None
-
-
-_SYNC_FILE_RANGE = _load_sync_file_range()
-_SYNC_FILE_RANGE_WRITE = 2
-
-
-def _start_writeback(fd: int) -> None:
-    """sync_file_range(2) SYNC_FILE_RANGE_WRITE: the disk starts writing the file now, while the
-    download goes on, so that the write's syncfs finds little left to write (it still waits for
-    all of it: this makes nothing durable)."""
-    if _SYNC_FILE_RANGE is not None:
-        _SYNC_FILE_RANGE(fd, 0, 0, _SYNC_FILE_RANGE_WRITE)
-
-
 class MaildirStage:
     def __init__(self, tmp: Path) -> None:
         self.tmp = tmp
@@ -91,7 +68,6 @@ class MaildirStage:
                 fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
                 try:
                     write_all(fd, view[offset:offset + n])
-                    _start_writeback(fd)
                 finally:
                     os.close(fd)
             except OSError as exc:
