@@ -224,8 +224,8 @@ def _sync_with_mirror(store: Store, account: AccountConfig, observer, quiet: boo
     from mailsync.mirror.live import sync_with_mirror
     from mailsync.sync.engine import sync_account
 
-    result, mirrored = sync_with_mirror(store, account, lambda: sync_account(store, account, observer=observer,
-                                                                             **sync_options),
+    result, mirrored = sync_with_mirror(store, account, lambda stage=None: sync_account(
+                                            store, account, observer=observer, mirror_stage=stage, **sync_options),
                                         allow_mass_delete=bool(sync_options.get("allow_mass_delete")))
     # the sync's own summary line is out already: why the mirror failed or held deletions follows it
     if not result.ok and "Maildir mirror" in (result.error or ""):

@@ -27,6 +27,7 @@ from mailsync.errors import MailsyncError, StoreError
 from mailsync.mirror import live_plan
 from mailsync.mirror import maildir
 from mailsync.mirror.live_scan import ClientScan
+from mailsync.mirror.stage import MaildirStage
 from mailsync.mirror.live_state import MirrorError, MirrorResult, _fail, _flags_text, mirror_of
 from mailsync.mirror.writer import MaildirFolder, _fsync_dir
 from mailsync.store import repositories as repo
@@ -43,11 +44,12 @@ class LiveMirror(ClientScan):
     """``LiveMirror(store, account).scan()`` before the account's sync (live_scan.py), ``.write()``
     after it."""
 
-    def write(self, *, store_changed: bool = True) -> MirrorResult:
+    def write(self, *, store_changed: bool = True, stage: MaildirStage | None = None) -> MirrorResult:
         """Put the store's state of the account into the Maildir. The folders whose live
         placements the state rows mirror exactly (_in_step) are left out: their placements and
         rows are not read, nor their directories listed; after a quiet scan and a sync that
-        changed nothing (not ``store_changed``) with every folder in step, nothing is done."""
+        changed nothing (not ``store_changed``) with every folder in step, nothing is done. A new
+        message the sync staged (``stage``) is renamed into place, not read from the store again."""
         with UnitOfWork(self.store) as uow:
             c = uow.connection
             account_id = self._account_id(c)
@@ -56,6 +58,8 @@ class LiveMirror(ClientScan):
             folders = self._store_folders(c, account_id)
             settled, same_folders = (set(), False) if self.adopting else self._in_step(c, account_id, folders)
             if not store_changed and self.quiet and same_folders and settled == {f.path for f in folders}:
+                self._vouch(c, account_id)
+                uow.commit()
                 return self.result
             folder_rows, file_rows = self._state(c, account_id, leave_out=settled)
             self._check_root(bool(folder_rows))
@@ -91,7 +95,7 @@ class LiveMirror(ClientScan):
             self._rows(*made)
         for a in plan.rename_folders:
             self._rename_folder(account_id, a)
-        self._write_files(account_id, plan.files, where)
+        self._write_files(account_id, plan.files, where, stage)
         if self._replaced:
             for f in self._replaced:
                 self._unlink(self._dir(f.folder) / f.name)
@@ -107,6 +111,15 @@ class LiveMirror(ClientScan):
         for a in plan.remove_folders:
             self._remove_folder(a)
         return self.result
+
+    def _vouch(self, c, account_id: int) -> None:
+        """The scan found no client change and the Maildir is in step with the store: its
+        fingerprint is recorded, for the no-change sync (mailsync.sync.quick) to trust while it holds."""
+        if self.snapshot is None or self.adopting:
+            return
+        ms = tables.mirror_snapshots.c
+        c.execute(delete(tables.mirror_snapshots).where(ms.account_id == account_id))
+        c.execute(insert(tables.mirror_snapshots).values(account_id=account_id, snapshot=self.snapshot))
 
     def _in_step(self, c, account_id: int, folders: list[live_plan.StoreFolder]) -> tuple[set[str], bool]:
         """(the paths of the folders the state rows mirror exactly: a folder row at the folder's
@@ -220,7 +233,8 @@ class LiveMirror(ClientScan):
         return (f"{maildir.subdir_for(flags)}/{maildir.file_name(unique, info)}",
                 frozenset(maildir.info_to_flags(info, target.keywords.keywords())))
 
-    def _write_files(self, account_id: int, actions, where: dict[str, live_plan.DiskFile]) -> None:
+    def _write_files(self, account_id: int, actions, where: dict[str, live_plan.DiskFile],
+                     stage: MaildirStage | None = None) -> None:
         mm = tables.mirror_files.c
         opened: dict[str, MaildirFolder] = {}
 
@@ -230,17 +244,31 @@ class LiveMirror(ClientScan):
             return opened[path]
 
         new_rows: dict[str, list[dict]] = {}
+
+        def written(a: live_plan.WriteFile, target: MaildirFolder, final: Path) -> None:
+            m = a.message
+            flags = maildir.info_to_flags(maildir.split_name(final.name)[1], target.keywords.keywords())
+            new_rows.setdefault(a.folder, []).append(dict(
+                account_id=account_id, placement_id=m.placement_id, sha256=m.sha256, folder=a.folder,
+                name=f"{final.parent.name}/{final.name}", unique_name=m.unique, flags=_flags_text(flags),
+                state="ok"))
+            self.result.written += 1
+
+        writes = []
+        for a in actions:
+            if not isinstance(a, live_plan.WriteFile):
+                continue
+            staged = stage.take(a.message.sha256) if stage is not None else None
+            if staged is None:
+                writes.append(a)
+                continue
+            m, target = a.message, folder(a.folder)
+            written(a, target, target.deliver_staged(staged[0], staged[1], m.sha256, m.placement_id,
+                                                     sorted(m.flags), m.when))
         with UnitOfWork(self.store) as reader:
-            for a, raw in self._bodies(reader.connection, [a for a in actions if isinstance(a, live_plan.WriteFile)]):
-                m = a.message
-                target = folder(a.folder)
-                final = target.deliver(raw, m.sha256, m.placement_id, sorted(m.flags), m.when)
-                flags = maildir.info_to_flags(maildir.split_name(final.name)[1], target.keywords.keywords())
-                new_rows.setdefault(a.folder, []).append(dict(
-                    account_id=account_id, placement_id=m.placement_id, sha256=m.sha256, folder=a.folder,
-                    name=f"{final.parent.name}/{final.name}", unique_name=m.unique, flags=_flags_text(flags),
-                    state="ok"))
-                self.result.written += 1
+            for a, raw in self._bodies(reader.connection, writes):
+                m, target = a.message, folder(a.folder)
+                written(a, target, target.deliver(raw, m.sha256, m.placement_id, sorted(m.flags), m.when))
         for path, rows in new_rows.items():
             opened[path].close()  # fsynced and renamed into place: only now are the rows committed
             crash.point("mirror files written")
@@ -347,14 +375,20 @@ def sync_with_mirror(store, account, run_sync, *, allow_mass_delete: bool = Fals
             mirror.scan(allow_mass_delete=allow_mass_delete)
         except MailsyncError as exc:
             problem = exc
-        result = run_sync()
-        if problem is None:
-            changed = (not result.ok or result.set_aside or result.new_messages or result.flag_changes
-                       or result.expunged or result.moves or result.pushed or result.conflicts)
-            try:
-                mirror.write(store_changed=bool(changed))
-            except MailsyncError as exc:
-                problem = exc
+        # the messages the sync downloads in bulk are written to the Maildir's tmp/ as they come
+        stage = MaildirStage.for_root(mirror.root) if problem is None and not mirror.adopting else None
+        try:
+            result = run_sync(stage)
+            if problem is None:
+                changed = (not result.ok or result.set_aside or result.new_messages or result.flag_changes
+                           or result.expunged or result.moves or result.pushed or result.conflicts)
+                try:
+                    mirror.write(store_changed=bool(changed), stage=stage)
+                except MailsyncError as exc:
+                    problem = exc
+        finally:
+            if stage is not None:
+                stage.clear()
         if not mirror.adopting or problem is not None or not result.ok:
             break
         # a Maildir just adopted: once more, so that flags changed in it since the other program's

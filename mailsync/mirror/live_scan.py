@@ -26,6 +26,7 @@ from sqlalchemy import delete, insert, select, update
 from mailsync.errors import MailsyncError
 from mailsync.mirror import live_plan
 from mailsync.mirror import maildir
+from mailsync.mirror import snapshot
 from mailsync.mirror.adopt import LONE_LF
 from mailsync.mirror.live_state import MirrorError, MirrorResult, MirrorState, _fail, _flags_text
 from mailsync.mirror.writer import _fsync_dir, _write_new
@@ -66,8 +67,15 @@ class ClientScan(MirrorState):
             folder_rows, file_rows = self._state(c, account_id)
             self._check_root(bool(folder_rows))
             names = {f.folder_id: f.name for f in self._store_folders(c, account_id)}
+            ms = tables.mirror_snapshots.c
+            recorded = c.scalar(select(ms.account_id).where(ms.account_id == account_id)) is not None
+            # taken before the listing: a client's change from now on shows in it (snapshot.py)
+            if folder_rows:
+                self.snapshot = snapshot.take(self.root, self.layout, [r.path for r in folder_rows])
             disk = self._disk(r.path for r in folder_rows)
             uow.commit()
+        if recorded:  # what this run records or writes is not what the fingerprint vouched for
+            self._rows(delete(tables.mirror_snapshots).where(tables.mirror_snapshots.c.account_id == account_id))
         if not folder_rows and self.root.is_dir():  # never written: a Maildir another program wrote?
             self._seed()
             return self.result

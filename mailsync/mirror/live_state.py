@@ -18,6 +18,7 @@ from sqlalchemy import select
 from mailsync.errors import MailsyncError
 from mailsync.mirror import live_plan
 from mailsync.mirror import maildir
+from mailsync.mirror import snapshot
 from mailsync.store import repositories as repo
 from mailsync.store import tables
 from mailsync.store.uow import UnitOfWork
@@ -50,8 +51,7 @@ class MirrorResult:
 
 def mirror_of(account) -> tuple[Path, str] | None:
     """(root, layout) of the account's Maildir mirror, or None when it has none."""
-    root = account.mirror.maildir
-    return None if root is None else (Path(root), account.mirror.maildir_layout or "maildir++")
+    return snapshot.mirror_root(account)
 
 
 def _flags_text(flags) -> str:
@@ -75,6 +75,7 @@ class MirrorState:
         self.result = MirrorResult()
         self.adopting: dict = {}  # adopting another program's Maildir: (folder dir, unique) -> (SHA-256, Message-ID)
         self.quiet = False  # the scan found no client change, no file it does not know, nothing held
+        self.snapshot: str | None = None  # the Maildir's fingerprint the scan took before listing it
 
     # -- reading -----------------------------------------------------------------------------
 

@@ -15,6 +15,7 @@ message's bytes at a time. OSError is mapped here to MailsyncError naming the pa
 
 from __future__ import annotations
 
+import errno
 import os
 from collections.abc import Iterable
 from datetime import datetime
@@ -53,6 +54,14 @@ def _write_new(path: Path, data: bytes, mtime: float | None = None) -> None:
         os.close(fd)
     if mtime is not None:
         os.utime(path, (mtime, mtime))
+
+
+def _fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _load_syncfs():
@@ -154,23 +163,61 @@ class MaildirFolder:
             self.flush()
         return final
 
+    def deliver_staged(self, staged: Path, size: int, sha256: str, n: int, flags: Iterable[str], when: float) -> Path:
+        """As deliver, for a message already written to ``staged`` (``size`` bytes; mailsync.mirror.stage:
+        the bytes the download hashed as ``sha256``), not yet fsynced: it joins the batch and is
+        renamed from there."""
+        flags = list(flags)
+        self._ensure_keywords(flags)
+        unique = maildir.unique_name(sha256, n, int(when), size)
+        final = self.path / maildir.subdir_for(flags) / maildir.file_name(
+            unique, maildir.flags_to_info(flags, self.keywords.letters()))
+        self._batch.append((None, staged, final, when))
+        self._batch_bytes += size
+        self.present.add(maildir.FileKey(sha256, n))
+        if len(self._batch) >= self._BATCH_FILES or self._batch_bytes >= self._BATCH_BYTES:
+            self.flush()
+        return final
+
+    def _syncfs(self, batch) -> bool:
+        fd = next((fd for fd, *_ in batch if fd is not None), None)
+        if fd is not None:
+            return _syncfs(fd)
+        fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            return _syncfs(fd)
+        finally:
+            os.close(fd)
+
     def flush(self) -> None:
         """Make the batch's files durable (one syncfs for them all where Linux has it, else an fsync
         each), give each its mtime and rename it into place."""
         batch, self._batch, self._batch_bytes = self._batch, [], 0
         try:
-            if not (len(batch) > 1 and _syncfs(batch[0][0])):
-                for fd, _tmp, _final, _when in batch:
-                    os.fsync(fd)
+            if not (len(batch) > 1 and self._syncfs(batch)):
+                for fd, tmp, _final, _when in batch:
+                    if fd is None:
+                        _fsync_file(tmp)
+                    else:
+                        os.fsync(fd)
         except OSError as exc:
             raise _fail("write the message files in", self.path / "tmp", exc) from exc
         finally:
             for fd, *_ in batch:
-                os.close(fd)
-        for _fd, tmp, final, when in batch:
+                if fd is not None:
+                    os.close(fd)
+        for fd, tmp, final, when in batch:
             try:
                 os.utime(tmp, (when, when))
-                os.rename(tmp, final)
+                try:
+                    os.rename(tmp, final)
+                except OSError as exc:  # a staged file on another file system than this folder
+                    if fd is not None or exc.errno != errno.EXDEV:
+                        raise
+                    copy = self.path / "tmp" / tmp.name
+                    _write_new(copy, tmp.read_bytes(), when)
+                    os.rename(copy, final)
+                    tmp.unlink()
             except OSError as exc:
                 raise _fail("write the message file", final, exc) from exc
             self._dirty.add(final.parent.name)

@@ -2,7 +2,9 @@
 
 Owns: the few statements the no-change check needs (mailsync.sync.quick): the store's schema
 revision, one account's folder checkpoints and whether anything waits in the store (a queued local
-change, a tombstone to expire, a folder gone or set aside), and the sync_runs row of a run that
+change, a tombstone to expire, a folder gone or set aside), the state of its live Maildir mirror
+(the fingerprint a scan recorded, and how many of each folder's messages the mirror's rows
+match, counted as mailsync.mirror.live counts them), and the sync_runs row of a run that
 found nothing to do, written as repositories.start_run/finish_run write it (the column meanings are
 tables.py's; a test compares the two rows).
 Must not: import SQLAlchemy (not importing it is what this module is for: about 0.25 s of CPU at
@@ -18,7 +20,8 @@ from pathlib import Path
 
 from mailsync.store.revision import HEAD_REVISION
 
-__all__ = ["QuietState", "StoredFolder", "connect", "read_state", "record_run", "throttled"]
+__all__ = ["MirrorQuiet", "QuietState", "StoredFolder", "connect", "read_mirror", "read_state", "record_run",
+           "throttled"]
 
 # How SQLAlchemy's DateTime stores a value in SQLite (its default storage format; the zone is dropped:
 # every time the store writes is UTC, tables.utcnow)
@@ -96,6 +99,53 @@ def throttled(path: Path, name: str) -> bool:
     finally:
         db.close()
     return row is not None and row[0] is not None
+
+
+@dataclass(frozen=True)
+class MirrorQuiet:
+    snapshot: str  # mirror_snapshots.snapshot (mailsync.mirror.snapshot)
+    rows: frozenset[tuple[int, str]]  # the mirror's folders: (store folder id, Maildir path)
+    folders: tuple[tuple[int, str, str | None], ...]  # the account's store folders: (id, name, delimiter)
+    live: dict[int, int]  # store folder id -> its live placements
+    mirrored: dict[str, int]  # Maildir path -> the mirror's rows of files in it (state ok)
+    matching: dict[int, int]  # store folder id -> its live placements a row of its Maildir folder mirrors
+    # with the same body and flags
+
+
+def read_mirror(db: sqlite3.Connection, account_id: int) -> MirrorQuiet | None:
+    """The account's Maildir mirror as the no-change check needs it, or None when no scan vouched
+    for it since it last changed (no mirror_snapshots row), deletions are held, or a client's new
+    file waits to be appended (a claim)."""
+    row = db.execute("SELECT snapshot FROM mirror_snapshots WHERE account_id = ?", (account_id,)).fetchone()
+    if row is None:
+        return None
+    if db.execute("SELECT 1 FROM mirror_folders WHERE account_id = ? AND held IS NOT NULL LIMIT 1",
+                  (account_id,)).fetchone():
+        return None
+    if db.execute("SELECT 1 FROM mirror_files WHERE account_id = ? AND state = 'append' LIMIT 1",
+                  (account_id,)).fetchone():
+        return None
+    rows = frozenset(db.execute("SELECT folder_id, path FROM mirror_folders WHERE account_id = ?",
+                                (account_id,)).fetchall())
+    folders = tuple(db.execute("SELECT id, name, delimiter FROM folders WHERE account_id = ? AND status != 'gone'",
+                               (account_id,)).fetchall())
+    ids = [f[0] for f in folders]
+    marks = ", ".join("?" * len(ids))
+    # every placement counted on the (folder_id, uid) index, less the tombstones (few, on theirs):
+    # "tombstone_run IS NULL" would read every row
+    live = dict(db.execute(f"SELECT folder_id, count(*) FROM placements WHERE folder_id IN ({marks}) "
+                           "GROUP BY folder_id", ids).fetchall()) if ids else {}
+    for (fid,) in db.execute("SELECT folder_id FROM placements WHERE tombstone_run > 0"):
+        if fid in live:
+            live[fid] -= 1
+    mirrored = dict(db.execute("SELECT folder, count(*) FROM mirror_files WHERE account_id = ? AND state = 'ok' "
+                               "GROUP BY folder", (account_id,)).fetchall())
+    matching = dict(db.execute(
+        "SELECT mf.folder_id, count(*) FROM mirror_files mm JOIN placements p ON p.id = mm.placement_id "
+        "JOIN mirror_folders mf ON mf.account_id = mm.account_id AND mf.path = mm.folder "
+        "WHERE mm.account_id = ? AND mm.state = 'ok' AND p.tombstone_run IS NULL AND p.folder_id = mf.folder_id "
+        "AND p.body_sha256 = mm.sha256 AND p.flags = mm.flags GROUP BY mf.folder_id", (account_id,)).fetchall())
+    return MirrorQuiet(row[0], rows, folders, live, mirrored, matching)
 
 
 def record_run(db: sqlite3.Connection, account_id: int, started: datetime, finished: datetime, folders: int) -> None:

@@ -263,6 +263,8 @@ CREATE TABLE mirror_files (
 
 CREATE INDEX ix_mirror_files_placement_id ON mirror_files (placement_id);
 
+CREATE INDEX ix_mirror_files_state ON mirror_files (account_id, state, folder);
+
 CREATE TABLE mirror_folders (
 	id INTEGER NOT NULL, 
 	account_id INTEGER NOT NULL, 
@@ -272,6 +274,13 @@ CREATE TABLE mirror_folders (
 	held_reason TEXT, 
 	PRIMARY KEY (id), 
 	CONSTRAINT uq_mirror_folders_account_folder UNIQUE (account_id, folder_id), 
+	FOREIGN KEY(account_id) REFERENCES accounts (id) ON DELETE CASCADE
+);
+
+CREATE TABLE mirror_snapshots (
+	account_id INTEGER NOT NULL, 
+	snapshot TEXT NOT NULL, 
+	PRIMARY KEY (account_id), 
 	FOREIGN KEY(account_id) REFERENCES accounts (id) ON DELETE CASCADE
 );
 

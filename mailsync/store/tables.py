@@ -20,6 +20,7 @@ Layout:
   audit_events conflicts, fallbacks and UIDVALIDITY decisions
   watch_state the watch daemon's health per account (connected, push mode, last event and sync, lag)
   mirror_folders / mirror_files  an account's live Maildir mirror as last written and agreed
+  mirror_snapshots  the fingerprint of a mirror a scan found unchanged (the no-change sync's proof)
   channel_pairs a message of a channel's source account and its copy in the destination account
   channel_folders a folder of a mirror or two-way channel's source and its destination folder
   gmail_messages a Gmail message (X-GM-MSGID) of an account: its body, thread and labels
@@ -245,6 +246,18 @@ mirror_files = Table(
     Column("flags", Text, nullable=False, default=""),  # last written or agreed: sorted, space-separated
     Column("state", String(10), nullable=False, default="ok"),  # ok | append
     UniqueConstraint("account_id", "unique_name", name="uq_mirror_files_account_unique"),
+    # the no-change sync counts each folder's files by it, and looks for claims, without reading rows
+    Index("ix_mirror_files_state", "account_id", "state", "folder"),
+)
+
+# The fingerprint of an account's Maildir mirror (mailsync.mirror.snapshot) taken by the last scan
+# that found no client change, when the write after it found the Maildir in step with the store;
+# removed at the start of every scan. While it holds, a sync in which the server changed nothing
+# either ends without the scan (mailsync.sync.quick).
+mirror_snapshots = Table(
+    "mirror_snapshots", metadata,
+    Column("account_id", Integer, ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True),
+    Column("snapshot", Text, nullable=False),  # JSON: the layout and each path's (device, inode, mtime, ctime)
 )
 
 # A channel (mailsync.channel) between two accounts: each message of the source it has given a copy

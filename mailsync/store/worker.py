@@ -17,6 +17,7 @@ written after a batch it covers was lost.
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -108,29 +109,55 @@ class PackWriter:
     ``submit`` waits while ``max_pending`` writes are queued, and raises the error of a write that
     failed (so does the commit that waits on it). ``close`` waits for every write."""
 
-    def __init__(self, packs, *, max_pending: int = 3) -> None:
+    def __init__(self, packs, *, max_pending: int = 3, stage: Callable[[Any, list], None] | None = None) -> None:
         self.packs = packs
         self.max_pending = max_pending
         self._pending: deque[Future] = deque()
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mailsync-packs")
+        # ``stage(buf, records)`` (a live Maildir mirror's, mailsync.mirror.stage) is handed each
+        # written batch's bytes on a thread of its own, at most _STAGING batches behind the writes
+        self._stage = stage
+        self._stager = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mailsync-stage") if stage else None
+        self._staging = threading.BoundedSemaphore(self._STAGING)
 
-    def submit(self, batch, written: Callable[[], None] | None = None) -> "Future[tuple[int, int]]":
+    _STAGING = 3
+
+    def submit(self, batch, written: Callable[[], None] | None = None,
+               records: list | None = None) -> "Future[tuple[int, int]]":
         """Queue the write of ``batch``; its Future gives (pack, start) as write_batch does.
-        ``written()`` is called on the writer's thread after a successful write."""
+        ``written()`` is called on the writer's thread after a successful write; ``records`` (the
+        batch's (sha256, size, message id, offset)) go to the stage after it."""
         while self._pending and (self._pending[0].done() or len(self._pending) >= self.max_pending):
             self._pending.popleft().result()
-        fut = self._pool.submit(self._write, batch, written)
+        fut = self._pool.submit(self._write, batch, written, records)
         self._pending.append(fut)
         return fut
 
-    def _write(self, batch, written: Callable[[], None] | None) -> tuple[int, int]:
+    def _write(self, batch, written: Callable[[], None] | None, records: list | None = None) -> tuple[int, int]:
         try:
             where = self.packs.write_batch(batch)
-        finally:
+        except BaseException:
+            self.packs.recycle(batch)
+            raise
+        if self._stager is not None and records:
+            self._staging.acquire()  # the stage lags: the writes wait, and so the reader
+            self._stager.submit(self._staged, batch, records)
+        else:
             self.packs.recycle(batch)
         if written is not None:
             written()
         return where
 
+    def _staged(self, batch, records: list) -> None:
+        try:
+            self._stage(batch.buf, records)
+        except Exception:  # the stage is an optimisation: the mirror's write reads the store instead
+            pass
+        finally:
+            self.packs.recycle(batch)
+            self._staging.release()
+
     def close(self) -> None:
         self._pool.shutdown(wait=True)
+        if self._stager is not None:
+            self._stager.shutdown(wait=True)

@@ -83,7 +83,7 @@ class Downloads:
         from mailsync.sync.download_packed import PackedDownload
 
         if self._writer is None:
-            self._writer = PackWriter(self.store.packs)
+            self._writer = PackWriter(self.store.packs, stage=self.mirror_stage.put if self.mirror_stage else None)
         if not self._bulk_checkpoints:  # until the end of the run (see run())
             db.submit(bulk_checkpoints_task, True, small=True)
             self._bulk_checkpoints = True

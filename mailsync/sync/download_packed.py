@@ -92,7 +92,7 @@ class PackedDownload:
         if full.count:
             count, size, name = len(self.places), self.nbytes, self.name
             self.writes.append((self.writer.submit(full, lambda: sync.observer.messages_stored(
-                sync.account.name, name, count, size)), self.bodies, self.places))
+                sync.account.name, name, count, size), self.bodies), self.bodies, self.places))
             self.unsaved, self.unsaved_bytes = self.unsaved + count, self.unsaved_bytes + size
         else:
             self.packs.recycle(full)

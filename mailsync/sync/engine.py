@@ -94,8 +94,9 @@ class AccountSync(Downloads, JournalPush, Limits, guards.ServerChecks, GmailSync
                  connect: Callable[[AccountConfig], ImapSession] = open_connection,
                  should_stop: Callable[[], bool] | None = None,
                  release: Callable[[object, bool], None] | None = None,
-                 allow_mass_delete: bool = False) -> None:
+                 allow_mass_delete: bool = False, mirror_stage=None) -> None:
         self.store = store
+        self.mirror_stage = mirror_stage  # a live Maildir mirror's files, written as bodies come (mirror.stage)
         self.allow_mass_delete = allow_mass_delete  # rule G2: apply deletions of most of a folder
         self.account = account
         self.observer = observer or SyncObserver()

@@ -9,6 +9,10 @@ unchanged by rule D1 -- it records the run as the engine would (one sync_runs ro
 returns the same AccountResult. Otherwise it answers None, having changed nothing, and the caller
 runs the engine (which lists the folders again: one more round trip for a sync that has real work).
 
+With a live Maildir mirror (an account's ``maildir``) the sync also ends here when the mirror
+would do nothing (mirror_quiet): no client changed the Maildir since a scan last vouched for it,
+and the mirror's rows match the store's messages.
+
 Owns: when a sync may end at the listing, and that ending. Must not: decide what plan.py decides
 (folder selection, the folder plan, rule D1 are asked of it), write anything but the run's row, or
 import SQLAlchemy or the engine (mailsync.cli.main calls it before either is loaded).
@@ -24,6 +28,7 @@ from pathlib import Path
 
 from mailsync.config.limits import limits_key
 from mailsync.config.model import AccountConfig
+from mailsync.mirror import maildir, snapshot
 from mailsync.store import quiet
 from mailsync.sync import crash
 from mailsync.sync import plan as rules
@@ -39,7 +44,7 @@ def quiet_sync(db_path: Path, account: AccountConfig, connection: Callable[[], o
     None when logging in failed (the engine then reports it). The connection is logged out when the
     sync ends here, and left open for the engine otherwise. An IMAP error of the listing propagates
     (the caller hands it to the engine, which reports it as its own)."""
-    if account.mirror.maildir is not None or crash._after:  # the mirror's scan; crash tests count the engine's steps
+    if crash._after:  # crash tests count the engine's steps
         return None
     t0 = time.monotonic()
     started = datetime.now(timezone.utc)
@@ -51,6 +56,8 @@ def quiet_sync(db_path: Path, account: AccountConfig, connection: Callable[[], o
         state = quiet.read_state(db, account.name, account.host, account.username,
                                  limits_key(account.max_age, account.max_size))
         if state is None:
+            return None
+        if account.mirror.maildir is not None and not mirror_quiet(db, state.account_id, account):
             return None
         conn = connection()
         if conn is None or not (conn.has("LIST-STATUS") and conn.condstore):
@@ -88,3 +95,22 @@ def nothing_to_do(remote, stored: tuple[quiet.StoredFolder, ...]) -> bool:
         if not rules.folder_unchanged(checkpoint, f.status, False):
             return False
     return True
+
+
+def mirror_quiet(db: sqlite3.Connection, account_id: int, account: AccountConfig) -> bool:
+    """Would the account's Maildir mirror do nothing, in a sync where the server changed nothing?
+    Its scan would find no client change: the fingerprint the last scan that found none recorded
+    still holds (mailsync.mirror.snapshot); and its write would find every folder in step, as
+    LiveMirror._in_step counts it: a mirror folder for each store folder, no other, and each
+    folder's live placements mirrored one by one, with their bodies and flags (a store changed
+    without the mirror, by a channel's sync say, is not)."""
+    state = quiet.read_mirror(db, account_id)
+    root, layout = snapshot.mirror_root(account)
+    if state is None or not snapshot.unchanged(root, layout, state.snapshot):
+        return False
+    paths = {fid: maildir.folder_path(maildir.folder_parts(name, delimiter), layout)
+             for fid, name, delimiter in state.folders}
+    if state.rows != frozenset(paths.items()):
+        return False
+    return all(state.live.get(fid, 0) == state.mirrored.get(path, 0) == state.matching.get(fid, 0)
+               for fid, path in paths.items())

@@ -588,3 +588,81 @@ def test_more_keywords_than_letters_do_not_rename_files_every_sync(tmp_path, ima
         proc = _sync(cfg, env)
         assert "renamed" not in proc.stderr, proc.stderr
         assert [p.name for p in (root / "cur").iterdir()] == [name]
+
+
+_IMPORTED = re.compile(r"^import time:\s+-?\d+ \|\s+-?\d+ \|\s*(\S+)$", re.M)
+
+
+def _quick_sync(cfg, env) -> bool:
+    """One `mailsync sync`; True when it ended at the folder listing (mailsync.sync.quick: neither
+    SQLAlchemy nor the engine loaded)."""
+    proc = _sync(cfg, dict(env, PYTHONPROFILEIMPORTTIME="1"))
+    modules = set(_IMPORTED.findall(proc.stderr))
+    assert "mailsync.sync.quick" in modules
+    return not any(m.startswith(("sqlalchemy", "mailsync.sync.engine", "mailsync.mirror.live")) for m in modules)
+
+
+def test_a_no_change_sync_skips_the_scan_and_never_misses_a_client_change(tmp_path, imap_user, corpus):
+    """Once a scan found the Maildir as the mirror left it, a sync with nothing to do on either side
+    ends at the listing; a client's change made at once after it (in the same tick of the file
+    system's clock) is sent by the next sync, whatever the change."""
+    cfg, env, root = _setup(tmp_path, imap_user, f"sqlite:///{tmp_path}/s.db", some(corpus, 10, 10))
+    _sync(cfg, env)  # the first write
+    assert not _quick_sync(cfg, env)  # the scan after a write vouches for the Maildir ...
+    assert _quick_sync(cfg, env)  # ... and from then on nothing is scanned while nothing changes
+    assert _quick_sync(cfg, env)
+    archive = _maildir_dir(root, "Archive", "maildir++")
+
+    def flag(root):
+        f = next((root / "cur").iterdir())
+        os.rename(f, root / "cur" / (f.name.split(":")[0] + ":2,FS"))
+        return f.name.split(":")[0]
+
+    def delete(root):
+        f = next((root / "cur").iterdir())
+        f.unlink()
+
+    def move(root):
+        f = next((root / "cur").iterdir())
+        os.rename(f, archive / "cur" / f.name)
+
+    def new_file(root):
+        msg = mailbox.MaildirMessage(b"From: c@example.org\r\nMessage-ID: <right-after@example.org>\r\n\r\nhi\r\n")
+        mailbox.Maildir(archive, factory=None, create=False).add(msg)
+
+    def new_folder(root):
+        made = root / ".Fresh"
+        for sub in ("cur", "new", "tmp"):
+            (made / sub).mkdir(parents=True)
+        (made / "cur" / "1700000000.M1P1.client:2,S").write_bytes(
+            b"From: c@example.org\r\nMessage-ID: <in-fresh@example.org>\r\n\r\nfresh\r\n")
+
+    for change in (flag, delete, move, new_file, new_folder):
+        assert _quick_sync(cfg, env)
+        change(root)  # at once, no pause
+        assert not _quick_sync(cfg, env), change.__name__  # the change is seen ...
+        assert_mirrored(imap_user, root)  # ... and sent
+        assert not _quick_sync(cfg, env)  # the scan after the writes vouches again
+    assert _on_server(imap_user, "Archive", "right-after@example.org") == [frozenset()]
+    assert _on_server(imap_user, "Fresh", "in-fresh@example.org") == [frozenset({"\\Seen"})]
+
+
+def test_a_store_changed_without_the_mirror_is_written_at_the_next_sync(tmp_path, imap_user, corpus):
+    """The store synced by a config without the account's maildir (as a channel's sync of the
+    account also does): the server has nothing new for the next sync, yet the Maildir lacks the
+    message, so the sync is no no-change sync and writes it."""
+    cfg, env, root = _setup(tmp_path, imap_user, f"sqlite:///{tmp_path}/s.db", some(corpus, 5, 5))
+    _sync(cfg, env)
+    _sync(cfg, env)
+    assert _quick_sync(cfg, env)
+    c = client_for(imap_user)
+    try:
+        c.append("INBOX", b"From: a@example.org\r\nMessage-ID: <behind-its-back@example.org>\r\n\r\nx\r\n")
+    finally:
+        c.logout()
+    plain = write_config(tmp_path / "plain.toml", f"sqlite:///{tmp_path}/s.db", [account_entry(imap_user, "acc")])
+    _sync(plain, env)
+    assert not _quick_sync(cfg, env)
+    assert_mirrored(imap_user, root)
+    assert not _quick_sync(cfg, env)
+    assert _quick_sync(cfg, env)
