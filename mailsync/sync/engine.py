@@ -401,7 +401,8 @@ class AccountSync(Downloads, JournalPush, Limits, guards.ServerChecks, GmailSync
                        if info.highestmodseq != cp.highestmodseq else {})
             vanished, full = None, False  # worked out against the store below
         else:
-            changed, vanished, full = (self._listing(conn, folder, info, conn.uid_flags) if info.exists else {}), None, True
+            listing = self._listing(conn, folder, info, lambda: self._flags_listing(conn, info)) if info.exists else {}
+            changed, vanished, full = listing, None, True
         listed = None  # the UIDs the server listed, when it listed more than `changed` (rule M4)
         if mode == "qresync":
             vanished, listed = self._qresync_checked(conn, db, folder, info, changed, vanished)
