@@ -72,7 +72,7 @@ class ClientScan(MirrorState):
             # taken before the listing: a client's change from now on shows in it (snapshot.py)
             if folder_rows:
                 self.snapshot = snapshot.take(self.root, self.layout, [r.path for r in folder_rows])
-            disk = self._disk(r.path for r in folder_rows)
+            disk = self._confirmed(self._disk(r.path for r in folder_rows), file_rows, folder_rows)
             uow.commit()
         if recorded:  # what this run records or writes is not what the fingerprint vouched for
             self._rows(delete(tables.mirror_snapshots).where(tables.mirror_snapshots.c.account_id == account_id))
@@ -84,7 +84,7 @@ class ClientScan(MirrorState):
             with UnitOfWork(self.store) as uow:
                 folder_rows = self._state(uow.connection, account_id)[0]
                 names = {f.folder_id: f.name for f in self._store_folders(uow.connection, account_id)}
-            disk = self._disk(r.path for r in folder_rows)
+            disk = self._confirmed(self._disk(r.path for r in folder_rows), file_rows, folder_rows)
         by_unique = {f.unique: f for f in disk}
         claims = [r for r in file_rows if r.state == "append"]  # claims an earlier run left
         for row in claims:
@@ -106,6 +106,25 @@ class ClientScan(MirrorState):
         # has nothing to do (LiveMirror.write checks the counts before it takes this)
         self.quiet = not (made or claims or plan.changes or plan.held or any(f.unique not in known for f in disk))
         return self.result
+
+    def _confirmed(self, disk: list, file_rows, folder_rows) -> list:
+        """The listing, with what it missed while a client renamed files. readdir is not atomic with
+        another process's rename (POSIX leaves it unspecified whether an entry added or removed
+        meanwhile is returned): a file a mail client renamed during the listing (a flag change, new/
+        to cur/, a move to another folder) can be missing under both names, and would be read as a
+        deletion, sent to the server. Every file the state rows know and the listing lacks is looked
+        for in a second listing, made after the first ended (and a third, while one finds more): a
+        rename is then seen, and only a file that stays gone is gone."""
+        for _ in range(3):
+            seen = {f.unique for f in disk}
+            missing = {r.unique for r in file_rows if r.state == "ok"} - seen
+            if not missing:
+                break
+            found = [f for f in self._disk(r.path for r in folder_rows) if f.unique in missing]
+            if not found:
+                break
+            disk = disk + found
+        return disk
 
     def _seed(self) -> None:
         """Adopting a Maildir another program wrote (mailsync.mirror.adopt): its folders named in
