@@ -251,22 +251,15 @@ def _mirror(store: Store, channel: ChannelConfig, actions: list, dest_folders: s
     if not actions:
         return
     from mailsync.changes import ChangeError, LocalChanges
+    from mailsync.channel.run_two_way import queue_action
 
     with UnitOfWork(store) as uow:
         changes = LocalChanges(store, uow=uow)
         for i, a in enumerate(actions, 1):
             try:
+                queue_action(changes, channel.dest, a, dest_folders, result.folders)
                 if a.kind == "delete":
-                    changes.delete(channel.dest, a.folder, a.uid)
                     repo_ch.drop_pairs(uow.connection, [a.pair_id])
-                elif a.kind == "move":
-                    if a.to_folder not in dest_folders:
-                        changes.mkdir(channel.dest, a.to_folder)
-                        dest_folders.add(a.to_folder)
-                        result.folders.append(a.to_folder)
-                    changes.move(channel.dest, a.folder, a.uid, a.to_folder)
-                else:
-                    changes.flag(channel.dest, a.folder, a.uid, add=a.add, remove=a.remove)
             except ChangeError as exc:  # a sync changed the copy since the plan was read: planned again next run
                 result.skipped.append(str(exc))
                 continue

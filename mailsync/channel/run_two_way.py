@@ -198,6 +198,25 @@ def _queue_copies(c, uow: UnitOfWork, channel: str, account_id: int, copies: lis
         crash.point("channel copies queued")
 
 
+def queue_action(changes, account: str, a, folders: set[str], made: list[str] | None = None) -> None:
+    """One planned change of a message (plan.MirrorAction or two_way.SideAction: "flags", "move" or
+    "delete") recorded as a local change of ``account``; a move's folder made first when ``folders``
+    (the account's, kept up to date here) lacks it, and named in ``made``. ChangeError when the
+    message is not where the plan saw it (a sync changed it since)."""
+    if a.kind == "flags":
+        changes.flag(account, a.folder, a.uid, add=a.add, remove=a.remove)
+    elif a.kind == "delete":
+        changes.delete(account, a.folder, a.uid)
+    else:
+        assert a.kind == "move" and a.to_folder is not None
+        if a.to_folder not in folders:
+            changes.mkdir(account, a.to_folder)
+            folders.add(a.to_folder)
+            if made is not None:
+                made.append(a.to_folder)
+        changes.move(account, a.folder, a.uid, a.to_folder)
+
+
 def run_relinks(store: Store, channel: ChannelConfig, a_id: int, b_id: int) -> None:
     """Rule T0, before new messages are looked for (a placement a pair takes back is not new)."""
     with UnitOfWork(store) as uow:
@@ -252,16 +271,7 @@ def run_pairs(store: Store, channel: ChannelConfig, a_id: int, b_id: int, result
             if a.pair_id in skipped:
                 continue
             try:
-                if a.kind == "flags":
-                    changes.flag(account[a.side], a.folder, a.uid, add=a.add, remove=a.remove)
-                elif a.kind == "move":
-                    assert a.to_folder is not None
-                    if a.to_folder not in folders[a.side]:
-                        changes.mkdir(account[a.side], a.to_folder)
-                        folders[a.side].add(a.to_folder)
-                    changes.move(account[a.side], a.folder, a.uid, a.to_folder)
-                else:
-                    changes.delete(account[a.side], a.folder, a.uid)
+                queue_action(changes, account[a.side], a, folders[a.side])
             except ChangeError as exc:  # a sync changed the message since the plan was read: planned again next run
                 skipped.add(a.pair_id)
                 result.skipped.append(str(exc))
