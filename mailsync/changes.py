@@ -54,14 +54,21 @@ def normalise_flag(flag: str) -> str:
     return _SYSTEM.get(flag.lower(), flag)
 
 
-def parse_flag_changes(specs: list[str]) -> tuple[list[str], list[str]]:
-    """["+\\Seen", "-\\Flagged", "+$Label"] -> (add, remove)."""
+def split_changes(specs: list[str], what: str, example: str) -> tuple[list[str], list[str]]:
+    """["+A", "-B"] -> (added, removed), for flags and Gmail labels alike; ``what`` and ``example``
+    name them in the error."""
     add, remove = [], []
     for spec in specs:
         if len(spec) < 2 or spec[0] not in "+-":
-            raise ChangeError(f"flag change {spec!r} must start with + (add) or - (remove)",
-                              hint="e.g. mailsync flag work INBOX 42 +\\\\Seen -\\\\Flagged")
-        (add if spec[0] == "+" else remove).append(normalise_flag(spec[1:]))
+            raise ChangeError(f"{what} change {spec!r} must start with + (add) or - (remove)", hint=f"e.g. {example}")
+        (add if spec[0] == "+" else remove).append(spec[1:])
+    return add, remove
+
+
+def parse_flag_changes(specs: list[str]) -> tuple[list[str], list[str]]:
+    """["+\\Seen", "-\\Flagged", "+$Label"] -> (add, remove)."""
+    add, remove = split_changes(specs, "flag", "mailsync flag work INBOX 42 +\\\\Seen -\\\\Flagged")
+    add, remove = [normalise_flag(f) for f in add], [normalise_flag(f) for f in remove]
     both = set(add) & set(remove)
     if both:
         raise ChangeError(f"flag {sorted(both)[0]!r} is both added and removed")

@@ -39,6 +39,15 @@ def _queued(ctx: click.Context, fn, *args, **kw) -> None:
     click.echo(str(op_id))
 
 
+def _parsed(parse, changes: tuple[str, ...]) -> tuple[list[str], list[str]]:
+    """``parse`` (a list of +X/-X in, (added, removed) out) of the arguments, or exit naming the bad one."""
+    try:
+        return parse(list(changes))
+    except MailsyncError as exc:
+        click.echo(f"mailsync: error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+
+
 @click.command(context_settings={"ignore_unknown_options": True})
 @click.argument("account")
 @click.argument("folder")
@@ -49,11 +58,7 @@ def flag(ctx, account: str, folder: str, uid: int, changes: tuple[str, ...]) -> 
     """Add (+FLAG) or remove (-FLAG) flags: mailsync flag work INBOX 42 +\\\\Seen -\\\\Flagged +$Label"""
     from mailsync.changes import parse_flag_changes
 
-    try:
-        add, remove = parse_flag_changes(list(changes))
-    except MailsyncError as exc:
-        click.echo(f"mailsync: error: {exc}", err=True)
-        sys.exit(exc.exit_code)
+    add, remove = _parsed(parse_flag_changes, changes)
     _queued(ctx, lambda c: c.flag(account, folder, uid, add=add, remove=remove))
 
 
@@ -65,16 +70,10 @@ def flag(ctx, account: str, folder: str, uid: int, changes: tuple[str, ...]) -> 
 @click.pass_context
 def label(ctx, account: str, folder: str, uid: int, changes: tuple[str, ...]) -> None:
     """Gmail: add (+LABEL) or remove (-LABEL) labels: mailsync label personal INBOX 42 +Work -\\Important"""
-    from mailsync.changes import ChangeError
+    from mailsync.changes import split_changes
 
-    add, remove = [], []
-    for spec in changes:
-        if len(spec) < 2 or spec[0] not in "+-":
-            exc = ChangeError(f"label change {spec!r} must start with + (add) or - (remove)",
-                              hint="e.g. mailsync label personal INBOX 42 +Work -Later")
-            click.echo(f"mailsync: error: {exc}", err=True)
-            sys.exit(exc.exit_code)
-        (add if spec[0] == "+" else remove).append(spec[1:])
+    add, remove = _parsed(lambda specs: split_changes(specs, "label", "mailsync label personal INBOX 42 +Work -Later"),
+                          changes)
     _queued(ctx, lambda c: c.label(account, folder, uid, add=add, remove=remove))
 
 
