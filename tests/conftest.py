@@ -24,6 +24,17 @@ from mailsync.testing.pytest_plugin import discard, server_dir, start_dovecot
 
 _user_numbers = itertools.count(1)
 
+@pytest.fixture
+def store(tmp_path: Path):
+    """A SQLite store in the test's own folder, disposed of afterwards (a module that needs another
+    store defines its own fixture of this name)."""
+    from mailsync.store.db import open_store
+
+    s = open_store(f"sqlite:///{tmp_path}/store.db")
+    yield s
+    s.dispose()
+
+
 # --------------------------------------------------------------------------- OAuth2 (issue 6)
 # A local authorization server (mailsync/testing/oauth_server.py) and a Dovecot whose oauth2 passdb
 # checks every XOAUTH2/OAUTHBEARER login by introspection at it, so IMAP logins really check tokens.

@@ -16,7 +16,6 @@ from sqlalchemy import select, update
 from helpers import client_for, server_snapshot
 from mailsync.changes import LocalChanges
 from mailsync.store import tables
-from mailsync.store.db import open_store
 from mailsync.store.models import AuditEvent, PendingOp
 from mailsync.store.uow import UnitOfWork
 from mailsync.sync.engine import sync_account
@@ -28,13 +27,6 @@ SAME_UIDVALIDITY = 1700000000
 @pytest.fixture
 def user(dovecot):
     return dovecot.new_user(f"fid{secrets.token_hex(4)}", "pw-" + secrets.token_hex(4))
-
-
-@pytest.fixture
-def store(tmp_path):
-    s = open_store(f"sqlite:///{tmp_path}/store.db")
-    yield s
-    s.dispose()
 
 
 def _tree_with_one_uidvalidity(dovecot, user, names=("P", "P/a", "P/b")) -> dict[str, bytes]:

@@ -34,13 +34,6 @@ def gmail():
     srv.stop()
 
 
-@pytest.fixture
-def store(tmp_path):
-    s = open_store(f"sqlite:///{tmp_path / 'store.db'}")
-    yield s
-    s.dispose()
-
-
 def shared_corpus(srv: GmailServer, n: int = 30) -> dict[int, bytes]:
     """``n`` messages spread over INBOX and the 3 labels, most in two or three of them (and all
     in All Mail); X-GM-MSGID -> body."""

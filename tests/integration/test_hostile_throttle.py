@@ -16,7 +16,6 @@ from mailsync.changes import LocalChanges
 from mailsync.cli.status import collect_status, render_status
 from mailsync.config.loader import config_from_mapping
 from mailsync.service import run_sync
-from mailsync.store.db import open_store
 from mailsync.sync.result import SyncObserver
 from throttle_support import MS_BYE, MS_THROTTLED, O365_CAPABILITIES, refuse, throttled_after
 
@@ -29,13 +28,6 @@ def o365():
     srv.add_folder("INBOX")
     yield srv
     srv.stop()
-
-
-@pytest.fixture
-def store(tmp_path):
-    s = open_store(f"sqlite:///{tmp_path / 'store.db'}")
-    yield s
-    s.dispose()
 
 
 def config(tmp_path, store, *servers, **keys):

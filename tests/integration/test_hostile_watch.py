@@ -16,7 +16,6 @@ from hostile_support import CAPABILITIES, account, cut_after, fill, folder_state
     phantom, stored, truth
 from mailsync.changes import LocalChanges
 from mailsync.push.backoff import BackoffPolicy
-from mailsync.store.db import open_store
 from throttle_support import MS_THROTTLED, throttled_after
 from twoway_support import account_for
 from watch_support import FAST, OtherClient, RunningDaemon, message, stored_flags, wait_until
@@ -72,13 +71,6 @@ CASES = {
     "cut-mid-fetch": _cut_mid_fetch,
     "throttled-mid-fetch": _throttled_mid_fetch,
 }
-
-
-@pytest.fixture
-def store(tmp_path):
-    s = open_store(f"sqlite:///{tmp_path / 'store.db'}")
-    yield s
-    s.dispose()
 
 
 @pytest.mark.dovecot

@@ -13,16 +13,8 @@ from sqlalchemy import select
 from helpers import client_for, mailbox
 from mailsync.changes import LocalChanges
 from mailsync.store import tables
-from mailsync.store.db import open_store
 from mailsync.store.uow import UnitOfWork
 from twoway_support import account_for, assert_agree, msg, store_snapshot, sync
-
-
-@pytest.fixture
-def store(tmp_path):
-    s = open_store(f"sqlite:///{tmp_path}/store.db")
-    yield s
-    s.dispose()
 
 
 def pending(store) -> list[tuple]:

@@ -16,18 +16,10 @@ import pytest
 
 from helpers import client_for, mailbox, server_kind, server_snapshot
 from mailsync.changes import LocalChanges
-from mailsync.store.db import open_store
 from mailsync.store.models import AuditEvent
 from mailsync.store.uow import UnitOfWork
 from twoway_support import account_for, assert_agree, msg, store_snapshot, sync
 from watch_support import OtherClient, RunningDaemon, message, stored_flags, wait_until
-
-@pytest.fixture
-def store(tmp_path):
-    s = open_store(f"sqlite:///{tmp_path}/store.db")
-    yield s
-    s.dispose()
-
 
 def _move_on_server(c, uids, dest: str) -> None:
     """Another client moves messages: MOVE where offered, else COPY + \\Deleted + UID EXPUNGE."""

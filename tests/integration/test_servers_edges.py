@@ -9,21 +9,11 @@ from __future__ import annotations
 import secrets
 import time
 
-import pytest
-
 from helpers import client_for, mailbox, server_kind, server_snapshot
 from mailsync.changes import LocalChanges
-from mailsync.store.db import open_store
 from mailsync.store.models import AuditEvent, PendingOp
 from mailsync.store.uow import UnitOfWork
 from twoway_support import account_for, assert_agree, msg, sync
-
-@pytest.fixture
-def store(tmp_path):
-    s = open_store(f"sqlite:///{tmp_path}/store.db")
-    yield s
-    s.dispose()
-
 
 def _one_seen_message_synced(user, store, extra: str):
     """INBOX holds one \\Seen message (its body marked ``extra``), synced into ``store``: the

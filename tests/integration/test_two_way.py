@@ -13,7 +13,6 @@ import pytest
 
 from helpers import client_for, nonempty, server_snapshot
 from mailsync.changes import LocalChanges
-from mailsync.store.db import open_store
 from mailsync.store.models import AuditEvent, Folder, PendingOp, Placement
 from mailsync.store.uow import UnitOfWork
 from twoway_support import (FLAG_TABLE, account_for, apply_table_changes, assert_agree, msg, store_snapshot, sync,
@@ -38,13 +37,6 @@ def user(server, request):
     import secrets
 
     return server.new_user(f"tw{secrets.token_hex(4)}", "pw-" + secrets.token_hex(4))
-
-
-@pytest.fixture
-def store(tmp_path):
-    s = open_store(f"sqlite:///{tmp_path}/store.db")
-    yield s
-    s.dispose()
 
 
 def _setup_table(server, user, store, account):

@@ -31,13 +31,6 @@ VARIANTS = {
 }
 
 
-@pytest.fixture
-def store(tmp_path):
-    s = open_store(f"sqlite:///{tmp_path}/store.db")
-    yield s
-    s.dispose()
-
-
 def _user(server, prefix="w"):
     return server.new_user(f"{prefix}{secrets.token_hex(4)}", "pw-" + secrets.token_hex(4))
 
