@@ -34,7 +34,7 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 
-from hostile_server import DATE, Folder, HostileServer, Message, Session, _tokens, quoted
+from hostile_server import DATE, Folder, HostileServer, Message, Session, _tokens, quoted, unchangedsince
 
 ALL_MAIL = "[Gmail]/All Mail"
 TRASH = "[Gmail]/Trash"
@@ -204,11 +204,7 @@ class GmailSession(Session):
         return head + gm + out[len(head):]
 
     def _uid_store(self, tag, args):
-        unchanged = None
-        m_unch = re.match(r"(\S+) \(UNCHANGEDSINCE (\d+)\) (.*)$", args, re.I)
-        if m_unch:
-            unchanged = int(m_unch.group(2))
-            args = m_unch.group(1) + " " + m_unch.group(3)
+        unchanged, args = unchangedsince(args)
         uid_set, op, rest = args.split(" ", 2)
         names = [t for t in _tokens(rest.strip()[1:-1])]
         is_labels = "X-GM-LABELS" in op.upper()

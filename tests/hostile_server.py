@@ -37,6 +37,12 @@ from dataclasses import dataclass, field
 DATE = "17-Jul-1996 02:44:25 -0700"
 
 
+def unchangedsince(args: str) -> tuple[int | None, str]:
+    """A UID STORE's arguments: (its UNCHANGEDSINCE value or None, the arguments without it)."""
+    m = re.match(r"(\S+) \(UNCHANGEDSINCE (\d+)\) (.*)$", args, re.I)
+    return (int(m.group(2)), m.group(1) + " " + m.group(3)) if m else (None, args)
+
+
 @dataclass
 class Message:
     uid: int
@@ -517,11 +523,7 @@ class Session:
         return b"* SEARCH" + b"".join(b" %d" % u for u in found) + b"\r\n" + self._ok(tag)
 
     def _uid_store(self, tag, args):
-        unchanged = None
-        m_unch = re.match(r"(\S+) \(UNCHANGEDSINCE (\d+)\) (.*)$", args, re.I)
-        if m_unch:
-            unchanged = int(m_unch.group(2))
-            args = m_unch.group(1) + " " + m_unch.group(3)
+        unchanged, args = unchangedsince(args)
         uid_set, op, flags = args.split(" ", 2)
         flags = set(flags.strip("()").split())
         out, refused = [], []
