@@ -143,6 +143,12 @@ class MemorySession:
         self.selected, self.exists = raw_name, len(f.messages)
         return SelectInfo(f.uidvalidity, f.uidnext, len(f.messages), f.modseq)
 
+    def select_with_headers(self, raw_name: str, *, qresync=None, uid_from: int):
+        info = self.select(raw_name, qresync=qresync)
+        self._count("UID FETCH HEADERS")
+        return info, {u: self._item(s, u, m, header=True) for s, u, m in self._each(self._folder().messages)
+                      if u >= uid_from}
+
     def _folder(self) -> Folder:
         return self.server.folders[self.selected]
 

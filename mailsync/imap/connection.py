@@ -355,6 +355,40 @@ class ImapConnection(Appends):
         self.exists = info.exists
         return info
 
+    def select_with_headers(self, raw_name: str, *, qresync: tuple[int, int] | None,
+                            uid_from: int) -> tuple[SelectInfo, dict[int, FetchItem]]:
+        """select(raw_name, qresync=...) and fetch_headers() of the UIDs from ``uid_from`` on, both
+        sent in one write (pipelining, RFC 3501 5.5; the sync's rule D6): the server answers the
+        FETCH while the caller works on the SELECT's answer. A refused SELECT raises as select()
+        would, after the FETCH's answer (refused too: no folder selected) has been read."""
+        if self._ahead is not None:
+            self._drop_ahead()
+        if qresync and self.qresync:
+            self.enable("QRESYNC")
+        doing = f"selecting {raw_name!r}"
+        select_tag, fetch_tag = new_tag(), new_tag()
+        fetch = f"UID FETCH {uid_from}:* ({self._header_items()})".encode("ascii")
+        with mapped_errors(self.account, doing):
+            try:
+                self.wire.send(select_tag + b" " + self._select_command(raw_name, False, qresync) + b"\r\n"
+                               + fetch_tag + b" " + fetch + b"\r\n")
+            except BaseException:
+                self.broken = True
+                raise
+        self.commands += 2
+        untagged, fetches, tagged = self._run(b"", doing, ok=False, sent=select_tag)
+        if tagged.status != "OK":
+            self.selected = None
+            for _ in self._events(b"", "reading the headers asked for with a refused SELECT", sent=fetch_tag):
+                pass
+            raise refusal(self.account.name, tagged, doing)
+        info = read_select(self.account.name, raw_name, untagged, fetches)
+        self.selected = raw_name
+        self.exists = info.exists
+        headers = {it.uid: it for it in self._bulk("", "fetching headers", sent=fetch_tag)
+                   if it.uid is not None and it.uid >= uid_from}  # n:* answers the last UID when n is past it
+        return info, headers
+
     def _select_command(self, raw_name: str, readonly: bool, qresync: tuple[int, int] | None) -> bytes:
         return select_command(raw_name, readonly=readonly, qresync=qresync if self.qresync else None,
                               condstore=self.condstore)
@@ -454,11 +488,12 @@ class ImapConnection(Appends):
         uid_set = format_uid_set(uids)
         if not uid_set:
             return {}
-        items = "UID FLAGS INTERNALDATE RFC822.SIZE BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)]"
-        if self.condstore:
-            items += " MODSEQ"
-        return {it.uid: it for it in self._bulk(f"UID FETCH {uid_set} ({items})", "fetching headers")
+        return {it.uid: it for it in self._bulk(f"UID FETCH {uid_set} ({self._header_items()})", "fetching headers")
                 if it.uid is not None}
+
+    def _header_items(self) -> str:
+        return "UID FLAGS INTERNALDATE RFC822.SIZE BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)]" + (
+            " MODSEQ" if self.condstore else "")
 
     def uid_store(self, uids: Iterable[int], op: str, flags: Iterable[str], *,
                   unchangedsince: int | None = None) -> tuple[dict[int, FetchItem], list[int]]:

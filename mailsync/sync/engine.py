@@ -289,7 +289,7 @@ class AccountSync(Downloads, JournalPush, Limits, guards.ServerChecks, GmailSync
                 continue
             try:
                 with _naming(folder.name, acc.name):
-                    self._sync_folder(conn, db, folder, ahead.get(folder.id))
+                    self._sync_folder(conn, db, folder, ahead.get(folder.id), status.get(folder.raw_name))
             except ProtocolError as exc:  # one bad folder does not stop the others
                 if conn.broken:
                     raise
@@ -350,12 +350,22 @@ class AccountSync(Downloads, JournalPush, Limits, guards.ServerChecks, GmailSync
 
     # -- server -> store: one folder ----------------------------------------------------------
 
-    def _sync_folder(self, conn: ImapSession, db: StoreWorker, folder: SyncFolder, ahead: str | None = None) -> None:
+    def _sync_folder(self, conn: ImapSession, db: StoreWorker, folder: SyncFolder, ahead: str | None = None,
+                     status: dict | None = None) -> None:
         """``ahead``: the next folder to sync, when it is a first-sync download too (rule D4): its
-        commands are sent while this folder's messages are read."""
+        commands are sent while this folder's messages are read. ``status``: the folder's counters
+        as the listing gave them (rule D6)."""
         cp = folder.checkpoint
         qres = (cp.uidvalidity, cp.highestmodseq) if (cp.uidvalidity and cp.highestmodseq) else None
-        info = conn.select(folder.raw_name, qresync=qres)
+        early = None  # rule D6: UID -> headers, asked for with the SELECT
+        uid_from = (rules.headers_ahead_from(cp, status) if self._bodies_before_run and not is_gmail(conn)
+                    and self.account.max_age is None and self.account.max_size is None else None)
+        if uid_from is not None:
+            info, early = conn.select_with_headers(folder.raw_name, qresync=qres, uid_from=uid_from)
+            if info.uidvalidity != cp.uidvalidity:
+                early = None
+        else:
+            info = conn.select(folder.raw_name, qresync=qres)
         if rules.decide_uidvalidity(cp.uidvalidity, info.uidvalidity, cp.messages or 0).action == "aside":
             if not self._rematch(conn, db, folder, info):  # rule V1 may still re-approve it
                 return
@@ -435,7 +445,7 @@ class AccountSync(Downloads, JournalPush, Limits, guards.ServerChecks, GmailSync
             if is_gmail(conn):  # rule N5 first: by X-GM-MSGID, then N1 for the rest
                 to_download, deferred = self._gmail_new(conn, db, folder, new)
             if delta.have_bodies and to_download:
-                headers = rules.only_asked(conn.fetch_headers(to_download), to_download)
+                headers = rules.only_asked(_headers(conn, to_download, early), to_download)
                 keys = {uid: (message_id(it.header_fields or b""), it.size) for uid, it in headers.items()}
                 known = db.call(lambda uow: repo.bodies_by_message_id(
                     uow.connection, [k for k in keys.values() if k[0] and k[1] is not None]))
@@ -505,6 +515,14 @@ def _naming(folder: str, account: str):
         named = type(exc)(f"account '{account}': folder {folder!r}: {text}", hint=exc.hint)
         named.__dict__.update({k: v for k, v in exc.__dict__.items() if k not in ("message", "hint")})
         raise named from exc
+
+
+def _headers(conn: ImapSession, uids: list[int], early: dict | None) -> dict:
+    """fetch_headers(uids), taking what rule D6 asked for with the SELECT (``early``) from there."""
+    if not early:
+        return conn.fetch_headers(uids)
+    rest = [u for u in uids if u not in early]
+    return {**early, **conn.fetch_headers(rest)} if rest else early
 
 
 def _with_status(folder, status: dict, mailboxid: str | None = None):

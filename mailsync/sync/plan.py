@@ -270,6 +270,13 @@ def plan_messages(local: Mapping[int, LocalMessage], server: Mapping[int, Server
 #      the two sides differ: on one side only, flags or MODSEQ not as the store last agreed them, or a
 #      local change waiting (flags != base). The rest would plan to nothing (rule M3 with nothing
 #      new), so the store reads three columns of them, not whole placements (full_candidates).
+#  D6  A folder whose listing shows UIDNEXT past the checkpoint's, in a store that held bodies when the
+#      run began, is selected with the headers of its UIDs from the checkpoint's UIDNEXT on asked for
+#      in the same write (pipelined, RFC 3501 5.5): those are the UIDs rule M1 will find new, and rule
+#      N1 reads their headers anyway, so the server answers both while the store reconciles the
+#      folder, one round trip instead of two. Only for the UIDVALIDITY the checkpoint knows (a new
+#      one makes the headers useless: they are dropped), without download limits (rule A1 picks
+#      the UIDs first) and not on Gmail (rule N5 lists by X-GM-MSGID first).
 
 
 def full_candidates(local: Mapping[int, tuple[str, str | None, int | None]],
@@ -308,6 +315,15 @@ def folder_unchanged(stored: FolderCheckpoint, status: Mapping[str, int] | None,
         return False
     return (status.get("UIDVALIDITY") == stored.uidvalidity and status.get("UIDNEXT") == stored.uidnext
             and status.get("MESSAGES") == stored.messages and status["HIGHESTMODSEQ"] == stored.highestmodseq)
+
+
+def headers_ahead_from(stored: FolderCheckpoint | None, status: Mapping[str, int] | None) -> int | None:
+    """Rule D6: the first UID whose headers to ask for with the SELECT, or None (none ahead)."""
+    if stored is None or stored.uidnext is None or stored.uidvalidity is None or not status:
+        return None
+    if status.get("UIDVALIDITY") != stored.uidvalidity or (status.get("UIDNEXT") or 0) <= stored.uidnext:
+        return None
+    return stored.uidnext
 
 
 def delta_mode(*, qresync: bool, condstore: bool, stored_modseq: int | None, current_modseq: int | None,

@@ -133,3 +133,77 @@ def test_appends_go_without_a_round_trip_each_and_answer_in_order(three_folders,
         assert not conn.broken and conn.select("B").exists == 30  # and the connection goes on
     finally:
         conn.logout()
+
+
+# --- rule D6: a delta sync's SELECT with the headers of the UIDs it will find new ---------------
+
+def _sends(conn) -> list[bytes]:
+    """Record every write on the connection's wire from now on."""
+    sent: list[bytes] = []
+    original = conn.wire.send
+
+    def send(data: bytes) -> None:
+        sent.append(bytes(data))
+        original(data)
+
+    conn.wire.send = send
+    return sent
+
+
+def test_select_with_headers_sends_both_in_one_write(three_folders):
+    conn = connect(account_for(three_folders), three_folders.password)
+    try:
+        sent = _sends(conn)
+        info, headers = conn.select_with_headers("B", qresync=None, uid_from=26)
+        assert info.exists == 30 and conn.selected == "B"
+        assert sorted(headers) == [26, 27, 28, 29, 30]
+        assert all(h.header_fields.startswith(b"Message-ID: <B.") and h.size and h.flags is not None
+                   for h in headers.values())
+        assert len(sent) == 1 and b" SELECT " in sent[0] and b" UID FETCH 26:* " in sent[0]
+        # past the last UID, n:* answers the last message (RFC 3501 6.4.8): that is not a new one
+        info, headers = conn.select_with_headers("C", qresync=None, uid_from=31)
+        assert info.exists == 30 and headers == {}
+        conn.noop()
+        assert not conn.broken
+    finally:
+        conn.logout()
+
+
+def test_a_refused_select_with_headers_leaves_the_connection_in_step(three_folders):
+    conn = connect(account_for(three_folders), three_folders.password)
+    try:
+        conn.select("A")
+        with pytest.raises(ProtocolError) as caught:
+            conn.select_with_headers("Nowhere", qresync=None, uid_from=1)
+        assert "Nowhere" in str(caught.value)
+        assert not conn.broken and conn.selected is None
+        info, headers = conn.select_with_headers("A", qresync=None, uid_from=30)
+        assert info.exists == 30 and sorted(headers) == [30]
+    finally:
+        conn.logout()
+
+
+def test_a_delta_sync_reads_new_mail_with_one_write_per_folder_and_links_a_moved_message(three_folders, store):
+    """New mail in two folders and a message moved from A into C, then a delta sync: each changed
+    folder's SELECT went out with its header FETCH in one write, the moved message was recognised
+    by its headers (linked, not downloaded again), and the store holds what a second client sees."""
+    from helpers import client_for, nonempty, server_snapshot
+    from mailsync.sync.engine import sync_account
+    from twoway_support import store_snapshot
+
+    account = account_for(three_folders)
+    assert sync_account(store, account).ok
+    with client_for(three_folders) as c:
+        c.select_folder("A")
+        c.move(c.search(["HEADER", "Message-ID", "<A.3@example.org>"]), "C")
+        for f in ("A", "B"):
+            c.append(f, _msg(f, 100))
+    conn = connect(account, three_folders.password)
+    sent = _sends(conn)
+    result = sync_account(store, account, connect=lambda acc: conn)
+    assert result.ok, result.error
+    assert result.new_messages == 3 and result.bodies_downloaded == 2 and result.moves == 1
+    for f in ("A", "B", "C"):
+        selects = [w for w in sent if b" SELECT " + f.encode() in w or b' SELECT "' + f.encode() + b'"' in w]
+        assert len(selects) == 1 and b" UID FETCH 31:* " in selects[0], sent
+    assert store_snapshot(store) == nonempty(server_snapshot(three_folders))

@@ -335,3 +335,23 @@ def test_full_candidates_are_the_uids_where_the_two_sides_differ():
                                vanished=gone, full=False)
     assert (whole.expunged, whole.updates, whole.pushes, whole.new, whole.flag_changes) == (
         part.expunged, part.updates, part.pushes, part.new, part.flag_changes)
+
+
+# --- rule D6: headers asked for with the SELECT ---------------------------------------------------
+
+def test_headers_ahead_start_at_the_checkpoints_uidnext_when_the_listing_shows_more():
+    cp = P.FolderCheckpoint(uidvalidity=7, uidnext=101, highestmodseq=50, messages=100)
+    assert P.headers_ahead_from(cp, {"UIDVALIDITY": 7, "UIDNEXT": 105, "MESSAGES": 104}) == 101
+
+
+@pytest.mark.parametrize("cp, status", [
+    (P.FolderCheckpoint(7, 101, 50, 100), {"UIDVALIDITY": 7, "UIDNEXT": 101}),  # nothing new
+    (P.FolderCheckpoint(7, 101, 50, 100), {"UIDVALIDITY": 8, "UIDNEXT": 300}),  # another UIDVALIDITY
+    (P.FolderCheckpoint(7, None, None, None), {"UIDVALIDITY": 7, "UIDNEXT": 300}),  # never completed
+    (P.FolderCheckpoint(None, None, None, None), {"UIDVALIDITY": 7, "UIDNEXT": 300}),
+    (P.FolderCheckpoint(7, 101, 50, 100), None),  # no listing with counters (no LIST-STATUS)
+    (P.FolderCheckpoint(7, 101, 50, 100), {"UIDVALIDITY": 7}),
+    (None, {"UIDVALIDITY": 7, "UIDNEXT": 300}),
+])
+def test_no_headers_ahead_without_a_known_folder_that_grew(cp, status):
+    assert P.headers_ahead_from(cp, status) is None
