@@ -113,7 +113,7 @@ class MemorySession:
         return {"MESSAGES": len(f.messages), "UIDNEXT": f.uidnext, "UIDVALIDITY": f.uidvalidity,
                 "HIGHESTMODSEQ": f.modseq}
 
-    def list_folders(self, *, with_status: bool = True) -> list[RemoteFolder]:
+    def list_folders(self, *, with_status: bool = True, handed: bool = False) -> list[RemoteFolder]:
         self._count("LIST")
         return [RemoteFolder(name, (), "/", self._status(f) if with_status else None)
                 for name, f in self.server.folders.items()]

@@ -72,6 +72,8 @@ class ImapConnection(Appends):
             self._watchdog.rate = min(self._watchdog.rate, rate / 2)
         # Sent by bulk_ahead and not yet read: (folder, tag of its SELECT or None once read, tag of its FETCH)
         self._ahead: tuple[str, bytes | None, bytes] | None = None
+        self._listed: tuple[int, list[RemoteFolder], list[str]] | None = None  # the last listing with counters
+        self._handed: tuple[int, list[RemoteFolder], list[str]] | None = None  # hand_over_listing's
 
     def has(self, capability: str) -> bool:
         return capability.upper() in self.capabilities
@@ -271,13 +273,26 @@ class ImapConnection(Appends):
 
     # -- folders --------------------------------------------------------------------------------
 
-    def list_folders(self, *, with_status: bool = True) -> list[RemoteFolder]:
+    def list_folders(self, *, with_status: bool = True, handed: bool = False) -> list[RemoteFolder]:
         """LIST every folder; with LIST-STATUS also UIDVALIDITY, UIDNEXT, MESSAGES, HIGHESTMODSEQ in the
-        same round trip (RFC 5819). Entries that cannot be used are set aside, with why, in ``unlisted``."""
+        same round trip (RFC 5819). Entries that cannot be used are set aside, with why, in ``unlisted``.
+        With ``handed``, the listing hand_over_listing() handed over is the answer, when no command
+        went out since it was read (the sync's quick check read it a moment ago); else a LIST."""
+        kept, self._handed = self._handed, None
+        if handed and with_status and kept is not None and kept[0] == self.commands:
+            self.unlisted = list(kept[2])
+            return list(kept[1])
         cmd = list_command(self.capabilities, status=self._status_items() if with_status else None)
         untagged, _, _ = self._run(cmd, "listing folders")
         folders, self.unlisted = read_listing(untagged)
+        self._listed = (self.commands, folders, list(self.unlisted)) if with_status else None
         return folders
+
+    def hand_over_listing(self) -> None:
+        """Let the next list_folders(handed=True) answer with the listing just read, if no command
+        goes out before it (the quick check hands its listing to the engine: one LIST fewer)."""
+        if self._listed is not None and self._listed[0] == self.commands:
+            self._handed = self._listed
 
     def _status_items(self) -> str:
         return status_items(self.condstore)

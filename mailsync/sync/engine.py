@@ -249,8 +249,11 @@ class AccountSync(Downloads, JournalPush, Limits, guards.ServerChecks, GmailSync
 
     def _pull(self, conn: ImapSession, db: StoreWorker) -> None:
         acc = self.account
-        remote = [f for f in conn.list_folders()
+        sent = conn.commands
+        remote = [f for f in conn.list_folders(handed=True)  # the quick check's, if it just read one
                   if f.selectable and rules.folder_selected(f.name, acc.folders, acc.exclude)]
+        if conn.commands == sent:  # that LIST was sent for this sync: it counts among its commands
+            self._conn_base = (*self._conn_base[:2], self._conn_base[2] - 1)
         for why in conn.unlisted:  # names that cannot be used: set aside, the rest goes on
             self.ledger.set_aside(f"a folder was set aside: {why}")
         if conn.condstore and not conn.has("LIST-STATUS"):

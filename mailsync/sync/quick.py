@@ -7,7 +7,8 @@ standard library (mailsync.store.quiet), lists the folders, and when the engine 
 nothing to do -- no local change queued, no tombstone to expire, the same folders, every one
 unchanged by rule D1 -- it records the run as the engine would (one sync_runs row, status ok) and
 returns the same AccountResult. Otherwise it answers None, having changed nothing, and the caller
-runs the engine (which lists the folders again: one more round trip for a sync that has real work).
+runs the engine, on the same connection, which starts from this listing (hand_over_listing) when
+the check read one.
 
 With a live Maildir mirror (an account's ``maildir``) the sync also ends here when the mirror
 would do nothing (mirror_quiet): no client changed the Maildir since a scan last vouched for it,
@@ -66,6 +67,7 @@ def quiet_sync(db_path: Path, account: AccountConfig, connection: Callable[[], o
         listed = conn.list_folders()
         remote = [f for f in listed if f.selectable and rules.folder_selected(f.name, account.folders, account.exclude)]
         if conn.unlisted or not nothing_to_do(remote, state.folders):
+            conn.hand_over_listing()  # the engine's pull starts from this listing, not another LIST
             return None
         conn.logout()
         result = AccountResult(account=account.name, folders=len(remote), commands=conn.commands - base)

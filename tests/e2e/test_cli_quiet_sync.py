@@ -131,6 +131,36 @@ def test_with_anything_to_do_it_changes_nothing_and_the_engine_syncs(synced, tmp
     assert _quiet(cfg, db) is not None
 
 
+def test_the_engine_starts_from_the_listing_the_check_read_and_counts_it(synced):
+    """With something to do, the check hands its listing to the engine on the same connection: the
+    engine sends no second LIST, and the sync's command count includes the one LIST it came from. A
+    handed listing is taken once, and not after any other command."""
+    cfg, env, db, user = synced
+    c = client_for(user)
+    c.select_folder("INBOX")
+    c.add_flags([2], [b"\\Flagged"])
+    c.logout()
+    account = load_config(cfg).accounts[0]
+    conn = open_connection(account)
+    try:
+        assert quiet_sync(db, account, lambda: conn) is None
+        sent = conn.commands
+        listed = {f.raw_name: f.status for f in conn.list_folders(handed=True)}
+        assert conn.commands == sent and listed["INBOX"]["MESSAGES"] == 5 and "Work" in listed
+        conn.list_folders(handed=True)
+        assert conn.commands == sent + 1  # taken once
+        assert quiet_sync(db, account, lambda: conn) is None
+        conn.noop()
+        conn.list_folders(handed=True)
+        assert conn.commands == sent + 4  # the check's LIST, the NOOP, a LIST of its own
+    finally:
+        conn.logout()
+    doc = json.loads(run_cli("sync", "--json", config=cfg, env=env, check=True).stdout)["accounts"][0]
+    # one LIST, then ENABLE QRESYNC, SELECT (QRESYNC) and UNSELECT or CLOSE at most: no second LIST
+    assert doc["flag_changes"] == 1 and 3 <= doc["commands"] <= 4, doc
+    assert export_snapshot(export_via_cli(cfg, env), "acc") == nonempty(server_snapshot(user))
+
+
 def test_a_failed_login_is_reported_by_the_sync_as_before(synced):
     cfg, env, db, user = synced
     before = _runs(db)
