@@ -7,6 +7,7 @@ input raises ProtocolError naming what was expected, never anything else.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from mailsync.errors import ProtocolError
@@ -122,8 +123,33 @@ class ListEntry:
     raw_name: str  # modified UTF-7, as on the wire
 
 
+# The usual shapes of a LIST-STATUS answer's lines, read without the tokenizer (a watch daemon's
+# delta sync reads one listing per sync; 16 folders took 1.1 ms through it, 0.2 ms so): flags that
+# are atoms, a quoted one-character delimiter that needs no escape (or NIL), a quoted name without
+# escapes or an atom name; STATUS items that are all numbers. Anything else (literals, escapes,
+# MAILBOXID's parenthesised value, lower case) goes through the tokenizer, as before.
+_LIST_USUAL = re.compile(rb'\* LIST \(((?:\\?[A-Za-z0-9_$-]+ ?)*)\) (?:"([^"\\])"|NIL) '
+                         rb'(?:"([^"\\\r\n]*)"|([A-Za-z0-9_.&+,/:~$-]+))\r?\n?')
+_STATUS_USUAL = re.compile(rb'\* STATUS (?:"([^"\\\r\n]*)"|([A-Za-z0-9_.&+,/:~$-]+)) '
+                           rb'\(((?:[A-Z][A-Z0-9-]* [0-9]+ ?)*)\)\r?\n?')
+
+
 def parse_list(raw: bytes) -> ListEntry:
     """``* LIST (\\HasNoChildren \\Sent) "/" "Sent"``."""
+    m = _LIST_USUAL.fullmatch(raw)
+    if m is not None and m[4] != b"NIL":  # an unquoted NIL name is no name: the tokenizer says so
+        name = m[3] if m[3] is not None else m[4]
+        try:
+            raw_name = name.decode("ascii")
+        except UnicodeDecodeError:
+            raw_name = name.decode("utf-8", "replace")
+        return ListEntry(tuple(m[1].decode("ascii").split()), None if m[2] is None else m[2].decode("ascii"),
+                         raw_name)
+    return parse_list_tokens(raw)
+
+
+def parse_list_tokens(raw: bytes) -> ListEntry:
+    """parse_list through the tokenizer: every shape the grammar allows."""
     toks = _skip_head(tokenize(raw), b"LIST")
     flags, i = _plist(toks, 0)
     if i + 1 >= len(toks) + 1 or i >= len(toks):
@@ -149,6 +175,17 @@ def parse_status(raw: bytes) -> tuple[str, dict[str, int]]:
 def parse_status_reply(raw: bytes) -> tuple[str, dict[str, int], str | None]:
     """(name, numeric items, MAILBOXID or None) of a STATUS response; MAILBOXID (RFC 8474) is the
     one item whose value is a parenthesised id: ``MAILBOXID (F2212ea87)``."""
+    m = _STATUS_USUAL.fullmatch(raw)
+    if m is not None and m[2] != b"NIL":
+        words = m[3].split()
+        name = m[1] if m[1] is not None else m[2]
+        return (name.decode("ascii", "replace"),
+                {k.decode("ascii"): int(v) for k, v in zip(words[::2], words[1::2])}, None)
+    return parse_status_tokens(raw)
+
+
+def parse_status_tokens(raw: bytes) -> tuple[str, dict[str, int], str | None]:
+    """parse_status_reply through the tokenizer: every shape the grammar allows."""
     toks = _skip_head(tokenize(raw), b"STATUS")
     if not toks:
         raise ProtocolError(f"STATUS without a mailbox: {_q(raw)}")

@@ -103,3 +103,54 @@ def test_status_with_a_bad_mailboxid_is_a_protocol_error(raw):
 
     with pytest.raises(ProtocolError):
         parse_status_reply(raw)
+
+
+# --- the usual shapes of a listing, read without the tokenizer: the same answers -------------------
+
+def _both(fast, slow, raw):
+    """(fast's answer or its error type, slow's answer or its error type)."""
+    out = []
+    for fn in (fast, slow):
+        try:
+            out.append(fn(raw))
+        except ProtocolError:
+            out.append(ProtocolError)
+    return out
+
+
+_quoted_name = st.text(st.sampled_from('abcXYZ019 ._-/&+,~"\\'), max_size=12).map(
+    lambda t: b'"' + t.replace("\\", "\\\\").replace('"', '\\"').encode() + b'"')
+_atom_name = st.text(st.sampled_from("abcXYZ019._-/&+,~$:"), min_size=1, max_size=12).map(str.encode)
+_name = st.one_of(_quoted_name, _atom_name, st.just(b"NIL"), st.just(b'"NIL"'))
+
+
+@given(flags=st.lists(st.sampled_from([b"\\HasNoChildren", b"\\Sent", b"\\Noselect", b"\\Marked", b"$Junk",
+                                        b"Custom-1", b"\\X_Y"]), max_size=3),
+       delim=st.sampled_from([b'"/"', b'"."', b"NIL", b'"\\\\"', b'"|"']), name=_name,
+       tail=st.sampled_from([b"\r\n", b"", b' ("CHILDINFO" ("SUBSCRIBED"))\r\n']),
+       verb=st.sampled_from([b"LIST", b"list", b"LSUB"]))
+def test_a_list_line_reads_the_same_with_or_without_the_tokenizer(flags, delim, name, tail, verb):
+    raw = b"* " + verb + b" (" + b" ".join(flags) + b") " + delim + b" " + name + tail
+    fast, slow = _both(PL.parse_list, PL.parse_list_tokens, raw)
+    assert fast == slow
+
+
+@given(name=_name, items=st.lists(st.tuples(st.sampled_from([b"MESSAGES", b"UIDNEXT", b"UIDVALIDITY",
+                                                              b"HIGHESTMODSEQ", b"UNSEEN", b"SIZE", b"messages"]),
+                                            st.sampled_from([b"0", b"7", b"4294967295", b"18446744073709551615",
+                                                             b"x", b"-1", b"(F2212ea87)"])), max_size=5),
+       tail=st.sampled_from([b"\r\n", b""]))
+def test_a_status_line_reads_the_same_with_or_without_the_tokenizer(name, items, tail):
+    raw = b"* STATUS " + name + b" (" + b" ".join(k + b" " + v for k, v in items) + b")" + tail
+    fast, slow = _both(PL.parse_status_reply, PL.parse_status_tokens, raw)
+    assert fast == slow
+
+
+def test_the_usual_lines_take_the_fast_way():
+    """What Dovecot, Cyrus and Courier send for a plain folder matches the usual shapes (else the
+    fast way would never be taken and the tests above would compare the tokenizer with itself)."""
+    for raw in (b'* LIST (\\HasNoChildren) "." "Bulk00"\r\n', b'* LIST (\\HasChildren \\Noselect) "/" INBOX\r\n',
+                b'* LIST () NIL "x"\r\n'):
+        assert PL._LIST_USUAL.fullmatch(raw)
+    assert PL._STATUS_USUAL.fullmatch(b'* STATUS "Bulk00" (MESSAGES 2000 UIDNEXT 2001 UIDVALIDITY 1796681692 '
+                                      b'HIGHESTMODSEQ 3)\r\n')
