@@ -523,12 +523,6 @@ def set_left_out(db: Db, folder_id: int, by_age: int | None, by_size: int | None
                .values(left_out_age=by_age, left_out_size=by_size, limits=limits))
 
 
-def folder_limits(db: Db, account_id: int) -> dict[int, str]:
-    """Folder id -> the download limits its last sync ran under, for the folders that had any."""
-    fo = tables.folders.c
-    return dict(db.execute(select(fo.id, fo.limits).where(fo.account_id == account_id, fo.limits.isnot(None))).all())
-
-
 def start_run(db: Db, account_id: int) -> int:
     """A new sync run of the account, running from now; its id."""
     return db.execute(built_once(lambda: insert(tables.sync_runs)),  # the columns: the parameters'

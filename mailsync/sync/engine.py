@@ -269,8 +269,7 @@ class AccountSync(Downloads, JournalPush, Limits, guards.ServerChecks, GmailSync
         status = {f.raw_name: f.status for f in remote}
         folder_errors = []
         current = limits_key(acc.max_age, acc.max_size)
-        self._relimited = {fid for fid, key in db.call(lambda uow: repo.folder_limits(uow.connection, self.account_id)
-                                                       ).items() if key != current}
+        self._relimited = {f.id for f in folders if f.limits is not None and f.limits != current}
         unchanged = {f.id for f in folders if f.status != "aside" and f.id not in self._relimited
                      and rules.folder_unchanged(f.checkpoint, status.get(f.raw_name), f.pending or f.status == "held")}
         todo = [f for f in folders if f.status != "aside" and f.id not in unchanged]

@@ -58,6 +58,7 @@ class SyncFolder:
     checkpoint: rules.FolderCheckpoint | None
     pending: bool  # local flag changes waiting to be pushed
     placements: bool = True  # False: the folder holds none (see rule D4)
+    limits: str | None = None  # the download limits its last sync ran under (rule A3), if any
 
 
 @dataclass
@@ -134,7 +135,10 @@ def apply_folder_plan(uow: UnitOfWork, side: StoreSide, remote, renames: dict[st
     side.pending_flags = repo.pending_flag_placements(s, side.account_id)
     pending = set(side.pending_flags)
     out = []
-    by_raw = {f.raw_name: f for f in repo.folders_of(s, side.account_id)}
+    # the rows as the plan left them: read again only when the plan wrote any
+    wrote = bool(moving or fplan.create or fplan.update or fplan.drop
+                 or any(live.get(raw) is not None and live[raw].mailboxid != mid for raw, mid in mailboxids.items()))
+    by_raw = {f.raw_name: f for f in repo.folders_of(s, side.account_id)} if wrote else live
     for raw in fplan.sync:
         f = by_raw.get(raw)
         if f is None:
@@ -143,7 +147,7 @@ def apply_folder_plan(uow: UnitOfWork, side: StoreSide, remote, renames: dict[st
         placements = f.messages is not None or (raw not in created and repo.has_placements(s, f.id))
         out.append(SyncFolder(f.id, f.raw_name, f.name, f.status, f.status_reason,
                            rules.FolderCheckpoint(f.uidvalidity, f.uidnext, f.highestmodseq, f.messages),
-                           f.id in pending, placements))
+                           f.id in pending, placements, f.limits))
     return out
 
 
