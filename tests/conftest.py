@@ -17,10 +17,16 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from mailsync.testing.dovecot import DovecotServer, ImapUser
 from mailsync.testing.oauth_server import OAuthServer
 from mailsync.testing.pytest_plugin import discard, server_dir, start_dovecot
+
+# Property tests check answers, not speed (speed lives in scripts/bench*): no per-example deadline,
+# which a busy CI machine's scheduling, not the code, would otherwise decide.
+settings.register_profile("mailsync", deadline=None)
+settings.load_profile("mailsync")
 
 _user_numbers = itertools.count(1)
 

@@ -30,13 +30,14 @@ def _old(root: Path) -> None:
     to now, so the probe's tick must come after: wait for the clock to move past them)."""
     for p in [root, *root.rglob("*")]:
         os.utime(p, ns=(p.stat().st_atime_ns, p.stat().st_mtime_ns - 1_000_000_000))
-    now = os.stat(root).st_ctime_ns
-    probe = root / "tick"
-    while True:  # the file system's clock past every ctime just set
-        probe.write_bytes(b"")
-        if probe.stat().st_ctime_ns > now:
+    now = max(p.stat().st_ctime_ns for p in [root, *root.rglob("*")])  # the last utime's tick
+    probe = next(root.rglob("tmp")) / "tick"  # in a tmp/, which the fingerprint does not cover
+    while True:  # the file system's clock past every ctime just set (a new file each time: an
+        probe.write_bytes(b"")  # empty file truncated again keeps its times)
+        ticked = probe.stat().st_ctime_ns > now
+        probe.unlink()
+        if ticked:
             break
-    probe.unlink()
 
 
 @pytest.mark.parametrize("layout", ["maildir++", "fs"])
@@ -121,7 +122,8 @@ def test_no_fingerprint_when_a_directory_changed_in_the_current_tick(tmp_path, m
     """The rule that makes coarse timestamps safe: every ctime recorded is older than the probe's."""
     folders = _maildir(tmp_path)
     _old(tmp_path)
-    newest = max(os.stat(p).st_ctime_ns for p in [tmp_path, *tmp_path.rglob("*")])
+    newest = max(os.stat(tmp_path / p).st_ctime_ns for p in snapshot._paths(tmp_path, "maildir++", folders)
+                 if (tmp_path / p).exists())  # the newest ctime the fingerprint records
     dev = os.stat(tmp_path).st_dev
     monkeypatch.setattr(snapshot, "_probe", lambda root, folders: (dev, newest))  # "now" is that ctime's tick
     assert snapshot.take(tmp_path, "maildir++", folders) is None
