@@ -41,6 +41,17 @@ def is_headers_key(key: str | None) -> bool:
     return bool(key) and key[0] == PREFIX
 
 
+def held_key(column):
+    """SQL: ``column`` (a bodies key) names a header section alone. A range on the key, so that an
+    index on the column answers it (placements' ix_placements_body) without reading every row."""
+    return and_(column >= PREFIX, column < chr(ord(PREFIX) + 1))
+
+
+def whole_key(column):
+    """SQL: ``column`` (a bodies key) names a whole message (every SHA-256 in hex sorts before PREFIX)."""
+    return column < PREFIX
+
+
 def new_head(header: bytes, size: int, message_id: str | None) -> NewBody:
     """The bodies row of a message of ``size`` bytes held by its header section (pure)."""
     return NewBody(headers_key(header, size), size, message_id, bytes(header), headers_only=True)

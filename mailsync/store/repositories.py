@@ -500,6 +500,7 @@ class ExportRow:
     size: int
     internaldate: str
     sha256: str
+    headers_only: bool = False  # held by its header section alone (larger than max_size: store/headers_only.py)
 
 
 def export_rows(db: Db, account: str | None = None, folder: str | None = None,
@@ -507,7 +508,7 @@ def export_rows(db: Db, account: str | None = None, folder: str | None = None,
     """The live placements (of one account, folder, UID when given), by account, folder and UID;
     streamed, a few thousand rows at a time."""
     stmt = (select(_A.name, _F.name, _F.uidvalidity, _P.uid, _B.message_id,
-                   _P.flags, _P.size, _P.internaldate, _B.sha256)
+                   _P.flags, _P.size, _P.internaldate, _B.sha256, _B.headers_only)
             .join(tables.folders, _F.account_id == _A.id)
             .join(tables.placements, _P.folder_id == _F.id)
             .join(tables.bodies, _B.sha256 == _P.body_sha256)
@@ -521,7 +522,7 @@ def export_rows(db: Db, account: str | None = None, folder: str | None = None,
         stmt = stmt.where(_P.uid == uid)
     for row in db.execute(stmt.execution_options(yield_per=2000)):
         yield ExportRow(row[0], row[1], row[2], row[3], row[4], sorted(text_to_flags(row[5])),
-                        row[6], row[7], row[8])
+                        row[6], row[7], row[8], bool(row[9]))
 
 
 # --- sync runs (audit log) --------------------------------------------------------------------
