@@ -475,7 +475,10 @@ class Session:
             parts.append(b"RFC822.SIZE %d" % len(m.body))
         if "MODSEQ" in up and self.server.condstore:
             parts.append(b"MODSEQ (%d)" % m.modseq)
-        if "HEADER.FIELDS" in up:
+        if "BODY.PEEK[HEADER]" in up or "BODY[HEADER]" in up:  # the whole header section (max_size)
+            head = m.body.split(b"\r\n\r\n", 1)[0] + b"\r\n\r\n"
+            parts.append(b"BODY[HEADER] {%d}\r\n" % len(head) + head)
+        elif "HEADER.FIELDS" in up:
             head = b""
             for line in m.body.split(b"\r\n"):
                 if not line:
@@ -515,6 +518,9 @@ class Session:
             found = [m.uid for m in self._uids(crit[4:].strip())]
         elif up == "DELETED":
             found = [m.uid for m in f.messages if "\\Deleted" in m.flags]
+        elif re.fullmatch(r"(NOT )?LARGER \d+", up):  # max_size
+            n = int(up.split()[-1])
+            found = [m.uid for m in f.messages if m.uid not in hide and (len(m.body) > n) != up.startswith("NOT")]
         elif up.startswith("HEADER MESSAGE-ID"):
             mid = _tokens(crit)[2].encode()
             found = [m.uid for m in f.messages if mid in m.body.split(b"\r\n\r\n", 1)[0]]
