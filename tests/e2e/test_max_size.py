@@ -191,3 +191,29 @@ def test_a_channel_copies_a_large_message_only_once_its_body_is_held(tmp_path, i
     dest, src = _server(other), _server(imap_user)
     assert sorted(dest) == ["<big1@example.org>", "<big2@example.org>"]
     assert dest["<big2@example.org>"][0] == src["<big2@example.org>"][0]  # whole, and once
+
+
+def test_kill_9_at_every_step_of_the_sync_that_downloads_the_held_bodies_then_a_rerun_converges(tmp_path, imap_user):
+    """max_size raised: the sync that downloads the bodies it now allows is killed at each of its
+    crash points in turn; a rerun leaves every message once, whole, as the server has it."""
+    imap_user.server.load(imap_user.name, [("INBOX", message(1, 500), ""), ("INBOX", message(2, LARGE), ""),
+                                           ("INBOX", message(3, LARGE), "\\Seen"), ("Archive", message(4, LARGE), "")])
+    server = {**_server(imap_user), **_server(imap_user, "Archive")}
+    env = {password_var("acc"): imap_user.password}
+    for n in range(1, 60):
+        url = f"sqlite:///{tmp_path}/s{n}.db"
+        cfg = write_config(tmp_path / f"c{n}.toml", url, [account_entry(imap_user, "acc", max_size="50KB")])
+        run_cli("sync", config=cfg, env=env, check=True)
+        cfg.write_text(cfg.read_text().replace('max_size = "50KB"', 'max_size = "1MB"'))
+        crashed = run_cli("sync", config=cfg, env={**env, "MAILSYNC_CRASH_AFTER": str(n)})
+        assert crashed.returncode in (0, 99), crashed.stderr
+        run_cli("sync", config=cfg, env=env, check=True)
+        rows = export_via_cli(cfg, env)
+        assert sorted((r["folder"], r["message_id"]) for r in rows) == sorted(
+            [("INBOX", f"<big{i}@example.org>") for i in (1, 2, 3)] + [("Archive", "<big4@example.org>")])
+        assert all(r["sha256"] == hashlib.sha256(server[r["message_id"]][0]).hexdigest() for r in rows), rows
+        if crashed.returncode == 0:  # past the last crash point
+            break
+    else:
+        raise AssertionError("the sync never ran to its end")
+    assert n > 3  # it did pass crash points on the way
