@@ -68,6 +68,8 @@ def test_large_messages_are_held_by_their_headers_and_shown_on_demand(tmp_path, 
     assert small["sha256"] == hashlib.sha256(_server(imap_user)["<big1@example.org>"][0]).hexdigest()
     status = run_cli("status", config=cfg, env=env, check=True).stdout
     assert "2 held by their headers alone" in status, status
+    verified = run_cli("verify", config=cfg, env=env)  # a header section is checked by its own key
+    assert verified.returncode == 0, verified.stdout + verified.stderr
     # --headers shows what is held without asking the server
     head = _show(cfg, env, "acc", "INBOX", str(big["uid"]), "--headers")
     assert head.returncode == 0, head.stderr
