@@ -258,7 +258,8 @@ def read_body(db: Db, sha256: str, *, heads: bool = False) -> bytes:
     """The raw message with this SHA-256, wherever the store keeps it (checked when from a pack).
     A message held by its header section alone (larger than max_size: mailsync.store.headers_only)
     is a StoreError saying so, or, with ``heads``, its header section."""
-    row = db.execute(select(_B.size, _B.pack, _B.pack_offset, _B.headers_only).where(_B.sha256 == sha256)).one_or_none()
+    row = db.execute(select(_B.size, _B.pack, _B.pack_offset, _B.headers_only)
+                     .where(_B.sha256 == sha256)).one_or_none()
     if row is None:
         raise StoreError(f"message body {sha256[:12]} is not in the store")
     if row.headers_only and not heads:

@@ -25,7 +25,8 @@ class DryHeads:
         """Rule H1: of ``uids`` (None: all), those a sync holds by their headers alone."""
         if self.account.max_size is None or (uids is not None and not uids):
             return []
-        found = conn.uid_search(larger_criteria(self.account.max_age, self.account.max_size, datetime.now(timezone.utc)))
+        acc = self.account
+        found = conn.uid_search(larger_criteria(acc.max_age, acc.max_size, datetime.now(timezone.utc)))
         if uids is None:
             return sorted(found)
         found = set(found)

@@ -29,8 +29,9 @@ Order of one account's sync:
      many folders is downloaded once); recognise new messages already in
      the store by (Message-ID, size) (N1), download the rest in batches (each committed with its
      placements and the folder's download mark), those larger than max_size by their header
-     section alone (H1, heads.py; after max_size was raised, the bodies it allows now, H3); then commit UIDNEXT/HIGHESTMODSEQ as read at SELECT
-     (C1), after the links of step 5 when a folder has any;
+     section alone (H1, heads.py; after max_size was raised, the bodies it allows now, H3); then
+     commit UIDNEXT/HIGHESTMODSEQ as read at SELECT (C1), after the links of step 5 when a folder
+     has any;
      A listing of the whole folder that contradicts the SELECT is read again, and its deletions held
      when it still does (G1); tombstones of UIDs listed again are lifted (M4); a mass of deletions
      waits for step 5 (G2). These checks live in guards.ServerChecks.
