@@ -22,6 +22,7 @@ def test_microsoft_365s_folder_is_read_by_search():
     (True, SYSTEM, SYSTEM + ("\\*",)),  # any keyword can be made: FLAGS need not name them all
     (True, None, SYSTEM),  # no FLAGS response
     (True, SYSTEM, None),  # no PERMANENTFLAGS
+    (True, SYSTEM, ()),  # PERMANENTFLAGS (): a read-only folder, which says nothing of its keywords
     (True, SYSTEM + ("\\Important",), SYSTEM),  # a system flag SEARCH has no key for
     (True, SYSTEM + ("bad%kw",), SYSTEM),  # a keyword SEARCH cannot name as an atom
 ])
