@@ -2,15 +2,14 @@
 that is certain to see every flag.
 
   D6  A server without CONDSTORE is compared in full on every sync: every UID with its flags. With
-      ESEARCH (RFC 4731), and a folder whose PERMANENTFLAGS names flags but not ``\\*`` (no client can make a
-      keyword the SELECT's FLAGS response does not name: Microsoft 365's folders are so), the
-      listing is rebuilt from one ``UID SEARCH RETURN (ALL)`` of ALL and one per flag the FLAGS
-      response names: answers of a few ranges each instead of a line per message
+      ESEARCH (RFC 4731), and a folder whose PERMANENTFLAGS names flags but not ``\\*`` (no client
+      can make a keyword the SELECT's FLAGS response does not name: Microsoft 365's folders are
+      so), the listing is rebuilt from one ``UID SEARCH RETURN (ALL)`` of ALL and one per flag the
+      FLAGS response names: answers of a few ranges each instead of a line per message
       (scripts/bench-esearch, one folder on a loopback Dovecot: about 20 times fewer bytes, and a
-      quarter to a half less time, at 20,000 and 200,000 messages).
-      Anywhere else (``\\*`` in PERMANENTFLAGS, or none: a read-only folder; no FLAGS response; a
-      flag no SEARCH key can name),
-      the FETCH listing is read as before. A UID the ALL search did not name is left out (it
+      quarter to a half less time, at 20,000 and 200,000 messages). Anywhere else (``\\*`` in
+      PERMANENTFLAGS, or none: a read-only folder; no FLAGS response; a flag no SEARCH key can
+      name) the FETCH listing is read as before. A UID the ALL search did not name is left out (it
       arrived since; the next sync lists it), and a flag search's UID that ALL did not name too.
 
 Owns: whether rule D6 applies (search_keys) and the listing from the searches' answers
