@@ -196,7 +196,7 @@ class GmailSession(Session):
             gm += b"X-GM-MSGID %d " % g.msgid
         if "X-GM-LABELS" in up:
             gm += b"X-GM-LABELS " + label_list(self.shown_labels(g)) + b" "
-        if ("BODY.PEEK[]" in up or "BODY[]" in up) and "HEADER.FIELDS" not in up:
+        if ("BODY.PEEK[]" in up or "BODY[]" in up) and "HEADER" not in up:
             self.server.body_bytes += len(m.body)
             self.server.bodies_sent += 1
             self.server.downloads[g.msgid] += 1

@@ -139,6 +139,9 @@ class HostileServer:
     def __init__(self, *, capabilities: tuple[str, ...] = ("UIDPLUS",), delimiter: str = "/") -> None:
         self.capabilities = ("IMAP4rev1",) + tuple(capabilities)
         self.condstore = "CONDSTORE" in capabilities or "QRESYNC" in capabilities
+        # the keywords a client may set (PERMANENTFLAGS): None, any ("\*"); a tuple, those alone, and
+        # the FLAGS response names them (as Microsoft 365 answers a SELECT)
+        self.keywords: tuple[str, ...] | None = None
         self.delimiter = delimiter
         self.folders: dict[bytes, Folder] = {}
         self.lock = threading.RLock()
@@ -391,8 +394,10 @@ class Session:
     def select_answer(self, f: Folder, *, exists: int | None = None, uidvalidity: int | None = None,
                       uidnext: int | None = None) -> bytes:
         """The untagged part of a SELECT, each number replaceable."""
-        return (b"* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft)\r\n"
-                b"* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft \\*)] ok\r\n"
+        kw = self.server.keywords
+        extra = b" \\*" if kw is None else b"".join(b" " + k.encode() for k in kw)
+        return (b"* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft" + (b"" if kw is None else extra) + b")\r\n"
+                b"* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft" + extra + b")] ok\r\n"
                 b"* %d EXISTS\r\n* 0 RECENT\r\n" % (len(f.messages) if exists is None else exists)
                 + b"* OK [UIDVALIDITY %d] UIDs valid\r\n" % (f.uidvalidity if uidvalidity is None else uidvalidity)
                 + b"* OK [UIDNEXT %d] predicted next UID\r\n" % (f.uidnext if uidnext is None else uidnext)
@@ -475,7 +480,10 @@ class Session:
             parts.append(b"RFC822.SIZE %d" % len(m.body))
         if "MODSEQ" in up and self.server.condstore:
             parts.append(b"MODSEQ (%d)" % m.modseq)
-        if "HEADER.FIELDS" in up:
+        if "BODY.PEEK[HEADER]" in up or "BODY[HEADER]" in up:  # the whole header section (max_size)
+            head = m.body.split(b"\r\n\r\n", 1)[0] + b"\r\n\r\n"
+            parts.append(b"BODY[HEADER] {%d}\r\n" % len(head) + head)
+        elif "HEADER.FIELDS" in up:
             head = b""
             for line in m.body.split(b"\r\n"):
                 if not line:
@@ -506,20 +514,32 @@ class Session:
     def _uid_search(self, tag, args, hide: set[int] = frozenset()):
         f = self.selected
         crit = args
-        if crit.upper().startswith("RETURN"):
+        esearch = crit.upper().startswith("RETURN")
+        if esearch:
             crit = crit.split(")", 1)[1].strip()
         up = crit.upper()
-        if up == "ALL":
+        system = {"SEEN": "\\Seen", "ANSWERED": "\\Answered", "FLAGGED": "\\Flagged", "DRAFT": "\\Draft"}
+        if up in system:
+            found = [m.uid for m in f.messages if m.uid not in hide and system[up] in m.flags]
+        elif up.startswith("KEYWORD "):
+            found = [m.uid for m in f.messages if m.uid not in hide and crit.split()[1] in m.flags]
+        elif up == "ALL":
             found = [m.uid for m in f.messages if m.uid not in hide]
         elif up.startswith("UID "):
             found = [m.uid for m in self._uids(crit[4:].strip())]
         elif up == "DELETED":
             found = [m.uid for m in f.messages if "\\Deleted" in m.flags]
+        elif re.fullmatch(r"(NOT )?LARGER \d+", up):  # max_size
+            n = int(up.split()[-1])
+            found = [m.uid for m in f.messages if m.uid not in hide and (len(m.body) > n) != up.startswith("NOT")]
         elif up.startswith("HEADER MESSAGE-ID"):
             mid = _tokens(crit)[2].encode()
             found = [m.uid for m in f.messages if mid in m.body.split(b"\r\n\r\n", 1)[0]]
         else:
             return tag + b" BAD unsupported search\r\n"
+        if esearch and "ESEARCH" in self.server.capabilities:  # RFC 4731, UIDs one by one (a valid set)
+            return (b'* ESEARCH (TAG "' + tag + b'") UID' + (b" ALL " + b",".join(b"%d" % u for u in found)
+                                                            if found else b"") + b"\r\n" + self._ok(tag))
         return b"* SEARCH" + b"".join(b" %d" % u for u in found) + b"\r\n" + self._ok(tag)
 
     def _uid_store(self, tag, args):

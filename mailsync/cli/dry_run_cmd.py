@@ -106,7 +106,10 @@ def _account(p: AccountPlan) -> str:
     if not p.ok and not p.folders_plan and not p.ops:
         return f"{p.account}: FAILED: {p.error}"
     head = (f"{p.account}: a sync would: {p.folders} folders, {p.new_messages} new ({p.downloads} to download, "
-            f"{_mb(p.download_bytes)}; {p.new_messages - p.downloads} already in the store), "
+            f"{_mb(p.download_bytes)}; "
+            + (f"{p.heads} by their headers alone (max_size); " if p.heads else "")
+            + (f"{p.completed} of the downloads bodies of messages held by their headers; " if p.completed else "")
+            + f"{p.new_messages - p.downloads + p.completed - p.heads} already in the store), "
             f"{p.flag_changes} flag changes, {p.expunged} expunged, {p.moves} moved, "
             f"{p.pushed} local changes pushed, {p.conflicts} conflicts")
     lines = [head]
@@ -142,6 +145,10 @@ def _folder(f: FolderPlan) -> str:
     if f.downloads:
         parts.append(f"download {len(f.downloads)} ({_mb(f.download_bytes)}): "
                      + _uids([u for u, _ in f.downloads]))
+    if f.heads:
+        parts.append(f"{len(f.heads)} larger than max_size, by their headers alone: {_uids(f.heads)}")
+    if f.completed:
+        parts.append(f"of the downloads, {len(f.completed)} bodies of messages held by their headers (max_size)")
     if f.linked:
         parts.append(f"{len(f.linked)} new already in the store, not downloaded: {_uids(f.linked)}"
                      + (f" ({len(f.moved_in)} moved here from another folder)" if f.moved_in else ""))

@@ -1,4 +1,5 @@
-"""`mailsync show` and `mailsync export maildir|mbox`: the stored mail out to stdout, a Maildir or mbox.
+"""`mailsync show` and `mailsync export maildir|mbox`: the stored mail out to stdout, a Maildir or mbox
+(`show` fetches the body of a message held by its headers alone, mailsync.sync.on_demand).
 
 Owns: their arguments, what goes to stdout (only the message that `show` was asked for) and to stderr
 (progress on a terminal, the summary, each message that could not be exported), and exit codes (0
@@ -43,15 +44,28 @@ def _open(obj, account: str | None):
 @click.option("--headers", is_flag=True, help="Only the header section (with the blank line that ends it).")
 @click.pass_obj
 def show(obj, account: str, folder: str, uid: int, headers: bool) -> None:
-    """The message ACCOUNT FOLDER UID exactly as downloaded (its SHA-256 checked), to stdout."""
+    """The message ACCOUNT FOLDER UID exactly as downloaded (its SHA-256 checked), to stdout.
+
+    A message larger than the account's max_size, held by its headers alone, is fetched from the
+    server first and stored (later shows read it here); with --headers, its stored headers are shown."""
     from mailsync.errors import MailsyncError
     from mailsync.mirror.export import checked_body, find_message, header_of
+    from mailsync.store import repositories as repo
     from mailsync.store.uow import UnitOfWork
 
     store = _open(obj, account)
     try:
         with UnitOfWork(store) as uow:
-            raw = checked_body(uow.session, find_message(uow.session, account, folder, uid))
+            row = find_message(uow.session, account, folder, uid)
+            if not row.headers_only:
+                raw = checked_body(uow.session, row)
+            elif headers:
+                raw = repo.read_body(uow.connection, row.sha256, heads=True)
+        if row.headers_only and not headers:
+            from mailsync.sync.on_demand import fetch_body
+
+            acc = next(a for a in obj.config().accounts if a.name == account)
+            raw = fetch_body(store, acc, folder, uid)
     except MailsyncError as exc:
         fail(exc)
     finally:

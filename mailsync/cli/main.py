@@ -482,7 +482,8 @@ def export() -> None:
 @click.option("--folder", default=None, help="Only this folder (decoded name).")
 @click.pass_obj
 def export_messages(obj: _Ctx, fmt: str, account: str | None, folder: str | None) -> None:
-    """One JSON object per line and per placement."""
+    """One JSON object per line and per placement (a message larger than max_size, held by its
+    headers alone: "headers_only": true and "sha256": null)."""
     try:
         config = obj.config()
         if account is not None:
@@ -503,6 +504,8 @@ def export_messages(obj: _Ctx, fmt: str, account: str | None, folder: str | None
             gmail: dict[str, dict] = {}  # account -> its Gmail messages by body (gmail_repo.messages_of)
             for row in repo.export_rows(uow.session, account=account, folder=folder):
                 obj_ = asdict(row)
+                if obj_.pop("headers_only"):  # larger than max_size: its headers alone, no SHA-256 known yet
+                    obj_.update(sha256=None, headers_only=True)
                 if row.account not in gmail:
                     gmail[row.account] = gmail_repo.messages_of_account(uow.session, row.account)
                 gm = gmail[row.account].get(row.sha256)

@@ -17,6 +17,7 @@ def _iso(dt: datetime | None) -> str | None:
 
 
 def collect_status(store, config) -> dict:
+    from mailsync.store import headers_only
     from mailsync.store import repositories as repo
     from mailsync.store.uow import UnitOfWork
 
@@ -46,12 +47,16 @@ def collect_status(store, config) -> dict:
                 entry["last_success"] = _iso(ok.finished_at) if ok else None
                 entry["throttled"] = _throttle(row)
                 counts = repo.folder_counts(s, row.id)
-                for f in repo.folders_of(s, row.id):
+                folders = repo.folders_of(s, row.id)
+                # held by their headers (max_size): looked up only where max_size left something out
+                heads = headers_only.count_by_folder(s.connection(), [f.id for f in folders if f.left_out_size])
+                for f in folders:
                     entry["folders"].append({
                         "name": f.name, "raw_name": f.raw_name, "special_use": f.special_use,
                         "messages": counts.get(f.id, 0), "uidvalidity": f.uidvalidity, "uidnext": f.uidnext,
                         "highestmodseq": f.highestmodseq, "status": f.status, "status_reason": f.status_reason,
-                        "last_synced": _iso(f.last_synced_at), "left_out": {"max_age": f.left_out_age, "max_size": f.left_out_size}})
+                        "last_synced": _iso(f.last_synced_at), "left_out": {"max_age": f.left_out_age, "max_size": f.left_out_size},
+                        "headers_only": heads.get(f.id, 0)})
                 entry["messages"] = sum(counts.values())
             accounts.append(entry)
     _add_local_changes(store, accounts)
@@ -226,7 +231,10 @@ def render_status(report: dict) -> str:
             if left.get("max_age"):
                 state += f"; {left['max_age']} older message(s) left out by max_age"
             if left.get("max_size"):
-                state += f"; {left['max_size']} larger message(s) left out by max_size"
+                state += f"; {left['max_size']} message(s) larger than max_size left out"
+            if f.get("headers_only"):
+                state += (f" ({f['headers_only']} held by their headers alone: `mailsync show` fetches a body; "
+                          f"not in a Maildir mirror nor copied by a channel until then)")
             lines.append(f"  {f['name']}{su}: {f['messages']} messages, uidvalidity {f['uidvalidity']}, "
                          f"uidnext {f['uidnext']}, highestmodseq {f['highestmodseq']}{state}")
     if not lines:

@@ -121,7 +121,8 @@ def read_new_facts(session: Session, shas: list[str], *, preview: bool, forgotte
             facts = parsed[sha]  # from the headers alone
             cut = size > len(head)
             if facts.is_report or preview or (cut and b"\n\n" not in head and b"\r\n\r\n" not in head):
-                whole = repo.read_body(session, sha) if cut else head
+                # (a message larger than max_size is held by its header section alone: that is its whole)
+                whole = repo.read_body(session, sha, heads=True) if cut else head
                 facts = parse_message(whole, preview=preview)
             batch.append((sha, forgotten.scrub(facts)))
         _collect(session, batch, new, cache, old_threads)

@@ -2,7 +2,8 @@
 
 Owns: which placements are new (above the account's mark in crm_marks, or unread below it), which
 sources changed (placement gone, another body under the id, moved folder, \\Answered or \\Draft
-changed; one anti-join per account), folder roles and their changes, and the insertion of sources
+changed; one anti-join per account; a message held by its headers alone, larger than max_size,
+whose body came has its facts read again), folder roles and their changes, and the insertion of sources
 for new placements. The two-way sync's tombstones (``placements.tombstone_run`` set) are not copies.
 Must not: parse a body (facts.py does, through the ``read_facts`` function it is handed), or write
 to the sync engine's tables.
@@ -19,7 +20,8 @@ from sqlalchemy.orm import Session
 
 from mailsync.crm.identity import folder_role
 from mailsync.crm.models import CrmMark, CrmSource
-from mailsync.crm.queries import State, chunks, insert_ignore
+from mailsync.crm.queries import State, chunks, delete_messages, insert_ignore
+from mailsync.store.headers_only import is_headers_key
 from mailsync.store.models import Folder, Placement
 
 __all__ = ["Scan", "add_sources", "scan_placements"]
@@ -107,16 +109,21 @@ def _update_changed(session: Session, scan: Scan, account_id: int, roles: dict[i
         .outerjoin(Placement, Placement.id == CrmSource.placement_id)
         .where(CrmSource.account_id == account_id, or_(*conds))).all()
     gone: list[int] = []
+    reread: set[str] = set()
     for sid, key, pid, fid, sha, flags, idate, old_sha, tomb_run in diff:
         scan.changed.add(key)
         if pid is None or sha != old_sha or tomb_run is not None:
             gone.append(sid)
             if pid is not None and tomb_run is None:  # the id now holds another message
                 scan.fresh.append((pid, account_id, fid, sha, flags, idate))
+                if is_headers_key(old_sha) and not is_headers_key(sha):
+                    reread.add(key)  # its body came (max_size): its facts are read again from the whole
         else:
             session.execute(update(CrmSource).where(CrmSource.placement_id == sid).values(
                 folder_id=fid, role=roles.get(fid, "other"), answered=_has_flag(flags, _FLAG_ANSWERED),
                 draft=_has_flag(flags, _FLAG_DRAFT)))
+    if reread:
+        delete_messages(session, sorted(reread))
     for chunk in chunks(gone):
         session.execute(delete(CrmSource).where(CrmSource.placement_id.in_(chunk)))
 

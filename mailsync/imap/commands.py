@@ -70,6 +70,8 @@ class SelectInfo:
     vanished_unknown: bool = False  # QRESYNC: a VANISHED (EARLIER) too large to list was left out
     changed: dict[int, FetchItem] = field(default_factory=dict)  # QRESYNC: FETCHes of changed messages
     mailboxid: str | None = None  # RFC 8474 (OBJECTID)
+    flags: tuple[str, ...] | None = None  # the FLAGS response: the flags defined in the folder
+    permanentflags: tuple[str, ...] | None = None  # PERMANENTFLAGS; "\\*": new keywords may be made
 
 
 class CopyUids(dict):
@@ -186,9 +188,12 @@ def read_select(account: str, raw_name: str, untagged: list[Untagged], fetches: 
     nomodseq = False
     mailboxid = None
     vanished: list[tuple[int, int]] = []
+    flags = permanent = None
     for ev in untagged:
         if ev.kind == "EXISTS":
             info["EXISTS"] = ev.number or 0
+        elif ev.kind == "FLAGS":
+            flags = flag_list(ev.text)
         elif ev.kind == "OK":
             code, _ = parse_response_code(ev.text)
             if code:
@@ -199,6 +204,8 @@ def read_select(account: str, raw_name: str, untagged: list[Untagged], fetches: 
                     nomodseq = True
                 elif name == "MAILBOXID":
                     mailboxid = parse_objectid(arg.strip().strip("()").encode())
+                elif name == "PERMANENTFLAGS":
+                    permanent = flag_list(arg)
         elif ev.kind == "VANISHED":
             vanished.extend(vanished_ranges(ev.raw)[1])
     if "UIDVALIDITY" not in info:
@@ -220,7 +227,18 @@ def read_select(account: str, raw_name: str, untagged: list[Untagged], fetches: 
     return SelectInfo(uidvalidity=info["UIDVALIDITY"], uidnext=info.get("UIDNEXT"), exists=info.get("EXISTS", 0),
                       highestmodseq=None if nomodseq else info.get("HIGHESTMODSEQ"), nomodseq=nomodseq,
                       vanished=[] if unknown else expand(vanished), vanished_unknown=unknown,
-                      changed=changed, mailboxid=mailboxid)
+                      changed=changed, mailboxid=mailboxid, flags=flags, permanentflags=permanent)
+
+
+def flag_list(text: str) -> tuple[str, ...] | None:
+    """``(\\Seen $Label1)`` -> ("\\Seen", "$Label1"), system flags case normalised; None when it is
+    not a flat list of atoms (a server's oddity: the caller then does without it)."""
+    from mailsync.imap.fetch_items import _flag_list
+
+    text = text.strip()
+    if not (text.startswith("(") and text.endswith(")")) or any(c in text[1:-1] for c in '()"{[]'):
+        return None
+    return _flag_list(text.encode("utf-8", "replace"))
 
 
 def read_copyuid(untagged: list[Untagged], tagged: Tagged) -> CopyUids:

@@ -510,6 +510,16 @@ class ImapConnection(Appends):
         return "UID FLAGS INTERNALDATE RFC822.SIZE BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)]" + (
             " MODSEQ" if self.condstore else "")
 
+    def fetch_heads(self, uids: Iterable[int]) -> Iterator[FetchItem]:
+        """What a placement needs and the whole header section (BODY.PEEK[HEADER], in
+        ``header_fields``) of `uids`, without their bodies: messages larger than max_size
+        (mailsync.store.headers_only), streamed in server order."""
+        uid_set = format_uid_set(uids)
+        if not uid_set:
+            return iter(())
+        items = self._message_items().replace("BODY.PEEK[]", "BODY.PEEK[HEADER]")
+        return self._bulk(f"UID FETCH {uid_set} ({items})", "fetching header sections")
+
     def uid_store(self, uids: Iterable[int], op: str, flags: Iterable[str], *,
                   unchangedsince: int | None = None) -> tuple[dict[int, FetchItem], list[int]]:
         """UID STORE uids [UNCHANGEDSINCE m] +FLAGS|-FLAGS (flags). Returns (the FETCHes the server sent

@@ -24,7 +24,7 @@ class FetchItem:
     internaldate: str | None  # raw as sent, e.g. "17-Jul-1996 02:44:25 -0700"; see parse_internaldate
     size: int | None  # RFC822.SIZE
     body: bytes | None  # BODY[] / BODY[]<0> / BINARY[] / RFC822: the full message, the literal as read
-    header_fields: bytes | None  # BODY[HEADER.FIELDS (...)] payload
+    header_fields: bytes | None  # BODY[HEADER.FIELDS (...)] or BODY[HEADER] payload
     modseq: int | None  # MODSEQ (n), CONDSTORE
     # Gmail's X-GM-EXT-1 items: the message's id (one per message, whatever its folders), its
     # thread's id, and its labels as sent (atoms and strings; system labels start with a backslash)

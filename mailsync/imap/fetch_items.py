@@ -1,5 +1,5 @@
 """FETCH responses: the items mailsync reads (UID, FLAGS, INTERNALDATE, RFC822.SIZE, BODY[], the
-header fields, MODSEQ, and Gmail's X-GM-MSGID, X-GM-THRID and X-GM-LABELS) into a FetchItem, by the general token parser and by the fast paths of the
+header fields or the whole header section (BODY[HEADER]), MODSEQ, and Gmail's X-GM-MSGID, X-GM-THRID and X-GM-LABELS) into a FetchItem, by the general token parser and by the fast paths of the
 usual flat shape (a property test holds them to the same results).
 
 Owns: the FETCH grammar. Must not: do I/O; the parser (responses.py) hands each FETCH here.
@@ -75,8 +75,8 @@ def _item_field(key: bytes) -> int:
             partial = origin not in (b"", b"<0>")
             if section == b"" and not partial:
                 field = _F_BODY
-            elif base == b"BODY" and not partial and section.startswith(b"HEADER.FIELDS") and (
-                section[13:14] in (b" ", b"(")
+            elif base == b"BODY" and not partial and (section == b"HEADER" or (
+                section.startswith(b"HEADER.FIELDS") and section[13:14] in (b" ", b"("))
             ):
                 field = _F_HEADERS
     if len(_SECTIONS) < _SECTIONS_MAX:

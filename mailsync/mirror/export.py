@@ -3,7 +3,8 @@ reader.
 
 Owns: walking the store's live placements in (account, folder, UID) order, reading each body and
 checking its SHA-256, choosing the folder's place (maildir.folder_path, or ``A/B.mbox``), skipping
-what an earlier run wrote (by SHA-256 and copy number), and counting. Memory: one message's bytes,
+what an earlier run wrote (by SHA-256 and copy number) and what is held by its headers alone
+(larger than max_size: no body to write, said in a note), and counting. Memory: one message's bytes,
 plus per folder the keys of the files already there and the SHA-256s seen (to number copies of one
 message); never the whole selection.
 
@@ -95,6 +96,7 @@ class _Walk:
         # cost a third of an export's time on a per-message query
         self.progress = progress
         self.result = ExportResult()
+        self.heads = 0  # messages held by their headers alone, left out
 
     def run(self, rows: Iterator[repo.ExportRow], open_target, write, close) -> ExportResult:
         key = None
@@ -108,6 +110,9 @@ class _Walk:
                     key = (row.account, row.folder)
                     target, seen = open_target(row), {}
                     self.result.folders += 1
+                if row.headers_only:  # larger than max_size: no body to write yet (rule H1)
+                    self.heads += 1
+                    continue
                 n = seen.get(row.sha256, 0)
                 seen[row.sha256] = n + 1
                 if maildir.FileKey(row.sha256, n) in target.present:
@@ -126,6 +131,10 @@ class _Walk:
         finally:
             if target is not None:
                 close(target)
+        if self.heads:
+            self.result.notes.append(f"{self.heads} message(s) larger than max_size are held by their headers alone: "
+                                     f"left out (mailsync show ACCOUNT FOLDER UID fetches one; raising max_size "
+                                     f"and syncing fetches them all)")
         return self.result
 
 

@@ -5,7 +5,9 @@ and removed; new messages written to tmp/, fsynced, renamed into new/ or cur/; f
 moves as renames of the same file; expunged files removed; a state row committed only after its
 file is in place), ``sync_with_mirror`` (scan, sync, write: the CLI's and the watch daemon's entry
 point) and ``maildir_signature`` (what the watch daemon compares to notice a client's change).
-The scan before the sync is live_scan.py's; the state both read is live_state.py's.
+The scan before the sync is live_scan.py's; the state both read is live_state.py's. A message held
+by its headers alone (larger than max_size, store/headers_only.py) gets no file until its body is
+in the store: a file is never a truncated message.
 
 Must not: speak IMAP, decide (live_plan.py does), or write into the store's tables other than the
 mirror's own. One file that cannot be handled is a note, not the end of the run.
@@ -30,6 +32,7 @@ from mailsync.mirror.live_scan import ClientScan
 from mailsync.mirror.stage import MaildirStage
 from mailsync.mirror.live_state import MirrorError, MirrorResult, _fail, _flags_text, mirror_of
 from mailsync.mirror.writer import MaildirFolder, _fsync_dir
+from mailsync.store import headers_only
 from mailsync.store import repositories as repo
 from mailsync.store import tables
 from mailsync.store.uow import UnitOfWork
@@ -132,6 +135,10 @@ class LiveMirror(ClientScan):
                                                         .where(mf.account_id == account_id))}
         live = dict(c.execute(select(pl.folder_id, func.count()).where(
             pl.folder_id.in_([f.folder_id for f in folders]), pl.tombstone_run.is_(None)).group_by(pl.folder_id)).all())
+        for (fid,) in c.execute(select(pl.folder_id).where(  # held by their headers: no file (live_state)
+                headers_only.held_key(pl.body_sha256), pl.tombstone_run.is_(None))):
+            if fid in live:
+                live[fid] -= 1
         mirrored = dict(c.execute(select(mm.folder, func.count()).where(
             mm.account_id == account_id, mm.state == "ok").group_by(mm.folder)).all())
         matching = dict(c.execute(

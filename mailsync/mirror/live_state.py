@@ -19,6 +19,7 @@ from mailsync.errors import MailsyncError
 from mailsync.mirror import live_plan
 from mailsync.mirror import maildir
 from mailsync.mirror import snapshot
+from mailsync.store import headers_only
 from mailsync.store import repositories as repo
 from mailsync.store import tables
 from mailsync.store.uow import UnitOfWork
@@ -107,7 +108,8 @@ class MirrorState:
         for i in range(0, len(folder_ids), 500):
             for pid, fid, sha, flags, idate, size, uid in c.execute(
                     select(pl.id, pl.folder_id, pl.body_sha256, pl.flags, pl.internaldate, pl.size, pl.uid)
-                    .where(pl.folder_id.in_(folder_ids[i:i + 500]), pl.tombstone_run.is_(None))).all():
+                    .where(pl.folder_id.in_(folder_ids[i:i + 500]), pl.tombstone_run.is_(None),
+                           headers_only.whole_key(pl.body_sha256))).all():  # rule H1: no body to write yet
                 out.append(live_plan.StoreMessage(pid, fid, sha, frozenset(flags.split()), _epoch(idate), size, uid))
         return out
 

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 from sqlalchemy import bindparam, delete, func, insert, or_, select, update
 
-from mailsync.store import tables
+from mailsync.store import headers_only, tables
 from mailsync.store.repositories import Db
 from mailsync.store.tables import utcnow
 
@@ -27,14 +27,17 @@ def account_by_name(db: Db, name: str) -> int | None:
 def unpaired_messages(db: Db, channel: str, account_id: int, *, side: str = "src") -> Iterator:
     """The account's live messages on the server (a UID, no tombstone) that ``channel`` has not
     paired yet on ``side`` ("src": the channel's source; "dest": a two-way channel's destination):
-    (placement id, folder name, sha256, Message-ID, size, flags, internaldate)."""
+    (placement id, folder name, sha256, Message-ID, size, flags, internaldate). A message held by
+    its headers alone (larger than max_size, store/headers_only.py) is not one of them until its
+    body is in the store: it is neither copied nor paired from this side before (held_messages
+    still lists it, so that the other side's copy of it pairs with it instead of being appended)."""
     column = _CP.src_placement_id if side == "src" else _CP.dest_placement_id
     paired = select(column).where(_CP.channel == channel, column.isnot(None))
     return db.execute(
         select(_P.id, _F.name, _P.body_sha256, _B.message_id, _P.size, _P.flags, _P.internaldate)
         .join(tables.folders, _F.id == _P.folder_id).join(tables.bodies, _B.sha256 == _P.body_sha256)
         .where(_F.account_id == account_id, _F.status != "gone", _P.uid.isnot(None), _P.tombstone_run.is_(None),
-               _P.id.not_in(paired))
+               _P.id.not_in(paired), headers_only.whole_key(_P.body_sha256))
         .order_by(_F.name, _P.uid))
 
 

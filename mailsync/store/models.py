@@ -71,6 +71,7 @@ class Body(Base):
     data: Mapped[bytes] = deferred(tables.bodies.c.data)
     pack: Mapped[int | None]
     pack_offset: Mapped[int | None]
+    headers_only: Mapped[bool]
 
 
 class Placement(Base):

@@ -138,6 +138,12 @@ def read_mirror(db: sqlite3.Connection, account_id: int) -> MirrorQuiet | None:
     for (fid,) in db.execute("SELECT folder_id FROM placements WHERE tombstone_run > 0"):
         if fid in live:
             live[fid] -= 1
+    # held by their headers alone (larger than max_size): no file until the body comes (store/headers_only.py);
+    # a range on the body index, as headers_only.held_key
+    for (fid,) in db.execute("SELECT folder_id FROM placements WHERE body_sha256 >= 'h' AND body_sha256 < 'i' "
+                             "AND tombstone_run IS NULL"):
+        if fid in live:
+            live[fid] -= 1
     mirrored = dict(db.execute("SELECT folder, count(*) FROM mirror_files WHERE account_id = ? AND state = 'ok' "
                                "GROUP BY folder", (account_id,)).fetchall())
     matching = dict(db.execute(

@@ -166,6 +166,9 @@ class NewBody:
     size: int
     message_id: str | None
     data: bytes
+    # the header section of a message larger than max_size, under a key of its own
+    # (mailsync.store.headers_only): stored in its row, never in a pack
+    headers_only: bool = False
 
 
 def insert_rows(db: Db, table: str, columns: Sequence[str], rows: list[tuple],
@@ -209,6 +212,12 @@ def store_bodies(db: Db, bodies: Sequence[NewBody]) -> None:
     if not unique:
         return
     conn = _connection(db)
+    heads = [unique.pop(k) for k in [k for k, b in unique.items() if b.headers_only]]
+    if heads:  # never in a pack (a pack checks the SHA-256 of what it holds); ON CONFLICT: stored once
+        insert_rows(db, "bodies", _BODY_COLUMNS + ("headers_only",),
+                    [(b.sha256, b.size, b.message_id, b.data, None, None, True) for b in heads], ("sha256",))
+        if not unique:
+            return
     dialect = conn.dialect.name
     if dialect == "sqlite":
         conn.exec_driver_sql("UPDATE bodies SET size = size WHERE 0")  # BEGIN + the write lock, no change
@@ -245,11 +254,16 @@ def _existing_bodies(db: Db, keys: Sequence[str], *, share_lock: bool = False) -
     return have
 
 
-def read_body(db: Db, sha256: str) -> bytes:
-    """The raw message with this SHA-256, wherever the store keeps it (checked when from a pack)."""
-    row = db.execute(select(_B.size, _B.pack, _B.pack_offset).where(_B.sha256 == sha256)).one_or_none()
+def read_body(db: Db, sha256: str, *, heads: bool = False) -> bytes:
+    """The raw message with this SHA-256, wherever the store keeps it (checked when from a pack).
+    A message held by its header section alone (larger than max_size: mailsync.store.headers_only)
+    is a StoreError saying so, or, with ``heads``, its header section."""
+    row = db.execute(select(_B.size, _B.pack, _B.pack_offset, _B.headers_only)
+                     .where(_B.sha256 == sha256)).one_or_none()
     if row is None:
         raise StoreError(f"message body {sha256[:12]} is not in the store")
+    if row.headers_only and not heads:
+        raise headers_only_error(sha256)
     if row.pack is None:
         return bytes(db.scalar(select(_B.data).where(_B.sha256 == sha256)))
     return _packs(db).read(row.pack, row.pack_offset, row.size, sha256)
@@ -262,9 +276,12 @@ def read_bodies(db: Db, shas: Sequence[str]) -> dict[str, bytes | StoreError]:
     out: dict[str, bytes | StoreError] = {}
     in_packs: list[tuple[int, int, int, str]] = []
     for i in range(0, len(shas), 500):
-        for sha, size, pack, offset, data in db.execute(
-                select(_B.sha256, _B.size, _B.pack, _B.pack_offset, _B.data).where(_B.sha256.in_(shas[i:i + 500]))):
+        for sha, size, pack, offset, data, heads in db.execute(
+                select(_B.sha256, _B.size, _B.pack, _B.pack_offset, _B.data, _B.headers_only)
+                .where(_B.sha256.in_(shas[i:i + 500]))):
             try:
+                if heads:
+                    raise headers_only_error(sha)
                 if pack is not None:
                     in_packs.append((pack, offset, size, sha))
                 elif hashlib.sha256(data).hexdigest() != sha:
@@ -281,6 +298,12 @@ def read_bodies(db: Db, shas: Sequence[str]) -> dict[str, bytes | StoreError]:
         out.setdefault(sha, StoreError(f"message body {sha[:12]} is not in the store",
                                        hint="run mailsync verify --repair, then mailsync sync"))
     return out
+
+
+def headers_only_error(key: str) -> StoreError:
+    return StoreError(f"message {key[:12]} is held by its headers alone: it is larger than the account's "
+                      f"max_size, and its body was not downloaded",
+                      hint="mailsync show ACCOUNT FOLDER UID fetches it; or raise or remove max_size and run mailsync sync")
 
 
 def read_heads(db: Db, shas: Sequence[str], limit: int) -> list[tuple[str, bytes, int]]:
@@ -415,17 +438,21 @@ def tombstone(db: Db, folder_id: int, uids: Iterable[int], run_id: int) -> int:
 
 
 def bodies_by_message_id(db: Db, keys: Iterable[tuple[str, int]]) -> dict[tuple[str, int], str]:
-    """(Message-ID, size) -> sha256 of a stored body, for the keys that name exactly one body."""
+    """(Message-ID, size) -> sha256 of a stored body, for the keys that name exactly one body (or
+    one whole body, and header sections alone, mailsync.store.headers_only)."""
     keys = list(set(keys))
     found: dict[tuple[str, int], set[str]] = {}
     for i in range(0, len(keys), 500):
         chunk = set(keys[i:i + 500])
         ids = {k[0] for k in chunk}
-        for mid, size, sha in db.execute(built_once(lambda: select(_B.message_id, _B.size, _B.sha256).where(
+        for mid, size, sha, heads in db.execute(built_once(lambda: select(
+                _B.message_id, _B.size, _B.sha256, _B.headers_only).where(
                 _B.message_id.in_(bindparam("_ids", expanding=True)))), {"_ids": sorted(ids)}):
             if (mid, size) in chunk:
-                found.setdefault((mid, size), set()).add(sha)
-    return {k: next(iter(v)) for k, v in found.items() if len(v) == 1}
+                found.setdefault((mid, size), set()).add((bool(heads), sha))
+    # a whole body before a header section alone (a message larger than max_size, held so)
+    return {k: sha for k, v in found.items() if len(v) == 1 or len({h for h in v if not h[0]}) == 1
+            for heads, sha in [min(v)]}
 
 
 def has_bodies(db: Db) -> bool:
@@ -474,6 +501,7 @@ class ExportRow:
     size: int
     internaldate: str
     sha256: str
+    headers_only: bool = False  # held by its header section alone (larger than max_size: store/headers_only.py)
 
 
 def export_rows(db: Db, account: str | None = None, folder: str | None = None,
@@ -481,7 +509,7 @@ def export_rows(db: Db, account: str | None = None, folder: str | None = None,
     """The live placements (of one account, folder, UID when given), by account, folder and UID;
     streamed, a few thousand rows at a time."""
     stmt = (select(_A.name, _F.name, _F.uidvalidity, _P.uid, _B.message_id,
-                   _P.flags, _P.size, _P.internaldate, _B.sha256)
+                   _P.flags, _P.size, _P.internaldate, _B.sha256, _B.headers_only)
             .join(tables.folders, _F.account_id == _A.id)
             .join(tables.placements, _P.folder_id == _F.id)
             .join(tables.bodies, _B.sha256 == _P.body_sha256)
@@ -495,7 +523,7 @@ def export_rows(db: Db, account: str | None = None, folder: str | None = None,
         stmt = stmt.where(_P.uid == uid)
     for row in db.execute(stmt.execution_options(yield_per=2000)):
         yield ExportRow(row[0], row[1], row[2], row[3], row[4], sorted(text_to_flags(row[5])),
-                        row[6], row[7], row[8])
+                        row[6], row[7], row[8], bool(row[9]))
 
 
 # --- sync runs (audit log) --------------------------------------------------------------------

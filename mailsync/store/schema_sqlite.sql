@@ -20,6 +20,7 @@ CREATE TABLE bodies (
 	data BLOB NOT NULL, 
 	pack INTEGER, 
 	pack_offset BIGINT, 
+	headers_only BOOLEAN DEFAULT '0' NOT NULL, 
 	PRIMARY KEY (sha256)
 );
 

@@ -13,7 +13,8 @@ Layout:
   accounts    one row per configured account (by name), with the server's throttle (wait until when, why)
   folders     one row per server folder: names, special-use, checkpoints (UIDVALIDITY, UIDNEXT,
               HIGHESTMODSEQ), the resumable download mark `fetched_uid`, and a status
-  bodies      raw messages, stored once, content-addressed by SHA-256
+  bodies      raw messages, stored once, content-addressed by SHA-256 (or a header section alone,
+              for a message larger than max_size whose body is fetched on demand)
   placements  (folder, uid) -> body, with flags, modseq, internaldate and size
   sync_runs   audit log of sync runs: started, finished, counts, error
   pending_ops local changes waiting for the server (flags, moves, deletes, appends, folder ops)
@@ -117,6 +118,10 @@ bodies = Table(
     Column("data", LargeBinary, nullable=False),
     Column("pack", Integer),
     Column("pack_offset", BigInteger),  # where the message bytes start
+    # A message larger than its account's max_size, held by its header section alone until its body
+    # is fetched (mailsync.store.headers_only): `data` is the header section, `size` the whole
+    # message's RFC822.SIZE, and the key is not a SHA-256 of anything (headers_only.headers_key).
+    Column("headers_only", Boolean, nullable=False, default=False, server_default="0"),
 )
 
 placements = Table(

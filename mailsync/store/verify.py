@@ -1,5 +1,6 @@
-"""Check that every message body the store points at reads back with its SHA-256; repair what
-does not by forgetting it, so that the next sync downloads it again.
+"""Check that every message body the store points at reads back with its SHA-256 (a header section
+held alone, for a message larger than max_size, with its own key: store/headers_only.py); repair
+what does not by forgetting it, so that the next sync downloads it again.
 
 Owns: the walk over the bodies that live placements point at, and the repair (their placements
 and body rows removed, their folders set to compare in full next time). Must not: speak IMAP,
@@ -16,6 +17,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from mailsync.errors import StoreError
+from mailsync.store.headers_only import headers_key, is_headers_key
 from mailsync.store.models import Account, Body, Folder, PendingOp, Placement
 from mailsync.store.repositories import LIVE, packs_of
 
@@ -79,7 +81,10 @@ def verify_bodies(session: Session, accounts: Sequence[str] | None = None,
         found = dict(session.execute(select(Body.sha256, Body.data).where(Body.sha256.in_(list(group)))).all())
         for sha, size in group.items():
             data = found.get(sha)
-            if data is None or len(data) != size or hashlib.sha256(data).hexdigest() != sha:
+            if data is not None and is_headers_key(sha):  # a header section alone (max_size): its own key
+                if headers_key(data, size) != sha:
+                    bad[sha] = f"message {sha[:12]}'s header section in the database is corrupt (its key does not match)"
+            elif data is None or len(data) != size or hashlib.sha256(data).hexdigest() != sha:
                 bad[sha] = f"message {sha[:12]} in the database is corrupt (its SHA-256 or size does not match)"
             checked(sha, size)
     if bad:

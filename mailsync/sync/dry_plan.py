@@ -32,6 +32,8 @@ class FolderPlan:
     reason: str | None = None  # a fallback to the full comparison, a set-aside, a rematch
     downloads: list[tuple[int, int]] = field(default_factory=list)  # (UID, size): rule M1
     linked: list[int] = field(default_factory=list)  # new UIDs whose body the store has (N1): no download
+    heads: list[int] = field(default_factory=list)  # new UIDs larger than max_size: by their headers (H1)
+    completed: list[int] = field(default_factory=list)  # of the downloads, bodies of messages held so (H3)
     moved_in: list[int] = field(default_factory=list)  # of those, messages that left another folder (N2)
     expunged: list[int] = field(default_factory=list)  # UIDs whose placements go (M2)
     held: str | None = None  # why its deletions are held (G1, G2)
@@ -62,8 +64,10 @@ class AccountPlan:
     notes: list[str] = field(default_factory=list)
     folders: int = 0
     new_messages: int = 0
-    downloads: int = 0
+    downloads: int = 0  # bodies: of new messages, and of messages held by their headers (rule H3)
     download_bytes: int = 0
+    heads: int = 0  # new messages larger than max_size, placed by their headers (rule H1)
+    completed: int = 0  # of the downloads, bodies of messages held by their headers (rule H3)
     flag_changes: int = 0
     expunged: int = 0
     moves: int = 0
@@ -74,7 +78,8 @@ class AccountPlan:
         return {
             "account": self.account, "ok": self.ok, "error": self.error,
             "folders": self.folders, "new_messages": self.new_messages, "downloads": self.downloads,
-            "download_bytes": self.download_bytes, "flag_changes": self.flag_changes, "expunged": self.expunged,
+            "download_bytes": self.download_bytes, "headers_only": self.heads, "completed": self.completed,
+            "flag_changes": self.flag_changes, "expunged": self.expunged,
             "moved": self.moves, "pushed": self.pushed, "conflicts": self.conflicts,
             "folders_created": self.created, "folders_dropped": self.dropped,
             "folders_renamed": [{"from": a, "to": b} for a, b in self.renamed],
@@ -84,7 +89,7 @@ class AccountPlan:
             "folder_plans": [{
                 "folder": f.name, "action": f.action, "mode": f.mode, "reason": f.reason,
                 "downloads": [{"uid": u, "size": s} for u, s in f.downloads], "download_bytes": f.download_bytes,
-                "linked": f.linked, "moved_in": f.moved_in, "expunged": f.expunged, "held": f.held, "flag_changes": f.flag_changes,
+                "linked": f.linked, "headers_only": f.heads, "completed": f.completed, "moved_in": f.moved_in, "expunged": f.expunged, "held": f.held, "flag_changes": f.flag_changes,
                 "flag_pushes": [{"uid": u, "add": list(a), "remove": list(r)} for u, a, r in f.pushes],
                 "conflicts": [{"uid": u, "flag": fl, "kept": k} for u, fl, k in f.conflicts],
                 "settled": f.settled} for f in self.folders_plan],

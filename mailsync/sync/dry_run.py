@@ -41,6 +41,7 @@ from mailsync.store import tables
 from mailsync.store.db import Store
 from mailsync.sync import plan as rules
 from mailsync.sync.dry_journal import JournalWalk, after_folder_ops, apply_folder_ops, made_folder
+from mailsync.sync.dry_heads import DryHeads
 from mailsync.sync.dry_plan import AccountPlan, FolderPlan
 from mailsync.sync.message import message_id
 
@@ -115,7 +116,7 @@ def dry_run(store: Store | None, account: AccountConfig, *, allow_mass_delete: b
     return plan
 
 
-class _DryRun(JournalWalk):
+class _DryRun(JournalWalk, DryHeads):
     """One dry run of an account: engine.AccountSync's steps, each reading instead of writing, and
     the plan (AccountPlan) filled in as it goes. ``c``: the read-only store connection, or None
     when there is no store."""
@@ -343,6 +344,7 @@ class _DryRun(JournalWalk):
                 taken = [uid for uid, it in sorted(headers.items()) if within.take(it.seq, uid)]
                 for uid in self._gmail_links(conn, fp, taken, headers):
                     self._download(fp, uid, headers[uid])
+                self._heads(conn, folder, fp, [u for u in self._larger(conn, None) if u not in gone])
             self.plan.folders += 1
             return
         contradiction = None
@@ -402,6 +404,9 @@ class _DryRun(JournalWalk):
         if new:
             headers = rules.only_asked(conn.fetch_headers(new), new)
             self._new_messages(folder, fp, self._gmail_links(conn, fp, new, headers), headers)
+        self._heads(conn, folder, fp, self._larger(conn, mp.new) if mp.new else [])
+        if self._relimited(folder.id):  # rule H3: the bodies a looser max_size allows now
+            self._completed(folder.id, fp)
         self.plan.folders += 1
 
     def _allowed(self, conn, uids: list[int]) -> list[int]:
@@ -453,9 +458,11 @@ class _DryRun(JournalWalk):
         self.plan.expunged += len(expunged)
         self.tombs += [(local[uid].sha, True, local[uid].flags, local[uid].base_flags) for uid in expunged]
 
-    def _new_messages(self, folder: _Folder, fp: FolderPlan, uids: list[int], headers: dict) -> None:
+    def _new_messages(self, folder: _Folder, fp: FolderPlan, uids: list[int], headers: dict, take=None) -> None:
         """Rule N1: a new UID whose (Message-ID, size) names one body the store has (or will have, from
-        an earlier folder of this run) is linked; the rest are downloaded."""
+        an earlier folder of this run) is linked; the rest are downloaded (``take``: or placed by
+        their headers, rule H1, dry_heads.py)."""
+        take = take or self._download
         keys = {uid: (message_id(it.header_fields or b""), it.size) for uid, it in headers.items()}
         known: dict[Key, str] = {}
         if self.bodies_before_run:
@@ -468,7 +475,7 @@ class _DryRun(JournalWalk):
                 fp.linked.append(uid)
                 self.links.append((fp, uid, known[keys[uid]], headers[uid]))
             else:
-                self._download(fp, uid, headers[uid])
+                take(fp, uid, headers[uid])
 
     def _gmail_links(self, conn, fp: FolderPlan, uids: list[int], headers: dict) -> list[int]:
         """Rule N5 (engine, gmail.py): on Gmail, a new UID whose X-GM-MSGID the store holds a body for

@@ -28,8 +28,10 @@ Order of one account's sync:
      new messages by X-GM-MSGID (N5, gmail.py: a folder's first sync too, so a message shown in
      many folders is downloaded once); recognise new messages already in
      the store by (Message-ID, size) (N1), download the rest in batches (each committed with its
-     placements and the folder's download mark); then commit UIDNEXT/HIGHESTMODSEQ as read at SELECT
-     (C1), after the links of step 5 when a folder has any;
+     placements and the folder's download mark), those larger than max_size by their header
+     section alone (H1, heads.py; after max_size was raised, the bodies it allows now, H3); then
+     commit UIDNEXT/HIGHESTMODSEQ as read at SELECT (C1), after the links of step 5 when a folder
+     has any;
      A listing of the whole folder that contradicts the SELECT is read again, and its deletions held
      when it still does (G1); tombstones of UIDs listed again are lifted (M4); a mass of deletions
      waits for step 5 (G2). These checks live in guards.ServerChecks.
@@ -64,6 +66,7 @@ from mailsync.sync.gmail import folder_label as gmail_folder_label
 from mailsync.sync import plan as rules
 from mailsync.sync.message import message_id
 from mailsync.sync.download import Downloads, bulk_checkpoints_task
+from mailsync.sync.heads import Heads
 from mailsync.sync.journal_push import JournalPush
 from mailsync.sync.limits import Limits, record_left_out
 from mailsync.sync.ledger import AccountResult, RunLedger, SyncObserver  # noqa: F401 (AccountResult: the API)
@@ -80,7 +83,7 @@ class SyncInterrupted(MailsyncError):
     the step in progress was committed, so the next sync resumes from there."""
 
 
-class AccountSync(Downloads, JournalPush, Limits, guards.ServerChecks, GmailSync):
+class AccountSync(Downloads, Heads, JournalPush, Limits, guards.ServerChecks, GmailSync):
     """One two-way delta sync of an account.
 
     For the watch daemon (mailsync.push), two optional hooks; without them nothing changes:
@@ -392,6 +395,11 @@ class AccountSync(Downloads, JournalPush, Limits, guards.ServerChecks, GmailSync
                 rest, deferred = self._gmail_new(conn, db, folder, allowed) if allowed is None or allowed else ([], False)
                 if rest:
                     self._download(conn, db, folder.id, folder.name, rest)
+                heads = self._larger_new(conn, None)  # rule H1 (after N5: a body stored is placed)
+                if heads:
+                    rest, more = self._gmail_new(conn, db, folder, heads)
+                    self._download_heads(conn, db, folder.id, folder.name, rest)
+                    deferred = deferred or more
                 if deferred:
                     self._deferred_complete.append((folder.id, folder.name, info))
                     return
@@ -399,6 +407,9 @@ class AccountSync(Downloads, JournalPush, Limits, guards.ServerChecks, GmailSync
                 uids = self._within_limits(conn, None)
                 if uids:
                     self._download(conn, db, folder.id, folder.name, uids)
+                heads = self._larger_new(conn, None)  # rule H1
+                if heads:
+                    self._download_heads(conn, db, folder.id, folder.name, heads)
             elif info.exists:
                 if self.store.packs is not None:
                     self._download_packed(conn, db, folder.id, folder.name, ahead, info)
@@ -440,28 +451,41 @@ class AccountSync(Downloads, JournalPush, Limits, guards.ServerChecks, GmailSync
         if delta.pushes:
             self._push_flags(conn, db, folder, delta.pushes)
         self.observer.folder_started(self.account.name, folder.name, len(delta.new))
-        deferred = False
         new = self._within_limits(conn, delta.new) if delta.new else delta.new  # rule A1: before anything is read
-        if new:
-            to_download = new
-            if is_gmail(conn):  # rule N5 first: by X-GM-MSGID, then N1 for the rest
-                to_download, deferred = self._gmail_new(conn, db, folder, new)
-            if delta.have_bodies and to_download:
-                headers = rules.only_asked(_headers(conn, to_download, early), to_download)
-                keys = {uid: (message_id(it.header_fields or b""), it.size) for uid, it in headers.items()}
-                known = db.call(lambda uow: repo.bodies_by_message_id(
-                    uow.connection, [k for k in keys.values() if k[0] and k[1] is not None]))
-                linked = {uid for uid, k in keys.items() if k in known}
-                for uid in sorted(linked):
-                    self._deferred_links.append((folder.id, uid, headers[uid], known[keys[uid]]))
-                deferred = deferred or bool(linked)
-                to_download = [u for u in to_download if u not in linked]
-            if to_download:
-                self._download(conn, db, folder.id, folder.name, to_download)
+        heads = self._larger_new(conn, delta.new)  # rule H1
+        deferred = self._new_messages(conn, db, folder, new, delta.have_bodies, self._download, early)
+        deferred = self._new_messages(conn, db, folder, heads, delta.have_bodies, self._download_heads) or deferred
+        if relimited:  # rule H3: the bodies a looser max_size allows now
+            self._complete_heads(conn, db, folder.id, folder.name)
         if deferred:
             self._deferred_complete.append((folder.id, folder.name, info))
         else:
             db.submit(store_tasks.complete_folder, self.side, folder.id, folder.name, info, small=True)
+
+    def _new_messages(self, conn: ImapSession, db: StoreWorker, folder: SyncFolder, new: list[int],
+                      have_bodies: bool, fetch, early: dict | None = None) -> bool:
+        """The ``new`` UIDs of a folder: placed on a body the store holds (rule N5 on Gmail, then
+        N1), the rest read by ``fetch`` (_download, or _download_heads for rule H1). Whether
+        placements were deferred to step 5."""
+        deferred = False
+        if not new:
+            return deferred
+        to_download = new
+        if is_gmail(conn):  # rule N5 first: by X-GM-MSGID, then N1 for the rest
+            to_download, deferred = self._gmail_new(conn, db, folder, new)
+        if have_bodies and to_download:
+            headers = rules.only_asked(_headers(conn, to_download, early), to_download)  # early: rule D6
+            keys = {uid: (message_id(it.header_fields or b""), it.size) for uid, it in headers.items()}
+            known = db.call(lambda uow: repo.bodies_by_message_id(
+                uow.connection, [k for k in keys.values() if k[0] and k[1] is not None]))
+            linked = {uid for uid, k in keys.items() if k in known}
+            for uid in sorted(linked):
+                self._deferred_links.append((folder.id, uid, headers[uid], known[keys[uid]]))
+            deferred = deferred or bool(linked)
+            to_download = [u for u in to_download if u not in linked]
+        if to_download:
+            fetch(conn, db, folder.id, folder.name, to_download)
+        return deferred
 
     def _push_flags(self, conn: ImapSession, db: StoreWorker, folder: SyncFolder, pushes) -> None:
         """Rule T3: one STORE per change under UNCHANGEDSINCE; record what the server answered."""

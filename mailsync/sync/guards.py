@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from mailsync.errors import ProtocolError
 from mailsync.store import repositories as repo
 from mailsync.store.uow import UnitOfWork
+from mailsync.sync import flag_search
 from mailsync.sync import plan as rules
 from mailsync.sync import store_tasks
 from mailsync.sync.message import message_id
@@ -106,7 +107,14 @@ class ServerChecks:
         """Every UID's flags (a full comparison, rule D5), in FETCHes of FLAG_CHUNK UIDs when the
         folder is larger: answers of bounded size for servers that throttle or cut long ones
         (Microsoft 365), and a memory peak that does not grow with the folder. The last chunk ends
-        at ``*``, so a message that arrived since the SELECT is listed too."""
+        at ``*``, so a message that arrived since the SELECT is listed too. Where rule D7 applies
+        (flag_search.py: ESEARCH, and no keyword the FLAGS response does not name), one UID SEARCH
+        per flag instead."""
+        keys = flag_search.search_keys(conn.has("ESEARCH"), getattr(info, "flags", None),
+                                       getattr(info, "permanentflags", None))
+        if keys is not None:
+            every = conn.uid_search("ALL")
+            return flag_search.listing_from_searches(every, {f: conn.uid_search(k) for f, k in keys.items()})
         top = (info.uidnext or 0) - 1
         if top <= FLAG_CHUNK:
             return conn.uid_flags("1:*")

@@ -4,12 +4,14 @@ their I/O.
 
   A1  With max_age, a message is downloaded only when its INTERNALDATE is on or after the day
       max_age ago (SEARCH SINCE has day granularity, RFC 3501 6.4.4: the day itself counts); with
-      max_size, only when its RFC822.SIZE is at most max_size (NOT LARGER). A message left out is
-      not a deletion: the store keeps what it has, the server keeps it all.
+      max_size, only when its RFC822.SIZE is at most max_size (NOT LARGER); a larger one gets its
+      placement on its header section alone (rule H1, heads.py). A message left out is not a
+      deletion: the store keeps what it has, the server keeps it all.
   A2  A folder never read is downloaded by the UIDs that SEARCH names, not with UID FETCH 1:*.
   A3  What the limits left out is counted per folder as of its last sync, for ``mailsync status``:
-      by max_size, the messages LARGER than it that the store does not hold; by max_age, the rest of
-      what the store does not hold (EXISTS less the messages it holds).
+      by max_size, the messages LARGER than it that the store holds by their headers alone (rule
+      H1, heads.py) or not at all; by max_age, the rest of what the store does not hold (EXISTS
+      less the messages it holds, less those LARGER ones it does not hold).
 
 Owns: the SEARCH criteria (pure: limit_criteria) and, as Limits, a mixin of engine.AccountSync, the
 filtering of the UIDs to download. Must not: download (download.py does) or decide deletions.
@@ -21,6 +23,7 @@ from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING
 
 from mailsync.config.limits import limits_key
+from mailsync.store import headers_only
 from mailsync.store import repositories as repo
 from mailsync.sync import store_tasks
 
@@ -77,9 +80,12 @@ def record_left_out(uow: UnitOfWork, folders: dict[int, tuple]) -> None:
     for folder_id, (exists, larger, aged, key) in folders.items():
         held = store_tasks.live_count(uow.connection, folder_id)
         by_size = None
+        absent = 0  # LARGER and not held at all: older than max_age too
         if larger is not None:
             stored = set(repo.uid_flags(uow.connection, folder_id)) if larger else set()
-            by_size = sum(1 for uid in larger if uid not in stored)
-        by_age = max(exists - held - (by_size or 0), 0) if aged else None
+            heads = headers_only.held_uids(uow.connection, folder_id) if larger else set()
+            absent = sum(1 for uid in larger if uid not in stored)
+            by_size = absent + sum(1 for uid in larger if uid in heads)
+        by_age = max(exists - held - absent, 0) if aged else None
         repo.set_left_out(uow.connection, folder_id, by_age, by_size, key)
     uow.commit()

@@ -78,3 +78,39 @@ def test_ground_truth_through_sync_rebuild_second_folder_and_second_account(tmp_
 
         assert uow.session.scalar(select(func.count()).select_from(CrmSource)) == 3 * len(messages)
     store.dispose()
+
+
+def test_messages_held_by_their_headers_give_their_header_records_then_all_once_their_bodies_come(tmp_path, imap_user):
+    """max_size (issue 23): messages larger than it are held by their header section alone; the
+    CRM reads what headers say (everything but what only a body says: a bounce's report), and
+    once max_size is lifted and their bodies come, the records are those of the whole messages."""
+    messages, truth = generate_crm_corpus(1)
+    load_into(imap_user.server, imap_user.name, messages)
+    sizes = sorted(len(m.raw) for m in messages)
+    limit = sizes[len(sizes) // 2]  # half of them held by their headers
+    sink = tmp_path / "records.jsonl"
+    cfg, env = _config(tmp_path, [("work", imap_user)], sink)
+    plain = cfg.read_text()
+    cfg.write_text(plain.replace("[crm]", f"max_size = {limit}\n\n[crm]", 1))
+    proc = run_cli("sync", config=cfg, env=env, check=True)
+    assert "held by their headers" in proc.stderr and "crm: delivered" in proc.stderr
+    store = open_store(f"sqlite:///{tmp_path}/store.db")
+    try:
+        from mailsync.store import tables
+
+        with UnitOfWork(store) as uow:
+            held = uow.connection.scalar(select(func.count()).select_from(tables.bodies)
+                                         .where(tables.bodies.c.headers_only))
+        assert held >= len(messages) // 3
+        got = project_stored(stored_records(store))
+        expected = project_truth(truth, got["activities"])
+        assert set(got["contacts"]) == set(expected["contacts"])
+        said_by_headers = {k: v for k, v in expected["activities"].items() if k[1] != "bounce"}
+        assert {k: v for k, v in got["activities"].items() if k[1] != "bounce"} == said_by_headers
+        assert len(said_by_headers) < len(expected["activities"])  # the corpus has bounces among the large ones
+        # max_size lifted: the bodies come, and the records are the whole messages'
+        cfg.write_text(plain)
+        run_cli("sync", config=cfg, env=env, check=True)
+        _check(store, truth)
+    finally:
+        store.dispose()

@@ -431,3 +431,26 @@ def test_a_label_taken_away_reaches_the_store_whether_or_not_gmail_moves_modseq(
         assert store_view(store, srv) == server_view(srv)
     finally:
         srv.stop()
+
+
+def test_max_size_holds_a_large_gmail_message_by_its_headers_in_every_label_and_downloads_its_body_once_later(
+        gmail, store):
+    """max_size (issue 23) on Gmail: a large message shown in three folders gets its row in each by
+    one header section (placed by X-GM-MSGID, rule N5), no body crosses the network; once max_size
+    is raised, its body is downloaded once and every placement names it."""
+    big = body(1, 3000)  # about 30 KB
+    msgid = gmail.add_mail(big, labels=["\\Inbox", "Work", "Family"])
+    gmail.add_mail(body(2), labels=["Work"])
+    r = sync(store, gmail, max_size=10_000)
+    assert r.ok, r.error
+    assert gmail.downloads[msgid] == 0 and gmail.bodies_sent == 1
+    held = {name: uids for name, uids in store_view(store, gmail).items() if uids}
+    key = hashlib.sha256(big).hexdigest()
+    places = [sha for uids in held.values() for sha in uids.values() if sha != hashlib.sha256(body(2)).hexdigest()]
+    assert len(places) == 4 and len(set(places)) == 1 and places[0].startswith("h")  # INBOX, Work, Family, All Mail
+    assert labels_in_store(store)[msgid] == ["Family", "Work", "\\Inbox"]
+    r = sync(store, gmail, max_size=100_000)
+    assert r.ok, r.error
+    assert gmail.downloads[msgid] == 1  # once, for its four folders
+    assert store_view(store, gmail) == server_view(gmail)
+    assert key in {sha for uids in store_view(store, gmail).values() for sha in uids.values()}

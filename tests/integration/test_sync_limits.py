@@ -105,29 +105,55 @@ def test_max_download_rate_holds_the_average_rate(tmp_path, imap_user):
         store.dispose()
 
 
-def test_max_size_leaves_larger_messages_out_and_counts_them_apart_from_max_age(tmp_path, imap_user):
+def test_max_size_holds_larger_messages_by_their_headers_and_counts_them_apart_from_max_age(tmp_path, imap_user):
     now = time.time()
     imap_user.server.load(imap_user.name,
                           [("INBOX", message(i, 200), "", now - DAY) for i in range(6)]  # small, young
                           + [("INBOX", message(10 + i, 60_000), "", now - DAY) for i in range(3)]  # large, young
-                          + [("INBOX", message(20 + i, 200), "", now - 300 * DAY) for i in range(2)])  # small, old
+                          + [("INBOX", message(20 + i, 200), "", now - 300 * DAY) for i in range(2)]  # small, old
+                          + [("INBOX", message(30, 60_000), "", now - 300 * DAY)])  # large, old
     cfg = _config(tmp_path, imap_user, max_size="50KB", max_age="90d")
     store = open_store(cfg.store.url)
     try:
-        assert dry_run(None, cfg.accounts[0]).new_messages == 6  # what the sync will download, no more
+        plan = dry_run(None, cfg.accounts[0])  # what the sync will do, no more
+        assert (plan.new_messages, plan.downloads, plan.heads) == (9, 6, 3)
         outcome = run_sync(cfg, store, quiet=True)
         assert outcome.failed == [], outcome.results[0].error
-        assert outcome.results[0].new_messages == 6 and outcome.results[0].bytes_fetched < 50_000
+        r = outcome.results[0]
+        # the large ones have their rows, by their headers: no body of them crossed the network
+        assert (r.new_messages, r.bodies_downloaded) == (9, 6) and r.bytes_fetched < 50_000
         report = collect_status(store, cfg)
         inbox = next(f for f in report["accounts"][0]["folders"] if f["name"] == "INBOX")
-        assert inbox["left_out"] == {"max_age": 2, "max_size": 3}
-        assert "3 larger message(s) left out by max_size" in render_status(report)
-        # lifting max_size brings the large ones; the old ones stay out (and the dry run says so first)
+        assert inbox["messages"] == 9 and inbox["headers_only"] == 3
+        # by max_size: the 3 held by their headers and the old large one; by max_age: the 2 old small ones
+        assert inbox["left_out"] == {"max_age": 2, "max_size": 4}
+        assert "4 message(s) larger than max_size left out (3 held by their headers alone" in render_status(report)
+        # lifting max_size brings the bodies of the held ones; the old ones stay out (and the dry run says so first)
         lifted = _config(tmp_path, imap_user, max_age="90d")
         plan = dry_run(store, lifted.accounts[0])
-        assert (plan.new_messages, plan.downloads) == (3, 3)
-        assert run_sync(lifted, store, quiet=True).results[0].new_messages == 3
+        assert (plan.new_messages, plan.downloads, plan.completed) == (0, 3, 3)
+        again = run_sync(lifted, store, quiet=True).results[0]
+        assert again.ok, again.error
+        assert (again.new_messages, again.bodies_downloaded) == (0, 3) and again.bytes_fetched > 180_000
         inbox = next(f for f in collect_status(store, lifted)["accounts"][0]["folders"] if f["name"] == "INBOX")
-        assert inbox["messages"] == 9 and inbox["left_out"] == {"max_age": 2, "max_size": None}
+        assert inbox["messages"] == 9 and inbox["left_out"] == {"max_age": 3, "max_size": None}
+        assert inbox["headers_only"] == 0
+        assert _bodies_whole(store)
     finally:
         store.dispose()
+
+
+def _bodies_whole(store) -> bool:
+    """Every live placement names a whole message whose SHA-256 is its key."""
+    import hashlib
+
+    from sqlalchemy import select
+
+    from mailsync.store import repositories as repo
+    from mailsync.store import tables
+    from mailsync.store.uow import UnitOfWork
+
+    pl = tables.placements.c
+    with UnitOfWork(store) as uow:
+        shas = set(uow.connection.scalars(select(pl.body_sha256).where(pl.tombstone_run.is_(None))))
+        return all(hashlib.sha256(repo.read_body(uow.connection, sha)).hexdigest() == sha for sha in shas)

@@ -126,7 +126,10 @@ FETCH_CASES = [
     ("header-fields-two", b"* 6 FETCH (BODY[HEADER.FIELDS (MESSAGE-ID DATE)] {2}\r\n\r\n)\r\n",
      _item(6, header_fields=b"\r\n")),
     ("header-fields-not-skipped", b"* 6 FETCH (BODY[HEADER.FIELDS.NOT (X)] {2}\r\n\r\n UID 9)\r\n", _item(6, uid=9)),
-    ("body-header-skipped", b"* 6 FETCH (BODY[HEADER] {2}\r\n\r\n UID 9)\r\n", _item(6, uid=9)),
+    # the whole header section (a message held by its headers, max_size) is read where header fields go
+    ("body-header", b"* 6 FETCH (BODY[HEADER] {2}\r\n\r\n UID 9)\r\n", _item(6, uid=9, header_fields=b"\r\n")),
+    ("body-header-partial-skipped", b"* 6 FETCH (BODY[HEADER]<5> {2}\r\n\r\n UID 9)\r\n", _item(6, uid=9)),
+    ("body-header-mime-skipped", b"* 6 FETCH (BODY[1.HEADER] {2}\r\n\r\n UID 9)\r\n", _item(6, uid=9)),
     ("body-part-skipped", b'* 6 FETCH (BODY[1.2] "x" UID 9)\r\n', _item(6, uid=9)),
     ("body-partial-skipped", b"* 6 FETCH (BODY[]<100> {3}\r\nabc UID 9)\r\n", _item(6, uid=9)),
     ("binary-size-skipped", b"* 6 FETCH (BINARY.SIZE[] 300 UID 9)\r\n", _item(6, uid=9)),
