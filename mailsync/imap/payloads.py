@@ -128,10 +128,14 @@ class ListEntry:
 # are atoms, a quoted one-character delimiter that needs no escape (or NIL), a quoted name without
 # escapes or an atom name; STATUS items that are all numbers. Anything else (literals, escapes,
 # MAILBOXID's parenthesised value, lower case) goes through the tokenizer, as before.
-_LIST_USUAL = re.compile(rb'\* LIST \(((?:\\?[A-Za-z0-9_$-]+ ?)*)\) (?:"([^"\\])"|NIL) '
+_FLAG = rb"\\?[A-Za-z0-9_$-]+"
+_ITEM = rb"[A-Z][A-Z0-9-]* [0-9]+"
+# each repetition starts with a separator no atom holds, so a line that does not match fails in
+# linear time (a pattern like (?:atom ?)* backtracks exponentially over a long flag list)
+_LIST_USUAL = re.compile(rb'\* LIST \((' + _FLAG + rb'(?: ' + _FLAG + rb')*)?\) (?:"([^"\\])"|NIL) '
                          rb'(?:"([^"\\\r\n]*)"|([A-Za-z0-9_.&+,/:~$-]+))\r?\n?')
 _STATUS_USUAL = re.compile(rb'\* STATUS (?:"([^"\\\r\n]*)"|([A-Za-z0-9_.&+,/:~$-]+)) '
-                           rb'\(((?:[A-Z][A-Z0-9-]* [0-9]+ ?)*)\)\r?\n?')
+                           rb'\(((?:' + _ITEM + rb'(?: ' + _ITEM + rb')*)?)\)\r?\n?')
 
 
 def parse_list(raw: bytes) -> ListEntry:
@@ -143,7 +147,7 @@ def parse_list(raw: bytes) -> ListEntry:
             raw_name = name.decode("ascii")
         except UnicodeDecodeError:
             raw_name = name.decode("utf-8", "replace")
-        return ListEntry(tuple(m[1].decode("ascii").split()), None if m[2] is None else m[2].decode("ascii"),
+        return ListEntry(tuple((m[1] or b"").decode("ascii").split()), None if m[2] is None else m[2].decode("ascii"),
                          raw_name)
     return parse_list_tokens(raw)
 

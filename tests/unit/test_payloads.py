@@ -154,3 +154,14 @@ def test_the_usual_lines_take_the_fast_way():
         assert PL._LIST_USUAL.fullmatch(raw)
     assert PL._STATUS_USUAL.fullmatch(b'* STATUS "Bulk00" (MESSAGES 2000 UIDNEXT 2001 UIDVALIDITY 1796681692 '
                                       b'HIGHESTMODSEQ 3)\r\n')
+
+
+def test_a_long_line_that_is_not_of_the_usual_shape_is_read_at_once():
+    """A hostile (or just unusual) server's line that almost matches the usual shape: 60 flags,
+    then a name with an escape. The usual pattern must fail at once, not backtrack over every way
+    to split the flags (it once took minutes on three flags), and the tokenizer reads the line."""
+    flags = b" ".join(b"\\Flag" + str(i).encode() for i in range(60))
+    entry = PL.parse_list(b'* LIST (' + flags + b') "/" "X \\"\\"/9."\r\n')
+    assert len(entry.flags) == 60 and entry.raw_name == 'X ""/9.'
+    items = b" ".join(b"K" + str(i).encode() + b" " + str(i).encode() for i in range(60))
+    assert PL.parse_status_reply(b'* STATUS "X \\"" (' + items + b' MAILBOXID (F1))\r\n')[2] == "F1"
