@@ -128,11 +128,13 @@ class AccountWatcher:
         self.attempts: deque[float] = deque(maxlen=200)  # clock times of connection attempts (tests)
         self.retry_at: float | None = None  # while waiting to reconnect: when
         self.sync_count = 0
+        self.fence = None  # a watch worker's lease (mailsync.store.lease_repo.Fence), checked on each commit
+        self.dropped = False  # a worker gave the account up: its sync stops at the next step boundary
 
     # -- wake-ups -----------------------------------------------------------------------------
 
     def wake(self, reason: str, kind: str = "push") -> None:
-        if self.daemon.stopping:
+        if self.daemon.stopping or self.dropped:
             return
         now = self.clock.now()
         if self._pending_since is None:
@@ -302,7 +304,7 @@ class AccountWatcher:
         loop = asyncio.get_running_loop()
         while True:
             await self._wake.wait()
-            if self.daemon.stopping:
+            if self.daemon.stopping or self.dropped:
                 return
             self._wake.clear()
             since, since_wall = self._pending_since, self._pending_wall
@@ -399,7 +401,8 @@ class AccountWatcher:
             outcome = run_sync(self.daemon.config, self.daemon.store, accounts=[self.account], quiet=True,
                                crm_after_failure=False, crm_lock=self.daemon.after_sync_lock,
                                on_crm_error=after_sync_failed, connect=self.conn.connect,
-                               release=self.conn.release, should_stop=stop.is_set, channels_push=False,
+                               release=self.conn.release, channels_push=False, fence=self.fence,
+                               should_stop=lambda: stop.is_set() or self.dropped,
                                wait_throttled=False)
         except Exception as exc:  # a bug around the sync must not end this account's sync loop: a failed
             # sync, retried with its backoff like any other
@@ -437,6 +440,7 @@ class WatchDaemon:
         self.metrics = metrics or Metrics(self._last_syncs)
         self.health_store = HealthStore(self.store, os.getpid())
         self.watchers: dict[str, AccountWatcher] = {}
+        self.account_tasks: dict[str, list[asyncio.Task]] = {}
         self.stopping = False
         self.stop_flag = threading.Event()  # read by sync threads (AccountSync should_stop)
         self._stop = asyncio.Event()
@@ -477,36 +481,50 @@ class WatchDaemon:
             w._wake.set()
 
     async def run(self) -> None:
-        tasks: list[asyncio.Task] = []
+        helpers: list[asyncio.Task] = []
         try:
             ids = await self._db(self.health_store.ensure_accounts, self.accounts)
-            for a in self.accounts:
-                self.watchers[a.name] = AccountWatcher(self, a, ids[a.name])
-            await self._db(self.health_store.write, [w.health for w in self.watchers.values()])
+            await self._begin(ids)
             last_op = await self._db(self.health_store.max_pending_op)
             logs.event(log, "started", accounts=len(self.watchers), pid=os.getpid())
-            supervisors = [asyncio.create_task(w.supervise(), name=f"supervise-{w.name}")
-                           for w in self.watchers.values()]
-            syncs = [asyncio.create_task(w.sync_loop(), name=f"sync-{w.name}") for w in self.watchers.values()]
             helpers = [asyncio.create_task(self._local_changes(last_op), name="local-changes"),
-                       asyncio.create_task(self._health_loop(), name="health")]
-            helpers += [asyncio.create_task(self._maildir_inotify(w), name=f"maildir-{w.name}")
-                        for w in self.watchers.values() if w.account.mirror.maildir is not None]
-            tasks = supervisors + syncs + helpers
+                       asyncio.create_task(self._health_loop(), name="health"), *self._more_helpers()]
             self.started.set()
             if not self.stopping:
                 await self._stop.wait()
-            await self._shutdown(supervisors, syncs, helpers)
+            await self._shutdown(helpers)
         finally:
-            for t in tasks:
+            for t in helpers + [t for ts in self.account_tasks.values() for t in ts]:
                 t.cancel()
             self.sync_pool.shutdown(wait=False, cancel_futures=True)
             self.db_pool.shutdown(wait=False)
             self.metrics.close()
             self._stopped.set()
 
-    async def _shutdown(self, supervisors, syncs, helpers) -> None:
+    async def _begin(self, ids: dict[str, int]) -> None:
+        """Start watching: every account (a worker, mailsync.push.worker, starts with those it claims)."""
+        for a in self.accounts:
+            self.start_watching(a, ids[a.name])
+        await self._db(self.health_store.write, [w.health for w in self.watchers.values()])
+
+    def _more_helpers(self) -> list[asyncio.Task]:
+        return []
+
+    def start_watching(self, account: AccountConfig, account_id: int) -> AccountWatcher:
+        """Add an account: its push supervisor, sync loop (the catch-up sync follows the connect) and
+        Maildir watch; account_tasks[name] = [supervisor, sync loop, ...]."""
+        w = self.watchers[account.name] = AccountWatcher(self, account, account_id)
+        tasks = [asyncio.create_task(w.supervise(), name=f"supervise-{w.name}"),
+                 asyncio.create_task(w.sync_loop(), name=f"sync-{w.name}")]
+        if account.mirror.maildir is not None:
+            tasks.append(asyncio.create_task(self._maildir_inotify(w), name=f"maildir-{w.name}"))
+        self.account_tasks[account.name] = tasks
+        return w
+
+    async def _shutdown(self, helpers) -> None:
         t0 = time.monotonic()
+        supervisors = [t for ts in self.account_tasks.values() for t in ts[:1] + ts[2:]]
+        syncs = [ts[1] for ts in self.account_tasks.values()]
         for t in supervisors + helpers:
             t.cancel()
         await asyncio.gather(*supervisors, *helpers, return_exceptions=True)
@@ -545,7 +563,7 @@ class WatchDaemon:
                 if newest > last:
                     ids = await self._db(self.health_store.accounts_with_ops_after, last)
                     last = newest
-                    for w in self.watchers.values():
+                    for w in list(self.watchers.values()):
                         if w.health.account_id in ids:
                             w.wake("local change queued", kind="local")
                 await self._maildir_changes()
@@ -569,7 +587,7 @@ class WatchDaemon:
     async def _maildir_changes(self) -> None:
         """Wake the accounts whose Maildir mirror a client changed since their last sync began:
         the net under inotify (every MAILDIR_NET seconds), the only way without it."""
-        for w in self.watchers.values():
+        for w in list(self.watchers.values()):
             if w.account.mirror.maildir is None or w.syncing or w.maildir_seen is None:
                 continue
             if w.maildir_inotify:
@@ -590,7 +608,7 @@ class WatchDaemon:
         loop = asyncio.get_running_loop()
         while not self.stopping:
             await self.sleep(0.5)
-            for w in self.watchers.values():
+            for w in list(self.watchers.values()):
                 stale = w.sweep()
                 if stale is not None:
                     loop.run_in_executor(None, quick_logout, stale)
