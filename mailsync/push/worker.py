@@ -27,6 +27,7 @@ import os
 import secrets
 import socket
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from mailsync.config.model import AccountConfig
@@ -39,6 +40,7 @@ from mailsync.store.lease_repo import Fence
 log = logging.getLogger("mailsync.push")
 
 DEFAULT_LEASE_TTL = 30.0
+DEADLINE = 0.8  # of a lease_ttl without a renewal: stop watching everything held
 
 
 @dataclass(frozen=True)
@@ -69,14 +71,21 @@ class WorkerDaemon(WatchDaemon):
         self.held: dict[int, int] = {}  # account id -> generation, as this worker believes
         self.rounds = 0
         self.claimed = self.released = self.lost = 0  # counters, for logs and tests
-        self._last_beat = time.monotonic()  # when the store last renewed our leases (monotonic)
+        self._last_beat = time.monotonic()  # when the last successful round began (monotonic)
+        # the rounds' own thread: a stalled store connection must not stop the deadline (below), and
+        # health writes queued on the daemon's store thread must not delay a renewal
+        self.lease_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mailsync-leases")
+        self._round_task: asyncio.Task | None = None
+
+    async def _leases_db(self, fn, *args):
+        return await asyncio.get_running_loop().run_in_executor(self.lease_pool, fn, *args)
 
     # -- start and stop -------------------------------------------------------------------------
 
     async def _begin(self, ids: dict[str, int]) -> None:
         self.ids = dict(ids)
         self.by_id = {ids[a.name]: a for a in self.accounts}
-        await self._db(self._register)
+        await self._leases_db(self._register)
         logs.event(log, "worker", id=self.worker_id, lease_ttl=self.worker.lease_ttl,
                    max_accounts=self.worker.max_accounts, accounts=len(self.by_id))
         await self._round()
@@ -85,13 +94,19 @@ class WorkerDaemon(WatchDaemon):
         return [asyncio.create_task(self._lease_loop(), name="leases")]
 
     async def _shutdown(self, helpers) -> None:
+        if self._round_task is not None:
+            self._round_task.cancel()
         await super()._shutdown(helpers)
         try:  # every lease back at once: the other workers take the accounts in their next round
-            n = await asyncio.wait_for(self._db(self._retire), 2.0)
+            for name in self.watchers:
+                logs.event(log, "lease_given_back", account=name, why="stopping")
+            n = await asyncio.wait_for(self._leases_db(self._retire), 2.0)
             logs.event(log, "leases_released", worker=self.worker_id, accounts=n)
         except Exception as exc:
             logs.event(log, "store_error", logging.WARNING, doing="releasing the leases",
                        error=f"{exc.__class__.__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+        finally:
+            self.lease_pool.shutdown(wait=False)
 
     # -- blocking, on the store thread ----------------------------------------------------------
 
@@ -127,25 +142,40 @@ class WorkerDaemon(WatchDaemon):
     # -- the rounds ------------------------------------------------------------------------------
 
     async def _lease_loop(self) -> None:
+        """A round every round_every seconds; a round that does not come back (the store stalled)
+        is not waited for beyond that, so the deadline is checked whatever the store does."""
         while not self.stopping:
             await self.sleep(self.worker.round_every)
             if self.stopping:
                 return
-            await self._round()
+            if self._round_task is None or self._round_task.done():
+                self._round_task = asyncio.create_task(self._round(), name="lease-round")
+            await asyncio.wait({self._round_task}, timeout=self.worker.round_every)
+            await self._check_deadline()
+
+    async def _check_deadline(self) -> None:
+        """No round has renewed the leases for most of a TTL: they may expire before the next one
+        can, and another worker take the accounts. Stop watching all of them now (a sync in progress
+        stops at its next step boundary; its commits are fenced anyway)."""
+        if self.held and time.monotonic() - self._last_beat > self.worker.lease_ttl * DEADLINE:
+            logs.event(log, "leases_abandoned", logging.WARNING, accounts=len(self.held),
+                       why=f"no lease renewal for {time.monotonic() - self._last_beat:.1f} s "
+                           f"(lease_ttl {self.worker.lease_ttl:g} s): the store unreachable, or this process paused")
+            held, self.held = list(self.held), {}
+            for a in held:
+                logs.event(log, "lease_given_back", account=self.by_id[a].name, why="store unreachable")
+            await asyncio.gather(*(self._unwatch(a) for a in held))
 
     async def _round(self) -> None:
         t0 = time.monotonic()
         busy = {self.ids[n] for n, w in self.watchers.items() if w.syncing}
         try:
-            plan, won = await self._db(self._plan, busy)
-        except Exception as exc:  # the store is unreachable: past the deadline, let everything go
+            plan, won = await self._leases_db(self._plan, busy)
+        except Exception as exc:  # the store is unreachable: the deadline lets everything go in time
             logs.event(log, "store_error", logging.WARNING, doing="renewing the leases",
                        error=f"{exc.__class__.__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
-            if self.held and time.monotonic() - self._last_beat > self.worker.lease_ttl * 0.8:
-                logs.event(log, "leases_abandoned", logging.WARNING, accounts=len(self.held),
-                           why="the store could not be reached before the leases expire")
-                await asyncio.gather(*(self._unwatch(a) for a in list(self.held)))
-                self.held.clear()
+            return
+        if time.monotonic() - t0 > self.worker.lease_ttl * DEADLINE:  # came back too late to count on
             return
         self._last_beat = t0
         self.rounds += 1
@@ -160,7 +190,8 @@ class WorkerDaemon(WatchDaemon):
             await asyncio.gather(*(self._unwatch(a) for a in plan.release))
             for a in plan.release:
                 self.held.pop(a, None)
-            n = await self._db(self._release, list(plan.release))
+                logs.event(log, "lease_given_back", account=self.by_id[a].name, why="rebalance")
+            n = await self._leases_db(self._release, list(plan.release))
             self.released += n
             logs.event(log, "leases_given_back", accounts=len(plan.release), quota=plan.quota)
         for a, gen in won.items():
@@ -168,6 +199,7 @@ class WorkerDaemon(WatchDaemon):
                 break
             self.held[a] = gen
             self.claimed += 1
+            logs.event(log, "lease_claimed", account=self.by_id[a].name, generation=gen)
             self._watch(a, gen)
         if won:
             logs.event(log, "leases_claimed", accounts=len(won), quota=plan.quota, holding=len(self.held))

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import Connection, text
 
-from mailsync.errors import StoreError
+from mailsync.errors import ConfigError, StoreError
 from mailsync.push.leases import Lease, WorkerInfo
 
 
@@ -29,8 +29,9 @@ class LeaseLost(StoreError):
 
 
 def require_postgresql(dialect: str, url: str) -> None:
+    """Workers share accounts through the store: a SQLite file cannot be (a ConfigError: exit 2)."""
     if dialect != "postgresql":
-        raise StoreError(f"`mailsync watch --worker` needs a PostgreSQL store; [store] url is {url!r} ({dialect})",
+        raise ConfigError(f"`mailsync watch --worker` needs a PostgreSQL store; [store] url is {url!r} ({dialect})",
                          hint="point [store] url at a PostgreSQL database shared by the workers, e.g. "
                               "postgresql+psycopg://mailsync@db.example.com/mailsync (pip install "
                               "'mailsync[postgres]'), or run `mailsync watch` without --worker")

@@ -10,7 +10,7 @@ import time
 import pytest
 from sqlalchemy import func, select, text
 
-from mailsync.errors import StoreError
+from mailsync.errors import ConfigError
 from mailsync.store import lease_repo
 from mailsync.store import repositories as repo
 from mailsync.store.db import open_store
@@ -156,7 +156,7 @@ def test_worker_mode_is_refused_on_sqlite_naming_the_fix(tmp_path):
     store = open_store(f"sqlite:///{tmp_path}/s.db")
     from mailsync.push.worker import WorkerDaemon
 
-    with pytest.raises(StoreError) as err:
+    with pytest.raises(ConfigError) as err:
         WorkerDaemon(store, [])
     assert "needs a PostgreSQL store" in str(err.value) and "postgresql+psycopg://" in err.value.hint
     store.dispose()
