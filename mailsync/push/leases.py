@@ -83,13 +83,15 @@ def quotas(workers: Iterable[WorkerInfo], accounts: int) -> dict[str, int]:
 
 def plan_round(me: str, workers: Sequence[WorkerInfo], leases: Mapping[int, Lease], accounts: Collection[int],
                now: float, *, believed: Mapping[int, int] | None = None,
-               busy: Collection[int] = ()) -> RoundPlan:
+               busy: Collection[int] = (), only_mine: bool = False) -> RoundPlan:
     """The plan of one round for worker ``me``.
 
     ``workers``: the live workers (``me`` is counted even if its heartbeat is not in yet);
     ``leases``: account id -> lease row (an account with no row is free); ``accounts``: the accounts
     to share; ``believed``: account id -> generation this worker thinks it holds; ``busy``: accounts
-    of this worker with a sync running (released last, Q4).
+    of this worker with a sync running (released last, Q4). ``only_mine``: ``leases`` holds this
+    worker's rows only (the others' are not read); ``claim`` is then left empty and the caller
+    claims ``want`` of the free rows among ``accounts`` itself (lease_repo.claim does, in SQL).
     """
     pool = set(accounts)
     live = list(workers)
@@ -110,8 +112,9 @@ def plan_round(me: str, workers: Sequence[WorkerInfo], leases: Mapping[int, Leas
         release = tuple(sorted(l.account_id for l in order[:surplus]))
     elif surplus < 0:
         want = -surplus
-        free = [a for a in pool if a not in leases or not leases[a].held_at(now)]
-        claim = tuple(_spread(free, me))
+        if not only_mine:
+            free = [a for a in pool if a not in leases or not leases[a].held_at(now)]
+            claim = tuple(_spread(free, me))
     return RoundPlan(quota=quota, lost=lost, claim=claim, want=want, release=release, held=frozenset(held))
 
 

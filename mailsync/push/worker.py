@@ -6,7 +6,9 @@ and handing every lease back on shutdown. Must not: decide the balance (mailsync
 purely), write SQL (mailsync.store.lease_repo does), or watch or sync an account itself (the
 WatchDaemon's AccountWatcher does, unchanged).
 
-One round every ``lease_ttl / 3`` seconds, on the daemon's store thread, in one transaction:
+One round every ``lease_ttl / 3`` seconds (the first one that long after start: workers started
+together register first, so the first one up does not claim everything only to give most of it
+back), on a thread of its own, in one transaction:
   1. heartbeat, and renew this worker's leases (lease_repo.beat): what comes back is what it holds;
   2. read the live workers and the leases, and plan (leases.plan_round);
   3. stop watching what was lost (taken over after a pause: its sync's writes fail on the fence);
@@ -88,7 +90,8 @@ class WorkerDaemon(WatchDaemon):
         await self._leases_db(self._register)
         logs.event(log, "worker", id=self.worker_id, lease_ttl=self.worker.lease_ttl,
                    max_accounts=self.worker.max_accounts, accounts=len(self.by_id))
-        await self._round()
+        # no claim in the first round_every: workers started together see each other first, instead
+        # of the first one up claiming everything and giving most of it back a round later
 
     def _more_helpers(self) -> list[asyncio.Task]:
         return [asyncio.create_task(self._lease_loop(), name="leases")]
@@ -126,12 +129,12 @@ class WorkerDaemon(WatchDaemon):
             lease_repo.register(conn, self.worker_id, socket.gethostname(), os.getpid(),
                                 self.worker.max_accounts, ttl)  # a heartbeat (and back, if reaped)
             lease_repo.beat(conn, self.worker_id, ttl)
-            st = lease_repo.state(conn, self.by_id)
+            st = lease_repo.state(conn, self.worker_id)
             plan = plan_round(self.worker_id, st.workers, st.leases, self.by_id, st.now,
-                              believed=self.held, busy=busy)
+                              believed=self.held, busy=busy, only_mine=True)
             got = {}
             if plan.want:
-                got = lease_repo.claim(conn, self.worker_id, plan.claim, plan.want, ttl)
+                got = lease_repo.claim(conn, self.worker_id, self.by_id, plan.want, ttl)
         adopt = {a: st.leases[a].generation for a in plan.held if a not in self.held and a not in plan.release}
         return plan, {**adopt, **got}
 

@@ -88,7 +88,7 @@ def test_release_and_retire_free_the_accounts_at_once(pg_store):
     assert set(claim(pg_store, "b", ids, 4)) == set(ids[:2])
     with pg_store.engine.begin() as conn:
         assert lease_repo.retire(conn, "a") == 2
-        st = lease_repo.state(conn, ids)
+        st = lease_repo.state(conn)
     assert [w.id for w in st.workers] == ["b"]
     assert {l.worker for l in st.leases.values()} == {"b", None}
 

@@ -56,6 +56,13 @@ def test_a_new_worker_claims_up_to_its_share_of_free_and_expired_accounts():
     assert plan.release == () and plan.lost == ()
 
 
+def test_with_only_its_own_rows_a_worker_leaves_the_choice_of_free_accounts_to_the_claim():
+    mine = {1: lease(1, "b")}
+    plan = plan_round("b", [WorkerInfo("a"), WorkerInfo("b")], mine, range(1, 7), NOW, believed={1: 1},
+                      only_mine=True)
+    assert (plan.quota, plan.want, plan.claim, plan.held) == (3, 2, (), {1})
+
+
 def test_a_worker_over_its_share_releases_idle_and_recent_accounts_first():
     leases = {a: lease(a, "a", acquired=NOW - 100 + a) for a in range(1, 7)}
     plan = plan_round("a", [WorkerInfo("a"), WorkerInfo("b")], leases, range(1, 7), NOW, busy={6})
