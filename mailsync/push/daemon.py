@@ -510,6 +510,9 @@ class WatchDaemon:
     def _more_helpers(self) -> list[asyncio.Task]:
         return []
 
+    def _local_poll(self) -> float:
+        return self.settings.local_poll
+
     def start_watching(self, account: AccountConfig, account_id: int) -> AccountWatcher:
         """Add an account: its push supervisor, sync loop (the catch-up sync follows the connect) and
         Maildir watch; account_tasks[name] = [supervisor, sync loop, ...]."""
@@ -555,7 +558,7 @@ class WatchDaemon:
     async def _local_changes(self, last: int) -> None:
         """Wake the accounts that have new pending operations (see the module docstring)."""
         while not self.stopping:
-            await self.sleep(self.settings.local_poll)
+            await self.sleep(self._local_poll())
             if self.stopping:
                 return
             try:

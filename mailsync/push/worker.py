@@ -36,6 +36,7 @@ from mailsync.config.model import AccountConfig
 from mailsync.push import logs
 from mailsync.push.daemon import WatchDaemon
 from mailsync.push.leases import plan_round
+from mailsync.push.notify import LocalChangeListener
 from mailsync.store import lease_repo
 from mailsync.store.lease_repo import Fence
 
@@ -43,6 +44,7 @@ log = logging.getLogger("mailsync.push")
 
 DEFAULT_LEASE_TTL = 30.0
 DEADLINE = 0.8  # of a lease_ttl without a renewal: stop watching everything held
+NET_POLL = 2.0  # seconds between looks at pending_ops while LISTEN brings local changes at once
 
 
 @dataclass(frozen=True)
@@ -78,6 +80,7 @@ class WorkerDaemon(WatchDaemon):
         # health writes queued on the daemon's store thread must not delay a renewal
         self.lease_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mailsync-leases")
         self._round_task: asyncio.Task | None = None
+        self.listener: LocalChangeListener | None = None
 
     async def _leases_db(self, fn, *args):
         return await asyncio.get_running_loop().run_in_executor(self.lease_pool, fn, *args)
@@ -90,15 +93,32 @@ class WorkerDaemon(WatchDaemon):
         await self._leases_db(self._register)
         logs.event(log, "worker", id=self.worker_id, lease_ttl=self.worker.lease_ttl,
                    max_accounts=self.worker.max_accounts, accounts=len(self.by_id))
+        loop = asyncio.get_running_loop()
+        self.listener = LocalChangeListener(
+            self.store, lambda account_id: loop.call_soon_threadsafe(self._local_change, account_id)).start()
         # no claim in the first round_every: workers started together see each other first, instead
         # of the first one up claiming everything and giving most of it back a round later
 
+    def _local_change(self, account_id: int) -> None:
+        account = self.by_id.get(account_id)
+        w = self.watchers.get(account.name) if account is not None else None
+        if w is not None and account_id in self.held:
+            w.wake("local change queued (NOTIFY)", kind="local")
+
+    def _local_poll(self) -> float:
+        """The poll of pending_ops is the net while LISTEN is up (mailsync.push.notify)."""
+        listening = self.listener is not None and self.listener.listening.is_set()
+        return max(NET_POLL, self.settings.local_poll) if listening else self.settings.local_poll
+
     def _more_helpers(self) -> list[asyncio.Task]:
-        return [asyncio.create_task(self._lease_loop(), name="leases")]
+        return [asyncio.create_task(self._lease_loop(), name="leases"),
+                asyncio.create_task(self._deadline_loop(), name="lease-deadline")]
 
     async def _shutdown(self, helpers) -> None:
         if self._round_task is not None:
             self._round_task.cancel()
+        if self.listener is not None:
+            await asyncio.get_running_loop().run_in_executor(None, self.listener.stop)
         await super()._shutdown(helpers)
         try:  # every lease back at once: the other workers take the accounts in their next round
             for name in self.watchers:
@@ -146,7 +166,7 @@ class WorkerDaemon(WatchDaemon):
 
     async def _lease_loop(self) -> None:
         """A round every round_every seconds; a round that does not come back (the store stalled)
-        is not waited for beyond that, so the deadline is checked whatever the store does."""
+        is not waited for beyond that (the deadline loop watches the time meanwhile)."""
         while not self.stopping:
             await self.sleep(self.worker.round_every)
             if self.stopping:
@@ -154,13 +174,22 @@ class WorkerDaemon(WatchDaemon):
             if self._round_task is None or self._round_task.done():
                 self._round_task = asyncio.create_task(self._round(), name="lease-round")
             await asyncio.wait({self._round_task}, timeout=self.worker.round_every)
+
+    async def _deadline_loop(self) -> None:
+        """Wake at the deadline of the last renewal, whatever the rounds are doing."""
+        while not self.stopping:
+            due = self._last_beat + self.worker.lease_ttl * DEADLINE - time.monotonic()
+            if due > 0:
+                await self.sleep(min(due + 0.01, self.worker.round_every))
+                continue
             await self._check_deadline()
+            await self.sleep(self.worker.round_every / 4)
 
     async def _check_deadline(self) -> None:
         """No round has renewed the leases for most of a TTL: they may expire before the next one
         can, and another worker take the accounts. Stop watching all of them now (a sync in progress
         stops at its next step boundary; its commits are fenced anyway)."""
-        if self.held and time.monotonic() - self._last_beat > self.worker.lease_ttl * DEADLINE:
+        if self.held and time.monotonic() - self._last_beat >= self.worker.lease_ttl * DEADLINE:
             logs.event(log, "leases_abandoned", logging.WARNING, accounts=len(self.held),
                        why=f"no lease renewal for {time.monotonic() - self._last_beat:.1f} s "
                            f"(lease_ttl {self.worker.lease_ttl:g} s): the store unreachable, or this process paused")

@@ -49,6 +49,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    event,
 )
 
 
@@ -343,3 +344,25 @@ account_leases = Table(
     _when("expires_at"),
     Index("ix_account_leases_worker", "worker"),
 )
+
+# PostgreSQL: every local change queued (a pending_ops row, from any writer on any machine) is
+# announced on the channel LOCAL_CHANGES_CHANNEL with its account id, delivered at its commit, so the
+# watch worker that holds the account (LISTEN, mailsync.push.notify) wakes its sync at once.
+LOCAL_CHANGES_CHANNEL = "mailsync_local_changes"
+PG_NOTIFY_DDL = (
+    "CREATE OR REPLACE FUNCTION mailsync_notify_local_change() RETURNS trigger AS $$ BEGIN "
+    f"PERFORM pg_notify('{LOCAL_CHANGES_CHANNEL}', NEW.account_id::text); RETURN NEW; END $$ LANGUAGE plpgsql",
+    "CREATE TRIGGER pending_ops_notify AFTER INSERT ON pending_ops FOR EACH ROW "
+    "EXECUTE FUNCTION mailsync_notify_local_change()",
+)
+PG_NOTIFY_DROP = ("DROP TRIGGER IF EXISTS pending_ops_notify ON pending_ops",
+                  "DROP FUNCTION IF EXISTS mailsync_notify_local_change()")
+
+
+def _notify_trigger(target, connection, **kw) -> None:
+    if connection.dialect.name == "postgresql":
+        for statement in PG_NOTIFY_DDL:
+            connection.exec_driver_sql(statement)
+
+
+event.listen(pending_ops, "after_create", _notify_trigger)

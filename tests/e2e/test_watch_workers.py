@@ -286,6 +286,105 @@ def test_a_worker_frozen_past_its_lease_writes_nothing_when_resumed(dovecot_many
     assert_runs_never_overlap(pg_url)
 
 
+def test_a_worker_cut_off_from_postgresql_stops_before_its_leases_can_expire(dovecot_many, tmp_path, pg_url,
+                                                                            postgres):
+    """Its store connections go through a proxy that stalls (TCP up, nothing flows): with no renewal
+    for 0.8 lease_ttl it stops watching everything it holds, before the leases expire and the other
+    worker claims them; the other then syncs them."""
+    from sqlalchemy.engine import make_url
+
+    from mailsync.testing.proxy import TcpProxy
+
+    n = 4
+    users, config, env, mids = _setup(dovecot_many, tmp_path, pg_url, n, per_account=1)
+    proxy = TcpProxy(postgres.host, postgres.port).start()
+    cut_dir = tmp_path / "cut"
+    cut_dir.mkdir()
+    cut_url = make_url(pg_url).set(port=proxy.port).render_as_string(hide_password=False)
+    cut_config = cut_dir / "config.toml"
+    cut_config.write_text(config.read_text().replace(pg_url, cut_url))
+    cut_config.chmod(0o600)
+    cut = Daemon(cut_config, env, tmp_path, "--worker", "--lease-ttl", str(TTL))
+    direct = None
+    try:
+        (cid,) = worker_ids([cut])
+        store = open_store(pg_url)
+        every = {m for ms in mids.values() for m in ms}
+        wait_until(lambda: stored_ids(store, every) == every, 30, "the first syncs", interval=0.1)
+        direct = Daemon(config, env, tmp_path, "--worker", "--lease-ttl", str(TTL))
+        (did,) = worker_ids([direct])
+        wait_until(lambda: sum(1 for _, w, live in lease_rows(pg_url) if w == did and live) == n // 2, 15,
+                   "the direct worker taking its share", interval=0.1)
+        theirs = sorted(name for name, w, live in lease_rows(pg_url) if w == cid and live)
+        stalled_at = time.time()
+        proxy.stall(new=True)
+        abandoned = cut.wait_for("leases_abandoned", timeout=TTL + 3)
+        claims = wait_until(lambda: {e["account"] for e in direct.events() if e["event"] == "lease_claimed"
+                                     and _ts(e) > stalled_at} >= set(theirs), TTL + 5, "the takeover")
+        first_claim = min(_ts(e) for e in direct.events() if e["event"] == "lease_claimed" and _ts(e) > stalled_at)
+        print(f"\nstore stalled: the cut-off worker let go {_ts(abandoned) - stalled_at:.2f} s after, the other "
+              f"claimed its accounts {first_claim - stalled_at:.2f} s after (lease_ttl {TTL:g} s)")
+        assert _ts(abandoned) < first_claim
+        assert abandoned["accounts"] == len(theirs)
+        given_up = {e["account"]: _ts(e) for e in cut.events() if e["event"] == "lease_given_back"
+                    and e.get("why") == "store unreachable"}
+        assert set(given_up) == set(theirs)
+        # nothing of the cut-off worker's connects or syncs its accounts after it let go
+        assert [e for e in cut.events() if e["event"] in ("connected", "synced") and e.get("account") in theirs
+                and _ts(e) > _ts(abandoned)] == []
+        new = {}
+        for name in theirs:
+            raw, mid = message(5, f"{name}-cut-")
+            c = OtherClient(users[int(name[3:])])
+            c.append("INBOX", raw)
+            c.close()
+            new[name] = mid
+        wait_until(lambda: stored_ids(store, set(new.values())) == set(new.values()), 15, "the other's syncs")
+        assert claims is not None
+        store.dispose()
+    finally:
+        proxy.resume()
+        for d in (cut, direct):
+            if d is not None:
+                d.kill()
+        proxy.stop()
+    assert duplicates(pg_url) == []
+
+
+def test_a_local_change_reaches_the_owning_worker_at_once_through_notify(dovecot_many, tmp_path, pg_url):
+    """`mailsync flag` on another machine's behalf (any process writing the store): the pending_ops
+    trigger NOTIFYs, the worker holding the account LISTENs and syncs at once (its poll of
+    pending_ops is then only the net, every 2 s); the other worker does not act on it."""
+    users, config, env, mids = _setup(dovecot_many, tmp_path, pg_url, 2, per_account=1)
+    daemons = [Daemon(config, env, tmp_path, "--worker", "--lease-ttl", str(TTL)) for _ in range(2)]
+    try:
+        ids = worker_ids(daemons)
+        store = open_store(pg_url)
+        every = {m for ms in mids.values() for m in ms}
+        wait_until(lambda: stored_ids(store, every) == every, 30, "the first syncs", interval=0.1)
+        wait_until(lambda: sorted(sum(1 for _, w, live in lease_rows(pg_url) if w == i and live) for i in ids)
+                   == [1, 1], 15, "one account each", interval=0.1)
+        owner = dict((name, w) for name, w, _ in lease_rows(pg_url))["acc00"]
+        holder = daemons[ids.index(owner)]
+        other = OtherClient(users[0])
+        uid = other.uid_of("INBOX", mids["acc00"][0])
+        for n, flag in enumerate(["\\Flagged", "\\Answered", "$Work"]):
+            run_cli("flag", "acc00", "INBOX", str(uid), "+" + flag, config=config, env=env, check=True)
+            t0 = time.monotonic()
+            wait_until(lambda: flag in other.flags("INBOX", uid), 1.5, f"{flag} on the server", interval=0.02)
+            print(f"\nlocal flag {flag} on the server {time.monotonic() - t0:.2f} s after `mailsync flag` returned")
+        other.close()
+        wakes = [e for e in holder.events() if e["event"] == "wake" and e.get("account") == "acc00"
+                 and e.get("kind") == "local"]
+        assert len([e for e in wakes if "NOTIFY" in e["reason"]]) >= 3, wakes
+        bystander = daemons[1 - ids.index(owner)]
+        assert [e for e in bystander.events() if e["event"] == "wake" and e.get("kind") == "local"] == []
+        store.dispose()
+    finally:
+        for d in daemons:
+            d.kill()
+
+
 def with_cont(d: Daemon) -> None:
     if d.proc.poll() is None:
         d.proc.send_signal(signal.SIGCONT)

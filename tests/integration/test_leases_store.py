@@ -160,3 +160,32 @@ def test_worker_mode_is_refused_on_sqlite_naming_the_fix(tmp_path):
         WorkerDaemon(store, [])
     assert "needs a PostgreSQL store" in str(err.value) and "postgresql+psycopg://" in err.value.hint
     store.dispose()
+
+
+def test_postgresql_stores_notify_each_queued_local_change_new_or_migrated(postgres):
+    """The pending_ops trigger: made by create_schema for a new store, and by the migration for an
+    older one; a LISTEN sees the account id of each change at its commit."""
+    import secrets
+
+    import psycopg
+
+    from mailsync.store.db import create_store_engine, migrate
+    from mailsync.store.tables import LOCAL_CHANGES_CHANNEL
+
+    new_url = postgres.create_database(f"notify_new_{secrets.token_hex(3)}")
+    old_url = postgres.create_database(f"notify_old_{secrets.token_hex(3)}")
+    engine = create_store_engine(old_url)
+    migrate(engine, "0014_mirror_snapshot")
+    engine.dispose()
+    for url in (new_url, old_url):
+        store = open_store(url)
+        (a,) = make_accounts(store, 1)
+        dbname = url.rsplit("/", 1)[1]
+        with psycopg.connect(postgres.dsn(dbname), autocommit=True) as listener:
+            listener.execute(f"LISTEN {LOCAL_CHANGES_CHANNEL}")
+            with store.engine.begin() as conn:
+                conn.execute(text("INSERT INTO pending_ops (account_id, kind, args, state, attempts, created_at) "
+                                  "VALUES (:a, 'flags', '{}', 'pending', 0, now())"), {"a": a})
+            notes = list(listener.notifies(timeout=2.0, stop_after=1))
+        assert [n.payload for n in notes] == [str(a)], url
+        store.dispose()

@@ -1,11 +1,21 @@
-"""Worker leases for `mailsync watch --worker`: watch_workers and account_leases
-(mailsync/store/tables.py).
+"""Worker leases for `mailsync watch --worker`: watch_workers and account_leases; on PostgreSQL, the
+trigger announcing each queued local change (NOTIFY mailsync_local_changes) (mailsync/store/tables.py).
 
 Revision ID: 0015_leases
 Revises: 0014_mirror_snapshot
 """
 from alembic import op
 import sqlalchemy as sa
+
+# written out here, not imported: a migration keeps the DDL of its time
+PG_NOTIFY_DDL = (
+    "CREATE OR REPLACE FUNCTION mailsync_notify_local_change() RETURNS trigger AS $$ BEGIN "
+    "PERFORM pg_notify('mailsync_local_changes', NEW.account_id::text); RETURN NEW; END $$ LANGUAGE plpgsql",
+    "CREATE TRIGGER pending_ops_notify AFTER INSERT ON pending_ops FOR EACH ROW "
+    "EXECUTE FUNCTION mailsync_notify_local_change()",
+)
+PG_NOTIFY_DROP = ("DROP TRIGGER IF EXISTS pending_ops_notify ON pending_ops",
+                  "DROP FUNCTION IF EXISTS mailsync_notify_local_change()")
 
 
 revision = "0015_leases"
@@ -37,9 +47,15 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("account_id"),
     )
     op.create_index("ix_account_leases_worker", "account_leases", ["worker"])
+    if op.get_bind().dialect.name == "postgresql":
+        for statement in PG_NOTIFY_DDL:
+            op.execute(statement)
 
 
 def downgrade() -> None:
+    if op.get_bind().dialect.name == "postgresql":
+        for statement in PG_NOTIFY_DROP:
+            op.execute(statement)
     op.drop_index("ix_account_leases_worker", table_name="account_leases")
     op.drop_table("account_leases")
     op.drop_table("watch_workers")
