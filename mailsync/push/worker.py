@@ -138,6 +138,7 @@ class WorkerDaemon(WatchDaemon):
             lease_repo.register(conn, self.worker_id, socket.gethostname(), os.getpid(),
                                 self.worker.max_accounts, self.worker.lease_ttl)
             lease_repo.offer(conn, self.by_id)
+            lease_repo.forget_dead(conn)  # rows of workers gone for an hour (killed: no retire)
 
     def _retire(self) -> int:
         with self.store.engine.begin() as conn:

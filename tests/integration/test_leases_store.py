@@ -189,3 +189,12 @@ def test_postgresql_stores_notify_each_queued_local_change_new_or_migrated(postg
             notes = list(listener.notifies(timeout=2.0, stop_after=1))
         assert [n.payload for n in notes] == [str(a)], url
         store.dispose()
+
+
+def test_rows_of_workers_gone_for_an_hour_are_forgotten(pg_store):
+    with pg_store.engine.begin() as conn:
+        lease_repo.register(conn, "old", "h", 1, None, 30.0)
+        lease_repo.register(conn, "recent", "h", 2, None, 30.0)
+        conn.execute(text("UPDATE watch_workers SET heartbeat_at = now() - interval '2 hours' WHERE id = 'old'"))
+        assert lease_repo.forget_dead(conn) == 1
+        assert [w for (w,) in conn.execute(text("SELECT id FROM watch_workers"))] == ["recent"]
