@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import threading
 
 import click
 
@@ -55,7 +56,6 @@ def watch(obj, accounts: tuple[str, ...], metrics_port: int | None, metrics_addr
     local changes sent at once. Runs until SIGTERM or SIGINT."""
     import asyncio  # imported here, not at the top: `mailsync sync` loads this module too
     import signal
-    import threading
     from dataclasses import replace
 
     from mailsync.cli.main import _select_accounts
@@ -102,7 +102,8 @@ def watch(obj, accounts: tuple[str, ...], metrics_port: int | None, metrics_addr
     level = min(logging.INFO, logging.getLogger().level or logging.INFO)
     logs.setup(log_format, level)
     log = logging.getLogger("mailsync.push")
-    watchdog = threading.Timer(EXIT_DEADLINE, _forced_exit)
+    last_words: list = []  # run by the watchdog before its forced exit (a worker's leases given back)
+    watchdog = threading.Timer(EXIT_DEADLINE, _forced_exit, args=(last_words,))
     watchdog.daemon = True
 
     async def main() -> None:
@@ -117,6 +118,7 @@ def watch(obj, accounts: tuple[str, ...], metrics_port: int | None, metrics_addr
             daemon = WorkerDaemon(store, selected, settings=settings, config=config, after_sync=after,
                                   worker=WorkerSettings(lease_ttl=lease_ttl or DEFAULT_LEASE_TTL,
                                                         max_accounts=max_accounts))
+            last_words.append(daemon.release_now)
         else:
             daemon = WatchDaemon(store, selected, settings=settings, config=config, after_sync=after)
         loop = asyncio.get_running_loop()
@@ -149,11 +151,22 @@ def watch(obj, accounts: tuple[str, ...], metrics_port: int | None, metrics_addr
     sys.stderr.flush()
 
 
-def _forced_exit() -> None:
+def _forced_exit(last_words=()) -> None:
+    for fn in last_words:  # e.g. a worker's leases, given back so others need not wait for their expiry
+        done = threading.Thread(target=_quietly, args=(fn,), daemon=True)
+        done.start()
+        done.join(0.2)
     logging.getLogger("mailsync.push").warning("forced_exit reason=\"shutdown took longer than %.1f s\"",
                                                EXIT_DEADLINE)
     logging.shutdown()
     os._exit(0)
+
+
+def _quietly(fn) -> None:
+    try:
+        fn()
+    except Exception:
+        pass
 
 
 @click.command("workers")

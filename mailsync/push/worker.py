@@ -131,6 +131,12 @@ class WorkerDaemon(WatchDaemon):
         finally:
             self.lease_pool.shutdown(wait=False)
 
+    def release_now(self) -> int:
+        """Give every lease back, from any thread: the last thing the CLI's forced exit does when
+        the shutdown overran its deadline. The process ends right after, so no sync of it can run
+        on; a commit racing this one is refused by its fence (the leases are nobody's)."""
+        return self._retire()
+
     # -- blocking, on the store thread ----------------------------------------------------------
 
     def _register(self) -> None:

@@ -153,18 +153,18 @@ def test_three_workers_one_killed(dovecot_many, tmp_path, pg_url):
         victim = daemons[0]
         theirs = sorted(name for name, w, live in lease_rows(pg_url) if w == ids[0] and live)
         assert len(theirs) == even[-1] or len(theirs) == even[0]
+        clients = {name: OtherClient(users[int(name[3:])]) for name in theirs}  # logged in ahead
         victim.proc.send_signal(signal.SIGKILL)
         victim.proc.wait(5)
         killed_at = time.time()
         t_kill = time.monotonic()
         new = {}
         for name in theirs:
-            user = users[int(name[3:])]
             raw, mid = message(99, f"{name}-after-")
-            other = OtherClient(user)
-            other.append("INBOX", raw)
-            other.close()
+            clients[name].append("INBOX", raw)
             new[name] = mid
+        for c in clients.values():
+            c.close()
         wait_until(lambda: stored_ids(store, set(new.values())) == set(new.values()), TTL + 5 + 5,
                           "the killed worker's accounts synced by the others", interval=0.05)
         took = time.monotonic() - t_kill
