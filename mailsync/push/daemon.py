@@ -28,7 +28,8 @@ a socket, PostgreSQL LISTEN) because it needs no rendezvous, sees changes made b
 (`mailsync flag`, the Python API, another machine sharing a PostgreSQL store), cannot be lost when
 the daemon restarts, and costs about 5 tiny queries a second whatever the number of accounts. An
 account's live Maildir mirror is watched with inotify (mailsync.mirror.watch), its directories'
-mtimes compared as the net every MAILDIR_NET seconds (five times a second where inotify is missing).
+mtimes compared as the net every MAILDIR_NET seconds (five times a second where inotify is missing;
+mailsync.push.maildir_wakes).
 
 Faults. A session that fails (EOF, reset, BYE, no answer to DONE/NOOP within response_timeout,
 garbage) closes every push connection of the account; it reconnects after a jittered exponential
@@ -66,6 +67,7 @@ from mailsync.push.clock import Clock, SystemClock
 from mailsync.push.health import AccountHealth, HealthStore
 from mailsync.push.kept_connection import SyncConnection, quick_logout
 from mailsync.push.listener import Ended, run_session
+from mailsync.push.maildir_wakes import inotify_wakes, look_at_mirrors
 from mailsync.push.metrics import Metrics
 from mailsync.push.protocol import Fail, Mode, PushSession, Ready, Refused, Wake, choose_mode, plan_sessions
 from mailsync.push.settings import WatchSettings, account_timing, watched
@@ -420,9 +422,6 @@ class AccountWatcher:
         return result
 
 
-MAILDIR_NET = 5.0  # seconds between two looks at a Maildir mirror's directories when inotify watches it
-
-
 # -- the daemon ---------------------------------------------------------------------------------
 
 
@@ -520,7 +519,7 @@ class WatchDaemon:
         tasks = [asyncio.create_task(w.supervise(), name=f"supervise-{w.name}"),
                  asyncio.create_task(w.sync_loop(), name=f"sync-{w.name}")]
         if account.mirror.maildir is not None:
-            tasks.append(asyncio.create_task(self._maildir_inotify(w), name=f"maildir-{w.name}"))
+            tasks.append(asyncio.create_task(inotify_wakes(w, lambda: self.stopping), name=f"maildir-{w.name}"))
         self.account_tasks[account.name] = tasks
         return w
 
@@ -569,40 +568,12 @@ class WatchDaemon:
                     for w in list(self.watchers.values()):
                         if w.health.account_id in ids:
                             w.wake("local change queued", kind="local")
-                await self._maildir_changes()
+                await look_at_mirrors(self.watchers.values(), self.clock.now)
             except MailsyncError as exc:
                 logs.event(log, "store_error", logging.WARNING, doing="looking for local changes", error=str(exc))
             except Exception as exc:  # e.g. a locked or briefly unreachable database: try again next time
                 logs.event(log, "store_error", logging.WARNING, doing="looking for local changes",
                            error=f"{exc.__class__.__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
-
-    async def _maildir_inotify(self, w: AccountWatcher) -> None:
-        """A client's change in the account's Maildir mirror wakes its sync at once (inotify); where
-        inotify cannot be used, _maildir_changes polls."""
-        from mailsync.mirror.live import mirror_of
-        from mailsync.mirror.watch import watch_maildir
-
-        root, layout = mirror_of(w.account)
-        w.maildir_inotify = True
-        w.maildir_inotify = await watch_maildir(root, layout, lambda: w.wake("Maildir changed by a client", "local"),
-                                                lambda: self.stopping)
-
-    async def _maildir_changes(self) -> None:
-        """Wake the accounts whose Maildir mirror a client changed since their last sync began:
-        the net under inotify (every MAILDIR_NET seconds), the only way without it."""
-        for w in list(self.watchers.values()):
-            if w.account.mirror.maildir is None or w.syncing or w.maildir_seen is None:
-                continue
-            if w.maildir_inotify:
-                if self.clock.now() < w.maildir_net_at:
-                    continue
-                w.maildir_net_at = self.clock.now() + MAILDIR_NET
-            from mailsync.mirror.live import maildir_signature
-
-            now = await asyncio.get_running_loop().run_in_executor(None, maildir_signature, w.account)
-            if now != w.maildir_seen:
-                w.maildir_seen = now
-                w.wake("Maildir changed by a client", kind="local")
 
     async def _health_loop(self) -> None:
         """Write changed health rows within half a second; heartbeat every `heartbeat` seconds; close
