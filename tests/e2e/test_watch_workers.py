@@ -148,6 +148,10 @@ def test_three_workers_one_killed(dovecot_many, tmp_path, pg_url):
         out = json.loads(run_cli("workers", "--json", config=config, env=env, check=True).stdout)
         assert sorted(len(w["accounts"]) for w in out["workers"] if w["alive"]) == even
         assert all(a["lease_age"] is not None and a["last_sync"] for w in out["workers"] for a in w["accounts"])
+        listing = run_cli("workers", config=config, env=env, check=True).stdout
+        for wid in ids:
+            assert f"{wid} (alive, heartbeat" in listing, listing
+        assert listing.count("lease age") == n, listing  # one line per account, held or not
 
         # SIGKILL one worker; new mail in each of its accounts right after
         victim = daemons[0]
