@@ -181,7 +181,11 @@ class Daemon:
 
     def events(self) -> list[dict]:
         out = []
-        for line in self.log_path.read_text(errors="replace").splitlines():
+        text = self.log_path.read_text(errors="replace")
+        lines = text.splitlines()
+        if lines and not text.endswith("\n"):  # a line being written as we read: next time
+            lines.pop()
+        for line in lines:
             out.append(json.loads(line))  # every line is one JSON object
         return out
 

@@ -79,6 +79,7 @@ _CHANGES = "mailsync.cli.change_cmds"  # `mailsync flag|label|move|delete|append
     **{name: f"{_CHANGES}:{name}" for name in ("flag", "label", "move", "delete", "append", "mkdir", "rmdir",
                                                    "rename")},
     "watch": "mailsync.cli.watch_cmd:watch",  # mailsync.push
+    "workers": "mailsync.cli.watch_cmd:workers",  # the `watch --worker` processes (mailsync.push.worker)
     "install-service": "mailsync.cli.service_cmd:install_service",  # the systemd unit
     "show": "mailsync.cli.mail_cmds:show"})
 @click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),

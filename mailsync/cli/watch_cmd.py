@@ -3,6 +3,9 @@
 Owns: the command's options, logging set-up (one structured line per event on stderr), the metrics
 endpoint, signal handling and the exit code. Must not: hold daemon logic (mailsync.push.daemon).
 
+With --worker (a PostgreSQL store only), this process is one of many sharing the accounts through
+lease rows (mailsync.push.worker): it watches those it holds, and gives them back on SIGTERM.
+
 Exit codes: 0 after SIGTERM/SIGINT (within 5 s: running syncs stop at their next step boundary and
 are cut after a grace period; a watchdog exits regardless at 4.7 s); 2 for usage or config errors.
 """
@@ -12,6 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import threading
 
 import click
 
@@ -36,15 +40,22 @@ EXIT_DEADLINE = 4.7  # seconds from the signal to a forced (but clean: exit code
               help="Probe a silent push connection after this many seconds (default 300).")
 @click.option("--response-timeout", type=click.FloatRange(min=0.1), default=None,
               help="A DONE or NOOP unanswered this long means the connection is dead (default 30).")
+@click.option("--worker", is_flag=True,
+              help="Share the accounts with other `watch --worker` processes (any machine) through lease rows "
+                   "in the PostgreSQL store: watch only those this worker holds.")
+@click.option("--max-accounts", type=click.IntRange(min=0), default=None,
+              help="With --worker: hold at most this many accounts (default: an even share).")
+@click.option("--lease-ttl", type=click.FloatRange(min=0.3), default=None,
+              help="With --worker: seconds a lease lasts without a heartbeat (default 30); a dead worker's "
+                   "accounts are taken over after this long.")
 @click.pass_obj
 def watch(obj, accounts: tuple[str, ...], metrics_port: int | None, metrics_addr: str, log_format: str | None,
           backoff_initial: float | None, backoff_max: float | None, keepalive: float | None,
-          response_timeout: float | None) -> None:
+          response_timeout: float | None, worker: bool, max_accounts: int | None, lease_ttl: float | None) -> None:
     """Keep every account in step: push (NOTIFY, IDLE) or polling, a delta sync on each change,
     local changes sent at once. Runs until SIGTERM or SIGINT."""
     import asyncio  # imported here, not at the top: `mailsync sync` loads this module too
     import signal
-    import threading
     from dataclasses import replace
 
     from mailsync.cli.main import _select_accounts
@@ -55,6 +66,9 @@ def watch(obj, accounts: tuple[str, ...], metrics_port: int | None, metrics_addr
 
     log_format = log_format or getattr(obj, "log_format", "text")
     try:
+        if not worker and (max_accounts is not None or lease_ttl is not None):
+            raise ConfigError("--max-accounts and --lease-ttl are options of --worker",
+                              hint="add --worker (with a PostgreSQL store), or leave them out")
         if metrics_port is None and metrics_addr != "127.0.0.1":
             raise ConfigError(f"--metrics-addr {metrics_addr} is given without --metrics-port",
                               hint="add --metrics-port PORT (0 picks a free one)")
@@ -75,6 +89,12 @@ def watch(obj, accounts: tuple[str, ...], metrics_port: int | None, metrics_addr
             settings = replace(settings, keepalive=keepalive)
         if response_timeout is not None:
             settings = replace(settings, response_timeout=response_timeout)
+        if worker:
+            from sqlalchemy.engine import make_url
+
+            from mailsync.store.lease_repo import require_postgresql
+
+            require_postgresql(make_url(config.store.url).get_backend_name(), config.store.url)
         store = obj.store(config)
     except MailsyncError as exc:
         fail(exc)
@@ -82,7 +102,8 @@ def watch(obj, accounts: tuple[str, ...], metrics_port: int | None, metrics_addr
     level = min(logging.INFO, logging.getLogger().level or logging.INFO)
     logs.setup(log_format, level)
     log = logging.getLogger("mailsync.push")
-    watchdog = threading.Timer(EXIT_DEADLINE, _forced_exit)
+    last_words: list = []  # run by the watchdog before its forced exit (a worker's leases given back)
+    watchdog = threading.Timer(EXIT_DEADLINE, _forced_exit, args=(last_words,))
     watchdog.daemon = True
 
     async def main() -> None:
@@ -91,7 +112,15 @@ def watch(obj, accounts: tuple[str, ...], metrics_port: int | None, metrics_addr
         after = None  # each sync is followed by the CRM step when [crm] is configured (mailsync.service)
         if any(hooks_for(config, a.name) for a in selected):  # post_sync / on_new_mail (mailsync.cli.hooks)
             after = WatchHooks(config, store)
-        daemon = WatchDaemon(store, selected, settings=settings, config=config, after_sync=after)
+        if worker:
+            from mailsync.push.worker import DEFAULT_LEASE_TTL, WorkerDaemon, WorkerSettings
+
+            daemon = WorkerDaemon(store, selected, settings=settings, config=config, after_sync=after,
+                                  worker=WorkerSettings(lease_ttl=lease_ttl or DEFAULT_LEASE_TTL,
+                                                        max_accounts=max_accounts))
+            last_words.append(daemon.release_now)
+        else:
+            daemon = WatchDaemon(store, selected, settings=settings, config=config, after_sync=after)
         loop = asyncio.get_running_loop()
 
         def on_signal(name: str) -> None:
@@ -122,8 +151,62 @@ def watch(obj, accounts: tuple[str, ...], metrics_port: int | None, metrics_addr
     sys.stderr.flush()
 
 
-def _forced_exit() -> None:
+def _forced_exit(last_words=()) -> None:
+    for fn in last_words:  # e.g. a worker's leases, given back so others need not wait for their expiry
+        done = threading.Thread(target=_quietly, args=(fn,), daemon=True)
+        done.start()
+        done.join(0.2)
     logging.getLogger("mailsync.push").warning("forced_exit reason=\"shutdown took longer than %.1f s\"",
                                                EXIT_DEADLINE)
     logging.shutdown()
     os._exit(0)
+
+
+def _quietly(fn) -> None:
+    try:
+        fn()
+    except Exception:
+        pass
+
+
+@click.command("workers")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_obj
+def workers(obj, as_json: bool) -> None:
+    """The `watch --worker` processes sharing the store: their accounts, lease ages and sync lag."""
+    import json
+
+    from sqlalchemy.engine import make_url
+
+    from mailsync.cli.output import fail
+    from mailsync.store import lease_repo
+
+    try:
+        config = obj.config()
+        lease_repo.require_postgresql(make_url(config.store.url).get_backend_name(), config.store.url)
+        store = obj.store(config)
+    except MailsyncError as exc:
+        fail(exc)
+    try:
+        with store.engine.connect() as conn:
+            report = lease_repo.report(conn)
+    finally:
+        store.dispose()
+    if as_json:
+        click.echo(json.dumps({"workers": report}, indent=2, sort_keys=True))
+        return
+    if not report:
+        click.echo("no workers (start `mailsync watch --worker`)")
+    for w in report:
+        if w["worker"] is None:
+            click.echo(f"not held: {len(w['accounts'])} account(s)")
+        else:
+            state = "alive" if w["alive"] else "GONE"
+            click.echo(f"{w['worker']} ({state}, heartbeat {w['heartbeat_age']:.1f} s ago, lease_ttl "
+                       f"{w['lease_ttl']:g} s, max {w['max_accounts'] if w['max_accounts'] is not None else '-'}): "
+                       f"{len(w['accounts'])} account(s)")
+        for a in w["accounts"]:
+            age = "-" if a["lease_age"] is None else f"{a['lease_age']:.1f} s"
+            lag = "-" if a["lag_seconds"] is None else f"{a['lag_seconds']:.2f} s"
+            click.echo(f"  {a['account']}: lease age {age}, generation {a['generation']}, "
+                       f"last sync {a['last_sync'] or 'never'}, lag {lag}")

@@ -28,7 +28,8 @@ a socket, PostgreSQL LISTEN) because it needs no rendezvous, sees changes made b
 (`mailsync flag`, the Python API, another machine sharing a PostgreSQL store), cannot be lost when
 the daemon restarts, and costs about 5 tiny queries a second whatever the number of accounts. An
 account's live Maildir mirror is watched with inotify (mailsync.mirror.watch), its directories'
-mtimes compared as the net every MAILDIR_NET seconds (five times a second where inotify is missing).
+mtimes compared as the net every MAILDIR_NET seconds (five times a second where inotify is missing;
+mailsync.push.maildir_wakes).
 
 Faults. A session that fails (EOF, reset, BYE, no answer to DONE/NOOP within response_timeout,
 garbage) closes every push connection of the account; it reconnects after a jittered exponential
@@ -66,6 +67,7 @@ from mailsync.push.clock import Clock, SystemClock
 from mailsync.push.health import AccountHealth, HealthStore
 from mailsync.push.kept_connection import SyncConnection, quick_logout
 from mailsync.push.listener import Ended, run_session
+from mailsync.push.maildir_wakes import inotify_wakes, look_at_mirrors
 from mailsync.push.metrics import Metrics
 from mailsync.push.protocol import Fail, Mode, PushSession, Ready, Refused, Wake, choose_mode, plan_sessions
 from mailsync.push.settings import WatchSettings, account_timing, watched
@@ -128,11 +130,13 @@ class AccountWatcher:
         self.attempts: deque[float] = deque(maxlen=200)  # clock times of connection attempts (tests)
         self.retry_at: float | None = None  # while waiting to reconnect: when
         self.sync_count = 0
+        self.fence = None  # a watch worker's lease (mailsync.store.lease_repo.Fence), checked on each commit
+        self.dropped = False  # a worker gave the account up: its sync stops at the next step boundary
 
     # -- wake-ups -----------------------------------------------------------------------------
 
     def wake(self, reason: str, kind: str = "push") -> None:
-        if self.daemon.stopping:
+        if self.daemon.stopping or self.dropped:
             return
         now = self.clock.now()
         if self._pending_since is None:
@@ -302,7 +306,7 @@ class AccountWatcher:
         loop = asyncio.get_running_loop()
         while True:
             await self._wake.wait()
-            if self.daemon.stopping:
+            if self.daemon.stopping or self.dropped:
                 return
             self._wake.clear()
             since, since_wall = self._pending_since, self._pending_wall
@@ -399,7 +403,8 @@ class AccountWatcher:
             outcome = run_sync(self.daemon.config, self.daemon.store, accounts=[self.account], quiet=True,
                                crm_after_failure=False, crm_lock=self.daemon.after_sync_lock,
                                on_crm_error=after_sync_failed, connect=self.conn.connect,
-                               release=self.conn.release, should_stop=stop.is_set, channels_push=False,
+                               release=self.conn.release, channels_push=False, fence=self.fence,
+                               should_stop=lambda: stop.is_set() or self.dropped,
                                wait_throttled=False)
         except Exception as exc:  # a bug around the sync must not end this account's sync loop: a failed
             # sync, retried with its backoff like any other
@@ -415,9 +420,6 @@ class AccountWatcher:
                 except Exception as exc:
                     after_sync_failed(exc)
         return result
-
-
-MAILDIR_NET = 5.0  # seconds between two looks at a Maildir mirror's directories when inotify watches it
 
 
 # -- the daemon ---------------------------------------------------------------------------------
@@ -437,6 +439,7 @@ class WatchDaemon:
         self.metrics = metrics or Metrics(self._last_syncs)
         self.health_store = HealthStore(self.store, os.getpid())
         self.watchers: dict[str, AccountWatcher] = {}
+        self.account_tasks: dict[str, list[asyncio.Task]] = {}
         self.stopping = False
         self.stop_flag = threading.Event()  # read by sync threads (AccountSync should_stop)
         self._stop = asyncio.Event()
@@ -477,36 +480,53 @@ class WatchDaemon:
             w._wake.set()
 
     async def run(self) -> None:
-        tasks: list[asyncio.Task] = []
+        helpers: list[asyncio.Task] = []
         try:
             ids = await self._db(self.health_store.ensure_accounts, self.accounts)
-            for a in self.accounts:
-                self.watchers[a.name] = AccountWatcher(self, a, ids[a.name])
-            await self._db(self.health_store.write, [w.health for w in self.watchers.values()])
+            await self._begin(ids)
             last_op = await self._db(self.health_store.max_pending_op)
             logs.event(log, "started", accounts=len(self.watchers), pid=os.getpid())
-            supervisors = [asyncio.create_task(w.supervise(), name=f"supervise-{w.name}")
-                           for w in self.watchers.values()]
-            syncs = [asyncio.create_task(w.sync_loop(), name=f"sync-{w.name}") for w in self.watchers.values()]
             helpers = [asyncio.create_task(self._local_changes(last_op), name="local-changes"),
-                       asyncio.create_task(self._health_loop(), name="health")]
-            helpers += [asyncio.create_task(self._maildir_inotify(w), name=f"maildir-{w.name}")
-                        for w in self.watchers.values() if w.account.mirror.maildir is not None]
-            tasks = supervisors + syncs + helpers
+                       asyncio.create_task(self._health_loop(), name="health"), *self._more_helpers()]
             self.started.set()
             if not self.stopping:
                 await self._stop.wait()
-            await self._shutdown(supervisors, syncs, helpers)
+            await self._shutdown(helpers)
         finally:
-            for t in tasks:
+            for t in helpers + [t for ts in self.account_tasks.values() for t in ts]:
                 t.cancel()
             self.sync_pool.shutdown(wait=False, cancel_futures=True)
             self.db_pool.shutdown(wait=False)
             self.metrics.close()
             self._stopped.set()
 
-    async def _shutdown(self, supervisors, syncs, helpers) -> None:
+    async def _begin(self, ids: dict[str, int]) -> None:
+        """Start watching: every account (a worker, mailsync.push.worker, starts with those it claims)."""
+        for a in self.accounts:
+            self.start_watching(a, ids[a.name])
+        await self._db(self.health_store.write, [w.health for w in self.watchers.values()])
+
+    def _more_helpers(self) -> list[asyncio.Task]:
+        return []
+
+    def _local_poll(self) -> float:
+        return self.settings.local_poll
+
+    def start_watching(self, account: AccountConfig, account_id: int) -> AccountWatcher:
+        """Add an account: its push supervisor, sync loop (the catch-up sync follows the connect) and
+        Maildir watch; account_tasks[name] = [supervisor, sync loop, ...]."""
+        w = self.watchers[account.name] = AccountWatcher(self, account, account_id)
+        tasks = [asyncio.create_task(w.supervise(), name=f"supervise-{w.name}"),
+                 asyncio.create_task(w.sync_loop(), name=f"sync-{w.name}")]
+        if account.mirror.maildir is not None:
+            tasks.append(asyncio.create_task(inotify_wakes(w, lambda: self.stopping), name=f"maildir-{w.name}"))
+        self.account_tasks[account.name] = tasks
+        return w
+
+    async def _shutdown(self, helpers) -> None:
         t0 = time.monotonic()
+        supervisors = [t for ts in self.account_tasks.values() for t in ts[:1] + ts[2:]]
+        syncs = [ts[1] for ts in self.account_tasks.values()]
         for t in supervisors + helpers:
             t.cancel()
         await asyncio.gather(*supervisors, *helpers, return_exceptions=True)
@@ -537,7 +557,7 @@ class WatchDaemon:
     async def _local_changes(self, last: int) -> None:
         """Wake the accounts that have new pending operations (see the module docstring)."""
         while not self.stopping:
-            await self.sleep(self.settings.local_poll)
+            await self.sleep(self._local_poll())
             if self.stopping:
                 return
             try:
@@ -545,43 +565,15 @@ class WatchDaemon:
                 if newest > last:
                     ids = await self._db(self.health_store.accounts_with_ops_after, last)
                     last = newest
-                    for w in self.watchers.values():
+                    for w in list(self.watchers.values()):
                         if w.health.account_id in ids:
                             w.wake("local change queued", kind="local")
-                await self._maildir_changes()
+                await look_at_mirrors(self.watchers.values(), self.clock.now)
             except MailsyncError as exc:
                 logs.event(log, "store_error", logging.WARNING, doing="looking for local changes", error=str(exc))
             except Exception as exc:  # e.g. a locked or briefly unreachable database: try again next time
                 logs.event(log, "store_error", logging.WARNING, doing="looking for local changes",
                            error=f"{exc.__class__.__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
-
-    async def _maildir_inotify(self, w: AccountWatcher) -> None:
-        """A client's change in the account's Maildir mirror wakes its sync at once (inotify); where
-        inotify cannot be used, _maildir_changes polls."""
-        from mailsync.mirror.live import mirror_of
-        from mailsync.mirror.watch import watch_maildir
-
-        root, layout = mirror_of(w.account)
-        w.maildir_inotify = True
-        w.maildir_inotify = await watch_maildir(root, layout, lambda: w.wake("Maildir changed by a client", "local"),
-                                                lambda: self.stopping)
-
-    async def _maildir_changes(self) -> None:
-        """Wake the accounts whose Maildir mirror a client changed since their last sync began:
-        the net under inotify (every MAILDIR_NET seconds), the only way without it."""
-        for w in self.watchers.values():
-            if w.account.mirror.maildir is None or w.syncing or w.maildir_seen is None:
-                continue
-            if w.maildir_inotify:
-                if self.clock.now() < w.maildir_net_at:
-                    continue
-                w.maildir_net_at = self.clock.now() + MAILDIR_NET
-            from mailsync.mirror.live import maildir_signature
-
-            now = await asyncio.get_running_loop().run_in_executor(None, maildir_signature, w.account)
-            if now != w.maildir_seen:
-                w.maildir_seen = now
-                w.wake("Maildir changed by a client", kind="local")
 
     async def _health_loop(self) -> None:
         """Write changed health rows within half a second; heartbeat every `heartbeat` seconds; close
@@ -590,7 +582,7 @@ class WatchDaemon:
         loop = asyncio.get_running_loop()
         while not self.stopping:
             await self.sleep(0.5)
-            for w in self.watchers.values():
+            for w in list(self.watchers.values()):
                 stale = w.sweep()
                 if stale is not None:
                     loop.run_in_executor(None, quick_logout, stale)

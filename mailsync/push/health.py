@@ -64,10 +64,21 @@ class HealthStore:
         self.started_at = utcnow()
 
     def ensure_accounts(self, accounts) -> dict[str, int]:
-        with UnitOfWork(self.store) as uow:
-            ids = {a.name: repo.account_id(uow.connection, a.name, a.host, a.username) for a in accounts}
-            uow.commit()
-        return ids
+        """The accounts' ids, their rows made where missing. Several workers sharing a PostgreSQL
+        store start at once: one's insert may lose to another's (a unique violation, raised once
+        the other committed), and the second try finds the rows."""
+        from sqlalchemy.exc import IntegrityError
+
+        for attempt in range(3):
+            try:
+                with UnitOfWork(self.store) as uow:
+                    ids = {a.name: repo.account_id(uow.connection, a.name, a.host, a.username) for a in accounts}
+                    uow.commit()
+                return ids
+            except IntegrityError:
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
 
     def write(self, rows: list[AccountHealth], *, heartbeat: bool = True, stopped: bool = False) -> None:
         """Upsert `rows`; `stopped`: the daemon's last write (status then says it is not running)."""

@@ -5,4 +5,4 @@ head). Must not: import anything: the no-change check (mailsync.store.quiet) com
 revision with it without loading SQLAlchemy or Alembic.
 """
 
-HEAD_REVISION = "0015_headers_only_maxsize"
+HEAD_REVISION = "0016_leases"

@@ -164,6 +164,29 @@ CREATE TABLE crm_state (
 	PRIMARY KEY ("key")
 );
 
+CREATE TABLE watch_workers (
+	id VARCHAR(200) NOT NULL, 
+	host VARCHAR(255) NOT NULL, 
+	pid INTEGER NOT NULL, 
+	max_accounts INTEGER, 
+	lease_ttl FLOAT NOT NULL, 
+	started_at DATETIME NOT NULL, 
+	heartbeat_at DATETIME NOT NULL, 
+	PRIMARY KEY (id)
+);
+
+CREATE TABLE account_leases (
+	account_id INTEGER NOT NULL, 
+	worker VARCHAR(200), 
+	generation BIGINT DEFAULT '0' NOT NULL, 
+	acquired_at DATETIME, 
+	expires_at DATETIME, 
+	PRIMARY KEY (account_id), 
+	FOREIGN KEY(account_id) REFERENCES accounts (id) ON DELETE CASCADE
+);
+
+CREATE INDEX ix_account_leases_worker ON account_leases (worker);
+
 CREATE TABLE audit_events (
 	id INTEGER NOT NULL, 
 	account_id INTEGER NOT NULL, 

@@ -25,6 +25,8 @@ Layout:
   channel_pairs a message of a channel's source account and its copy in the destination account
   channel_folders a folder of a mirror or two-way channel's source and its destination folder
   gmail_messages a Gmail message (X-GM-MSGID) of an account: its body, thread and labels
+  watch_workers / account_leases  `mailsync watch --worker` processes sharing a PostgreSQL store, and
+              which of them holds each account (a lease with an expiry and a fencing generation)
 The CRM layer's tables (crm_*) are declared on this MetaData too, in mailsync.crm.models, which is
 imported only where they are needed.
 """
@@ -48,6 +50,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    event,
 )
 
 
@@ -317,3 +320,54 @@ gmail_messages = Table(
     UniqueConstraint("account_id", "msgid", name="uq_gmail_messages_account_msgid"),
     Index("ix_gmail_messages_body", "account_id", "body_sha256"),
 )
+
+
+# `mailsync watch --worker` (mailsync.push.worker): the worker processes sharing one PostgreSQL store
+# and who holds which account. Times come from the database's clock (now()), never a worker's, so
+# that machines with skewed clocks agree on what has expired. A worker is alive while its
+# heartbeat_at is younger than its lease_ttl; a lease is held while expires_at is in the future.
+watch_workers = Table(
+    "watch_workers", metadata,
+    Column("id", String(200), primary_key=True),  # host:pid:random, new for every start
+    Column("host", String(255), nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("max_accounts", Integer),  # NULL: no limit
+    Column("lease_ttl", Float, nullable=False),
+    _when("started_at", nullable=False, default=utcnow),
+    _when("heartbeat_at", nullable=False, default=utcnow),
+)
+
+# One row per account ever offered to the workers. ``generation`` grows by one on every claim: it
+# is the fencing token a sync checks in the transaction of each of its writes (lease_repo.Fence),
+# so a worker paused past its lease cannot write once another took the account over.
+account_leases = Table(
+    "account_leases", metadata,
+    Column("account_id", Integer, ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True),
+    Column("worker", String(200)),  # NULL: free (released, or never claimed)
+    Column("generation", BigInteger, nullable=False, default=0, server_default="0"),
+    _when("acquired_at"),
+    _when("expires_at"),
+    Index("ix_account_leases_worker", "worker"),
+)
+
+# PostgreSQL: every local change queued (a pending_ops row, from any writer on any machine) is
+# announced on the channel LOCAL_CHANGES_CHANNEL with its account id, delivered at its commit, so the
+# watch worker that holds the account (LISTEN, mailsync.push.notify) wakes its sync at once.
+LOCAL_CHANGES_CHANNEL = "mailsync_local_changes"
+PG_NOTIFY_DDL = (
+    "CREATE OR REPLACE FUNCTION mailsync_notify_local_change() RETURNS trigger AS $$ BEGIN "
+    f"PERFORM pg_notify('{LOCAL_CHANGES_CHANNEL}', NEW.account_id::text); RETURN NEW; END $$ LANGUAGE plpgsql",
+    "CREATE TRIGGER pending_ops_notify AFTER INSERT ON pending_ops FOR EACH ROW "
+    "EXECUTE FUNCTION mailsync_notify_local_change()",
+)
+PG_NOTIFY_DROP = ("DROP TRIGGER IF EXISTS pending_ops_notify ON pending_ops",
+                  "DROP FUNCTION IF EXISTS mailsync_notify_local_change()")
+
+
+def _notify_trigger(target, connection, **kw) -> None:
+    if connection.dialect.name == "postgresql":
+        for statement in PG_NOTIFY_DDL:
+            connection.exec_driver_sql(statement)
+
+
+event.listen(pending_ops, "after_create", _notify_trigger)

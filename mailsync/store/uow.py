@@ -7,10 +7,15 @@ session) from here and never commit themselves.
 imports the ORM. ``uow.session`` is an ORM Session on that same connection and in that same
 transaction, made (and sqlalchemy.orm imported) on first use, for the code that works with mapped
 objects. ``commit()`` flushes the session, if there is one, and commits both.
+
+``fence`` (a watch worker's sync of a leased account, mailsync.store.lease_repo.Fence) is called on
+the connection in the transaction, right before its commit: it raises, and nothing is committed,
+when the account's lease was taken over by another worker since this one claimed it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from types import TracebackType
 from typing import TYPE_CHECKING
 
@@ -29,9 +34,11 @@ class UnitOfWork:
 
     connection: Connection
 
-    def __init__(self, store: Store, *, bind: Connection | None = None) -> None:
+    def __init__(self, store: Store, *, bind: Connection | None = None,
+                 fence: Callable[[Connection], None] | None = None) -> None:
         self.store = store
         self.bind = bind  # a connection the caller holds open (e.g. the sync's StoreWorker)
+        self.fence = fence
         self._session: Session | None = None
 
     def __enter__(self) -> "UnitOfWork":
@@ -69,13 +76,20 @@ class UnitOfWork:
 
     def commit(self) -> None:
         try:
+            if self.fence is not None:
+                if self._session is not None:
+                    self._session.flush()
+                if self.connection.in_transaction():  # in the transaction, so it holds until the commit
+                    self.fence(self.connection)
             if self._session is not None:
                 self._session.commit()  # flushes; commits the transaction it joined or began
             if self.connection.in_transaction():  # Core statements since (or without) the session's
                 self.connection.commit()
-        except SQLAlchemyError as e:
+        except (SQLAlchemyError, StoreError) as e:
             if self._session is not None:
                 self._session.rollback()
             if self.connection.in_transaction():
                 self.connection.rollback()
+            if isinstance(e, StoreError):
+                raise
             raise StoreError(f"could not commit to the store: {e.__class__.__name__}: {str(e).splitlines()[0]}") from e

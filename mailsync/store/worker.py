@@ -31,8 +31,9 @@ T = TypeVar("T")
 
 
 class StoreWorker:
-    def __init__(self, store: Store, *, max_pending: int = 3) -> None:
+    def __init__(self, store: Store, *, max_pending: int = 3, fence: Callable[..., None] | None = None) -> None:
         self.store = store
+        self.fence = fence  # checked before each commit (UnitOfWork: a watch worker's lease)
         self.max_pending = max_pending
         self._pending: deque[tuple[Future, bool]] = deque()  # (task, small) in the order submitted
         self._failure: BaseException | None = None
@@ -60,7 +61,7 @@ class StoreWorker:
         if self._failure is not None:
             raise StoreError(f"skipped after an earlier store error: {self._failure}")
         try:
-            with UnitOfWork(self.store, bind=self._conn) as uow:
+            with UnitOfWork(self.store, bind=self._conn, fence=self.fence) as uow:
                 return fn(uow, *args)
         except BaseException as exc:
             self._failure = exc

@@ -97,8 +97,11 @@ class AccountSync(Downloads, Heads, JournalPush, Limits, guards.ServerChecks, Gm
                  connect: Callable[[AccountConfig], ImapSession] = open_connection,
                  should_stop: Callable[[], bool] | None = None,
                  release: Callable[[object, bool], None] | None = None,
-                 allow_mass_delete: bool = False, mirror_stage=None) -> None:
+                 allow_mass_delete: bool = False, mirror_stage=None, fence=None) -> None:
         self.store = store
+        # a watch worker's lease on the account (mailsync.store.lease_repo.Fence): every commit of
+        # this sync checks it in its transaction, and fails rather than write under a lost lease
+        self.fence = fence if fence is None or fence.account == account.name else None
         self.mirror_stage = mirror_stage  # a live Maildir mirror's files, written as bodies come (mirror.stage)
         self.allow_mass_delete = allow_mass_delete  # rule G2: apply deletions of most of a folder
         self.account = account
@@ -128,23 +131,31 @@ class AccountSync(Downloads, Heads, JournalPush, Limits, guards.ServerChecks, Gm
         t0 = time.monotonic()
         acc = self.account
         self.observer.account_started(acc.name)
-        with UnitOfWork(self.store) as uow:
-            self.account_id = repo.account_id(uow.connection, acc.name, acc.host, acc.username)
-            until, why, self._throttles = repo.throttle_of(uow.connection, self.account_id)
-            if until is not None and until.timestamp() > time.time():  # asked to wait: the server is not contacted
+        try:
+            with UnitOfWork(self.store, fence=self.fence) as uow:
+                self.account_id = repo.account_id(uow.connection, acc.name, acc.host, acc.username)
+                until, why, self._throttles = repo.throttle_of(uow.connection, self.account_id)
+                if until is not None and until.timestamp() > time.time():  # asked to wait: the server is not contacted
+                    uow.commit()
+                    return self._still_throttled(until, why, t0)
+                self.run_id = repo.start_run(uow.connection, self.account_id)
                 uow.commit()
-                return self._still_throttled(until, why, t0)
-            self.run_id = repo.start_run(uow.connection, self.account_id)
-            uow.commit()
-            # With no body in the store before this run, no new message can be one we already have:
-            # the first sync skips the (Message-ID, size) look-up (rule N1) and just downloads.
-            self._bodies_before_run = repo.has_bodies(uow.connection)
+                # With no body in the store before this run, no new message can be one we already have:
+                # the first sync skips the (Message-ID, size) look-up (rule N1) and just downloads.
+                self._bodies_before_run = repo.has_bodies(uow.connection)
+        except MailsyncError as exc:  # a watch worker's lease lost (the fence): the server is not contacted
+            if self.fence is None:
+                raise
+            self.result.fail(str(exc))
+            self.result.seconds = time.monotonic() - t0
+            self.observer.account_done(self.result)
+            return self.result
         self.ledger.account_id, self.ledger.run_id = self.account_id, self.run_id
         self.side = StoreSide(acc, self.account_id, self.run_id, self.ledger, self.observer,
                               self._bodies_before_run, self.allow_mass_delete)
         conn = None
         try:
-            with StoreWorker(self.store) as db:
+            with StoreWorker(self.store, fence=self.fence) as db:
                 clean = False
                 try:
                     conn = self._connect(acc)
@@ -194,7 +205,12 @@ class AccountSync(Downloads, Heads, JournalPush, Limits, guards.ServerChecks, Gm
             self.result.bodies_downloaded = conn.bodies_fetched - self._conn_base[1]
             self.result.commands = conn.commands - self._conn_base[2]
         self.result.seconds = time.monotonic() - t0
-        self._finish_run()
+        try:
+            self._finish_run()
+        except MailsyncError as exc:  # a watch worker's lease lost meanwhile (the fence): nothing written
+            if self.fence is None:
+                raise
+            self.result.fail(str(exc))
         self.observer.account_done(self.result)
         return self.result
 
@@ -234,7 +250,7 @@ class AccountSync(Downloads, Heads, JournalPush, Limits, guards.ServerChecks, Gm
 
     def _finish_run(self) -> None:
         r = self.result
-        with UnitOfWork(self.store) as uow:
+        with UnitOfWork(self.store, fence=self.fence) as uow:
             repo.finish_run(uow.connection, self.run_id, status="ok" if r.ok else "failed", error=r.error,
                             folders=r.folders, new_messages=r.new_messages, flag_changes=r.flag_changes,
                             expunged=r.expunged, bytes_fetched=r.bytes_fetched,

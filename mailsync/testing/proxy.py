@@ -125,6 +125,17 @@ class TcpProxy:
         try:
             loop.run_forever()
         finally:
+            # connections still open are ended here, on this thread: left to the garbage collector,
+            # their tasks would log "destroyed but pending" / "exception never retrieved" from
+            # whichever thread collects them, formatting tracebacks (ast.parse, in CPython 3.11)
+            # while the test's thread may be parsing too: on 3.11.7 that corrupts the AST
+            # module's recursion counter for the rest of the process (SystemError: AST constructor
+            # recursion depth mismatch)
+            pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
+            for t in pending:
+                t.cancel()
+            if pending:
+                loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
             loop.close()
 
     def _shutdown(self) -> None:
@@ -172,14 +183,20 @@ class TcpProxy:
     async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, flowing: asyncio.Event) -> None:
         while True:
             await flowing.wait()
-            data = await reader.read(65536)
+            try:
+                data = await reader.read(65536)
+            except OSError:  # reset by the peer (a client killed, say): this direction is over
+                data = b""
             if not data:
                 with contextlib.suppress(Exception):
                     writer.write_eof()
                 return
             await flowing.wait()  # stalled after reading: hold the bytes
-            writer.write(data)
-            await writer.drain()
+            try:
+                writer.write(data)
+                await writer.drain()
+            except OSError:
+                return
 
 
 class ConnectProxy(TcpProxy):

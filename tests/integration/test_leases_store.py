@@ -1,0 +1,200 @@
+"""The lease table on a real PostgreSQL (mailsync.store.lease_repo): claims never overlap, an expired
+lease is taken over with a new generation, and the fence refuses the writes of a worker whose lease
+was taken over, in the same transaction, so nothing of them is committed."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+from sqlalchemy import func, select, text
+
+from mailsync.errors import ConfigError
+from mailsync.store import lease_repo
+from mailsync.store import repositories as repo
+from mailsync.store.db import open_store
+from mailsync.store.lease_repo import Fence, LeaseLost
+from mailsync.store.tables import placements, sync_runs
+from mailsync.store.uow import UnitOfWork
+from mailsync.sync.engine import sync_account
+from twoway_support import account_for
+
+
+@pytest.fixture
+def pg_store(postgres):
+    import secrets
+
+    s = open_store(postgres.create_database(f"leases_{secrets.token_hex(4)}"))
+    yield s
+    s.dispose()
+
+
+def make_accounts(store, n: int) -> list[int]:
+    with UnitOfWork(store) as uow:
+        ids = [repo.account_id(uow.connection, f"acct{i}", "127.0.0.1", f"u{i}") for i in range(n)]
+        lease_repo.offer(uow.connection, ids)
+        uow.commit()
+    return ids
+
+
+def claim(store, worker: str, ids, want: int, ttl: float = 30.0) -> dict[int, int]:
+    with store.engine.begin() as conn:
+        lease_repo.register(conn, worker, "h", 1, None, ttl)
+        return lease_repo.claim(conn, worker, ids, want, ttl)
+
+
+def test_concurrent_claims_never_take_the_same_account(pg_store):
+    ids = make_accounts(pg_store, 300)
+    got: dict[str, dict[int, int]] = {}
+    start = threading.Barrier(6)
+
+    def worker(name: str) -> None:
+        start.wait()
+        mine: dict[int, int] = {}
+        for _ in range(10):
+            mine.update(claim(pg_store, name, ids, 10))
+        got[name] = mine
+
+    threads = [threading.Thread(target=worker, args=(f"w{i}",)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    taken = [a for mine in got.values() for a in mine]
+    assert len(taken) == len(set(taken)) == 300  # all taken, none twice
+    with pg_store.engine.connect() as conn:
+        rows = dict(conn.execute(text("SELECT account_id, worker FROM account_leases")).all())
+    assert all(rows[a] == name for name, mine in got.items() for a in mine)
+
+
+def test_an_expired_lease_is_taken_over_with_a_new_generation(pg_store):
+    (a,) = make_accounts(pg_store, 1)
+    assert claim(pg_store, "old", [a], 1, ttl=0.5) == {a: 1}
+    assert claim(pg_store, "new", [a], 1) == {}  # held
+    time.sleep(0.7)
+    assert claim(pg_store, "new", [a], 1) == {a: 2}
+    with pg_store.engine.begin() as conn:
+        assert lease_repo.beat(conn, "old", 30.0) == {}  # the old worker's heartbeat renews nothing
+        assert lease_repo.beat(conn, "new", 30.0) == {a: 2}
+
+
+def test_release_and_retire_free_the_accounts_at_once(pg_store):
+    ids = make_accounts(pg_store, 4)
+    assert len(claim(pg_store, "a", ids, 4)) == 4
+    with pg_store.engine.begin() as conn:
+        assert lease_repo.release(conn, "a", ids[:2]) == 2
+        assert lease_repo.release(conn, "b", ids[2:]) == 0  # not b's
+    assert set(claim(pg_store, "b", ids, 4)) == set(ids[:2])
+    with pg_store.engine.begin() as conn:
+        assert lease_repo.retire(conn, "a") == 2
+        st = lease_repo.state(conn)
+    assert [w.id for w in st.workers] == ["b"]
+    assert {l.worker for l in st.leases.values()} == {"b", None}
+
+
+def test_the_fence_refuses_a_commit_after_a_takeover_and_writes_nothing(pg_store):
+    (a,) = make_accounts(pg_store, 1)
+    (gen,) = claim(pg_store, "paused", [a], 1, ttl=0.3).values()
+    fence = Fence(a, "acct0", "paused", gen)
+    with UnitOfWork(pg_store, fence=fence) as uow:  # the lease holds: the write goes in
+        run = repo.start_run(uow.connection, a)
+        uow.commit()
+    time.sleep(0.5)
+    assert claim(pg_store, "other", [a], 1) == {a: gen + 1}
+    with pytest.raises(LeaseLost, match="taken over by worker other at generation 2"):
+        with UnitOfWork(pg_store, fence=fence) as uow:
+            repo.start_run(uow.connection, a)
+            repo.finish_run(uow.connection, run, status="ok", error=None)
+            uow.commit()
+    with pg_store.engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(sync_runs)).scalar() == 1
+        assert conn.execute(select(sync_runs.c.status).where(sync_runs.c.id == run)).scalar() == "running"
+
+
+def test_a_claim_skips_a_lease_whose_fence_is_held_by_a_commit_in_progress(pg_store):
+    """Checked but not yet committed: the row is locked until the commit, so a claim cannot slip in
+    between the check and the commit; it skips the row and takes it next time."""
+    (a,) = make_accounts(pg_store, 1)
+    (gen,) = claim(pg_store, "slow", [a], 1, ttl=0.3).values()
+    time.sleep(0.5)  # expired, but the fence is taken before anyone claims
+    with pg_store.engine.connect() as conn:
+        with conn.begin():
+            Fence(a, "acct0", "slow", gen)(conn)
+            assert claim(pg_store, "other", [a], 1) == {}  # skipped (locked), not waited for
+            repo.start_run(conn, a)
+        assert claim(pg_store, "other", [a], 1) == {a: gen + 1}
+
+
+def test_a_sync_under_a_lost_lease_does_not_touch_the_server_or_the_store(pg_store, imap_user):
+    raw = b"From: a@example.org\r\nMessage-ID: <fence1@example.org>\r\nSubject: x\r\n\r\nbody\r\n"
+    imap_user.server.load(imap_user.name, [("INBOX", raw, ())])
+    acc = account_for(imap_user, "fenced")
+    with UnitOfWork(pg_store) as uow:
+        a = repo.account_id(uow.connection, acc.name, acc.host, acc.username)
+        lease_repo.offer(uow.connection, [a])
+        uow.commit()
+    (gen,) = claim(pg_store, "me", [a], 1).values()
+    ok = sync_account(pg_store, acc, fence=Fence(a, acc.name, "me", gen))
+    assert ok.ok, ok.error
+    imap_user.server.load(imap_user.name, [("INBOX", raw.replace(b"fence1", b"fence2"), ())])
+    with pg_store.engine.begin() as conn:
+        lease_repo.release(conn, "me", [a])
+    assert claim(pg_store, "other", [a], 1) == {a: gen + 1}
+    with pg_store.engine.connect() as conn:
+        before = (conn.execute(select(func.count()).select_from(placements)).scalar(),
+                  conn.execute(select(func.count()).select_from(sync_runs)).scalar())
+    stale = sync_account(pg_store, acc, fence=Fence(a, acc.name, "me", gen))
+    assert not stale.ok and "taken over by worker other" in stale.error
+    with pg_store.engine.connect() as conn:
+        after = (conn.execute(select(func.count()).select_from(placements)).scalar(),
+                 conn.execute(select(func.count()).select_from(sync_runs)).scalar())
+    assert after == before == (1, 1)
+
+
+def test_worker_mode_is_refused_on_sqlite_naming_the_fix(tmp_path):
+    store = open_store(f"sqlite:///{tmp_path}/s.db")
+    from mailsync.push.worker import WorkerDaemon
+
+    with pytest.raises(ConfigError) as err:
+        WorkerDaemon(store, [])
+    assert "needs a PostgreSQL store" in str(err.value) and "postgresql+psycopg://" in err.value.hint
+    store.dispose()
+
+
+def test_postgresql_stores_notify_each_queued_local_change_new_or_migrated(postgres):
+    """The pending_ops trigger: made by create_schema for a new store, and by the migration for an
+    older one; a LISTEN sees the account id of each change at its commit."""
+    import secrets
+
+    import psycopg
+
+    from mailsync.store.db import create_store_engine, migrate
+    from mailsync.store.tables import LOCAL_CHANGES_CHANNEL
+
+    new_url = postgres.create_database(f"notify_new_{secrets.token_hex(3)}")
+    old_url = postgres.create_database(f"notify_old_{secrets.token_hex(3)}")
+    engine = create_store_engine(old_url)
+    migrate(engine, "0015_headers_only_maxsize")  # the revision before the leases
+    engine.dispose()
+    for url in (new_url, old_url):
+        store = open_store(url)
+        (a,) = make_accounts(store, 1)
+        dbname = url.rsplit("/", 1)[1]
+        with psycopg.connect(postgres.dsn(dbname), autocommit=True) as listener:
+            listener.execute(f"LISTEN {LOCAL_CHANGES_CHANNEL}")
+            with store.engine.begin() as conn:
+                conn.execute(text("INSERT INTO pending_ops (account_id, kind, args, state, attempts, created_at) "
+                                  "VALUES (:a, 'flags', '{}', 'pending', 0, now())"), {"a": a})
+            notes = list(listener.notifies(timeout=2.0, stop_after=1))
+        assert [n.payload for n in notes] == [str(a)], url
+        store.dispose()
+
+
+def test_rows_of_workers_gone_for_an_hour_are_forgotten(pg_store):
+    with pg_store.engine.begin() as conn:
+        lease_repo.register(conn, "old", "h", 1, None, 30.0)
+        lease_repo.register(conn, "recent", "h", 2, None, 30.0)
+        conn.execute(text("UPDATE watch_workers SET heartbeat_at = now() - interval '2 hours' WHERE id = 'old'"))
+        assert lease_repo.forget_dead(conn) == 1
+        assert [w for (w,) in conn.execute(text("SELECT id FROM watch_workers"))] == ["recent"]
