@@ -365,6 +365,10 @@ class ImapConnection(Appends):
             self.enable("QRESYNC")
         untagged, fetches, _ = self._run(self._select_command(raw_name, readonly, qresync),
                                          f"selecting {raw_name!r}", sent=sent)
+        return self._selected(raw_name, untagged, fetches)
+
+    def _selected(self, raw_name: str, untagged, fetches) -> SelectInfo:
+        """The SelectInfo of a SELECT's answer; raw_name is now the selected folder."""
         info = read_select(self.account.name, raw_name, untagged, fetches)
         self.selected = raw_name
         self.exists = info.exists
@@ -381,25 +385,14 @@ class ImapConnection(Appends):
         if qresync and self.qresync:
             self.enable("QRESYNC")
         doing = f"selecting {raw_name!r}"
-        select_tag, fetch_tag = new_tag(), new_tag()
-        fetch = f"UID FETCH {uid_from}:* ({self._header_items()})".encode("ascii")
-        with mapped_errors(self.account, doing):
-            try:
-                self.wire.send(select_tag + b" " + self._select_command(raw_name, False, qresync) + b"\r\n"
-                               + fetch_tag + b" " + fetch + b"\r\n")
-            except BaseException:
-                self.broken = True
-                raise
-        self.commands += 2
+        select_tag, fetch_tag = self._send_select_and_fetch(raw_name, qresync, f"{uid_from}:*", self._header_items())
         untagged, fetches, tagged = self._run(b"", doing, ok=False, sent=select_tag)
         if tagged.status != "OK":
             self.selected = None
             for _ in self._events(b"", "reading the headers asked for with a refused SELECT", sent=fetch_tag):
                 pass
             raise refusal(self.account.name, tagged, doing)
-        info = read_select(self.account.name, raw_name, untagged, fetches)
-        self.selected = raw_name
-        self.exists = info.exists
+        info = self._selected(raw_name, untagged, fetches)
         headers = {it.uid: it for it in self._bulk("", "fetching headers", sent=fetch_tag)
                    if it.uid is not None and it.uid >= uid_from}  # n:* answers the last UID when n is past it
         return info, headers
@@ -416,17 +409,23 @@ class ImapConnection(Appends):
         their answers; any other command first reads and drops them. At most one folder ahead."""
         if self._ahead is not None or self.broken:
             return
+        select_tag, fetch_tag = self._send_select_and_fetch(raw_name, None, "1:*", self._message_items())
+        self._ahead = (raw_name, select_tag, fetch_tag)
+
+    def _send_select_and_fetch(self, raw_name: str, qresync: tuple[int, int] | None, uid_set: str,
+                               items: str) -> tuple[bytes, bytes]:
+        """SELECT raw_name and UID FETCH uid_set (items) in one write, not read: their tags."""
         select_tag, fetch_tag = new_tag(), new_tag()
-        fetch = f"UID FETCH 1:* ({self._message_items()})".encode("ascii")
+        fetch = f"UID FETCH {uid_set} ({items})".encode("ascii")
         with mapped_errors(self.account, f"selecting {raw_name!r}"):
             try:
-                self.wire.send(select_tag + b" " + self._select_command(raw_name, False, None) + b"\r\n"
-                          + fetch_tag + b" " + fetch + b"\r\n")
+                self.wire.send(select_tag + b" " + self._select_command(raw_name, False, qresync) + b"\r\n"
+                               + fetch_tag + b" " + fetch + b"\r\n")
             except BaseException:
                 self.broken = True
                 raise
         self.commands += 2
-        self._ahead = (raw_name, select_tag, fetch_tag)
+        return select_tag, fetch_tag
 
     def _drop_ahead(self) -> None:
         """Read what bulk_ahead sent to its end and drop it: the sync went another way (the folder

@@ -119,10 +119,10 @@ def apply_folder_plan(uow: UnitOfWork, side: StoreSide, remote, renames: dict[st
             created.add(v.raw_name)
     for v in fplan.update:
         repo.update_folder(s, live[v.raw_name].id, name=v.name, delimiter=v.delimiter, special_use=v.special_use)
-    for raw, mailboxid in mailboxids.items():
-        row = live.get(raw)
-        if row is not None and row.mailboxid != mailboxid:  # learnt, or the server gave it a new one
-            repo.update_folder(s, row.id, mailboxid=mailboxid)
+    # learnt, or the server gave it a new one
+    new_ids = {raw: mid for raw, mid in mailboxids.items() if raw in live and live[raw].mailboxid != mid}
+    for raw, mailboxid in new_ids.items():
+        repo.update_folder(s, live[raw].id, mailboxid=mailboxid)
     for raw in fplan.drop:
         row = live.get(raw)
         if row is None:  # renamed above
@@ -136,8 +136,7 @@ def apply_folder_plan(uow: UnitOfWork, side: StoreSide, remote, renames: dict[st
     pending = set(side.pending_flags)
     out = []
     # the rows as the plan left them: read again only when the plan wrote any
-    wrote = bool(moving or fplan.create or fplan.update or fplan.drop
-                 or any(live.get(raw) is not None and live[raw].mailboxid != mid for raw, mid in mailboxids.items()))
+    wrote = bool(moving or fplan.create or fplan.update or fplan.drop or new_ids)
     by_raw = {f.raw_name: f for f in repo.folders_of(s, side.account_id)} if wrote else live
     for raw in fplan.sync:
         f = by_raw.get(raw)
