@@ -145,7 +145,15 @@ def test_three_workers_one_killed(dovecot_many, tmp_path, pg_url):
 
         even = sorted([n // 3 + (1 if i < n % 3 else 0) for i in range(3)])
         wait_until(lambda: shares() == even, 20, f"an even share {even}", interval=0.2)
-        out = json.loads(run_cli("workers", "--json", config=config, env=env, check=True).stdout)
+
+        def reported() -> bool:
+            out.update(json.loads(run_cli("workers", "--json", config=config, env=env, check=True).stdout))
+            return all(a["last_sync"] for w in out["workers"] for a in w["accounts"])
+
+        # a sync's health row is written by the daemon's health loop (within half a second, later on
+        # a busy machine), not with the sync's messages: wait for it rather than read it at once
+        out: dict = {}
+        wait_until(reported, 10, "every account's last sync in `mailsync workers`", interval=0.2)
         assert sorted(len(w["accounts"]) for w in out["workers"] if w["alive"]) == even
         assert all(a["lease_age"] is not None and a["last_sync"] for w in out["workers"] for a in w["accounts"])
         listing = run_cli("workers", config=config, env=env, check=True).stdout
