@@ -12,6 +12,13 @@ connection's locks.
 
 After a task fails, every later task fails too, without running: a checkpoint must never be
 written after a batch it covers was lost.
+
+``lazy=True`` (the sync engine's): tasks run on the caller's thread, in order, until a second task
+that carries downloaded messages is submitted; only then does the thread start, and everything
+after runs there. A delta sync of a few messages (the watch daemon's, per change) has nothing to
+overlap, and the hand-offs cost more than they save: measured on a kept connection, one new message,
+8.7 -> 7.3 ms of CPU and 16 -> 9 ms of wall. A sync with more than one batch to write gets the
+thread from its second batch on.
 """
 
 from __future__ import annotations
@@ -31,8 +38,11 @@ T = TypeVar("T")
 
 
 class StoreWorker:
-    def __init__(self, store: Store, *, max_pending: int = 3, fence: Callable[..., None] | None = None) -> None:
+    def __init__(self, store: Store, *, max_pending: int = 3, fence: Callable[..., None] | None = None,
+                 lazy: bool = False) -> None:
         self.store = store
+        self.lazy = lazy  # on the caller's thread until a second download task (see the module's text)
+        self._large = 0  # tasks carrying downloads submitted so far
         self.fence = fence  # checked before each commit (UnitOfWork: a watch worker's lease)
         self.max_pending = max_pending
         self._pending: deque[tuple[Future, bool]] = deque()  # (task, small) in the order submitted
@@ -40,19 +50,37 @@ class StoreWorker:
         self._stack = contextlib.ExitStack()
         self._conn = None
         self._pool: ThreadPoolExecutor | None = None
+        self._entered = False
 
     def __enter__(self) -> "StoreWorker":
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mailsync-store")
-        self._pool.submit(self._open).result()
+        self._entered = True
+        if self.lazy:
+            self._open()
+        else:
+            self._start_thread()
+            self._pool.submit(self._open).result()
         return self
+
+    def _start_thread(self) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mailsync-store")
 
     def __exit__(self, *exc_info: Any) -> None:
         try:
             self.drain()
         finally:
-            assert self._pool is not None
-            self._pool.submit(self._stack.close).result()
-            self._pool.shutdown()
+            if self._pool is None:
+                self._stack.close()
+            else:
+                self._pool.submit(self._stack.close).result()
+                self._pool.shutdown()
+
+    def _inline(self, fn: Callable[..., T], args: tuple) -> "Future[T]":
+        fut: Future = Future()
+        try:
+            fut.set_result(self._run(fn, args))
+        except BaseException as exc:  # raised where a thread's task would raise it: at drain or _retire
+            fut.set_exception(exc)
+        return fut
 
     def _open(self) -> None:
         self._conn = self._stack.enter_context(self.store.engine.connect())
@@ -72,7 +100,14 @@ class StoreWorker:
         messages are queued. A ``small`` task (a folder's checkpoint, a setting) neither waits nor
         counts: measured, a first sync's reader spent 10-20 ms waiting to queue such tasks behind
         the commit of the folder before, while the server waited on it."""
-        assert self._pool is not None, "use StoreWorker as a context manager"
+        assert self._entered, "use StoreWorker as a context manager"
+        if not small:
+            self._large += 1
+            if self._pool is None and self._large >= 2:  # lazy: the second download task starts the thread
+                self._start_thread()
+        if self._pool is None:
+            self._pending.append((self._inline(fn, args), small))
+            return self._pending[-1][0]
         if not small:
             while sum(not s for _, s in self._pending) >= self.max_pending:  # a handful queued at most
                 self._retire()
@@ -85,7 +120,9 @@ class StoreWorker:
 
     def call(self, fn: Callable[..., T], *args: Any) -> T:
         """Run fn(uow, *args) after everything queued before it, and return its result."""
-        assert self._pool is not None, "use StoreWorker as a context manager"
+        assert self._entered, "use StoreWorker as a context manager"
+        if self._pool is None:
+            return self._run(fn, args)
         return self._pool.submit(self._run, fn, args).result()
 
     def drain(self) -> None:
