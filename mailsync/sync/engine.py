@@ -155,7 +155,7 @@ class AccountSync(Downloads, Heads, JournalPush, Limits, guards.ServerChecks, Gm
                               self._bodies_before_run, self.allow_mass_delete)
         conn = None
         try:
-            with StoreWorker(self.store, fence=self.fence) as db:
+            with StoreWorker(self.store, fence=self.fence, lazy=True) as db:
                 clean = False
                 try:
                     conn = self._connect(acc)
@@ -280,8 +280,11 @@ class AccountSync(Downloads, Heads, JournalPush, Limits, guards.ServerChecks, Gm
         elif not conn.has("LIST-STATUS"):
             known = db.call(store_tasks.known_folder_names, self.side)
             remote = [f if f.raw_name in known else _with_status(f, *self._status(conn, f)) for f in remote]
-        renames = self._identify_renames(conn, db, remote)
-        folders = db.call(store_tasks.apply_folder_plan, self.side, remote, renames)
+        rows = db.call(lambda uow: repo.folders_of(uow.connection, self.account_id, gone=True))
+        renames = self._identify_renames(conn, db, remote, [f for f in rows if f.status != "gone"])
+        # the rows just read, unless identifying a rename asked the server (other writers had time)
+        folders = db.call(store_tasks.apply_folder_plan, self.side, remote, renames,
+                          None if renames.asked_server else rows)
         if is_gmail(conn):  # folder id -> the label Gmail leaves out of X-GM-LABELS there (gmail.py)
             uses = {f.raw_name: f.special_use for f in remote}
             self._gm_folders = {f.id: gmail_folder_label(f.raw_name, uses.get(f.raw_name)) for f in folders}
@@ -330,20 +333,21 @@ class AccountSync(Downloads, Heads, JournalPush, Limits, guards.ServerChecks, Gm
         if folder_errors:
             raise ProtocolError("; ".join(folder_errors))
 
-    def _identify_renames(self, conn: ImapSession, db: StoreWorker, remote) -> dict[str, int]:
+    def _identify_renames(self, conn: ImapSession, db: StoreWorker, remote, known) -> "_Renames":
         """Rule F4: {new raw name: id of the known folder it is, renamed}. MAILBOXIDs settle a pair
         at no cost; a pair that only shares UIDVALIDITY is checked by reading a sample of the known
-        folder's UIDs in the new folder (one EXAMINE and one FETCH per candidate pair)."""
-        known = db.call(lambda uow: repo.folders_of(uow.connection, self.account_id))
+        folder's UIDs in the new folder (one EXAMINE and one FETCH per candidate pair). ``known``:
+        the store's folders not gone. The answer's ``asked_server``: was the server asked (EXAMINE)?"""
         listed = {f.raw_name for f in remote}
         known_names = {f.raw_name for f in known}
         vanished = [f for f in known if f.raw_name not in listed]
         fresh = [f for f in remote if f.raw_name not in known_names]
         if not vanished or not fresh:
-            return {}
+            return _Renames()
         with_messages = db.call(lambda uow: {f.id for f in vanished if repo.has_placements(uow.connection, f.id)})
         ids = {f.raw_name: f.mailboxid for f in fresh}
-        if conn.has("OBJECTID") and any(f.mailboxid for f in vanished):
+        asked = bool(conn.has("OBJECTID") and any(f.mailboxid for f in vanished))
+        if asked:
             # The listing does not carry MAILBOXID (Cyrus 3.6 answers it in STATUS with garbage):
             # EXAMINE says it, for each new folder, when a vanished one has an id to compare with.
             for raw in ids:
@@ -361,7 +365,8 @@ class AccountSync(Downloads, Heads, JournalPush, Limits, guards.ServerChecks, Gm
                 found = {uid: (message_id(it.header_fields or b""), it.size)
                          for uid, it in conn.fetch_headers(sample).items()}
             checked[(new_raw, folder_id)] = rules.sample_agrees(sample, found)
-        renames = rules.decide_renames(certain, checked)
+        renames = _Renames(rules.decide_renames(certain, checked))
+        renames.asked_server = asked or bool(to_check)
         for new_raw, folder_id in to_check:
             if checked[(new_raw, folder_id)] and renames.get(new_raw) != folder_id:
                 self.ledger.note(f"folder {utf7.decode(new_raw)!r}: more than one known folder could "
@@ -541,6 +546,12 @@ class AccountSync(Downloads, Heads, JournalPush, Limits, guards.ServerChecks, Gm
             if pushes:
                 conn.select(folder.raw_name)
                 self._push_flags(conn, db, folder, pushes)
+
+class _Renames(dict):
+    """_identify_renames' answer: new raw name -> id of the known folder it is."""
+
+    asked_server = False  # did identifying them send anything to the server
+
 
 @contextlib.contextmanager
 def _naming(folder: str, account: str):

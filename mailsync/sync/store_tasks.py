@@ -78,11 +78,15 @@ def known_folder_names(uow: UnitOfWork, side: StoreSide) -> set[str]:
     return {f.raw_name for f in repo.folders_of(uow.connection, side.account_id)}
 
 
-def apply_folder_plan(uow: UnitOfWork, side: StoreSide, remote, renames: dict[str, int]) -> list[SyncFolder]:
+def apply_folder_plan(uow: UnitOfWork, side: StoreSide, remote, renames: dict[str, int],
+                      known=None) -> list[SyncFolder]:
     """Rules F1/F2 plus renames (``renames``: new raw name -> the known folder's id, rule F4).
-    Dropped folders are tombstoned with their placements (rule N2)."""
+    Dropped folders are tombstoned with their placements (rule N2). ``known``: the account's folder
+    rows (gone ones too) as the store task before this one read them, or None to read them here."""
     s = uow.connection
-    rows = {f.raw_name: f for f in repo.folders_of(s, side.account_id, gone=True)}
+    if known is None:
+        known = repo.folders_of(s, side.account_id, gone=True)
+    rows = {f.raw_name: f for f in known}
     live = {n: f for n, f in rows.items() if f.status != "gone"}
     views = [rules.FolderView(f.raw_name, f.name, f.delimiter, f.special_use) for f in remote]
     local = {n: rules.FolderView(f.raw_name, f.name, f.delimiter, f.special_use) for n, f in live.items()}
