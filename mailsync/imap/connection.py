@@ -664,13 +664,15 @@ class ImapConnection(Appends):
 
 
 def connect(account: AccountConfig, password: str | None, *, timeout: float | None = None,
-            tokens=None) -> ImapConnection:
+            tokens=None, sock=None) -> ImapConnection:
     """Open a connection per the account's TLS policy and log in (mailsync.imap.opening's steps, rules
     O1-O6). Raises mailsync.errors only.
 
     With ``account.auth == "oauth2"``, ``tokens`` (a mailsync.imap.sasl.TokenSource) gives the
-    access token and ``password`` is not used."""
-    wire = open_wire(account, timeout or account.timeout)
+    access token and ``password`` is not used. ``sock``: a TCP connection to the account's host and
+    port already made (the CLI's early login dials it while the IMAP modules load), used
+    instead of a new one."""
+    wire = open_wire(account, timeout or account.timeout, sock)
     try:
         opened = log_in(wire, account, password, tokens)
         widen_receive_buffer(wire.sock)

@@ -157,11 +157,15 @@ class Wire:
             pass
 
 
-def open_wire(account: AccountConfig, timeout: float | None) -> Wire:
+def open_wire(account: AccountConfig, timeout: float | None, sock: socket.socket | None = None) -> Wire:
     """A connected socket per the account's TLS policy: TLS from the first byte for "implicit";
-    STARTTLS, for "starttls", is a step of the opening."""
+    STARTTLS, for "starttls", is a step of the opening. ``sock``: a TCP connection to the account's
+    host and port already made (dial), used instead of a new one."""
     with mapped_errors(account, "connecting"):
-        sock = socket.create_connection((account.host, account.port), timeout=timeout)
+        if sock is None:
+            sock = socket.create_connection((account.host, account.port), timeout=timeout)
+        else:
+            sock.settimeout(timeout)
         try:
             if account.tls == "implicit":
                 sock = tls_context(account).wrap_socket(sock, server_hostname=account.host)

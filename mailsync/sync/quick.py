@@ -29,7 +29,6 @@ from pathlib import Path
 
 from mailsync.config.limits import limits_key
 from mailsync.config.model import AccountConfig
-from mailsync.mirror import maildir, snapshot
 from mailsync.store import quiet
 from mailsync.sync import crash
 from mailsync.sync import plan as rules
@@ -106,6 +105,8 @@ def mirror_quiet(db: sqlite3.Connection, account_id: int, account: AccountConfig
     LiveMirror._in_step counts it: a mirror folder for each store folder, no other, and each
     folder's live placements mirrored one by one, with their bodies and flags (a store changed
     without the mirror, by a channel's sync say, is not)."""
+    from mailsync.mirror import maildir, snapshot  # here: only an account with a mirror needs them
+
     state = quiet.read_mirror(db, account_id)
     root, layout = snapshot.mirror_root(account)
     if state is None or not snapshot.unchanged(root, layout, state.snapshot):

@@ -169,3 +169,24 @@ def test_a_failed_login_is_reported_by_the_sync_as_before(synced):
     assert "acc: FAILED:" in proc.stderr and "1 of 1 account(s) failed: acc" in proc.stderr
     runs = _runs(db)
     assert len(runs) == len(before) + 1 and runs[-1][1] == "failed"  # the engine recorded the failed run
+
+
+def test_the_early_login_uses_the_one_connection_it_dialed(tmp_path, imap_user):
+    """The CLI dials the server before the IMAP modules load and logs in on that socket (TLS from
+    the first byte here): a sync with nothing to do, and one with work for the engine, each open
+    exactly one connection."""
+    from mailsync.testing.proxy import TcpProxy
+
+    imap_user.server.load(imap_user.name, [("INBOX", _msg(i)) for i in range(3)])
+    with TcpProxy(imap_user.host, imap_user.imaps_port) as proxy:
+        entry = dict(account_entry(imap_user, "acc"), port=proxy.port)
+        cfg = write_config(tmp_path / "c.toml", f"sqlite:///{tmp_path}/store.db", [entry])
+        env = {password_var("acc"): imap_user.password}
+        run_cli("sync", "--quiet", config=cfg, env=env, check=True)  # the first sync
+        for change in (False, True):
+            if change:
+                imap_user.server.load(imap_user.name, [("INBOX", _msg(9))])
+            before = proxy.accepted
+            out = json.loads(run_cli("sync", "--json", config=cfg, env=env, check=True).stdout)
+            assert out["accounts"][0]["new_messages"] == (1 if change else 0)
+            assert proxy.accepted - before == 1
