@@ -36,6 +36,11 @@ class Store:
     # Where bodies live: pack files beside a SQLite database file (see packs.py); None keeps them in
     # the database (PostgreSQL, where several machines may share the store; in-memory SQLite).
     packs: PackStore | None = None
+    # Set once a sync run found a body in the store: a store that held one is never again taken for
+    # one before its first sync (rule N1's look-up is skipped only then), so the watch daemon's
+    # syncs need not ask again. Wrong only in the safe direction: if every body went, a sync still
+    # looks new messages up before downloading them.
+    had_bodies: bool = False
 
     @property
     def dialect(self) -> str:

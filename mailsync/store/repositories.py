@@ -528,14 +528,22 @@ def export_rows(db: Db, account: str | None = None, folder: str | None = None,
 
 # --- sync runs (audit log) --------------------------------------------------------------------
 
-def throttle_of(db: Db, account_id: int) -> tuple[datetime | None, str | None, int]:
-    """The account's throttle as the last throttled run left it: (no sync before this time, why,
-    throttled runs in a row); (None, None, 0) when it is not throttled."""
-    row = db.execute(select(_A.throttled_until, _A.throttle_reason, _A.throttle_count).where(_A.id == account_id)).one()
+def account_for_run(db: Db, name: str, host: str, username: str) -> tuple[int, datetime | None, str | None, int]:
+    """What a sync run starts from, in one statement: the account's id (its row made now if there is
+    none, its host and username updated as account_id does) and its throttle as the last throttled
+    run left it: (id, no sync before this time, why, throttled runs in a row); the throttle is
+    (None, None, 0) when there is none."""
+    row = db.execute(built_once(lambda: select(_A.id, _A.host, _A.username, _A.throttled_until, _A.throttle_reason,
+                                               _A.throttle_count).where(_A.name == bindparam("_name"))),
+                     {"_name": name}).one_or_none()
+    if row is None:
+        return account_id(db, name, host, username), None, None, 0
+    if (row.host, row.username) != (host, username):
+        account_id(db, name, host, username)  # updates them
     until = row.throttled_until
     if until is not None and until.tzinfo is None:  # SQLite keeps no zone: every time the store writes is UTC
         until = until.replace(tzinfo=timezone.utc)
-    return until, row.throttle_reason, row.throttle_count or 0
+    return row.id, until, row.throttle_reason, row.throttle_count or 0
 
 
 def set_throttle(db: Db, account_id: int, until: datetime | None, reason: str | None, count: int) -> None:

@@ -133,8 +133,8 @@ class AccountSync(Downloads, Heads, JournalPush, Limits, guards.ServerChecks, Gm
         self.observer.account_started(acc.name)
         try:
             with UnitOfWork(self.store, fence=self.fence) as uow:
-                self.account_id = repo.account_id(uow.connection, acc.name, acc.host, acc.username)
-                until, why, self._throttles = repo.throttle_of(uow.connection, self.account_id)
+                self.account_id, until, why, self._throttles = repo.account_for_run(uow.connection, acc.name, acc.host,
+                                                                                   acc.username)
                 if until is not None and until.timestamp() > time.time():  # asked to wait: the server is not contacted
                     uow.commit()
                     return self._still_throttled(until, why, t0)
@@ -142,7 +142,8 @@ class AccountSync(Downloads, Heads, JournalPush, Limits, guards.ServerChecks, Gm
                 uow.commit()
                 # With no body in the store before this run, no new message can be one we already have:
                 # the first sync skips the (Message-ID, size) look-up (rule N1) and just downloads.
-                self._bodies_before_run = repo.has_bodies(uow.connection)
+                self._bodies_before_run = self.store.had_bodies or repo.has_bodies(uow.connection)
+                self.store.had_bodies = self._bodies_before_run
         except MailsyncError as exc:  # a watch worker's lease lost (the fence): the server is not contacted
             if self.fence is None:
                 raise

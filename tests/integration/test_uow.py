@@ -92,3 +92,24 @@ def test_a_bound_connection_is_left_open(store):
         assert not conn.closed and not conn.in_transaction()
         with UnitOfWork(store, bind=conn) as uow:
             assert [a.name for a in repo.list_accounts(uow.session)] == ["a"]
+
+
+def test_account_for_run_reads_id_and_throttle_in_one_and_keeps_host_and_user_current(store):
+    """repositories.account_for_run: a new account gets its row and no throttle; a throttled one
+    answers its throttle (as UTC); a changed host or username is written, the throttle kept."""
+    from datetime import datetime, timezone
+
+    with UnitOfWork(store) as uow:
+        new_id, until, why, count = repo.account_for_run(uow.connection, "a", "h1", "u1")
+        assert (until, why, count) == (None, None, 0)
+        when = datetime(2030, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
+        repo.set_throttle(uow.connection, new_id, when, "slow down", 2)
+        uow.commit()
+    with UnitOfWork(store) as uow:
+        assert repo.account_for_run(uow.connection, "a", "h1", "u1") == (new_id, when, "slow down", 2)
+        assert repo.account_for_run(uow.connection, "a", "h2", "u2") == (new_id, when, "slow down", 2)
+        uow.commit()
+    with UnitOfWork(store) as uow:
+        row = uow.connection.execute(select(tables.accounts.c.host, tables.accounts.c.username)
+                                     .where(tables.accounts.c.id == new_id)).one()
+        assert tuple(row) == ("h2", "u2")
