@@ -63,13 +63,14 @@ def quiet_sync(db_path: Path, account: AccountConfig, connection: Callable[[], o
         if conn is None or not (conn.has("LIST-STATUS") and conn.condstore):
             return None
         base = conn.commands
-        listed = conn.list_folders()
+        listed = conn.list_folders(handed=True)  # the early login's, if it listed already
+        handed = conn.commands == base  # that LIST was sent for this sync: it counts among its commands
         remote = [f for f in listed if f.selectable and rules.folder_selected(f.name, account.folders, account.exclude)]
         if conn.unlisted or not nothing_to_do(remote, state.folders):
             conn.hand_over_listing()  # the engine's pull starts from this listing, not another LIST
             return None
         conn.logout()
-        result = AccountResult(account=account.name, folders=len(remote), commands=conn.commands - base)
+        result = AccountResult(account=account.name, folders=len(remote), commands=conn.commands - base + handed)
         result.seconds = time.monotonic() - t0
         quiet.record_run(db, state.account_id, started, datetime.now(timezone.utc), len(remote))
     except sqlite3.Error:  # a busy or damaged store: the engine says what is wrong
