@@ -13,12 +13,12 @@ connection's locks.
 After a task fails, every later task fails too, without running: a checkpoint must never be
 written after a batch it covers was lost.
 
-``lazy=True`` (the sync engine's): tasks run on the caller's thread, in order, until a second task
-that carries downloaded messages is submitted; only then does the thread start, and everything
-after runs there. A delta sync of a few messages (the watch daemon's, per change) has nothing to
-overlap, and the hand-offs cost more than they save: measured on a kept connection, one new message,
-8.7 -> 7.3 ms of CPU and 16 -> 9 ms of wall. A sync with more than one batch to write gets the
-thread from its second batch on.
+``lazy=True`` (the sync engine's): tasks run on the caller's thread, in order, until the first task
+that carries downloaded messages is submitted; only then does the thread start, and that task and
+everything after run there. The reads and small writes before a sync's first download have nothing
+to overlap, and their hand-offs cost more than they save: measured on a kept connection, one new
+message, 8.7 -> 7.3 ms of CPU and 16 -> 9 ms of wall. A batch's write (its pack file's fdatasync:
+5-150 ms on a busy disk) still overlaps the reading of the next folder.
 """
 
 from __future__ import annotations
@@ -41,8 +41,7 @@ class StoreWorker:
     def __init__(self, store: Store, *, max_pending: int = 3, fence: Callable[..., None] | None = None,
                  lazy: bool = False) -> None:
         self.store = store
-        self.lazy = lazy  # on the caller's thread until a second download task (see the module's text)
-        self._large = 0  # tasks carrying downloads submitted so far
+        self.lazy = lazy  # on the caller's thread until the first download task (see the module's text)
         self.fence = fence  # checked before each commit (UnitOfWork: a watch worker's lease)
         self.max_pending = max_pending
         self._pending: deque[tuple[Future, bool]] = deque()  # (task, small) in the order submitted
@@ -102,8 +101,7 @@ class StoreWorker:
         the commit of the folder before, while the server waited on it."""
         assert self._entered, "use StoreWorker as a context manager"
         if not small:
-            self._large += 1
-            if self._pool is None and self._large >= 2:  # lazy: the second download task starts the thread
+            if self._pool is None:  # lazy: the first download task starts the thread
                 self._start_thread()
         if self._pool is None:
             self._pending.append((self._inline(fn, args), small))

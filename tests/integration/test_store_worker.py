@@ -155,10 +155,10 @@ def test_small_tasks_neither_wait_nor_count_against_the_queue(store_url):
         store.dispose()
 
 
-def test_lazy_worker_runs_on_the_callers_thread_until_a_second_download_task(store_url):
-    """lazy=True (the sync engine's): small tasks, calls and the first task carrying downloads run
-    on the caller's thread; the second such task starts the worker thread, and every task after it
-    runs there; the order is kept and everything is committed."""
+def test_lazy_worker_runs_on_the_callers_thread_until_a_download_task(store_url):
+    """lazy=True (the sync engine's): small tasks and calls run on the caller's thread; the first task
+    carrying downloads starts the worker thread, and it and every task after run there; the order is
+    kept and everything is committed."""
     store = open_store(store_url)
     seen = []
 
@@ -172,13 +172,12 @@ def test_lazy_worker_runs_on_the_callers_thread_until_a_second_download_task(sto
         with StoreWorker(store, lazy=True) as db:
             db.submit(add, "small", small=True)
             db.call(add, "call")
+            assert [t for _, t in seen] == [me, me]  # ran at once, here
             db.submit(add, "large1")
-            assert [t for _, t in seen] == [me, me, me]  # ran at once, here
-            db.submit(add, "large2")
             db.submit(add, "small2", small=True)
             db.call(add, "call2")
-        assert [n for n, _ in seen] == ["small", "call", "large1", "large2", "small2", "call2"]
-        threads = {t for _, t in seen[3:]}
+        assert [n for n, _ in seen] == ["small", "call", "large1", "small2", "call2"]
+        threads = {t for _, t in seen[2:]}
         assert len(threads) == 1 and me not in threads
         with UnitOfWork(store) as uow:
             assert sorted(a.name for a in repo.list_accounts(uow.session)) == sorted(n for n, _ in seen)
@@ -197,7 +196,7 @@ def test_lazy_worker_stops_after_a_failure_on_the_callers_thread(store_url):
     try:
         with pytest.raises(RuntimeError, match="disk on fire"):
             with StoreWorker(store, lazy=True) as db:
-                db.submit(boom)  # inline: its error waits in its Future
+                db.submit(boom, small=True)  # inline: its error waits in its Future
                 with pytest.raises(StoreError, match="skipped after an earlier store error"):
                     db.call(lambda uow: ran.append("never"))
         assert ran == []
