@@ -12,14 +12,21 @@ from mailsync.store.uow import UnitOfWork
 from mailsync.store.worker import StoreWorker
 
 
-def test_tasks_run_in_order_on_one_thread_and_commit(store_url):
-    store = open_store(store_url)
-    seen = []
+def _adder(seen: list):
+    """A task adding the account ``name`` and noting (name, the thread it ran on) in ``seen``."""
 
     def add(uow, name):
         seen.append((name, threading.current_thread().name))
         repo.account_id(uow.connection, name, "h", "u")
         uow.commit()
+
+    return add
+
+
+def test_tasks_run_in_order_on_one_thread_and_commit(store_url):
+    store = open_store(store_url)
+    seen: list[tuple[str, str]] = []
+    add = _adder(seen)
 
     with StoreWorker(store, max_pending=2) as db:
         for i in range(10):
@@ -160,12 +167,8 @@ def test_lazy_worker_runs_on_the_callers_thread_until_a_download_task(store_url)
     carrying downloads starts the worker thread, and it and every task after run there; the order is
     kept and everything is committed."""
     store = open_store(store_url)
-    seen = []
-
-    def add(uow, name):
-        seen.append((name, threading.current_thread().name))
-        repo.account_id(uow.connection, name, "h", "u")
-        uow.commit()
+    seen: list[tuple[str, str]] = []
+    add = _adder(seen)
 
     me = threading.current_thread().name
     try:
