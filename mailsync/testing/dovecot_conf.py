@@ -9,6 +9,25 @@ then run `scripts/dovecot template --write` to refresh the copies in fixtures/do
 that they agree).
 """
 
+# The end of both versions' files: the same in 2.3's syntax and 2.4's.
+_SERVICES_TAIL = """service stats {
+  unix_listener stats-writer {
+    mode = 0666
+  }
+}
+# No per-IP auth penalty: a test's deliberate bad login must not slow the next tests.
+service anvil {
+  unix_listener anvil-auth-penalty {
+    mode = 0
+  }
+}
+@RUN_AS_CONF@
+# --- Advertised capabilities (empty = Dovecot's default list).
+@CAPABILITY_CONF@
+# --- Extra settings given by the caller.
+@EXTRA_CONF@
+"""
+
 CONF_TEMPLATE = r"""# mailsync throwaway Dovecot 2.3 configuration.
 # Generated from CONF_TEMPLATE in mailsync/testing/dovecot_conf.py; an upper-case word between two
 # at-signs is a value that DovecotServer fills in. Edit the module, not this file, then run:
@@ -98,23 +117,7 @@ service imap-login {
     ssl = yes
   }
 }
-service stats {
-  unix_listener stats-writer {
-    mode = 0666
-  }
-}
-# No per-IP auth penalty: a test's deliberate bad login must not slow the next tests.
-service anvil {
-  unix_listener anvil-auth-penalty {
-    mode = 0
-  }
-}
-@RUN_AS_CONF@
-# --- Advertised capabilities (empty = Dovecot's default list).
-@CAPABILITY_CONF@
-# --- Extra settings given by the caller.
-@EXTRA_CONF@
-"""
+""" + _SERVICES_TAIL
 
 # Settings added when Dovecot 2.3 is started by a non-root user (it cannot chroot or change users then).
 NONROOT_CONF = """# Started without root: no chroot, every service runs as the starting user and group.
@@ -231,23 +234,7 @@ service imap-login {
     ssl = yes
   }
 }
-service stats {
-  unix_listener stats-writer {
-    mode = 0666
-  }
-}
-# No per-IP auth penalty: a test's deliberate bad login must not slow the next tests.
-service anvil {
-  unix_listener anvil-auth-penalty {
-    mode = 0
-  }
-}
-@RUN_AS_CONF@
-# --- Advertised capabilities (empty = Dovecot's default list).
-@CAPABILITY_CONF@
-# --- Extra settings given by the caller.
-@EXTRA_CONF@
-"""
+""" + _SERVICES_TAIL
 
 # Dovecot 2.4 started by a non-root user (2.4 refers to another setting as $SET:name).
 NONROOT_CONF_24 = """# Started without root: no chroot, every service runs as the starting user and group.
