@@ -20,6 +20,7 @@ from mailsync.imap.payloads import (MAX_EXPANDED, ListEntry, copyuid, expand, pa
 from mailsync.imap.responses import FetchItem, Tagged, Untagged, parse_response_code, quote
 
 SPECIAL_USE = ("\\All", "\\Archive", "\\Drafts", "\\Flagged", "\\Junk", "\\Sent", "\\Trash", "\\Important")
+_SPECIAL_USE_BY_LOWER = {su.lower(): su for su in SPECIAL_USE}  # flags compare without case
 # RFC 3501/9051: UIDs and UIDVALIDITY are 32-bit non-zero numbers; RFC 7162: mod-sequences are 63-bit
 COUNTER_RANGES = (("UIDVALIDITY", 1, 2**32 - 1), ("UIDNEXT", 1, 2**32 - 1), ("EXISTS", 0, 2**32 - 1),
                   ("HIGHESTMODSEQ", 1, 2**63 - 1))
@@ -49,9 +50,9 @@ class RemoteFolder:
     @property
     def special_use(self) -> str | None:
         for f in self.flags:
-            for su in SPECIAL_USE:
-                if f.lower() == su.lower():
-                    return su
+            su = _SPECIAL_USE_BY_LOWER.get(f.lower())
+            if su is not None:
+                return su
         return None
 
     @property

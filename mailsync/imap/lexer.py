@@ -103,3 +103,19 @@ def _skip(toks: list[bytes], i: int, what: bytes) -> int:
 _FETCH_HEAD = re.compile(rb"\*[ ]++([0-9]{1,10}+)[ ]++(?i:FETCH)(?![^ (])[ ]*+(\()?+")  # the hot path
 _UNTAGGED_HEAD = re.compile(rb"\*[ ]++(?:([0-9]++)[ ]++)?+([A-Za-z][A-Za-z0-9._-]*+)")
 _TAGGED_HEAD = re.compile(rb'([^\x00-\x20\x7f(){%*"\\+]++)[ ]++([A-Za-z]++)(?:[ ](.*+))?+', re.S)
+
+
+# The usual shapes of a LIST-STATUS answer's lines, checked (untagged_checks) and read (payloads)
+# without the tokenizer (a watch daemon's delta sync reads one listing per sync; 16 folders took
+# 1.1 ms through it, 0.4 ms so): flags that are atoms, a quoted one-character delimiter that needs no
+# escape (or NIL), a quoted name without escapes or an atom name (quoted strings hold what the
+# tokenizer's _QUOTED holds: no NUL, CR or LF); STATUS items that are all numbers. Anything else (literals, escapes,
+# MAILBOXID's parenthesised value, lower case) goes through the tokenizer, as before.
+_FLAG = rb"\\?[A-Za-z0-9_$-]+"
+_ITEM = rb"[A-Z][A-Z0-9-]* [0-9]+"
+# each repetition starts with a separator no atom holds, so a line that does not match fails in
+# linear time (a pattern like (?:atom ?)* backtracks exponentially over a long flag list)
+_LIST_USUAL = re.compile(rb'\* LIST \((' + _FLAG + rb'(?: ' + _FLAG + rb')*)?\) (?:"([^"\\\r\n\x00])"|NIL) '
+                         rb'(?:"([^"\\\r\n\x00]*)"|([A-Za-z0-9_.&+,/:~$-]+))\r?\n?')
+_STATUS_USUAL = re.compile(rb'\* STATUS (?:"([^"\\\r\n\x00]*)"|([A-Za-z0-9_.&+,/:~$-]+)) '
+                           rb'\(((?:' + _ITEM + rb'(?: ' + _ITEM + rb')*)?)\)\r?\n?')

@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass
 
 from mailsync.errors import ProtocolError
+from mailsync.imap.lexer import _LIST_USUAL, _STATUS_USUAL
 from mailsync.imap.responses import parse_uid_set
 
 
@@ -121,21 +122,6 @@ class ListEntry:
     flags: tuple[str, ...]
     delimiter: str | None
     raw_name: str  # modified UTF-7, as on the wire
-
-
-# The usual shapes of a LIST-STATUS answer's lines, read without the tokenizer (a watch daemon's
-# delta sync reads one listing per sync; 16 folders took 1.1 ms through it, 0.4 ms so): flags that
-# are atoms, a quoted one-character delimiter that needs no escape (or NIL), a quoted name without
-# escapes or an atom name; STATUS items that are all numbers. Anything else (literals, escapes,
-# MAILBOXID's parenthesised value, lower case) goes through the tokenizer, as before.
-_FLAG = rb"\\?[A-Za-z0-9_$-]+"
-_ITEM = rb"[A-Z][A-Z0-9-]* [0-9]+"
-# each repetition starts with a separator no atom holds, so a line that does not match fails in
-# linear time (a pattern like (?:atom ?)* backtracks exponentially over a long flag list)
-_LIST_USUAL = re.compile(rb'\* LIST \((' + _FLAG + rb'(?: ' + _FLAG + rb')*)?\) (?:"([^"\\])"|NIL) '
-                         rb'(?:"([^"\\\r\n]*)"|([A-Za-z0-9_.&+,/:~$-]+))\r?\n?')
-_STATUS_USUAL = re.compile(rb'\* STATUS (?:"([^"\\\r\n]*)"|([A-Za-z0-9_.&+,/:~$-]+)) '
-                           rb'\(((?:' + _ITEM + rb'(?: ' + _ITEM + rb')*)?)\)\r?\n?')
 
 
 def parse_list(raw: bytes) -> ListEntry:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from mailsync.errors import ProtocolError
 from mailsync.imap.events import _MAX_NUMBER, _MAX_NUMBER64
-from mailsync.imap.lexer import _ATOM_T, _CLASS, _number, _q, _tokens
+from mailsync.imap.lexer import _ATOM_T, _CLASS, _LIST_USUAL, _STATUS_USUAL, _number, _q, _tokens
 from mailsync.imap.values import parse_response_code, parse_uid_set
 
 
@@ -66,6 +66,17 @@ def _check_balanced(name: str, texts: list[bytes], pos: int) -> None:
     _balanced(name, texts, pos)
 
 
+def _usual_or_balanced(usual):
+    """The check of a kind whose usual lines a pattern reads whole (lexer._LIST_USUAL, _STATUS_USUAL):
+    a line of that shape is balanced by construction; any other goes through _balanced."""
+    def check(name: str, texts: list[bytes], pos: int) -> None:
+        if len(texts) == 1 and usual.fullmatch(texts[0]) is not None:
+            return
+        _balanced(name, texts, pos)
+
+    return check
+
+
 def _check_atoms(name: str, texts: list[bytes], pos: int) -> None:
     for tok in _balanced(name, texts, pos):
         if _CLASS[tok[0]] != _ATOM_T:
@@ -116,10 +127,10 @@ _UNTAGGED_RULES = {
     b"SEARCH": (None, _check_search),
     b"SORT": (None, _check_search),
     b"ESEARCH": (None, _check_balanced),
-    b"LIST": (None, _check_balanced),
+    b"LIST": (None, _usual_or_balanced(_LIST_USUAL)),
     b"LSUB": (None, _check_balanced),
     b"XLIST": (None, _check_balanced),
-    b"STATUS": (None, _check_balanced),
+    b"STATUS": (None, _usual_or_balanced(_STATUS_USUAL)),
     b"NAMESPACE": (None, _check_balanced),
     b"ID": (None, _check_balanced),
     b"QUOTA": (None, _check_balanced),

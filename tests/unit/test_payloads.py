@@ -165,3 +165,28 @@ def test_a_long_line_that_is_not_of_the_usual_shape_is_read_at_once():
     assert len(entry.flags) == 60 and entry.raw_name == 'X ""/9.'
     items = b" ".join(b"K" + str(i).encode() + b" " + str(i).encode() for i in range(60))
     assert PL.parse_status_reply(b'* STATUS "X \\"" (' + items + b' MAILBOXID (F1))\r\n')[2] == "F1"
+
+
+@given(name=st.binary(max_size=12), delim=st.binary(min_size=1, max_size=1),
+       kind=st.sampled_from([b"LIST", b"STATUS"]))
+def test_a_line_of_the_usual_shape_passes_the_full_shape_check_too(name, delim, kind):
+    """untagged_checks lets a LIST or STATUS line of the usual shape through without the tokenizer;
+    such a line (any bytes in its quoted name and delimiter) must be one the tokenizer's check
+    passes as well: the shortcut never lets through what the full check refuses."""
+    from mailsync.imap.untagged_checks import _balanced
+
+    if kind == b"LIST":
+        text = b'* LIST (\\HasNoChildren) "' + delim + b'" "' + name + b'"'
+        usual = PL._LIST_USUAL
+    else:
+        text = b'* STATUS "' + name + b'" (MESSAGES 1 UIDNEXT 2)'
+        usual = PL._STATUS_USUAL
+    if usual.fullmatch(text) is not None:
+        _balanced(kind.decode(), [text], len(b"* ") + len(kind))  # raises if the full check refuses it
+
+
+def test_a_list_line_with_a_nul_in_its_name_is_refused_as_before():
+    from mailsync.imap.responses import ResponseParser
+
+    with pytest.raises(ProtocolError):
+        ResponseParser().feed_line(b'* LIST (\\HasNoChildren) "/" "a\x00b"\r\n')
