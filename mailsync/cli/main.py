@@ -243,9 +243,10 @@ class _EarlyLogin:
     """Log in to the first account on a thread while the store's modules load and the store opens,
     and read the folder listing the sync starts with (_list_ahead): the thread mostly waits on the
     server, which costs those imports nothing (about 0.02 s of a sync's start-up, and the server's
-    whole listing time on a large mailbox). ``connect`` is the connect hook for every account's sync: its first call for
-    that account hands over this connection, or raises what logging in raised, as connecting then
-    would have; any other call (another account, a reconnect) connects anew."""
+    whole listing time on a large mailbox). ``connect`` is the connect hook for every account's
+    sync: its first call for that account hands over this connection, or raises what logging in
+    (or that listing) raised, as connecting then would have; any other call (another account, a
+    reconnect) connects anew."""
 
     def __init__(self, account) -> None:
         import threading

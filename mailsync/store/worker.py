@@ -77,9 +77,9 @@ class StoreWorker:
         fut: Future = Future()
         try:
             fut.set_result(self._run(fn, args))
-        except BaseException as exc:  # raised where a thread's task would raise it: at drain or _retire
+        except Exception as exc:  # raised where a thread's task would raise it: at drain or _retire
             fut.set_exception(exc)
-        return fut
+        return fut  # (an interrupt, ^C, is raised at once: this is the caller's thread)
 
     def _open(self) -> None:
         self._conn = self._stack.enter_context(self.store.engine.connect())
