@@ -60,7 +60,7 @@ from functools import partial
 
 from mailsync.config.model import AccountConfig, Config
 from mailsync.errors import AuthError, CredentialError, MailsyncError, Throttled, TokenError
-from mailsync.push import logs
+from mailsync.push import logs, memory
 from mailsync.push.backoff import Backoff
 from mailsync.push.client import PushClient, credentials_for
 from mailsync.push.clock import Clock, SystemClock
@@ -317,10 +317,14 @@ class AccountWatcher:
                 self.open_connections += 1
                 self.max_open = max(self.max_open, self.open_connections)
             self.syncing = True
+            self.daemon.syncs_running += 1
             try:
                 result = await loop.run_in_executor(self.daemon.sync_pool, self._sync_blocking)
             finally:
                 self.syncing = False
+                self.daemon.syncs_running -= 1
+                self.daemon.syncs_done += 1
+                self.daemon.last_sync_end = self.clock.now()
                 if not self.conn.holding:
                     self._sync_permit = False
                     self.open_connections -= 1
@@ -451,6 +455,10 @@ class WatchDaemon:
         # Work to run after each successful sync and its CRM step (the hooks), one at a time.
         self.after_sync = after_sync
         self.after_sync_lock = threading.Lock()
+        # memory freed by a burst of syncs goes back to the system once they are quiet (memory.py)
+        self.syncs_running = self.syncs_done = 0
+        self.last_sync_end: float | None = None
+        self.trim_policy = memory.TrimPolicy()
 
     def _last_syncs(self) -> dict[str, float]:
         return {n: w.last_sync_clock for n, w in self.watchers.items() if w.last_sync_clock is not None}
@@ -577,7 +585,8 @@ class WatchDaemon:
 
     async def _health_loop(self) -> None:
         """Write changed health rows within half a second; heartbeat every `heartbeat` seconds; close
-        sync connections kept open but idle for `reuse_idle`."""
+        sync connections kept open but idle for `reuse_idle`; give the memory a burst of syncs freed
+        back to the system once they are quiet (mailsync.push.memory)."""
         next_beat = self.clock.now() + self.settings.heartbeat
         loop = asyncio.get_running_loop()
         while not self.stopping:
@@ -586,8 +595,13 @@ class WatchDaemon:
                 stale = w.sweep()
                 if stale is not None:
                     loop.run_in_executor(None, quick_logout, stale)
+            now = self.clock.now()
+            if self.trim_policy.due(now, syncs=self.syncs_done, running=self.syncs_running,
+                                    last_sync_end=self.last_sync_end):
+                self.trim_policy.done(now, self.syncs_done)
+                loop.run_in_executor(None, memory.trim)
             dirty = [w.health for w in self.watchers.values() if w.health.dirty]
-            beat = self.clock.now() >= next_beat
+            beat = now >= next_beat
             try:
                 if dirty:
                     for h in dirty:
