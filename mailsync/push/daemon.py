@@ -61,6 +61,7 @@ from functools import partial
 from mailsync.config.model import AccountConfig, Config
 from mailsync.errors import AuthError, CredentialError, MailsyncError, Throttled, TokenError
 from mailsync.push import logs, memory
+from mailsync.push.account_set import AccountSet
 from mailsync.push.backoff import Backoff
 from mailsync.push.client import PushClient, credentials_for
 from mailsync.push.clock import Clock, SystemClock
@@ -429,7 +430,7 @@ class AccountWatcher:
 # -- the daemon ---------------------------------------------------------------------------------
 
 
-class WatchDaemon:
+class WatchDaemon(AccountSet):
     """``await WatchDaemon(store, accounts).run()`` until ``request_stop()``."""
 
     def __init__(self, store: Store, accounts, *, settings: WatchSettings | None = None,
@@ -459,6 +460,7 @@ class WatchDaemon:
         self.syncs_running = self.syncs_done = 0
         self.last_sync_end: float | None = None
         self.trim_policy = memory.TrimPolicy()
+        self.reloader = None  # a mailsync.push.reload.ConfigReloader, set by the CLI: SIGHUP, file changes
 
     def _last_syncs(self) -> dict[str, float]:
         return {n: w.last_sync_clock for n, w in self.watchers.items() if w.last_sync_clock is not None}
@@ -496,6 +498,8 @@ class WatchDaemon:
             logs.event(log, "started", accounts=len(self.watchers), pid=os.getpid())
             helpers = [asyncio.create_task(self._local_changes(last_op), name="local-changes"),
                        asyncio.create_task(self._health_loop(), name="health"), *self._more_helpers()]
+            if self.reloader is not None:
+                helpers.append(asyncio.create_task(self.reloader.run(), name="config-reload"))
             self.started.set()
             if not self.stopping:
                 await self._stop.wait()
