@@ -303,10 +303,10 @@ class WorkerDaemon(WatchDaemon):
         account = self.by_id[account_id]
         old = self.watchers.get(account.name)
         if old is not None and not old.dropped:  # still watched (adopted again): a new fence only
-            old.fence = Fence(account_id, account.name, self.worker_id, generation)
+            old.fence = old.health.fence = Fence(account_id, account.name, self.worker_id, generation)
             return
         w = self.start_watching(account, account_id)
-        w.fence = Fence(account_id, account.name, self.worker_id, generation)
+        w.fence = w.health.fence = Fence(account_id, account.name, self.worker_id, generation)  # syncs, health rows
 
     async def _unwatch(self, account_id: int) -> None:
         """Stop watching an account (WatchDaemon.stop_watching)."""
