@@ -127,8 +127,10 @@ def watch(obj, accounts: tuple[str, ...], metrics_port: int | None, metrics_addr
             if old.hooks == new.hooks and all(hooks_for(old, n) == hooks_for(new, n) for n in names):
                 return
             watched_now = [a for a in new.accounts if not accounts or a.name in accounts]
-            daemon.after_sync = (WatchHooks(new, store) if any(hooks_for(new, a.name) for a in watched_now)
-                                 else None)
+            hooks = WatchHooks(new, store) if any(hooks_for(new, a.name) for a in watched_now) else None
+            if hooks is not None and worker:
+                hooks.mine = daemon.held_names
+            daemon.after_sync = hooks
 
         if worker:
             from mailsync.push.worker import DEFAULT_LEASE_TTL, WorkerDaemon, WorkerSettings
@@ -137,6 +139,8 @@ def watch(obj, accounts: tuple[str, ...], metrics_port: int | None, metrics_addr
                                   worker=WorkerSettings(lease_ttl=lease_ttl or DEFAULT_LEASE_TTL,
                                                         max_accounts=max_accounts))
             last_words.append(daemon.release_now)
+            if after is not None:  # a hook runs for the syncs of this worker's accounts only
+                after.mine = daemon.held_names
         else:
             daemon = WatchDaemon(store, selected, settings=settings, config=config, after_sync=after)
         loop = asyncio.get_running_loop()

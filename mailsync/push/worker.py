@@ -138,6 +138,10 @@ class WorkerDaemon(WatchDaemon):
         finally:
             self.lease_pool.shutdown(wait=False)
 
+    def held_names(self) -> list[str]:
+        """The accounts this worker holds (any thread: a copy of the dict is taken first)."""
+        return [acc.name for a in list(self.held) if (acc := self.by_id.get(a)) is not None]
+
     def release_now(self) -> int:
         """Give every lease back, from any thread: the last thing the CLI's forced exit does when
         the shutdown overran its deadline. The process ends right after, so no sync of it can run
