@@ -7,7 +7,9 @@ cannot be taken while running (the old one goes on, and the log says why), and h
 (mailsync.push.reload_plan) to the daemon (WatchDaemon.reconfigure). Must not: decide what changed
 (reload_plan does) or start and stop accounts itself (the daemon does).
 
-Requests that arrive while a reload runs are folded into one more reload after it. A refused file
+Requests that arrive while a reload runs are folded into one more reload after it. A file seen
+changing is read once it has been still for SETTLE seconds, and read again if it changed while it
+was read, so that a file half written is not taken for a config with fewer accounts. A refused file
 is logged once; it is read again when it changes again, or on the next SIGHUP or NOTIFY.
 """
 
@@ -27,6 +29,8 @@ from mailsync.push.reload_plan import ReloadPlan, check_reloadable, plan_reload,
 log = logging.getLogger("mailsync.push")
 
 CONFIG_POLL = 1.0  # seconds between looks at the config file
+SETTLE = 0.2  # a changed file is read once it has not changed for this long ...
+SETTLE_TRIES = 15  # ... or after this many looks
 
 
 def file_signature(path: Path) -> tuple | None:
@@ -78,18 +82,33 @@ class ConfigReloader:
                 now = file_signature(self.path) if self.path is not None else None
                 if now == self.signature or now is None:
                     continue
+                await self._settled(now)
                 self._why.append("the config file changed")
             self._asked.clear()
             why, self._why = ", ".join(dict.fromkeys(self._why)), []
             await self.reload(why)
 
+    async def _settled(self, seen: tuple) -> None:
+        """Wait until the file has stopped changing (an editor or a deploy tool writing it in
+        several steps), at most a few seconds."""
+        for _ in range(SETTLE_TRIES):
+            await asyncio.sleep(SETTLE)
+            now = file_signature(self.path)
+            if now == seen or now is None:
+                return
+            seen = now
+
     async def reload(self, why: str) -> ReloadPlan | None:
         """Read the config and apply it; None when it was refused (the old one goes on)."""
         if self.path is None:
             return None
-        signature = file_signature(self.path)
         try:
-            new = await asyncio.to_thread(self.load, self.path)
+            for _ in range(SETTLE_TRIES):
+                signature = file_signature(self.path)
+                new = await asyncio.to_thread(self.load, self.path)
+                if file_signature(self.path) == signature:
+                    break
+                await self._settled(file_signature(self.path))  # written to while it was read: again
             check_reloadable(self.config, new)
         except MailsyncError as exc:
             self.signature = signature  # not read again until it changes again (or SIGHUP / NOTIFY)
