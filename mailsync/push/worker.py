@@ -161,19 +161,20 @@ class WorkerDaemon(WatchDaemon):
         with self.store.engine.begin() as conn:
             return lease_repo.retire(conn, self.worker_id)
 
-    def _plan(self, busy: set[int]):
+    def _plan(self, busy: set[int], accounts: dict[int, AccountConfig], believed: dict[int, int]):
+        """``accounts`` and ``believed``: copies taken on the loop (a reload may change them meanwhile)."""
         ttl = self.worker.lease_ttl
         with self.store.engine.begin() as conn:
             lease_repo.register(conn, self.worker_id, socket.gethostname(), os.getpid(),
                                 self.worker.max_accounts, ttl)  # a heartbeat (and back, if reaped)
             lease_repo.beat(conn, self.worker_id, ttl)
             st = lease_repo.state(conn, self.worker_id)
-            plan = plan_round(self.worker_id, st.workers, st.leases, self.by_id, st.now,
-                              believed=self.held, busy=busy, only_mine=True)
+            plan = plan_round(self.worker_id, st.workers, st.leases, accounts, st.now,
+                              believed=believed, busy=busy, only_mine=True)
             got = {}
             if plan.want:
-                got = lease_repo.claim(conn, self.worker_id, self.by_id, plan.want, ttl)
-        adopt = {a: st.leases[a].generation for a in plan.held if a not in self.held and a not in plan.release}
+                got = lease_repo.claim(conn, self.worker_id, accounts, plan.want, ttl)
+        adopt = {a: st.leases[a].generation for a in plan.held if a not in believed and a not in plan.release}
         return plan, {**adopt, **got}
 
     def _offer(self, ids: list[int]) -> None:
@@ -260,9 +261,9 @@ class WorkerDaemon(WatchDaemon):
 
     async def _round(self) -> None:
         t0 = time.monotonic()
-        busy = {self.ids[n] for n, w in self.watchers.items() if w.syncing}
+        busy = {self.ids[n] for n, w in self.watchers.items() if w.syncing and n in self.ids}
         try:
-            plan, won = await self._leases_db(self._plan, busy)
+            plan, won = await self._leases_db(self._plan, busy, dict(self.by_id), dict(self.held))
         except Exception as exc:  # the store is unreachable: the deadline lets everything go in time
             logs.event(log, "store_error", logging.WARNING, doing="renewing the leases",
                        error=f"{exc.__class__.__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
