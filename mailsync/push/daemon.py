@@ -73,6 +73,7 @@ from mailsync.push.metrics import Metrics
 from mailsync.push.protocol import Fail, Mode, PushSession, Ready, Refused, Wake, choose_mode, plan_sessions
 from mailsync.push.settings import WatchSettings, account_timing, watched
 from mailsync.store.db import Store
+from mailsync.store.uow import fenced
 from mailsync.sync import pacing
 
 log = logging.getLogger("mailsync.push")
@@ -405,12 +406,13 @@ class AccountWatcher:
             self.maildir_seen = maildir_signature(self.account)
         # sync, then (after a successful one, unless stopping) the CRM step, one account at a time
         try:
-            outcome = run_sync(self.daemon.config, self.daemon.store, accounts=[self.account], quiet=True,
-                               crm_after_failure=False, crm_lock=self.daemon.after_sync_lock,
-                               on_crm_error=after_sync_failed, connect=self.conn.connect,
-                               release=self.conn.release, channels_push=False, fence=self.fence,
-                               should_stop=lambda: stop.is_set() or self.dropped,
-                               wait_throttled=False)
+            with fenced(self.fence):  # a worker's lease fences the run's other writers too (CRM, channels, mirror)
+                outcome = run_sync(self.daemon.config, self.daemon.store, accounts=[self.account], quiet=True,
+                                   crm_after_failure=False, crm_lock=self.daemon.after_sync_lock,
+                                   on_crm_error=after_sync_failed, connect=self.conn.connect,
+                                   release=self.conn.release, channels_push=False, fence=self.fence,
+                                   should_stop=lambda: stop.is_set() or self.dropped,
+                                   wait_throttled=False)
         except Exception as exc:  # a bug around the sync must not end this account's sync loop: a failed
             # sync, retried with its backoff like any other
             from mailsync.sync.result import AccountResult
