@@ -325,8 +325,8 @@ class AccountWatcher:
             finally:
                 self.syncing = False
                 self.daemon.syncs_running -= 1
-                self.daemon.syncs_done += 1
-                self.daemon.last_sync_end = self.clock.now()
+                self.daemon.work_done += 1
+                self.daemon.last_work_end = self.clock.now()
                 if not self.conn.holding:
                     self._sync_permit = False
                     self.open_connections -= 1
@@ -459,8 +459,9 @@ class WatchDaemon(AccountSet):
         self.after_sync = after_sync
         self.after_sync_lock = threading.Lock()
         # memory freed by a burst of syncs goes back to the system once they are quiet (memory.py)
-        self.syncs_running = self.syncs_done = 0
-        self.last_sync_end: float | None = None
+        self.syncs_running = 0
+        self.work_done = 0  # syncs finished and kept connections closed (each frees what it held) ...
+        self.last_work_end: float | None = None  # ... and when the last of them ended
         self.trim_policy = memory.TrimPolicy()
         self.reloader = None  # a mailsync.push.reload.ConfigReloader, set by the CLI: SIGHUP, file changes
 
@@ -601,10 +602,12 @@ class WatchDaemon(AccountSet):
                 stale = w.sweep()
                 if stale is not None:
                     loop.run_in_executor(None, quick_logout, stale)
+                    self.work_done += 1
+                    self.last_work_end = self.clock.now()
             now = self.clock.now()
-            if self.trim_policy.due(now, syncs=self.syncs_done, running=self.syncs_running,
-                                    last_sync_end=self.last_sync_end):
-                self.trim_policy.done(now, self.syncs_done)
+            if self.trim_policy.due(now, done=self.work_done, running=self.syncs_running,
+                                    last_end=self.last_work_end):
+                self.trim_policy.done(now, self.work_done)
                 loop.run_in_executor(None, memory.trim)
             dirty = [w.health for w in self.watchers.values() if w.health.dirty]
             beat = now >= next_beat

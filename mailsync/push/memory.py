@@ -10,7 +10,9 @@ daemon keeps: TLS handshakes, SQLAlchemy rows, 256 KiB socket reads. glibc keeps
 its heaps, mostly as pages no longer used but still resident, so the daemon at rest held about twice
 what it uses (scripts/bench-watch: 400 accounts, 211 MB resident, 117 MB after one malloc_trim(0)).
 Trimming once the syncs have been quiet for QUIET seconds, at most every MIN_GAP seconds, returns
-those pages; the next burst takes them back from the system as needed.
+those pages; the next burst takes them back from the system as needed. The kept sync connections
+closed once idle (two minutes after the syncs) free their TLS state too, and are followed by a trim
+the same way.
 """
 
 from __future__ import annotations
@@ -26,24 +28,25 @@ MIN_GAP = 30.0  # seconds between trims at least
 
 @dataclass
 class TrimPolicy:
-    """Trim after syncs, once they have been quiet for ``quiet`` seconds, at most every ``min_gap``."""
+    """Trim after work that freed memory (syncs, kept sync connections closed once idle), once it has
+    been quiet for ``quiet`` seconds, at most every ``min_gap``."""
 
     quiet: float = QUIET
     min_gap: float = MIN_GAP
     last_trim: float | None = None
-    syncs_at_trim: int = 0
+    done_at_trim: int = 0
 
-    def due(self, now: float, *, syncs: int, running: int, last_sync_end: float | None) -> bool:
-        """``syncs``: syncs finished so far; ``running``: syncs in progress; ``last_sync_end``: when
-        the last one finished (the daemon's clock)."""
-        if running or syncs == self.syncs_at_trim or last_sync_end is None:
+    def due(self, now: float, *, done: int, running: int, last_end: float | None) -> bool:
+        """``done``: pieces of work finished so far; ``running``: syncs in progress; ``last_end``:
+        when the last piece ended (the daemon's clock)."""
+        if running or done == self.done_at_trim or last_end is None:
             return False
-        if now - last_sync_end < self.quiet:
+        if now - last_end < self.quiet:
             return False
         return self.last_trim is None or now - self.last_trim >= self.min_gap
 
-    def done(self, now: float, syncs: int) -> None:
-        self.last_trim, self.syncs_at_trim = now, syncs
+    def done(self, now: float, done: int) -> None:
+        self.last_trim, self.done_at_trim = now, done
 
 
 _malloc_trim = None

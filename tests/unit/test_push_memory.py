@@ -13,27 +13,27 @@ from mailsync.push.memory import TrimPolicy, trim
 
 def test_no_trim_before_any_sync():
     p = TrimPolicy(quiet=2.0, min_gap=30.0)
-    assert not p.due(100.0, syncs=0, running=0, last_sync_end=None)
+    assert not p.due(100.0, done=0, running=0, last_end=None)
 
 
 def test_trim_once_the_syncs_have_been_quiet():
     p = TrimPolicy(quiet=2.0, min_gap=30.0)
-    assert not p.due(10.0, syncs=5, running=1, last_sync_end=9.0)  # one still running
-    assert not p.due(10.0, syncs=5, running=0, last_sync_end=9.0)  # quiet for 1 s only
-    assert p.due(11.0, syncs=5, running=0, last_sync_end=9.0)
+    assert not p.due(10.0, done=5, running=1, last_end=9.0)  # one still running
+    assert not p.due(10.0, done=5, running=0, last_end=9.0)  # quiet for 1 s only
+    assert p.due(11.0, done=5, running=0, last_end=9.0)
 
 
 def test_no_second_trim_without_a_sync_since_the_last():
     p = TrimPolicy(quiet=2.0, min_gap=30.0)
-    p.done(11.0, syncs=5)
-    assert not p.due(500.0, syncs=5, running=0, last_sync_end=9.0)
+    p.done(11.0, 5)
+    assert not p.due(500.0, done=5, running=0, last_end=9.0)
 
 
 def test_at_most_one_trim_per_gap():
     p = TrimPolicy(quiet=2.0, min_gap=30.0)
-    p.done(11.0, syncs=5)
-    assert not p.due(20.0, syncs=6, running=0, last_sync_end=15.0)  # a sync since, but 9 s after the last trim
-    assert p.due(41.0, syncs=6, running=0, last_sync_end=15.0)
+    p.done(11.0, 5)
+    assert not p.due(20.0, done=6, running=0, last_end=15.0)  # a sync since, but 9 s after the last trim
+    assert p.due(41.0, done=6, running=0, last_end=15.0)
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux") or "glibc" not in " ".join(
