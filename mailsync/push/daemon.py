@@ -38,6 +38,10 @@ delay (settings.backoff), reset once a connection stayed up for `stable_after`. 
 (settings.auth_backoff). A failed sync is retried on its own policy. Accounts never wait on each
 other: each has its own tasks, and syncs share a pool of `sync_threads` threads.
 
+Accounts come and go while it runs (mailsync.push.account_set, from a reloaded config: SIGHUP or a
+changed file, mailsync.push.reload). Memory a burst of syncs freed goes back to the system once
+they are quiet (mailsync.push.memory).
+
 Shutdown (request_stop, from SIGTERM/SIGINT): stop taking wake-ups, ask running syncs to stop at
 their next step boundary (AccountSync should_stop: the step in progress is committed), close push
 connections with DONE/LOGOUT, give the syncs `shutdown_grace` seconds and then cut their sockets,

@@ -19,6 +19,10 @@ back), on a thread of its own, in one transaction:
 A worker that cannot reach the store for a whole lease_ttl stops watching everything it holds
 before its leases can expire (``deadline``), so it never syncs an account another worker may have.
 On SIGTERM (request_stop) the daemon's shutdown runs, then every lease is released at once.
+
+A reloaded config (mailsync.push.reload; `mailsync workers reload` NOTIFYs every worker): removed
+accounts are forgotten, stopped and their leases given back; new ones are offered for lease and a
+round runs at once; changed ones this worker holds are restarted under the same lease.
 """
 
 from __future__ import annotations
