@@ -158,6 +158,10 @@ class WatchHooks:
             self.seen = {a.id: (r.id if (r := repo.last_run(uow.session, a.id)) else 0) for a in rows}
             self.marks = folder_marks(uow.session, self.accounts)
         self.names = names
+        # Under `watch --worker`: the names of the accounts this worker holds now. Runs of the others
+        # are another worker's, whose own hooks run them: they are passed over (marked seen), so
+        # that a hook runs once per sync however many workers share the accounts.
+        self.mine = None
 
     def __call__(self, store) -> None:
         from sqlalchemy import select
@@ -166,6 +170,7 @@ class WatchHooks:
         from mailsync.store.models import SyncRun
         from mailsync.store.uow import UnitOfWork
 
+        mine = set(self.mine()) if self.mine is not None else None
         with UnitOfWork(store) as uow:
             s = uow.session
             for account in repo.list_accounts(s):  # accounts synced for the first time since the start
@@ -182,7 +187,7 @@ class WatchHooks:
             if run_id <= self.seen.get(account_id, 0) or finished is None:
                 continue
             self.seen[account_id] = run_id
-            if status != "ok":
+            if status != "ok" or (mine is not None and self.accounts[account_id] not in mine):
                 continue
             folders = [name for (acc, name), uidnext in marks.items()
                        if acc == account_id and uidnext > self.marks.get((acc, name), 0)]

@@ -1,7 +1,8 @@
-"""`mailsync watch`: the push daemon, in the foreground, until SIGTERM or SIGINT.
+"""`mailsync watch`: the push daemon, in the foreground, until SIGTERM or SIGINT; `mailsync workers`.
 
 Owns: the command's options, logging set-up (one structured line per event on stderr), the metrics
-endpoint, signal handling and the exit code. Must not: hold daemon logic (mailsync.push.daemon).
+endpoint, signal handling (SIGHUP: read the config again, mailsync.push.reload) and the exit code.
+Must not: hold daemon logic (mailsync.push.daemon).
 
 With --worker (a PostgreSQL store only), this process is one of many sharing the accounts through
 lease rows (mailsync.push.worker): it watches those it holds, and gives them back on SIGTERM.
@@ -48,12 +49,20 @@ EXIT_DEADLINE = 4.7  # seconds from the signal to a forced (but clean: exit code
 @click.option("--lease-ttl", type=click.FloatRange(min=0.3), default=None,
               help="With --worker: seconds a lease lasts without a heartbeat (default 30); a dead worker's "
                    "accounts are taken over after this long.")
+@click.option("--config-poll", type=click.FloatRange(min=0), default=None,
+              help="Seconds between looks at the config file for changes (default 1; 0: only SIGHUP, "
+                   "and with --worker `mailsync workers reload`, reload it).")
 @click.pass_obj
 def watch(obj, accounts: tuple[str, ...], metrics_port: int | None, metrics_addr: str, log_format: str | None,
           backoff_initial: float | None, backoff_max: float | None, keepalive: float | None,
-          response_timeout: float | None, worker: bool, max_accounts: int | None, lease_ttl: float | None) -> None:
+          response_timeout: float | None, worker: bool, max_accounts: int | None, lease_ttl: float | None,
+          config_poll: float | None) -> None:
     """Keep every account in step: push (NOTIFY, IDLE) or polling, a delta sync on each change,
-    local changes sent at once. Runs until SIGTERM or SIGINT."""
+    local changes sent at once. Runs until SIGTERM or SIGINT.
+
+    The config file is read again when it changes, on SIGHUP, and (--worker) on `mailsync workers
+    reload`: new accounts are started, removed ones stopped, changed ones restarted, the others left
+    running; a file that does not load is refused (logged) and the running config kept."""
     import asyncio  # imported here, not at the top: `mailsync sync` loads this module too
     import signal
     from dataclasses import replace
@@ -62,6 +71,7 @@ def watch(obj, accounts: tuple[str, ...], metrics_port: int | None, metrics_addr
     from mailsync.cli.output import fail
     from mailsync.push import logs
     from mailsync.push.daemon import WatchDaemon
+    from mailsync.push.reload import CONFIG_POLL, ConfigReloader
     from mailsync.push.settings import WatchSettings, watched
 
     log_format = log_format or getattr(obj, "log_format", "text")
@@ -112,6 +122,16 @@ def watch(obj, accounts: tuple[str, ...], metrics_port: int | None, metrics_addr
         after = None  # each sync is followed by the CRM step when [crm] is configured (mailsync.service)
         if any(hooks_for(config, a.name) for a in selected):  # post_sync / on_new_mail (mailsync.cli.hooks)
             after = WatchHooks(config, store)
+        def on_config(old, new) -> None:  # the hooks follow a reloaded config
+            names = {a.name for a in (*old.accounts, *new.accounts)}
+            if old.hooks == new.hooks and all(hooks_for(old, n) == hooks_for(new, n) for n in names):
+                return
+            watched_now = [a for a in new.accounts if not accounts or a.name in accounts]
+            hooks = WatchHooks(new, store) if any(hooks_for(new, a.name) for a in watched_now) else None
+            if hooks is not None and worker:
+                hooks.mine = daemon.held_names
+            daemon.after_sync = hooks
+
         if worker:
             from mailsync.push.worker import DEFAULT_LEASE_TTL, WorkerDaemon, WorkerSettings
 
@@ -119,6 +139,8 @@ def watch(obj, accounts: tuple[str, ...], metrics_port: int | None, metrics_addr
                                   worker=WorkerSettings(lease_ttl=lease_ttl or DEFAULT_LEASE_TTL,
                                                         max_accounts=max_accounts))
             last_words.append(daemon.release_now)
+            if after is not None:  # a hook runs for the syncs of this worker's accounts only
+                after.mine = daemon.held_names
         else:
             daemon = WatchDaemon(store, selected, settings=settings, config=config, after_sync=after)
         loop = asyncio.get_running_loop()
@@ -130,6 +152,9 @@ def watch(obj, accounts: tuple[str, ...], metrics_port: int | None, metrics_addr
 
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, on_signal, sig.name)
+        daemon.reloader = ConfigReloader(daemon, config, names=accounts, on_config=on_config,
+                                         poll=CONFIG_POLL if config_poll is None else config_poll)
+        loop.add_signal_handler(signal.SIGHUP, daemon.reloader.request, "SIGHUP")
         if metrics_port is not None:
             try:
                 port = daemon.metrics.serve(metrics_port, metrics_addr)
@@ -169,11 +194,44 @@ def _quietly(fn) -> None:
         pass
 
 
-@click.command("workers")
+@click.group("workers", invoke_without_command=True)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+def workers(ctx, as_json: bool) -> None:
+    """The `watch --worker` processes sharing the store: their accounts, lease ages and sync lag.
+
+    `mailsync workers reload` makes every worker read its config file again."""
+    if ctx.invoked_subcommand is None:
+        _list_workers(ctx.obj, as_json)
+
+
+@workers.command("reload")
 @click.pass_obj
-def workers(obj, as_json: bool) -> None:
-    """The `watch --worker` processes sharing the store: their accounts, lease ages and sync lag."""
+def reload(obj) -> None:
+    """Make every running `watch --worker` (any machine) read its config file again at once: a NOTIFY
+    through the PostgreSQL store. Each applies what changed in its own file, or logs why it refused it."""
+    from sqlalchemy.engine import make_url
+
+    from mailsync.cli.output import fail
+    from mailsync.push.notify import ask_reload
+    from mailsync.store import lease_repo
+
+    try:
+        config = obj.config()
+        lease_repo.require_postgresql(make_url(config.store.url).get_backend_name(), config.store.url)
+        store = obj.store(config)
+    except MailsyncError as exc:
+        fail(exc)
+    try:
+        ask_reload(store)
+        with store.engine.connect() as conn:
+            alive = sum(1 for w in lease_repo.report(conn) if w["worker"] is not None and w["alive"])
+    finally:
+        store.dispose()
+    click.echo(f"asked {alive} live worker(s) to read their config again")
+
+
+def _list_workers(obj, as_json: bool) -> None:
     import json
 
     from sqlalchemy.engine import make_url

@@ -26,7 +26,7 @@ from mailsync.imap.commands import (CopyUids, RemoteFolder, SelectInfo, append_c
                                     select_command, status_items)
 from mailsync.imap.deadline import Watchdog
 from mailsync.imap.failures import mapped_errors
-from mailsync.imap.opening import new_tag
+from mailsync.imap.opening import new_tag, shared_capabilities
 from mailsync.imap.pace import RateLimit
 from mailsync.imap.payloads import (appenduid, modified, parse_esearch, parse_search, parse_status_reply, set_size,
                                     vanished_ranges)
@@ -53,7 +53,7 @@ class ImapConnection(Appends):
     def __init__(self, account: AccountConfig, wire: Wire, capabilities: frozenset[str]) -> None:
         self.account = account
         self.wire = wire
-        self.capabilities = frozenset(c.upper() for c in capabilities)
+        self.capabilities = shared_capabilities(c.upper() for c in capabilities)
         self.bytes_fetched = 0
         self.bodies_fetched = 0
         self.commands = 0

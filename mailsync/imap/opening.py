@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import base64
 import itertools
+import sys
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
 
@@ -155,8 +156,25 @@ def capabilities_in(text: str) -> frozenset[str] | None:
 
 def _capability_code(code: str | None) -> frozenset[str] | None:
     if code and code.upper().startswith("CAPABILITY "):
-        return frozenset(c.upper() for c in code.split()[1:])
+        return shared_capabilities(c.upper() for c in code.split()[1:])
     return None
+
+
+_CAPABILITY_SETS: dict[frozenset[str], frozenset[str]] = {}
+
+
+def shared_capabilities(names) -> frozenset[str]:
+    """``frozenset(names)``, the same object for every connection that lists the same capabilities
+    (a watch daemon holds two connections per account, most of them to one server: about 6 KB each
+    otherwise). At most 256 distinct sets are remembered."""
+    caps = frozenset(names)
+    shared = _CAPABILITY_SETS.get(caps)
+    if shared is not None:
+        return shared
+    if len(_CAPABILITY_SETS) < 256:
+        caps = frozenset(sys.intern(c) for c in caps)
+        _CAPABILITY_SETS.setdefault(caps, caps)
+    return caps
 
 
 def command(account: AccountConfig, line: bytes, what: str, *, answers: list[bytes] | None = None,
@@ -199,7 +217,7 @@ def _capability(account: AccountConfig):
     untagged, tagged = yield from command(account, b"CAPABILITY", "CAPABILITY")
     for ev in untagged:
         if isinstance(ev, Untagged) and ev.kind == "CAPABILITY":
-            return frozenset(c.upper() for c in ev.text.split())
+            return shared_capabilities(c.upper() for c in ev.text.split())
     if tagged.status != "OK":
         raise ProtocolError(f"account '{account.name}': CAPABILITY failed: {tagged.status} {tagged.text[:200]}")
     return frozenset()

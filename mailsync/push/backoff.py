@@ -12,7 +12,7 @@ delay still grows and stays under the cap.
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 
 @dataclass(frozen=True)
@@ -44,7 +44,8 @@ class Backoff:
     """One connection's retry state: `next_delay()` after each failure, `reset()` after a success."""
 
     policy: BackoffPolicy
-    rng: random.Random = field(default_factory=random.Random)
+    rng: random.Random | None = None  # None: the random module's shared generator (one Random is 2.5 KB,
+    # and the daemon keeps three Backoffs per account)
     attempt: int = 0
 
     def next_delay(self) -> float:

@@ -33,7 +33,7 @@ from mailsync.imap.failures import mapped
 from mailsync.imap.opening import Receive, Send, StartTls, Token, new_tag, open_session
 from mailsync.imap.responses import Event, ResponseParser, Tagged, Untagged
 from mailsync.imap.transport import tls_context
-from mailsync.push import logs
+from mailsync.push import logs, tls_buffer
 
 STREAM_LIMIT = 16 << 20  # the longest line asyncio buffers (literals are read with readexactly)
 
@@ -132,6 +132,8 @@ class PushClient:
         except BaseException as exc:
             raise mapped(account, exc, "connecting") from exc
         _keepalive(writer.get_extra_info("socket"))
+        if implicit:
+            tls_buffer.shrink(writer.transport)
         return cls(account, reader, writer)
 
     async def _log_in(self, credentials: Credentials, timeout: float) -> None:
@@ -156,6 +158,7 @@ class PushClient:
                                                 ssl_handshake_timeout=timeout)
                 except BaseException as exc:
                     raise mapped(account, exc, "starting TLS") from exc
+                tls_buffer.shrink(self.writer.transport)
             elif isinstance(step, Token):
                 tokens = credentials.tokens
                 if step.rejected is None:

@@ -38,6 +38,10 @@ delay (settings.backoff), reset once a connection stayed up for `stable_after`. 
 (settings.auth_backoff). A failed sync is retried on its own policy. Accounts never wait on each
 other: each has its own tasks, and syncs share a pool of `sync_threads` threads.
 
+Accounts come and go while it runs (mailsync.push.account_set, from a reloaded config: SIGHUP or a
+changed file, mailsync.push.reload). Memory a burst of syncs freed goes back to the system once
+they are quiet (mailsync.push.memory).
+
 Shutdown (request_stop, from SIGTERM/SIGINT): stop taking wake-ups, ask running syncs to stop at
 their next step boundary (AccountSync should_stop: the step in progress is committed), close push
 connections with DONE/LOGOUT, give the syncs `shutdown_grace` seconds and then cut their sockets,
@@ -60,7 +64,8 @@ from functools import partial
 
 from mailsync.config.model import AccountConfig, Config
 from mailsync.errors import AuthError, CredentialError, MailsyncError, Throttled, TokenError
-from mailsync.push import logs
+from mailsync.push import logs, memory
+from mailsync.push.account_set import AccountSet
 from mailsync.push.backoff import Backoff
 from mailsync.push.client import PushClient, credentials_for
 from mailsync.push.clock import Clock, SystemClock
@@ -72,6 +77,7 @@ from mailsync.push.metrics import Metrics
 from mailsync.push.protocol import Fail, Mode, PushSession, Ready, Refused, Wake, choose_mode, plan_sessions
 from mailsync.push.settings import WatchSettings, account_timing, watched
 from mailsync.store.db import Store
+from mailsync.store.uow import fenced
 from mailsync.sync import pacing
 
 log = logging.getLogger("mailsync.push")
@@ -317,10 +323,14 @@ class AccountWatcher:
                 self.open_connections += 1
                 self.max_open = max(self.max_open, self.open_connections)
             self.syncing = True
+            self.daemon.syncs_running += 1
             try:
                 result = await loop.run_in_executor(self.daemon.sync_pool, self._sync_blocking)
             finally:
                 self.syncing = False
+                self.daemon.syncs_running -= 1
+                self.daemon.work_done += 1
+                self.daemon.last_work_end = self.clock.now()
                 if not self.conn.holding:
                     self._sync_permit = False
                     self.open_connections -= 1
@@ -400,12 +410,13 @@ class AccountWatcher:
             self.maildir_seen = maildir_signature(self.account)
         # sync, then (after a successful one, unless stopping) the CRM step, one account at a time
         try:
-            outcome = run_sync(self.daemon.config, self.daemon.store, accounts=[self.account], quiet=True,
-                               crm_after_failure=False, crm_lock=self.daemon.after_sync_lock,
-                               on_crm_error=after_sync_failed, connect=self.conn.connect,
-                               release=self.conn.release, channels_push=False, fence=self.fence,
-                               should_stop=lambda: stop.is_set() or self.dropped,
-                               wait_throttled=False)
+            with fenced(self.fence):  # a worker's lease fences the run's other writers too (CRM, channels, mirror)
+                outcome = run_sync(self.daemon.config, self.daemon.store, accounts=[self.account], quiet=True,
+                                   crm_after_failure=False, crm_lock=self.daemon.after_sync_lock,
+                                   on_crm_error=after_sync_failed, connect=self.conn.connect,
+                                   release=self.conn.release, channels_push=False, fence=self.fence,
+                                   should_stop=lambda: stop.is_set() or self.dropped,
+                                   wait_throttled=False)
         except Exception as exc:  # a bug around the sync must not end this account's sync loop: a failed
             # sync, retried with its backoff like any other
             from mailsync.sync.result import AccountResult
@@ -425,7 +436,7 @@ class AccountWatcher:
 # -- the daemon ---------------------------------------------------------------------------------
 
 
-class WatchDaemon:
+class WatchDaemon(AccountSet):
     """``await WatchDaemon(store, accounts).run()`` until ``request_stop()``."""
 
     def __init__(self, store: Store, accounts, *, settings: WatchSettings | None = None,
@@ -451,6 +462,12 @@ class WatchDaemon:
         # Work to run after each successful sync and its CRM step (the hooks), one at a time.
         self.after_sync = after_sync
         self.after_sync_lock = threading.Lock()
+        # memory freed by a burst of syncs goes back to the system once they are quiet (memory.py)
+        self.syncs_running = 0
+        self.work_done = 0  # syncs finished and kept connections closed (each frees what it held) ...
+        self.last_work_end: float | None = None  # ... and when the last of them ended
+        self.trim_policy = memory.TrimPolicy()
+        self.reloader = None  # a mailsync.push.reload.ConfigReloader, set by the CLI: SIGHUP, file changes
 
     def _last_syncs(self) -> dict[str, float]:
         return {n: w.last_sync_clock for n, w in self.watchers.items() if w.last_sync_clock is not None}
@@ -488,6 +505,8 @@ class WatchDaemon:
             logs.event(log, "started", accounts=len(self.watchers), pid=os.getpid())
             helpers = [asyncio.create_task(self._local_changes(last_op), name="local-changes"),
                        asyncio.create_task(self._health_loop(), name="health"), *self._more_helpers()]
+            if self.reloader is not None:
+                helpers.append(asyncio.create_task(self.reloader.run(), name="config-reload"))
             self.started.set()
             if not self.stopping:
                 await self._stop.wait()
@@ -577,7 +596,8 @@ class WatchDaemon:
 
     async def _health_loop(self) -> None:
         """Write changed health rows within half a second; heartbeat every `heartbeat` seconds; close
-        sync connections kept open but idle for `reuse_idle`."""
+        sync connections kept open but idle for `reuse_idle`; give the memory a burst of syncs freed
+        back to the system once they are quiet (mailsync.push.memory)."""
         next_beat = self.clock.now() + self.settings.heartbeat
         loop = asyncio.get_running_loop()
         while not self.stopping:
@@ -586,8 +606,15 @@ class WatchDaemon:
                 stale = w.sweep()
                 if stale is not None:
                     loop.run_in_executor(None, quick_logout, stale)
+                    self.work_done += 1
+                    self.last_work_end = self.clock.now()
+            now = self.clock.now()
+            if self.trim_policy.due(now, done=self.work_done, running=self.syncs_running,
+                                    last_end=self.last_work_end):
+                self.trim_policy.done(now, self.work_done)
+                loop.run_in_executor(None, memory.trim)
             dirty = [w.health for w in self.watchers.values() if w.health.dirty]
-            beat = self.clock.now() >= next_beat
+            beat = now >= next_beat
             try:
                 if dirty:
                     for h in dirty:

@@ -41,6 +41,8 @@ class AccountHealth:
     last_error_at: datetime | None = None
     failing: str | None = None
     dirty: bool = field(default=True, compare=False)
+    # a watch worker's lease (mailsync.store.lease_repo.Fence): the row is written only while it holds
+    fence: object | None = field(default=None, compare=False, repr=False)
 
     def set(self, **values) -> None:
         for k, v in values.items():
@@ -52,7 +54,7 @@ class AccountHealth:
         self.set(last_error=message[:2000], last_error_at=utcnow())
 
 
-_COLUMNS = [f.name for f in fields(AccountHealth) if f.name not in ("account", "account_id", "dirty")]
+_COLUMNS = [f.name for f in fields(AccountHealth) if f.name not in ("account", "account_id", "dirty", "fence")]
 
 
 class HealthStore:
@@ -81,12 +83,16 @@ class HealthStore:
         raise AssertionError("unreachable")
 
     def write(self, rows: list[AccountHealth], *, heartbeat: bool = True, stopped: bool = False) -> None:
-        """Upsert `rows`; `stopped`: the daemon's last write (status then says it is not running)."""
+        """Upsert `rows`; `stopped`: the daemon's last write (status then says it is not running).
+        A row with a fence (a watch worker's lease) is left out when the lease is not this worker's
+        any more: the worker that took the account over writes it (checked in this transaction,
+        the lease row locked until the commit, as a sync's writes are)."""
         if not rows:
             return
         now = utcnow()
         with UnitOfWork(self.store) as uow:
             s = uow.session
+            rows = [r for r in rows if r.fence is None or _holds(r.fence, uow.connection)]
             existing = {w.account_id: w for w in s.scalars(
                 select(WatchState).where(WatchState.account_id.in_([r.account_id for r in rows])))}
             for r in rows:
@@ -116,6 +122,16 @@ class HealthStore:
         with UnitOfWork(self.store) as uow:
             return set(uow.session.scalars(select(PendingOp.account_id).where(
                 PendingOp.id > op_id, PendingOp.state == "pending").distinct()))
+
+
+def _holds(fence, conn) -> bool:
+    from mailsync.store.lease_repo import LeaseLost
+
+    try:
+        fence(conn)
+    except LeaseLost:
+        return False
+    return True
 
 
 def _aware(dt: datetime | None) -> datetime | None:

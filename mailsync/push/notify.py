@@ -1,8 +1,10 @@
-"""PostgreSQL LISTEN for the watch worker: a local change queued anywhere wakes its account at once.
+"""PostgreSQL LISTEN for the watch worker: a local change queued anywhere wakes its account at once,
+and `mailsync workers reload` makes every worker read its config again.
 
 Owns: one connection LISTENing on tables.LOCAL_CHANGES_CHANNEL (the pending_ops trigger NOTIFYs the
-account id at each commit), on a thread of its own, handing each account id to a callback. Must
-not: decide what a wake-up does (the caller's callback does), or write anything.
+account id at each commit) and on CONFIG_CHANNEL, on a thread of its own, handing each account id
+(or the reload request) to a callback; and sending the reload request (ask_reload). Must not: decide
+what a wake-up or a reload does (the caller's callbacks do), or write any row.
 
 The 200 ms poll of pending_ops (mailsync.push.daemon) stays as the net, run less often while this
 listener is up: a notification is lost when no one is listening (a reconnect), never the change.
@@ -20,13 +22,25 @@ from mailsync.store.tables import LOCAL_CHANGES_CHANNEL
 
 log = logging.getLogger("mailsync.push")
 
+CONFIG_CHANNEL = "mailsync_config"  # NOTIFYed by `mailsync workers reload`: every worker reads its config again
+
+
+def ask_reload(store: Store) -> None:
+    """NOTIFY every listening worker to read its config file again (delivered at commit)."""
+    from sqlalchemy import text
+
+    with store.engine.begin() as conn:
+        conn.execute(text("SELECT pg_notify(:channel, 'reload')"), {"channel": CONFIG_CHANNEL})
+
 
 class LocalChangeListener:
     """``start()`` a thread that calls ``on_change(account_id)`` for each NOTIFY; ``stop()``."""
 
-    def __init__(self, store: Store, on_change: Callable[[int], None], *, retry: float = 2.0) -> None:
+    def __init__(self, store: Store, on_change: Callable[[int], None], *, retry: float = 2.0,
+                 on_config: Callable[[], None] | None = None) -> None:
         self.store = store
         self.on_change = on_change
+        self.on_config = on_config
         self.retry = retry
         self.listening = threading.Event()  # set while LISTEN is active
         self._stop = threading.Event()
@@ -48,9 +62,15 @@ class LocalChangeListener:
                 conn = raw.driver_connection
                 conn.autocommit = True
                 conn.execute(f"LISTEN {LOCAL_CHANGES_CHANNEL}")
+                if self.on_config is not None:
+                    conn.execute(f"LISTEN {CONFIG_CHANNEL}")
                 self.listening.set()
                 while not self._stop.is_set():
                     for note in conn.notifies(timeout=0.5):
+                        if note.channel == CONFIG_CHANNEL:
+                            if self.on_config is not None:
+                                self.on_config()
+                            continue
                         try:
                             self.on_change(int(note.payload))
                         except ValueError:

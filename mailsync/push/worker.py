@@ -19,6 +19,10 @@ back), on a thread of its own, in one transaction:
 A worker that cannot reach the store for a whole lease_ttl stops watching everything it holds
 before its leases can expire (``deadline``), so it never syncs an account another worker may have.
 On SIGTERM (request_stop) the daemon's shutdown runs, then every lease is released at once.
+
+A reloaded config (mailsync.push.reload; `mailsync workers reload` NOTIFYs every worker): removed
+accounts are forgotten, stopped and their leases given back; new ones are offered for lease and a
+round runs at once; changed ones this worker holds are restarted under the same lease.
 """
 
 from __future__ import annotations
@@ -81,6 +85,7 @@ class WorkerDaemon(WatchDaemon):
         self.lease_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mailsync-leases")
         self._round_task: asyncio.Task | None = None
         self.listener: LocalChangeListener | None = None
+        self._leaving: list[tuple[int, str]] = []  # removed by a reload, held: released once stopped
 
     async def _leases_db(self, fn, *args):
         return await asyncio.get_running_loop().run_in_executor(self.lease_pool, fn, *args)
@@ -95,9 +100,15 @@ class WorkerDaemon(WatchDaemon):
                    max_accounts=self.worker.max_accounts, accounts=len(self.by_id))
         loop = asyncio.get_running_loop()
         self.listener = LocalChangeListener(
-            self.store, lambda account_id: loop.call_soon_threadsafe(self._local_change, account_id)).start()
+            self.store, lambda account_id: loop.call_soon_threadsafe(self._local_change, account_id),
+            on_config=lambda: loop.call_soon_threadsafe(self._reload_asked)).start()
         # no claim in the first round_every: workers started together see each other first, instead
         # of the first one up claiming everything and giving most of it back a round later
+
+    def _reload_asked(self) -> None:
+        """`mailsync workers reload` (a NOTIFY on mailsync.push.notify.CONFIG_CHANNEL)."""
+        if self.reloader is not None:
+            self.reloader.request("NOTIFY (mailsync workers reload)")
 
     def _local_change(self, account_id: int) -> None:
         account = self.by_id.get(account_id)
@@ -131,6 +142,10 @@ class WorkerDaemon(WatchDaemon):
         finally:
             self.lease_pool.shutdown(wait=False)
 
+    def held_names(self) -> list[str]:
+        """The accounts this worker holds (any thread: a copy of the dict is taken first)."""
+        return [acc.name for a in list(self.held) if (acc := self.by_id.get(a)) is not None]
+
     def release_now(self) -> int:
         """Give every lease back, from any thread: the last thing the CLI's forced exit does when
         the shutdown overran its deadline. The process ends right after, so no sync of it can run
@@ -150,24 +165,67 @@ class WorkerDaemon(WatchDaemon):
         with self.store.engine.begin() as conn:
             return lease_repo.retire(conn, self.worker_id)
 
-    def _plan(self, busy: set[int]):
+    def _plan(self, busy: set[int], accounts: dict[int, AccountConfig], believed: dict[int, int]):
+        """``accounts`` and ``believed``: copies taken on the loop (a reload may change them meanwhile)."""
         ttl = self.worker.lease_ttl
         with self.store.engine.begin() as conn:
             lease_repo.register(conn, self.worker_id, socket.gethostname(), os.getpid(),
                                 self.worker.max_accounts, ttl)  # a heartbeat (and back, if reaped)
             lease_repo.beat(conn, self.worker_id, ttl)
             st = lease_repo.state(conn, self.worker_id)
-            plan = plan_round(self.worker_id, st.workers, st.leases, self.by_id, st.now,
-                              believed=self.held, busy=busy, only_mine=True)
+            plan = plan_round(self.worker_id, st.workers, st.leases, accounts, st.now,
+                              believed=believed, busy=busy, only_mine=True)
             got = {}
             if plan.want:
-                got = lease_repo.claim(conn, self.worker_id, self.by_id, plan.want, ttl)
-        adopt = {a: st.leases[a].generation for a in plan.held if a not in self.held and a not in plan.release}
+                got = lease_repo.claim(conn, self.worker_id, accounts, plan.want, ttl)
+        adopt = {a: st.leases[a].generation for a in plan.held if a not in believed and a not in plan.release}
         return plan, {**adopt, **got}
+
+    def _offer(self, ids: list[int]) -> None:
+        with self.store.engine.begin() as conn:
+            lease_repo.offer(conn, ids)
 
     def _release(self, ids: list[int]) -> int:
         with self.store.engine.begin() as conn:
             return lease_repo.release(conn, self.worker_id, ids)
+
+    # -- a reloaded config (WatchDaemon.reconfigure) ----------------------------------------------
+
+    def _accounts_leaving(self, plan) -> None:
+        """Removed accounts are forgotten before they are stopped (no round claims them again), and
+        changed ones take their new settings; the leases of removed ones held are given back once
+        they are stopped (_accounts_changed)."""
+        self._leaving = []
+        for name in plan.remove:
+            a = self.ids.pop(name, None)
+            if a is None:
+                continue
+            self.by_id.pop(a, None)
+            if self.held.pop(a, None) is not None:
+                self._leaving.append((a, name))
+        for account in plan.restart:
+            if account.name in self.ids:
+                self.by_id[self.ids[account.name]] = account
+
+    async def _accounts_changed(self, plan, ids: dict[str, int]) -> None:
+        """Give back the removed accounts' leases, offer the new accounts for lease and run a round
+        at once (it claims up to this worker's new quota), restart the changed ones it holds."""
+        leaving, self._leaving = self._leaving, []
+        if leaving:
+            for _, name in leaving:
+                logs.event(log, "lease_given_back", account=name, why="removed from the config")
+            self.released += await self._leases_db(self._release, [a for a, _ in leaving])
+        for account in (*plan.add, *plan.restart):
+            self.ids[account.name] = ids[account.name]
+            self.by_id[ids[account.name]] = account
+        if plan.add:
+            await self._leases_db(self._offer, [ids[a.name] for a in plan.add])
+        for account in plan.restart:
+            gen = self.held.get(ids[account.name])
+            if gen is not None and not self.stopping:
+                self._watch(ids[account.name], gen)
+        if not self.stopping and (self._round_task is None or self._round_task.done()):
+            self._round_task = asyncio.create_task(self._round(), name="lease-round")
 
     # -- the rounds ------------------------------------------------------------------------------
 
@@ -207,9 +265,9 @@ class WorkerDaemon(WatchDaemon):
 
     async def _round(self) -> None:
         t0 = time.monotonic()
-        busy = {self.ids[n] for n, w in self.watchers.items() if w.syncing}
+        busy = {self.ids[n] for n, w in self.watchers.items() if w.syncing and n in self.ids}
         try:
-            plan, won = await self._leases_db(self._plan, busy)
+            plan, won = await self._leases_db(self._plan, busy, dict(self.by_id), dict(self.held))
         except Exception as exc:  # the store is unreachable: the deadline lets everything go in time
             logs.event(log, "store_error", logging.WARNING, doing="renewing the leases",
                        error=f"{exc.__class__.__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
@@ -220,7 +278,13 @@ class WorkerDaemon(WatchDaemon):
         self.rounds += 1
         if self.stopping:
             return
+        gone = [a for a in won if a not in self.by_id]  # removed from the config while the round ran
+        if gone:
+            won = {a: g for a, g in won.items() if a in self.by_id}
+            await self._leases_db(self._release, gone)
         for a in plan.lost:
+            if a not in self.by_id:
+                continue
             self.lost += 1
             logs.event(log, "lease_lost", logging.WARNING, account=self.by_id[a].name)
             self.held.pop(a, None)
@@ -229,7 +293,8 @@ class WorkerDaemon(WatchDaemon):
             await asyncio.gather(*(self._unwatch(a) for a in plan.release))
             for a in plan.release:
                 self.held.pop(a, None)
-                logs.event(log, "lease_given_back", account=self.by_id[a].name, why="rebalance")
+                if a in self.by_id:
+                    logs.event(log, "lease_given_back", account=self.by_id[a].name, why="rebalance")
             n = await self._leases_db(self._release, list(plan.release))
             self.released += n
             logs.event(log, "leases_given_back", accounts=len(plan.release), quota=plan.quota)
@@ -247,39 +312,13 @@ class WorkerDaemon(WatchDaemon):
         account = self.by_id[account_id]
         old = self.watchers.get(account.name)
         if old is not None and not old.dropped:  # still watched (adopted again): a new fence only
-            old.fence = Fence(account_id, account.name, self.worker_id, generation)
+            old.fence = old.health.fence = Fence(account_id, account.name, self.worker_id, generation)
             return
         w = self.start_watching(account, account_id)
-        w.fence = Fence(account_id, account.name, self.worker_id, generation)
+        w.fence = w.health.fence = Fence(account_id, account.name, self.worker_id, generation)  # syncs, health rows
 
     async def _unwatch(self, account_id: int) -> None:
-        """Stop watching an account: push closed, a running sync stopped at its next step boundary
-        and waited for (cut after the shutdown grace), its kept connection closed."""
+        """Stop watching an account (WatchDaemon.stop_watching)."""
         account = self.by_id.get(account_id)
-        w = self.watchers.get(account.name) if account else None
-        if w is None:
-            return
-        w.dropped = True
-        w._wake.set()
-        tasks = self.account_tasks.pop(w.name, [])
-        for t in tasks[:1] + tasks[2:]:
-            t.cancel()
-        if w._retry is not None:
-            w._retry.cancel()
-        if tasks:
-            await asyncio.gather(*tasks[:1], *tasks[2:], return_exceptions=True)
-            done, pending = await asyncio.wait(tasks[1:2], timeout=self.settings.shutdown_grace)
-            if pending:
-                w.conn.cut()
-                await asyncio.wait(pending, timeout=1.0)
-                for t in pending:
-                    t.cancel()
-        if w.conn.holding:
-            await asyncio.get_running_loop().run_in_executor(None, w.conn.close)
-        w.health.set(connected=False, connections=0)
-        if self.watchers.get(w.name) is w:
-            del self.watchers[w.name]
-        try:
-            await self._db(self.health_store.write, [w.health])
-        except Exception:  # written again by whoever watches it next; the health loop logs store errors
-            pass
+        if account is not None:
+            await self.stop_watching(account.name)

@@ -10,12 +10,18 @@ objects. ``commit()`` flushes the session, if there is one, and commits both.
 
 ``fence`` (a watch worker's sync of a leased account, mailsync.store.lease_repo.Fence) is called on
 the connection in the transaction, right before its commit: it raises, and nothing is committed,
-when the account's lease was taken over by another worker since this one claimed it.
+when the account's lease was taken over by another worker since this one claimed it. ``fenced(f)``
+makes ``f`` the fence of every UnitOfWork opened on this thread (this context) inside the block that
+names none: the watch worker runs an account's whole run_sync so, and the other writers of that run
+(the CRM step, channel runs, the Maildir mirror's store writes) are fenced by the account's lease
+without each of them carrying it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+import contextvars
+from collections.abc import Callable, Iterator
 from types import TracebackType
 from typing import TYPE_CHECKING
 
@@ -29,6 +35,20 @@ if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
 
+_AMBIENT_FENCE: contextvars.ContextVar[Callable[[Connection], None] | None] = contextvars.ContextVar(
+    "mailsync_fence", default=None)
+
+
+@contextlib.contextmanager
+def fenced(fence: Callable[[Connection], None] | None) -> Iterator[None]:
+    """Inside the block, a UnitOfWork made without a fence on this thread gets ``fence``."""
+    token = _AMBIENT_FENCE.set(fence)
+    try:
+        yield
+    finally:
+        _AMBIENT_FENCE.reset(token)
+
+
 class UnitOfWork:
     """``with UnitOfWork(store) as uow: ...; uow.commit()`` — anything not committed is rolled back."""
 
@@ -38,7 +58,7 @@ class UnitOfWork:
                  fence: Callable[[Connection], None] | None = None) -> None:
         self.store = store
         self.bind = bind  # a connection the caller holds open (e.g. the sync's StoreWorker)
-        self.fence = fence
+        self.fence = fence if fence is not None else _AMBIENT_FENCE.get()
         self._session: Session | None = None
 
     def __enter__(self) -> "UnitOfWork":

@@ -131,7 +131,7 @@ class AccountSync(Downloads, Heads, JournalPush, Limits, guards.ServerChecks, Gm
         t0 = time.monotonic()
         acc = self.account
         self.observer.account_started(acc.name)
-        try:
+        with self._fence_lost():  # the server is not contacted then
             with UnitOfWork(self.store, fence=self.fence) as uow:
                 self.account_id, until, why, self._throttles = repo.account_for_run(uow.connection, acc.name, acc.host,
                                                                                    acc.username)
@@ -144,10 +144,7 @@ class AccountSync(Downloads, Heads, JournalPush, Limits, guards.ServerChecks, Gm
                 # the first sync skips the (Message-ID, size) look-up (rule N1) and just downloads.
                 self._bodies_before_run = self.store.had_bodies or repo.has_bodies(uow.connection)
                 self.store.had_bodies = self._bodies_before_run
-        except MailsyncError as exc:  # a watch worker's lease lost (the fence): the server is not contacted
-            if self.fence is None:
-                raise
-            self.result.fail(str(exc))
+        if not self.result.ok:
             self.result.seconds = time.monotonic() - t0
             self.observer.account_done(self.result)
             return self.result
@@ -206,14 +203,21 @@ class AccountSync(Downloads, Heads, JournalPush, Limits, guards.ServerChecks, Gm
             self.result.bodies_downloaded = conn.bodies_fetched - self._conn_base[1]
             self.result.commands = conn.commands - self._conn_base[2]
         self.result.seconds = time.monotonic() - t0
-        try:
+        with self._fence_lost():  # nothing written then
             self._finish_run()
-        except MailsyncError as exc:  # a watch worker's lease lost meanwhile (the fence): nothing written
+        self.observer.account_done(self.result)
+        return self.result
+
+    @contextlib.contextmanager
+    def _fence_lost(self):
+        """Under a watch worker's lease, a store error (the fence refusing a commit: another worker
+        holds the account now) fails this run; without a fence it is raised as before."""
+        try:
+            yield
+        except MailsyncError as exc:
             if self.fence is None:
                 raise
             self.result.fail(str(exc))
-        self.observer.account_done(self.result)
-        return self.result
 
     def _still_throttled(self, until, why: str | None, t0: float) -> AccountResult:
         """The run of an account the server asked to wait: nothing is sent to it before ``until``."""

@@ -397,6 +397,50 @@ def test_a_local_change_reaches_the_owning_worker_at_once_through_notify(dovecot
             d.kill()
 
 
+def test_a_hook_runs_once_per_sync_whichever_worker_holds_the_account(dovecot_many, tmp_path, pg_url):
+    """on_new_mail runs in the worker that synced the account, not in every worker sharing the store."""
+    import sys
+
+    calls = tmp_path / "calls.txt"
+    hook = f"{sys.executable} -c \"import os; open({str(calls)!r}, 'a').write(os.environ['MAILSYNC_ACCOUNT'] + chr(10))\""
+    users, _, env, _ = _setup(dovecot_many, tmp_path, pg_url, 2, per_account=1)
+    config = write_config(tmp_path / "config.toml", pg_url,
+                          [account_entry(u, f"acc{i:02}", folders=["INBOX"], on_new_mail=hook) for i, u in enumerate(users)])
+    daemons = [Daemon(config, env, tmp_path, "--worker", "--lease-ttl", str(TTL)) for _ in range(2)]
+    try:
+        ids = worker_ids(daemons)
+        wait_until(lambda: sorted(sum(1 for _, w, live in lease_rows(pg_url) if w == i and live) for i in ids)
+                   == [1, 1], 20, "one account each", interval=0.1)
+        wait_until(lambda: all(any(e["event"] == "synced" for e in d.events()) for d in daemons), 20,
+                   "each worker's first sync")
+        store = open_store(pg_url)
+        mids = set()
+        for round_ in range(2):
+            for i, user in enumerate(users):
+                raw, mid = message(round_, f"acc{i:02}-hook-")
+                c = OtherClient(user)
+                c.append("INBOX", raw)
+                c.close()
+                mids.add(mid)
+            wait_until(lambda: stored_ids(store, mids) == mids, 15, "the new mail", interval=0.05)
+        store.dispose()
+        # one per sync that brought mail: the first syncs (one message each), then the two rounds;
+        # a second worker's run of the same hooks would come within the wait
+        wait_until(lambda: calls.exists() and len(calls.read_text().split()) >= 6, 10, "the hooks")
+        time.sleep(1.5)
+        synced_new = {f"acc{i:02}": 0 for i in range(2)}
+        for d in daemons:
+            for e in d.events():
+                if e["event"] == "synced" and e.get("new"):
+                    synced_new[e["account"]] += 1
+        lines = calls.read_text().split()
+        assert {a: lines.count(a) for a in synced_new} == synced_new, (lines, synced_new)
+        assert sorted(set(lines)) == ["acc00", "acc01"]
+    finally:
+        for d in daemons:
+            d.kill()
+
+
 def with_cont(d: Daemon) -> None:
     if d.proc.poll() is None:
         d.proc.send_signal(signal.SIGCONT)

@@ -112,6 +112,76 @@ def test_the_fence_refuses_a_commit_after_a_takeover_and_writes_nothing(pg_store
         assert conn.execute(select(sync_runs.c.status).where(sync_runs.c.id == run)).scalar() == "running"
 
 
+def test_the_health_row_of_an_account_taken_over_is_not_written_by_the_paused_worker(pg_store):
+    """The watch daemon's health rows (mailsync.push.health) go through the same fence: a worker
+    paused past its lease and resumed does not overwrite, as it lets the account go, the row of the
+    worker that took the account over; rows of accounts it still holds are written in the same batch."""
+    from mailsync.push.health import AccountHealth, HealthStore
+
+    lost, kept = make_accounts(pg_store, 2)
+    gens = claim(pg_store, "paused", [lost, kept], 2, ttl=0.3)
+    paused = HealthStore(pg_store, pid=111)
+    rows = {a: AccountHealth(f"acct{i}", a, connected=True, mode="NOTIFY",
+                             fence=Fence(a, f"acct{i}", "paused", gens[a])) for i, a in enumerate((lost, kept))}
+    paused.write(list(rows.values()))
+    time.sleep(0.5)
+    assert claim(pg_store, "other", [lost], 1) == {lost: gens[lost] + 1}
+    with pg_store.engine.begin() as conn:  # the paused worker's own renewal, for the account it keeps
+        lease_repo.register(conn, "paused", "h", 1, None, 30.0)
+        conn.execute(text("UPDATE account_leases SET expires_at = now() + interval '30 seconds' "
+                          "WHERE account_id = :a"), {"a": kept})
+    other = HealthStore(pg_store, pid=222)
+    other.write([AccountHealth("acct0", lost, connected=True, mode="IDLE",
+                               fence=Fence(lost, "acct0", "other", gens[lost] + 1))])
+    for r in rows.values():  # resumed: it lets both go, "not connected"; only the one it holds is written
+        r.set(connected=False, connections=0)
+    paused.write(list(rows.values()))
+    with pg_store.engine.connect() as conn:
+        got = {a: (pid, connected, mode) for a, pid, connected, mode in conn.execute(
+            text("SELECT account_id, daemon_pid, connected, mode FROM watch_state"))}
+    assert got == {lost: (222, True, "IDLE"), kept: (111, False, "NOTIFY")}
+
+
+def test_a_channel_run_under_a_lost_lease_queues_nothing(pg_store, dovecot):
+    """The watch worker runs an account's whole run_sync inside ``fenced(its lease)``: the other
+    writers of that run, here the channel run that follows the source's sync, commit through the
+    same fence without carrying it, and a worker whose lease was taken over queues nothing."""
+    import secrets
+
+    from mailsync.channel.run import run_channel
+    from mailsync.config.model import ChannelConfig
+    from mailsync.store.uow import fenced
+    from twoway_support import sync
+
+    a = dovecot.new_user("fa" + secrets.token_hex(4), "pa")
+    b = dovecot.new_user("fb" + secrets.token_hex(4), "pb")
+    dovecot.load(a.name, [("INBOX", f"Message-ID: <f{i}@x>\r\nSubject: {i}\r\n\r\nhi\r\n".encode(), "")
+                          for i in range(3)])
+    acc_a, acc_b = account_for(a, "a"), account_for(b, "b")
+    sync(pg_store, acc_a)
+    sync(pg_store, acc_b)
+    with UnitOfWork(pg_store) as uow:
+        ida = repo.account_id(uow.connection, "a", acc_a.host, acc_a.username)
+        lease_repo.offer(uow.connection, [ida])
+        uow.commit()
+    (gen,) = claim(pg_store, "paused", [ida], 1, ttl=0.3).values()
+    time.sleep(0.5)
+    assert claim(pg_store, "other", [ida], 1) == {ida: gen + 1}
+    channel = ChannelConfig(name="c", source="a", dest="b")
+
+    def queued() -> int:
+        with pg_store.engine.connect() as conn:
+            return conn.execute(text("SELECT count(*) FROM pending_ops")).scalar()
+
+    with fenced(Fence(ida, "a", "paused", gen)):
+        with pytest.raises(LeaseLost, match="taken over by worker other"):
+            run_channel(pg_store, channel)
+    assert queued() == 0
+    with fenced(Fence(ida, "a", "other", gen + 1)):  # the worker holding the lease: queued
+        assert run_channel(pg_store, channel).copies == 3
+    assert queued() == 3
+
+
 def test_a_claim_skips_a_lease_whose_fence_is_held_by_a_commit_in_progress(pg_store):
     """Checked but not yet committed: the row is locked until the commit, so a claim cannot slip in
     between the check and the commit; it skips the row and takes it next time."""
