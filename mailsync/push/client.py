@@ -1,6 +1,7 @@
 """One IMAP connection for push: the asyncio shell around the sans-I/O core the sync also uses.
 
-Owns: the asyncio streams (connecting per the account's TLS policy, STARTTLS's handshake), driving
+Owns: the connection's stream (mailsync.push.tls_stream: connecting per the account's TLS policy,
+STARTTLS's handshake), driving
 mailsync.imap.opening (greeting, STARTTLS, login: the same steps and errors as the sync's blocking
 shell), the folder listing the daemon plans with (mailsync.imap.commands, as the sync lists), and
 moving bytes: `send()` writes, `read_event()` returns the next parsed response. Library exceptions
@@ -33,7 +34,8 @@ from mailsync.imap.failures import mapped
 from mailsync.imap.opening import Receive, Send, StartTls, Token, new_tag, open_session
 from mailsync.imap.responses import Event, ResponseParser, Tagged, Untagged
 from mailsync.imap.transport import tls_context
-from mailsync.push import logs, tls_buffer
+from mailsync.push import logs
+from mailsync.push.tls_stream import TlsStream
 
 STREAM_LIMIT = 16 << 20  # the longest line asyncio buffers (literals are read with readexactly)
 
@@ -81,9 +83,9 @@ def _keepalive(sock: socket.socket | None) -> None:
 class PushClient:
     """A logged-in connection. `open()` it; then `send()` / `read_event()`; `close()` at the end."""
 
-    def __init__(self, account: AccountConfig, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    def __init__(self, account: AccountConfig, stream: TlsStream) -> None:
         self.account = account
-        self.reader, self.writer = reader, writer
+        self.stream = stream
         self.parser = ResponseParser()
         self.capabilities: frozenset[str] = frozenset()
         self.transcript: deque[str] = deque(maxlen=200)  # commands sent, secrets left out
@@ -124,17 +126,13 @@ class PushClient:
     async def _connect(cls, account: AccountConfig, timeout: float) -> "PushClient":
         implicit = account.tls == "implicit"
         try:
-            reader, writer = await asyncio.open_connection(
-                account.host, account.port, limit=STREAM_LIMIT,
-                ssl=tls_context(account) if implicit else None,
-                server_hostname=account.host if implicit else None,
-                ssl_handshake_timeout=timeout if implicit else None)
+            stream = await TlsStream.connect(account.host, account.port, limit=STREAM_LIMIT,
+                                             tls=tls_context(account) if implicit else None,
+                                             server_hostname=account.host, handshake_timeout=timeout)
         except BaseException as exc:
             raise mapped(account, exc, "connecting") from exc
-        _keepalive(writer.get_extra_info("socket"))
-        if implicit:
-            tls_buffer.shrink(writer.transport)
-        return cls(account, reader, writer)
+        _keepalive(stream.socket)
+        return cls(account, stream)
 
     async def _log_in(self, credentials: Credentials, timeout: float) -> None:
         """Drive mailsync.imap.opening: each step it yields is done here, on the streams."""
@@ -154,11 +152,9 @@ class PushClient:
                 await self.send(step.data, step.what, secret=True)
             elif isinstance(step, StartTls):
                 try:
-                    await self.writer.start_tls(tls_context(account), server_hostname=account.host,
-                                                ssl_handshake_timeout=timeout)
+                    await self.stream.start_tls(tls_context(account), account.host, timeout)
                 except BaseException as exc:
                     raise mapped(account, exc, "starting TLS") from exc
-                tls_buffer.shrink(self.writer.transport)
             elif isinstance(step, Token):
                 tokens = credentials.tokens
                 if step.rejected is None:
@@ -202,8 +198,8 @@ class PushClient:
         """Write ``data``; the transcript keeps ``what`` for it when ``secret`` (or its text otherwise)."""
         self.transcript.append(what if secret else data.decode("ascii", "replace").rstrip("\r\n"))
         try:
-            self.writer.write(data)
-            await self.writer.drain()
+            self.stream.write(data)
+            await self.stream.drain()
         except BaseException as exc:
             raise mapped(self.account, exc, f"sending {what}") from exc
 
@@ -214,10 +210,10 @@ class PushClient:
             want = self.parser.wants()
             try:
                 if want is None:
-                    line = await self.reader.readuntil(b"\n")
+                    line = await self.stream.readuntil(b"\n")
                     events = self.parser.feed_line(line)
                 else:
-                    events = self.parser.feed_literal(await self.reader.readexactly(want))
+                    events = self.parser.feed_literal(await self.stream.readexactly(want))
             except asyncio.IncompleteReadError:
                 raise ConnectError(f"account '{self.account.name}': {self.where} closed the connection") from None
             except asyncio.LimitOverrunError:
@@ -242,8 +238,8 @@ class PushClient:
         if goodbye:
             with contextlib.suppress(Exception):
                 async with asyncio.timeout(timeout):
-                    self.writer.write(goodbye)
-                    await self.writer.drain()
+                    self.stream.write(goodbye)
+                    await self.stream.drain()
                     while True:  # until the server closes, or its LOGOUT answer
                         ev = await self.read_event()
                         if isinstance(ev, Tagged) and ev.tag == b"WZ":
@@ -256,7 +252,6 @@ class PushClient:
             return
         self.closed = True
         with contextlib.suppress(Exception):
-            self.writer.close()
-        transport = self.writer.transport
+            self.stream.close()
         with contextlib.suppress(Exception):
-            transport.abort()
+            self.stream.abort()
