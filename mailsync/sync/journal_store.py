@@ -32,8 +32,15 @@ def load_ops(uow: UnitOfWork, side: StoreSide) -> list[journal.Entry]:
         o.id, o.kind, o.state, o.args, o.placement_id, o.folder_id).where(
         o.account_id == bindparam("_account"), o.state.in_(("pending", "sent")), o.kind != "flags").order_by(o.id)),
         {"_account": side.account_id})
-    return [journal.Entry(op_id, state, pid, fid, journal.decode(kind, args, op_id=op_id))
-            for op_id, kind, state, args, pid, fid in ops]
+    decoded: dict[tuple[str, str], journal.Operation] = {}  # a channel's copies into a folder share theirs
+
+    def decode(op_id: int, kind: str, args: str) -> journal.Operation:
+        op = decoded.get((kind, args))
+        if op is None:
+            op = decoded[(kind, args)] = journal.decode(kind, args, op_id=op_id)
+        return op
+
+    return [journal.Entry(op_id, state, pid, fid, decode(op_id, kind, args)) for op_id, kind, state, args, pid, fid in ops]
 
 
 def mark(uow: UnitOfWork, side: StoreSide, op_id: int, state: str, error: str | None = None, *,
