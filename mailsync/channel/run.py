@@ -225,7 +225,8 @@ def _run_channel(store: Store, channel: ChannelConfig, allow_mass_delete: bool) 
         uow.commit()
         copied: dict[tuple[str, str], int] = {}
         kind = journal.kind_of(journal.Append(""))
-        appends = {folder: journal.encode(journal.Append(raws[folder]))[1] for folder in {c.folder for c in plan.copies}}
+        appends = {folder: journal.encode(journal.Append(raws[folder]))[1]
+                   for folder in {c.folder for c in plan.copies}}
         for i in range(0, len(plan.copies), BATCH):
             batch = plan.copies[i:i + BATCH]
             args = [appends[copy.folder] for copy in batch]

@@ -40,7 +40,8 @@ def load_ops(uow: UnitOfWork, side: StoreSide) -> list[journal.Entry]:
             op = decoded[(kind, args)] = journal.decode(kind, args, op_id=op_id)
         return op
 
-    return [journal.Entry(op_id, state, pid, fid, decode(op_id, kind, args)) for op_id, kind, state, args, pid, fid in ops]
+    return [journal.Entry(op_id, state, pid, fid, decode(op_id, kind, args))
+            for op_id, kind, state, args, pid, fid in ops]
 
 
 def mark(uow: UnitOfWork, side: StoreSide, op_id: int, state: str, error: str | None = None, *,
