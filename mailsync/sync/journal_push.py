@@ -248,7 +248,7 @@ class JournalPush:
 
 
 APPEND_BATCH = 200  # APPENDs sent together (one MULTIAPPEND where the server offers it)
-APPEND_BATCH_BYTES = 8388608
+APPEND_BATCH_BYTES = 8 << 20
 
 
 def _groups(entries: list[journal.Entry], pipelined: bool) -> list[list[journal.Entry]]:
