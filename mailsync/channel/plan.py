@@ -117,8 +117,12 @@ def plan_copy(messages: Sequence[SourceMessage], source: Sequence[Folder], dest:
     explicit = explicit or {}
     existing = {f.name for f in dest}
     made: set[tuple[str, str]] = set()  # (dest folder, sha) of the copies planned (C3)
+    selected: dict[str, bool] = {}  # per folder, not per message
     for m in messages:
-        if not folder_selected(m.folder, include, exclude):
+        chosen = selected.get(m.folder)
+        if chosen is None:
+            chosen = selected[m.folder] = folder_selected(m.folder, include, exclude)
+        if not chosen:
             continue
         target = plan.folder_map.get(m.folder)
         if target is None:

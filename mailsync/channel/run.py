@@ -27,7 +27,7 @@ from mailsync.store.db import Store
 from mailsync.store.uow import UnitOfWork
 from mailsync.sync import journal
 
-BATCH = 500  # copies per transaction
+BATCH = 2000  # copies per transaction
 
 
 class ChannelError(MailsyncError):
@@ -224,10 +224,12 @@ def _run_channel(store: Store, channel: ChannelConfig, allow_mass_delete: bool) 
         result.paired += len(plan.pairs)
         uow.commit()
         copied: dict[tuple[str, str], int] = {}
+        kind = journal.kind_of(journal.Append(""))
+        appends = {folder: journal.encode(journal.Append(raws[folder]))[1]
+                   for folder in {c.folder for c in plan.copies}}
         for i in range(0, len(plan.copies), BATCH):
             batch = plan.copies[i:i + BATCH]
-            kind = journal.kind_of(journal.Append(""))
-            args = [journal.encode(journal.Append(raws[copy.folder]))[1] for copy in batch]
+            args = [appends[copy.folder] for copy in batch]
             ids = repo_ch.add_copies(c, r.dest_id, [(folder_ids[copy.folder], copy.src.sha256, copy.src.flags,
                                                      copy.src.internaldate, copy.src.size) for copy in batch],
                                      kind, args)

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from sqlalchemy import bindparam, delete, func, insert, or_, select, update
 
 from mailsync.store import headers_only, tables
+from mailsync.store import repositories as repo
 from mailsync.store.repositories import Db
 from mailsync.store.tables import utcnow
 
@@ -70,19 +71,32 @@ def add_copies(db: Db, account_id: int, copies: list[tuple[int, str, str, str | 
                args: list[str]) -> list[int]:
     """The destination's placements of copies, waiting for their APPENDs (no UID yet), and the journal
     entries that send them: ``copies`` are (folder id, sha256, flags, internaldate, size), ``args``
-    each entry's arguments. Returns the placements' ids, in order."""
+    each entry's arguments. Returns the placements' ids, in order. A few multi-row statements
+    (repositories.insert_rows), whose RETURNING names each new placement by (folder id, sha256):
+    one body is copied once into one folder (rule C3 of mailsync.channel.plan); copies that break
+    that take Core's ordered path."""
     if not copies:
         return []
-    ids = list(db.execute(insert(tables.placements).returning(_P.id, sort_by_parameter_order=True),
-                          [{"folder_id": f, "uid": None, "body_sha256": sha, "flags": flags, "base_flags": None,
-                            "modseq": None, "internaldate": idate, "size": size}
-                           for f, sha, flags, idate, size in copies]).scalars())
-    now = utcnow()
-    db.execute(insert(tables.pending_ops), [{"account_id": account_id, "kind": kind, "folder_id": f,
-                                             "placement_id": pid, "args": a, "state": "pending", "attempts": 0,
-                                             "created_at": now}
-                                            for (f, *_), pid, a in zip(copies, ids, args)])
+    if len({(f, sha) for f, sha, *_ in copies}) == len(copies):
+        made = {(f, sha): pid for pid, f, sha in repo.insert_rows(
+            db, "placements", repo.PLACEMENT_COLUMNS,
+            [(f, None, sha, flags, None, None, idate, size) for f, sha, flags, idate, size in copies],
+            returning=("id", "folder_id", "body_sha256"))}
+        ids = [made[(f, sha)] for f, sha, *_ in copies]
+    else:
+        ids = list(db.execute(insert(tables.placements).returning(_P.id, sort_by_parameter_order=True),
+                              [{"folder_id": f, "uid": None, "body_sha256": sha, "flags": flags, "base_flags": None,
+                                "modseq": None, "internaldate": idate, "size": size}
+                               for f, sha, flags, idate, size in copies]).scalars())
+    now = repo.driver_value(db, tables.pending_ops.c.created_at, utcnow())
+    repo.insert_rows(db, "pending_ops", ("account_id", "kind", "folder_id", "placement_id", "args", "state",
+                                         "attempts", "created_at"),
+                     [(account_id, kind, f, pid, a, "pending", 0, now) for (f, *_), pid, a in zip(copies, ids, args)])
     return ids
+
+
+_PAIR_COLUMNS = ("channel", "src_placement_id", "dest_placement_id", "sha256", "created_at", "agreed_flags",
+                 "dest_sha256", "src_folder_id", "dest_folder_id")
 
 
 def add_pairs(db: Db, channel: str, pairs: list[tuple]) -> None:
@@ -90,12 +104,10 @@ def add_pairs(db: Db, channel: str, pairs: list[tuple]) -> None:
     add (agreed flags or None, source folder id, destination folder id[, the copy's own sha256 when it
     is another body, found by Message-ID and size])."""
     if pairs:
-        now = utcnow()
-        db.execute(insert(tables.channel_pairs), [
-            {"channel": channel, "src_placement_id": p[0], "dest_placement_id": p[1], "sha256": p[2],
-             "created_at": now, "agreed_flags": p[3] if len(p) > 3 else None,
-             "dest_sha256": p[6] if len(p) > 6 and p[6] != p[2] else None,
-             "src_folder_id": p[4] if len(p) > 3 else None, "dest_folder_id": p[5] if len(p) > 3 else None}
+        now = repo.driver_value(db, tables.channel_pairs.c.created_at, utcnow())
+        repo.insert_rows(db, "channel_pairs", _PAIR_COLUMNS, [
+            (channel, p[0], p[1], p[2], now, p[3] if len(p) > 3 else None,
+             p[6] if len(p) > 6 and p[6] != p[2] else None, p[4] if len(p) > 3 else None, p[5] if len(p) > 3 else None)
             for p in pairs])
 
 

@@ -317,20 +317,22 @@ class PackStore:
 
     def _checked(self, raw: memoryview, pack: int, offset: int, size: int, sha256: str, want: int, *,
                  hashed: bool) -> bytes:
-        where = f"{self.path(pack)} at offset {offset}"
+        def where() -> str:  # named only in an error: a path per record read cost more than its hash
+            return f"{self.path(pack)} at offset {offset}"
+
         if len(raw) < HEADER.size + want:
-            raise StoreError(f"the body pack {where} is cut short (expected {size} bytes of message "
+            raise StoreError(f"the body pack {where()} is cut short (expected {size} bytes of message "
                              f"{sha256[:12]})", hint="run mailsync verify --repair, then mailsync sync, to "
                                                      "download the damaged messages again")
         magic, version, length, digest = HEADER.unpack_from(raw)
         if magic != MAGIC or version != VERSION or length != size or digest.hex() != sha256:
-            raise StoreError(f"the body pack {where} does not hold message {sha256[:12]} "
+            raise StoreError(f"the body pack {where()} does not hold message {sha256[:12]} "
                              f"(found {digest.hex()[:12]}, {length} bytes)",
                              hint="the pack or the database was changed outside mailsync; restore both "
                                   "from the same backup")
         data = bytes(raw[HEADER.size:HEADER.size + want])
         if hashed and hashlib.sha256(data).hexdigest() != sha256:
-            raise StoreError(f"message {sha256[:12]} in {where} is corrupt (its SHA-256 does not match)",
+            raise StoreError(f"message {sha256[:12]} in {where()} is corrupt (its SHA-256 does not match)",
                              hint="run mailsync verify --repair, then mailsync sync, to download the damaged "
                                   "messages again")
         return data

@@ -172,26 +172,42 @@ class NewBody:
 
 
 def insert_rows(db: Db, table: str, columns: Sequence[str], rows: list[tuple],
-                conflict: Sequence[str] | None = None) -> None:
+                conflict: Sequence[str] | None = None, *, returning: Sequence[str] = ()) -> list[tuple]:
     """The one bulk INSERT of the store and the CRM layer: tuples in ``columns`` order straight to
     the driver, many rows per statement; with ``conflict``, ON CONFLICT (those columns) DO NOTHING
     (SQLite and PostgreSQL both speak this form), so a row already there is skipped. Core's per-row
     parameter processing cost about 10 us a row, and the driver's executemany releases and retakes
     the GIL around every row, which stalls the thread reading the server; one multi-row statement
-    per few hundred rows does not."""
+    per few hundred rows does not. Values go to the driver as they are: a date-time column's value
+    comes from driver_value. With ``returning`` (columns), the inserted rows' values of those
+    columns, in no promised order (RETURNING: SQLite 3.35 and PostgreSQL); else []."""
     if not rows:
-        return
+        return []
     conn = _connection(db)
     mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
     group = "(" + ", ".join([mark] * len(columns)) + ")"
     names = ", ".join(f'"{c}"' for c in columns)
     head = f'INSERT INTO "{table}" ({names}) VALUES '
     tail = f" ON CONFLICT ({', '.join(conflict)}) DO NOTHING" if conflict else ""
+    if returning:
+        tail += " RETURNING " + ", ".join(f'"{c}"' for c in returning)
     step = max(1, _MAX_PARAMS // len(columns))
+    out: list[tuple] = []
     for i in range(0, len(rows), step):
         chunk = rows[i:i + step]
         params = [v for row in chunk for v in row]
-        conn.exec_driver_sql(head + ", ".join([group] * len(chunk)) + tail, tuple(params))
+        result = conn.exec_driver_sql(head + ", ".join([group] * len(chunk)) + tail, tuple(params))
+        if returning:
+            out += [tuple(r) for r in result]
+    return out
+
+
+def driver_value(db: Db, column, value):
+    """``value`` as the driver is handed it for ``column`` (a Table column) by Core: for insert_rows,
+    which skips Core (a SQLite DateTime is stored as text in SQLAlchemy's format)."""
+    dialect = _connection(db).dialect
+    process = column.type.dialect_impl(dialect).bind_processor(dialect)
+    return process(value) if process is not None else value
 
 
 _MAX_PARAMS = 4000  # per statement (SQLite allows 32766 since 3.32, PostgreSQL 65535)
@@ -273,30 +289,51 @@ def read_bodies(db: Db, shas: Sequence[str]) -> dict[str, bytes | StoreError]:
     """sha256 -> the raw message (its SHA-256 checked), or the StoreError that says why it cannot be
     had, for each of ``shas``; one query per 500 (read_body costs one per message). The caller
     bounds how many bytes one call holds."""
-    out: dict[str, bytes | StoreError] = {}
-    in_packs: list[tuple[int, int, int, str]] = []
+    found: dict[str, bytes | StoreError | tuple] = {}
     for i in range(0, len(shas), 500):
         for sha, size, pack, offset, data, heads in db.execute(
                 select(_B.sha256, _B.size, _B.pack, _B.pack_offset, _B.data, _B.headers_only)
                 .where(_B.sha256.in_(shas[i:i + 500]))):
-            try:
-                if heads:
-                    raise headers_only_error(sha)
-                if pack is not None:
-                    in_packs.append((pack, offset, size, sha))
-                elif hashlib.sha256(data).hexdigest() != sha:
-                    raise StoreError(f"message {sha[:12]} is damaged in the store (its SHA-256 does not match)",
-                                     hint="run mailsync verify --repair, then mailsync sync")
-                else:
-                    out[sha] = bytes(data)
-            except StoreError as exc:
-                out[sha] = exc
-    if in_packs:  # read together: neighbours in a pack in one pread
-        for want, got in zip(in_packs, _packs(db).read_many(in_packs)):
-            out[want[3]] = got
+            found[sha] = body_location(sha, size, pack, offset, data, heads)
+    return read_located(located_in(found, shas), packs_of(db))
+
+
+def body_location(sha: str, size: int, pack: int | None, offset: int | None, data: bytes | None,
+                  headers_only: bool = False) -> bytes | StoreError | tuple:
+    """Where the body of a row of bodies (sha256, size, pack, pack_offset, data, headers_only) is to
+    be had, without reading a pack: the (pack, offset, size, sha256) of its record, the raw message
+    kept in the row (its SHA-256 checked), or the StoreError that says why it cannot be had."""
+    if headers_only:
+        return headers_only_error(sha)
+    if pack is not None:
+        return (pack, offset, size, sha)
+    if data is None or hashlib.sha256(data).hexdigest() != sha:
+        return StoreError(f"message {sha[:12]} is damaged in the store (its SHA-256 does not match)",
+                          hint="run mailsync verify --repair, then mailsync sync")
+    return bytes(data)
+
+
+def located_in(found: dict, shas: Sequence[str]) -> dict:
+    """``found`` (sha256 -> body_location) with a StoreError for each of ``shas`` it lacks."""
     for sha in shas:
-        out.setdefault(sha, StoreError(f"message body {sha[:12]} is not in the store",
-                                       hint="run mailsync verify --repair, then mailsync sync"))
+        found.setdefault(sha, StoreError(f"message body {sha[:12]} is not in the store",
+                                         hint="run mailsync verify --repair, then mailsync sync"))
+    return found
+
+
+def read_located(located: dict, packs) -> dict[str, bytes | StoreError]:
+    """sha256 -> the raw message or its StoreError, from body_location answers: the records in
+    ``packs`` (the store's PackStore) read together, neighbours in one pread, each checked (its
+    SHA-256: a pack holds no other guard against damage). Touches no database: it may run on
+    any thread."""
+    out = {sha: v for sha, v in located.items() if not isinstance(v, tuple)}
+    in_packs = [v for v in located.values() if isinstance(v, tuple)]
+    if in_packs:
+        if packs is None:
+            raise StoreError("this store keeps message bodies in pack files, but it was opened without them",
+                             hint="open the SQLite store by its file path (sqlite:////path/mailsync.db)")
+        for want, got in zip(in_packs, packs.read_many(in_packs)):
+            out[want[3]] = got
     return out
 
 

@@ -57,53 +57,60 @@ class JournalPush:
                       label: str) -> list[journal.Entry]:
         """Pending APPENDs into one folder, in batches (APPEND_BATCH messages, APPEND_BATCH_BYTES):
         each marked "sent" in one transaction and sent without a round trip per message
-        (send_appends); while the server stores one batch, the next one's bodies are read and sent;
-        each settled in one transaction. An APPENDUID is believed here only when it cannot be wrong
-        (the folder's UIDVALIDITY, a UID the store does not hold). Returns the entries left to the
+        (send_appends); while the server stores one batch, the next one is located and marked on
+        the store's thread and its messages read from the packs on a reader thread (a pread and a
+        SHA-256 check each, which let go of the GIL), so neither thread paces the other; each batch
+        settled in one transaction. An APPENDUID is believed here only when it cannot be wrong (the
+        folder's UIDVALIDITY, a UID the store does not hold). Returns the entries left to the
         one-by-one path (refused, or an answer to look into), which finds a copy already made by its
-        Message-ID."""
+        Message-ID (a batch marked and not sent is among them after an error: "sent" only means
+        it may have been)."""
+        from concurrent.futures import ThreadPoolExecutor
+
         folder = group[0].op.folder_name
         rest: list[journal.Entry] = []
         validity, known = db.call(store_tasks.folder_uids, self.account_id, folder)
+        packs = self.store.packs
 
-        def read_bodies(entries):
-            return db.submit(journal_store.placement_bodies, self.side,
-                             [e.placement_id for e in entries[:APPEND_BATCH]], APPEND_BATCH_BYTES)
+        def read_ahead(reader, entries):
+            located = db.submit(journal_store.placement_sources, self.side,
+                                [(e.id, e.placement_id) for e in entries[:APPEND_BATCH]], APPEND_BATCH_BYTES)
+            return reader.submit(lambda: journal_store.read_placement_bodies(*located.result(), packs))
 
-        upcoming = read_bodies(group)
-        in_flight = None  # (entries, ticket) sent and not read yet
-        while group or in_flight:
-            sent = None
-            if group:
-                bodies = upcoming.result()
-                taken, group = group[:len(bodies)], group[len(bodies):]
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="mailsync-packread") as reader:
+            upcoming = read_ahead(reader, group)
+            in_flight = None  # (entries, ticket) sent and not read yet
+            while group or in_flight:
+                sent = None
                 if group:
-                    upcoming = read_bodies(group)
-                ready = [e for e in taken if bodies[e.placement_id] is not None]
-                rest += [e for e in taken if bodies[e.placement_id] is None]
-                if ready:
-                    db.call(journal_store.mark_sent, self.side, [e.id for e in ready])
-                    crash.point("appends sent")
-                    sent = (ready, conn.send_appends(folder, [(bodies[e.placement_id][0], bodies[e.placement_id][1],
-                                                               bodies[e.placement_id][3]) for e in ready]),
-                            sum(len(bodies[e.placement_id][0]) for e in ready))
-            if in_flight is not None:
-                entries, ticket, nbytes = in_flight
-                answers = conn.read_appends(ticket)
-                self.observer.messages_sent(self.account.name, label, len(entries), nbytes)
-                crash.point("appends answered")
-                named = {a[0] for a in answers if isinstance(a, tuple)}
-                if validity is None and len(named) == 1:
-                    validity = named.pop()  # a folder the store never read takes it (settle_placements)
-                settled = []
-                for entry, answer in zip(entries, answers):
-                    if isinstance(answer, tuple) and answer[0] == validity and answer[1] not in known:
-                        known.add(answer[1])
-                        settled.append((entry.id, entry.placement_id, answer[1]))
-                    else:
-                        rest.append(dataclasses.replace(entry, state="sent"))
-                db.submit(journal_store.settle_placements, self.side, settled, validity)
-            in_flight = sent
+                    bodies = upcoming.result()  # marked "sent" already
+                    taken, group = group[:len(bodies)], group[len(bodies):]
+                    if group:
+                        upcoming = read_ahead(reader, group)
+                    ready = [e for e in taken if bodies[e.placement_id] is not None]
+                    rest += [dataclasses.replace(e, state="sent") for e in taken if bodies[e.placement_id] is None]
+                    if ready:
+                        crash.point("appends sent")
+                        sent = (ready, conn.send_appends(folder, [(bodies[e.placement_id][0], bodies[e.placement_id][1],
+                                                                   bodies[e.placement_id][3]) for e in ready]),
+                                sum(len(bodies[e.placement_id][0]) for e in ready))
+                if in_flight is not None:
+                    entries, ticket, nbytes = in_flight
+                    answers = conn.read_appends(ticket)
+                    self.observer.messages_sent(self.account.name, label, len(entries), nbytes)
+                    crash.point("appends answered")
+                    named = {a[0] for a in answers if isinstance(a, tuple)}
+                    if validity is None and len(named) == 1:
+                        validity = named.pop()  # a folder the store never read takes it (settle_placements)
+                    settled = []
+                    for entry, answer in zip(entries, answers):
+                        if isinstance(answer, tuple) and answer[0] == validity and answer[1] not in known:
+                            known.add(answer[1])
+                            settled.append((entry.id, entry.placement_id, answer[1]))
+                        else:
+                            rest.append(dataclasses.replace(entry, state="sent"))
+                    db.submit(journal_store.settle_placements, self.side, settled, validity)
+                in_flight = sent
         return rest
 
     def _push_mkdir(self, conn: ImapSession, db: StoreWorker, entry: journal.Entry, op: journal.Mkdir) -> None:

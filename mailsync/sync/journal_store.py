@@ -9,6 +9,8 @@ rules L1-L4 for refused entries).
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from sqlalchemy import bindparam, delete, select, update
 
 from mailsync.errors import MailsyncError, StoreError
@@ -30,7 +32,15 @@ def load_ops(uow: UnitOfWork, side: StoreSide) -> list[journal.Entry]:
         o.id, o.kind, o.state, o.args, o.placement_id, o.folder_id).where(
         o.account_id == bindparam("_account"), o.state.in_(("pending", "sent")), o.kind != "flags").order_by(o.id)),
         {"_account": side.account_id})
-    return [journal.Entry(op_id, state, pid, fid, journal.decode(kind, args, op_id=op_id))
+    decoded: dict[tuple[str, str], journal.Operation] = {}  # a channel's copies into a folder share theirs
+
+    def decode(op_id: int, kind: str, args: str) -> journal.Operation:
+        op = decoded.get((kind, args))
+        if op is None:
+            op = decoded[(kind, args)] = journal.decode(kind, args, op_id=op_id)
+        return op
+
+    return [journal.Entry(op_id, state, pid, fid, decode(op_id, kind, args))
             for op_id, kind, state, args, pid, fid in ops]
 
 
@@ -87,30 +97,51 @@ def known_uids(uow: UnitOfWork, side: StoreSide, raw_name: str) -> set[int]:
     return set() if folder_id is None else set(repo.uid_flags(uow.connection, folder_id))
 
 
-def placement_bodies(uow: UnitOfWork, side: StoreSide, placement_ids: list[int], budget: int) -> dict:
-    """placement_body of the first placements, in order, until their bodies add up to ``budget``
-    bytes (at least one): placement id -> (raw, flags, Message-ID, IMAP date), or None."""
+def placement_sources(uow: UnitOfWork, side: StoreSide, entries: list[tuple[int, int | None]],
+                      budget: int) -> tuple[dict, dict]:
+    """A batch of APPENDs located and marked "sent" (mark_sent, committed here): of ``entries``,
+    (journal entry id, placement id) in order, the first ones until their messages add up to
+    ``budget`` bytes (at least one). Returns (placement id -> (sha256, flags, Message-ID, IMAP date),
+    or None when the placement is gone; sha256 -> where its body lies, repositories.body_location),
+    which read_placement_bodies turns into the messages on any thread: the pack reads, the bulk
+    of the work, stay off the store's thread. One query for the rows, one statement for the mark;
+    marked before the messages are read, so a batch is marked once its sending may start."""
     c, pl, b = uow.connection, tables.placements.c, tables.bodies.c
     rows = {r.id: r for r in c.execute(
-        select(pl.id, pl.body_sha256, pl.flags, b.message_id, pl.size, pl.internaldate)
-        .join(tables.bodies, b.sha256 == pl.body_sha256).where(pl.id.in_([p for p in placement_ids if p])))}
+        select(pl.id, pl.body_sha256, pl.flags, b.message_id, pl.size, pl.internaldate, b.size.label("body_size"),
+               b.pack, b.pack_offset, b.data, b.headers_only)
+        .join(tables.bodies, b.sha256 == pl.body_sha256).where(pl.id.in_([p for _, p in entries if p])))}
     taken, total = [], 0
-    for pid in placement_ids:
+    for op_id, pid in entries:
         if taken and total >= budget:
             break
-        taken.append(pid)
+        taken.append((op_id, pid))
         total += rows[pid].size if pid in rows else 0
-    raws = repo.read_bodies(c, list({rows[pid].body_sha256 for pid in taken if pid in rows}))
+    sources, located = {}, {}
+    for _, pid in taken:
+        r = rows.get(pid)
+        sources[pid] = None if r is None else (r.body_sha256, r.flags.split(), r.message_id, imap_date(r.internaldate))
+        if r is not None:
+            located[r.body_sha256] = repo.body_location(r.body_sha256, r.body_size, r.pack, r.pack_offset, r.data,
+                                                        r.headers_only)
+    mark_sent(uow, side, [op_id for op_id, _ in taken])
+    return sources, located
+
+
+def read_placement_bodies(sources: dict, located: dict, packs) -> dict:
+    """placement_sources' answer with the messages read (repositories.read_located; ``packs`` the
+    store's PackStore, or None): placement id -> (raw, flags, Message-ID, IMAP date), or None; a
+    body that cannot be read raises its StoreError. Touches no database."""
+    raws = repo.read_located(located, packs)
     out = {}
-    for pid in taken:
-        p = rows.get(pid)
-        if p is None:
+    for pid, src in sources.items():
+        if src is None:
             out[pid] = None
             continue
-        raw = raws[p.body_sha256]
+        raw = raws[src[0]]
         if isinstance(raw, StoreError):
             raise raw
-        out[pid] = (raw, p.flags.split(), p.message_id, imap_date(p.internaldate))
+        out[pid] = (raw, *src[1:])
     return out
 
 
@@ -162,8 +193,13 @@ def settle_placements(uow: UnitOfWork, side: StoreSide, settled: list[tuple[int,
     rows = [{"p": p, "f": folders[p], "u": uid} for _, p, uid in settled if uid is not None and p in folders]
     if rows:
         # the pull may already have seen these UIDs and made placements for them: merged into ours
-        c.execute(delete(tables.placements).where(pl.folder_id == bindparam("f"), pl.uid == bindparam("u"),
-                                                  pl.id != bindparam("p")), rows)
+        # (a statement per folder, not per message: a batch of APPENDs goes to one folder)
+        by_folder: dict[int, list[dict]] = {}
+        for r in rows:
+            by_folder.setdefault(r["f"], []).append(r)
+        for folder_id, batch in by_folder.items():
+            c.execute(delete(tables.placements).where(pl.folder_id == folder_id, pl.uid.in_([r["u"] for r in batch]),
+                                                      pl.id.not_in([r["p"] for r in batch])))
         c.execute(update(tables.placements).where(pl.id == bindparam("p")).values(uid=bindparam("u"),
                                                                                  base_flags=pl.flags), rows)
     c.execute(update(tables.pending_ops).where(o.id.in_([op for op, _, _ in settled])).values(
@@ -197,8 +233,6 @@ def imap_date(iso: str | None) -> str | None:
     """A stored INTERNALDATE (ISO 8601) as IMAP's date-time (RFC 3501), for APPEND: the server
     keeps the date the message was given locally (a file's mtime, a date chosen by the caller)
     instead of the moment it arrived. None when there is none or it cannot be read."""
-    from datetime import datetime
-
     try:
         t = datetime.fromisoformat(iso) if iso else None
     except ValueError:
@@ -207,5 +241,5 @@ def imap_date(iso: str | None) -> str | None:
         return None
     offset = int(t.utcoffset().total_seconds()) // 60
     sign = "-" if offset < 0 else "+"
-    return (f"{t.day:2d}-{_MONTHS[t.month - 1]}-{t.year:04d} {t:%H:%M:%S} "
+    return (f"{t.day:2d}-{_MONTHS[t.month - 1]}-{t.year:04d} {t.hour:02d}:{t.minute:02d}:{t.second:02d} "
             f"{sign}{abs(offset) // 60:02d}{abs(offset) % 60:02d}")

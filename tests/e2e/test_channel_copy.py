@@ -129,6 +129,33 @@ def test_kill_9_during_a_copy_then_a_rerun_leaves_one_copy_each(tmp_path, doveco
     assert status[0]["pairs"] == 40 and status[0]["waiting"] == 0 and status[0]["failed"] == 0
 
 
+@pytest.mark.parametrize("crash_at", ["appends sent:2", "appends answered:2"])
+def test_kill_9_between_batches_of_appends_into_one_folder_leaves_one_copy_each(tmp_path, dovecot, store_url,
+                                                                                  crash_at):
+    """Several batches of APPENDs into one folder: the next batch is located and marked "sent" while
+    the one before is on the wire, so a kill leaves a batch sent and not answered (or answered and
+    not settled) and the next marked, sent or not; the rerun finds each copy the server holds by
+    its Message-ID, appends the rest, and leaves exactly one of each."""
+    from mailsync.sync.journal_push import APPEND_BATCH
+
+    total = 2 * APPEND_BATCH + 50
+    a = dovecot.new_user("cba" + tmp_path.name[-8:], "pa")
+    b = dovecot.new_user("cbb" + tmp_path.name[-8:], "pb")
+    load_into(dovecot, a.name, generate_bulk(total, folders=1, seed=11))
+    cfg, env = _config(tmp_path, store_url, a, b)
+    proc = subprocess.run([sys.executable, "-m", "mailsync", "--config", str(cfg), "sync", "--quiet"],
+                          env=dict(os.environ, **env, PYTHONPATH=str(REPO), MAILSYNC_CRASH_AT=crash_at),
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 99 and f"({crash_at.split(':')[0]}) reached" in proc.stderr, proc.stderr
+    assert sum(len(f["messages"]) for f in server_snapshot(b).values()) <= total
+    run_cli("sync", config=cfg, env=env, check=True)
+    want, got = _contents(server_snapshot(a)), _contents(server_snapshot(b))
+    assert sum(len(v) for v in want.values()) == total
+    assert got == want  # every message once: none missing, none twice
+    status = json.loads(run_cli("channel", "status", "--json", config=cfg, env=env, check=True).stdout)
+    assert status[0]["pairs"] == total and status[0]["waiting"] == 0 and status[0]["failed"] == 0
+
+
 def _msg(n: int) -> bytes:
     return (f"Message-ID: <x{n}-{random.random()}@example.org>\r\nFrom: a@example.org\r\nSubject: {n}\r\n\r\n"
             f"body {n}\r\n").encode()
