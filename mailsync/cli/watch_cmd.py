@@ -210,18 +210,10 @@ def workers(ctx, as_json: bool) -> None:
 def reload(obj) -> None:
     """Make every running `watch --worker` (any machine) read its config file again at once: a NOTIFY
     through the PostgreSQL store. Each applies what changed in its own file, or logs why it refused it."""
-    from sqlalchemy.engine import make_url
-
-    from mailsync.cli.output import fail
     from mailsync.push.notify import ask_reload
     from mailsync.store import lease_repo
 
-    try:
-        config = obj.config()
-        lease_repo.require_postgresql(make_url(config.store.url).get_backend_name(), config.store.url)
-        store = obj.store(config)
-    except MailsyncError as exc:
-        fail(exc)
+    store = _postgresql_store(obj)
     try:
         ask_reload(store)
         with store.engine.connect() as conn:
@@ -231,9 +223,9 @@ def reload(obj) -> None:
     click.echo(f"asked {alive} live worker(s) to read their config again")
 
 
-def _list_workers(obj, as_json: bool) -> None:
-    import json
-
+def _postgresql_store(obj):
+    """The config's store, which must be PostgreSQL (the workers' leases live there); else the
+    error, naming the fix, and exit."""
     from sqlalchemy.engine import make_url
 
     from mailsync.cli.output import fail
@@ -242,9 +234,17 @@ def _list_workers(obj, as_json: bool) -> None:
     try:
         config = obj.config()
         lease_repo.require_postgresql(make_url(config.store.url).get_backend_name(), config.store.url)
-        store = obj.store(config)
+        return obj.store(config)
     except MailsyncError as exc:
         fail(exc)
+
+
+def _list_workers(obj, as_json: bool) -> None:
+    import json
+
+    from mailsync.store import lease_repo
+
+    store = _postgresql_store(obj)
     try:
         with store.engine.connect() as conn:
             report = lease_repo.report(conn)
