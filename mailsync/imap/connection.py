@@ -35,6 +35,7 @@ from mailsync.imap.responses import (Continuation, FetchItem, ResponseParser, Ta
                                      usual_body_fetch)
 from mailsync.imap.throttle import throttle_check, untagged_throttle
 from mailsync.imap.transport import Wire, log_in, next_line, open_wire, widen_receive_buffer
+from mailsync.imap.untagged_checks import usual_listing_event
 
 _ATOM_LABEL = re.compile(r"\\?[A-Za-z0-9$_.-]+")  # sent as an atom (\\Inbox, Work); others quoted
 GM_ITEMS = "X-GM-MSGID X-GM-THRID X-GM-LABELS"  # Gmail's FETCH items (X-GM-EXT-1)
@@ -90,15 +91,16 @@ class ImapConnection(Appends):
 
     def _events(self, command: bytes, doing: str, literal: bytes | None = None,
                 into: Callable[[int], memoryview] | None = None, sent: bytes | None = None,
-                then: Callable[[], None] | None = None, listing: bool = False) -> Iterator:
+                then: Callable[[], None] | None = None, fast: Callable[[bytes], object] | None = None) -> Iterator:
         """Send one command (with at most one synchronizing literal) and yield its responses until
         the tagged completion, which is yielded last. Raises on NO/BAD only if the caller asks.
         With ``into`` (see fetch_all_messages), a FETCH response of the usual one-message shape is
         read here, its literal straight into place (_body_fetch); every other response goes through
         ResponseParser. With ``sent``, the command went out already under that tag (bulk_ahead):
         only its answer is read. Before any other command, what bulk_ahead sent is read and
-        dropped (_drop_ahead). ``then()`` is called once the command has gone out. With ``listing``
-        (uid_flags), a line of the usual UID/FLAGS shape is read whole (flags_listing_item)."""
+        dropped (_drop_ahead). ``then()`` is called once the command has gone out. With ``fast``, a line
+        it reads whole (not None: a UID/FLAGS listing's, flags_listing_item; a LIST-STATUS answer's,
+        usual_listing_event) is that event, without the general parser."""
         if self.broken:
             raise ConnectError(f"account '{self.account.name}': the connection is out of step; reconnect")
         if sent is None and self._ahead is not None:
@@ -111,7 +113,6 @@ class ImapConnection(Appends):
         watchdog.begin()
         with mapped_errors(self.account, doing):
             try:
-                fast = flags_listing_item if listing else None
                 if sent is None:
                     self.commands += 1
                     wire.send(tag + b" " + command + b"\r\n")
@@ -121,7 +122,7 @@ class ImapConnection(Appends):
                     n = parser.wants()
                     if n is None:
                         line = next_line(wire, self.account.name, doing)
-                        if fast is not None and parser.at_boundary:  # a UID/FLAGS listing's lines (rule D5)
+                        if fast is not None and parser.at_boundary:  # a listing's usual lines
                             item = fast(line)
                             if item is not None:
                                 watchdog.credit += 64
@@ -244,12 +245,12 @@ class ImapConnection(Appends):
         return None, parser.feed_line(end)
 
     def _run(self, command: bytes, doing: str, *, literal: bytes | None = None, ok: bool = True,
-             sent: bytes | None = None):
-        """Run a command to completion: (untagged list, fetch items, tagged)."""
+             sent: bytes | None = None, fast: Callable[[bytes], object] | None = None):
+        """Run a command to completion: (untagged list, fetch items, tagged). ``fast``: as _events'."""
         untagged, fetches = [], []
         tagged = None
         kept = 0
-        for ev in self._events(command, doing, literal, sent=sent):
+        for ev in self._events(command, doing, literal, sent=sent, fast=fast):
             if isinstance(ev, Tagged):
                 tagged = ev
             elif isinstance(ev, FetchItem):
@@ -283,7 +284,7 @@ class ImapConnection(Appends):
             self.unlisted = list(kept[2])
             return list(kept[1])
         cmd = list_command(self.capabilities, status=self._status_items() if with_status else None)
-        untagged, _, _ = self._run(cmd, "listing folders")
+        untagged, _, _ = self._run(cmd, "listing folders", fast=usual_listing_event)
         folders, self.unlisted = read_listing(untagged)
         self._listed = (self.commands, folders, list(self.unlisted)) if with_status else None
         return folders
@@ -447,7 +448,8 @@ class ImapConnection(Appends):
             items += " " + GM_ITEMS
         mod = f" (CHANGEDSINCE {changedsince})" if changedsince is not None else ""
         out: dict[int, FetchItem] = {}
-        for item in self._bulk(f"UID FETCH {uid_set} ({items}){mod}", "listing UIDs and flags", listing=True):
+        for item in self._bulk(f"UID FETCH {uid_set} ({items}){mod}", "listing UIDs and flags",
+                                fast=flags_listing_item):
             if item.uid is None:  # an unsolicited FETCH (another client's change): not an answer
                 continue
             if item.flags is None:
@@ -625,9 +627,9 @@ class ImapConnection(Appends):
 
     def _bulk(self, command: str, doing: str, into: Callable[[int], memoryview] | None = None,
               sent: bytes | None = None, then: Callable[[], None] | None = None,
-              listing: bool = False) -> Iterator[FetchItem]:
+              fast: Callable[[bytes], object] | None = None) -> Iterator[FetchItem]:
         """Send `command` and yield its FETCH items as they arrive, until its tagged answer."""
-        for ev in self._events(command.encode("ascii"), doing, into=into, sent=sent, then=then, listing=listing):
+        for ev in self._events(command.encode("ascii"), doing, into=into, sent=sent, then=then, fast=fast):
             if isinstance(ev, FetchItem):
                 if ev.body is not None:
                     self.bodies_fetched += 1

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 
 from mailsync.errors import ProtocolError
-from mailsync.imap.events import _MAX_NUMBER, _MAX_NUMBER64
+from mailsync.imap.events import _MAX_NUMBER, _MAX_NUMBER64, Untagged
 from mailsync.imap.lexer import _ATOM_T, _CLASS, _LIST_USUAL, _STATUS_USUAL, _number, _q, _tokens
 from mailsync.imap.values import parse_response_code, parse_uid_set
 
@@ -64,6 +64,19 @@ def _balanced(name: str, texts: list[bytes], pos: int) -> list[bytes]:
 
 def _check_balanced(name: str, texts: list[bytes], pos: int) -> None:
     _balanced(name, texts, pos)
+
+
+def usual_listing_event(line: bytes) -> Untagged | None:
+    """A LIST-STATUS answer's line of the usual shape (lexer._LIST_USUAL, _STATUS_USUAL) as the event
+    the parser would make of it, without the parser (16 folders, 32 lines, in every sync of a watch
+    daemon); None for any other line, or one cut short (then the parser reads it, and says so)."""
+    if not line.endswith(b"\n"):
+        return None
+    if line.startswith(b"* LIST ") and _LIST_USUAL.fullmatch(line) is not None:
+        return Untagged("LIST", None, line)
+    if line.startswith(b"* STATUS ") and _STATUS_USUAL.fullmatch(line) is not None:
+        return Untagged("STATUS", None, line)
+    return None
 
 
 def _usual_or_balanced(usual):

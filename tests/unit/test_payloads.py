@@ -190,3 +190,21 @@ def test_a_list_line_with_a_nul_in_its_name_is_refused_as_before():
 
     with pytest.raises(ProtocolError):
         ResponseParser().feed_line(b'* LIST (\\HasNoChildren) "/" "a\x00b"\r\n')
+
+
+@given(name=_name, tail=st.sampled_from([b"\r\n", b"\n", b"", b" extra\r\n"]),
+       kind=st.sampled_from([b"LIST", b"STATUS"]))
+def test_a_listing_line_read_without_the_parser_is_the_event_the_parser_makes(name, tail, kind):
+    """usual_listing_event (a LIST-STATUS answer's lines read whole) gives the parser's own event,
+    or None and leaves the line to the parser."""
+    from mailsync.imap.responses import ResponseParser
+    from mailsync.imap.untagged_checks import usual_listing_event
+
+    if kind == b"LIST":
+        line = b'* LIST (\\HasNoChildren) "/" ' + name + tail
+    else:
+        line = b"* STATUS " + name + b" (MESSAGES 1 UIDNEXT 2)" + tail
+    fast = usual_listing_event(line)
+    if fast is None:
+        return
+    assert ResponseParser().feed_line(line) == [fast]
