@@ -73,6 +73,7 @@ class WorkerDaemon(WatchDaemon):
         lease_repo.require_postgresql(store.dialect, store.engine.url.render_as_string(hide_password=True))
         super().__init__(store, accounts, **kw)
         self.worker = worker or WorkerSettings()
+        lease_repo.end_stalled_transactions(store.engine, self.worker.lease_ttl)
         self.worker_id = self.worker.worker_id or new_worker_id()
         self.ids: dict[str, int] = {}
         self.by_id: dict[int, AccountConfig] = {}

@@ -37,6 +37,30 @@ def require_postgresql(dialect: str, url: str) -> None:
                               "'mailsync[postgres]'), or run `mailsync watch` without --worker")
 
 
+def end_stalled_transactions(engine, lease_ttl: float) -> None:
+    """Make PostgreSQL end a session of ``engine`` that keeps a transaction open without a word for
+    a whole ``lease_ttl`` (``idle_in_transaction_session_timeout``, set on each new connection; the
+    pooled ones are dropped so that every connection has it). The fence holds its FOR SHARE lock until
+    the sync's commit: a worker cut off from the store (or frozen) between the two would otherwise
+    keep the lease row locked until the kernel gives up on its TCP connection, and no other worker
+    could take the account over (a claim skips locked rows). Such a session's worker has lost its
+    leases anyway: it stops watching at 0.8 lease_ttl without a renewal."""
+    from sqlalchemy import event
+
+    ms = max(1000, int(lease_ttl * 1000))
+
+    def on_connect(dbapi_connection, _record) -> None:
+        cur = dbapi_connection.cursor()
+        try:
+            cur.execute(f"SET idle_in_transaction_session_timeout = {ms}")
+        finally:
+            cur.close()
+        dbapi_connection.commit()
+
+    event.listen(engine, "connect", on_connect)
+    engine.dispose()
+
+
 def db_now(conn: Connection) -> float:
     return float(conn.execute(text("SELECT extract(epoch FROM clock_timestamp())")).scalar())
 

@@ -268,3 +268,34 @@ def test_rows_of_workers_gone_for_an_hour_are_forgotten(pg_store):
         conn.execute(text("UPDATE watch_workers SET heartbeat_at = now() - interval '2 hours' WHERE id = 'old'"))
         assert lease_repo.forget_dead(conn) == 1
         assert [w for (w,) in conn.execute(text("SELECT id FROM watch_workers"))] == ["recent"]
+
+
+def test_a_worker_session_stalled_inside_a_fenced_transaction_is_ended_within_a_lease_ttl(pg_store, postgres):
+    """A worker's store sessions carry idle_in_transaction_session_timeout = lease_ttl
+    (lease_repo.end_stalled_transactions): a session that took the fence's FOR SHARE lock and then
+    went silent (a worker cut off, or frozen) is ended by PostgreSQL, and another worker can take
+    the lease row over; an engine without it keeps the row locked."""
+    (a,) = make_accounts(pg_store, 1)
+    assert claim(pg_store, "old", [a], 1, ttl=1.0) == {a: 1}
+    stalled = open_store(pg_store.url)
+    lease_repo.end_stalled_transactions(stalled.engine, 1.0)
+    try:
+        conn = stalled.engine.connect()
+        conn.execute(text("SELECT generation FROM account_leases WHERE account_id = :a FOR SHARE"), {"a": a})
+
+        def locked() -> bool:
+            with pg_store.engine.connect() as other:
+                return other.execute(text("SELECT account_id FROM account_leases WHERE account_id = :a "
+                                          "FOR UPDATE SKIP LOCKED"), {"a": a}).first() is None
+
+        assert locked()  # the silent session holds the fence's lock
+        deadline = time.monotonic() + 5
+        while locked() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not locked()  # ended by the server within about a lease_ttl
+        assert claim(pg_store, "new", [a], 1) == {a: 2}
+        with pytest.raises(Exception):
+            conn.execute(text("SELECT 1"))  # the stalled session is gone
+        conn.invalidate()
+    finally:
+        stalled.dispose()
