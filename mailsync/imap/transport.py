@@ -190,7 +190,7 @@ class Wire:
 def open_wire(account: AccountConfig, timeout: float | None, sock: socket.socket | None = None) -> Wire:
     """A connected socket per the account's TLS policy: TLS from the first byte for "implicit";
     STARTTLS, for "starttls", is a step of the opening. ``sock``: a TCP connection to the account's
-    host and port already made (dial), used instead of a new one."""
+    host and port already made (the CLI's early login dials it), used instead of a new one."""
     with mapped_errors(account, "connecting"):
         if sock is None:
             sock = socket.create_connection((account.host, account.port), timeout=timeout)

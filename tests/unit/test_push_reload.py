@@ -38,14 +38,19 @@ def run(coro):
     return asyncio.run(coro)
 
 
+def reloader(path, poll: float = 0):
+    """(config, a StandIn daemon watching its accounts, a ConfigReloader of the file at ``path``)."""
+    config = load_config(path)
+    daemon = StandIn(config.accounts)
+    return config, daemon, ConfigReloader(daemon, config, poll=poll)
+
+
 def test_a_changed_file_is_noticed_and_applied(tmp_path, caplog):
     path = tmp_path / "config.toml"
     write(path, "a", "b")
 
     async def scenario():
-        config = load_config(path)
-        daemon = StandIn(config.accounts)
-        r = ConfigReloader(daemon, config, poll=0.05)
+        config, daemon, r = reloader(path, poll=0.05)
         task = asyncio.create_task(r.run())
         await asyncio.sleep(0.1)
         assert daemon.calls == []  # nothing changed
@@ -72,9 +77,7 @@ def test_a_bad_file_or_another_store_is_refused_and_the_old_config_kept(tmp_path
     write(path, "a")
 
     async def scenario():
-        config = load_config(path)
-        daemon = StandIn(config.accounts)
-        r = ConfigReloader(daemon, config, poll=0)
+        config, daemon, r = reloader(path)
         path.write_text(path.read_text() + "\n[[account]]\nname = 3\n")
         assert await r.reload("SIGHUP") is None
         write(path, "a", "b", url="sqlite:////tmp/another.db")
@@ -97,9 +100,7 @@ def test_requests_arriving_together_make_one_reload(tmp_path):
     write(path, "a")
 
     async def scenario():
-        config = load_config(path)
-        daemon = StandIn(config.accounts)
-        r = ConfigReloader(daemon, config, poll=0)
+        config, daemon, r = reloader(path)
         task = asyncio.create_task(r.run())
         write(path, "a", "b")
         r.request("SIGHUP")
